@@ -1,0 +1,50 @@
+# One command per verb. Every target installs what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODELS_DIR ?= models
+# The shared real datasets, when this checkout sits beside them; otherwise the code falls back to
+# the public download (export only; tests never download).
+DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export DATA_DIR
+
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
+GATEWAY_PORT ?= 8000
+
+.PHONY: help install run export models-if-absent test lint
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install the stack with its dev tools
+
+export: install  ## train and publish all three models (next free version of each)
+	$(PY) -m export all --models-dir $(MODELS_DIR)
+
+models-if-absent: install
+	@for m in fashion text housing; do \
+	  if ! ls -d $(MODELS_DIR)/$$m/[0-9]* >/dev/null 2>&1; then \
+	    echo "== no published version of '$$m' yet: exporting it"; \
+	    $(PY) -m export $$m --models-dir $(MODELS_DIR) || exit 1; \
+	  fi; \
+	done
+
+run: models-if-absent  ## install, export models if absent, start modelserver + gateway (Ctrl-C stops)
+	@scripts/run-stack.sh
+
+test: install  ## the test suite (CI runs exactly this)
+	$(PY) -m pytest -q
+
+lint: install  ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy export modelserver gateway
