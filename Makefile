@@ -48,3 +48,7 @@ test: install  ## the test suite (CI runs exactly this)
 lint: install  ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy export modelserver gateway
+
+# Heavier verbs live beside the code they drive.
+-include docker/compose.mk
+-include bench/bench.mk
