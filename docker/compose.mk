@@ -1,0 +1,58 @@
+# Docker verbs, included by the Makefile (-include docker/compose.mk); uses its $(PY) and $(VENV).
+#
+#   make docker-base      the base image from Debian packages (debootstrap + docker import), for machines
+#                         that cannot pull images; starts a bridge-less dockerd first if none answers
+#   make docker-images    gateway, modelserver and export images (tfserve/*:$(IMAGE_TAG))
+#   make compose-up       the stack, official TF Serving per model (SERVING=modelserver: our server instead)
+#   make compose-down     stop and remove it
+#   make compose-smoke    up with our modelserver, predict through the gateway, hot-swap a version, down
+.PHONY: docker-engine docker-base docker-images docker-constraints compose-env compose-up compose-down \
+        compose-smoke
+
+IMAGE_TAG ?= 0.1.0
+BASE_IMAGE ?= tfserve/python:3.11-bookworm
+SERVING ?= tfserving
+COMPOSE_FILES := -f docker-compose.yml $(if $(filter modelserver,$(SERVING)),-f docker-compose.modelserver.yml,)
+COMPOSE := docker compose $(COMPOSE_FILES)
+# The classic builder: it needs no buildx plugin, which Debian's docker.io lacks.
+DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+                -f docker/Dockerfile
+
+docker-engine:  ## start dockerd (no bridge/iptables) if none answers; provide `docker compose`
+	@docker/dockerd.sh
+	@PIP=$(VENV)/bin/pip docker/compose-plugin.sh
+
+docker-base: docker-engine  ## build the local base image (debootstrap bookworm + python3) if absent
+	@BASE_IMAGE=$(BASE_IMAGE) docker/local-base.sh
+
+docker-images: docker-base  ## build the gateway, modelserver and export images
+	@for target in gateway modelserver export; do \
+	  echo "== image tfserve/$$target:$(IMAGE_TAG)"; \
+	  $(DOCKER_BUILD) --target $$target -t tfserve/$$target:$(IMAGE_TAG) . > .docker-build-$$target.log 2>&1 \
+	    || { tail -n 40 .docker-build-$$target.log; exit 1; }; \
+	  rm -f .docker-build-$$target.log; \
+	done
+	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' 'tfserve/*'
+
+docker-constraints: install  ## re-pin docker/constraints.txt to the dev venv's exact versions
+	@{ sed -n '1,2p' docker/constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -vi '^tfserve-stack'; } \
+	  > docker/constraints.txt.tmp && mv docker/constraints.txt.tmp docker/constraints.txt
+
+compose-env:  ## write .env from .env.example (random admin token, your uid/gid) if absent
+	@if [[ ! -f .env ]]; then \
+	  token=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))'); \
+	  (umask 077; sed -e "s|^GATEWAY_ADMIN_TOKEN=.*|GATEWAY_ADMIN_TOKEN=$$token|" \
+	      -e "s|^HOST_UID=.*|HOST_UID=$$(id -u)|" -e "s|^HOST_GID=.*|HOST_GID=$$(id -g)|" \
+	      $(if $(DATA_DIR),-e "s|^DATA_DIR=.*|DATA_DIR=$(DATA_DIR)|",) \
+	      .env.example > .env.tmp) && mv .env.tmp .env && echo "wrote .env (admin token inside)"; \
+	fi
+
+compose-up: compose-env docker-images  ## start the stack (SERVING=modelserver for our server)
+	$(COMPOSE) up -d --no-build --wait
+	@$(COMPOSE) ps
+
+compose-down:  ## stop and remove the stack's containers
+	$(COMPOSE) --profile export down --remove-orphans
+
+compose-smoke: install docker-images  ## up (our modelserver) + predict + hot swap via export + down
+	$(PY) docker/compose_smoke.py
