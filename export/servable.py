@@ -1,0 +1,64 @@
+"""The hand-off between training (``export/<model>.py``) and publishing (``export/api.py``).
+
+A model module trains on the real data and returns a :class:`Servable`: a ``tf.Module`` that tracks the
+trained Keras model (and, for text, the vocabulary asset) together with plain ``tf.function`` signatures, so
+that
+``tf.saved_model.save`` writes a pure-TensorFlow SavedModel that TensorFlow Serving loads unchanged.
+Everything the publishing steps need - held-out inputs for verification and warm-up, metrics, history, the
+input contract - rides along, so those steps never know which model they handle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["CLASSIFY_METHOD", "PREDICT_METHOD", "REGRESS_METHOD", "SEED", "Servable"]
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+# One seed for every split, initialisation and shuffle: the same data gives the same model.
+SEED = 1234
+
+
+@dataclass
+class Servable:
+    name: str
+    task: str  # "image_classification" | "text_classification" | "regression"
+    labels: list[str]  # [] for the regressor
+    module: tf.Module  # tracks the Keras model and assets; saved as the SavedModel root
+    signatures: dict[str, Any]  # signature key -> ConcreteFunction
+    method_names: dict[str, str]  # signature key -> method name to write into saved_model.pb
+    contract: dict[str, Any]  # the JSON input contract (docs/architecture.md)
+    # serving_default, or an equivalent that needs no lookup tables, to fold into frozen_graph.pb
+    frozen_source: Any
+    frozen_note: str
+    # Held-out rows: serving_default inputs (name -> array, N rows) and the same rows as serialized
+    # tf.Examples.
+    predict_inputs: dict[str, np.ndarray]
+    examples: list[bytes]
+    metrics: dict[str, float]
+    history: dict[str, list[float]]
+    training: dict[str, Any]
+    data: dict[str, Any]
+    parameters: int
+    curves: dict[str, tuple[str, ...]] = field(default_factory=dict)  # panel title -> history keys
+
+    def summary(self) -> str:
+        """One line per metric, each beside its baseline, for the end of an export."""
+        lines = [
+            f"== {self.name}: {self.parameters:,} parameters, {self.training['epochs']} epochs, "
+            f"{self.training['seconds']:.0f} s training"
+        ]
+        for key, value in self.metrics.items():
+            if key.startswith("baseline_"):
+                continue
+            baseline = self.metrics.get(f"baseline_{key}")
+            tail = f"   (baseline {baseline:.4f})" if baseline is not None else ""
+            lines.append(f"   {key:<24} {value:.4f}{tail}")
+        return "\n".join(lines)

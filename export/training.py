@@ -1,0 +1,59 @@
+"""Shared training plumbing: seeding, Keras fit with progress bars, history and timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from export.servable import SEED
+
+__all__ = ["fit", "float_example", "bytes_example", "seeded_permutation"]
+
+
+def seeded_permutation(n: int) -> np.ndarray:
+    """The fixed shuffle every split is cut from."""
+    return np.random.default_rng(SEED).permutation(n)
+
+
+def fit(
+    model: keras.Model,
+    x: Any,
+    y: np.ndarray,
+    validation: tuple[Any, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+) -> tuple[dict[str, list[float]], float]:
+    """Train with Keras progress bars; return the per-epoch history (plain floats) and the wall time in
+    seconds."""
+    started = time.monotonic()
+    history = model.fit(
+        x, y, validation_data=validation, epochs=epochs, batch_size=batch_size, verbose=1, shuffle=True
+    )
+    seconds = time.monotonic() - started
+    return {key: [float(v) for v in values] for key, values in history.history.items()}, seconds
+
+
+def set_seed() -> None:
+    keras.utils.set_random_seed(SEED)
+
+
+def float_example(features: Mapping[str, Sequence[float]]) -> bytes:
+    """A serialized tf.Example with one float_list per feature; a NaN value leaves the feature out
+    (unknown)."""
+    feature = {
+        name: tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+        for name, values in features.items()
+        if not any(np.isnan(v) for v in values)
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def bytes_example(name: str, value: bytes) -> bytes:
+    feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

@@ -1,0 +1,88 @@
+"""Reload a staged SavedModel and run every signature on held-out rows before it may be published."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from export.errors import VerificationFailed
+from export.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
+
+__all__ = ["reload_and_run"]
+
+
+def _check(servable: Servable, ok: bool, reason: str) -> None:
+    if not ok:
+        raise VerificationFailed(servable.name, reason)
+
+
+def reload_and_run(servable: Servable, directory: Path) -> Any:
+    """Return the reloaded SavedModel after every signature ran and gave well-formed, finite outputs."""
+    try:
+        loaded = tf.saved_model.load(str(directory), tags=["serve"])
+    except Exception as err:  # any load failure means the export is unusable
+        raise VerificationFailed(servable.name, f"the SavedModel does not reload: {err}") from err
+    missing = set(servable.signatures) - set(loaded.signatures)
+    _check(servable, not missing, f"signatures {sorted(missing)} missing after reload")
+    rows = len(servable.examples)
+    fresh = servable.signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in servable.predict_inputs.items()}
+    )
+    for key in servable.signatures:
+        fn = loaded.signatures[key]
+        method = servable.method_names.get(key)
+        if key == "contract":
+            text = fn()["contract"].numpy().decode("utf-8")
+            _check(
+                servable, json.loads(text) == servable.contract, "the contract signature returns another JSON"
+            )
+        elif method in (CLASSIFY_METHOD, REGRESS_METHOD):
+            out = fn(inputs=tf.constant(servable.examples))
+            if method == CLASSIFY_METHOD:
+                classes = out["classes"].numpy()
+                _check(
+                    servable,
+                    classes.shape == (rows, len(servable.labels)),
+                    f"classify classes {classes.shape}",
+                )
+                _check(
+                    servable, [c.decode() for c in classes[0]] == servable.labels, "classify labels differ"
+                )
+                scores = out["scores"].numpy()
+                _check(
+                    servable,
+                    np.allclose(scores.sum(axis=1), 1.0, atol=1e-3),
+                    "classify scores do not sum to 1",
+                )
+                want = fresh["probabilities"].numpy()
+                _check(
+                    servable, np.allclose(scores, want, atol=1e-4), "classify disagrees with serving_default"
+                )
+            else:
+                values = out["outputs"].numpy()
+                _check(
+                    servable,
+                    values.shape == (rows,) and np.isfinite(values).all(),
+                    f"regress outputs {values}",
+                )
+                want = fresh["median_house_value"].numpy()
+                _check(
+                    servable, np.allclose(values, want, rtol=1e-4, atol=1.0), "regress disagrees with predict"
+                )
+        else:
+            out = fn(**{k: tf.constant(v) for k, v in servable.predict_inputs.items()})
+            for name, tensor in out.items():
+                values = tensor.numpy()
+                _check(
+                    servable, values.shape[0] == rows and np.isfinite(values).all(), f"{key}/{name} malformed"
+                )
+                _check(
+                    servable,
+                    np.allclose(values, fresh[name].numpy(), atol=1e-5),
+                    f"{key}/{name} differs after reload",
+                )
+    return loaded
