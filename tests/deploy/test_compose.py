@@ -1,0 +1,145 @@
+"""docker-compose.yml and docker-compose.modelserver.yml: valid, and the shape the stack promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import (
+    COMPOSE_BASE,
+    COMPOSE_MODELSERVER,
+    REPO_ROOT,
+    TEST_ENV,
+    InterpolationError,
+    compose_plugin,
+    flag_value,
+    interpolate,
+    load_compose,
+    real_compose_config,
+)
+
+
+def serving(model: dict[str, Any], name: str) -> dict[str, Any]:
+    service = model["services"].get(f"serving-{name}")
+    assert service is not None, f"no serving-{name} service for model {name!r} of models.config"
+    return service
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("${A:-x}", {}, "x"),
+        ("${A:-x}", {"A": ""}, "x"),
+        ("${A-x}", {"A": ""}, ""),
+        ("${A:-x}", {"A": "y"}, "y"),
+        ("$A/${B}", {"A": "1", "B": "2"}, "1/2"),
+        ("$${A}", {"A": "1"}, "${A}"),
+    ],
+)
+def test_interpolate_follows_compose_rules(text: str, env: dict[str, str], expected: str) -> None:
+    assert interpolate(text, env) == expected
+
+
+def test_admin_token_is_required() -> None:
+    with pytest.raises(InterpolationError, match="GATEWAY_ADMIN_TOKEN"):
+        load_compose(COMPOSE_BASE, env={})
+
+
+def test_one_official_tf_serving_service_per_model(compose: dict[str, Any], models: list[str]) -> None:
+    for name in models:
+        service = serving(compose, name)
+        image = service["image"]
+        assert re.fullmatch(r"tensorflow/serving:\d+\.\d+\.\d+", image), f"unpinned serving image {image}"
+        assert service["entrypoint"] == ["tensorflow_model_server"]
+        argv = service["command"]
+        assert flag_value(argv, "model_name") == name
+        assert flag_value(argv, "model_base_path") == f"/models/{name}"
+        assert int(flag_value(argv, "file_system_poll_wait_seconds")) >= 1
+        assert service["network_mode"] == "host"
+        assert service["restart"] in ("always", "unless-stopped")
+        assert any(v.endswith(":/models:ro") for v in service["volumes"]), "models must be mounted read-only"
+
+
+def test_serving_healthcheck_asks_its_own_model_status(compose: dict[str, Any], models: list[str]) -> None:
+    for name in models:
+        service = serving(compose, name)
+        probe = " ".join(service["healthcheck"]["test"])
+        rest_port = flag_value(service["command"], "rest_api_port")
+        assert f"/dev/tcp/127.0.0.1/{rest_port}" in probe
+        assert f"GET /v1/models/{name} " in probe and "AVAILABLE" in probe
+
+
+def test_every_port_is_distinct(compose: dict[str, Any], models: list[str]) -> None:
+    ports = [compose["services"]["gateway"]["environment"]["GATEWAY_PORT"]]
+    for name in models:
+        argv = serving(compose, name)["command"]
+        ports += [flag_value(argv, "port"), flag_value(argv, "rest_api_port")]
+    assert len(set(ports)) == len(ports), f"host networking needs distinct ports, got {ports}"
+
+
+def test_gateway_routes_each_model_to_its_serving_service(compose: dict[str, Any], models: list[str]) -> None:
+    gateway = compose["services"]["gateway"]
+    routes = json.loads(gateway["environment"]["GATEWAY_MODEL_SERVERS"])
+    assert sorted(routes) == sorted(models)
+    for name in models:
+        assert routes[name] == f"127.0.0.1:{flag_value(serving(compose, name)['command'], 'port')}"
+        assert gateway["depends_on"][f"serving-{name}"] == {"condition": "service_healthy"}
+    assert gateway["environment"]["GATEWAY_ADMIN_TOKEN"] == TEST_ENV["GATEWAY_ADMIN_TOKEN"]
+    assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
+    assert any(v.endswith(":/models:ro") for v in gateway["volumes"])
+
+
+def test_export_is_a_one_shot_profile_writing_the_models_volume(compose: dict[str, Any]) -> None:
+    export = compose["services"]["export"]
+    assert export["profiles"] == ["export"]
+    assert export["restart"] == "no"
+    assert export["network_mode"] == "none", "training reads DATA_DIR; it needs no network"
+    assert any(v.endswith(":/models") for v in export["volumes"]), "export writes into the models volume"
+    assert export["command"][export["command"].index("--models-dir") + 1] == "/models"
+
+
+def test_modelserver_override_keeps_the_very_same_flags(
+    compose: dict[str, Any], compose_modelserver: dict[str, Any], models: list[str]
+) -> None:
+    for name in models:
+        official, ours = serving(compose, name), serving(compose_modelserver, name)
+        assert ours["image"].startswith("tfserve/modelserver:")
+        assert ours["entrypoint"] == ["python", "-m", "modelserver"]
+        for key in ("command", "healthcheck", "volumes", "network_mode", "restart"):
+            assert ours[key] == official[key], f"the override changed {key} of serving-{name}"
+    assert compose_modelserver["services"]["gateway"] == compose["services"]["gateway"]
+
+
+def test_env_example_names_every_variable_the_compose_files_use() -> None:
+    used: set[str] = set()
+    for path in (COMPOSE_BASE, COMPOSE_MODELSERVER):
+        used |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text()))
+    example = (REPO_ROOT / ".env.example").read_text()
+    defined = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)=", example, flags=re.MULTILINE))
+    assert used - {"COMPOSE_PROJECT_NAME"} <= defined, f"missing from .env.example: {used - defined}"
+    assert re.search(r"^GATEWAY_ADMIN_TOKEN=change-me$", example, flags=re.MULTILINE), \
+        ".env.example must carry a placeholder token, never a real one"
+
+
+@pytest.mark.parametrize("files", [(COMPOSE_BASE,), (COMPOSE_BASE, COMPOSE_MODELSERVER)],
+                         ids=["official", "modelserver"])
+def test_docker_compose_config_accepts_the_files(files: tuple[Any, ...], models: list[str]) -> None:
+    """The real ``docker compose config`` validates the files and reads them as the loader above does."""
+    command = compose_plugin()
+    if command is None:
+        pytest.skip("no `docker compose` plugin here (docker/compose-plugin.sh installs one)")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root"), **TEST_ENV}
+    real = real_compose_config(command, *files, env=env, profiles=("export",))
+    ours = load_compose(*files)
+    assert sorted(real["services"]) == sorted(ours["services"])
+    for name in models:
+        service = f"serving-{name}"
+        assert real["services"][service]["command"] == ours["services"][service]["command"]
+        assert real["services"][service]["image"] == ours["services"][service]["image"]
+    real_routes = real["services"]["gateway"]["environment"]["GATEWAY_MODEL_SERVERS"]
+    assert json.loads(real_routes) == json.loads(ours["services"]["gateway"]["environment"]
+                                                 ["GATEWAY_MODEL_SERVERS"])
