@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
+import gc
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,7 @@ __all__ = [
     "error_json",
     "float32_values",
     "jsonable_scalar_list",
+    "no_gc",
     "parse_json_object",
     "predict_response_json",
     "value_to_string",
@@ -143,13 +146,31 @@ def _format_error(doc: Any, text: str) -> InvalidArgument:
 # ------------------------------------------------------------------------------------------------ parsing
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building large acyclic structures (parsed JSON, reply lists).
+
+    With TensorFlow imported the heap holds millions of tracked objects, and the collections that the
+    allocation of a big JSON document triggers made ``json.loads`` ~6x slower. JSON values cannot form
+    cycles, so nothing is lost; the GC runs again right after (and stays off if someone else turned it off).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Parse a request body; the top level must be an object (TF Serving's ParseJson)."""
     if not body.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
         # The stdlib parser takes NaN, Infinity and -Infinity, as rapidjson's kParseNanAndInfFlag does.
-        doc = json.loads(body)
+        with no_gc():
+            doc = json.loads(body)
     except UnicodeDecodeError as exc:
         raise InvalidArgument(
             f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}"
@@ -540,11 +561,17 @@ def jsonable_scalar_list(values: Sequence[float]) -> list[float]:
 
 def dumps(payload: Any) -> bytes:
     # allow_nan: NaN/Infinity are emitted as bare tokens, as TF Serving does (not strict JSON, on purpose).
-    return json.dumps(payload, ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode("utf-8")
+    with no_gc():
+        return json.dumps(payload, ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode("utf-8")
 
 
 def predict_response_json(outputs: Mapping[str, np.ndarray], fmt: JsonFormat) -> bytes:
     """TF Serving's MakeJsonFromTensors: ``predictions`` for row requests, ``outputs`` for columnar ones."""
+    with no_gc():
+        return _predict_response_json(outputs, fmt)
+
+
+def _predict_response_json(outputs: Mapping[str, np.ndarray], fmt: JsonFormat) -> bytes:
     if not outputs:
         raise InvalidArgument("Cannot convert empty tensor map to JSON")
     names = sorted(outputs)
