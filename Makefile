@@ -15,7 +15,7 @@ GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 GATEWAY_PORT ?= 8000
 
-.PHONY: help install run export models-if-absent test lint
+.PHONY: help install run export models-if-absent test lint browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,8 +42,16 @@ models-if-absent: install
 run: models-if-absent  ## install, export models if absent, start modelserver + gateway (Ctrl-C stops)
 	@scripts/run-stack.sh
 
-test: install  ## the test suite (CI runs exactly this)
+test: install browser  ## the test suite (CI runs exactly this)
 	$(PY) -m pytest -q
+
+# The console's browser tests drive Debian's Chromium; install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "== installing Debian's chromium for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || exit 1; \
+	  else echo "chromium is missing: install Debian's 'chromium' package for the browser tests"; exit 1; fi; }
 
 lint: install  ## ruff + mypy
 	$(VENV)/bin/ruff check .
