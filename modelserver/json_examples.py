@@ -51,7 +51,7 @@ def _kind_of(name: str, value: Any) -> tuple[str, Any]:
     if isinstance(value, bool):
         return "int64_list", int(value)
     if isinstance(value, str):
-        return "bytes_list", value.encode("utf-8")
+        return "bytes_list", value.encode("utf-8", "surrogatepass")
     if isinstance(value, float):
         if math.isfinite(value) and abs(value) > _FLOAT32_MAX:
             raise lossy_error(value, "float")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, Unimplemented
@@ -168,9 +169,20 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
+        with no_gc():
+            doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = _stdlib_loads(body)  # NaN/Infinity tokens, or an error to explain
+    if not isinstance(doc, dict):
+        raise _format_error(doc, "Is not object")
+    return doc
+
+
+def _stdlib_loads(body: bytes) -> Any:
+    try:
         # The stdlib parser takes NaN, Infinity and -Infinity, as rapidjson's kParseNanAndInfFlag does.
         with no_gc():
-            doc = json.loads(body)
+            return json.loads(body)
     except UnicodeDecodeError as exc:
         raise InvalidArgument(
             f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}"
@@ -181,9 +193,6 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidArgument("JSON Parse error: The document is nested too deeply") from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
         raise InvalidArgument(f"JSON Parse error: {exc}") from None
-    if not isinstance(doc, dict):
-        raise _format_error(doc, "Is not object")
-    return doc
 
 
 def signature_name_of(doc: dict[str, Any]) -> str:
@@ -239,7 +248,7 @@ def _convert_scalar(value: Any, dtype: _DType) -> Any:
     kind = dtype.kind
     if kind == "string":
         if isinstance(value, str):
-            return value.encode("utf-8")
+            return value.encode("utf-8", "surrogatepass")  # JSON may escape lone surrogates
         if isinstance(value, dict):
             return decode_b64(value)
         raise _type_error(value, dtype)
@@ -530,7 +539,7 @@ def _round_one(value: float) -> float:
 
 
 def _string_value(item: bytes | str, as_bytes: bool) -> Any:
-    raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+    raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)
     if as_bytes:
         return {BASE64_KEY: base64.b64encode(raw).decode("ascii")}
     return raw.decode("utf-8", errors="replace")  # TF writes raw bytes; JSON text must be valid UTF-8
@@ -562,7 +571,9 @@ def jsonable_scalar_list(values: Sequence[float]) -> list[float]:
 def dumps(payload: Any) -> bytes:
     # allow_nan: NaN/Infinity are emitted as bare tokens, as TF Serving does (not strict JSON, on purpose).
     with no_gc():
-        return json.dumps(payload, ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode("utf-8")
+        return json.dumps(payload, ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace"  # a lone surrogate from the request becomes a \\uXXXX escape again
+        )
 
 
 def predict_response_json(outputs: Mapping[str, np.ndarray], fmt: JsonFormat) -> bytes:

@@ -253,6 +253,8 @@ class RestApi:
     async def _status(self, target: _Target) -> Response:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=target.spec())
         response = await self._dataplane.get_model_status(request)
+        for version_status in response.model_version_status:
+            version_status.status.SetInParent()  # TF Serving always prints {"error_code": "OK", ...}
         return _json_response(dumps(_proto_dict(response)))
 
     async def _metadata(self, target: _Target) -> Response:
