@@ -1,0 +1,254 @@
+// The Models screen: every model with its versions and their state, the labels, the version that answers,
+// the model card of a version, and the admin controls (promote / roll back / latest / set label).
+
+import { api } from "./api.js";
+import { renderCard } from "./card.js";
+import { clear, h } from "./dom.js";
+import { refresh, store } from "./store.js";
+import { token } from "./token.js";
+
+const list = document.getElementById("models-list");
+const refreshed = document.getElementById("models-refreshed");
+const articles = new Map(); // model name -> {article, parts}
+const openCards = new Map(); // model name -> version whose card is open
+
+const STATE_TEXT = { available: "available", loading: "loading", failed: "failed", unloading: "unloading" };
+
+function labelsOf(model, version) {
+  return Object.entries(model.labels)
+    .filter(([, v]) => v === version)
+    .map(([label]) => label)
+    .sort();
+}
+
+function adminButton(text, attrs, onclick) {
+  const button = h("button", { type: "button", class: "small", ...attrs, onclick }, text);
+  button.dataset.admin = "";
+  return button;
+}
+
+async function runAdmin(model, message, action, done) {
+  const { parts } = articles.get(model);
+  parts.msg.className = "admin-msg";
+  parts.msg.textContent = "Working…";
+  try {
+    await action();
+    parts.msg.classList.add("ok");
+    parts.msg.textContent = done;
+  } catch (err) {
+    parts.msg.classList.add("bad");
+    parts.msg.textContent = `${message} refused: ${err.message}`;
+  }
+  await refresh();
+}
+
+function versionRow(model, v) {
+  const isServing = v.version === model.serving;
+  const cardOpen = openCards.get(model.name) === v.version;
+  return h(
+    "tr",
+    { class: isServing ? "serving" : "", dataset: { version: String(v.version) } },
+    h("th", { scope: "row" }, `v${v.version}`, isServing ? h("span", { class: "answers" }, "answers") : null),
+    h(
+      "td",
+      {},
+      h("span", { class: `state state-${v.state}` }, STATE_TEXT[v.state] ?? v.state),
+      v.error ? h("div", { class: "state-error" }, v.error) : null,
+    ),
+    h("td", {}, labelsOf(model, v.version).map((l) => h("span", { class: "chip" }, l))),
+    h(
+      "td",
+      { class: "actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small secondary",
+          "aria-expanded": cardOpen ? "true" : "false",
+          onclick: () => toggleCard(model.name, v.version),
+        },
+        "Model card",
+      ),
+      adminButton(
+        "Promote",
+        {
+          "aria-label": `Promote ${model.name} version ${v.version}`,
+          disabled: v.state !== "available" || model.pinned === v.version,
+        },
+        () =>
+          runAdmin(
+            model.name,
+            "Promote",
+            () => api.promote(model.name, v.version),
+            `${model.name}: version ${v.version} promoted; it answers requests now.`,
+          ),
+      ),
+    ),
+  );
+}
+
+function toggleCard(name, version) {
+  if (openCards.get(name) === version) openCards.delete(name);
+  else openCards.set(name, version);
+  const entry = articles.get(name);
+  const model = store.find(name);
+  if (entry && model) {
+    entry.fingerprint = null;
+    renderModel(entry, model);
+    const open = openCards.get(name);
+    if (open !== undefined) renderCard(entry.parts.card, name, open);
+    else clear(entry.parts.card);
+  }
+}
+
+function buildArticle(name) {
+  const parts = {
+    head: h("header", { class: "model-head" }),
+    problem: h("p", { class: "error", role: "alert", hidden: true }),
+    table: h("table", { class: "versions" }),
+    msg: h("p", { class: "admin-msg", role: "status", "aria-live": "polite" }),
+    labelName: h("input", { id: `label-${name}`, type: "text", pattern: "[A-Za-z0-9_]+", placeholder: "stable",
+      required: true, size: 10 }),
+    labelVersion: h("select", { id: `label-v-${name}`, "aria-label": `Version for the label of ${name}` }),
+    card: h("div", { class: "card-panel" }),
+  };
+  const setLabel = h(
+    "form",
+    {
+      class: "label-form",
+      onsubmit: (e) => {
+        e.preventDefault();
+        const label = parts.labelName.value.trim();
+        const version = parts.labelVersion.value;
+        runAdmin(name, "Set label", () => api.setLabel(name, label, version),
+          `${name}: label “${label}” now points at version ${version}.`);
+      },
+    },
+    h("label", { for: `label-${name}` }, "Label"),
+    parts.labelName,
+    h("span", { "aria-hidden": "true" }, "→"),
+    parts.labelVersion,
+    adminButton("Set label", { type: "submit" }),
+  );
+  const controls = h(
+    "div",
+    { class: "admin-row" },
+    adminButton("Roll back", { "aria-label": `Roll back ${name}` }, () =>
+      runAdmin(name, "Roll back", () => api.rollback(name), `${name}: rolled back to the previous version.`),
+    ),
+    adminButton("Back to latest", { "aria-label": `Serve the latest version of ${name}` }, () =>
+      runAdmin(name, "Back to latest", () => api.latest(name), `${name}: the latest version answers again.`),
+    ),
+    setLabel,
+  );
+  const article = h(
+    "article",
+    { class: "model", dataset: { model: name }, "aria-labelledby": `model-${name}` },
+    parts.head,
+    parts.problem,
+    parts.table,
+    controls,
+    parts.msg,
+    parts.card,
+  );
+  return { article, parts };
+}
+
+function renderModel({ parts }, model) {
+  const answers = model.serving !== null ? `v${model.serving}` : "none";
+  const how = model.pinned !== null ? "pinned" : "latest";
+  clear(
+    parts.head,
+    h("h2", { id: `model-${model.name}` }, model.name),
+    model.task ? h("span", { class: "task" }, model.task.replaceAll("_", " ")) : null,
+    h("span", { class: "answering" }, "answering: ", h("strong", { class: "serving-version" }, answers),
+      h("span", { class: "muted" }, ` (${how})`)),
+    model.server ? h("span", { class: "muted small server" }, model.server) : null,
+  );
+  if (model.error) {
+    parts.problem.hidden = false;
+    parts.problem.textContent = `Model server problem: ${typeof model.error === "string" ? model.error : JSON.stringify(model.error)}`;
+  } else {
+    parts.problem.hidden = true;
+  }
+  clear(
+    parts.table,
+    h("caption", { class: "visually-hidden" }, `Versions of ${model.name}`),
+    h("thead", {}, h("tr", {}, ["Version", "State", "Labels", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "tbody",
+      {},
+      model.versions.length
+        ? model.versions.map((v) => versionRow(model, v))
+        : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No version is loaded.")),
+    ),
+  );
+  const chosen = parts.labelVersion.value;
+  clear(parts.labelVersion, model.versions.map((v) => h("option", { value: v.version }, `v${v.version}`)));
+  if (chosen && model.versions.some((v) => String(v.version) === chosen)) parts.labelVersion.value = chosen;
+  applyToken();
+}
+
+function applyToken() {
+  const has = Boolean(token.get());
+  for (const button of list.querySelectorAll("[data-admin]")) {
+    if (!has) {
+      button.disabled = true;
+      button.title = "Enter the admin token (top right) to manage versions";
+    } else {
+      button.title = "";
+      if (button.textContent === "Promote") {
+        const row = button.closest("tr");
+        const model = store.find(button.closest("article").dataset.model);
+        const v = model?.versions.find((x) => String(x.version) === row.dataset.version);
+        button.disabled = !v || v.state !== "available" || model.pinned === v.version;
+      } else {
+        button.disabled = false;
+      }
+    }
+  }
+  for (const input of list.querySelectorAll(".label-form input, .label-form select")) input.disabled = !has;
+}
+
+function render(state) {
+  list.setAttribute("aria-busy", "false");
+  if (state.error && !state.models.length) {
+    clear(list, h("p", { class: "error" }, `The model list is unavailable: ${state.error.message}`));
+    articles.clear();
+    return;
+  }
+  if (!state.models.length) {
+    clear(list, h("p", { class: "muted" }, "No models are configured."));
+    return;
+  }
+  const names = state.models.map((m) => m.name);
+  for (const [name, entry] of articles) {
+    if (!names.includes(name)) {
+      entry.article.remove();
+      articles.delete(name);
+    }
+  }
+  if (!list.querySelector("article")) list.replaceChildren();
+  for (const model of state.models) {
+    let entry = articles.get(model.name);
+    if (!entry) {
+      entry = buildArticle(model.name);
+      articles.set(model.name, entry);
+    }
+    list.append(entry.article); // keeps sorted order; moving an element keeps its state
+    // Re-render only on change, so polling never steals keyboard focus from a button.
+    const fingerprint = JSON.stringify([model, openCards.get(model.name) ?? null]);
+    if (entry.fingerprint !== fingerprint) {
+      entry.fingerprint = fingerprint;
+      renderModel(entry, model);
+    }
+  }
+  const when = state.updatedAt?.toLocaleTimeString() ?? "";
+  refreshed.textContent = state.error ? `Refresh failed (${state.error.message}); showing the last list.` :
+    `Updated ${when}, refreshes every 3 s.`;
+}
+
+export function initModels() {
+  store.subscribe(render);
+  token.onChange(applyToken);
+}
