@@ -25,39 +25,59 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "modelserver_requests", "Requests by model, version, signature, api, protocol and status.",
-            ["model", "version", "signature", "api", "protocol", "status"], registry=r,
+            "modelserver_requests",
+            "Requests by model, version, signature, api, protocol and status.",
+            ["model", "version", "signature", "api", "protocol", "status"],
+            registry=r,
         )
         self.request_latency = Histogram(
-            "modelserver_request_latency_seconds", "Request latency in the data plane.",
+            "modelserver_request_latency_seconds",
+            "Request latency in the data plane.",
             ["model", "version", "signature", "api", "protocol", "status"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.loads = Counter(
             "modelserver_model_loads", "Version loads by outcome.", ["model", "outcome"], registry=r
         )
         self.load_seconds = Histogram(
-            "modelserver_model_load_seconds", "Time to load and warm a version.", ["model"],
-            buckets=_LOAD_BUCKETS, registry=r,
+            "modelserver_model_load_seconds",
+            "Time to load and warm a version.",
+            ["model"],
+            buckets=_LOAD_BUCKETS,
+            registry=r,
         )
         self.unloads = Counter("modelserver_model_unloads", "Version unloads.", ["model"], registry=r)
         self.unload_seconds = Histogram(
-            "modelserver_model_unload_seconds", "Time to unload a version.", ["model"],
-            buckets=_LOAD_BUCKETS, registry=r,
+            "modelserver_model_unload_seconds",
+            "Time to unload a version.",
+            ["model"],
+            buckets=_LOAD_BUCKETS,
+            registry=r,
         )
         self.available_versions = Gauge(
-            "modelserver_available_versions", "Versions currently AVAILABLE.", ["model"], registry=r,
+            "modelserver_available_versions",
+            "Versions currently AVAILABLE.",
+            ["model"],
+            registry=r,
         )
         self.batch_size = Histogram(
-            "modelserver_batch_size", "Rows per executed batch (after padding).", ["model", "signature"],
-            buckets=_BATCH_BUCKETS, registry=r,
+            "modelserver_batch_size",
+            "Rows per executed batch (after padding).",
+            ["model", "signature"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.batch_padding = Counter(
-            "modelserver_batch_padding_rows", "Rows added to reach an allowed batch size.",
-            ["model", "signature"], registry=r,
+            "modelserver_batch_padding_rows",
+            "Rows added to reach an allowed batch size.",
+            ["model", "signature"],
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "modelserver_batch_queue_depth", "Tasks waiting in batching queues.", ["model", "signature"],
+            "modelserver_batch_queue_depth",
+            "Tasks waiting in batching queues.",
+            ["model", "signature"],
             registry=r,
         )
 

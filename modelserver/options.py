@@ -1,0 +1,107 @@
+"""ServerOptions: the modelserver's one typed settings class. Field names are ``tensorflow_model_server``'s
+flag names with its defaults (``model_servers/main.cc``, ``server.h``), so ``--port=8500`` sets ``port``;
+``modelserver.cli`` parses the flags, and ``MODELSERVER_<FIELD>`` environment variables fill what the
+command line leaves unset. ``validate_combination`` rejects what TF Serving rejects at start.
+
+Extras TF Serving does not have (environment or flag): ``bind_host`` (``0.0.0.0``, as TF Serving listens;
+tests use ``127.0.0.1``) and ``total_model_memory_limit_bytes`` (the RAM budget for loaded versions,
+0 = 90% of the memory available at start).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelserver.errors import ConfigError
+
+__all__ = ["IGNORED_FLAGS", "UNSUPPORTED_FLAGS", "ServerOptions", "default_ram_budget"]
+
+
+class ServerOptions(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELSERVER_", extra="forbid")
+
+    port: int = Field(8500, ge=0, le=65535, description="gRPC port")
+    grpc_socket_path: str = ""
+    rest_api_port: int = Field(0, ge=0, le=65535, description="REST port; 0 = REST off")
+    model_name: str = "default"
+    model_base_path: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = Field(0, ge=0)
+    file_system_poll_wait_seconds: int = 1
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    monitoring_config_file: str = ""
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = Field(0, ge=0)
+    allow_version_labels_for_unavailable_models: bool = False
+    enable_signature_method_name_check: bool = False
+    enable_grpc_healthcheck_service: bool = False
+    rest_api_enable_cors_support: bool = False
+    saved_model_tags: str = "serve"
+    tensorflow_intra_op_parallelism: int = Field(0, ge=0)
+    tensorflow_inter_op_parallelism: int = Field(0, ge=0)
+    tensorflow_session_parallelism: int = Field(0, ge=0)
+    total_model_memory_limit_bytes: int = Field(0, ge=0)
+    bind_host: str = "0.0.0.0"
+
+    def validate_combination(self) -> None:
+        if not self.model_base_path and not self.model_config_file:
+            raise ConfigError(
+                "Both server_options.model_base_path and server_options.model_config_file are empty! "
+                "Set --model_base_path (with --model_name) or --model_config_file."
+            )
+        if self.batching_parameters_file and not self.enable_batching:
+            raise ConfigError("--batching_parameters_file requires --enable_batching=true")
+        if self.port == 0 and not self.grpc_socket_path:
+            raise ConfigError("--port=0 disables the gRPC port, which requires --grpc_socket_path")
+        if self.rest_api_port and self.rest_api_port == self.port:
+            raise ConfigError(f"--rest_api_port ({self.rest_api_port}) must be different from --port")
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.saved_model_tags.split(",") if t.strip())
+
+
+# Accepted for command-line compatibility with tensorflow_model_server; tuning knobs that do not apply here.
+IGNORED_FLAGS: frozenset[str] = frozenset(
+    {
+        "rest_api_num_threads",
+        "rest_api_timeout_in_ms",
+        "grpc_max_threads",
+        "num_load_threads",
+        "num_unload_threads",
+        "max_num_load_retries",
+        "load_retry_interval_micros",
+        "flush_filesystem_caches",
+        "enable_profiler",
+        "per_process_gpu_memory_fraction",
+        "grpc_channel_arguments",
+        "xla_cpu_compilation_enabled",
+    }
+)
+# TF Serving flags this server cannot honour: setting them fails at start rather than being silently ignored.
+UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
+    {
+        "ssl_config_file",
+        "use_alts_credentials",
+        "platform_config_file",
+        "tensorflow_session_config_file",
+        "enable_per_model_batching_parameters",
+        "model_platform",
+    }
+)
+
+
+def default_ram_budget() -> int:
+    """90% of MemAvailable (Linux), else of physical RAM."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(int(line.split()[1]) * 1024 * 0.9)
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.9)

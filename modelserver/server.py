@@ -1,0 +1,234 @@
+"""Wires one modelserver process: options -> config files -> manager/core -> data plane -> gRPC (grpc.aio)
+and, with ``--rest_api_port``, the REST app under uvicorn on the same event loop.
+
+Start-up order follows TF Serving: every config file is parsed first (a bad one fails the start), the
+configured models are loaded, then the ports open - so a client that can connect finds the models loaded.
+SIGTERM/SIGINT stop it gracefully: health goes NOT_SERVING, in-flight calls get a grace
+period, versions unload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from modelserver.batching import Batcher
+from modelserver.config import (
+    BatchingConfig,
+    ModelEntry,
+    MonitoringConfig,
+    model_entries,
+    parse_batching_config,
+    parse_monitoring_config,
+    read_model_config_file,
+)
+from modelserver.core import ServerCore
+from modelserver.dataplane import PROTOCOL, DataPlane
+from modelserver.errors import ConfigError
+from modelserver.grpc_service import add_services, server_options, set_health
+from modelserver.loader import Loader
+from modelserver.manager import AspiredVersionsManager
+from modelserver.options import ServerOptions, default_ram_budget
+from modelserver.policy import LatestVersions
+from modelserver.warmup import WarmupOptions
+
+__all__ = ["ModelServer", "run"]
+
+log = logging.getLogger("modelserver")
+
+GRACE_SECONDS = 5.0
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _configure_tensorflow(options: ServerOptions) -> None:
+    import tensorflow as tf
+
+    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
+    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def _rest_protocol(app: ASGIApp) -> ASGIApp:
+    """Label the REST adapter's calls as protocol "rest" in the data plane's metrics."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        PROTOCOL.set("rest")
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+class ModelServer:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        # Parse every file before touching TensorFlow or a port: a bad file fails the start.
+        self.batching: BatchingConfig | None = None
+        if options.enable_batching:
+            self.batching = (
+                parse_batching_config(
+                    _read(options.batching_parameters_file, "batching parameters file"),
+                    options.batching_parameters_file,
+                )
+                if options.batching_parameters_file
+                else BatchingConfig()
+            )
+        self.monitoring = MonitoringConfig()
+        if options.monitoring_config_file:
+            self.monitoring = parse_monitoring_config(
+                _read(options.monitoring_config_file, "monitoring config file"),
+                options.monitoring_config_file,
+            )
+        self.entries = self._initial_entries()
+        self._config_text = (
+            _read(options.model_config_file, "model config file") if options.model_config_file else ""
+        )
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def _initial_entries(self) -> dict[str, ModelEntry]:
+        o = self.options
+        if o.model_config_file:
+            return model_entries(read_model_config_file(o.model_config_file), base_dir=Path.cwd())
+        return {o.model_name: ModelEntry(o.model_name, Path(o.model_base_path).absolute(), LatestVersions(1))}
+
+    def _loader(self, name: str, version: int, path: Path) -> Loader:
+        o = self.options
+        warmup = WarmupOptions(
+            enabled=o.enable_model_warmup,
+            num_request_iterations=o.num_request_iterations_for_warmup,
+            method_name_check=o.enable_signature_method_name_check,
+        )
+        return Loader(name, version, path, warmup, o.tags)
+
+    async def _poll_config_file(self) -> None:
+        path = self.options.model_config_file
+        while True:
+            await asyncio.sleep(self.options.model_config_file_poll_wait_seconds)
+            try:
+                text = await asyncio.to_thread(_read, path, "model config file")
+                if text == self._config_text:
+                    continue
+                entries = model_entries(read_model_config_file(path), base_dir=Path.cwd())
+                self._config_text = text
+                log.info("model config file %s changed, applying it", path)
+                await self.core.apply_config(entries)
+            except Exception as exc:  # keep serving the last good config
+                log.error("model config file %s not applied: %s", path, exc)
+
+    async def serve(self) -> int:
+        o = self.options
+        _configure_tensorflow(o)
+        budget = o.total_model_memory_limit_bytes or default_ram_budget()
+        log.info("RAM budget for loaded versions: %.1f MiB", budget / 2**20)
+        manager = AspiredVersionsManager(self._loader, ram_budget_bytes=budget)
+        self.core = ServerCore(
+            manager,
+            file_system_poll_wait_seconds=o.file_system_poll_wait_seconds,
+            allow_version_labels_for_unavailable_models=o.allow_version_labels_for_unavailable_models,
+        )
+        batcher = Batcher(self.batching) if self.batching else None
+        self.dataplane = DataPlane(
+            self.core,
+            batcher=batcher,
+            method_name_check=o.enable_signature_method_name_check,
+            threads=max(8, 2 * (os.cpu_count() or 1)),
+        )
+        try:
+            await self.core.apply_config(self.entries)
+        except Exception as exc:
+            await self.core.stop()
+            raise ConfigError(f"could not apply the model config at start: {exc}") from None
+
+        grpc_server = grpc.aio.server(options=server_options())
+        health = add_services(grpc_server, self.dataplane, healthcheck=o.enable_grpc_healthcheck_service)
+        try:
+            if o.port:
+                grpc_server.add_insecure_port(f"{o.bind_host}:{o.port}")
+            if o.grpc_socket_path:
+                grpc_server.add_insecure_port(f"unix:{o.grpc_socket_path}")
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on gRPC port {o.port}: {exc}") from None
+        await grpc_server.start()
+        log.info("Running gRPC ModelServer at %s:%d ...", o.bind_host, o.port)
+        rest = await self._start_rest() if o.rest_api_port else None
+        await set_health(health, True)
+        self.core.start_polling()
+        if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._poll_config_file()))
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        log.info("stopping: draining requests for up to %.0f s", GRACE_SECONDS)
+        await set_health(health, False)
+        if rest is not None:
+            rest[0].should_exit = True
+        await grpc_server.stop(GRACE_SECONDS)
+        if rest is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(rest[1], GRACE_SECONDS)
+        for task in self._tasks:
+            task.cancel()
+        await self.core.stop()
+        if batcher is not None:
+            batcher.shutdown()
+        self.dataplane.shutdown()
+        log.info("stopped")
+        return 0
+
+    async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
+        import uvicorn
+
+        try:
+            from modelserver.rest import create_rest_app
+        except ImportError as exc:
+            raise ConfigError(f"--rest_api_port is set but the REST API is unavailable: {exc}") from None
+        o = self.options
+        monitoring_path = self.monitoring.prometheus_path if self.monitoring.prometheus_enabled else None
+        app = create_rest_app(
+            self.dataplane, monitoring_path=monitoring_path, enable_cors=o.rest_api_enable_cors_support
+        )
+        config = uvicorn.Config(
+            _rest_protocol(app),
+            host=o.bind_host,
+            port=o.rest_api_port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(GRACE_SECONDS),
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+                raise ConfigError(f"cannot listen on REST port {o.rest_api_port}")
+            await asyncio.sleep(0.02)
+        log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
+        return server, task
+
+
+def run(options: ServerOptions) -> int:
+    """Serve until SIGTERM/SIGINT; ConfigError for anything wrong at start."""
+    server = ModelServer(options)
+    return asyncio.run(server.serve())
