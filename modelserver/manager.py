@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from modelserver.errors import (
     FailedPrecondition,
@@ -45,7 +46,16 @@ __all__ = ["AspiredVersionsManager", "VersionRecord"]
 
 log = logging.getLogger("modelserver.manager")
 
-LoaderFactory = Callable[[str, int, Path], Loader]
+
+class VersionLoader(Protocol):
+    """What the manager needs from a loader (``modelserver.loader.Loader``; tests use fakes)."""
+
+    def estimate_ram_bytes(self) -> int: ...
+    def load(self) -> Servable: ...
+    def unload(self, servable: Servable) -> None: ...
+
+
+LoaderFactory = Callable[[str, int, Path], VersionLoader]
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
@@ -67,6 +77,7 @@ class VersionRecord:
     entry: ServableEntry | None = None
     ram_bytes: int = 0
     fingerprint: tuple[int, int] = (0, 0)
+    loader: VersionLoader | None = None
 
 
 @dataclass
@@ -137,7 +148,9 @@ class AspiredVersionsManager:
 
     async def _load(self, model: _Model, version: int, path: Path) -> None:
         loader = self._loader_factory(model.name, version, path)
-        record = VersionRecord(version, path, ManagerState.START, fingerprint=_fingerprint(path))
+        record = VersionRecord(
+            version, path, ManagerState.START, fingerprint=_fingerprint(path), loader=loader
+        )
         model.versions[version] = record
         log.info("model %s: version %d seen at %s", model.name, version, path)
         started = time.perf_counter()
@@ -196,7 +209,8 @@ class AspiredVersionsManager:
             )
         await entry.wait_released()
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self._pool, Loader.unload, entry.servable)
+        unload = record.loader.unload if record.loader is not None else Loader.unload
+        await asyncio.get_running_loop().run_in_executor(self._pool, unload, entry.servable)
         record.entry, record.state, record.ram_bytes = None, ManagerState.END, 0
         self._metrics.unloads.labels(model.name).inc()
         self._metrics.unload_seconds.labels(model.name).observe(time.perf_counter() - started)

@@ -1,0 +1,42 @@
+"""modelserver.handle: ref-counted handles; a retired version is released only after its last handle."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from modelserver.errors import ServableNotFound
+from modelserver.handle import ServableEntry
+from modelserver.servable import Servable
+
+
+def test_retire_waits_for_the_last_handle() -> None:
+    async def main() -> None:
+        entry = ServableEntry(Servable("m", 1, Path("/m/1"), {}, {}))
+        first, second = entry.acquire(), entry.acquire()
+        assert entry.refs == 2
+        entry.retire()
+        with pytest.raises(ServableNotFound):
+            entry.acquire()
+        waiter = asyncio.create_task(entry.wait_released())
+        first.release()
+        first.release()  # releasing twice counts once
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        with second:
+            pass
+        await asyncio.wait_for(waiter, 1)
+        assert entry.refs == 0
+
+    asyncio.run(main())
+
+
+def test_retire_without_handles_releases_at_once() -> None:
+    async def main() -> None:
+        entry = ServableEntry(Servable("m", 1, Path("/m/1"), {}, {}))
+        entry.retire()
+        await asyncio.wait_for(entry.wait_released(), 1)
+
+    asyncio.run(main())
