@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from modelserver.cli import parse_flags
 from tests.deploy.conftest import (
     COMPOSE_BASE,
     COMPOSE_MODELSERVER,
@@ -62,6 +63,16 @@ def test_one_official_tf_serving_service_per_model(compose: dict[str, Any], mode
         assert service["network_mode"] == "host"
         assert service["restart"] in ("always", "unless-stopped")
         assert any(v.endswith(":/models:ro") for v in service["volumes"]), "models must be mounted read-only"
+
+
+def test_modelserver_cli_accepts_every_serving_command(compose: dict[str, Any], models: list[str]) -> None:
+    """The override runs ``python -m modelserver`` with these very flags: our CLI must take them all."""
+    for name in models:
+        argv = serving(compose, name)["command"]
+        options = parse_flags(argv)
+        assert (options.model_name, options.model_base_path) == (name, f"/models/{name}")
+        assert str(options.port) == flag_value(argv, "port")
+        assert str(options.rest_api_port) == flag_value(argv, "rest_api_port")
 
 
 def test_serving_healthcheck_asks_its_own_model_status(compose: dict[str, Any], models: list[str]) -> None:

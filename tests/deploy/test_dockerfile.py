@@ -13,6 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from export.__main__ import parse_args as export_parse_args
+from modelserver.cli import parse_flags
 from tests.deploy.conftest import COMPOSE_BASE, DOCKERFILE, REPO_ROOT, load_compose
 
 FINAL_STAGES = ("gateway", "modelserver", "export")
@@ -140,6 +141,13 @@ def test_export_command_is_accepted_by_the_export_cli(dockerfile: Parsed) -> Non
     _, stages = dockerfile
     args = export_parse_args(exec_form(stages["export"].last("CMD")))
     assert args.model == "all" and args.models_dir == "/models"
+
+
+def test_modelserver_command_is_accepted_by_the_modelserver_cli(dockerfile: Parsed) -> None:
+    _, stages = dockerfile
+    options = parse_flags(exec_form(stages["modelserver"].last("CMD")))
+    assert options.model_config_file == "/models/models.config"
+    assert (options.port, options.rest_api_port) == (8500, 8501)
 
 
 def test_compose_export_command_is_accepted_by_the_export_cli() -> None:

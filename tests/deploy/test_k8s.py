@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelserver.cli import parse_flags
 from tests.deploy.conftest import K8S_DIR, MODELS_CONFIG, REPO_ROOT, flag_value
 
 Documents = dict[str, list[dict[str, Any]]]
@@ -50,6 +51,7 @@ def test_serving_deployment_per_model_is_ready_only_when_available(
         deployment = find(k8s_documents, "Deployment", f"serving-{name}")
         serving = container(deployment)
         args = serving["args"]
+        assert parse_flags(args).model_name == name, "our modelserver must accept the same args"
         assert flag_value(args, "model_name") == name
         assert flag_value(args, "model_base_path") == f"/models/{name}"
         probe = " ".join(serving["readinessProbe"]["exec"]["command"])
