@@ -27,7 +27,7 @@ DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 MODELS_CONFIG = REPO_ROOT / "models" / "models.config"
 # What a test passes for the one variable without a default.
-TEST_ENV = {"GATEWAY_ADMIN_TOKEN": "test-token"}
+TEST_ENV = {"GATEWAY_ADMIN_TOKEN": "compose-test-token-0123456789abcdef"}
 
 _INTERPOLATION = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
@@ -109,6 +109,21 @@ def real_compose_config(command: list[str], *files: Path, env: Mapping[str, str]
                           env=dict(env), cwd=REPO_ROOT)
     assert done.returncode == 0, f"docker compose config failed: {done.stderr}"
     return json.loads(done.stdout)
+
+
+def gateway_settings(environment: Mapping[str, str]) -> Any:
+    """The gateway's real Settings built from a deployment's GATEWAY_* variables (config file paths, which
+    live on a volume there, point at models/models.config here). Fails on a variable the gateway lacks."""
+    from gateway.settings import Settings
+
+    fields = set(Settings.model_fields)
+    values: dict[str, Any] = {}
+    for key, value in environment.items():
+        assert key.startswith("GATEWAY_"), f"{key}: the gateway reads only GATEWAY_* variables"
+        field_name = key.removeprefix("GATEWAY_").lower()
+        assert field_name in fields, f"{key} is not a gateway setting (gateway/settings.py)"
+        values[field_name] = str(MODELS_CONFIG) if field_name == "model_config_file" else value
+    return Settings(_env_file=None, **values)
 
 
 def model_names() -> list[str]:

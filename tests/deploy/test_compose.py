@@ -18,6 +18,7 @@ from tests.deploy.conftest import (
     InterpolationError,
     compose_plugin,
     flag_value,
+    gateway_settings,
     interpolate,
     load_compose,
     real_compose_config,
@@ -102,6 +103,13 @@ def test_gateway_routes_each_model_to_its_serving_service(compose: dict[str, Any
     assert gateway["environment"]["GATEWAY_ADMIN_TOKEN"] == TEST_ENV["GATEWAY_ADMIN_TOKEN"]
     assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
     assert any(v.endswith(":/models:ro") for v in gateway["volumes"])
+
+
+def test_gateway_settings_accept_the_compose_environment(compose: dict[str, Any], models: list[str]) -> None:
+    settings = gateway_settings(compose["services"]["gateway"]["environment"])
+    assert settings.host == "0.0.0.0"
+    for name in models:
+        assert settings.server_for(name).endswith(f":{flag_value(serving(compose, name)['command'], 'port')}")
 
 
 def test_export_is_a_one_shot_profile_writing_the_models_volume(compose: dict[str, Any]) -> None:

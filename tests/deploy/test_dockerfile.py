@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 
 from export.__main__ import parse_args as export_parse_args
 from modelserver.cli import parse_flags
-from tests.deploy.conftest import COMPOSE_BASE, DOCKERFILE, REPO_ROOT, load_compose
+from tests.deploy.conftest import COMPOSE_BASE, DOCKERFILE, REPO_ROOT, gateway_settings, load_compose
 
 FINAL_STAGES = ("gateway", "modelserver", "export")
 
@@ -135,6 +135,14 @@ def test_gateway_image_has_no_tensorflow_and_checks_readyz(
     assert stages["gateway"].base == "runtime"
     healthcheck = stages["gateway"].last("HEALTHCHECK")
     assert "/readyz" in healthcheck and "CMD" in healthcheck
+
+
+def test_gateway_image_environment_names_gateway_settings(dockerfile: Parsed) -> None:
+    _, stages = dockerfile
+    environment = {}
+    for env in stages["gateway"].all("ENV"):
+        environment.update(pair.split("=", 1) for pair in env.replace("\\", " ").split())
+    assert gateway_settings(environment).host == "0.0.0.0"
 
 
 def test_export_command_is_accepted_by_the_export_cli(dockerfile: Parsed) -> None:

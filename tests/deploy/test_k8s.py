@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from modelserver.cli import parse_flags
-from tests.deploy.conftest import K8S_DIR, MODELS_CONFIG, REPO_ROOT, flag_value
+from tests.deploy.conftest import K8S_DIR, MODELS_CONFIG, REPO_ROOT, flag_value, gateway_settings
 
 Documents = dict[str, list[dict[str, Any]]]
 
@@ -86,8 +86,11 @@ def test_gateway_routes_each_model_to_its_serving_service(
     for name in models:
         serving = container(find(k8s_documents, "Deployment", f"serving-{name}"))
         grpc_port = flag_value(serving["args"], "port")
-        assert routes[name] == f"dns:///serving-{name}:{grpc_port}"
+        assert routes[name] == f"serving-{name}:{grpc_port}"
     assert "secretKeyRef" in env["GATEWAY_ADMIN_TOKEN"]["valueFrom"], "the token comes from a Secret"
+    plain = {key: item["value"] for key, item in env.items() if "value" in item}
+    settings = gateway_settings({**plain, "GATEWAY_ADMIN_TOKEN": "a-test-token-of-32-characters-xx"})
+    assert settings.host == "0.0.0.0", "a pod must bind beyond loopback for probes and the Service"
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
