@@ -1,0 +1,124 @@
+"""modelserver.batching: merged calls give the same answers as unbatched ones; padding; queue limits."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelserver.batching import Batcher
+from modelserver.config import BatchingConfig
+from modelserver.errors import InvalidArgument, Unavailable
+from modelserver.loader import Loader
+from modelserver.metrics import Metrics
+from modelserver.servable import Servable
+from modelserver.warmup import WarmupOptions
+
+
+@pytest.fixture(scope="module")
+def servables(tiny: dict[str, Path]) -> dict[str, Servable]:
+    return {
+        name: Loader(name, 1, tiny[name], WarmupOptions()).load()
+        for name in ("half_plus_two", "multi_input", "strings")
+    }
+
+
+def _batch_sizes(metrics: Metrics, model: str, signature: str = "serving_default") -> tuple[float, float]:
+    labels = {"model": model, "signature": signature}
+    count = metrics.registry.get_sample_value("modelserver_batch_size_count", labels) or 0.0
+    total = metrics.registry.get_sample_value("modelserver_batch_size_sum", labels) or 0.0
+    return count, total
+
+
+def test_concurrent_requests_are_merged_and_results_identical(servables: dict[str, Servable]) -> None:
+    metrics = Metrics()
+    rng = np.random.default_rng(0)
+    requests = [
+        {"a": rng.random((n, 2), dtype=np.float32), "b": rng.random(n, dtype=np.float32)}
+        for n in (1, 3, 2, 1, 4, 1, 2, 2)
+    ]
+    servable = servables["multi_input"]
+    expected = [servable.run("serving_default", r) for r in requests]
+
+    async def main() -> list[dict[str, np.ndarray]]:
+        batcher = Batcher(BatchingConfig(max_batch_size=32, batch_timeout_micros=200_000), metrics)
+        try:
+            return await asyncio.gather(*(batcher.run(servable, "serving_default", r) for r in requests))
+        finally:
+            batcher.shutdown()
+
+    results = asyncio.run(main())
+    for got, want in zip(results, expected, strict=True):
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    count, total = _batch_sizes(metrics, "multi_input")
+    assert total == sum(len(r["b"]) for r in requests)
+    assert count < len(requests)  # merged into fewer calls
+
+
+def test_padding_to_allowed_batch_sizes_is_invisible(servables: dict[str, Servable]) -> None:
+    metrics = Metrics()
+    servable = servables["half_plus_two"]
+    config = BatchingConfig(max_batch_size=8, batch_timeout_micros=100_000, allowed_batch_sizes=(4, 8))
+
+    async def main() -> list[dict[str, np.ndarray]]:
+        batcher = Batcher(config, metrics)
+        try:
+            inputs = [{"x": np.array([1.0, 2.0, 3.0], np.float32)}, {"x": np.array([10.0], np.float32)}]
+            first = await asyncio.gather(*(batcher.run(servable, "", i) for i in inputs))
+            alone = await batcher.run(servable, "", {"x": np.array([4.0, 5.0, 6.0, 7.0, 8.0], np.float32)})
+            return [*first, alone]
+        finally:
+            batcher.shutdown()
+
+    results = asyncio.run(main())
+    np.testing.assert_array_equal(results[0]["y"], [2.5, 3.0, 3.5])
+    np.testing.assert_array_equal(results[1]["y"], [7.0])
+    np.testing.assert_array_equal(results[2]["y"], [4.0, 4.5, 5.0, 5.5, 6.0])
+    _, total = _batch_sizes(metrics, "half_plus_two", "")
+    assert total in (4 + 8, 4 + 4 + 8)  # every executed batch has an allowed size (3+1 -> 4, 5 -> 8)
+    padding = metrics.registry.get_sample_value(
+        "modelserver_batch_padding_rows_total", {"model": "half_plus_two", "signature": ""}
+    )
+    assert padding == total - 9
+
+
+def test_strings_are_batched_too(servables: dict[str, Servable]) -> None:
+    servable = servables["strings"]
+
+    async def main() -> list[dict[str, np.ndarray]]:
+        batcher = Batcher(BatchingConfig(max_batch_size=16, batch_timeout_micros=50_000), Metrics())
+        try:
+            words = [np.array([b"ab"], object), np.array([b"xyz", b"q"], object)]
+            return await asyncio.gather(*(batcher.run(servable, "", {"text": w}) for w in words))
+        finally:
+            batcher.shutdown()
+
+    first, second = asyncio.run(main())
+    assert first["upper_bytes"].tolist() == [b"AB"]
+    assert second["length"].tolist() == [3, 1]
+
+
+def test_task_larger_than_max_batch_size_and_full_queue(servables: dict[str, Servable]) -> None:
+    servable = servables["half_plus_two"]
+    config = BatchingConfig(max_batch_size=4, batch_timeout_micros=5_000_000, max_enqueued_batches=1)
+
+    async def main() -> None:
+        batcher = Batcher(config, Metrics())
+        try:
+            with pytest.raises(InvalidArgument, match="Task size 5 is larger than maximum input batch"):
+                await batcher.run(servable, "", {"x": np.zeros(5, np.float32)})
+            waiting = asyncio.create_task(batcher.run(servable, "", {"x": np.zeros(3, np.float32)}))
+            await asyncio.sleep(0.05)
+            with pytest.raises(Unavailable, match="queue .* is full"):
+                await batcher.run(servable, "", {"x": np.zeros(2, np.float32)})
+            last = await batcher.run(servable, "", {"x": np.ones(1, np.float32)})  # fills the batch: runs now
+            np.testing.assert_array_equal(last["y"], [2.5])
+            np.testing.assert_array_equal((await waiting)["y"], [2.0, 2.0, 2.0])
+        finally:
+            batcher.shutdown()
+
+    asyncio.run(main())

@@ -1,0 +1,59 @@
+"""modelserver.loader and modelserver.warmup: estimate, load, warm-up replay, corrupt versions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from modelserver.errors import InvalidArgument, ServingError
+from modelserver.loader import Loader, estimate_ram_bytes
+from modelserver.warmup import MAX_WARMUP_RECORDS, WarmupOptions
+from tests.support import tiny_models
+
+
+def test_loads_half_plus_two_with_signatures_and_method_names(tiny: dict[str, Path]) -> None:
+    servable = Loader("half", 1, tiny["half_plus_two"], WarmupOptions()).load()
+    assert set(servable.signature_defs) >= {"serving_default", "classify_x_to_y", "regress_x_to_y"}
+    assert servable.signature_defs["classify_x_to_y"].method_name == "tensorflow/serving/classify"
+    outputs = servable.run("", {"x": np.array([1.0, 2.0, 5.0], np.float32)})
+    np.testing.assert_array_equal(outputs["y"], [2.5, 3.0, 4.5])
+    assert servable.ram_bytes == estimate_ram_bytes(tiny["half_plus_two"]) > 0
+
+
+def test_warmup_replays_every_record(tiny: dict[str, Path], tmp_path: Path) -> None:
+    version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
+    tiny_models.write_warmup(version, [tiny_models.predict_log({"x": [1.0, 2.0]})] * 3)
+    from modelserver import warmup
+
+    servable = Loader("half", 1, version, WarmupOptions(enabled=False)).load()
+    assert warmup.replay_warmup(servable, WarmupOptions(num_request_iterations=2)) == 6
+    Loader("half", 1, version, WarmupOptions()).load()  # warm-up on: loads fine
+
+
+def test_more_than_1000_warmup_records_fail_the_load(tiny: dict[str, Path], tmp_path: Path) -> None:
+    version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
+    tiny_models.write_warmup(version, [tiny_models.predict_log({"x": [1.0]})] * (MAX_WARMUP_RECORDS + 1))
+    with pytest.raises(InvalidArgument, match="exceeds the maximum"):
+        Loader("half", 1, version, WarmupOptions()).load()
+    Loader("half", 1, version, WarmupOptions(enabled=False)).load()  # --enable_model_warmup=false skips it
+
+
+def test_failing_warmup_request_fails_the_load(tiny: dict[str, Path], tmp_path: Path) -> None:
+    version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
+    tiny_models.write_warmup(version, [tiny_models.predict_log({"wrong": [1.0]})])
+    with pytest.raises(ServingError, match="Warmup request 0 .* Missing but required: {x}") as info:
+        Loader("half", 1, version, WarmupOptions()).load()
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("kind", ["truncated", "missing_variables"])
+def test_corrupt_version_fails_with_a_clear_error(tiny: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    version = tiny_models.corrupt_version(tiny["half_plus_two"], tmp_path / "2", kind)
+    with pytest.raises(ServingError) as info:
+        Loader("half", 2, version, WarmupOptions()).load()
+    assert info.value.code != grpc.StatusCode.OK
+    assert info.value.message
