@@ -228,11 +228,23 @@ class RestApi:
     async def _predict(self, target: _Target, body: bytes) -> Response:
         parsed: PredictJson = await _run(lambda: PredictJson.from_body(body), len(body))
         spec = target.spec(parsed.signature_name or DEFAULT_SIGNATURE)
-        input_dtypes = await self._dataplane.input_dtypes(spec)
+        input_dtypes = await self._input_dtypes(spec)
         fmt, inputs = await _run(lambda: parsed.tensors(input_dtypes, parsed.signature_name), len(body))
         _, outputs = await self._dataplane.predict_arrays(spec, inputs)
         size = sum(getattr(array, "nbytes", 0) for array in outputs.values())
         return _json_response(await _run(lambda: predict_response_json(outputs, fmt), size))
+
+    async def _input_dtypes(self, spec: model_pb2.ModelSpec) -> dict[str, int]:
+        try:
+            return await self._dataplane.input_dtypes(spec)
+        except InvalidArgument as error:
+            # gRPC Predict says 'Serving signature key "X" not found.'; TF Serving's REST handler looks the
+            # signature up itself first (GetInfoMap) and words it differently. REST clients see REST's text.
+            if error.message == f'Serving signature key "{spec.signature_name}" not found.':
+                raise InvalidArgument(
+                    f'Serving signature name: "{spec.signature_name}" not found in signature def'
+                ) from None
+            raise
 
     async def _classify(self, target: _Target, body: bytes) -> Response:
         parsed: ExamplesJson = await _run(lambda: ExamplesJson.from_body(body), len(body))
