@@ -56,9 +56,12 @@ def serving_error_from_tf(exc: BaseException) -> ServingError:
     if isinstance(exc, tf.errors.OpError):
         code = next((c for c in grpc.StatusCode if c.value[0] == exc.error_code), grpc.StatusCode.UNKNOWN)
         return ServingError(exc.message.strip(), code=code)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, (TypeError, ValueError)):
-        return InvalidArgument(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    return ServingError(f"{type(exc).__name__}: {exc}", code=grpc.StatusCode.INTERNAL)
+        return InvalidArgument(text)
+    if isinstance(exc, FileNotFoundError):  # e.g. a SavedModel without its variables
+        return ServingError(text, code=grpc.StatusCode.NOT_FOUND)
+    return ServingError(f"{type(exc).__name__}: {text}", code=grpc.StatusCode.INTERNAL)
 
 
 def check_inputs(

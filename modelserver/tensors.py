@@ -34,10 +34,9 @@ _VAL_FIELD: dict[int, str] = {
 
 def dtype_name(dtype: int) -> str:
     """``DT_FLOAT`` -> ``float`` (TF's DataTypeString, used in error messages)."""
-    try:
-        return tf.dtypes.as_dtype(dtype).name
-    except TypeError:
-        return types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else str(dtype)
+    if dtype in types_pb2.DataType.values():
+        return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+    return str(dtype)
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "") -> np.ndarray:
