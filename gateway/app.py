@@ -1,0 +1,87 @@
+"""``create_app``: the gateway's FastAPI application (services built once per app, in its lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.client import ModelClient
+from gateway.contract import ContractStore
+from gateway.deps import Services
+from gateway.errors import error_body, install_handlers
+from gateway.metrics import Metrics
+from gateway.rollout import Rollout
+from gateway.routes import admin, health, inference, models
+from gateway.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+# multipart framing and form fields on top of the file bytes themselves
+_BODY_OVERHEAD = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+    client = ModelClient(settings, metrics)
+    services = Services(
+        settings,
+        metrics,
+        client,
+        ContractStore(client, settings.contract_cache_size),
+        Rollout(settings, client),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(services.rollout.run()) if services.rollout.enabled else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await client.close()
+
+    app = FastAPI(
+        title="tfserve-stack gateway",
+        version="0.1.0",
+        description="Images, texts and records in, plain JSON out; TensorFlow Serving's gRPC APIs behind.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_handlers(app)
+    body_limit = settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > body_limit:
+            request.state.error_kind = "payload_too_large"
+            response: Response = JSONResponse(
+                error_body(
+                    "payload_too_large", f"request body is over {body_limit} bytes; send fewer/smaller files"
+                ),
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.requests.labels(template, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(template, request.method).observe(time.perf_counter() - started)
+        kind = getattr(request.state, "error_kind", None)
+        if kind is not None:
+            metrics.errors.labels(kind).inc()
+        return response
+
+    for module in (inference, models, admin, health):
+        app.include_router(module.router)
+    return app

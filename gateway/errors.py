@@ -1,0 +1,203 @@
+"""The gateway's error hierarchy, and the ONE place where errors become HTTP replies.
+
+::
+
+    GatewayError                      (500, "internal")
+    ├── BadRequest                    (400, "bad_request")       wrong JSON shape, empty file, bad parameter
+    │   └── TooManyItems              (400, "too_many_items")    more files / texts / records than allowed
+    ├── Unauthorized                  (401, "unauthorized")      admin call without / with a wrong token
+    ├── AdminDisabled                 (403, "admin_disabled")    no GATEWAY_ADMIN_TOKEN configured
+    ├── NotFound                      (404, "not_found")
+    │   └── ModelNotFound(name, version, label)
+    ├── Conflict                      (409, "conflict")          e.g. nothing to roll back to
+    ├── PayloadTooLarge               (413, "payload_too_large") upload bytes over the limit
+    │   └── TooManyPixels             (413, "too_many_pixels")   decompression bomb
+    ├── UnsupportedMediaType          (415, "unsupported_media_type") not a supported image
+    └── UpstreamError(code, message)  status from the gRPC code (table below), "upstream_<code>"
+
+gRPC → HTTP follows TensorFlow Serving's own REST mapping (``http_server.cc`` ToHTTPStatusCode);
+UNAVAILABLE is
+503 with ``Retry-After``. Every reply body is ``{"error": {"code": <kind>, "message": <what to fix>}}``; a
+traceback is never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "AdminDisabled",
+    "BadRequest",
+    "Conflict",
+    "GatewayError",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "TooManyItems",
+    "TooManyPixels",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "UpstreamError",
+    "GRPC_TO_HTTP",
+    "install_handlers",
+]
+
+log = logging.getLogger("gateway")
+
+GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 502,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 502,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 502,
+    grpc.StatusCode.UNAUTHENTICATED: 502,
+}
+RETRY_AFTER_SECONDS = 2
+
+
+class GatewayError(Exception):
+    """Base: carries the HTTP status, a stable machine-readable kind, and a message that says what to fix."""
+
+    status: int = 500
+    kind: str = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(GatewayError):
+    status, kind = 400, "bad_request"
+
+
+class TooManyItems(BadRequest):
+    kind = "too_many_items"
+
+    def __init__(self, what: str, count: int, limit: int) -> None:
+        super().__init__(f"{count} {what} sent; at most {limit} per request - split the request")
+
+
+class Unauthorized(GatewayError):
+    status, kind = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class AdminDisabled(GatewayError):
+    status, kind = 403, "admin_disabled"
+
+    def __init__(self) -> None:
+        super().__init__("the admin API is disabled: set GATEWAY_ADMIN_TOKEN on the gateway to enable it")
+
+
+class NotFound(GatewayError):
+    status, kind = 404, "not_found"
+
+
+class ModelNotFound(NotFound):
+    kind = "model_not_found"
+
+    def __init__(
+        self, name: str, version: int | None = None, label: str | None = None, known: list[str] | None = None
+    ):
+        if version is not None:
+            message = f"model {name!r} has no version {version} being served"
+        elif label is not None:
+            message = f"model {name!r} has no version labelled {label!r}"
+        else:
+            hint = f"; known models: {', '.join(known)}" if known else ""
+            message = f"no model named {name!r}{hint}"
+        super().__init__(message)
+        self.name, self.version, self.label = name, version, label
+
+
+class Conflict(GatewayError):
+    status, kind = 409, "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status, kind = 413, "payload_too_large"
+
+
+class TooManyPixels(PayloadTooLarge):
+    kind = "too_many_pixels"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, kind = 415, "unsupported_media_type"
+
+
+class UpstreamError(GatewayError):
+    """A model server answered with a gRPC error (or could not be reached)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, address: str = "") -> None:
+        where = f"model server {address}" if address else "model server"
+        super().__init__(f"{where}: {message}" if message else f"{where}: {code.name}")
+        self.code = code
+        self.status = GRPC_TO_HTTP.get(code, 502)
+        self.kind = f"upstream_{code.name.lower()}"
+
+    def headers(self) -> dict[str, str]:
+        if self.code is grpc.StatusCode.UNAVAILABLE:
+            return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return {}
+
+
+def error_body(kind: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": kind, "message": message}}
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Map every exception to a JSON reply (the single mapping point)."""
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        request.state.error_kind = exc.kind
+        return JSONResponse(error_body(exc.kind, exc.message), status_code=exc.status, headers=exc.headers())
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        request.state.error_kind = "validation"
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+        return JSONResponse(error_body("validation", "; ".join(parts) or "invalid request"), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        request.state.error_kind = kind
+        return JSONResponse(
+            error_body(kind, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request.state.error_kind = "internal"
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal", "internal error; the gateway log has details"), status_code=500
+        )

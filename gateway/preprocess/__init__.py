@@ -1,0 +1,1 @@
+"""Turn what people send (image files, texts, records) into the tensors a model's contract asks for."""

@@ -1,0 +1,137 @@
+"""Images -> a float batch ``[n, height, width, channels]`` as the model's input contract describes it.
+
+Per file: decode with Pillow (PNG, JPEG, WebP, BMP, GIF - first frame), honour the EXIF orientation, drop
+alpha
+by compositing on the contract's background, convert to the model's channels (RGB -> L for one channel, L
+-> RGB
+for three), invert when the picture's background is the opposite of the training data's (a dark garment
+photographed on a white table for a model trained white-on-black), fit into the model's size keeping the
+aspect ratio (padding with the background), and scale 0..255 to the contract's ``range``.
+
+Limits: ``max_pixels`` is enforced by Pillow's own decompression-bomb check BEFORE decoding (its warning is
+turned into an error so the limit is exact) -> :class:`TooManyPixels` (413). Anything Pillow cannot
+identify or
+decode -> :class:`UnsupportedMediaType` (415). An empty file -> :class:`BadRequest` (400).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
+
+__all__ = ["FORMATS", "ImageSpec", "decode_image", "images_to_batch"]
+
+FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+# Pillow warns between MAX_IMAGE_PIXELS and twice that, and raises above; make the warning an error too.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The image part of an input contract."""
+
+    height: int
+    width: int
+    channels: int
+    low: float = 0.0
+    high: float = 1.0
+    background: str | None = None  # "black" | "white" | None (no inversion, pad with black)
+
+    @classmethod
+    def from_contract(cls, spec: dict[str, Any]) -> ImageSpec:
+        shape = list(spec.get("shape") or [])
+        height = int(spec.get("height") or (shape[1] if len(shape) == 4 else 0))
+        width = int(spec.get("width") or (shape[2] if len(shape) == 4 else 0))
+        channels = int(spec.get("channels") or (shape[3] if len(shape) == 4 else 0))
+        if height <= 0 or width <= 0 or channels not in (1, 3, 4):
+            raise BadRequest(f"the model's image input has no usable size ({height}x{width}x{channels})")
+        low, high = (float(v) for v in spec.get("range", (0.0, 1.0)))
+        background = spec.get("background")
+        return cls(
+            height, width, channels, low, high, background if background in ("black", "white") else None
+        )
+
+    @property
+    def mode(self) -> str:
+        return {1: "L", 3: "RGB", 4: "RGBA"}[self.channels]
+
+
+def _fill(spec: ImageSpec) -> int | tuple[int, ...]:
+    level = 255 if spec.background == "white" else 0
+    return level if spec.channels == 1 else (level,) * spec.channels
+
+
+def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    if not data:
+        raise BadRequest(f"file {name!r} is empty; send the image bytes")
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        image.seek(0)  # GIF/WebP animations: the first frame
+        return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise TooManyPixels(
+            f"image {name!r} has more than {max_pixels} pixels; send a smaller picture"
+        ) from None
+    except UnidentifiedImageError:
+        raise UnsupportedMediaType(
+            f"file {name!r} is not a supported image; send PNG, JPEG, WebP, BMP or GIF"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnsupportedMediaType(f"file {name!r} could not be read as an image: {exc}") from None
+
+
+def decode_image(data: bytes, name: str, spec: ImageSpec, max_pixels: int) -> Image.Image:
+    """Decode one file into a ``spec.mode`` image of exactly ``spec.width x spec.height``."""
+    image = _open(data, name, max_pixels)
+    try:
+        # JPEG: let the decoder downscale by 1/2..1/8 while decoding (fast and light on big photos).
+        image.draft("L" if spec.channels == 1 else "RGB", (spec.width * 2, spec.height * 2))
+        image = ImageOps.exif_transpose(image) or image
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            canvas = Image.new("RGBA", image.size, "white" if spec.background == "white" else "black")
+            # A transparent background takes the training background; the subject stays.
+            image = Image.alpha_composite(canvas, image)
+        image = image.convert(spec.mode)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnsupportedMediaType(f"file {name!r} could not be decoded: {exc}") from None
+    if spec.background is not None and _needs_inversion(image, spec.background):
+        image = ImageOps.invert(image if image.mode != "RGBA" else image.convert("RGB")).convert(spec.mode)
+    return ImageOps.pad(image, (spec.width, spec.height), method=Image.Resampling.LANCZOS, color=_fill(spec))
+
+
+def _needs_inversion(image: Image.Image, background: str) -> bool:
+    """True when the border of the picture is bright while the model expects black (or the reverse)."""
+    gray = image.convert("L")
+    w, h = gray.size
+    band = max(1, min(w, h) // 20)
+    boxes = [(0, 0, w, band), (0, h - band, w, h), (0, 0, band, h), (w - band, 0, w, h)]
+    means = []
+    for box in boxes:
+        hist = gray.crop(box).histogram()
+        count = sum(hist) or 1
+        means.append(sum(i * c for i, c in enumerate(hist)) / count)
+    border = sum(means) / len(means)
+    return border > 127 if background == "black" else border < 128
+
+
+def images_to_batch(
+    files: Sequence[tuple[str, bytes]], spec: ImageSpec, max_pixels: int
+) -> tuple[array, list[int]]:
+    """Decode, convert and scale every file; return the flat float32 batch and its shape."""
+    scale = (spec.high - spec.low) / 255.0
+    table = [spec.low + i * scale for i in range(256)]
+    values = array("f")
+    for name, data in files:
+        image = decode_image(data, name, spec, max_pixels)
+        values.extend(table[b] for b in image.tobytes())
+    return values, [len(files), spec.height, spec.width, spec.channels]

@@ -1,0 +1,337 @@
+"""``POST /v1/models/{name}:classify | :predict | :regress`` - files, texts or records in, plain JSON out.
+
+The body decides the input kind: ``multipart/form-data`` with one or more ``file`` parts (images), or JSON
+``{"texts": [...]}`` (text models) or ``{"records": [...]}`` (tabular models). The model's input contract says
+how to turn it into tensors (gateway.preprocess). ``version`` or ``label`` picks a version; the reply names
+the version that answered, taken from the model server's reply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from gateway.contract import ModelInfo
+from gateway.deps import Services, ServicesDep
+from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
+from gateway.preprocess.image import ImageSpec, images_to_batch
+from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
+from gateway.preprocess.text import texts_to_bytes
+from gateway.protos.tensorflow.core.framework import tensor_pb2
+from gateway.protos.tensorflow_serving.apis import predict_pb2
+from gateway.schemas import (
+    ClassifyReply,
+    ClassPrediction,
+    ErrorBody,
+    LabelScore,
+    PredictReply,
+    RecordsBody,
+    RegressPrediction,
+    RegressReply,
+    TextsBody,
+)
+from gateway.tensors import float_tensor, shape_of, string_tensor, to_list
+
+router = APIRouter(tags=["inference"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503, 504)
+}
+BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "one or more images (PNG, JPEG, WebP, BMP, GIF)",
+                        }
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {"oneOf": [TextsBody.model_json_schema(), RecordsBody.model_json_schema()]}
+            },
+        },
+    }
+}
+VersionQuery = Query(None, ge=1, description="serve with this version number")
+LabelQuery = Query(None, description="serve with the version that has this label", pattern=r"^[A-Za-z0-9_]+$")
+
+
+class _Inputs:
+    """What the client sent, decoded: exactly one of files / texts / records."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[str, bytes]] = []
+        self.texts: list[str] | None = None
+        self.records: list[dict[str, Any]] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        if self.files:
+            return [name for name, _ in self.files]
+        count = len(self.texts or self.records or [])
+        kind = "texts" if self.texts is not None else "records"
+        return [f"{kind}[{i}]" for i in range(count)]
+
+
+async def _read_inputs(request: Request, services: Services) -> _Inputs:
+    settings = services.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    inputs = _Inputs()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=settings.max_files, max_fields=10)
+        uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+        if not uploads:
+            raise BadRequest(
+                'no file sent; upload images as multipart form field "file" (curl -F file=@x.png)'
+            )
+        if len(uploads) > settings.max_files:
+            raise TooManyItems("files", len(uploads), settings.max_files)
+        for index, upload in enumerate(uploads):
+            data = await upload.read(settings.max_upload_bytes + 1)
+            name = upload.filename or f"file[{index}]"
+            if len(data) > settings.max_upload_bytes:
+                raise PayloadTooLarge(
+                    f"file {name!r} is over {settings.max_upload_bytes} bytes; send a smaller file"
+                )
+            inputs.files.append((name, data))
+        return inputs
+    if content_type in ("application/json", ""):
+        raw = await request.body()
+        if len(raw) > settings.max_upload_bytes:
+            raise PayloadTooLarge(f"JSON body is over {settings.max_upload_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict) or len(body.keys() & {"texts", "records"}) != 1:
+            raise BadRequest(
+                'send JSON {"texts": [...]} for text models or {"records": [...]} for tabular models'
+            )
+        try:
+            if "texts" in body:
+                inputs.texts = TextsBody.model_validate(body).texts
+            else:
+                inputs.records = list(RecordsBody.model_validate(body).records)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise BadRequest(f"wrong JSON shape at {where}: {first.get('msg')}") from None
+        return inputs
+    raise UnsupportedMediaType(
+        f"content type {content_type!r} is not accepted; use multipart/form-data (images) or application/json"
+    )
+
+
+async def _predict(
+    services: Services, name: str, info: ModelInfo, inputs: _Inputs, version: int | None, label: str | None
+) -> predict_pb2.PredictResponse:
+    settings = services.settings
+    tensors: dict[str, tensor_pb2.TensorProto]
+    if inputs.files:
+        image = info.image_input()
+        if image is None:
+            raise UnsupportedMediaType(f"model {name!r} does not take images; {_hint(info)}")
+        spec = ImageSpec.from_contract(image[1])
+        values, dims = await run_in_threadpool(images_to_batch, inputs.files, spec, settings.max_image_pixels)
+        tensors = {image[0]: float_tensor(values, dims)}
+    elif inputs.texts is not None:
+        text = info.text_input()
+        if text is None:
+            raise BadRequest(f"model {name!r} does not take texts; {_hint(info)}")
+        encoded = texts_to_bytes(
+            inputs.texts, max_items=settings.max_files, max_chars=settings.max_text_chars
+        )
+        tensors = {text[0]: string_tensor(encoded)}
+    else:
+        features = info.numeric_inputs()
+        if not features:
+            raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
+        records = validate_records(inputs.records or [], features, max_items=settings.max_files)
+        tensors = records_to_tensors(records, list(features))
+    return await services.client.predict(
+        name, tensors, version=version, label=label, signature=info.predict_signature()
+    )
+
+
+def _hint(info: ModelInfo) -> str:
+    if info.image_input():
+        return "upload images as multipart field 'file'"
+    if info.text_input():
+        return 'send JSON {"texts": [...]}'
+    if info.numeric_inputs():
+        return f'send JSON {{"records": [{{...}}]}} with features {", ".join(info.numeric_inputs())}'
+    return "see GET /v1/models/{name} for its inputs"
+
+
+def _rows(tensor: tensor_pb2.TensorProto) -> list[Any]:
+    """Split a ``[n, ...]`` tensor into n nested lists (or scalars)."""
+    values, shape = to_list(tensor), shape_of(tensor)
+    if not shape:
+        return values
+
+    def nest(flat: list[Any], dims: list[int]) -> Any:
+        if not dims:
+            return flat[0]
+        step = math.prod(dims[1:]) if len(dims) > 1 else 1
+        return [nest(flat[i * step : (i + 1) * step], dims[1:]) for i in range(dims[0])]
+
+    return nest(values, shape)  # type: ignore[no-any-return]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _answered(reply: Any, info: ModelInfo) -> int:
+    spec = reply.model_spec
+    return spec.version.value if spec.HasField("version") else info.version
+
+
+def _check_choice(version: int | None, label: str | None) -> None:
+    if version is not None and label is not None:
+        raise BadRequest("give either version or label, not both")
+
+
+@router.post(
+    "/v1/models/{name}:classify",
+    response_model=ClassifyReply,
+    responses=ERRORS,
+    openapi_extra=BODY,
+    summary="Top-k labels for images (multipart 'file') or texts (JSON)",
+)
+async def classify(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    k: int = Query(5, ge=1, le=1000, description="how many labels per input, best first"),
+    version: int | None = VersionQuery,
+    label: str | None = LabelQuery,
+) -> ClassifyReply:
+    _check_choice(version, label)
+    services.rollout.check_model(name)
+    inputs = await _read_inputs(request, services)
+    info = await services.contracts.get(name, version=version, label=label)
+    if inputs.records is not None or (info.task == "regression"):
+        raise BadRequest(f"model {name!r} is a regressor; use POST /v1/models/{name}:regress")
+    reply = await _predict(services, name, info, inputs, version, label)
+    outputs = info.contract.get("predict", {}).get("outputs") or sorted(reply.outputs)
+    probabilities = reply.outputs.get(outputs[0]) if outputs else None
+    if probabilities is None or len(shape_of(probabilities)) != 2:
+        raise BadRequest(f"model {name!r} has no class-score output; use :predict for its raw outputs")
+    rows = _rows(probabilities)
+    labels = info.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
+    predictions = []
+    for input_name, scores in zip(inputs.names, rows, strict=False):
+        ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
+        top = [
+            LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i])) for i in ranked
+        ]
+        predictions.append(ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top))
+    return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
+
+
+@router.post(
+    "/v1/models/{name}:predict",
+    response_model=PredictReply,
+    responses=ERRORS,
+    openapi_extra=BODY,
+    summary="Raw model outputs for images, texts or records",
+)
+async def predict(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    version: int | None = VersionQuery,
+    label: str | None = LabelQuery,
+) -> PredictReply:
+    _check_choice(version, label)
+    services.rollout.check_model(name)
+    inputs = await _read_inputs(request, services)
+    info = await services.contracts.get(name, version=version, label=label)
+    reply = await _predict(services, name, info, inputs, version, label)
+    columns = {key: _rows(tensor) for key, tensor in sorted(reply.outputs.items())}
+    predictions = [
+        {key: _json_safe(values[i]) for key, values in columns.items() if i < len(values)}
+        for i in range(len(inputs.names))
+    ]
+    return PredictReply(
+        model=name,
+        version=_answered(reply, info),
+        signature=info.predict_signature(),
+        predictions=predictions,
+    )
+
+
+@router.post(
+    "/v1/models/{name}:regress",
+    response_model=RegressReply,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RecordsBody.model_json_schema()}},
+        }
+    },
+    summary="Regression on records with named features (TF Serving Regress)",
+)
+async def regress(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    version: int | None = VersionQuery,
+    label: str | None = LabelQuery,
+) -> RegressReply:
+    _check_choice(version, label)
+    services.rollout.check_model(name)
+    inputs = await _read_inputs(request, services)
+    if inputs.records is None:
+        raise BadRequest('regress takes JSON {"records": [{"feature": value, ...}]}')
+    info = await services.contracts.get(name, version=version, label=label)
+    features = info.numeric_inputs()
+    if not features:
+        raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
+    records = validate_records(inputs.records, features, max_items=services.settings.max_files)
+    regress_sig = info.contract.get("regress", {}).get("signature")
+    values: list[float]
+    if regress_sig and regress_sig in info.signatures:
+        reply: Any = await services.client.regress(
+            name, records_to_examples(records), version=version, label=label, signature=regress_sig
+        )
+        values = [r.value for r in reply.result.regressions]
+    else:
+        reply = await services.client.predict(
+            name,
+            records_to_tensors(records, list(features)),
+            version=version,
+            label=label,
+            signature=info.predict_signature(),
+        )
+        first = sorted(reply.outputs)[0]
+        values = [float(v) for v in to_list(reply.outputs[first])]  # type: ignore[arg-type]
+    unit = next((str(s.get("unit")) for s in [info.contract.get("output", {})] if s.get("unit")), None)
+    return RegressReply(
+        model=name,
+        version=_answered(reply, info),
+        unit=unit,
+        predictions=[
+            RegressPrediction(input=n, value=float(v)) for n, v in zip(inputs.names, values, strict=False)
+        ],
+    )

@@ -1,0 +1,161 @@
+"""Request bodies and replies of the gateway's HTTP API (pydantic models; they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AdminReply",
+    "ClassPrediction",
+    "ClassifyReply",
+    "ErrorBody",
+    "ErrorDetail",
+    "Health",
+    "LabelBody",
+    "LabelScore",
+    "ModelDetail",
+    "ModelList",
+    "ModelSummary",
+    "PredictReply",
+    "PromoteBody",
+    "Readiness",
+    "RecordsBody",
+    "RegressPrediction",
+    "RegressReply",
+    "SignatureDetail",
+    "TensorDetail",
+    "TextsBody",
+    "VersionStatus",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextsBody(_Strict):
+    """Text models: one prediction per text."""
+
+    texts: list[str] = Field(..., description="raw UTF-8 texts", examples=[["Free entry! Text WIN to 80086"]])
+
+
+class RecordsBody(_Strict):
+    """Tabular models: one prediction per record; a missing feature or null means unknown."""
+
+    records: list[dict[str, float | None]] = Field(
+        ..., examples=[[{"longitude": -122.23, "latitude": 37.88, "median_income": 8.3}]]
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(..., description="machine-readable kind, e.g. model_not_found, upstream_unavailable")
+    message: str = Field(..., description="what went wrong and what to fix")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class _Answered(BaseModel):
+    model: str = Field(..., description="the model that answered")
+    version: int = Field(..., description="the model version that answered (from the model server's reply)")
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClassPrediction(BaseModel):
+    input: str = Field(..., description="the uploaded file name, or texts[i]")
+    label: str = Field(..., description="the top label")
+    score: float
+    top: list[LabelScore] = Field(..., description="the k best labels, best first")
+
+
+class ClassifyReply(_Answered):
+    predictions: list[ClassPrediction]
+
+
+class PredictReply(_Answered):
+    signature: str
+    predictions: list[dict[str, Any]] = Field(..., description="one object per input: output name -> values")
+
+
+class RegressPrediction(BaseModel):
+    input: str
+    value: float
+
+
+class RegressReply(_Answered):
+    unit: str | None = None
+    predictions: list[RegressPrediction]
+
+
+class VersionStatus(BaseModel):
+    version: int
+    state: str = Field(..., description="TF Serving state: START, LOADING, AVAILABLE, UNLOADING, END")
+
+
+class ModelSummary(BaseModel):
+    name: str
+    server: str
+    versions: list[VersionStatus]
+    pinned: int | None = None
+    labels: dict[str, int] = {}
+    error: str | None = Field(None, description="why the model server could not be asked")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class TensorDetail(BaseModel):
+    dtype: str
+    shape: list[int] | None
+
+
+class SignatureDetail(BaseModel):
+    method: str
+    inputs: dict[str, TensorDetail]
+    outputs: dict[str, TensorDetail]
+
+
+class ModelDetail(_Answered):
+    task: str
+    labels: list[str]
+    inputs: dict[str, dict[str, Any]] = Field(..., description="the input contract, per input")
+    signatures: dict[str, SignatureDetail]
+    contract: dict[str, Any]
+    contract_source: str = Field(
+        ..., description="'signature' (the model's contract) or 'derived' (metadata)"
+    )
+    versions: list[VersionStatus]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, str] = Field(..., description="model -> 'ready' or why not")
+
+
+class PromoteBody(_Strict):
+    version: int = Field(..., ge=1)
+
+
+class LabelBody(_Strict):
+    version: int = Field(..., ge=1)
+
+
+class AdminReply(BaseModel):
+    model: str
+    pinned: int | None
+    labels: dict[str, int]
+    history: list[int] = Field(..., description="versions that served before, newest last (rollback targets)")
+    seen: list[int]
+    versions: list[VersionStatus]

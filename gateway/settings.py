@@ -1,0 +1,149 @@
+"""The gateway's settings: one typed class read from ``GATEWAY_*`` environment variables.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| `GATEWAY_HOST` | `127.0.0.1` | address to bind (`0.0.0.0` in containers) |
+| `GATEWAY_PORT` | `8000` | HTTP port |
+| `GATEWAY_DEFAULT_MODEL_SERVER` | `127.0.0.1:8500` | gRPC `host:port` for models not in `MODEL_SERVERS` |
+| `GATEWAY_MODEL_SERVERS` | `{}` | JSON `{"model": "host:port"}`: the server of each model |
+| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, admin |
+| `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
+| `GATEWAY_STATE_FILE` | `gateway-state.json` | admin state (pins, labels, history), atomic writes |
+| `GATEWAY_ADMIN_TOKEN` | unset | bearer token for `/v1/admin/*`, >= 16 chars; unset = admin off |
+| `GATEWAY_TIMEOUT_SECONDS` | `10` | deadline of each Predict/Classify/Regress call |
+| `GATEWAY_METADATA_TIMEOUT_SECONDS` | `5` | deadline of metadata/status calls |
+| `GATEWAY_RETRIES` | `2` | extra attempts on UNAVAILABLE |
+| `GATEWAY_RETRY_BACKOFF_SECONDS` | `0.1` | first retry backoff; doubles each retry |
+| `GATEWAY_MAX_MESSAGE_BYTES` | `67108864` | gRPC send/receive limit (gRPC's own 4 MiB is too small) |
+| `GATEWAY_MAX_UPLOAD_BYTES` | `10485760` | largest file or JSON body (413 above) |
+| `GATEWAY_MAX_IMAGE_PIXELS` | `40000000` | largest image in pixels (413 above; Pillow's bomb check) |
+| `GATEWAY_MAX_FILES` | `32` | most files (and texts, records) per request |
+| `GATEWAY_MAX_TEXT_CHARS` | `20000` | longest text |
+| `GATEWAY_CONTRACT_CACHE_SIZE` | `64` | model versions whose input contract is cached |
+| `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of re-applying admin state (server restarts) |
+| `GATEWAY_LOG_LEVEL` | `info` | log level |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
+_MODEL_NAME = re.compile(r"^[^/:\s]+$")
+
+
+def _check_address(value: str) -> str:
+    match = _ADDRESS.match(value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"model server address {value!r} must be host:port, e.g. 127.0.0.1:8500")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway (table in the module docstring). Invalid or unsafe values fail at start."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    default_model_server: str = "127.0.0.1:8500"
+    model_servers: Annotated[dict[str, str], NoDecode] = {}
+    model_config_file: Path | None = Path("models/models.config")
+    models: Annotated[list[str], NoDecode] = []
+    state_file: Path = Path("gateway-state.json")
+    admin_token: SecretStr | None = None
+    timeout_seconds: float = Field(10.0, gt=0, le=600)
+    metadata_timeout_seconds: float = Field(5.0, gt=0, le=600)
+    retries: int = Field(2, ge=0, le=10)
+    retry_backoff_seconds: float = Field(0.1, ge=0, le=10)
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=2**31 - 1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
+    max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000)
+    max_files: int = Field(32, ge=1, le=10_000)
+    max_text_chars: int = Field(20_000, ge=1, le=10_000_000)
+    contract_cache_size: int = Field(64, ge=1, le=100_000)
+    state_refresh_seconds: float = Field(5.0, gt=0, le=3600)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("model_servers", mode="before")
+    @classmethod
+    def _parse_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f'GATEWAY_MODEL_SERVERS must be JSON like {{"fashion": "host:8500"}}: {exc}'
+                ) from exc
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("model_config_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("default_model_server")
+    @classmethod
+    def _check_default(cls, value: str) -> str:
+        return _check_address(value)
+
+    @field_validator("model_servers")
+    @classmethod
+    def _check_servers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_SERVERS is not a valid model name")
+            _check_address(address)
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _check_token(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if len(text) < 16:
+            raise ValueError(
+                "GATEWAY_ADMIN_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)"
+            )
+        if text.lower() in {"changeme" * 2, "changethis" * 2, "0" * len(text)} or len(set(text)) < 4:
+            raise ValueError("GATEWAY_ADMIN_TOKEN is a placeholder; generate one with `openssl rand -hex 24`")
+        return text
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> Settings:
+        if self.model_config_file is not None and not self.model_config_file.is_file():
+            raise ValueError(
+                f"GATEWAY_MODEL_CONFIG_FILE={self.model_config_file} does not exist; point it at the "
+                "models.config the model servers use, or set it empty and list models in GATEWAY_MODELS"
+            )
+        return self
+
+    def server_for(self, model: str) -> str:
+        """The gRPC address serving ``model``."""
+        return self.model_servers.get(model, self.default_model_server)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()
