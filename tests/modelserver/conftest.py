@@ -2,15 +2,12 @@
 
 - ``tiny``: a session folder of hand-built SavedModels (``tests.support.tiny_models``): ``half_plus_two``,
   ``half_plus_three``, ``multi_input``, ``strings``. Read-only: copy versions with ``install``.
-- ``install(src, base, version)``: publish a copy of a built model as ``base/<version>`` the way the export
-  does (copy to a hidden staging name, then one atomic rename).
+- ``install(src, base, version)``: ``tiny_models.publish`` - copy a built model in as ``base/<version>``
+  with one atomic rename, as the export does.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,15 +29,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def publish(source: Path, base: Path, version: int) -> Path:
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-    shutil.copytree(source, staging)
-    target = base / str(version)
-    os.rename(staging, target)
-    return target
-
-
 @pytest.fixture
 def install() -> Install:
-    return publish
+    return tiny_models.publish

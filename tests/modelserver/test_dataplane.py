@@ -33,7 +33,7 @@ from modelserver.manager import AspiredVersionsManager
 from modelserver.metrics import Metrics
 from modelserver.policy import AllVersions, LatestVersions
 from modelserver.warmup import WarmupOptions
-from tests.modelserver.conftest import publish
+from tests.support.tiny_models import publish
 
 
 def spec(name: str = "half", version: int | None = None, label: str = "", signature: str = "") -> Any:

@@ -14,11 +14,15 @@ session and copy the folders (``shutil.copytree``) into each test's model reposi
   ``_bytes`` suffix makes REST emit base64).
 - ``corrupt_version(src, dst, kind)``: a copy with a truncated ``saved_model.pb`` or without ``variables/``.
 - ``write_warmup(version_dir, records)`` / ``predict_log(...)``: ``assets.extra/tf_serving_warmup_requests``.
+- ``publish(src, base, version)``: copy a built model in as ``base/<version>`` the way the export does (hidden
+  staging name, then one atomic rename), so a polling server never sees a half-written version.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -29,6 +33,7 @@ __all__ = [
     "half_plus_two",
     "multi_input",
     "predict_log",
+    "publish",
     "set_method_names",
     "strings",
     "write_warmup",
@@ -170,3 +175,12 @@ def write_warmup(version_dir: Path, records: Iterable[bytes]) -> Path:
         for record in records:
             writer.write(record)
     return path
+
+
+def publish(source: Path, base: Path, version: int) -> Path:
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(source, staging)
+    target = base / str(version)
+    os.rename(staging, target)
+    return target
