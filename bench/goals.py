@@ -1,0 +1,227 @@
+"""The goals of issue 8, each a ratio (or a count) computed from one run's results, judged met / missed by
+how much / not measured. Works on the results dict alone, so a stored JSON can be re-judged."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Goal", "evaluate"]
+
+
+@dataclass
+class Goal:
+    key: str
+    text: str
+    target: float
+    op: str  # ">=" or "<="
+    unit: str  # "x" (a ratio), "%" (a relative error), "ms", "requests"
+    value: float | None = None
+    detail: str = ""
+    missing: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.value is None or math.isnan(self.value):
+            return "not measured"
+        ok = self.value >= self.target if self.op == ">=" else self.value <= self.target
+        return "met" if ok else "missed"
+
+    def verdict(self) -> str:
+        if self.status == "not measured":
+            return f"not measured: {self.missing or 'scenario skipped'}"
+        if self.status == "met":
+            return "met"
+        assert self.value is not None
+        if self.unit == "x" and self.op == ">=":
+            return f"missed: {self.value / self.target:.0%} of the target"
+        if self.unit == "x":
+            return f"missed: {self.value / self.target:.1f}x the limit"
+        gap = self.target - self.value if self.op == ">=" else self.value - self.target
+        return f"missed by {_fmt(gap, self.unit)}"
+
+    def measured(self) -> str:
+        return "-" if self.value is None or math.isnan(self.value) else _fmt(self.value, self.unit)
+
+    def goal(self) -> str:
+        return f"{self.op} {_fmt(self.target, self.unit)}"
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "x":
+        return f"{value:.3g}x" if abs(value) < 10 else f"{value:.0f}x"
+    if unit == "%":
+        return f"{value * 100:.0f} %"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    return f"{value:.0f} {unit}".strip()
+
+
+def evaluate(results: dict[str, Any]) -> list[Goal]:
+    points: dict[str, dict[str, Any]] = results.get("points", {})
+    conc = results.get("settings", {}).get("concurrencies") or [1, 8, 64]
+    top, low = max(conc), min(conc)
+
+    def pt(key: str, field: str = "rps") -> float | None:
+        value = points.get(key, {}).get(field)
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else a / b
+
+    def need(*keys: str) -> str:
+        return ", ".join(k for k in keys if k not in points) or ""
+
+    goals: list[Goal] = []
+    grpc_top, rest_top = f"grpc.batching_on.c{top}", f"rest.batching_on.c{top}"
+    b32 = results.get("inprocess", {}).get("batch32", {}).get("images_per_s")
+    g = Goal(
+        "grpc_vs_inprocess",
+        f"gRPC Predict c{top} batching on / in-process batch 32",
+        0.35,
+        ">=",
+        "x",
+        ratio(pt(grpc_top), b32),
+    )
+    g.detail = f"{pt(grpc_top) or 0:.0f} req/s vs {b32 or 0:.0f} images/s"
+    g.missing = need(grpc_top) or ("in-process not measured" if b32 is None else "")
+    goals.append(g)
+
+    g = Goal(
+        "grpc_vs_naive",
+        f"gRPC Predict c{top} batching on / naive FastAPI c{top}",
+        100,
+        ">=",
+        "x",
+        ratio(pt(grpc_top), pt(f"naive.c{top}")),
+    )
+    g.detail = f"{pt(grpc_top) or 0:.0f} vs {pt(f'naive.c{top}') or 0:.1f} req/s"
+    g.missing = need(grpc_top, f"naive.c{top}")
+    goals.append(g)
+
+    g = Goal(
+        "rest_vs_grpc",
+        f"REST predict / gRPC Predict, c{top} batching on, same requests",
+        0.5,
+        ">=",
+        "x",
+        ratio(pt(rest_top), pt(grpc_top)),
+    )
+    g.detail = f"{pt(rest_top) or 0:.0f} vs {pt(grpc_top) or 0:.0f} req/s"
+    g.missing = need(rest_top, grpc_top)
+    goals.append(g)
+
+    g = Goal(
+        "rest_vs_bentoml",
+        f"REST predict / BentoML (adaptive batching), c{top}",
+        3,
+        ">=",
+        "x",
+        ratio(pt(rest_top), pt(f"bentoml.c{top}")),
+    )
+    g.detail = f"{pt(rest_top) or 0:.0f} vs {pt(f'bentoml.c{top}') or 0:.0f} req/s"
+    g.missing = need(rest_top, f"bentoml.c{top}")
+    goals.append(g)
+
+    g = Goal(
+        "rest_refused",
+        f"REST predict c{top}: requests refused or dropped",
+        0,
+        "<=",
+        "requests",
+        pt(rest_top, "errors"),
+    )
+    g.detail = (
+        f"BentoML c{top}: {pt(f'bentoml.c{top}', 'errors') or 0:.0f} of "
+        f"{pt(f'bentoml.c{top}', 'requests') or 0:.0f}"
+    )
+    g.missing = need(rest_top)
+    goals.append(g)
+
+    rest_low = f"rest.batching_on.c{low}"
+    g = Goal(
+        "rest_p50_vs_bentoml",
+        f"REST p50 at c{low} / BentoML p50 at c{low}",
+        0.2,
+        "<=",
+        "x",
+        ratio(pt(rest_low, "p50_ms"), pt(f"bentoml.c{low}", "p50_ms")),
+    )
+    g.detail = f"{pt(rest_low, 'p50_ms') or 0:.2f} vs {pt(f'bentoml.c{low}', 'p50_ms') or 0:.2f} ms"
+    g.missing = need(rest_low, f"bentoml.c{low}")
+    goals.append(g)
+
+    up_top, up_low, grpc_low = f"gateway.upload.c{top}", f"gateway.upload.c{low}", f"grpc.batching_on.c{low}"
+    g = Goal(
+        "gateway_vs_grpc",
+        f"gateway PNG upload / direct gRPC Predict, c{top}, same image",
+        0.5,
+        ">=",
+        "x",
+        ratio(pt(up_top), pt(grpc_top)),
+    )
+    g.detail = f"{pt(up_top) or 0:.0f} vs {pt(grpc_top) or 0:.0f} req/s"
+    g.missing = need(up_top, grpc_top)
+    goals.append(g)
+
+    a, b = pt(up_low, "p50_ms"), pt(grpc_low, "p50_ms")
+    g = Goal(
+        "gateway_added_p50",
+        f"gateway added p50 at c{low} (upload p50 - gRPC p50)",
+        2.0,
+        "<=",
+        "ms",
+        None if a is None or b is None else a - b,
+    )
+    a99, b99 = pt(up_low, "p99_ms"), pt(grpc_low, "p99_ms")
+    g.detail = f"{a or 0:.2f} - {b or 0:.2f} ms; added p99 {(a99 or 0) - (b99 or 0):.2f} ms"
+    g.missing = need(up_low, grpc_low)
+    goals.append(g)
+
+    swap = results.get("hotswap")
+    g = Goal(
+        "hotswap_failed",
+        "hot swap: failed requests",
+        0,
+        "<=",
+        "requests",
+        None if not swap else float(swap["failed"]),
+    )
+    g.detail = "" if not swap else f"of {swap['requests']} requests"
+    g.missing = "" if swap else "hot swap not measured"
+    goals.append(g)
+
+    during = None if not swap else swap["phases"]["during"]
+    before = None if not swap else swap["phases"]["before"]
+    g = Goal(
+        "hotswap_p99",
+        "hot swap: p99 during / p99 steady (before)",
+        1.5,
+        "<=",
+        "x",
+        None if not swap or not during["requests"] else ratio(during["p99_ms"], before["p99_ms"]),
+    )
+    g.detail = (
+        ""
+        if not swap
+        else f"{during['p99_ms']:.2f} vs {before['p99_ms']:.2f} ms "
+        f"({during['requests']} requests during the swap)"
+    )
+    g.missing = "" if swap else "hot swap not measured"
+    goals.append(g)
+
+    rows = [r for r in results.get("memory", {}).get("models", []) if r.get("estimate_error") is not None]
+    worst = max(rows, key=lambda r: abs(r["estimate_error"]), default=None)
+    g = Goal(
+        "ram_estimate",
+        "loader RAM estimate vs measured RSS growth, worst model",
+        0.25,
+        "<=",
+        "%",
+        None if worst is None else abs(worst["estimate_error"]),
+    )
+    g.detail = "; ".join(f"{r['model']} {r['estimate_error']:+.0%}" for r in rows)
+    g.missing = "" if rows else "memory not measured (or no estimate in the server log)"
+    goals.append(g)
+    return goals

@@ -1,0 +1,272 @@
+"""The run's outputs, each written atomically: ``<date>.json`` (everything measured), ``latest.md`` (goals
+met / missed, every load point with its ratios, hot swap, memory, profiles) and ``latest.png`` (matplotlib
+Agg: throughput, latency at the lowest concurrency, the hot-swap timeline)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.findings import FINDINGS
+from bench.goals import Goal, evaluate
+from bench.repo import write_atomic
+
+__all__ = ["render_markdown", "render_plot", "write_report"]
+
+_LABELS = {
+    "naive": "naive FastAPI + model.predict",
+    "bentoml": "BentoML, adaptive batching",
+    "grpc.batching_off": "modelserver gRPC, batching off",
+    "grpc.batching_on": "modelserver gRPC, batching on",
+    "rest.batching_off": "modelserver REST, batching off",
+    "rest.batching_on": "modelserver REST, batching on",
+    "gateway.upload": "gateway PNG upload (fashion)",
+    "gateway.text": "gateway text classify",
+    "gateway.housing": "gateway housing regress",
+    "grpc.text": "modelserver gRPC text",
+    "grpc.housing": "modelserver gRPC housing",
+    "hotswap": "gRPC under hot swap",
+}
+
+
+def _split(key: str) -> tuple[str, int]:
+    stem, _, c = key.rpartition(".c")
+    return stem, int(c) if c.isdigit() else 0
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -> str:
+    points: dict[str, dict[str, Any]] = results.get("points", {})
+    env = results.get("environment", {})
+    inproc = results.get("inprocess", {})
+    b32 = inproc.get("batch32", {}).get("images_per_s")
+    lines = [
+        f"# Bench results ({results.get('scale', '?')} run, {results.get('started', '?')})",
+        "",
+        f"{env.get('cores', '?')} cores ({env.get('cpu', '?')}), load average at start "
+        f"{', '.join(f'{x:.2f}' for x in env.get('load_average_at_start', []))}; models: "
+        + ", ".join(f"{k} v{v['version']}" for k, v in results.get("models", {}).items())
+        + f"; wall time {results.get('wall_seconds', 0):.0f} s. Every figure that matters is a ratio "
+        "against a baseline measured in this same run. Load: h2load (gRPC) and wrk (HTTP), 127.0.0.1 only.",
+        "",
+        f"![throughput, latency and hot swap]({png_name})",
+        "",
+        "## Goals (issue 8)",
+        "",
+        "| goal | measured | target | verdict | figures |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for g in goals:
+        lines.append(f"| {g.text} | {g.measured()} | {g.goal()} | **{g.verdict()}** | {g.detail} |")
+    lines += [
+        "",
+        "## In-process limit (signature called directly)",
+        "",
+        "| batch | images/s | ms per call |",
+        "| --- | --- | --- |",
+    ]
+    for value in inproc.values():
+        lines.append(f"| {value['batch']} | {value['images_per_s']:.0f} | {value['ms_per_call']:.3f} |")
+    lines += [
+        "",
+        "## Load points",
+        "",
+        "`vs naive`: throughput over the naive server's at the same concurrency; `vs in-proc`: over the "
+        "in-process batch-32 images/s. CPU columns are cores used (CPU seconds / wall seconds).",
+        "",
+        "| path | conc. | req/s | p50 ms | p90 ms | p99 ms | errors | vs naive | vs in-proc | server CPU "
+        "| load-gen CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, p in points.items():
+        stem, c = _split(key)
+        naive = points.get(f"naive.c{c}", {}).get("rps")
+        vs_naive = f"{p['rps'] / naive:.0f}x" if naive and stem != "naive" else "-"
+        vs_inproc = f"{p['rps'] / b32:.2f}x" if b32 else "-"
+        errors = f"{p['errors']}" + (f" of {p['requests']}" if p["errors"] else "")
+        server = "-" if p.get("server_cores") is None else f"{p['server_cores']:.2f}"
+        lines.append(
+            f"| {_LABELS.get(stem, stem)} | {c} | {p['rps']:.0f} | {_ms(p['p50_ms'])} | {_ms(p['p90_ms'])} | "
+            f"{_ms(p['p99_ms'])} | {errors} | {vs_naive} | {vs_inproc} | {server} | "
+            f"{p['loadgen_cores']:.2f} |"
+        )
+    swap = results.get("hotswap")
+    if swap:
+        lines += [
+            "",
+            "## Hot swap under load",
+            "",
+            f"Version {swap['old_version']} -> {swap['new_version']} published "
+            f"{results['settings']['hotswap_s'] / 3:.0f} s into {results['settings']['hotswap_s']:.0f} s of "
+            f"gRPC load at concurrency 8; the new version was AVAILABLE after "
+            f"{_ms(swap['available_after_s'])} s and the old one unloaded after "
+            f"{_ms(swap['old_unloaded_after_s'])} s. "
+            f"Failed requests: **{swap['failed']}** of {swap['requests']}.",
+            "",
+            "| phase | requests | p50 ms | p90 ms | p99 ms |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, ph in swap["phases"].items():
+            lines.append(
+                f"| {name} | {ph['requests']} | {_ms(ph['p50_ms'])} | {_ms(ph['p90_ms'])} | "
+                f"{_ms(ph['p99_ms'])} |"
+            )
+    memory = results.get("memory")
+    rss = results.get("rss_bytes", {})
+    if memory or rss:
+        lines += ["", "## Memory", ""]
+    if memory:
+        lines += [
+            f"Model server with no model: {_mib(memory['baseline_rss'])} MiB RSS; models added one at a time "
+            "through the config file.",
+            "",
+            "| model | RSS after (MiB) | growth (MiB) | loader estimate (MiB) | estimate error |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in memory["models"]:
+            error = "-" if row["estimate_error"] is None else f"{row['estimate_error']:+.0%}"
+            lines.append(
+                f"| {row['model']} v{row['version']} | {_mib(row['rss_after'])} | {_mib(row['growth'])} "
+                f"| {_mib(row['estimate'])} | {error} |"
+            )
+    if rss:
+        lines += ["", "| process | RSS (MiB) |", "| --- | --- |"]
+        lines += [f"| {name} | {_mib(value)} |" for name, value in rss.items()]
+    profiles = results.get("profiles", [])
+    if profiles:
+        lines += ["", "## Profiles (py-spy, under the heaviest load point)", ""]
+        for prof in profiles:
+            if prof.get("error"):
+                lines.append(f"- **{prof['target']}**: no profile ({prof['error']})")
+                continue
+            own = ", ".join(f"`{n}` {s:.0%}" for n, s in prof["own"][:6])
+            inclusive = ", ".join(f"`{n}` {s:.0%}" for n, s in prof["inclusive"][:6])
+            lines.append(
+                f"- **{prof['target']}** ({prof['samples']} samples). Own time: {own}. "
+                f"Inclusive: {inclusive}."
+            )
+    missed = [g for g in goals if g.status == "missed"]
+    if missed:
+        lines += ["", "## Findings on the missed goals", ""]
+        for g in missed:
+            lines.append(f"- **{g.text}** ({g.verdict()}): {FINDINGS.get(g.key, 'see the profiles above.')}")
+    skipped = results.get("skipped", {})
+    if skipped:
+        lines += ["", "## Not measured in this run", ""]
+        lines += [f"- {name}: {reason}" for name, reason in skipped.items()]
+    wrong = {k: v for k, v in results.get("verified", {}).items() if v != "ok"}
+    if wrong:
+        lines += ["", "## Answers that failed the check", ""] + [f"- {k}: {v}" for k, v in wrong.items()]
+    lines += [
+        "",
+        "Reproduce: `make bench` (about 6 minutes on 2 cores); `make bench-smoke` checks the harness in "
+        "seconds. Raw figures: the JSON beside this file.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points: dict[str, dict[str, Any]] = results.get("points", {})
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    series: dict[str, dict[int, dict[str, Any]]] = {}
+    for key, p in points.items():
+        stem, c = _split(key)
+        if stem != "hotswap":
+            series.setdefault(stem, {})[c] = p
+    ax = axes[0]
+    for stem, by_c in series.items():
+        cs = sorted(by_c)
+        ax.plot(cs, [max(by_c[c]["rps"], 0.1) for c in cs], marker="o", label=_LABELS.get(stem, stem))
+    b32 = results.get("inprocess", {}).get("batch32", {}).get("images_per_s")
+    if b32:
+        ax.axhline(b32, color="black", linestyle="--", linewidth=1, label="in-process batch 32 (images/s)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrency",
+        ylabel="requests/s (1 image each)",
+        title="Throughput",
+    )
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    low = [(stem, by_c[min(by_c)]) for stem, by_c in series.items()]
+    names = [f"{_LABELS.get(stem, stem)} (c{min(series[stem])})" for stem, _ in low]
+    y = range(len(low))
+    ax.barh(
+        [i + 0.2 for i in y],
+        [p["p50_ms"] if not math.isnan(p["p50_ms"]) else 0 for _, p in low],
+        height=0.4,
+        label="p50",
+    )
+    ax.barh(
+        [i - 0.2 for i in y],
+        [p["p99_ms"] if not math.isnan(p["p99_ms"]) else 0 for _, p in low],
+        height=0.4,
+        label="p99",
+    )
+    ax.set_yticks(list(y), names, fontsize=7)
+    ax.set(xscale="log", xlabel="ms", title="Latency at the lowest concurrency")
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    swap = results.get("hotswap")
+    if swap and swap.get("timeline"):
+        t = [row["t_s"] for row in swap["timeline"]]
+        ax.plot(t, [row["p50_ms"] for row in swap["timeline"]], label="p50")
+        ax.plot(t, [row["p99_ms"] for row in swap["timeline"]], label="p99")
+        ax.axvline(0, color="red", linestyle="--", label=f"publish v{swap['new_version']}")
+        if swap.get("old_unloaded_after_s") is not None:
+            ax.axvline(
+                swap["old_unloaded_after_s"], color="grey", linestyle=":", label="old version unloaded"
+            )
+        ax.set(
+            xlabel="seconds from publish", ylabel="ms", title=f"Hot swap, gRPC c8: {swap['failed']} failed"
+        )
+        ax.legend(fontsize=7)
+    else:
+        ax.set_title("Hot swap: not measured")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".latest.", suffix=".png.tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=90, format="png")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_report(ctx: Any) -> list[Path]:
+    results = ctx.results
+    results["profiles"] = [asdict(p) for p in ctx.profiles]
+    goals = evaluate(results)
+    results["goals"] = [{**asdict(g), "status": g.status, "verdict": g.verdict()} for g in goals]
+    out: Path = ctx.settings.results_dir
+    out = out if out.is_absolute() else ctx.repo_root / out
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    json_path, md_path, png_path = out / f"{stamp}.json", out / "latest.md", out / "latest.png"
+    write_atomic(json_path, json.dumps(results, indent=1, default=str, allow_nan=True) + "\n")
+    render_plot(results, png_path)
+    write_atomic(md_path, render_markdown(results, goals, png_path.name))
+    return [json_path, md_path, png_path]
