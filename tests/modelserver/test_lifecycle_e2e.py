@@ -1,0 +1,192 @@
+"""End to end lifecycle on a real ``python -m modelserver`` process: hot swap under concurrent load with zero
+failed requests, pinned versions and labels keep answering, corrupt versions show in status while the old
+version keeps serving, HandleReloadConfigRequest, and batching."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.apis import model_management_pb2
+
+from tests.modelserver.test_server_e2e import Client
+from tests.support.procs import start_modelserver
+from tests.support.tiny_models import corrupt_version, publish
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Load:
+    """Client threads sending Predict in a loop; records answers and failures."""
+
+    def __init__(self, client: Client, **spec: Any) -> None:
+        self.client, self.spec = client, spec
+        self.answers: Counter[tuple[int, float]] = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self.client.predict("half", [2.0], **self.spec)
+                self.answers[(response.model_spec.version.value, response.outputs["y"].float_val[0])] += 1
+            except grpc.RpcError as exc:
+                self.errors.append(f"{exc.code()}: {exc.details()}")
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stage_corrupt(source: Path, base: Path, version: int, kind: str) -> None:
+    staged = corrupt_version(source, base / f".tmp-{version}-corrupt", kind)
+    os.rename(staged, base / str(version))  # atomic, so the server never sees the good copy
+
+
+def test_hot_swap_under_load_and_corrupt_versions(tiny: dict[str, Path], tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(tiny["half_plus_two"], base, 1)
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "half" base_path: "{base}" '
+        f"model_version_policy {{ latest {{ num_versions: 2 }} }} "
+        f'version_labels {{ key: "stable" value: 1 }} }} }}'
+    )
+    with start_modelserver(config, rest=False, log_path=tmp_path / "server.log") as server:
+        client = Client(server.grpc_target)
+        with (
+            Load(client) as latest,
+            Load(client, version=1) as pinned,
+            Load(client, label="stable") as labelled,
+        ):
+            wait_until(lambda: sum(latest.answers.values()) > 20, "traffic before the swap")
+            publish(tiny["half_plus_three"], base, 2)
+            wait_until(lambda: latest.answers[(2, 4.0)] > 20, "latest requests answered by version 2")
+            pinned.stop()
+            labelled.stop()
+            publish(tiny["half_plus_two"], base, 3)  # latest 2 = {2, 3}: version 1 is unloaded
+            wait_until(lambda: client.status("half")[-1][1] == "END", "version 1 unloaded")
+            wait_until(lambda: latest.answers[(3, 3.0)] > 20, "latest requests answered by version 3")
+        assert latest.errors == [] and pinned.errors == [] and labelled.errors == []
+        assert set(pinned.answers) == {(1, 3.0)} and set(labelled.answers) == {(1, 3.0)}
+        assert {(1, 3.0), (2, 4.0), (3, 3.0)} <= set(latest.answers)
+        assert [s[:2] for s in client.status("half")] == [(3, "AVAILABLE"), (2, "AVAILABLE"), (1, "END")]
+
+        # latest 2 now aspires the broken 4 and 5: both fail, and 3 (and 2) keep serving
+        stage_corrupt(tiny["half_plus_two"], base, 4, "truncated")
+        stage_corrupt(tiny["half_plus_two"], base, 5, "missing_variables")
+        wait_until(
+            lambda: [s[1] for s in client.status("half")[:2]] == ["END", "END"], "corrupt loads to fail"
+        )
+        status = {s[0]: s for s in client.status("half")}
+        for version in (4, 5):
+            _, state, code, message = status[version]
+            assert state == "END" and code != 0 and message
+        assert status[3][1] == "AVAILABLE"
+        assert client.predict("half", [2.0]).model_spec.version.value == 3
+
+
+def test_reload_config_over_grpc(tiny: dict[str, Path], tmp_path: Path) -> None:
+    publish(tiny["half_plus_two"], tmp_path / "half", 1)
+    publish(tiny["half_plus_three"], tmp_path / "half", 2)
+    publish(tiny["multi_input"], tmp_path / "multi", 1)
+    with start_modelserver(
+        model_name="half", model_base_path=tmp_path / "half", log_path=tmp_path / "server.log"
+    ) as server:
+        client = Client(server.grpc_target)
+        assert [s[:2] for s in client.status("half")] == [(2, "AVAILABLE")]
+        request = model_management_pb2.ReloadConfigRequest()
+        text_format.Parse(
+            f'model_config_list {{ config {{ name: "multi" base_path: "{tmp_path / "multi"}" }} '
+            f'config {{ name: "half" base_path: "{tmp_path / "half"}" '
+            f"model_version_policy {{ specific {{ versions: 1 versions: 2 }} }} "
+            f'version_labels {{ key: "stable" value: 1 }} }} }}',
+            request.config,
+        )
+        assert client.models.HandleReloadConfigRequest(request, timeout=60).status.error_code == 0
+        assert [s[:2] for s in client.status("half")] == [(2, "AVAILABLE"), (1, "AVAILABLE")]
+        assert client.predict("half", [2.0], label="stable").model_spec.version.value == 1
+        assert client.status("multi")[0][:2] == (1, "AVAILABLE")
+        # a label on a version that is not available is refused, and nothing changes
+        request.config.model_config_list.config[1].version_labels["canary"] = 7
+        with pytest.raises(grpc.RpcError) as info:
+            client.models.HandleReloadConfigRequest(request, timeout=60)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "not currently available" in (info.value.details() or "")
+        # dropping half from the config unloads it
+        del request.config.model_config_list.config[1]
+        client.models.HandleReloadConfigRequest(request, timeout=60)
+        wait_until(lambda: all(s[1] == "END" for s in client.status("half")), "half unloaded")
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            assert http.get("/v1/models/half/versions/1").json()["model_version_status"][0]["state"] == "END"
+
+
+def test_batching_answers_exactly(tiny: dict[str, Path], tmp_path: Path) -> None:
+    publish(tiny["half_plus_two"], tmp_path / "half", 1)
+    params = tmp_path / "batching.config"
+    params.write_text(
+        "max_batch_size { value: 16 } batch_timeout_micros { value: 20000 } "
+        "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }"
+    )
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }")
+    flags = [
+        "--enable_batching",
+        f"--batching_parameters_file={params}",
+        f"--monitoring_config_file={monitoring}",
+    ]
+    with start_modelserver(
+        model_name="half",
+        model_base_path=tmp_path / "half",
+        extra_flags=flags,
+        log_path=tmp_path / "server.log",
+    ) as server:
+        client = Client(server.grpc_target)
+        inputs = [np.arange(n, dtype=np.float32) + n for n in range(1, 17)]
+        with ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda x: client.predict("half", x), inputs))
+        for x, reply in zip(inputs, replies, strict=True):
+            np.testing.assert_array_equal(np.array(reply.outputs["y"].float_val, np.float32), x * 0.5 + 2)
+        metrics = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+    rows = [line for line in metrics.splitlines() if line.startswith("modelserver_batch_size_sum")]
+    assert rows and float(rows[0].rsplit(" ", 1)[1]) == sum(len(x) for x in inputs)
+
+
+def test_bad_batching_file_fails_at_start(tmp_path: Path) -> None:
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size: 8")
+    with pytest.raises(RuntimeError, match="not a valid text proto"):
+        start_modelserver(
+            model_name="half",
+            model_base_path=tmp_path,
+            extra_flags=["--enable_batching", f"--batching_parameters_file={params}"],
+            log_path=tmp_path / "server.log",
+            startup_timeout=60,
+        )
