@@ -41,8 +41,10 @@ LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.modelserver.yml")
 PROJECT = "tfserve-smoke"
 IMAGE_TAG = os.environ.get("IMAGE_TAG", "0.1.0")
-# A quick retrain is enough to publish a real new version: the point is the swap, not the accuracy.
-EXPORT_ARGS = ("--epochs", "1", "--limit", "6000")
+# Seeding trains one epoch on the full data (labels must come out right); the hot-swap version is a quick
+# retrain on a slice: the point there is the swap, not the accuracy.
+SEED_ARGS = ("--epochs", "1")
+SWAP_ARGS = ("--epochs", "1", "--limit", "6000")
 HEALTHY_TIMEOUT_S = 300
 SWAP_TIMEOUT_S = 600
 REQUEST_INTERVAL_S = 0.1
@@ -161,9 +163,9 @@ class Stack:
                                + (f": {result.stderr[-2000:]}" if quiet else ""))
         return result
 
-    def export(self, model: str) -> None:
+    def export(self, model: str, *args: str) -> None:
         self.run("--profile", "export", "run", "--rm", "--no-deps", "export", model,
-                 "--models-dir", "/models", *EXPORT_ARGS)
+                 "--models-dir", "/models", *args)
 
 
 def seed_models(models_dir: Path, stack: Stack) -> dict[str, str]:
@@ -177,7 +179,7 @@ def seed_models(models_dir: Path, stack: Stack) -> dict[str, str]:
             seeded[model] = f"copied version {version} from ./models"
         else:
             step(f"no published '{model}' under ./models: exporting one with the export service")
-            stack.export(model)
+            stack.export(model, *SEED_ARGS)
             seeded[model] = f"exported version {latest_version(models_dir / model)} in a container"
     return seeded
 
@@ -255,7 +257,7 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         client_thread.start()
         try:
             start = time.monotonic()
-            stack.export("fashion")
+            stack.export("fashion", *SWAP_ARGS)
             result["export_seconds"] = round(time.monotonic() - start, 1)
             new_version = latest_version(models_dir / "fashion")
             if new_version is None or new_version <= old_version:
