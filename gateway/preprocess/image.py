@@ -8,8 +8,9 @@ for three), invert when the picture's background is the opposite of the training
 photographed on a white table for a model trained white-on-black), fit into the model's size keeping the
 aspect ratio (padding with the background), and scale 0..255 to the contract's ``range``.
 
-Limits: ``max_pixels`` is enforced by Pillow's own decompression-bomb check BEFORE decoding (its warning is
-turned into an error so the limit is exact) -> :class:`TooManyPixels` (413). Anything Pillow cannot
+Limits: ``max_pixels`` is enforced BEFORE decoding, from the header: Pillow's own decompression-bomb check
+(``MAX_IMAGE_PIXELS`` = the limit; it raises above twice the limit) plus the same test on the size Pillow read
+(Pillow only warns between 1x and 2x) -> :class:`TooManyPixels` (413). Anything Pillow cannot
 identify or
 decode -> :class:`UnsupportedMediaType` (415). An empty file -> :class:`BadRequest` (400).
 """
@@ -17,7 +18,6 @@ decode -> :class:`UnsupportedMediaType` (415). An empty file -> :class:`BadReque
 from __future__ import annotations
 
 import io
-import warnings
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +30,6 @@ from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
 __all__ = ["FORMATS", "ImageSpec", "decode_image", "images_to_batch"]
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-# Pillow warns between MAX_IMAGE_PIXELS and twice that, and raises above; make the warning an error too.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,6 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
         image.seek(0)  # GIF/WebP animations: the first frame
-        return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise TooManyPixels(
             f"image {name!r} has more than {max_pixels} pixels; send a smaller picture"
@@ -87,6 +84,13 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise UnsupportedMediaType(f"file {name!r} could not be read as an image: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"image {name!r} has {width}x{height} pixels, over the limit of {max_pixels}; "
+            "send a smaller picture"
+        )
+    return image
 
 
 def decode_image(data: bytes, name: str, spec: ImageSpec, max_pixels: int) -> Image.Image:

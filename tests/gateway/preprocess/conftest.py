@@ -1,0 +1,1 @@
+"""Preprocess tests use real Fashion-MNIST test images (tests.gateway.images) and Pillow-made pictures."""

@@ -1,0 +1,133 @@
+"""gateway.preprocess.image: formats, EXIF, modes, inversion, resize, scaling, bombs, bad files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
+from gateway.preprocess.image import ImageSpec, decode_image, images_to_batch
+from tests.gateway.images import encode, fashion_test_images
+
+FASHION = ImageSpec(height=28, width=28, channels=1, low=0.0, high=1.0, background="black")
+LIMIT = 10_000_000
+
+
+@pytest.fixture(scope="module")
+def garments(data_dir: Path) -> list[Image.Image]:
+    return [image for image, _ in fashion_test_images(data_dir, 8)]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"), [("PNG", {}), ("BMP", {}), ("GIF", {}), ("WEBP", {"lossless": True})]
+)
+def test_lossless_formats_give_the_exact_pixels(garments: list[Image.Image], fmt: str, options: dict) -> None:
+    for image in garments:
+        decoded = decode_image(encode(image, fmt, **options), f"x.{fmt}", FASHION, LIMIT)
+        assert decoded.mode == "L" and decoded.size == (28, 28)
+        assert decoded.tobytes() == image.tobytes()
+
+
+def test_jpeg_is_close(garments: list[Image.Image]) -> None:
+    image = garments[0]
+    decoded = decode_image(encode(image, "JPEG", quality=95), "x.jpg", FASHION, LIMIT)
+    diff = sum(abs(a - b) for a, b in zip(decoded.tobytes(), image.tobytes(), strict=True)) / 784
+    assert diff < 6
+
+
+def test_batch_scales_to_the_contract_range(garments: list[Image.Image]) -> None:
+    files = [(f"{i}.png", encode(im, "PNG")) for i, im in enumerate(garments[:3])]
+    values, dims = images_to_batch(files, FASHION, LIMIT)
+    assert dims == [3, 28, 28, 1] and len(values) == 3 * 784
+    assert min(values) >= 0.0 and max(values) <= 1.0
+    assert values[:784].tolist() == pytest.approx([b / 255 for b in garments[0].tobytes()], abs=1e-6)
+    signed = ImageSpec(28, 28, 1, -1.0, 1.0, "black")
+    values, _ = images_to_batch(files[:1], signed, LIMIT)
+    assert min(values) >= -1.0 and values[0] == pytest.approx(-1.0 + 2 * garments[0].tobytes()[0] / 255)
+
+
+def test_exif_orientation_is_applied() -> None:
+    # 40x20, white left half, stored with EXIF orientation 6 (rotate 90 degrees clockwise to view).
+    image = Image.new("L", (40, 20), 0)
+    image.paste(255, (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(image, "JPEG", exif=exif.tobytes(), quality=100)
+    spec = ImageSpec(40, 20, 1, background=None)  # height 40, width 20: the viewed (rotated) shape
+    decoded = decode_image(data, "r.jpg", spec, LIMIT)
+    top, bottom = decoded.crop((0, 0, 20, 20)), decoded.crop((0, 20, 20, 40))
+    assert sum(top.tobytes()) / 400 > 200 and sum(bottom.tobytes()) / 400 < 50
+
+
+def test_rgb_becomes_gray_and_gray_becomes_rgb(garments: list[Image.Image]) -> None:
+    rgb = garments[0].convert("RGB")
+    gray = decode_image(encode(rgb, "PNG"), "c.png", FASHION, LIMIT)
+    assert gray.mode == "L" and gray.tobytes() == garments[0].tobytes()
+    colour = ImageSpec(32, 32, 3, background=None)
+    out = decode_image(encode(garments[0], "PNG"), "g.png", colour, LIMIT)
+    assert out.mode == "RGB" and out.size == (32, 32)
+    values, dims = images_to_batch([("g.png", encode(garments[0], "PNG"))], colour, LIMIT)
+    assert dims == [1, 32, 32, 3] and len(values) == 32 * 32 * 3
+
+
+def test_transparent_background_takes_the_training_background() -> None:
+    image = Image.new("RGBA", (28, 28), (0, 0, 0, 0))
+    image.paste((255, 255, 255, 255), (8, 8, 20, 20))
+    decoded = decode_image(encode(image, "PNG"), "t.png", FASHION, LIMIT)
+    assert decoded.getpixel((0, 0)) == 0 and decoded.getpixel((14, 14)) == 255
+
+
+def test_dark_garment_on_white_is_inverted(garments: list[Image.Image]) -> None:
+    photo = Image.eval(garments[0], lambda p: 255 - p).resize((560, 560)).convert("RGB")
+    decoded = decode_image(encode(photo, "PNG"), "p.png", FASHION, LIMIT)
+    assert decoded.getpixel((0, 0)) < 30  # background black again
+    diff = sum(abs(a - b) for a, b in zip(decoded.tobytes(), garments[0].tobytes(), strict=True)) / 784
+    assert diff < 20
+
+
+def test_aspect_ratio_is_kept_with_padding() -> None:
+    wide = Image.new("L", (280, 140), 255)
+    decoded = decode_image(encode(wide, "PNG"), "w.png", ImageSpec(28, 28, 1, background=None), LIMIT)
+    assert decoded.size == (28, 28)
+    assert decoded.getpixel((14, 0)) == 0 and decoded.getpixel((14, 14)) == 255
+
+
+def test_gif_uses_the_first_frame() -> None:
+    frames = [Image.new("L", (28, 28), 200), Image.new("L", (28, 28), 10)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    decoded = decode_image(buffer.getvalue(), "a.gif", ImageSpec(28, 28, 1, background=None), LIMIT)
+    assert abs(decoded.getpixel((5, 5)) - 200) < 3
+
+
+@pytest.mark.parametrize("divisor", [1.5, 3])  # Pillow's warning band (1x-2x the limit) and error band
+def test_decompression_bomb_is_refused(divisor: float) -> None:
+    data = encode(Image.new("L", (3000, 3000)), "PNG")
+    with pytest.raises(TooManyPixels):
+        decode_image(data, "bomb.png", FASHION, max_pixels=int(3000 * 3000 / divisor))
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", BadRequest),
+        (b"not an image at all", UnsupportedMediaType),
+        (b"%PDF-1.4\n", UnsupportedMediaType),
+        (encode(Image.new("L", (64, 64), 7), "PNG")[:50], UnsupportedMediaType),
+        (encode(Image.new("L", (8, 8)), "TIFF"), UnsupportedMediaType),
+    ],
+    ids=["empty", "text", "pdf", "truncated-png", "tiff-not-accepted"],
+)
+def test_bad_files_are_refused(data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        decode_image(data, "f", FASHION, LIMIT)
+
+
+def test_spec_from_contract() -> None:
+    spec = ImageSpec.from_contract({"shape": [-1, 28, 28, 1], "range": [0, 1], "background": "black"})
+    assert (spec.height, spec.width, spec.channels, spec.background) == (28, 28, 1, "black")
+    with pytest.raises(BadRequest):
+        ImageSpec.from_contract({"shape": [-1, 10]})
