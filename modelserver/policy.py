@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
 
 __all__ = ["AllVersions", "LatestVersions", "SpecificVersions", "VersionPolicy", "policy_from_proto"]
 
-ServableVersionPolicy = fs_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+# The generated message class (a runtime value for mypy, hence Any).
+ServableVersionPolicy: Any = fs_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 
 
 class VersionPolicy:
@@ -46,7 +48,7 @@ class SpecificVersions(VersionPolicy):
         return set(found) & self.versions
 
 
-def policy_from_proto(proto: ServableVersionPolicy) -> VersionPolicy:
+def policy_from_proto(proto: Any) -> VersionPolicy:
     """The policy a ``model_version_policy`` message describes (unset = latest 1, like TF Serving)."""
     kind = proto.WhichOneof("policy_choice")
     if kind == "all":

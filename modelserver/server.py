@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +198,8 @@ class ModelServer:
     async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
         import uvicorn
 
+        _Uvicorn = _uvicorn_server_class()  # noqa: N806
+
         try:
             from modelserver.rest import create_rest_app
         except ImportError as exc:
@@ -216,8 +218,7 @@ class ModelServer:
             access_log=False,
             timeout_graceful_shutdown=int(GRACE_SECONDS),
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+        server = _Uvicorn(config)
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():
@@ -226,6 +227,19 @@ class ModelServer:
             await asyncio.sleep(0.02)
         log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
         return server, task
+
+
+def _uvicorn_server_class() -> type[Any]:
+    import uvicorn
+
+    class Uvicorn(uvicorn.Server):
+        """uvicorn without its own SIGINT/SIGTERM handlers: the model server owns shutdown."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Uvicorn
 
 
 def run(options: ServerOptions) -> int:

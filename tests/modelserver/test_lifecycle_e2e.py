@@ -65,6 +65,14 @@ class Load:
         self.stop()
 
 
+def latest_state(client: Client, model: str) -> str | None:
+    """The state of the highest version, or None while the model is unknown."""
+    try:
+        return client.status(model)[0][1]
+    except grpc.RpcError:
+        return None
+
+
 def stage_corrupt(source: Path, base: Path, version: int, kind: str) -> None:
     staged = corrupt_version(source, base / f".tmp-{version}-corrupt", kind)
     os.rename(staged, base / str(version))  # atomic, so the server never sees the good copy
@@ -146,6 +154,32 @@ def test_reload_config_over_grpc(tiny: dict[str, Path], tmp_path: Path) -> None:
         wait_until(lambda: all(s[1] == "END" for s in client.status("half")), "half unloaded")
         with httpx.Client(base_url=server.url, timeout=10) as http:
             assert http.get("/v1/models/half/versions/1").json()["model_version_status"][0]["state"] == "END"
+        assert server.stop() == 0  # SIGTERM is a graceful stop
+        assert "stopped" in server.log_text()
+
+
+def test_model_config_file_polling(tiny: dict[str, Path], tmp_path: Path) -> None:
+    publish(tiny["half_plus_two"], tmp_path / "half", 1)
+    publish(tiny["multi_input"], tmp_path / "multi", 1)
+    config = tmp_path / "models.config"
+
+    def write_config(text: str) -> None:
+        staging = tmp_path / "models.config.tmp"
+        staging.write_text(text)
+        os.replace(staging, config)
+
+    half = f'config {{ name: "half" base_path: "{tmp_path / "half"}" }}'
+    multi = f'config {{ name: "multi" base_path: "{tmp_path / "multi"}" }}'
+    write_config(f"model_config_list {{ {half} }}")
+    flags = ["--model_config_file_poll_wait_seconds=1"]
+    with start_modelserver(config, extra_flags=flags, rest=False, log_path=tmp_path / "server.log") as server:
+        client = Client(server.grpc_target)
+        write_config("improperly formatted file")  # a bad edit is logged and the last good config kept
+        wait_until(lambda: "not applied" in server.log_text(), "the bad config to be reported")
+        assert client.status("half")[0][:2] == (1, "AVAILABLE")
+        write_config(f"model_config_list {{ {multi} }}")
+        wait_until(lambda: latest_state(client, "multi") == "AVAILABLE", "multi loaded from the new config")
+        wait_until(lambda: latest_state(client, "half") == "END", "half unloaded")
 
 
 def test_batching_answers_exactly(tiny: dict[str, Path], tmp_path: Path) -> None:
