@@ -140,7 +140,8 @@ def _download(spec: DataFile) -> Path:
     subdir = f"tfserve-stack/{spec.dataset}"
     if spec.origin.endswith(".zip"):
         extracted = Path(keras.utils.get_file(origin=spec.origin, extract=True, cache_subdir=subdir))
-        matches = list(extracted.rglob(Path(spec.relpath).name)) if extracted.is_dir() else []
+        folder = extracted if extracted.is_dir() else extracted.parent  # Keras versions differ here
+        matches = list(folder.rglob(Path(spec.relpath).name))
         if not matches:
             raise DataNotFound(spec.dataset, extracted / Path(spec.relpath).name, None)
         return matches[0]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +104,16 @@ def constant_ids(text: tf.Tensor, vocabulary: list[str]) -> tf.Tensor:
 
 
 def build_model(vocabulary_size: int) -> keras.Model:
-    return keras.Sequential(
-        [
-            keras.Input((MAX_TOKENS,), dtype="int64", name="token_ids"),
-            keras.layers.Embedding(vocabulary_size + 2, 32, mask_zero=True),
-            keras.layers.GlobalAveragePooling1D(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dropout(0.2),
-            keras.layers.Dense(len(LABELS), activation="softmax", name="probabilities"),
-        ],
-        name="text_embedding_bag",
+    # No mask: an empty message (all padding) must still give finite probabilities. Max pooling picks up
+    # single telling tokens ("prize", "<longnum>"), average pooling the overall tone.
+    ids = keras.Input((MAX_TOKENS,), dtype="int64", name="token_ids")
+    embedded = keras.layers.Embedding(vocabulary_size + 2, 32, name="embedding")(ids)
+    pooled = keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling1D()(embedded), keras.layers.GlobalMaxPooling1D()(embedded)]
     )
+    hidden = keras.layers.Dropout(0.2)(keras.layers.Dense(32, activation="relu")(pooled))
+    probabilities = keras.layers.Dense(len(LABELS), activation="softmax", name="probabilities")(hidden)
+    return keras.Model(ids, probabilities, name="text_embedding_bag")
 
 
 def train(
@@ -136,6 +137,7 @@ def train(
     vocabulary_file = workdir / "vocabulary.txt"
     vocabulary_file.write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
     tokenizer = Tokenizer(vocabulary_file)
+    weakref.finalize(tokenizer, shutil.rmtree, workdir, True)  # the source file lives as long as the table
 
     def ids(idx: np.ndarray) -> np.ndarray:
         return tokenizer(tf.constant(list(texts[idx]))).numpy()
