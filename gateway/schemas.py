@@ -105,7 +105,7 @@ class ModelSummary(BaseModel):
     versions: list[VersionStatus]
     pinned: int | None = None
     labels: dict[str, int] = {}
-    error: str | None = Field(None, description="why the model server could not be asked")
+    error: str | None = Field(default=None, description="why the model server could not be asked")
 
 
 class ModelList(BaseModel):

@@ -54,24 +54,24 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     default_model_server: str = "127.0.0.1:8500"
     model_servers: Annotated[dict[str, str], NoDecode] = {}
     model_config_file: Path | None = Path("models/models.config")
     models: Annotated[list[str], NoDecode] = []
     state_file: Path = Path("gateway-state.json")
     admin_token: SecretStr | None = None
-    timeout_seconds: float = Field(10.0, gt=0, le=600)
-    metadata_timeout_seconds: float = Field(5.0, gt=0, le=600)
-    retries: int = Field(2, ge=0, le=10)
-    retry_backoff_seconds: float = Field(0.1, ge=0, le=10)
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=2**31 - 1)
-    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
-    max_image_pixels: int = Field(40_000_000, ge=1024, le=1_000_000_000)
-    max_files: int = Field(32, ge=1, le=10_000)
-    max_text_chars: int = Field(20_000, ge=1, le=10_000_000)
-    contract_cache_size: int = Field(64, ge=1, le=100_000)
-    state_refresh_seconds: float = Field(5.0, gt=0, le=3600)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    metadata_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff_seconds: float = Field(default=0.1, ge=0, le=10)
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=2**31 - 1)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    max_image_pixels: int = Field(default=40_000_000, ge=1024, le=1_000_000_000)
+    max_files: int = Field(default=32, ge=1, le=10_000)
+    max_text_chars: int = Field(default=20_000, ge=1, le=10_000_000)
+    contract_cache_size: int = Field(default=64, ge=1, le=100_000)
+    state_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("model_servers", mode="before")

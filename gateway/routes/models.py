@@ -4,6 +4,7 @@ labels)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Query
 
@@ -20,7 +21,7 @@ from gateway.schemas import (
 )
 
 router = APIRouter(tags=["models"])
-ERRORS = {404: {"model": ErrorBody}, 503: {"model": ErrorBody}, 504: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 503, 504)}
 
 
 async def versions_of(services: Services, name: str) -> list[VersionStatus]:

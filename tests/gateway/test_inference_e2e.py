@@ -1,10 +1,9 @@
 """End to end: the real gateway process in front of the real modelserver on exported models.
 
 No mocks: images, texts and records go over HTTP to ``python -m gateway``, which calls
-``python -m modelserver``
-over gRPC. The exported test models are small (trained on a slice, one epoch), so image accuracy is checked
-against the model's own test accuracy from its model card, and - the real check of the preprocessing - the
-labels through PNG upload must match the model's answers on the raw IDX pixels.
+``python -m modelserver`` over gRPC. The exported test models are small (a slice, one epoch), so image
+accuracy is checked against the model's own test accuracy from its model card, and - the real check of the
+preprocessing - the labels through PNG upload must match the model's answers on the raw IDX pixels.
 """
 
 from __future__ import annotations
