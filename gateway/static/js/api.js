@@ -6,9 +6,10 @@ import { token } from "./token.js";
 
 /** An API failure with a message meant for people (never raw JSON). */
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body;
   }
 }
 
@@ -65,7 +66,7 @@ async function request(method, path, { json, form, admin = false, signal } = {})
   }
   const type = response.headers.get("Content-Type") ?? "";
   const payload = type.includes("json") ? await response.json().catch(() => null) : await response.text();
-  if (!response.ok) throw new ApiError(response.status, describeError(response.status, payload));
+  if (!response.ok) throw new ApiError(response.status, describeError(response.status, payload), payload);
   return payload;
 }
 
@@ -86,7 +87,8 @@ function withQuery(path, params) {
 
 export const api = {
   listModels: (signal) => request("GET", "v1/models", { signal }),
-  getModel: (name, signal) => request("GET", `v1/models/${enc(name)}`, { signal }),
+  getModel: (name, choice, signal) =>
+    request("GET", withQuery(`v1/models/${enc(name)}`, selector(choice)), { signal }),
   modelCard: (name, version) => request("GET", `v1/models/${enc(name)}/versions/${enc(version)}/card`),
   curvesUrl: (name, version) => `v1/models/${enc(name)}/versions/${enc(version)}/curves.png`,
 
@@ -102,16 +104,19 @@ export const api = {
   regress: (name, records, choice) =>
     request("POST", withQuery(`v1/models/${enc(name)}:regress`, selector(choice)), { json: { records } }),
 
-  // Admin (Bearer token). The gateway applies these through ModelService.HandleReloadConfigRequest.
+  // Admin (Bearer token; 401 without it, 403 when the gateway has none configured). The gateway applies
+  // these through ModelService.HandleReloadConfigRequest.
   promote: (name, version) =>
-    request("POST", `v1/models/${enc(name)}:promote`, { json: { version: Number(version) }, admin: true }),
-  rollback: (name) => request("POST", `v1/models/${enc(name)}:rollback`, { json: {}, admin: true }),
-  latest: (name) => request("POST", `v1/models/${enc(name)}:latest`, { json: {}, admin: true }),
+    request("POST", `v1/admin/models/${enc(name)}:promote`, { json: { version: Number(version) }, admin: true }),
+  rollback: (name) => request("POST", `v1/admin/models/${enc(name)}:rollback`, { admin: true }),
+  latest: (name) => request("POST", `v1/admin/models/${enc(name)}:latest`, { admin: true }),
   setLabel: (name, label, version) =>
-    request("PUT", `v1/models/${enc(name)}/labels/${enc(label)}`, {
+    request("PUT", `v1/admin/models/${enc(name)}/labels/${enc(label)}`, {
       json: { version: Number(version) },
       admin: true,
     }),
+  removeLabel: (name, label) =>
+    request("DELETE", `v1/admin/models/${enc(name)}/labels/${enc(label)}`, { admin: true }),
 
   metrics: (signal) => request("GET", "metrics", { signal }),
   ready: (signal) => request("GET", "readyz", { signal }),

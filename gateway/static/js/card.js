@@ -53,7 +53,8 @@ function signaturesList(signatures) {
     { class: "signatures" },
     h("h4", {}, "Signatures"),
     h("dl", {}, entries.map(([key, sig]) => [
-      h("dt", {}, key, sig?.method_name ? h("span", { class: "muted small" }, ` ${sig.method_name}`) : null),
+      h("dt", {}, key, (sig?.method ?? sig?.method_name)
+        ? h("span", { class: "muted small" }, ` ${sig.method ?? sig.method_name}`) : null),
       h("dd", {},
         Object.entries(sig?.inputs ?? {}).map(([n, s]) => h("code", {}, `${n}: ${tensorText(s)}`)),
         h("span", { class: "arrow", "aria-label": "gives" }, " → "),
@@ -102,17 +103,19 @@ export async function renderCard(panel, name, version) {
   }
   // Fallback: the metadata of the version that answers.
   try {
-    const detail = readDetail(await api.getModel(name));
+    const detail = readDetail(await api.getModel(name, { version }));
     clear(
       panel,
       head,
       h("p", { class: "muted small" },
-        "The gateway does not expose model cards; showing the serving metadata of ",
-        detail.version ? `v${detail.version}` : "the version that answers", "."),
+        `The gateway does not expose model cards yet; showing what the model server says about v${version}.`),
+      h("p", {}, `Task: ${(detail.task ?? "unknown").replaceAll("_", " ")}`,
+        detail.source === "derived" ? h("span", { class: "muted small" }, " (derived from metadata)") : null),
       detail.classes.length ? h("p", {}, "Classes: ", detail.classes.map((c) => h("span", { class: "chip" }, c))) : null,
       signaturesList(detail.signatures),
     );
   } catch (err) {
-    clear(panel, head, h("p", { class: "error" }, `The model card is unavailable: ${err.message}`));
+    clear(panel, head, h("p", { class: "muted" },
+      `No metadata for v${version}: the model server answers only for loaded versions (${err.message}).`));
   }
 }

@@ -12,7 +12,11 @@ const refreshed = document.getElementById("models-refreshed");
 const articles = new Map(); // model name -> {article, parts}
 const openCards = new Map(); // model name -> version whose card is open
 
-const STATE_TEXT = { available: "available", loading: "loading", failed: "failed", unloading: "unloading" };
+const STATE_TEXT = { available: "available", loading: "loading", failed: "failed", unloading: "unloading",
+  ended: "unloaded" };
+// Promote loads the version when it is not loaded (the gateway rewrites the server's config), so any version
+// can be promoted except the pinned one and one that is loading right now.
+const promotable = (model, v) => model.pinned !== v.version && v.state !== "loading" && v.state !== "unloading";
 
 function labelsOf(model, version) {
   return Object.entries(model.labels)
@@ -73,7 +77,7 @@ function versionRow(model, v) {
         "Promote",
         {
           "aria-label": `Promote ${model.name} version ${v.version}`,
-          disabled: v.state !== "available" || model.pinned === v.version,
+          disabled: !promotable(model, v),
         },
         () =>
           runAdmin(
@@ -155,16 +159,22 @@ function buildArticle(name) {
 }
 
 function renderModel({ parts }, model) {
+  const detail = store.details.get(model.name);
+  const task = detail?.task;
   const answers = model.serving !== null ? `v${model.serving}` : "none";
   const how = model.pinned !== null ? "pinned" : "latest";
   clear(
     parts.head,
     h("h2", { id: `model-${model.name}` }, model.name),
-    model.task ? h("span", { class: "task" }, model.task.replaceAll("_", " ")) : null,
+    task ? h("span", { class: "task" }, task.replaceAll("_", " ")) : null,
     h("span", { class: "answering" }, "answering: ", h("strong", { class: "serving-version" }, answers),
       h("span", { class: "muted" }, ` (${how})`)),
-    model.server ? h("span", { class: "muted small server" }, model.server) : null,
+    model.server ? h("span", { class: "muted small server", title: "model server (gRPC)" }, model.server) : null,
   );
+  if (detail?.classes?.length) {
+    parts.head.append(h("p", { class: "classes small" }, h("span", { class: "muted" }, "classes: "),
+      detail.classes.join(" · ")));
+  }
   if (model.error) {
     parts.problem.hidden = false;
     parts.problem.textContent = `Model server problem: ${typeof model.error === "string" ? model.error : JSON.stringify(model.error)}`;
@@ -191,6 +201,7 @@ function renderModel({ parts }, model) {
 
 function applyToken() {
   const has = Boolean(token.get());
+  document.getElementById("readonly-note").hidden = has;
   for (const button of list.querySelectorAll("[data-admin]")) {
     if (!has) {
       button.disabled = true;
@@ -201,7 +212,7 @@ function applyToken() {
         const row = button.closest("tr");
         const model = store.find(button.closest("article").dataset.model);
         const v = model?.versions.find((x) => String(x.version) === row.dataset.version);
-        button.disabled = !v || v.state !== "available" || model.pinned === v.version;
+        button.disabled = !v || !promotable(model, v);
       } else {
         button.disabled = false;
       }
@@ -237,7 +248,8 @@ function render(state) {
     }
     list.append(entry.article); // keeps sorted order; moving an element keeps its state
     // Re-render only on change, so polling never steals keyboard focus from a button.
-    const fingerprint = JSON.stringify([model, openCards.get(model.name) ?? null]);
+    const fingerprint = JSON.stringify([model, state.details.get(model.name) ?? null,
+      openCards.get(model.name) ?? null]);
     if (entry.fingerprint !== fingerprint) {
       entry.fingerprint = fingerprint;
       renderModel(entry, model);

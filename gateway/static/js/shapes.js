@@ -1,6 +1,7 @@
-// Reads the gateway's JSON replies into the few shapes the console draws. Kept in one place so the views
-// never guess at field names.
+// Reads the gateway's JSON replies (gateway/schemas.py: ModelList, ModelDetail, ClassifyReply, RegressReply)
+// into the few shapes the views draw, so the views never guess at field names.
 
+// TF Serving's ModelVersionStatus states, as the console names them.
 const STATES = {
   UNKNOWN: "unknown",
   START: "loading",
@@ -11,107 +12,76 @@ const STATES = {
 };
 
 function versionNumber(v) {
+  if (v === null || v === undefined || v === "") return null;
   const n = Number(v);
   return Number.isFinite(n) ? n : null;
 }
 
-/** One version: {version, state ("available"|"loading"|"failed"|...), error}. */
+/** One VersionStatus: {version, state: "available"|"loading"|"failed"|..., error}. A version that ended with
+ * an error (or that the gateway reports as failed) is "failed". */
 export function readVersion(raw) {
-  const error =
-    raw.error ?? raw.error_message ?? raw.status?.error_message ?? raw.status?.message ?? "";
-  const code = raw.status?.error_code ?? raw.error_code ?? "OK";
+  const error = raw.error ?? raw.status?.error_message ?? "";
   let state = STATES[String(raw.state ?? "UNKNOWN").toUpperCase()] ?? String(raw.state).toLowerCase();
-  if ((error && code !== "OK") || String(raw.state).toLowerCase() === "failed") state = "failed";
-  if (state === "ended" && error) state = "failed";
+  if (error || state === "failed") state = "failed";
   return { version: versionNumber(raw.version), state, error: error || "" };
 }
 
-/** One model of GET /v1/models: {name, versions[], labels{label: version}, pinned, serving, error, ...}. */
+/** One ModelSummary of GET /v1/models. `serving` is the version that answers requests without a version or
+ * label: the pinned one, else the highest AVAILABLE one (TF Serving's "latest"). */
 export function readModel(raw) {
-  const versions = (raw.versions ?? raw.model_version_status ?? []).map(readVersion);
-  versions.sort((a, b) => (b.version ?? 0) - (a.version ?? 0));
+  const versions = (raw.versions ?? []).map(readVersion).sort((a, b) => (b.version ?? 0) - (a.version ?? 0));
   const labels = {};
-  const rawLabels = raw.version_labels ?? raw.labels ?? {};
-  if (rawLabels && !Array.isArray(rawLabels)) {
-    for (const [label, v] of Object.entries(rawLabels)) labels[label] = versionNumber(v);
-  }
-  const pinned = versionNumber(raw.pinned ?? raw.pinned_version ?? raw.policy?.specific ?? null);
+  for (const [label, v] of Object.entries(raw.labels ?? {})) labels[label] = versionNumber(v);
+  const pinned = versionNumber(raw.pinned);
   const available = versions.filter((v) => v.state === "available").map((v) => v.version);
-  const serving =
-    versionNumber(raw.serving ?? raw.serving_version ?? raw.default_version ?? null) ??
-    pinned ??
-    (available.length ? Math.max(...available) : null);
+  const serving = pinned ?? (available.length ? Math.max(...available) : null);
   return {
     name: raw.name,
-    task: raw.task ?? raw.contract?.task ?? null,
-    server: raw.server ?? raw.address ?? raw.model_server ?? null,
+    server: raw.server ?? null,
     versions,
     labels,
     pinned,
     serving,
-    policy: raw.policy ?? null,
-    error: raw.error ?? raw.detail ?? null,
+    error: raw.error ?? null,
   };
 }
 
 export function readModelList(payload) {
-  const list = Array.isArray(payload) ? payload : (payload?.models ?? []);
-  return list.map(readModel).sort((a, b) => a.name.localeCompare(b.name));
+  return (payload?.models ?? []).map(readModel).sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** GET /v1/models/{name}: the input contract and class labels. */
+/** ModelDetail of GET /v1/models/{name}: task, class labels, the input contract, signatures. */
 export function readDetail(payload) {
   const contract = payload?.contract ?? {};
   return {
-    name: payload?.name,
-    version: versionNumber(payload?.version ?? payload?.model_spec?.version),
+    name: payload?.model ?? contract.model,
+    version: versionNumber(payload?.version),
     task: payload?.task ?? contract.task ?? null,
-    classes: payload?.class_labels ?? payload?.classes ?? contract.labels ?? [],
+    classes: Array.isArray(payload?.labels) ? payload.labels : (contract.labels ?? []),
     inputs: payload?.inputs ?? contract.inputs ?? {},
     signatures: payload?.signatures ?? {},
     contract,
+    source: payload?.contract_source ?? null,
   };
 }
 
-function readPairs(item) {
-  // [{label, score}] | {classes: [{label, score}]} | {labels: [], scores: []} | [[label, score], ...]
-  const list = item?.classes ?? item?.top_k ?? item?.predictions ?? item;
-  if (Array.isArray(list)) {
-    return list
-      .map((c) => (Array.isArray(c) ? { label: c[0], score: c[1] } : { label: c.label, score: c.score }))
-      .filter((c) => typeof c.score === "number");
-  }
-  if (item && Array.isArray(item.labels) && Array.isArray(item.scores)) {
-    return item.labels.map((label, i) => ({ label, score: item.scores[i] }));
-  }
-  return [];
-}
-
-/** A classify reply: {model, version, items: [[{label, score}], ...]} - one list per input, best first. */
+/** ClassifyReply: {model, version, items: [[{label, score}, ...] per input, best first]}. */
 export function readClassification(payload) {
-  const rows = payload?.results ?? payload?.predictions ?? payload?.classifications ?? [];
   return {
-    model: payload?.model ?? payload?.model_spec?.name,
-    version: versionNumber(payload?.version ?? payload?.model_spec?.version),
-    items: rows.map((row) => readPairs(row).sort((a, b) => b.score - a.score)),
+    model: payload?.model,
+    version: versionNumber(payload?.version),
+    items: (payload?.predictions ?? []).map((p) =>
+      (p.top ?? [{ label: p.label, score: p.score }]).filter((c) => typeof c.score === "number"),
+    ),
   };
 }
 
-/** A regress reply: {model, version, values: [number, ...]}. */
+/** RegressReply: {model, version, unit, values: [number per record]}. */
 export function readRegression(payload) {
-  const rows = payload?.results ?? payload?.predictions ?? payload?.values ?? payload?.outputs ?? [];
-  const values = rows.map((r) => {
-    if (typeof r === "number") return r;
-    if (r && typeof r === "object") {
-      const v = r.value ?? r.median_house_value ?? r.prediction ?? Object.values(r).find((x) => typeof x === "number");
-      return typeof v === "number" ? v : NaN;
-    }
-    return NaN;
-  });
   return {
-    model: payload?.model ?? payload?.model_spec?.name,
-    version: versionNumber(payload?.version ?? payload?.model_spec?.version),
-    values,
+    model: payload?.model,
+    version: versionNumber(payload?.version),
     unit: payload?.unit ?? null,
+    values: (payload?.predictions ?? []).map((p) => (typeof p.value === "number" ? p.value : NaN)),
   };
 }

@@ -2,13 +2,14 @@
 // error) after each poll; the poll runs while the tab is visible and right after any admin action.
 
 import { api } from "./api.js";
-import { readModelList } from "./shapes.js";
+import { readDetail, readModelList } from "./shapes.js";
 
 const POLL_MS = 3000;
 const listeners = new Set();
 
 export const store = {
   models: [],
+  details: new Map(), // model name -> readDetail() of the version that answers (task, classes, inputs)
   error: null,
   updatedAt: null,
   subscribe(fn) {
@@ -20,6 +21,23 @@ export const store = {
 };
 
 let timer = null;
+const asking = new Set();
+
+// Each model's task and classes, asked once (again after a failure, e.g. while its server was down).
+function fetchDetails() {
+  for (const model of store.models) {
+    if (store.details.has(model.name) || asking.has(model.name) || model.error) continue;
+    asking.add(model.name);
+    api
+      .getModel(model.name)
+      .then((payload) => {
+        store.details.set(model.name, readDetail(payload));
+        for (const fn of listeners) fn(store);
+      })
+      .catch(() => {})
+      .finally(() => asking.delete(model.name));
+  }
+}
 let inflight = null;
 
 export async function refresh() {
@@ -35,6 +53,7 @@ export async function refresh() {
       inflight = null;
     }
     for (const fn of listeners) fn(store);
+    fetchDetails();
   })();
   return inflight;
 }

@@ -1,0 +1,93 @@
+// Wires the console: screens behind hash links (#models, #try, #live), the admin-token form, the readiness
+// banner, and the polling of the model list.
+
+import { api } from "./api.js";
+import { initLive } from "./live.js";
+import { initModels } from "./models.js";
+import { startPolling, store } from "./store.js";
+import { token } from "./token.js";
+import { initTry } from "./tryit.js";
+
+const SCREENS = ["models", "try", "live"];
+const READY_MS = 5000;
+
+function route() {
+  const wanted = location.hash.replace("#", "");
+  const screen = SCREENS.includes(wanted) ? wanted : "models";
+  for (const section of document.querySelectorAll("section.screen"))
+    section.hidden = section.dataset.screen !== screen;
+  for (const link of document.querySelectorAll(".tabs a")) {
+    if (link.dataset.screen === screen) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function initToken() {
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token-input");
+  const forget = document.getElementById("token-forget");
+  const state = document.getElementById("token-state");
+  const show = (value) => {
+    state.textContent = value ? "admin" : "read-only";
+    state.className = `token-state ${value ? "admin" : ""}`;
+    forget.hidden = !value;
+    input.value = value ? "••••••••" : "";
+    input.disabled = Boolean(value);
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!input.disabled) token.set(input.value);
+  });
+  forget.addEventListener("click", () => {
+    token.set("");
+    input.focus();
+  });
+  token.onChange(show);
+  show(token.get());
+}
+
+// Which model servers are down, from GET /readyz (503 while one is unreachable or a model is unavailable).
+function describeReady(body) {
+  if (!body || typeof body !== "object") return "";
+  const parts = [];
+  const entries = body.models ?? body.checks ?? body.servers ?? body.detail ?? {};
+  if (entries && typeof entries === "object" && !Array.isArray(entries)) {
+    for (const [name, info] of Object.entries(entries)) {
+      const ok = info === true || info === "ok" || info?.ready === true || info?.ok === true || info?.status === "ok";
+      if (!ok) parts.push(`${name}: ${typeof info === "string" ? info : (info?.error ?? info?.detail ?? "not ready")}`);
+    }
+  }
+  return parts.join("; ");
+}
+
+async function checkReady() {
+  const banner = document.getElementById("banner");
+  const footer = document.getElementById("ready-state");
+  try {
+    await api.ready();
+    banner.hidden = true;
+    footer.textContent = "● all model servers ready";
+    footer.className = "ok";
+  } catch (err) {
+    const which = describeReady(err.body);
+    banner.hidden = false;
+    banner.textContent =
+      err.status === 0
+        ? "The gateway cannot be reached. The console will reconnect by itself."
+        : `A model server is down or a model is not available${which ? ` (${which})` : ""}. ` +
+          "Requests to it fail with 503 until it is back; everything else keeps working.";
+    footer.textContent = "● not ready";
+    footer.className = "bad";
+  }
+  setTimeout(checkReady, READY_MS);
+}
+
+window.addEventListener("hashchange", route);
+route();
+initToken();
+initModels();
+initTry();
+initLive();
+store.subscribe(() => document.body.classList.toggle("loaded", true));
+startPolling();
+checkReady();
