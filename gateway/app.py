@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from gateway.client import ModelClient
 from gateway.contract import ContractStore
@@ -23,6 +25,8 @@ __all__ = ["create_app"]
 
 # multipart framing and form fields on top of the file bytes themselves
 _BODY_OVERHEAD = 64 * 1024
+# The web console (static files, relative URLs), served at / after every API route when present.
+CONSOLE_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             response = await call_next(request)
         route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        template = getattr(route, "path", "") or ("/console" if route is not None else "unmatched")
         metrics.requests.labels(template, request.method, str(response.status_code)).inc()
         metrics.latency.labels(template, request.method).observe(time.perf_counter() - started)
         kind = getattr(request.state, "error_kind", None)
@@ -84,4 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (inference, models, admin, health):
         app.include_router(module.router)
+    if (CONSOLE_DIR / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app
