@@ -144,9 +144,10 @@ class Rollout:
         if base is None:
             return None
         path = Path(base.base_path)
-        if not path.is_absolute() and self._settings.model_config_file is not None:
-            # Relative base paths are relative to the servers' working directory; try ours.
-            path = Path.cwd() / path
+        if not path.is_absolute():
+            # Relative base paths are relative to the servers' working directory: the repository root locally,
+            # "/" in the containers (docs/architecture.md). Try ours, then the root.
+            path = next((c for c in (Path.cwd() / path, Path("/") / path) if c.is_dir()), Path.cwd() / path)
         try:
             return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
         except OSError:
