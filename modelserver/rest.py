@@ -323,9 +323,12 @@ async def _read_body(request: Request) -> bytes:
         data = inflater.decompress(body, MAX_INFLATED_BYTES)
         if inflater.unconsumed_tail:
             raise InvalidArgument(f"Request body inflates beyond {MAX_INFLATED_BYTES} bytes")
-        return data + inflater.flush()
+        data += inflater.flush()
     except zlib.error as exc:
         raise InvalidArgument(f"Failed to decompress the {encoding} request body: {exc}") from None
+    if not inflater.eof:
+        raise InvalidArgument(f"Failed to decompress the {encoding} request body: it is truncated")
+    return data
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

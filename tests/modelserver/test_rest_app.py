@@ -1,0 +1,106 @@
+"""modelserver.rest in process: URL dispatch, CORS headers, the monitoring path and body decoding - the parts
+of the adapter that answer before any model is involved (no data plane is needed; the model-facing behaviour
+is covered end to end in test_rest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import Any
+
+import httpx
+import pytest
+
+from modelserver import rest
+from modelserver.rest import create_rest_app
+
+
+class _NoModels:
+    """Stands in for the data plane where none may be reached: every call is a test failure."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the data plane was called ({name}) for a request the adapter answers itself")
+
+
+def _request(method: str, path: str, *, cors: bool = False, **kwargs: Any) -> httpx.Response:
+    app = create_rest_app(
+        _NoModels(),  # type: ignore[arg-type]
+        monitoring_path="/metrics/here",
+        enable_cors=cors,
+        render_metrics=lambda: (b"modelserver_up 1\n", "text/plain; version=0.0.4; charset=utf-8"),
+    )
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
+DISPATCH = [
+    ("GET", "/v1/models", 400, {"error": "Missing model name in request."}),
+    ("GET", "/v1/models/m/versions/x", 400, {"error": "Malformed request: GET /v1/models/m/versions/x"}),
+    ("DELETE", "/v1/models/m", 400, {"error": "Malformed request: DELETE /v1/models/m"}),
+    ("HEAD", "/v1/models/m", 400, None),
+    ("POST", "/v1/models/m/versions/1/labels/a:predict", 400,
+     {"error": "Malformed request: POST /v1/models/m/versions/1/labels/a:predict"}),
+    ("GET", "/v1/models/m/versions/9223372036854775808", 400,
+     {"error": "Failed to convert version: 9223372036854775808 to numeric."}),
+    ("GET", "/healthz", 404, {"error": "Not found: GET /healthz"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "status", "body"), DISPATCH)
+def test_dispatch_errors(method: str, path: str, status: int, body: Any) -> None:
+    reply = _request(method, path)
+    assert reply.status_code == status
+    assert reply.headers["content-type"] == "application/json"
+    if body is not None:
+        assert reply.json() == body
+
+
+def test_cors_headers_only_when_enabled() -> None:
+    origin = {"Origin": "http://localhost:3000"}
+    plain = _request("OPTIONS", "/v1/models/m:predict", headers=origin)
+    assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers
+    for reply in (
+        _request("OPTIONS", "/v1/models/m:predict", cors=True, headers=origin),
+        _request("GET", "/v1/models", cors=True),  # errors carry them too
+    ):
+        assert reply.headers["access-control-allow-origin"] == "*"
+        assert reply.headers["access-control-allow-methods"] == "POST, GET"
+        assert reply.headers["access-control-allow-headers"] == "Content-Type"
+    refused = _request("OPTIONS", "/v1/models/m:predict", cors=True, headers={"Origin": "file://x"})
+    assert refused.status_code == 400
+
+
+def test_monitoring_path_serves_metrics_as_text() -> None:
+    reply = _request("GET", "/metrics/here")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert reply.text == "modelserver_up 1\n"
+
+
+BODIES = [
+    ("gzip", zlib.compressobj(wbits=31).compress(b"{") + b"", "Failed to decompress the gzip request body"),
+    ("br", b"{}", "Unsupported Content-Encoding: br; send identity or gzip"),
+]
+
+
+@pytest.mark.parametrize(("encoding", "body", "message"), BODIES)
+def test_undecodable_bodies_are_400(encoding: str, body: bytes, message: str) -> None:
+    reply = _request(
+        "POST", "/v1/models/m:predict", content=body, headers={"Content-Encoding": encoding}
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"].startswith(message)
+
+
+def test_gzip_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rest, "MAX_INFLATED_BYTES", 1000)
+    compressor = zlib.compressobj(wbits=31)
+    bomb = compressor.compress(b" " * 100_000) + compressor.flush()
+    reply = _request("POST", "/v1/models/m:predict", content=bomb, headers={"Content-Encoding": "gzip"})
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "Request body inflates beyond 1000 bytes"}
