@@ -3,11 +3,12 @@
 #   make docker-base      the base image from Debian packages (debootstrap + docker import), for machines
 #                         that cannot pull images; starts a bridge-less dockerd first if none answers
 #   make docker-images    gateway, modelserver and export images (tfserve/*:$(IMAGE_TAG))
-#   make compose-up       the stack, official TF Serving per model (SERVING=modelserver: our server instead)
+#   make compose-up       the stack, official TF Serving per model (SERVING=modelserver: our server instead);
+#                         writes .env on first use and publishes any model that has no version yet
 #   make compose-down     stop and remove it
 #   make compose-smoke    up with our modelserver, predict through the gateway, hot-swap a version, down
-.PHONY: docker-engine docker-base docker-images docker-constraints compose-env compose-up compose-down \
-        compose-smoke
+.PHONY: docker-engine docker-base docker-images docker-constraints compose-env compose-models compose-up \
+        compose-down compose-smoke
 
 IMAGE_TAG ?= 0.1.0
 BASE_IMAGE ?= tfserve/python:3.11-bookworm
@@ -47,7 +48,16 @@ compose-env:  ## write .env from .env.example (random admin token, your uid/gid)
 	      .env.example > .env.tmp) && mv .env.tmp .env && echo "wrote .env (admin token inside)"; \
 	fi
 
-compose-up: compose-env docker-images  ## start the stack (SERVING=modelserver for our server)
+compose-models: compose-env docker-images  ## publish each model that has no version yet (export service)
+	@models_dir=$${MODELS_DIR:-$$(sed -n 's/^MODELS_DIR=//p' .env)}; models_dir=$${models_dir:-./models}; \
+	for m in fashion text housing; do \
+	  if ! ls -d "$$models_dir/$$m"/[0-9]* >/dev/null 2>&1; then \
+	    echo "== no published version of '$$m' in $$models_dir: exporting one with the export service"; \
+	    $(COMPOSE) --profile export run --rm --no-deps export $$m --models-dir /models || exit 1; \
+	  fi; \
+	done
+
+compose-up: compose-models  ## start the stack (SERVING=modelserver: our server in place of tensorflow/serving)
 	$(COMPOSE) up -d --no-build --wait
 	@$(COMPOSE) ps
 
