@@ -1,0 +1,187 @@
+"""The stack under test: a real ``python -m modelserver`` and a real ``python -m gateway`` on loopback ports.
+
+    with Stack.start(repo, workdir) as stack:
+        httpx.post(f"{stack.gateway_url}/v1/models/text:classify", json={"texts": ["hi"]})
+        stack.kill_modelserver(); stack.restart_modelserver()   # same ports: the gateway reconnects
+
+Contract: ports are chosen once (bind port 0) and kept across ``restart_modelserver`` so the gateway's channel
+finds the new process; every address is 127.0.0.1; ``stop()`` ends both processes (SIGTERM, then SIGKILL).
+The model repository must hold ``models.config`` with absolute base paths (``tests.support.exported``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.procs import LOOPBACK, REPO_ROOT, ModelServerHandle, ServerProcess, free_port
+
+__all__ = ["Stack", "StackOptions", "gateway_process", "modelserver_process", "wait_until"]
+
+
+def wait_until(check: object, timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``check()`` until it is truthy or ``timeout`` seconds pass; exceptions count as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():  # type: ignore[operator]
+                return True
+        except Exception:  # noqa: BLE001 - a server still starting refuses connections
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def modelserver_process(
+    config: Path,
+    grpc_port: int,
+    rest_port: int,
+    log_path: Path,
+    *,
+    extra_flags: Sequence[str] = (),
+    as_user: int | None = None,
+) -> ModelServerHandle:
+    """A (not yet started) modelserver on fixed ports; ``as_user`` runs it under that uid (via setpriv)."""
+    command = [
+        sys.executable,
+        "-m",
+        "modelserver",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_config_file={config}",
+        "--file_system_poll_wait_seconds=1",
+        *extra_flags,
+    ]
+    if as_user is not None:
+        command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", *command]
+    env = {
+        "MODELSERVER_BIND_HOST": LOOPBACK,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    return ModelServerHandle(
+        command, grpc_port=grpc_port, rest_port=rest_port, log_path=log_path, env=env, startup_timeout=120
+    )
+
+
+def gateway_process(
+    port: int, model_server: str, config: Path, workdir: Path, env: Mapping[str, str]
+) -> ServerProcess:
+    url = f"http://{LOOPBACK}:{port}"
+    return ServerProcess(
+        [sys.executable, "-m", "gateway"],
+        ports=[port],
+        log_path=workdir / "gateway.log",
+        env={
+            "GATEWAY_HOST": LOOPBACK,
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_DEFAULT_MODEL_SERVER": model_server,
+            "GATEWAY_MODEL_CONFIG_FILE": str(config),
+            "GATEWAY_STATE_FILE": str(workdir / "gateway-state.json"),
+            "GATEWAY_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(REPO_ROOT),
+            **env,
+        },
+        ready=lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200,
+        startup_timeout=60,
+    )
+
+
+@dataclass
+class StackOptions:
+    """Knobs a scenario may turn: gateway environment (``GATEWAY_*``) and extra modelserver flags."""
+
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    modelserver_flags: tuple[str, ...] = ()
+    # run the modelserver under this uid (when we are root), so file permissions apply to it
+    modelserver_user: int | None = None
+
+
+class Stack:
+    def __init__(self, repo: Path, workdir: Path, options: StackOptions | None = None) -> None:
+        self.repo = repo
+        self.config = repo / "models.config"
+        self.workdir = workdir
+        self.options = options or StackOptions()
+        self.admin_token = secrets.token_hex(24)
+        self.grpc_port, self.rest_port, self.gateway_port = free_port(), free_port(), free_port()
+        while len({self.grpc_port, self.rest_port, self.gateway_port}) < 3:
+            self.rest_port, self.gateway_port = free_port(), free_port()
+        self.modelserver: ModelServerHandle | None = None
+        self.gateway: ServerProcess | None = None
+        self._restarts = 0
+
+    @classmethod
+    @contextmanager
+    def start(cls, repo: Path, workdir: Path, options: StackOptions | None = None) -> Iterator[Stack]:
+        stack = cls(repo, workdir, options)
+        try:
+            stack.start_modelserver()
+            stack.start_gateway()
+            yield stack
+        finally:
+            stack.stop()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.gateway_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    def start_modelserver(self) -> ModelServerHandle:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.workdir / f"modelserver-{self._restarts}.log"
+        self._restarts += 1
+        self.modelserver = modelserver_process(
+            self.config,
+            self.grpc_port,
+            self.rest_port,
+            log,
+            extra_flags=self.options.modelserver_flags,
+            as_user=self.options.modelserver_user,
+        )
+        return self.modelserver.start()
+
+    def start_gateway(self) -> ServerProcess:
+        env = {"GATEWAY_ADMIN_TOKEN": self.admin_token, **self.options.gateway_env}
+        self.gateway = gateway_process(self.gateway_port, self.grpc_target, self.config, self.workdir, env)
+        self.gateway.start()
+        if not wait_until(lambda: httpx.get(f"{self.gateway_url}/readyz", timeout=5).status_code == 200, 60):
+            raise RuntimeError(f"gateway never became ready:\n{self.gateway.log_text()}")
+        return self.gateway
+
+    def kill_modelserver(self) -> None:
+        """SIGKILL: no chance to drain or say goodbye."""
+        if self.modelserver is not None:
+            self.modelserver.kill()
+
+    def restart_modelserver(self) -> ModelServerHandle:
+        self.kill_modelserver()
+        return self.start_modelserver()
+
+    def pids(self) -> dict[str, int]:
+        found = {}
+        for name, proc in (("modelserver", self.modelserver), ("gateway", self.gateway)):
+            if proc is not None and proc.process is not None and proc.alive():
+                found[name] = proc.process.pid
+        return found
+
+    def stop(self) -> None:
+        for proc in (self.gateway, self.modelserver):
+            if proc is not None:
+                proc.stop()
