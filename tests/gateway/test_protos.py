@@ -51,14 +51,15 @@ def test_gateway_app_never_imports_tensorflow() -> None:
 
 
 @needs_tf
-@pytest.mark.parametrize("tf_first", [True, False])
-def test_vendored_and_real_tensorflow_coexist(tf_first: bool) -> None:
+def test_vendored_and_real_tensorflow_coexist() -> None:
+    # Vendored first, then TensorFlow's own modules (the pytest process itself covers the other order:
+    # tests/export imports TensorFlow before tests/gateway imports the vendored modules).
     vendored = (
         "from gateway.protos.tensorflow_serving.apis import predict_pb2 as v, prediction_service_pb2_grpc\n"
         "from gateway.protos.tensorflow_serving.config import model_server_config_pb2\n"
     )
     real = "from tensorflow_serving.apis import predict_pb2 as r, prediction_service_pb2_grpc as rg\n"
-    code = (real + vendored if tf_first else vendored + real) + (
+    code = vendored + real + (
         "req = v.PredictRequest(); req.model_spec.name = 'm'\n"
         "assert r.PredictRequest.FromString(req.SerializeToString()).model_spec.name == 'm'\n"
         "print('ok')\n"
