@@ -4,6 +4,11 @@ The body decides the input kind: ``multipart/form-data`` with one or more ``file
 ``{"texts": [...]}`` (text models) or ``{"records": [...]}`` (tabular models). The model's input contract says
 how to turn it into tensors (gateway.preprocess). ``version`` or ``label`` picks a version; the reply names
 the version that answered, taken from the model server's reply.
+
+``:classify`` calls Predict on the contract's predict signature and ranks its class scores with the contract's
+labels: one packed float tensor per batch instead of one tf.Example of 784 floats per image, and the same path
+for images and texts. ``:regress`` calls TF Serving's Regress with tf.Examples (Predict when a model has no
+regress signature). ``:predict`` returns the raw outputs, one object per input.
 """
 
 from __future__ import annotations
