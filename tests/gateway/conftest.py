@@ -18,6 +18,7 @@ from tests.support.exported import models_config
 from tests.support.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port, start_modelserver
 
 ADMIN_TOKEN = "gateway-test-token-5f1c9a7e"
+MODELS = ("fashion", "text", "housing", "half")
 FASHION_LABELS = [
     "T-shirt/top",
     "Trouser",
@@ -75,12 +76,16 @@ def start_gateway(env: Mapping[str, str], log_path: Path) -> Gateway:
 
 @pytest.fixture(scope="session")
 def live_repo(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A writable copy of ``model_repo`` with ``fashion/2`` (a copy of version 1) for version changes."""
+    """A writable copy of ``model_repo`` with ``fashion/2`` (a copy of version 1) for version changes, plus
+    ``half`` (TF Serving's half_plus_two, which has no ``contract`` signature: the gateway derives one)."""
+    from tests.support.tiny_models import half_plus_two
+
     root = tmp_path_factory.mktemp("gateway_repo")
     for name in ("fashion", "text", "housing"):
         shutil.copytree(model_repo / name / "1", root / name / "1")
     shutil.copytree(model_repo / "fashion" / "1", root / "fashion" / "2")
-    (root / "models.config").write_text(models_config(root), encoding="utf-8")
+    half_plus_two(root / "half" / "1")
+    (root / "models.config").write_text(models_config(root, MODELS), encoding="utf-8")
     return root
 
 

@@ -275,7 +275,7 @@ def test_gif_webp_bmp_uploads_work(http: httpx.Client, fashion: tuple) -> None:
 
 def test_models_listing_and_detail(http: httpx.Client) -> None:
     listing = http.get("/v1/models").json()["models"]
-    assert {m["name"] for m in listing} == {"fashion", "text", "housing"}
+    assert {m["name"] for m in listing} == {"fashion", "text", "housing", "half"}
     assert all(any(v["state"] == "AVAILABLE" for v in m["versions"]) for m in listing)
     detail = http.get("/v1/models/fashion").json()
     assert detail["labels"] == FASHION_LABELS and detail["contract_source"] == "signature"
@@ -308,3 +308,16 @@ def test_image_error_bodies_are_json(gateway: Gateway) -> None:
         f"{gateway.url}/v1/models/fashion:classify", files={"file": ("t.png", io.BytesIO(data))}
     )
     assert reply.status_code == 415 and reply.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_model_without_contract_signature_works_from_metadata(http: httpx.Client) -> None:
+    # TF Serving's half_plus_two: y = 0.5 * x + 2, no contract signature, no labels.
+    detail = http.get("/v1/models/half").json()
+    assert detail["contract_source"] == "derived" and detail["inputs"]["x"]["kind"] == "numeric"
+    records = {"records": [{"x": 2.0}, {"x": 4.0}]}
+    regressed = http.post("/v1/models/half:regress", json=records)
+    assert regressed.status_code == 200, regressed.text
+    assert [p["value"] for p in regressed.json()["predictions"]] == [3.0, 4.0]
+    predicted = http.post("/v1/models/half:predict", json=records).json()
+    assert predicted["predictions"] == [{"y": 3.0}, {"y": 4.0}] and predicted["version"] == 1
+    assert http.post("/v1/models/half:classify", json=records).status_code == 400
