@@ -8,7 +8,8 @@ output filter, non-batch input shapes):
 - a batch is cut when it holds ``max_batch_size`` rows, or ``batch_timeout_micros`` after its first task,
   and while every batch thread is busy the waiting batch keeps growing (timeout 0: as soon as a thread
   frees);
-- tasks are never split; a task larger than ``max_batch_size`` is INVALID_ARGUMENT;
+- tasks are never split across batches; a task larger than ``max_batch_size`` is INVALID_ARGUMENT, unless
+  ``enable_large_batch_splitting`` cuts it into chunks of ``max_execution_batch_size`` rows;
 - with ``allowed_batch_sizes`` a batch is padded (copies of its first row) up to the next allowed size;
 - more than ``max_enqueued_batches`` batches' worth of waiting rows -> UNAVAILABLE, like TF Serving.
 ``num_batch_threads`` threads (shared by all queues) run the batches.
@@ -86,9 +87,11 @@ class Batcher:
         if rows is None or rows == 0:
             return await loop.run_in_executor(self._executor, servable.run, signature, inputs, output_filter)
         if rows > self.config.max_batch_size:
-            raise InvalidArgument(
-                f"Task size {rows} is larger than maximum input batch size {self.config.max_batch_size}"
-            )
+            if not self.config.enable_large_batch_splitting:
+                raise InvalidArgument(
+                    f"Task size {rows} is larger than maximum input batch size {self.config.max_batch_size}"
+                )
+            return await self._run_split(servable, signature, inputs, output_filter, rows)
         key: QueueKey = (
             servable.name,
             servable.version,
@@ -113,6 +116,31 @@ class Batcher:
         if queue.dispatcher is None or queue.dispatcher.done():
             queue.dispatcher = asyncio.create_task(self._dispatch(key, queue))
         return await task.future
+
+    async def _run_split(
+        self,
+        servable: Servable,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+        rows: int,
+    ) -> dict[str, np.ndarray]:
+        """enable_large_batch_splitting: run an oversize task as chunks of max_execution_batch_size rows."""
+        chunk = min(
+            self.config.max_execution_batch_size or self.config.max_batch_size, self.config.max_batch_size
+        )
+        parts = await asyncio.gather(
+            *(
+                self.run(
+                    servable,
+                    signature,
+                    {n: a[start : start + chunk] for n, a in inputs.items()},
+                    output_filter,
+                )
+                for start in range(0, rows, chunk)
+            )
+        )
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def _gauge(self, queue: _Queue):  # type: ignore[no-untyped-def]
         return self._metrics.queue_depth.labels(queue.servable.name, queue.signature)

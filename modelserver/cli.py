@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelserver import __version__
+from modelserver.config import read_startup_files
 from modelserver.errors import ConfigError
 from modelserver.options import IGNORED_FLAGS, UNSUPPORTED_FLAGS, ServerOptions
 
@@ -89,10 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"modelserver: {exc}", file=sys.stderr)
         return 2
-    from modelserver.server import run  # TensorFlow loads here, after the flags are known to be good
+    try:
+        files = read_startup_files(options)  # before TensorFlow loads: bad files fail in a blink
+    except ConfigError as exc:
+        print(f"modelserver: {exc}", file=sys.stderr)
+        return 1
+    from modelserver.server import run  # TensorFlow loads here
 
     try:
-        return run(options)
+        return run(options, files)
     except ConfigError as exc:
         logging.getLogger("modelserver").error("%s", exc)
         print(f"modelserver: {exc}", file=sys.stderr)

@@ -18,7 +18,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from tensorflow_serving.config import model_server_config_pb2
 
 from modelserver.errors import ConfigError
-from modelserver.policy import VersionPolicy, policy_from_proto
+from modelserver.options import ServerOptions
+from modelserver.policy import LatestVersions, VersionPolicy, policy_from_proto
 from modelserver.source import ModelSource
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "parse_model_config",
     "parse_monitoring_config",
     "read_model_config_file",
+    "read_startup_files",
+    "StartupFiles",
 ]
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -226,3 +229,37 @@ def parse_monitoring_config(text: str, source: str = "<text>") -> MonitoringConf
     if not path.startswith("/"):
         raise ConfigError(f"monitoring config file {source}: prometheus_config.path must start with '/'")
     return MonitoringConfig(bool(proto.prometheus_config.enable), path)
+
+
+# ---- everything read at start ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartupFiles:
+    """The parsed files a server starts from (read before TensorFlow is imported, so bad ones fail fast)."""
+
+    entries: dict[str, ModelEntry]
+    model_config_text: str
+    batching: BatchingConfig | None
+    monitoring: MonitoringConfig
+
+
+def read_startup_files(options: ServerOptions, cwd: Path | None = None) -> StartupFiles:
+    cwd = cwd or Path.cwd()
+    batching: BatchingConfig | None = None
+    if options.enable_batching:
+        path = options.batching_parameters_file
+        batching = (
+            parse_batching_config(_read(path, "batching parameters file"), path) if path else BatchingConfig()
+        )
+    monitoring = MonitoringConfig()
+    if options.monitoring_config_file:
+        path = options.monitoring_config_file
+        monitoring = parse_monitoring_config(_read(path, "monitoring config file"), path)
+    if options.model_config_file:
+        text = _read(options.model_config_file, "model config file")
+        entries = model_entries(parse_model_config(text, options.model_config_file), base_dir=cwd)
+    else:
+        text = ""
+        base = Path(options.model_base_path)
+        entry = ModelEntry(options.model_name, base if base.is_absolute() else cwd / base, LatestVersions(1))
+        entries = {options.model_name: entry}
+    return StartupFiles(entries, text, batching, monitoring)

@@ -21,15 +21,7 @@ from typing import Any
 import grpc
 
 from modelserver.batching import Batcher
-from modelserver.config import (
-    BatchingConfig,
-    ModelEntry,
-    MonitoringConfig,
-    model_entries,
-    parse_batching_config,
-    parse_monitoring_config,
-    read_model_config_file,
-)
+from modelserver.config import StartupFiles, model_entries, read_model_config_file, read_startup_files
 from modelserver.core import ServerCore
 from modelserver.dataplane import PROTOCOL, DataPlane
 from modelserver.errors import ConfigError
@@ -37,7 +29,6 @@ from modelserver.grpc_service import add_services, server_options, set_health
 from modelserver.loader import Loader
 from modelserver.manager import AspiredVersionsManager
 from modelserver.options import ServerOptions, default_ram_budget
-from modelserver.policy import LatestVersions
 from modelserver.warmup import WarmupOptions
 
 __all__ = ["ModelServer", "run"]
@@ -46,13 +37,6 @@ log = logging.getLogger("modelserver")
 
 GRACE_SECONDS = 5.0
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-def _read(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
 
 
 def _configure_tensorflow(options: ServerOptions) -> None:
@@ -77,37 +61,15 @@ def _rest_protocol(app: ASGIApp) -> ASGIApp:
 
 
 class ModelServer:
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, files: StartupFiles | None = None) -> None:
         self.options = options
-        # Parse every file before touching TensorFlow or a port: a bad file fails the start.
-        self.batching: BatchingConfig | None = None
-        if options.enable_batching:
-            self.batching = (
-                parse_batching_config(
-                    _read(options.batching_parameters_file, "batching parameters file"),
-                    options.batching_parameters_file,
-                )
-                if options.batching_parameters_file
-                else BatchingConfig()
-            )
-        self.monitoring = MonitoringConfig()
-        if options.monitoring_config_file:
-            self.monitoring = parse_monitoring_config(
-                _read(options.monitoring_config_file, "monitoring config file"),
-                options.monitoring_config_file,
-            )
-        self.entries = self._initial_entries()
-        self._config_text = (
-            _read(options.model_config_file, "model config file") if options.model_config_file else ""
-        )
+        files = files or read_startup_files(options)
+        self.batching = files.batching
+        self.monitoring = files.monitoring
+        self.entries = files.entries
+        self._config_text = files.model_config_text
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-
-    def _initial_entries(self) -> dict[str, ModelEntry]:
-        o = self.options
-        if o.model_config_file:
-            return model_entries(read_model_config_file(o.model_config_file), base_dir=Path.cwd())
-        return {o.model_name: ModelEntry(o.model_name, Path(o.model_base_path).absolute(), LatestVersions(1))}
 
     def _loader(self, name: str, version: int, path: Path) -> Loader:
         o = self.options
@@ -123,7 +85,7 @@ class ModelServer:
         while True:
             await asyncio.sleep(self.options.model_config_file_poll_wait_seconds)
             try:
-                text = await asyncio.to_thread(_read, path, "model config file")
+                text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
                 if text == self._config_text:
                     continue
                 entries = model_entries(read_model_config_file(path), base_dir=Path.cwd())
@@ -242,7 +204,7 @@ def _uvicorn_server_class() -> type[Any]:
     return Uvicorn
 
 
-def run(options: ServerOptions) -> int:
+def run(options: ServerOptions, files: StartupFiles | None = None) -> int:
     """Serve until SIGTERM/SIGINT; ConfigError for anything wrong at start."""
-    server = ModelServer(options)
+    server = ModelServer(options, files)
     return asyncio.run(server.serve())

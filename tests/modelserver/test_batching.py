@@ -122,3 +122,22 @@ def test_task_larger_than_max_batch_size_and_full_queue(servables: dict[str, Ser
             batcher.shutdown()
 
     asyncio.run(main())
+
+
+def test_large_batch_splitting(servables: dict[str, Servable]) -> None:
+    servable = servables["half_plus_two"]
+    config = BatchingConfig(
+        max_batch_size=4,
+        max_enqueued_batches=100,
+        enable_large_batch_splitting=True,
+        max_execution_batch_size=3,
+    )
+
+    async def main() -> dict[str, np.ndarray]:
+        batcher = Batcher(config, Metrics())
+        try:
+            return await batcher.run(servable, "", {"x": np.arange(10, dtype=np.float32)})
+        finally:
+            batcher.shutdown()
+
+    np.testing.assert_array_equal(asyncio.run(main())["y"], np.arange(10, dtype=np.float32) * 0.5 + 2)

@@ -1,6 +1,7 @@
 """End to end lifecycle on a real ``python -m modelserver`` process: hot swap under concurrent load with zero
 failed requests, pinned versions and labels keep answering, corrupt versions show in status while the old
-version keeps serving, HandleReloadConfigRequest, and batching."""
+version keeps serving, HandleReloadConfigRequest, model config file polling, graceful stop. Batching end to
+end is in test_server_e2e."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
-import numpy as np
 import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2
@@ -180,37 +179,6 @@ def test_model_config_file_polling(tiny: dict[str, Path], tmp_path: Path) -> Non
         write_config(f"model_config_list {{ {multi} }}")
         wait_until(lambda: latest_state(client, "multi") == "AVAILABLE", "multi loaded from the new config")
         wait_until(lambda: latest_state(client, "half") == "END", "half unloaded")
-
-
-def test_batching_answers_exactly(tiny: dict[str, Path], tmp_path: Path) -> None:
-    publish(tiny["half_plus_two"], tmp_path / "half", 1)
-    params = tmp_path / "batching.config"
-    params.write_text(
-        "max_batch_size { value: 16 } batch_timeout_micros { value: 20000 } "
-        "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }"
-    )
-    monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text("prometheus_config { enable: true }")
-    flags = [
-        "--enable_batching",
-        f"--batching_parameters_file={params}",
-        f"--monitoring_config_file={monitoring}",
-    ]
-    with start_modelserver(
-        model_name="half",
-        model_base_path=tmp_path / "half",
-        extra_flags=flags,
-        log_path=tmp_path / "server.log",
-    ) as server:
-        client = Client(server.grpc_target)
-        inputs = [np.arange(n, dtype=np.float32) + n for n in range(1, 17)]
-        with ThreadPoolExecutor(16) as pool:
-            replies = list(pool.map(lambda x: client.predict("half", x), inputs))
-        for x, reply in zip(inputs, replies, strict=True):
-            np.testing.assert_array_equal(np.array(reply.outputs["y"].float_val, np.float32), x * 0.5 + 2)
-        metrics = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
-    rows = [line for line in metrics.splitlines() if line.startswith("modelserver_batch_size_sum")]
-    assert rows and float(rows[0].rsplit(" ", 1)[1]) == sum(len(x) for x in inputs)
 
 
 def test_bad_batching_file_fails_at_start(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """End to end: a real ``python -m modelserver`` process on loopback ports, driven through the
-``tensorflow_serving`` gRPC stubs (and HTTP for status and metrics), on tiny models with exact answers."""
+``tensorflow_serving`` gRPC stubs (and HTTP for status and metrics), on tiny models with exact answers. The
+server runs with ``--enable_batching``, so every exact answer here also holds with batching (the lifecycle
+tests run without it)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +93,17 @@ def server(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> I
     )
     monitoring = root / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }')
-    flags = ["--enable_grpc_healthcheck_service", f"--monitoring_config_file={monitoring}"]
+    batching = root / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 16 } batch_timeout_micros { value: 20000 } "
+        "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }"
+    )
+    flags = [
+        "--enable_grpc_healthcheck_service",
+        f"--monitoring_config_file={monitoring}",
+        "--enable_batching=true",
+        f"--batching_parameters_file={batching}",
+    ]
     with start_modelserver(config, extra_flags=flags, log_path=root / "server.log") as handle:
         yield handle
 
@@ -128,10 +141,28 @@ def test_multi_input_and_output_filter(client: Client) -> None:
     assert list(response.outputs["sum"].float_val) == [13.0, 27.0]
 
 
+def test_concurrent_requests_are_batched_with_exact_answers(
+    server: ModelServerHandle, client: Client
+) -> None:
+    def rows_batched() -> float:
+        metrics = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+        prefix = 'modelserver_batch_size_sum{model="half",signature="serving_default"}'
+        return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix))
+
+    before = rows_batched()
+    inputs = [np.arange(n, dtype=np.float32) + n for n in range(1, 17)]
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda x: client.predict("half", x, version=1), inputs))
+    for x, reply in zip(inputs, replies, strict=True):
+        np.testing.assert_array_equal(np.array(reply.outputs["y"].float_val, np.float32), x * 0.5 + 2)
+    assert rows_batched() - before == sum(len(x) for x in inputs)  # every row went through the batcher
+
+
 def test_message_larger_than_grpc_default_4mb(client: Client) -> None:
-    x = np.arange(1_500_000, dtype=np.float32)  # 6 MB request and reply
-    y = tf.make_ndarray(client.predict("half", x, version=1).outputs["y"])
-    np.testing.assert_array_equal(y, x * 0.5 + 2)
+    text = b"ab" * 3_000_000  # a 6 MB request and a 6 MB reply
+    reply = client.predict("strings", [text], input="text", dtype=object)
+    assert tf.make_ndarray(reply.outputs["length"]).tolist() == [len(text)]
+    assert reply.outputs["upper_bytes"].string_val[0] == text.upper()
 
 
 def test_classify_regress_multi_inference(client: Client) -> None:
