@@ -19,14 +19,14 @@ let previous = null; // {t, requests: Map, latencySum: Map, latencyCount: Map}
 const isRequests = (s) => /request/.test(s.name) && /_total$/.test(s.name) && !/upstream|error/.test(s.name);
 const isLatency = (suffix) => (s) =>
   s.name.endsWith(`_seconds${suffix}`) && /request|latency/.test(s.name) && !/upstream/.test(s.name);
-const isApi = (s) => "model" in s.labels || /^\/v1\/models/.test(s.labels.route ?? "");
+const isInference = (s) => "model" in s.labels || /:(classify|predict|regress)$/.test(s.labels.route ?? "");
 
 let groupBy = "model";
 
 function read(text) {
   const all = parsePrometheus(text);
   const own = all.some((s) => s.name.startsWith("gateway_")) ? all.filter((s) => s.name.startsWith("gateway_")) : all;
-  const samples = own.filter(isApi);
+  const samples = own.filter(isInference);
   groupBy = samples.some((s) => isRequests(s) && "model" in s.labels) ? "model" : "route";
   return {
     t: performance.now() / 1000,
@@ -60,9 +60,12 @@ function update(now) {
 const last = (list) => [...list].reverse().find((v) => Number.isFinite(v));
 
 function render() {
+  document.getElementById("live-note").textContent =
+    groupBy === "route" ? "Per API route: the gateway's request metrics carry no model label." : "";
   if (!series.size) {
     clear(host, h("p", { class: "muted" },
-      "No requests have been counted yet. Try a model, then come back: the charts fill in as requests arrive."));
+      "No inference requests have been counted yet. Try a model, then come back: the charts fill in as " +
+      "requests arrive."));
     return;
   }
   const names = [...series.keys()].sort();

@@ -153,11 +153,11 @@ function buildRecordFields() {
     fields,
     inputs.map(([name, spec]) =>
       h("div", { class: "field" },
-        h("label", { for: `feature-${name}` }, name.replaceAll("_", " "),
-          spec?.unit ? h("span", { class: "muted small" }, ` (${spec.unit})`) : null),
+        h("label", { for: `feature-${name}` }, name.replaceAll("_", " ")),
         h("input", { id: `feature-${name}`, type: "text", inputmode: "decimal", dataset: { feature: name },
-          title: spec?.description ?? name, placeholder: "unknown" }),
-        spec?.description ? h("span", { class: "hint" }, spec.description) : null)),
+          "aria-describedby": `hint-${name}`, placeholder: "unknown" }),
+        h("span", { class: "hint", id: `hint-${name}` },
+          [spec?.description, spec?.unit ? `in ${spec.unit}` : null].filter(Boolean).join(" · ")))),
   );
   if (!inputs.length) fields.append(h("p", { class: "muted" }, "This model publishes no numeric inputs."));
 }
@@ -246,6 +246,11 @@ export function initTry() {
   forms.image_classification.addEventListener("submit", (e) => e.preventDefault());
   forms.text_classification.addEventListener("submit", classifyText);
   forms.regression.addEventListener("submit", regress);
+  for (const button of forms.text_classification.querySelectorAll("[data-example]"))
+    button.addEventListener("click", () => {
+      $("text-input").value = button.dataset.example;
+      $("text-input").focus();
+    });
   $("records-example").addEventListener("click", () => {
     for (const el of $("records-fields").querySelectorAll("input"))
       el.value = HOUSING_EXAMPLE[el.dataset.feature] ?? "";

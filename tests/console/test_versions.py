@@ -1,0 +1,74 @@
+"""Version management from the browser with the admin token: promote and roll back change the version that
+answers the next request, and the model list follows by itself (polling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.console.browser import Console
+from tests.console.conftest import ADMIN_TOKEN
+from tests.gateway.conftest import Gateway
+
+pytestmark = pytest.mark.e2e
+
+
+def test_promote_changes_the_version_of_the_next_answer_and_roll_back_restores_it(
+    page: Page, console_gateway: Gateway, fashion_files: list[tuple[Path, str]], unpinned: None, shots: Path
+) -> None:
+    console = Console(page, console_gateway.url).open()
+    image = [fashion_files[0][0]]
+    console.classify_images(image)
+    assert console.answered_version() == 2
+
+    console.use_token(ADMIN_TOKEN)
+    message = console.promote("fashion", 1)
+    assert "version 1 promoted" in message, message
+    fashion = console.model("fashion")
+    expect(fashion.locator(".serving-version")).to_have_text("v1")
+    expect(fashion.locator(".answering")).to_contain_text("pinned")
+    console.shot(shots, "models-admin")
+    console.classify_images(image)
+    assert console.answered_version() == 1
+
+    message = console.rollback("fashion")
+    assert "rolled back" in message, message
+    expect(fashion.locator(".serving-version")).to_have_text("v2")
+    console.classify_images(image)
+    assert console.answered_version() == 2
+
+
+def test_label_set_in_the_page_selects_the_version(
+    page: Page,
+    console_gateway: Gateway,
+    api: httpx.Client,
+    fashion_files: list[tuple[Path, str]],
+    unpinned: None,
+) -> None:
+    console = Console(page, console_gateway.url).open()
+    console.use_token(ADMIN_TOKEN)
+    fashion = console.model("fashion")
+    fashion.get_by_label("Label", exact=True).fill("stable")
+    fashion.get_by_label("Version for the label of fashion").select_option("1")
+    fashion.get_by_role("button", name="Set label").click()
+    expect(fashion.locator(".admin-msg")).to_contain_text("now points at version 1")
+    expect(fashion.locator("tr[data-version='1'] .chip")).to_have_text("stable")
+    console.pick_model("fashion", version="label “stable” → v1")
+    page.locator("#image-input").set_input_files([str(fashion_files[0][0])])
+    expect(page.locator("#try-results .answered-version")).to_have_text("1")
+    api.delete("/v1/admin/models/fashion/labels/stable", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
+def test_model_list_refreshes_by_itself(
+    page: Page, console_gateway: Gateway, api: httpx.Client, unpinned: None
+) -> None:
+    console = Console(page, console_gateway.url).open()
+    fashion = console.model("fashion")
+    expect(fashion.locator(".serving-version")).to_have_text("v2")
+    # Another operator pins version 1 through the API; the open page follows without a reload.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    api.post("/v1/admin/models/fashion:promote", json={"version": 1}, headers=headers).raise_for_status()
+    expect(fashion.locator(".serving-version")).to_have_text("v1", timeout=20_000)
