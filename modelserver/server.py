@@ -129,7 +129,10 @@ class ModelServer:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on gRPC port {o.port}: {exc}") from None
         await grpc_server.start()
-        log.info("Running gRPC ModelServer at %s:%d ...", o.bind_host, o.port)
+        addresses = ([f"{o.bind_host}:{o.port}"] if o.port else []) + (
+            [f"unix:{o.grpc_socket_path}"] if o.grpc_socket_path else []
+        )
+        log.info("Running gRPC ModelServer at %s ...", ", ".join(addresses))
         rest = await self._start_rest() if o.rest_api_port else None
         await set_health(health, True)
         self.core.start_polling()
