@@ -3,6 +3,7 @@ gateway.settings)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import uvicorn
@@ -24,6 +25,11 @@ def main() -> int:
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
     return 0
 

@@ -271,6 +271,7 @@ class Rollout:
                 state.history = (state.history + [current])[-MAX_SEEN:]
             state.pinned = version
             await self._apply(name, [version], previous)
+            log.info("admin: model %s pinned to version %d (was %s)", name, version, current)
 
     async def rollback(self, name: str) -> int:
         async with self._lock:
@@ -289,6 +290,7 @@ class Rollout:
                 target = max(older)
             state.pinned = target
             await self._apply(name, [target], previous)
+            log.info("admin: model %s rolled back from version %s to %d", name, current, target)
             return target
 
     async def latest(self, name: str) -> None:
@@ -299,6 +301,7 @@ class Rollout:
                 state.history = (state.history + [state.pinned])[-MAX_SEEN:]
             state.pinned = None
             await self._apply(name, [], previous)
+            log.info("admin: model %s back to its configured policy (latest)", name)
 
     async def set_label(self, name: str, label: str, version: int | None) -> None:
         if not LABEL.match(label):
@@ -311,6 +314,7 @@ class Rollout:
                     raise NotFound(f"model {name!r} has no label {label!r}")
                 del state.labels[label]
                 await self._apply(name, [], previous)
+                log.info("admin: model %s label %s removed", name, label)
                 return
             disk = self._disk_versions(name)
             if disk is not None and version not in disk:
@@ -327,6 +331,7 @@ class Rollout:
                     await self._client.reload_config(address, self.render(address))
                 raise
             await self._apply(name, [], previous)
+            log.info("admin: model %s label %s -> version %d", name, label, version)
 
     # -- keeping servers in line -------------------------------------------------------------------------
 
