@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.client import ModelClient
 from gateway.contract import ContractStore
 from gateway.deps import Services
-from gateway.errors import error_body, install_handlers
+from gateway.errors import install_handlers
+from gateway.limits import BodyLimit
 from gateway.metrics import Metrics
 from gateway.rollout import Rollout
 from gateway.routes import admin, health, inference, models
@@ -61,22 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_handlers(app)
-    body_limit = settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > body_limit:
-            request.state.error_kind = "payload_too_large"
-            response: Response = JSONResponse(
-                error_body(
-                    "payload_too_large", f"request body is over {body_limit} bytes; send fewer/smaller files"
-                ),
-                status_code=413,
-            )
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "") or ("/console" if route is not None else "unmatched")
         metrics.requests.labels(template, request.method, str(response.status_code)).inc()

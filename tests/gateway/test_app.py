@@ -56,6 +56,19 @@ def test_oversized_body_is_refused_before_reading(client: TestClient) -> None:
     assert reply.status_code == 413 and reply.json()["error"]["code"] == "payload_too_large"
 
 
+def test_oversized_chunked_body_is_refused_while_streaming(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"--x\r\n" + b"x" * 4096
+
+    reply = client.post(
+        "/v1/models/fashion:classify",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert reply.status_code == 413 and reply.json()["error"]["code"] == "payload_too_large"
+
+
 def test_health_and_unknown_paths(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     missing = client.get("/v1/nothing/here")
