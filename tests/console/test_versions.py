@@ -3,6 +3,9 @@ answers the next request, and the model list follows by itself (polling)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -72,3 +75,33 @@ def test_model_list_refreshes_by_itself(
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     api.post("/v1/admin/models/fashion:promote", json={"version": 1}, headers=headers).raise_for_status()
     expect(fashion.locator(".serving-version")).to_have_text("v1", timeout=20_000)
+
+
+def test_newly_published_version_appears_without_a_reload(
+    page: Page, console_gateway: Gateway, console_repo: Path, api: httpx.Client, unpinned: None
+) -> None:
+    console = Console(page, console_gateway.url).open()
+    housing = console.model("housing")
+    expect(housing.locator(".serving-version")).to_have_text("v1")
+    # Publish housing/2 the way the export does: stage under a non-numeric name, then one rename.
+    staging = console_repo / "housing" / ".tmp-2-console"
+    shutil.copytree(console_repo / "housing" / "1", staging)
+    os.rename(staging, console_repo / "housing" / "2")
+    try:
+        expect(housing.locator("tr[data-version='2'] .state")).to_have_text("available", timeout=60_000)
+        expect(housing.locator(".serving-version")).to_have_text("v2")
+    finally:
+        os.rename(console_repo / "housing" / "2", staging)
+        shutil.rmtree(staging)
+        _wait_until_served(api, "housing", 1)
+
+
+def _wait_until_served(api: httpx.Client, name: str, version: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = {m["name"]: m for m in api.get("/v1/models").json()["models"]}
+        states = {v["version"]: v["state"] for v in models[name]["versions"]}
+        if states.get(version) == "AVAILABLE" and all(s == "END" for v, s in states.items() if v != version):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{name} v{version} did not come back: {states}")

@@ -11,11 +11,13 @@ import { initTry } from "./tryit.js";
 const SCREENS = ["models", "try", "live"];
 const READY_MS = 5000;
 
-function route() {
+function route(event) {
   const wanted = location.hash.replace("#", "");
   const screen = SCREENS.includes(wanted) ? wanted : "models";
   for (const section of document.querySelectorAll("section.screen"))
     section.hidden = section.dataset.screen !== screen;
+  // After a switch (not on first load), move focus to the new screen's heading for keyboard and screen readers.
+  if (event) document.querySelector(`section[data-screen="${screen}"] h1`)?.focus();
   for (const link of document.querySelectorAll(".tabs a")) {
     if (link.dataset.screen === screen) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
