@@ -105,8 +105,15 @@ def run_scenarios(ctx: Context) -> None:
         guarded("naive", lambda: baselines.run_naive(ctx))
     if "bentoml" in only:
         guarded("bentoml", lambda: baselines.run_bentoml(ctx))
-    if "modelserver" in only:
-        guarded("modelserver batching off", lambda: modelserver.run_batching_off(ctx))
+    if only & {"modelserver", "memory"}:
+
+        def batching_off() -> None:
+            with memory.start_empty(ctx) as server:
+                memory.add_models(ctx, server, measure="memory" in only)
+                if "modelserver" in only:
+                    modelserver.run_matrix(ctx, server, "batching_off")
+
+        guarded("modelserver batching off", batching_off)
     if only & {"modelserver", "gateway", "hotswap"}:
 
         def batching_on() -> None:
@@ -127,8 +134,6 @@ def run_scenarios(ctx: Context) -> None:
                 )
 
         guarded("modelserver batching on", batching_on)
-    if "memory" in only:
-        guarded("memory", lambda: memory.run(ctx))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

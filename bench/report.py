@@ -206,7 +206,8 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
         ylabel="requests/s (1 image each)",
         title="Throughput",
     )
-    ax.legend(fontsize=7)
+    if series or b32:
+        ax.legend(fontsize=7)
     ax = axes[1]
     low = [(stem, by_c[min(by_c)]) for stem, by_c in series.items()]
     names = [f"{_LABELS.get(stem, stem)} (c{min(series[stem])})" for stem, _ in low]
@@ -225,7 +226,8 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     )
     ax.set_yticks(list(y), names, fontsize=7)
     ax.set(xscale="log", xlabel="ms", title="Latency at the lowest concurrency")
-    ax.legend(fontsize=7)
+    if low:
+        ax.legend(fontsize=7)
     ax = axes[2]
     swap = results.get("hotswap")
     if swap and swap.get("timeline"):

@@ -80,7 +80,7 @@ def run(ctx: Any, modelserver: ServerProcess) -> None:
             "housing": (
                 f"{base}/v1/models/housing:regress",
                 {"records": [{k: v for k, v in p.house.items()}]},
-                '"values"',
+                '"value"',
                 p.grpc_housing,
             ),
         }

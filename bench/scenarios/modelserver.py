@@ -8,12 +8,11 @@ from typing import Any
 
 import grpc
 
-from bench.errors import BenchError
 from bench.loadgen import LoadResult, grpc_load, http_load
 from bench.payloads import PREDICT_METHOD
 from bench.procs import ServerProcess
 from bench.scrape import failures, request_counts
-from bench.servers import METRICS_PATH, start_modelserver
+from bench.servers import METRICS_PATH
 
 __all__ = ["grpc_point", "run_matrix", "verify_grpc"]
 
@@ -125,14 +124,3 @@ def run_matrix(ctx: Any, server: ServerProcess, label: str) -> None:
                 duration_s=s.profile_s + 2,
             ),
         )
-
-
-def run_batching_off(ctx: Any) -> None:
-    config = ctx.work / "fashion.config"
-    try:
-        with start_modelserver(
-            ctx, "modelserver-batching-off", config, batching=False, wait_for=("fashion",)
-        ) as server:
-            run_matrix(ctx, server, "batching_off")
-    except BenchError as exc:
-        ctx.skip("modelserver batching off", str(exc).splitlines()[0])

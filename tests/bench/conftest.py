@@ -1,0 +1,125 @@
+"""Fixtures for the bench tests.
+
+- ``results``: a synthetic results dict shaped like one full run's (every load point and scenario), for the
+  goal, report and plot tests; no process is started.
+- ``load_tools``: skips when h2load / wrk are missing (``make bench-tools`` installs them), and fails instead
+  when ``CI=true``, where they must be present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import pytest
+
+
+def point(rps: float, p50: float, p99: float, errors: int = 0, requests: int | None = None) -> dict[str, Any]:
+    total = requests if requests is not None else int(rps * 6) + errors
+    return {
+        "tool": "h2load",
+        "url": "http://127.0.0.1:1/x",
+        "concurrency": 1,
+        "duration_s": 6.0,
+        "requests": total,
+        "ok": total - errors,
+        "errors": errors,
+        "rps": rps,
+        "p50_ms": p50,
+        "p90_ms": p50,
+        "p99_ms": p99,
+        "mean_ms": p50,
+        "loadgen_cpu_s": 0.3,
+        "server_cpu_s": 11.0,
+        "notes": [],
+        "loadgen_cores": 0.05,
+        "server_cores": 1.8,
+    }
+
+
+@pytest.fixture
+def results() -> dict[str, Any]:
+    return {
+        "started": "2026-11-23T14:00:00+00:00",
+        "scale": "full",
+        "settings": {"concurrencies": [1, 8, 64], "hotswap_s": 24.0},
+        "environment": {"cores": 2, "cpu": "test cpu", "load_average_at_start": [0.5, 0.4, 0.3]},
+        "models": {"fashion": {"version": 3}},
+        "inprocess": {
+            "batch1": {"batch": 1, "images_per_s": 2000.0, "ms_per_call": 0.5},
+            "batch32": {"batch": 32, "images_per_s": 20000.0, "ms_per_call": 1.6},
+        },
+        "points": {
+            "naive.c1": point(30, 30, 60),
+            "naive.c64": point(20, 900, 4000, errors=12),
+            "bentoml.c1": point(40, 24, 40),
+            "bentoml.c64": point(700, 80, 200, errors=11),
+            "grpc.batching_on.c1": point(900, 1.0, 2.0),
+            "grpc.batching_on.c64": point(8000, 7.5, 15.0),  # 0.4 x in-process, 400 x naive: met
+            "rest.batching_on.c1": point(600, 6.0, 9.0),  # 6/24 = 0.25 > 0.2: missed
+            "rest.batching_on.c64": point(3000, 20.0, 40.0),  # 0.375 x gRPC: missed; 4.3 x BentoML: met
+            "gateway.upload.c1": point(400, 2.5, 5.0),  # added p50 1.5 ms: met
+            "gateway.upload.c64": point(3500, 18.0, 30.0),  # 0.44 x gRPC: missed
+        },
+        "hotswap": {
+            "old_version": 3,
+            "new_version": 4,
+            "available_after_s": 0.8,
+            "old_unloaded_after_s": 0.9,
+            "failed": 0,
+            "requests": 20000,
+            "phases": {
+                "before": {"requests": 6000, "p50_ms": 7.0, "p90_ms": 9.0, "p99_ms": 10.0, "mean_ms": 7.0},
+                "during": {"requests": 400, "p50_ms": 7.0, "p90_ms": 30.0, "p99_ms": 200.0, "mean_ms": 15.0},
+                "after": {"requests": 13600, "p50_ms": 7.0, "p90_ms": 9.0, "p99_ms": 10.0, "mean_ms": 7.0},
+            },
+            "timeline": [
+                {"t_s": -0.5, "requests": 900, "p50_ms": 7.0, "p99_ms": 10.0},
+                {"t_s": 0.0, "requests": 400, "p50_ms": 7.0, "p99_ms": 200.0},
+            ],
+        },
+        "memory": {
+            "baseline_rss": 600 * 2**20,
+            "models": [
+                {
+                    "model": "fashion",
+                    "version": 3,
+                    "rss_after": 640 * 2**20,
+                    "growth": 40 * 2**20,
+                    "estimate": 22 * 2**20,
+                    "estimate_error": -0.45,
+                },
+                {
+                    "model": "housing",
+                    "version": 1,
+                    "rss_after": 650 * 2**20,
+                    "growth": 10 * 2**20,
+                    "estimate": 11 * 2**20,
+                    "estimate_error": 0.1,
+                },
+            ],
+        },
+        "rss_bytes": {"gateway": 90 * 2**20},
+        "profiles": [
+            {
+                "target": "modelserver gRPC Predict",
+                "samples": 500,
+                "own": [["_call (dataplane.py)", 0.4]],
+                "inclusive": [["predict (dataplane.py)", 0.7]],
+                "error": "",
+            }
+        ],
+        "skipped": {"bentoml": "example reason"},
+        "verified": {"grpc.batching_on": "ok"},
+    }
+
+
+@pytest.fixture
+def load_tools() -> None:
+    missing = [tool for tool in ("h2load", "wrk") if shutil.which(tool) is None]
+    if missing:
+        message = f"{', '.join(missing)} missing: `make bench-tools` installs Debian's nghttp2-client and wrk"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)

@@ -1,0 +1,49 @@
+"""The reference points the modelserver is measured against: the in-process signature call
+(``bench.scenarios.inprocess.measure``) and the naive FastAPI server (``bench.baselines.naive_fastapi``),
+both on the real export's tiny fashion model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from bench.baselines.naive_fastapi import create_app
+from bench.scenarios.inprocess import measure
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(model_repo: Path) -> Path:
+    return model_repo / "fashion" / "1"
+
+
+@pytest.fixture(scope="module")
+def client(fashion_dir: Path) -> TestClient:
+    return TestClient(create_app(str(fashion_dir)))
+
+
+def test_inprocess_measures_each_batch_size(fashion_dir: Path) -> None:
+    found = measure(fashion_dir, 0.05, batches=(1, 4))
+    assert set(found) == {"batch1", "batch4"}
+    assert found["batch4"]["calls"] >= 1
+    assert found["batch4"]["images_per_s"] == pytest.approx(
+        found["batch4"]["calls"] * 4 / found["batch4"]["seconds"]
+    )
+
+
+def test_naive_server_answers_like_tf_serving_rest(client: TestClient) -> None:
+    image = np.zeros((28, 28, 1), dtype=np.float32).tolist()
+    reply = client.post("/v1/models/fashion:predict", json={"instances": [image, image]})
+    assert reply.status_code == 200
+    predictions = np.asarray(reply.json()["predictions"])
+    assert predictions.shape == (2, 10)
+    assert np.allclose(predictions.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("body", [{"instances": [[1.0, 2.0, 3.0]]}, {"instances": "x"}, {"images": []}])
+def test_naive_server_rejects_bad_input_with_a_message(client: TestClient, body: dict) -> None:
+    reply = client.post("/v1/models/fashion:predict", json=body)
+    assert reply.status_code in (400, 422)
+    assert "detail" in reply.json()

@@ -1,0 +1,67 @@
+"""bench.goals: every goal of issue 8 judged met / missed by how much / not measured from a results dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.goals import Goal, evaluate
+
+
+def by_key(results: dict[str, Any]) -> dict[str, Goal]:
+    return {g.key: g for g in evaluate(results)}
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "value"),
+    [
+        ("grpc_vs_inprocess", "met", 0.4),
+        ("grpc_vs_naive", "met", 400.0),
+        ("rest_vs_grpc", "missed", 0.375),
+        ("rest_vs_bentoml", "met", 3000 / 700),
+        ("rest_refused", "met", 0.0),
+        ("rest_p50_vs_bentoml", "missed", 0.25),
+        ("gateway_vs_grpc", "missed", 3500 / 8000),
+        ("gateway_added_p50", "met", 1.5),
+        ("hotswap_failed", "met", 0.0),
+        ("hotswap_p99", "missed", 20.0),
+        ("ram_estimate", "missed", 0.45),
+    ],
+)
+def test_each_goal_is_judged_from_the_run(
+    results: dict[str, Any], key: str, status: str, value: float
+) -> None:
+    goal = by_key(results)[key]
+    assert goal.value == pytest.approx(value)
+    assert goal.status == status
+
+
+def test_gateway_ratio_below_half_is_missed(results: dict[str, Any]) -> None:
+    goal = by_key(results)["gateway_vs_grpc"]
+    assert goal.status == "missed"
+    assert goal.verdict() == "missed: 88% of the target"
+
+
+def test_missed_verdicts_say_by_how_much(results: dict[str, Any]) -> None:
+    goals = by_key(results)
+    assert goals["rest_vs_grpc"].verdict() == "missed: 75% of the target"
+    assert goals["hotswap_p99"].verdict() == "missed: 13.3x the limit"
+    assert goals["ram_estimate"].verdict() == "missed by 20 %"
+
+
+def test_a_missing_scenario_is_not_measured_with_the_reason(results: dict[str, Any]) -> None:
+    del results["points"]["bentoml.c64"]
+    del results["hotswap"]
+    goals = by_key(results)
+    assert goals["rest_vs_bentoml"].status == "not measured"
+    assert "bentoml.c64" in goals["rest_vs_bentoml"].verdict()
+    assert goals["hotswap_failed"].verdict() == "not measured: hot swap not measured"
+
+
+def test_goals_follow_the_run_concurrencies(results: dict[str, Any]) -> None:
+    results["settings"]["concurrencies"] = [1, 4]
+    results["points"]["grpc.batching_on.c4"] = results["points"].pop("grpc.batching_on.c64")
+    goal = by_key(results)["grpc_vs_inprocess"]
+    assert "c4" in goal.text
+    assert goal.status == "met"

@@ -1,0 +1,40 @@
+"""bench.report: the Markdown table and the PNG plot rendered from a results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.goals import evaluate
+from bench.report import render_markdown, render_plot
+
+
+def test_markdown_has_goals_points_and_findings(results: dict[str, Any]) -> None:
+    text = render_markdown(results, evaluate(results), "latest.png")
+    assert "![throughput, latency and hot swap](latest.png)" in text
+    assert (
+        "| REST predict / gRPC Predict, c64 batching on, same requests | 0.375x | >= 0.5x | "
+        "**missed: 75% of the target** |" in text
+    )
+    assert "| naive FastAPI + model.predict | 64 | 20 |" in text
+    assert "12 of 132" in text  # errors are shown with their total
+    assert "| modelserver gRPC, batching on | 64 | 8000 | 7.50 |" in text
+    assert "400x | 0.40x |" in text  # ratios vs naive and vs in-process
+    assert "## Hot swap under load" in text and "| during | 400 |" in text
+    assert "| fashion v3 | 640 | 40 | 22 | -45% |" in text
+    assert "`_call (dataplane.py)` 40%" in text
+    assert "## Findings on the missed goals" in text
+    assert "- bentoml: example reason" in text
+
+
+def test_plot_is_a_png(results: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "latest.png"
+    render_plot(results, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_plot_without_hot_swap_or_points(tmp_path: Path) -> None:
+    path = tmp_path / "latest.png"
+    render_plot({"points": {}}, path)
+    assert path.stat().st_size > 0
