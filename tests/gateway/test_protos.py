@@ -59,10 +59,14 @@ def test_vendored_and_real_tensorflow_coexist() -> None:
         "from gateway.protos.tensorflow_serving.config import model_server_config_pb2\n"
     )
     real = "from tensorflow_serving.apis import predict_pb2 as r, prediction_service_pb2_grpc as rg\n"
-    code = vendored + real + (
-        "req = v.PredictRequest(); req.model_spec.name = 'm'\n"
-        "assert r.PredictRequest.FromString(req.SerializeToString()).model_spec.name == 'm'\n"
-        "print('ok')\n"
+    code = (
+        vendored
+        + real
+        + (
+            "req = v.PredictRequest(); req.model_spec.name = 'm'\n"
+            "assert r.PredictRequest.FromString(req.SerializeToString()).model_spec.name == 'm'\n"
+            "print('ok')\n"
+        )
     )
     result = _run(code)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
