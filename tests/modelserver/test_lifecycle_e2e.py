@@ -158,7 +158,7 @@ def test_reload_config_over_grpc(tiny: dict[str, Path], tmp_path: Path) -> None:
         assert "stopped" in server.log_text()
 
 
-def test_model_config_file_polling(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_model_config_file_polling_and_unix_socket(tiny: dict[str, Path], tmp_path: Path) -> None:
     publish(tiny["half_plus_two"], tmp_path / "half", 1)
     publish(tiny["multi_input"], tmp_path / "multi", 1)
     config = tmp_path / "models.config"
@@ -171,9 +171,11 @@ def test_model_config_file_polling(tiny: dict[str, Path], tmp_path: Path) -> Non
     half = f'config {{ name: "half" base_path: "{tmp_path / "half"}" }}'
     multi = f'config {{ name: "multi" base_path: "{tmp_path / "multi"}" }}'
     write_config(f"model_config_list {{ {half} }}")
-    flags = ["--model_config_file_poll_wait_seconds=1"]
+    socket = tmp_path / "grpc.sock"
+    flags = ["--model_config_file_poll_wait_seconds=1", f"--grpc_socket_path={socket}"]
     with start_modelserver(config, extra_flags=flags, rest=False, log_path=tmp_path / "server.log") as server:
         client = Client(server.grpc_target)
+        assert Client(f"unix:{socket}").status("half")[0][:2] == (1, "AVAILABLE")  # the socket serves too
         write_config("improperly formatted file")  # a bad edit is logged and the last good config kept
         wait_until(lambda: "not applied" in server.log_text(), "the bad config to be reported")
         assert client.status("half")[0][:2] == (1, "AVAILABLE")
