@@ -13,7 +13,7 @@ import tensorflow as tf
 from export import signatures
 from export.data import load_fashion
 from export.servable import CLASSIFY_METHOD, Servable
-from export.training import fit, float_example, seeded_permutation, set_seed
+from export.training import fit, float_example, seeded_permutation, set_seed, track_weights
 
 __all__ = ["DEFAULT_EPOCHS", "LABELS", "train"]
 
@@ -33,7 +33,7 @@ DEFAULT_EPOCHS = 6
 VALIDATION = 5000  # held out of the training files for the curves; the t10k files are the test set
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
-HELD_OUT = 8  # test rows carried for verification, frozen-graph equivalence and warm-up
+HELD_OUT = 64  # test rows carried for verification, frozen-graph equivalence and warm-up
 
 CONTRACT: dict[str, Any] = {
     "model": "fashion",
@@ -115,16 +115,16 @@ def train(
     baseline = float(np.bincount(y_test, minlength=len(LABELS)).max() / len(y_test))
 
     module = tf.Module()
-    module.model = model
+    track_weights(module, model)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32, name="image")])
     def serving_default(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"probabilities": module.model(image, training=False)}
+        return {"probabilities": model(image, training=False)}
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         spec = {"image": tf.io.FixedLenFeature([28 * 28], tf.float32)}
         images = tf.reshape(tf.io.parse_example(serialized, spec)["image"], [-1, 28, 28, 1])
-        return signatures.class_outputs(LABELS, module.model(images, training=False))
+        return signatures.class_outputs(LABELS, model(images, training=False))
 
     module.serving_default = serving_default
     module.classify = signatures.example_function(parse)

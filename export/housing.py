@@ -17,7 +17,7 @@ import tensorflow as tf
 from export import signatures
 from export.data import HOUSING_FEATURES, load_housing
 from export.servable import REGRESS_METHOD, Servable
-from export.training import fit, float_example, seeded_permutation, set_seed
+from export.training import fit, float_example, seeded_permutation, set_seed, track_weights
 
 __all__ = ["DEFAULT_EPOCHS", "FEATURES", "train"]
 
@@ -27,7 +27,7 @@ TARGET_SCALE = 100_000.0
 LOG_SCALED = ("total_rooms", "total_bedrooms", "population", "households")
 TEST_FRACTION = 0.1
 VALIDATION_FRACTION = 0.1
-HELD_OUT = 8
+HELD_OUT = 64  # test rows carried for verification, frozen-graph equivalence and warm-up
 
 DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "longitude": ("block group longitude (west is more negative)", "degrees"),
@@ -108,7 +108,7 @@ def train(
     order = seeded_permutation(len(data.target))
     if limit:
         order = order[: max(limit, 30)]
-    n_test = max(HELD_OUT, int(len(order) * TEST_FRACTION))
+    n_test = max(8, int(len(order) * TEST_FRACTION))
     n_val = max(1, int(len(order) * VALIDATION_FRACTION))
     test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
 
@@ -144,11 +144,11 @@ def train(
     baseline = float(np.sqrt(np.mean((float(data.target[train_idx].mean()) - truth) ** 2)))
 
     module = tf.Module()
-    module.model = model
+    track_weights(module, model)
     module.preprocessor = preprocessor
 
     def predict(features: dict[str, tf.Tensor]) -> tf.Tensor:
-        scaled = module.model(module.preprocessor(features), training=False)
+        scaled = model(module.preprocessor(features), training=False)
         return tf.reshape(scaled, [-1]) * TARGET_SCALE
 
     spec = [tf.TensorSpec([None], tf.float32, name=name) for name in FEATURES]

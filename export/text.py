@@ -24,7 +24,7 @@ import tensorflow as tf
 from export import signatures
 from export.data import SMS_LABELS, load_sms
 from export.servable import CLASSIFY_METHOD, Servable
-from export.training import bytes_example, fit, seeded_permutation, set_seed
+from export.training import bytes_example, fit, seeded_permutation, set_seed, track_weights
 
 __all__ = ["DEFAULT_EPOCHS", "LABELS", "standardize", "train"]
 
@@ -35,7 +35,7 @@ MAX_VOCABULARY = 10_000
 MIN_COUNT = 2
 PAD, OOV = 0, 1  # ids 0 and 1; vocabulary line i has id i + 2
 TEST_FRACTION = 0.2
-HELD_OUT = 8
+HELD_OUT = 64  # test rows carried for verification, frozen-graph equivalence and warm-up
 
 CONTRACT: dict[str, Any] = {
     "model": "text",
@@ -125,7 +125,7 @@ def train(
     order = seeded_permutation(len(data.texts))
     if limit:
         order = order[: max(limit, 20)]
-    n_test = max(HELD_OUT, int(len(order) * TEST_FRACTION))
+    n_test = max(8, int(len(order) * TEST_FRACTION))
     test_idx, rest = order[:n_test], order[n_test:]
     n_val = max(1, len(rest) // 10)
     val_idx, train_idx = rest[:n_val], rest[n_val:]
@@ -166,21 +166,21 @@ def train(
     }
 
     module = tf.Module()
-    module.model = model
+    track_weights(module, model)
     module.tokenizer = tokenizer
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serving_default(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"probabilities": module.model(module.tokenizer(text), training=False)}
+        return {"probabilities": model(module.tokenizer(text), training=False)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def frozen_serving(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"probabilities": module.model(constant_ids(text, vocabulary), training=False)}
+        return {"probabilities": model(constant_ids(text, vocabulary), training=False)}
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         spec = {"text": tf.io.FixedLenFeature([], tf.string)}
         text = tf.io.parse_example(serialized, spec)["text"]
-        return signatures.class_outputs(LABELS, module.model(module.tokenizer(text), training=False))
+        return signatures.class_outputs(LABELS, model(module.tokenizer(text), training=False))
 
     module.serving_default = serving_default
     module.classify = signatures.example_function(parse)

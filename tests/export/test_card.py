@@ -66,6 +66,8 @@ def test_card_sizes_match_the_files(
     assert sizes["frozen_graph"] == (version / "frozen_graph.pb").stat().st_size
     assert sizes["variables"] == sum(p.stat().st_size for p in (version / "variables").iterdir())
     assert sizes["saved_model_pb"] + sizes["variables"] + sizes["frozen_graph"] < sizes["version_total"]
+    # float32 weights only: no optimizer slots (Adam would triple this)
+    assert sizes["variables"] < 1.5 * 4 * cards[name]["parameters"] + 16_384
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
