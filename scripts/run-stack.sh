@@ -43,7 +43,7 @@ PYEOF
 }
 
 echo "== starting modelserver: gRPC 127.0.0.1:$GRPC_PORT, REST 127.0.0.1:$REST_PORT (log: $LOG_DIR/modelserver.log)"
-"$PY" -m modelserver --port="$GRPC_PORT" --rest_api_port="$REST_PORT" \
+MODELSERVER_BIND_HOST=${MODELSERVER_BIND_HOST:-127.0.0.1} "$PY" -m modelserver --port="$GRPC_PORT" --rest_api_port="$REST_PORT" \
   --model_config_file=models/models.config --file_system_poll_wait_seconds=1 \
   > "$LOG_DIR/modelserver.log" 2>&1 &
 pids+=($!)
