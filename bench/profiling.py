@@ -17,31 +17,48 @@ from pathlib import Path
 
 __all__ = ["Profile", "profile", "summarise"]
 
-_FRAME_LINE = re.compile(r":\d+\)$")
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*?)(?::\d+)?\)$")
+# Leaf frames where a thread only waits (py-spy cannot always tell idle threads when not pausing the process).
+_IDLE = {
+    "wait",
+    "select",
+    "get",
+    "acquire",
+    "sleep",
+    "poll",
+    "_worker",
+    "Thread.run",
+    "_wait_for_tstate_lock",
+}
+_ENTRY = {"main", "run", "<module>", "Runner.run", "_run_code", "_run_module_as_main"}
 
 
 @dataclass
 class Profile:
     target: str
     samples: int = 0
-    own: list[tuple[str, float]] = field(default_factory=list)  # (frame, share of samples)
-    inclusive: list[tuple[str, float]] = field(default_factory=list)
+    busy: int = 0  # samples not waiting
+    own: list[tuple[str, float]] = field(default_factory=list)  # (frame, share of busy samples)
+    inclusive: list[tuple[str, float]] = field(default_factory=list)  # non-stdlib frames only
     error: str = ""
 
 
-def _frame(text: str) -> str:
-    """``func (path/to/module.py:123)`` -> ``func (module.py)``: aggregate lines of one function."""
-    text = _FRAME_LINE.sub(")", text.strip())
-    if " (" in text:
-        name, path = text.split(" (", 1)
-        return f"{name} ({Path(path.rstrip(')')).name})"
-    return text
+def _frame(text: str) -> tuple[str, bool]:
+    """``func (pkg/module.py:123)`` -> (``func (pkg/module.py)``, whether it is standard library code)."""
+    match = _FRAME.match(text.strip())
+    if not match:
+        return text.strip(), False
+    func, path = match["func"], match["path"]
+    parts = path.split("/")
+    top = parts[0].removesuffix(".py")
+    stdlib = path.startswith("<frozen") or top in sys.stdlib_module_names
+    return f"{func} ({'/'.join(parts[-2:])})", stdlib
 
 
 def summarise(raw: str, target: str, top: int = 8) -> Profile:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    total = busy = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -51,32 +68,27 @@ def summarise(raw: str, target: str, top: int = 8) -> Profile:
         if not frames:
             continue
         total += count
-        own[frames[-1]] += count
-        for name in set(frames):
+        leaf = frames[-1][0].split(" (")[0]
+        if leaf in _IDLE or leaf.rsplit(".", 1)[-1] in _IDLE:
+            continue
+        busy += count
+        own[frames[-1][0]] += count
+        for name in {name for name, stdlib in frames if not stdlib and name.split(" (")[0] not in _ENTRY}:
             inclusive[name] += count
-    result = Profile(target, samples=total)
-    if total:
-        result.own = [(name, n / total) for name, n in own.most_common(top)]
-        skip = (
-            "<module>",
-            "run (",
-            "_bootstrap",
-            "_run_once",
-            "run_forever",
-            "run_until_complete",
-            "worker (",
-        )
-        result.inclusive = [
-            (name, n / total) for name, n in inclusive.most_common(top * 4) if not name.startswith(skip)
-        ][:top]
+    result = Profile(target, samples=total, busy=busy)
+    if busy:
+        result.own = [(name, n / busy) for name, n in own.most_common(top)]
+        result.inclusive = [(name, n / busy) for name, n in inclusive.most_common(top)]
     return result
 
 
 def profile(pid: int, seconds: float, out: Path, target: str) -> Profile:
+    """Sample ``pid`` for ``seconds`` with native frames (C/C++ below Python: gRPC core, TensorFlow), which
+    needs short pauses of the process; falls back to Python-only sampling without pauses."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return Profile(target, error="py-spy is not installed (pip install '.[bench]')")
-    argv = [
+    base = [
         exe,
         "record",
         "-p",
@@ -89,12 +101,18 @@ def profile(pid: int, seconds: float, out: Path, target: str) -> Profile:
         "raw",
         "-o",
         str(out),
-        "--nonblocking",
     ]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    except subprocess.TimeoutExpired:
-        return Profile(target, error="py-spy did not finish")
-    if done.returncode != 0 or not out.exists():
-        return Profile(target, error=(done.stderr or done.stdout).strip().splitlines()[0][:200])
-    return summarise(out.read_text(), target)
+    error = ""
+    for extra in (["--native"], ["--nonblocking"]):
+        out.unlink(missing_ok=True)
+        try:
+            done = subprocess.run(
+                base + extra, capture_output=True, text=True, timeout=seconds + 60, check=False
+            )
+        except subprocess.TimeoutExpired:
+            error = "py-spy did not finish"
+            continue
+        if done.returncode == 0 and out.exists():
+            return summarise(out.read_text(), target)
+        error = ((done.stderr or done.stdout).strip().splitlines() or ["py-spy failed"])[0][:200]
+    return Profile(target, error=error)

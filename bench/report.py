@@ -155,8 +155,8 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
             own = ", ".join(f"`{n}` {s:.0%}" for n, s in prof["own"][:6])
             inclusive = ", ".join(f"`{n}` {s:.0%}" for n, s in prof["inclusive"][:6])
             lines.append(
-                f"- **{prof['target']}** ({prof['samples']} samples). Own time: {own}. "
-                f"Inclusive: {inclusive}."
+                f"- **{prof['target']}** ({prof.get('busy', 0)} busy of {prof['samples']} samples). "
+                f"Own time: {own}. Inclusive (outside the standard library): {inclusive}."
             )
     missed = [g for g in goals if g.status == "missed"]
     if missed:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.profiling import profile, summarise
 
 RAW = """\
@@ -16,13 +18,13 @@ garbage line
 """
 
 
-def test_summarise_own_and_inclusive_shares() -> None:
+def test_summarise_own_and_inclusive_shares_of_busy_samples() -> None:
     found = summarise(RAW, "modelserver")
-    assert found.samples == 100
-    assert found.own[0] == ("_call (inference.py)", 0.6)
-    assert ("to_tensor (tensors.py)", 0.3) in found.own
-    assert found.inclusive[0] == ("predict (dataplane.py)", 0.9)  # lines of one function are merged
-    assert all(not name.startswith(("<module>", "run (")) for name, _ in found.inclusive)
+    assert (found.samples, found.busy) == (100, 90)  # the thread waiting in select is idle
+    assert found.own[0] == ("_call (modelserver/inference.py)", pytest.approx(60 / 90))
+    assert ("to_tensor (modelserver/tensors.py)", pytest.approx(30 / 90)) in found.own
+    assert found.inclusive[0] == ("predict (modelserver/dataplane.py)", 1.0)  # lines of a function merge
+    assert all("asyncio/" not in name and "<module>" not in name for name, _ in found.inclusive)
 
 
 def test_summarise_empty_input() -> None:
