@@ -139,4 +139,5 @@ class Console:
     def shot(self, folder: Path | None, name: str) -> None:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
+            self.page.evaluate("() => document.activeElement?.blur()")  # no focus ring in the picture
             self.page.screenshot(path=str(folder / f"{name}.png"), full_page=True)

@@ -134,14 +134,20 @@ def api(console_gateway: Gateway) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def unpinned(api: httpx.Client) -> Iterator[None]:
-    """Every model back on its config's policy (no pin) before and after the test."""
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    for name in ("fashion", "text", "housing"):
-        api.post(f"/v1/admin/models/{name}:latest", headers=headers).raise_for_status()
+def fresh_rollout(api: httpx.Client) -> Iterator[None]:
+    """Every model on its config's policy (no pin, no labels) before and after the test."""
+
+    def reset() -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        for model in api.get("/v1/models").json()["models"]:
+            for label in model["labels"]:
+                api.delete(f"/v1/admin/models/{model['name']}/labels/{label}", headers=headers)
+            if model["pinned"] is not None:
+                api.post(f"/v1/admin/models/{model['name']}:latest", headers=headers).raise_for_status()
+
+    reset()
     yield
-    for name in ("fashion", "text", "housing"):
-        api.post(f"/v1/admin/models/{name}:latest", headers=headers)
+    reset()
 
 
 @pytest.fixture(scope="session")

@@ -79,22 +79,21 @@ def take(url: str, token: str, out: Path, data_dir: Path) -> list[Path]:
         models = {m["name"]: m for m in httpx.get(f"{url}/v1/models", timeout=30).json()["models"]}
         versions = sorted(v["version"] for v in models["fashion"]["versions"])
         if token and len(versions) > 1:
-            httpx.post(
-                f"{url}/v1/admin/models/fashion:latest",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=90,
-            )
+            admin = {"Authorization": f"Bearer {token}"}
+            httpx.post(f"{url}/v1/admin/models/fashion:latest", headers=admin, timeout=90)
             console.use_token(token)
             console.promote("fashion", versions[-2])
-            row = console.model("fashion").locator(f"tr[data-version='{versions[-2]}']")
+            article = console.model("fashion")
+            article.get_by_label("Label", exact=True).fill("canary")
+            article.get_by_label("Version for the label of fashion").select_option(str(versions[-1]))
+            article.get_by_role("button", name="Set label").click()
+            article.locator(".chip", has_text="canary").wait_for()
+            row = article.locator(f"tr[data-version='{versions[-2]}']")
             row.get_by_role("button", name="Model card").click()
             page.wait_for_timeout(1000)
             console.shot(out, "versions")
-            httpx.post(
-                f"{url}/v1/admin/models/fashion:latest",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=90,
-            )
+            httpx.delete(f"{url}/v1/admin/models/fashion/labels/canary", headers=admin, timeout=90)
+            httpx.post(f"{url}/v1/admin/models/fashion:latest", headers=admin, timeout=90)
 
         stop = threading.Event()
         sender = threading.Thread(target=_traffic, args=(url, images[0].read_bytes(), stop), daemon=True)

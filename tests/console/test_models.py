@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_lists_every_model_with_versions_states_and_classes(
-    page: Page, console_gateway: Gateway, api: httpx.Client, unpinned: None, shots: Path
+    page: Page, console_gateway: Gateway, api: httpx.Client, fresh_rollout: None, shots: Path
 ) -> None:
     console = Console(page, console_gateway.url).open()
     listed = api.get("/v1/models").json()["models"]
@@ -47,7 +47,7 @@ def test_model_card_shows_signatures_of_the_version(page: Page, console_gateway:
 
 
 def test_admin_controls_are_refused_without_the_token(
-    page: Page, console_gateway: Gateway, api: httpx.Client, unpinned: None
+    page: Page, console_gateway: Gateway, api: httpx.Client, fresh_rollout: None
 ) -> None:
     console = Console(page, console_gateway.url).open()
     fashion = console.model("fashion")

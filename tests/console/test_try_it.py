@@ -37,7 +37,7 @@ def test_uploaded_fashion_images_show_their_top_labels(
     api: httpx.Client,
     fashion_files: list[tuple[Path, str]],
     shots: Path,
-    unpinned: None,
+    fresh_rollout: None,
 ) -> None:
     console = Console(page, console_gateway.url).open("try")
     console.classify_images([path for path, _ in fashion_files], k=3)

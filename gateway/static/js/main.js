@@ -48,18 +48,14 @@ function initToken() {
   show(token.get());
 }
 
-// Which model servers are down, from GET /readyz (503 while one is unreachable or a model is unavailable).
+// Which models are not ready, from the Readiness body of GET /readyz (503 while a model server is unreachable
+// or a model has no AVAILABLE version): {"ready": false, "models": {"fashion": "ready" | "why not"}}.
 function describeReady(body) {
-  if (!body || typeof body !== "object") return "";
-  const parts = [];
-  const entries = body.models ?? body.checks ?? body.servers ?? body.detail ?? {};
-  if (entries && typeof entries === "object" && !Array.isArray(entries)) {
-    for (const [name, info] of Object.entries(entries)) {
-      const ok = info === true || info === "ok" || info?.ready === true || info?.ok === true || info?.status === "ok";
-      if (!ok) parts.push(`${name}: ${typeof info === "string" ? info : (info?.error ?? info?.detail ?? "not ready")}`);
-    }
-  }
-  return parts.join("; ");
+  const models = body && typeof body === "object" && body.models && typeof body.models === "object" ? body.models : {};
+  return Object.entries(models)
+    .filter(([, why]) => why !== "ready")
+    .map(([name, why]) => `${name}: ${why}`)
+    .join("; ");
 }
 
 async function checkReady() {

@@ -59,7 +59,11 @@ function versionRow(model, v) {
       h("span", { class: `state state-${v.state}` }, STATE_TEXT[v.state] ?? v.state),
       v.error ? h("div", { class: "state-error" }, v.error) : null,
     ),
-    h("td", {}, labelsOf(model, v.version).map((l) => h("span", { class: "chip" }, l))),
+    h("td", {}, labelsOf(model, v.version).map((l) =>
+      h("span", { class: "chip" }, l,
+        adminButton("×", { class: "chip-remove", "aria-label": `Remove label ${l} of ${model.name}` }, () =>
+          runAdmin(model.name, "Remove label", () => api.removeLabel(model.name, l),
+            `${model.name}: label “${l}” removed.`))))),
     h(
       "td",
       { class: "actions" },

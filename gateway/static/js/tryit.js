@@ -51,7 +51,7 @@ function bars(pairs, { highlight = 0 } = {}) {
         h("span", { class: "bar-label" }, p.label),
         h("span", { class: "bar-track", role: "img", "aria-label": `${p.label} ${pct.toFixed(1)}%` },
           h("span", { class: "bar-fill", style: `width:${pct.toFixed(1)}%` })),
-        h("span", { class: "bar-score" }, `${pct.toFixed(1)}%`),
+        h("span", { class: "bar-score" }, pct > 0 && pct < 0.1 ? "<0.1%" : `${pct.toFixed(1)}%`),
       );
     }),
   );
@@ -176,7 +176,19 @@ function fillVersions(name) {
   if ([...versionSelect.options].some((o) => o.value === previous)) versionSelect.value = previous;
 }
 
+let selecting = null; // the model whose contract is being read (polls must not start a second read)
+
 async function selectModel(name) {
+  if (selecting === name) return;
+  selecting = name;
+  try {
+    await readContract(name);
+  } finally {
+    selecting = null;
+  }
+}
+
+async function readContract(name) {
   showError(errorBox, "");
   clear(results);
   for (const form of Object.values(forms)) form.hidden = true;
