@@ -19,10 +19,12 @@ def test_model_server_down_shows_a_banner_and_readable_errors(
     console = Console(page, orphan_gateway.url).open()
     banner = page.locator("#banner")
     expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Not ready: fashion, text, housing")
     expect(banner).to_contain_text("model server is down")
     expect(page.locator("#ready-state")).to_have_text("● not ready")
     fashion = console.model("fashion")
-    expect(fashion.locator(".error")).to_contain_text("Model server problem")
+    expect(fashion.locator(".error")).to_contain_text("Model server unavailable")
+    expect(fashion.locator(".error")).to_contain_text("model server 127.0.0.1:")
     expect(fashion.locator("tbody")).to_contain_text("No version is loaded")
     console.shot(shots, "degraded")
 

@@ -48,14 +48,14 @@ function initToken() {
   show(token.get());
 }
 
-// Which models are not ready, from the Readiness body of GET /readyz (503 while a model server is unreachable
-// or a model has no AVAILABLE version): {"ready": false, "models": {"fashion": "ready" | "why not"}}.
-function describeReady(body) {
+// The models that are not ready, from the Readiness body of GET /readyz (503 while a model server is
+// unreachable or a model has no AVAILABLE version): {"ready": false, "models": {"fashion": "ready" | why}}.
+// The reasons are shown on each model's card; the banner only names them.
+function notReady(body) {
   const models = body && typeof body === "object" && body.models && typeof body.models === "object" ? body.models : {};
   return Object.entries(models)
     .filter(([, why]) => why !== "ready")
-    .map(([name, why]) => `${name}: ${why}`)
-    .join("; ");
+    .map(([name]) => name);
 }
 
 async function checkReady() {
@@ -67,13 +67,13 @@ async function checkReady() {
     footer.textContent = "● all model servers ready";
     footer.className = "ok";
   } catch (err) {
-    const which = describeReady(err.body);
+    const names = notReady(err.body);
     banner.hidden = false;
     banner.textContent =
       err.status === 0
-        ? "The gateway cannot be reached. The console will reconnect by itself."
-        : `A model server is down or a model is not available${which ? ` (${which})` : ""}. ` +
-          "Requests to it fail with 503 until it is back; everything else keeps working.";
+        ? "The gateway cannot be reached. The console reconnects by itself."
+        : `Not ready: ${names.length ? names.join(", ") : "a model"}. The model server is down or has no ` +
+          "version loaded: requests fail with 503 until it is back. The console keeps checking.";
     footer.textContent = "● not ready";
     footer.className = "bad";
   }

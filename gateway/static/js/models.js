@@ -165,7 +165,7 @@ function buildArticle(name) {
 function renderModel({ parts }, model) {
   const detail = store.details.get(model.name);
   const task = detail?.task;
-  const answers = model.serving !== null ? `v${model.serving}` : "none";
+  const answers = model.serving !== null ? `v${model.serving}` : "no version";
   const how = model.pinned !== null ? "pinned" : "latest";
   clear(
     parts.head,
@@ -181,7 +181,7 @@ function renderModel({ parts }, model) {
   }
   if (model.error) {
     parts.problem.hidden = false;
-    parts.problem.textContent = `Model server problem: ${typeof model.error === "string" ? model.error : JSON.stringify(model.error)}`;
+    clear(parts.problem, h("strong", {}, "Model server unavailable. "), String(model.error));
   } else {
     parts.problem.hidden = true;
   }
