@@ -76,6 +76,10 @@ class Load:
         return self
 
     @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    @property
     def sent(self) -> int:
         with self._lock:
             return len(self.samples)

@@ -79,8 +79,14 @@ def valid_requests(seed: int = 0) -> list[Request]:
     ]
 
 
-def mixed_requests(count: int, seed: int = 0) -> list[Request]:
-    """``count`` valid requests spread evenly over the three models and their verbs, in random order."""
+def mixed_requests(count: int, seed: int = 0, models: list[str] | None = None) -> list[Request]:
+    """``count`` valid requests spread evenly over the models (default: all three) and their verbs, in
+    random order."""
     rng = random.Random(seed)
-    pool = [r for s in range(8) for r in valid_requests(seed + s)]
+    pool = [
+        r
+        for s in range(8)
+        for r in valid_requests(seed + s)
+        if models is None or r.name.split(":")[0] in models
+    ]
     return [pool[rng.randrange(len(pool))] for _ in range(count)]

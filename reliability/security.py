@@ -16,7 +16,17 @@ from reliability.outcome import Outcome
 from reliability.replies import error_message, leaks
 from reliability.stack import Stack, gateway_process
 
-__all__ = ["RATE_LIMIT_ENV", "container_users", "run"]
+__all__ = [
+    "RATE_LIMIT_ENV",
+    "admin_auth",
+    "container_users",
+    "rate_limit",
+    "replies",
+    "root_containers",
+    "run",
+    "size_limit",
+    "traversal",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The gateway's rate limit as the suite configures it: a small bucket so a burst of 60 must be cut.
@@ -108,15 +118,19 @@ def container_users(root: Path = REPO_ROOT) -> dict[str, str]:
     return users
 
 
+def root_containers(users: dict[str, str]) -> list[str]:
+    return sorted(name for name, user in users.items() if _is_root(user))
+
+
 def _is_root(user: str) -> bool:
     return user.split(":")[0].strip() in ("", "root", "0") or "privileged" in user
 
 
-def _admin(stack: Stack, outcome: Outcome) -> dict[str, Any]:
+def admin_auth(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     token = stack.admin_token
     attempts: list[tuple[str, dict[str, str], int]] = [
         ("no Authorization header", {}, 401),
-        ("empty bearer", {"Authorization": "Bearer "}, 401),
+        ("bearer without a token", {"Authorization": "Bearer"}, 401),
         ("wrong token", {"Authorization": "Bearer " + "x" * len(token)}, 401),
         ("token prefix", {"Authorization": "Bearer " + token[:-1]}, 401),
         ("token with extra byte", {"Authorization": "Bearer " + token + "0"}, 401),
@@ -152,7 +166,7 @@ def _admin(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _traversal(stack: Stack, outcome: Outcome) -> dict[str, Any]:
+def traversal(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     admin = {"Authorization": f"Bearer {stack.admin_token}"}
     refused = 0
     cases = [("gateway", m, p) for m, p in TRAVERSAL_PATHS] + [
@@ -176,7 +190,7 @@ def _traversal(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     return {"traversal_tried": len(cases), "traversal_refused": refused}
 
 
-def _replies(stack: Stack, outcome: Outcome) -> dict[str, Any]:
+def replies(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     """Public replies (and error replies) must not carry tracebacks, addresses, paths or the token."""
     probes = [
         ("GET", "/v1/models", None),
@@ -199,21 +213,21 @@ def _replies(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     return {"replies_checked": len(probes), "replies_clean": clean}
 
 
-def _limits(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
-    """Size limit on the stack's gateway; rate limit on a second gateway with ``RATE_LIMIT_ENV``."""
+def size_limit(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     big = b'{"texts": ["' + b"a" * (11 * 1024 * 1024) + b'"]}'
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
         size = client.post(
             "/v1/models/text:classify", content=big, headers={"content-type": "application/json"}
         )
     outcome.check(size.status_code == 413, f"11 MiB JSON body: got {size.status_code}, expected 413")
-    gateway = gateway_process(
-        _port(),
-        stack.grpc_target,
-        stack.config,
-        workdir,
-        {**RATE_LIMIT_ENV, "GATEWAY_STATE_FILE": str(workdir / "rate.json")},
-    )
+    return {"oversized_body_status": size.status_code}
+
+
+def rate_limit(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
+    """A second gateway with ``RATE_LIMIT_ENV``: a burst of 60 must be cut with 429 + Retry-After, probes
+    never limited, and service back once the bucket refills."""
+    env = {**RATE_LIMIT_ENV, "GATEWAY_STATE_FILE": str(workdir / "rate.json")}
+    gateway = gateway_process(_port(), stack.grpc_target, stack.config, workdir, env)
     statuses: list[int] = []
     retry_after = message = ""
     with gateway:
@@ -225,10 +239,10 @@ def _limits(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
                 if response.status_code == 429 and not retry_after:
                     retry_after = response.headers.get("retry-after", "")
                     message = error_message(response) or ""
-            limited = statuses.count(429)
+            health = client.get("/healthz").status_code
             time.sleep(2.5)
             after = client.post("/v1/models/text:classify", json={"texts": ["hello"]}).status_code
-            health = client.get("/healthz").status_code
+    limited = statuses.count(429)
     outcome.check(
         limited > 0, f"rate limit: 0 of 60 back-to-back requests refused with 429 ({RATE_LIMIT_ENV})"
     )
@@ -236,12 +250,13 @@ def _limits(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
         not limited or (retry_after != "" and message != ""), "rate limit: 429 without Retry-After or message"
     )
     outcome.check(after == 200, f"rate limit: a request after the bucket refilled got {after}")
-    outcome.check(health == 200, f"rate limit: /healthz got {health} (probes must never be limited)")
+    outcome.check(
+        health == 200, f"rate limit: /healthz got {health} right after the burst (probes are never limited)"
+    )
     outcome.check(
         all(s in (200, 429) for s in statuses), f"rate limit: unexpected statuses {sorted(set(statuses))}"
     )
     return {
-        "oversized_body_status": size.status_code,
         "rate_limit": dict(RATE_LIMIT_ENV),
         "burst_sent": len(statuses),
         "burst_served": statuses.count(200),
@@ -259,9 +274,9 @@ def _port() -> int:
 def run(stack: Stack, workdir: Path) -> Outcome:
     outcome = Outcome("security", "Security")
     figures: dict[str, Any] = {}
-    figures.update(_admin(stack, outcome))
-    figures.update(_traversal(stack, outcome))
-    figures.update(_replies(stack, outcome))
+    figures.update(admin_auth(stack, outcome))
+    figures.update(traversal(stack, outcome))
+    figures.update(replies(stack, outcome))
     users = container_users()
     root_users = sorted(
         k for k, v in users.items() if _is_root(v) and not k.endswith(("base", "builder", "deps"))
@@ -269,6 +284,7 @@ def run(stack: Stack, workdir: Path) -> Outcome:
     outcome.check(not root_users, f"containers running as root: {root_users}")
     figures["containers"] = users
     figures["containers_as_root"] = root_users
-    figures.update(_limits(stack, outcome, workdir))
+    figures.update(size_limit(stack, outcome))
+    figures.update(rate_limit(stack, outcome, workdir))
     outcome.figures = figures
     return outcome.finish()

@@ -11,6 +11,7 @@ The model repository must hold ``models.config`` with absolute base paths (``tes
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 import time
@@ -130,6 +131,11 @@ class Stack:
             yield stack
         finally:
             stack.stop()
+
+    @property
+    def models(self) -> list[str]:
+        """The model names in the stack's models.config."""
+        return re.findall(r'name:\s*"([^"]+)"', self.config.read_text(encoding="utf-8"))
 
     @property
     def gateway_url(self) -> str:

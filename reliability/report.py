@@ -1,0 +1,141 @@
+"""The suite's results: ``results.json`` (every figure, case and failure) and ``README.md`` (the figures a
+reader wants), both written atomically (temp file on the same file system, fsync, rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reliability.outcome import Outcome
+
+__all__ = ["headline", "markdown", "write_atomic", "write_results"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _get(figures: dict[str, Any], *keys: str) -> Any:
+    value: Any = figures
+    for key in keys:
+        value = value.get(key, {}) if isinstance(value, dict) else {}
+    return value if value != {} else None
+
+
+def headline(outcome: Outcome) -> str:
+    """One line with the figure that matters for each scenario."""
+    f = outcome.figures
+    if outcome.name == "fuzz":
+        return (
+            f"{f.get('cases')} cases (gateway {_get(f, 'gateway', 'cases')} over "
+            f"{_get(f, 'gateway', 'operations')} operations, modelserver {_get(f, 'modelserver', 'cases')}); "
+            f"{f.get('server_errors_5xx')} server errors, {f.get('schema_violations')} schema violations"
+        )
+    if outcome.name == "hostile":
+        growth = ", ".join(f"{k} +{v} MiB" for k, v in (f.get("rss_growth_mib") or {}).items())
+        return (
+            f"{f.get('as_expected')}/{f.get('cases')} cases answered as expected (4xx with a message), "
+            f"{f.get('server_errors_5xx')} 5xx; peak RSS growth {growth}"
+        )
+    if outcome.name == "versions":
+        return (
+            f"{f.get('never_served')}/{f.get('bad_versions')} never served, {f.get('reported_in_status')}/"
+            f"{f.get('bad_versions')} reported in status, previous kept serving in "
+            f"{f.get('previous_kept_serving')}/"
+            f"{f.get('bad_versions')}; {f.get('failed_requests')} failed of "
+            f"{_get(f, 'requests_during', 'requests')} requests"
+        )
+    if outcome.name == "faults":
+        kill = f.get("sigkill_under_load") or {}
+        slow = f.get("slow_model_server") or {}
+        return (
+            f"SIGKILL: 503 in <= {kill.get('slowest_answer_while_down_s')} s, served again "
+            f"{kill.get('recovery_after_restart_s')} s after the restart; slow server: "
+            f"{slow.get('statuses', [None])[0]} after <= {slow.get('slowest_answer_s')} s "
+            f"(deadline {slow.get('deadline_s')} s); models dir unavailable: "
+            f"{_get(f, 'models_dir_unavailable', 'failed_requests')} failed requests"
+        )
+    if outcome.name == "hotswap":
+        return (
+            f"{f.get('swaps')} swaps, {f.get('failed_requests')} failed of {_get(f, 'requests', 'requests')} "
+            f"requests, versions left {f.get('versions_available_after')}, "
+            f"RSS drift {f.get('rss_drift', 0):+.1%}"
+        )
+    if outcome.name == "soak":
+        services = f.get("services") or {}
+        drift = ", ".join(f"{k} {v['rss_drift']:+.1%}" for k, v in services.items())
+        return (
+            f"{_get(f, 'requests', 'requests')} requests, {f.get('failed_requests')} failed, p99 "
+            f"{_get(f, 'requests', 'p99_ms')} ms; RSS drift after warm-up {drift}"
+        )
+    if outcome.name == "security":
+        return (
+            f"admin: {f.get('bad_credentials_refused')}/{f.get('bad_credentials_tried')} "
+            "bad credentials refused; "
+            f"traversal: {f.get('traversal_refused')}/{f.get('traversal_tried')} refused; clean replies "
+            f"{f.get('replies_clean')}/{f.get('replies_checked')}; root containers: "
+            f"{len(f.get('containers_as_root') or [])}; burst of {f.get('burst_sent')}: "
+            f"{f.get('burst_refused_429')} x 429"
+        )
+    return ""
+
+
+def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Reliability and security results",
+        "",
+        f"Run {meta['finished']} on {meta['cores']} cores, commit `{meta['commit']}`, "
+        f"{meta['seconds']:.0f} s in all (`{meta['command']}`). Real modelserver and gateway processes on "
+        "127.0.0.1; the models are exported by `export/` from the shared datasets. Every figure below is in "
+        "`results.json` with each case.",
+        "",
+        "| scenario | result | figures | seconds |",
+        "| --- | --- | --- | --- |",
+    ]
+    for outcome in outcomes:
+        verdict = "pass" if outcome.passed else f"**FAIL ({len(outcome.failures)})**"
+        lines.append(f"| {outcome.title} | {verdict} | {headline(outcome)} | {outcome.seconds:.0f} |")
+    for outcome in outcomes:
+        lines += ["", f"## {outcome.title}", ""]
+        if outcome.failures:
+            lines.append("Failures:")
+            lines += [f"- {failure}" for failure in outcome.failures[:30]]
+            if len(outcome.failures) > 30:
+                lines.append(f"- ... and {len(outcome.failures) - 30} more (results.json)")
+            lines.append("")
+        if outcome.notes:
+            lines += [f"- note: {note}" for note in outcome.notes] + [""]
+        if outcome.cases and outcome.name in ("hostile", "versions"):
+            keys = [k for k in outcome.cases[0] if k not in ("ok",)]
+            lines.append("| " + " | ".join(keys) + " |")
+            lines.append("|" + " --- |" * len(keys))
+            for case in outcome.cases:
+                cells = [str(case.get(k, "")).replace("|", "\\|").replace("\n", " ")[:160] for k in keys]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += ["```json", json.dumps(outcome.figures, indent=2)[:6000], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(directory: Path, outcomes: list[Outcome], meta: dict[str, Any]) -> None:
+    body = {
+        "meta": meta,
+        "passed": all(o.passed for o in outcomes),
+        "scenarios": [o.as_dict() for o in outcomes],
+    }
+    write_atomic(directory / "results.json", json.dumps(body, indent=2) + "\n")
+    write_atomic(directory / "README.md", markdown(outcomes, meta))
