@@ -139,5 +139,6 @@ class Console:
     def shot(self, folder: Path | None, name: str) -> None:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            self.page.evaluate("() => document.activeElement?.blur()")  # no focus ring in the picture
+            # No focus ring, and scrolled to the top (the sticky header stays at the top of the picture).
+            self.page.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); }")
             self.page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
