@@ -228,7 +228,9 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
                      strict=True))
     env = {**os.environ, **ports, "MODELS_DIR": str(models_dir), "DATA_DIR": str(data_dir),
            "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid()),
-           "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24), "FILE_SYSTEM_POLL_WAIT_SECONDS": "1"}
+           "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24), "FILE_SYSTEM_POLL_WAIT_SECONDS": "1",
+           # host networking: listen on loopback only, where all of the smoke's traffic goes
+           "GATEWAY_HOST": "127.0.0.1", "MODELSERVER_BIND_HOST": "127.0.0.1"}
     for name in ("gateway", "modelserver", "export"):
         env[f"{name.upper()}_IMAGE"] = f"tfserve/{name}:{IMAGE_TAG}"
     env.pop("COMPOSE_FILE", None)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from modelserver.cli import parse_flags
+from modelserver.options import ServerOptions
 from tests.deploy.conftest import (
     COMPOSE_BASE,
     COMPOSE_MODELSERVER,
@@ -130,6 +131,10 @@ def test_modelserver_override_keeps_the_very_same_flags(
         assert ours["entrypoint"] == ["python", "-m", "modelserver"]
         for key in ("command", "healthcheck", "volumes", "network_mode", "restart"):
             assert ours[key] == official[key], f"the override changed {key} of serving-{name}"
+        environment = ours.get("environment", {})
+        assert set(environment) <= {"MODELSERVER_BIND_HOST"}, "the override passes flags, not variables"
+        options = ServerOptions(_env_file=None, bind_host=environment["MODELSERVER_BIND_HOST"])
+        assert options.bind_host == "0.0.0.0"
     assert compose_modelserver["services"]["gateway"] == compose["services"]["gateway"]
 
 
