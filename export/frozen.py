@@ -8,7 +8,9 @@ input and output tensor names, since freezing renames outputs (``Identity:0``, .
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,28 @@ FROZEN_GRAPH = "frozen_graph.pb"
 TOLERANCE = 1e-4
 
 
+class _TableCollectionNoise(logging.Filter):
+    # Freezing exports a meta graph of the function graph; its (unused) "table_initializer" collection cannot
+    # be serialised there, which TF reports as a harmless warning. The frozen graph itself has no table.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "serializing table_initializer" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_table_collection() -> Iterator[None]:
+    logger = logging.getLogger("tensorflow")
+    noise = _TableCollectionNoise()
+    logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        logger.removeFilter(noise)
+
+
 def write(servable: Servable, directory: Path) -> dict[str, Any]:
     """Freeze ``servable.frozen_source`` into ``directory/frozen_graph.pb``; return its tensor names."""
-    frozen = convert_variables_to_constants_v2(servable.frozen_source)
+    with _quiet_table_collection():
+        frozen = convert_variables_to_constants_v2(servable.frozen_source)
     graph_def = frozen.graph.as_graph_def()
     (directory / FROZEN_GRAPH).write_bytes(graph_def.SerializeToString(deterministic=True))
     # Placeholders keep the TensorSpec names of the input signature; outputs flatten in sorted-key order.
