@@ -172,6 +172,10 @@ function fillVersions(name) {
     for (const v of model.versions.filter((x) => x.state === "available"))
       options.push(h("option", { value: `version:${v.version}` }, `v${v.version}`));
   }
+  // Rebuild only on change: replacing the options of an open <select> would close it under the user.
+  const fingerprint = options.map((o) => `${o.value}=${o.textContent}`).join("|");
+  if (versionSelect.dataset.fingerprint === fingerprint) return;
+  versionSelect.dataset.fingerprint = fingerprint;
   clear(versionSelect, options);
   if ([...versionSelect.options].some((o) => o.value === previous)) versionSelect.value = previous;
 }
