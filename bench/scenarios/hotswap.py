@@ -11,8 +11,10 @@ import threading
 import time
 from typing import Any
 
-from bench.loadgen import LoadResult, percentiles
+from bench.loadgen import LoadResult, grpc_load, percentiles
+from bench.payloads import PREDICT_METHOD
 from bench.procs import ServerProcess, http_get
+from bench.profiling import profile
 from bench.repo import publish_copy
 from bench.scenarios.modelserver import grpc_point
 
@@ -79,11 +81,41 @@ def run(ctx: Any, server: ServerProcess) -> None:
         },
         "timeline": _timeline(result, published_at),
     }
+    profile_swap(ctx, server)
     h = ctx.results["hotswap"]
     ctx.say(
         f"hot swap {old} -> {new}: available after {h['available_after_s']}, failed {h['failed']}, "
         + ", ".join(f"{k} p99 {v['p99_ms']:.1f} ms" for k, v in h["phases"].items())
     )
+
+
+def profile_swap(ctx: Any, server: ServerProcess) -> None:
+    """A second, unmeasured swap under the same load with py-spy on the server from the publish on: what it
+    does while a new version loads (kept apart so the profiler's pauses never touch the measured swap)."""
+    s = ctx.settings
+    if s.profile_s <= 0:
+        return
+    seconds = min(4.0, s.profile_s)
+    load = threading.Thread(
+        target=lambda: grpc_load(
+            server.ports["grpc"],
+            PREDICT_METHOD,
+            ctx.payloads.grpc_fashion,
+            concurrency=8,
+            duration_s=seconds + 3,
+        ),
+        daemon=True,
+    )
+    load.start()
+    time.sleep(1.0)
+    ctx.versions["fashion"] = publish_copy(ctx.repo, "fashion")
+    out = ctx.work / "profiles" / "hotswap.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    found = profile(server.pid, seconds, out, "modelserver during a hot swap")
+    ctx.profiles.append(found)
+    load.join(timeout=seconds + 60)
+    top = ", ".join(f"{name} {share:.0%}" for name, share in found.own[:3]) or found.error
+    ctx.say(f"profile modelserver during a hot swap: {top}")
 
 
 def _timeline(result: LoadResult, published_at: float, step_s: float = 0.5) -> list[dict[str, float]]:
