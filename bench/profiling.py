@@ -83,8 +83,8 @@ def summarise(raw: str, target: str, top: int = 8) -> Profile:
 
 
 def profile(pid: int, seconds: float, out: Path, target: str) -> Profile:
-    """Sample ``pid`` for ``seconds`` with native frames (C/C++ below Python: gRPC core, TensorFlow), which
-    needs short pauses of the process; falls back to Python-only sampling without pauses."""
+    """Sample the Python stacks of ``pid`` for ``seconds`` without pausing it (``--nonblocking``).
+    Native frames (``--native``) were tried: they need pauses and bury the picture in libc waits."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return Profile(target, error="py-spy is not installed (pip install '.[bench]')")
@@ -103,7 +103,7 @@ def profile(pid: int, seconds: float, out: Path, target: str) -> Profile:
         str(out),
     ]
     error = ""
-    for extra in (["--native"], ["--nonblocking"]):
+    for extra in (["--nonblocking"],):
         out.unlink(missing_ok=True)
         try:
             done = subprocess.run(
