@@ -158,6 +158,7 @@ def test_contract_signature_returns_the_card_contract(
     if name == "housing":
         assert contract["task"] == "regression" and contract["labels"] == []
         assert contract["regress"] == {"signature": "regress"}
+        assert contract["output"]["name"] == "median_house_value" and contract["output"]["unit"] == "USD"
         assert set(contract["inputs"]) == set(FEATURES)
         assert all(
             spec["missing"] == "NaN" and spec["kind"] == "numeric" for spec in contract["inputs"].values()

@@ -133,6 +133,7 @@ def test_housing_records_regress_and_predict(http: httpx.Client) -> None:
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["model"] == "housing" and body["version"] == 1
+    assert body["unit"] == "USD"  # from the contract's output description
     values = [p["value"] for p in body["predictions"]]
     assert len(values) == 2 and all(0 < v < 2_000_000 for v in values)
     predicted = http.post("/v1/models/housing:predict", json={"records": records})
