@@ -1,15 +1,18 @@
 # Included by the main Makefile (-include bench/bench.mk); uses its $(PY), $(VENV) and install /
 # models-if-absent targets.
-.PHONY: bench bench-smoke bench-tools
+.PHONY: bench bench-smoke bench-tools bench-loadgen
 
-# The C load generators from Debian (h2load: unary gRPC; wrk: HTTP) and the bench extra (BentoML, py-spy).
-bench-tools: install
+# The C load generators from Debian (h2load: unary gRPC; wrk: HTTP); tests/bench needs them too.
+bench-loadgen:
 	@missing=""; for tool in h2load wrk; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "== installing Debian's nghttp2-client and wrk (missing:$$missing)"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client wrk >/dev/null) || exit 1; \
 	  else echo "missing:$$missing - install Debian's nghttp2-client and wrk"; exit 1; fi; fi
+
+# ... plus the bench extra (the BentoML peer, py-spy).
+bench-tools: install bench-loadgen
 	@$(PY) -c "import bentoml" >/dev/null 2>&1 && test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
 
 bench: bench-tools models-if-absent  ## measure the serving path (~6 min): bench/results/<date>.json, latest.md, latest.png

@@ -2,8 +2,8 @@
 
 - ``results``: a synthetic results dict shaped like one full run's (every load point and scenario), for the
   goal, report and plot tests; no process is started.
-- ``load_tools``: skips when h2load / wrk are missing (``make bench-tools`` installs them), and fails instead
-  when ``CI=true``, where they must be present.
+- ``load_tools``: skips when h2load / wrk are missing (``make bench-loadgen`` installs them), and fails
+  instead when ``CI=true``, where they must be present.
 """
 
 from __future__ import annotations
@@ -115,11 +115,13 @@ def results() -> dict[str, Any]:
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def load_tools() -> None:
     missing = [tool for tool in ("h2load", "wrk") if shutil.which(tool) is None]
     if missing:
-        message = f"{', '.join(missing)} missing: `make bench-tools` installs Debian's nghttp2-client and wrk"
+        message = (
+            f"{', '.join(missing)} missing: `make bench-loadgen` installs Debian's nghttp2-client and wrk"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -20,7 +20,9 @@ SCENARIOS = "memory,modelserver,gateway,hotswap"  # inprocess and naive: test_ba
 
 
 @pytest.fixture(scope="module")
-def smoke_run(model_repo: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smoke_run(
+    load_tools: None, model_repo: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("bench_results")
     env = {**os.environ, "DATA_DIR": str(data_dir)}
     done = subprocess.run(
@@ -53,7 +55,6 @@ def measured(smoke_run: Path) -> dict:
     return json.loads(found.read_text())
 
 
-@pytest.mark.usefixtures("load_tools")
 def test_smoke_run_measures_every_selected_scenario(measured: dict) -> None:
     assert measured.get("skipped", {}) == {}
     points = measured["points"]
@@ -75,7 +76,6 @@ def test_smoke_run_measures_every_selected_scenario(measured: dict) -> None:
         assert points[key]["server_cpu_s"] > 0, key
 
 
-@pytest.mark.usefixtures("load_tools")
 def test_every_grpc_answer_is_verified_by_the_server_counts(measured: dict) -> None:
     assert set(measured["verified"].values()) == {"ok"}
     for key, point in measured["points"].items():
@@ -84,7 +84,6 @@ def test_every_grpc_answer_is_verified_by_the_server_counts(measured: dict) -> N
             assert point["grpc_ok"] >= point["ok"], key
 
 
-@pytest.mark.usefixtures("load_tools")
 def test_hot_swap_publishes_a_new_version_without_failed_requests(measured: dict) -> None:
     swap = measured["hotswap"]
     assert swap["new_version"] == swap["old_version"] + 1
@@ -93,7 +92,6 @@ def test_hot_swap_publishes_a_new_version_without_failed_requests(measured: dict
     assert sum(phase["requests"] for phase in swap["phases"].values()) > 0
 
 
-@pytest.mark.usefixtures("load_tools")
 def test_memory_compares_rss_growth_with_the_loader_estimate(measured: dict) -> None:
     rows = {row["model"]: row for row in measured["memory"]["models"]}
     assert set(rows) == {"fashion", "text", "housing"}
@@ -103,7 +101,6 @@ def test_memory_compares_rss_growth_with_the_loader_estimate(measured: dict) -> 
     assert measured["rss_bytes"]["gateway"] > 0
 
 
-@pytest.mark.usefixtures("load_tools")
 def test_report_files_are_written(smoke_run: Path) -> None:
     text = (smoke_run / "latest.md").read_text()
     assert "## Goals (issue 8)" in text and "| gRPC Predict c4 batching on / in-process batch 32 |" in text
