@@ -68,7 +68,11 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
     def ratio(a: float | None, b: float | None) -> float | None:
-        return None if a is None or not b else a / b
+        if a is None or b is None:
+            return None
+        if b == 0:  # the baseline served nothing in time (the naive server at c64 may not)
+            return math.inf if a > 0 else None
+        return a / b
 
     def need(*keys: str) -> str:
         return ", ".join(k for k in keys if k not in points) or ""

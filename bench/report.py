@@ -193,9 +193,18 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
         if stem != "hotswap":
             series.setdefault(stem, {})[c] = p
     ax = axes[0]
-    for stem, by_c in series.items():
+    colors = plt.get_cmap("tab10")
+    for index, (stem, by_c) in enumerate(item for item in series.items() if len(item[1]) > 1):
         cs = sorted(by_c)
-        ax.plot(cs, [max(by_c[c]["rps"], 0.1) for c in cs], marker="o", label=_LABELS.get(stem, stem))
+        style = "--" if stem.startswith(("rest", "gateway")) else "-"
+        ax.plot(
+            cs,
+            [max(by_c[c]["rps"], 0.1) for c in cs],
+            style,
+            marker="o",
+            color=colors(index % 10),
+            label=_LABELS.get(stem, stem),
+        )
     b32 = results.get("inprocess", {}).get("batch32", {}).get("images_per_s")
     if b32:
         ax.axhline(b32, color="black", linestyle="--", linewidth=1, label="in-process batch 32 (images/s)")
@@ -204,7 +213,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
         yscale="log",
         xlabel="concurrency",
         ylabel="requests/s (1 image each)",
-        title="Throughput",
+        title="Throughput (fashion; text and housing in the table)",
     )
     if series or b32:
         ax.legend(fontsize=7)
