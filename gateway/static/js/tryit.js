@@ -113,6 +113,18 @@ function classifyText(e) {
   });
 }
 
+function formatValue(value, unit) {
+  if (!Number.isFinite(value)) return "no value";
+  if (unit && /^[A-Z]{3}$/.test(unit)) {
+    try {
+      return value.toLocaleString("en-US", { style: "currency", currency: unit, maximumFractionDigits: 0 });
+    } catch {
+      // not a currency Intl knows: fall through to number + unit
+    }
+  }
+  return unit ? `${formatNumber(value)} ${unit}` : formatNumber(value);
+}
+
 function recordFromForm() {
   const record = {};
   for (const input of $("records-fields").querySelectorAll("input")) {
@@ -131,17 +143,18 @@ function regress(e) {
     const record = recordFromForm();
     const reply = readRegression(await api.regress(detail.name, [record], choice()));
     const value = reply.values[0];
-    const output = detail.contract?.predict?.outputs?.[0] ?? "prediction";
-    const money = /value|price/i.test(String(output)) || detail.name === "housing";
+    // What the value means comes from the contract's "output" (name, unit, description); a currency unit
+    // (ISO 4217, e.g. USD) is shown as money.
+    const meaning = detail.contract?.output ?? {};
+    const name = meaning.name ?? detail.contract?.predict?.outputs?.[0] ?? "prediction";
+    const unit = reply.unit ?? meaning.unit ?? null;
     clear(
       results,
       answeredBy(reply.model ?? detail.name, reply.version),
       h("p", { class: "prediction" },
-        h("span", { class: "muted" }, `${String(output).replaceAll("_", " ")}: `),
-        h("strong", { class: "predicted-value" },
-          money && Number.isFinite(value)
-            ? value.toLocaleString("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 })
-            : formatNumber(value))),
+        h("span", { class: "muted" }, `${String(name).replaceAll("_", " ")}: `),
+        h("strong", { class: "predicted-value" }, formatValue(value, unit))),
+      meaning.description ? h("p", { class: "muted small" }, meaning.description) : null,
     );
   });
 }
