@@ -196,15 +196,15 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
     g.missing = "" if swap else "hot swap not measured"
     goals.append(g)
 
-    during = None if not swap else swap["phases"]["during"]
-    before = None if not swap else swap["phases"]["before"]
+    phases: dict[str, dict[str, Any]] = swap["phases"] if swap else {}
+    during, before = phases.get("during", {}), phases.get("before", {})
     g = Goal(
         "hotswap_p99",
         "hot swap: p99 during / p99 steady (before)",
         1.5,
         "<=",
         "x",
-        None if not swap or not during["requests"] else ratio(during["p99_ms"], before["p99_ms"]),
+        ratio(during["p99_ms"], before["p99_ms"]) if during.get("requests") else None,
     )
     g.detail = (
         ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,7 @@ def start_modelserver(
     server.start()
     for model in wait_for:
         server.wait_until(
-            lambda m=model: model_available(rest_port, m), ctx.settings.ready_timeout_s, f"serving {model}"
+            partial(model_available, rest_port, model), ctx.settings.ready_timeout_s, f"serving {model}"
         )
     return server
 

@@ -6,6 +6,7 @@ The same server then serves the batching-off load points, so the scenario costs 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def add_models(ctx: Any, server: ServerProcess, measure: bool) -> None:
     for index, name in enumerate(names):
         write_models_config(_config(ctx), ctx.repo, names[: index + 1])
         server.wait_until(
-            lambda n=name: model_available(rest, n),
+            partial(model_available, rest, name),
             ctx.settings.ready_timeout_s,
             f"serving {name} after the config change",
         )
