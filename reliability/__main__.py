@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "scale": (QUICK if args.quick else FULL).__dict__,
     }
-    write_results(Path(args.results), outcomes, meta)
+    write_results(Path(args.results), outcomes, meta, merge=set(only) != set(SCENARIOS))
     print(
         f"\n== {sum(o.passed for o in outcomes)}/{len(outcomes)} scenarios passed in {meta['seconds']:.0f} s"
     )

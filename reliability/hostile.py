@@ -206,6 +206,12 @@ CASES: tuple[Case, ...] = (
     Case("deeply nested JSON (100 000 levels)", "gateway", lambda _: _raw(TEXT, _nested(100_000)), BAD),
     Case("nested JSON (500 levels)", "gateway", lambda _: _raw(TEXT, _nested(500)), BAD),
     Case(
+        "deeply nested JSON to the admin API",
+        "gateway",
+        lambda _: _raw("/v1/admin/models/text:promote", _nested(100_000, "version")),
+        frozenset({400, 401}),
+    ),
+    Case(
         "huge JSON (over the upload limit)",
         "gateway",
         lambda limit: Request("huge", TEXT, json={"texts": ["a" * 1000] * (limit // 1000 + 10)}),

@@ -35,6 +35,18 @@ class Outcome:
         self.seconds = round(time.monotonic() - self._started, 1)
         return self
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            name=data["name"],
+            title=data["title"],
+            figures=data.get("figures", {}),
+            cases=data.get("cases", []),
+            failures=data.get("failures", []),
+            notes=data.get("notes", []),
+            seconds=data.get("seconds", 0.0),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -94,14 +94,20 @@ def headline(outcome: Outcome) -> str:
     return ""
 
 
-def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
+def markdown(outcomes: list[Outcome], meta: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> str:
+    runs = {(r.get("run") or {}).get("commit") for r in rows or []}
     lines = [
         "# Reliability and security results",
         "",
         f"Run {meta['finished']} on {meta['cores']} cores, commit `{meta['commit']}`, "
         f"{meta['seconds']:.0f} s in all (`{meta['command']}`). Real modelserver and gateway processes on "
         "127.0.0.1; the models are exported by `export/` from the shared datasets. Every figure below is in "
-        "`results.json` with each case.",
+        "`results.json` with each case."
+        + (
+            " Scenarios come from more than one run (`--only`); each names its run in `results.json`."
+            if len(runs) > 1
+            else ""
+        ),
         "",
         "| scenario | result | figures | seconds |",
         "| --- | --- | --- | --- |",
@@ -131,11 +137,27 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(directory: Path, outcomes: list[Outcome], meta: dict[str, Any]) -> None:
-    body = {
-        "meta": meta,
-        "passed": all(o.passed for o in outcomes),
-        "scenarios": [o.as_dict() for o in outcomes],
-    }
+def _load(directory: Path) -> list[dict[str, Any]]:
+    try:
+        return list(json.loads((directory / "results.json").read_text(encoding="utf-8"))["scenarios"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def write_results(
+    directory: Path, outcomes: list[Outcome], meta: dict[str, Any], *, merge: bool = False
+) -> None:
+    """Write both files. ``merge``: keep the scenarios of the previous results that this run did not run
+    (each scenario records the run - commit and time - that produced it)."""
+    fresh = [
+        {**o.as_dict(), "run": {k: meta[k] for k in ("finished", "commit", "command")}} for o in outcomes
+    ]
+    names = {o.name for o in outcomes}
+    kept = [s for s in _load(directory) if merge and s.get("name") not in names]
+    order = ["fuzz", "hostile", "versions", "faults", "hotswap", "soak", "security"]
+    scenarios = sorted(kept + fresh, key=lambda s: order.index(s["name"]) if s["name"] in order else 99)
+    body = {"meta": meta, "passed": all(s["passed"] for s in scenarios), "scenarios": scenarios}
     write_atomic(directory / "results.json", json.dumps(body, indent=2) + "\n")
-    write_atomic(directory / "README.md", markdown(outcomes, meta))
+    write_atomic(
+        directory / "README.md", markdown([Outcome.from_dict(s) for s in scenarios], meta, scenarios)
+    )

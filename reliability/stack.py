@@ -111,6 +111,8 @@ class Stack:
     def __init__(self, repo: Path, workdir: Path, options: StackOptions | None = None) -> None:
         self.repo = repo
         self.config = repo / "models.config"
+        # the model names in models.config, read once (scenarios hide the repository on purpose)
+        self.models: list[str] = re.findall(r'name:\s*"([^"]+)"', self.config.read_text(encoding="utf-8"))
         self.workdir = workdir
         self.options = options or StackOptions()
         self.admin_token = secrets.token_hex(24)
@@ -131,11 +133,6 @@ class Stack:
             yield stack
         finally:
             stack.stop()
-
-    @property
-    def models(self) -> list[str]:
-        """The model names in the stack's models.config."""
-        return re.findall(r'name:\s*"([^"]+)"', self.config.read_text(encoding="utf-8"))
 
     @property
     def gateway_url(self) -> str:

@@ -38,7 +38,7 @@ class Scale:
     soak_requests: int
 
 
-FULL = Scale(gateway_examples=100, modelserver_examples=1500, swaps=100, soak_requests=20_000)
+FULL = Scale(gateway_examples=300, modelserver_examples=3000, swaps=100, soak_requests=20_000)
 QUICK = Scale(gateway_examples=4, modelserver_examples=60, swaps=3, soak_requests=1_000)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ from tests.support.tiny_models import corrupt_version
 __all__ = ["MODEL", "run"]
 
 MODEL = "housing"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 WARMUP = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
@@ -52,9 +55,13 @@ def _variables_half_copied(good: Path, target: Path) -> None:
 
 def _signature_changed(good: Path, target: Path) -> None:
     """Another model (inputs ``a``, ``b``) under this name, with the warm-up requests of the old one."""
-    from tests.support.tiny_models import multi_input  # TensorFlow loads here, only for this case
-
-    multi_input(target)
+    # built in a child process: TensorFlow stays out of the suite's own process
+    script = "import sys; from pathlib import Path; from tests.support.tiny_models import multi_input; "
+    script += "multi_input(Path(sys.argv[1]))"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run(
+        [sys.executable, "-c", script, str(target)], cwd=REPO_ROOT, env=env, check=True, capture_output=True
+    )
     (target / WARMUP).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(good / WARMUP, target / WARMUP)
 
