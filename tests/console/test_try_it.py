@@ -3,6 +3,7 @@ and readable errors. Each answer on the page is cross-checked with the same requ
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import httpx
@@ -103,3 +104,26 @@ def test_bad_input_gets_a_readable_error_not_json(
     page.locator("#feature-median_income").fill("lots")
     page.get_by_role("button", name="Predict").click()
     expect(page.locator("#try-error")).to_contain_text("median_income")
+
+
+DROP = """({b64, name}) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], name, {type: "image/png"}));
+    const zone = document.getElementById("dropzone");
+    for (const type of ["dragenter", "dragover", "drop"])
+        zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_image_dropped_on_the_drop_zone_is_classified(
+    page: Page, console_gateway: Gateway, fashion_files: list[tuple[Path, str]]
+) -> None:
+    console = Console(page, console_gateway.url).open()
+    console.pick_model("fashion")
+    path, truth = fashion_files[2]  # a Trouser
+    page.evaluate(DROP, {"b64": base64.b64encode(path.read_bytes()).decode(), "name": path.name})
+    result = page.locator(".image-result")
+    expect(result).to_have_count(1)
+    expect(result.locator(".file-name")).to_have_text(path.name)
+    expect(result.locator(".top-label")).to_have_text(truth)
