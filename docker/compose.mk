@@ -27,12 +27,12 @@ docker-base: docker-engine  ## build the local base image (debootstrap bookworm 
 	@BASE_IMAGE=$(BASE_IMAGE) docker/local-base.sh
 
 docker-images: docker-base  ## build the gateway, modelserver and export images
-	@for target in gateway modelserver export; do \
-	  echo "== image tfserve/$$target:$(IMAGE_TAG)"; \
-	  $(DOCKER_BUILD) --target $$target -t tfserve/$$target:$(IMAGE_TAG) . > .docker-build-$$target.log 2>&1 \
-	    || { tail -n 40 .docker-build-$$target.log; exit 1; }; \
-	  rm -f .docker-build-$$target.log; \
+	@mkdir -p .run; for target in gateway modelserver export; do \
+	  echo "== image tfserve/$$target:$(IMAGE_TAG) (log: .run/docker-build-$$target.log)"; \
+	  $(DOCKER_BUILD) --target $$target -t tfserve/$$target:$(IMAGE_TAG) . > .run/docker-build-$$target.log 2>&1 \
+	    || { tail -n 40 .run/docker-build-$$target.log; exit 1; }; \
 	done
+	@docker image prune -f --filter label=org.opencontainers.image.vendor=tfserve-stack >/dev/null
 	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' 'tfserve/*'
 
 docker-constraints: install  ## re-pin docker/constraints.txt to the dev venv's exact versions
