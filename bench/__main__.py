@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         run_scenarios(ctx)
         ctx.results["wall_seconds"] = time.monotonic() - started
+        ctx.results["environment"]["load_average_at_end"] = os.getloadavg()
         from bench.report import write_report
 
         written = write_report(ctx)

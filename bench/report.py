@@ -57,7 +57,9 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
         f"# Bench results ({results.get('scale', '?')} run, {results.get('started', '?')})",
         "",
         f"{env.get('cores', '?')} cores ({env.get('cpu', '?')}), load average at start "
-        f"{', '.join(f'{x:.2f}' for x in env.get('load_average_at_start', []))}; models: "
+        f"{', '.join(f'{x:.2f}' for x in env.get('load_average_at_start', []))} (at the end "
+        f"{', '.join(f'{x:.2f}' for x in env.get('load_average_at_end', []))}; the machine is shared); "
+        "models: "
         + ", ".join(f"{k} v{v['version']}" for k, v in results.get("models", {}).items())
         + f"; wall time {results.get('wall_seconds', 0):.0f} s. Every figure that matters is a ratio "
         "against a baseline measured in this same run. Load: h2load (gRPC) and wrk (HTTP), 127.0.0.1 only.",
