@@ -22,6 +22,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.result import Err
 
 from reliability.outcome import Outcome
 from reliability.replies import leaks
@@ -120,6 +121,9 @@ def fuzz_gateway(stack: Stack, outcome: Outcome, examples: int) -> dict[str, Any
     tally = _GatewayTally()
     with requests.Session() as session:
         for result in schema.get_all_operations():
+            if isinstance(result, Err):
+                outcome.failures.append(f"gateway schema: an operation cannot be fuzzed: {result.err()}")
+                continue
             _fuzz_operation(result.ok(), stack, session, tally, outcome, examples)
     return {
         "operations": len(tally.per_operation),

@@ -93,7 +93,8 @@ def container_users(root: Path = REPO_ROOT) -> dict[str, str]:
         for name, service in services.items():
             if not isinstance(service, dict):
                 continue
-            build = service.get("build") if isinstance(service.get("build"), dict) else {}
+            build = service.get("build")
+            build = build if isinstance(build, dict) else {}
             target = build.get("target", "")
             user = str(service["user"]) if "user" in service else stages.get(target, "")
             image = str(service.get("image", "")) or f"Dockerfile:{target}"

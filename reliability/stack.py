@@ -158,7 +158,8 @@ class Stack:
             extra_flags=self.options.modelserver_flags,
             as_user=self.options.modelserver_user,
         )
-        return self.modelserver.start()
+        self.modelserver.start()
+        return self.modelserver
 
     def start_gateway(self) -> ServerProcess:
         env = {"GATEWAY_ADMIN_TOKEN": self.admin_token, **self.options.gateway_env}

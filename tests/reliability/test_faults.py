@@ -37,7 +37,7 @@ def killed(housing_stack: Stack) -> dict[str, object]:
 
 def test_slow_model_server_hits_the_deadline(slow: dict[str, object]) -> None:
     assert slow["failures"] == []
-    assert set(slow["statuses"]) == {504}  # type: ignore[arg-type]
+    assert set(slow["statuses"]) == {504}  # type: ignore[call-overload]
 
 
 def test_sigkill_gives_503_then_recovers(killed: dict[str, object]) -> None:
