@@ -79,7 +79,7 @@ def console_repo(model_repo: Path, data_dir: Path, tmp_path_factory: pytest.Temp
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_modelserver(
     console_repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
@@ -90,7 +90,7 @@ def console_modelserver(
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_gateway(
     console_modelserver: ServerProcess, console_repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
@@ -108,7 +108,7 @@ def console_gateway(
         gateway.process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def orphan_gateway(console_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway whose model server is down (nothing listens on its port): the degraded console."""
     logs = tmp_path_factory.mktemp("console_orphan")
@@ -150,7 +150,7 @@ def fresh_rollout(api: httpx.Client) -> Iterator[None]:
     reset()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     from tests.console.browser import chromium_path, launch_chromium
 
