@@ -15,8 +15,8 @@ _GRPC = (
     "requests, so the fixed per-request cost on the loop sets the ceiling (the issue's bare asyncio "
     "prototype, about 4,600 req/s, is that ceiling on a quiet machine). What it would take: more "
     "event loops - N serving processes sharing the port (`grpc.so_reuseport`, one model copy each) - "
-    "and fewer Python steps per request (decode `tensor_content` with `np.frombuffer` instead of "
-    "`tf.make_ndarray`, build replies with `tensor_content` instead of `make_tensor_proto`)."
+    "and fewer Python steps per request (modelserver/tensors.py `to_ndarray`: `np.frombuffer` on "
+    "`tensor_content` instead of `tf.make_ndarray`; replies keep TF Serving's typed `float_val`)."
 )
 _REST = (
     "REST at high concurrency is dominated by Python's cyclic garbage collector. With TensorFlow "
