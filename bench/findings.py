@@ -16,7 +16,9 @@ _GRPC = (
     "prototype, about 4,600 req/s, is that ceiling on a quiet machine). What it would take: more "
     "event loops - N serving processes sharing the port (`grpc.so_reuseport`, one model copy each) - "
     "and fewer Python steps per request (modelserver/tensors.py `to_ndarray`: `np.frombuffer` on "
-    "`tensor_content` instead of `tf.make_ndarray`; replies keep TF Serving's typed `float_val`)."
+    "`tensor_content` instead of `tf.make_ndarray`, 2.4 vs 11 us per fashion request measured - "
+    "small; replies keep TF Serving's typed `float_val`). The process count is the lever that "
+    "matters."
 )
 _REST = (
     "REST at high concurrency is dominated by Python's cyclic garbage collector. With TensorFlow "
