@@ -83,6 +83,11 @@ def _status(stack: Stack) -> dict[int, tuple[str, str]]:
     }
 
 
+def _next_version(stack: Stack, base: Path) -> int:
+    """Above every version on disk and in status (status remembers removed versions, as TF Serving's does)."""
+    return max(latest_version(base), max(_status(stack), default=0)) + 1
+
+
 def _answering_version(stack: Stack) -> int | None:
     response = httpx.post(
         f"{stack.gateway_url}/v1/models/{MODEL}:regress", json={"records": [HOUSING_RECORD]}, timeout=10
@@ -110,7 +115,7 @@ def run(stack: Stack, *, non_root: bool) -> Outcome:
                 outcome.notes.append(f"{name}: skipped (the suite runs as root and cannot drop privileges)")
                 continue
             tried += 1
-            version = latest_version(base) + 1
+            version = _next_version(stack, base)
             source = staging / f"v{version}"
             make(good, source)
             publish(source, base, version)
@@ -143,7 +148,7 @@ def run(stack: Stack, *, non_root: bool) -> Outcome:
                 os.chmod(base / str(version), 0o755)
                 shutil.rmtree(base / str(version))
         # a half-copied directory without saved_model.pb is ignored, and loaded once the copy completes
-        version = latest_version(base) + 1
+        version = _next_version(stack, base)
         target = base / str(version)
         target.mkdir()
         for part in ("variables", "assets", "assets.extra"):
