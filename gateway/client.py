@@ -83,6 +83,8 @@ class _Server:
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000),
                 ("grpc.enable_retries", 0),
+                # Spread calls over every address a name resolves to (k8s headless Service: all replicas).
+                ("grpc.lb_policy_name", "round_robin"),
             ],
         )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
