@@ -18,7 +18,7 @@ from gateway.errors import install_handlers
 from gateway.limits import BodyLimit
 from gateway.metrics import Metrics
 from gateway.rollout import Rollout
-from gateway.routes import admin, health, inference, models
+from gateway.routes import admin, health, inference, models, versions
 from gateway.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -63,20 +63,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD)
 
+    configured = frozenset(services.rollout.models())  # the only values of the `model` metric label
+
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "") or ("/console" if route is not None else "unmatched")
-        metrics.requests.labels(template, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(template, request.method).observe(time.perf_counter() - started)
+        name = request.scope.get("path_params", {}).get("name")
+        model = name if name in configured else ""
+        metrics.requests.labels(template, request.method, str(response.status_code), model).inc()
+        metrics.latency.labels(template, request.method, model).observe(time.perf_counter() - started)
         kind = getattr(request.state, "error_kind", None)
         if kind is not None:
             metrics.errors.labels(kind).inc()
         return response
 
-    for module in (inference, models, admin, health):
+    for module in (inference, models, versions, admin, health):
         app.include_router(module.router)
     if (CONSOLE_DIR / "index.html").is_file():
         app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")

@@ -8,11 +8,13 @@
     ├── Unauthorized                  (401, "unauthorized")      admin call without / with a wrong token
     ├── AdminDisabled                 (403, "admin_disabled")    no GATEWAY_ADMIN_TOKEN configured
     ├── NotFound                      (404, "not_found")
-    │   └── ModelNotFound(name, version, label)
+    │   ├── ModelNotFound(name, version, label)
+    │   └── ModelFileNotFound(name, version, file, why)  (404, "model_file_not_found") card, curves
     ├── Conflict                      (409, "conflict")          e.g. nothing to roll back to
     ├── PayloadTooLarge               (413, "payload_too_large") upload bytes over the limit
     │   └── TooManyPixels             (413, "too_many_pixels")   decompression bomb
     ├── UnsupportedMediaType          (415, "unsupported_media_type") not a supported image
+    ├── ModelFileInvalid(name, version, file, why)  (500, "model_file_invalid") e.g. a card that is not JSON
     └── UpstreamError(code, message)  status from the gRPC code (table below), "upstream_<code>"
 
 gRPC → HTTP follows TensorFlow Serving's own REST mapping (``http_server.cc`` ToHTTPStatusCode);
@@ -36,6 +38,8 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "GatewayError",
+    "ModelFileInvalid",
+    "ModelFileNotFound",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
@@ -129,6 +133,24 @@ class ModelNotFound(NotFound):
             message = f"no model named {name!r}{hint}"
         super().__init__(message)
         self.name, self.version, self.label = name, version, label
+
+
+class ModelFileNotFound(NotFound):
+    """A published file of a version (model_card.json, training_curves.png) the gateway cannot serve."""
+
+    kind = "model_file_not_found"
+
+    def __init__(self, name: str, version: int | str, file: str, why: str) -> None:
+        super().__init__(f"{file} of model {name!r} version {version}: {why}")
+        self.name, self.version, self.file = name, version, file
+
+
+class ModelFileInvalid(GatewayError):
+    kind = "model_file_invalid"
+
+    def __init__(self, name: str, version: int, file: str, why: str) -> None:
+        super().__init__(f"{file} of model {name!r} version {version} is broken: {why}")
+        self.name, self.version, self.file = name, version, file
 
 
 class Conflict(GatewayError):

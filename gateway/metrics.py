@@ -1,8 +1,9 @@
 """Prometheus metrics of the gateway (served at ``/metrics``).
 
-- ``gateway_requests_total{route,method,status}`` and ``gateway_request_seconds{route,method}``: every HTTP
-  request, labelled by the route TEMPLATE (``/v1/models/{name}:classify``), never the raw path, so cardinality
-  stays bounded.
+- ``gateway_requests_total{route,method,status,model}`` and ``gateway_request_seconds{route,method,model}``:
+  every HTTP request, labelled by the route TEMPLATE (``/v1/models/{name}:classify``), never the raw path, and
+  by ``model``: the ``{name}`` path parameter when it is a configured model, "" otherwise (unknown names and
+  routes without a model), so cardinality stays bounded.
 - ``gateway_upstream_seconds{server,method}`` and ``gateway_upstream_errors_total{server,method,code}``:
 each gRPC
   call to a model server (retries counted in ``gateway_upstream_retries_total``).
@@ -25,12 +26,12 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "gateway_requests", "HTTP requests handled", ["route", "method", "status"], registry=r
+            "gateway_requests", "HTTP requests handled", ["route", "method", "status", "model"], registry=r
         )
         self.latency = Histogram(
             "gateway_request_seconds",
             "HTTP request latency",
-            ["route", "method"],
+            ["route", "method", "model"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 from google.protobuf import text_format
@@ -46,9 +47,10 @@ from gateway.client import ModelClient
 from gateway.errors import BadRequest, Conflict, GatewayError, ModelNotFound, NotFound, UpstreamError
 from gateway.protos.tensorflow_serving.apis import get_model_status_pb2
 from gateway.protos.tensorflow_serving.config import model_server_config_pb2
+from gateway.repository import ModelRepository
 from gateway.settings import Settings
 
-__all__ = ["ModelState", "Rollout", "load_model_config"]
+__all__ = ["ModelState", "Rollout", "ServedVersion", "load_model_config"]
 
 log = logging.getLogger("gateway.rollout")
 LABEL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -66,6 +68,14 @@ def load_model_config(path: Path) -> model_server_config_pb2.ModelServerConfig:
     except (OSError, text_format.ParseError) as exc:
         raise ValueError(f"cannot read model config {path}: {exc}") from exc
     return config
+
+
+class ServedVersion(NamedTuple):
+    """One version as a model server reports it (GetModelStatus)."""
+
+    version: int
+    state: str  # START, LOADING, AVAILABLE, UNLOADING, END
+    error: str | None  # status.error_message when error_code is not OK (e.g. a version that failed to load)
 
 
 @dataclass
@@ -91,6 +101,7 @@ class Rollout:
             load_model_config(settings.model_config_file) if settings.model_config_file is not None else None
         )
         self._base = {c.name: c for c in self._config.model_config_list.config} if self._config else {}
+        self.repository = ModelRepository({name: c.base_path for name, c in self._base.items()})
         self.states: dict[str, ModelState] = self._read_state()
 
     # -- model names and servers -------------------------------------------------------------------------
@@ -140,18 +151,7 @@ class Rollout:
     # -- config rendering --------------------------------------------------------------------------------
 
     def _disk_versions(self, name: str) -> list[int] | None:
-        base = self._base.get(name)
-        if base is None:
-            return None
-        path = Path(base.base_path)
-        if not path.is_absolute():
-            # Relative base paths are relative to the servers' working directory: the repository root locally,
-            # "/" in the containers (docs/architecture.md). Try ours, then the root.
-            path = next((c for c in (Path.cwd() / path, Path("/") / path) if c.is_dir()), Path.cwd() / path)
-        try:
-            return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
-        except OSError:
-            return None
+        return self.repository.versions(name)
 
     def render(
         self, address: str, pending: tuple[str, str] | None = None
@@ -192,8 +192,8 @@ class Rollout:
 
     # -- observing the servers ---------------------------------------------------------------------------
 
-    async def serving(self, name: str) -> list[tuple[int, str]]:
-        """(version, state name) of every version the server reports for ``name``."""
+    async def serving(self, name: str) -> list[ServedVersion]:
+        """Every version the server reports for ``name``, lowest first."""
         try:
             reply = await self._client.status(name)
         except UpstreamError as exc:
@@ -202,14 +202,17 @@ class Rollout:
             raise
         out = []
         for status in reply.model_version_status:
-            out.append((status.version, get_model_status_pb2.ModelVersionStatus.State.Name(status.state)))
-        available = [v for v, s in out if s == "AVAILABLE"]
+            state = get_model_status_pb2.ModelVersionStatus.State.Name(status.state)
+            code = status.status.error_code
+            error = (status.status.error_message or f"failed (error code {code})") if code != 0 else None
+            out.append(ServedVersion(status.version, state, error))
+        available = [v.version for v in out if v.state == "AVAILABLE"]
         if available:
             self.state(name).remember(available)
-        return sorted(out)
+        return sorted(out, key=lambda v: v.version)
 
     async def _current(self, name: str) -> int | None:
-        available = [v for v, s in await self.serving(name) if s == "AVAILABLE"]
+        available = [v.version for v in await self.serving(name) if v.state == "AVAILABLE"]
         return max(available) if available else None
 
     async def _wait_available(self, name: str, version: int) -> None:
@@ -346,7 +349,7 @@ class Rollout:
             for name in managed:
                 state = self.states[name]
                 try:
-                    available = {v for v, s in await self.serving(name) if s == "AVAILABLE"}
+                    available = {v.version for v in await self.serving(name) if v.state == "AVAILABLE"}
                 except UpstreamError:
                     drift = False
                     break

@@ -15,6 +15,7 @@ __all__ = [
     "Health",
     "LabelBody",
     "LabelScore",
+    "ModelCard",
     "ModelDetail",
     "ModelList",
     "ModelSummary",
@@ -97,6 +98,36 @@ class RegressReply(_Answered):
 class VersionStatus(BaseModel):
     version: int
     state: str = Field(..., description="TF Serving state: START, LOADING, AVAILABLE, UNLOADING, END")
+    error: str | None = Field(
+        default=None, description="why the version failed (e.g. to load); null while it has no error"
+    )
+
+
+class ModelCard(BaseModel):
+    """``model_card.json`` of one version, as the export published it (docs/architecture.md). The fields below
+    are the documented ones; any other field of the file is passed through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    version: int | None = None
+    created: str | None = Field(default=None, description="ISO 8601")
+    task: str | None = None
+    data: dict[str, Any] | None = Field(default=None, description="source, files with sha256, split sizes")
+    metrics: dict[str, Any] | None = Field(
+        default=None, description="test metrics and their baselines (e.g. accuracy, baseline_accuracy)"
+    )
+    parameters: Any = Field(default=None, description="the model's parameter count")
+    sizes: dict[str, Any] | None = Field(default=None, description="bytes: saved_model.pb, variables, ...")
+    signatures: dict[str, Any] | None = Field(default=None, description="key -> method, inputs, outputs")
+    contract: dict[str, Any] | None = Field(default=None, description="the input contract")
+    training: dict[str, Any] | None = Field(default=None, description="epochs, seconds, per-epoch history")
+    curves: list[str] | None = Field(
+        default=None, description="figures, served at /v1/models/{name}/versions/{version}/curves.png"
+    )
+    labels: list[str] | None = None
+    frozen_graph: dict[str, Any] | None = None
+    warmup: dict[str, Any] | None = None
 
 
 class ModelSummary(BaseModel):

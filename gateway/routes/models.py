@@ -25,7 +25,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code i
 
 
 async def versions_of(services: Services, name: str) -> list[VersionStatus]:
-    return [VersionStatus(version=v, state=s) for v, s in await services.rollout.serving(name)]
+    served = await services.rollout.serving(name)
+    return [VersionStatus(version=v.version, state=v.state, error=v.error) for v in served]
 
 
 async def _summary(services: Services, name: str) -> ModelSummary:

@@ -63,10 +63,15 @@ def test_live_charts_show_request_rate_while_requests_arrive(
     sender = threading.Thread(target=traffic, daemon=True)
     sender.start()
     try:
-        classify = page.locator(".live-model").filter(has_text=":classify")
+        # One chart per model (the gateway's `model` metric label), none for the console's own polling.
+        classify = page.locator('.live-model[data-model="fashion"]')
+        expect(classify.locator("h2")).to_have_text("fashion", timeout=30_000)
         expect(classify.locator(".now.rps")).to_have_text(_positive_number(), timeout=30_000)
         expect(classify.locator(".now.latency")).to_have_text(_positive_number(), timeout=30_000)
         expect(classify.locator(".rps-chart svg path.line")).to_have_count(1)
+        expect(page.locator("#live-note")).to_have_text("")
+        expect(page.locator('.live-model[data-model=""]')).to_have_count(0)
+        expect(page.locator(".live-model h2 code")).to_have_count(0)  # no per-route charts
         console.shot(shots, "live")
     finally:
         stop.set()

@@ -298,7 +298,7 @@ def test_openapi_and_metrics(http: httpx.Client) -> None:
         "/v1/admin/models/{name}:promote",
     } <= set(paths)
     text = http.get("/metrics").text
-    assert 'gateway_requests_total{method="POST",route="/v1/models/{name}:classify"' in text
+    assert 'gateway_requests_total{method="POST",model="fashion",route="/v1/models/{name}:classify"' in text
     assert "gateway_upstream_seconds_bucket" in text and "gateway_errors_total" in text
 
 

@@ -15,11 +15,14 @@ let previous = null; // {t, requests: Map, latencySum: Map, latencyCount: Map}
 
 // The gateway's request families: the request counter and the request-latency histogram (not the upstream
 // ones, which time only the model-server call). Grouped by their `model` label; a gateway whose metrics carry
-// no model label is shown per API route instead (`/v1/models/{name}:classify` ...).
+// no model label is shown per API route instead (`/v1/models/{name}:classify` ...). Only inference routes
+// count (not the console's own polling), and model "" (no configured model: unknown names) is left out.
+const INFERENCE_ROUTE = /:(classify|predict|regress)$/;
 const isRequests = (s) => /request/.test(s.name) && /_total$/.test(s.name) && !/upstream|error/.test(s.name);
 const isLatency = (suffix) => (s) =>
   s.name.endsWith(`_seconds${suffix}`) && /request|latency/.test(s.name) && !/upstream/.test(s.name);
-const isInference = (s) => "model" in s.labels || /:(classify|predict|regress)$/.test(s.labels.route ?? "");
+const isInference = (s) =>
+  "route" in s.labels ? INFERENCE_ROUTE.test(s.labels.route) && s.labels.model !== "" : Boolean(s.labels.model);
 
 let groupBy = "model";
 
