@@ -52,6 +52,13 @@ TRAVERSAL_PATHS: tuple[tuple[str, str], ...] = (
     ("GET", "/v1/admin/models/..%2F..%2Fetc"),
     ("POST", "/v1/admin/models/..%2Ftext:promote"),
     ("PUT", "/v1/admin/models/text/labels/..%2F..%2Fx"),
+    ("GET", "/v1/models/fashion/versions/..%2F..%2Fmodels.config/card"),
+    ("GET", "/v1/models/fashion/versions/1%2F..%2F..%2F..%2Fetc%2Fpasswd/card"),
+    ("GET", "/v1/models/fashion/versions/-1/curves.png"),
+    ("GET", "/v1/models/..%2Ffashion/versions/1/card"),
+    ("GET", "/v1/models/fashion%2F..%2Ftext/versions/1/card"),
+    ("GET", "/v1/models/fashion/versions/1%00/card"),
+    ("GET", "/v1/models/fashion/versions/99999999999999999999/card"),
     ("GET", "/static/..%2F..%2Fsettings.py"),
     ("GET", "/..%2F..%2Fetc%2Fpasswd"),
 )
