@@ -46,7 +46,11 @@ CONTRACT: dict[str, Any] = {
     "labels": [],
     "predict": {"signature": "serving_default", "outputs": ["median_house_value"]},
     "regress": {"signature": "regress"},
-    "output": {"name": "median_house_value", "description": "median house value of the block group", "unit": "USD"},
+    "output": {
+        "name": "median_house_value",
+        "description": "median house value of the block group",
+        "unit": "USD",
+    },
     "inputs": {
         name: {
             "dtype": "float32",
