@@ -298,6 +298,18 @@ CASES: tuple[Case, ...] = (
         frozenset({422}),
     ),
     Case(
+        "version above int64",
+        "gateway",
+        lambda _: Request("v", TEXT + "?version=32589158477190044729", json={"texts": ["a"]}),
+        frozenset({422}),
+    ),
+    Case(
+        "promote a version above int64",
+        "gateway",
+        lambda _: _raw("/v1/admin/models/text:promote", b'{"version": 32589158477190044729}'),
+        frozenset({401, 422}),
+    ),
+    Case(
         "version and label together",
         "gateway",
         lambda _: Request("vl", TEXT + "?version=1&label=stable", json={"texts": ["a"]}),
