@@ -21,23 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.conftest import Gateway, start_gateway
-from tests.gateway.images import encode, fashion_test_images
+from tests.support.fashion import FASHION_LABELS, encode, fashion_test_images
+from tests.support.gateway_proc import Gateway, start_gateway
 from tests.support.procs import ServerProcess, free_port, start_modelserver
 
 ADMIN_TOKEN = "console-test-token-8d2e41b7"
-FASHION_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 
 _CONFIG = """model_config_list {{
   config {{ name: "fashion" base_path: "{root}/fashion" model_platform: "tensorflow"

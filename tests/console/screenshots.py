@@ -20,20 +20,8 @@ import httpx
 from playwright.sync_api import sync_playwright
 
 from tests.console.browser import Console, launch_chromium
-from tests.gateway.images import encode, fashion_test_images
+from tests.support.fashion import FASHION_LABELS, encode, fashion_test_images
 
-FASHION_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 SPAM = (
     "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! "
     "To claim call 09061701461. Claim code KL341. Valid 12 hours only."

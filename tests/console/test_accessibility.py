@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.console.browser import Console
-from tests.gateway.conftest import Gateway
+from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -6,72 +6,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.exported import models_config
-from tests.support.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port, start_modelserver
+from tests.support.gateway_proc import Gateway, start_gateway
+from tests.support.procs import ServerProcess, start_modelserver
 
 ADMIN_TOKEN = "gateway-test-token-5f1c9a7e"
 MODELS = ("fashion", "text", "housing", "half")
-FASHION_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-
-
-@dataclass
-class Gateway:
-    process: ServerProcess
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60.0)
-
-
-def start_gateway(env: Mapping[str, str], log_path: Path) -> Gateway:
-    """Start ``python -m gateway`` on a free loopback port; ready once /healthz answers."""
-    port = free_port()
-    full_env = {
-        "PYTHONPATH": str(REPO_ROOT),
-        "GATEWAY_HOST": LOOPBACK,
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_LOG_LEVEL": "warning",
-        **env,
-    }
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"http://{LOOPBACK}:{port}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    process = ServerProcess(
-        [sys.executable, "-m", "gateway"],
-        ports=[port],
-        log_path=log_path,
-        env=full_env,
-        ready=ready,
-        startup_timeout=30.0,
-    )
-    return Gateway(process.start(), port)
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.gateway.conftest import ADMIN_TOKEN, Gateway, start_gateway
-from tests.gateway.images import encode
+from tests.gateway.conftest import ADMIN_TOKEN
 from tests.support.exported import models_config
+from tests.support.fashion import encode
+from tests.support.gateway_proc import Gateway, start_gateway
 from tests.support.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e

@@ -19,8 +19,8 @@ from PIL import Image
 
 from gateway.protos.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from gateway.tensors import float_tensor, to_list
-from tests.gateway.conftest import FASHION_LABELS, Gateway
-from tests.gateway.images import encode, fashion_test_images
+from tests.support.fashion import FASHION_LABELS, encode, fashion_test_images
+from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 COUNT = 64

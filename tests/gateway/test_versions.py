@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.gateway.images import encode
+from tests.support.fashion import encode
 
 CARD = {
     "name": "fashion",

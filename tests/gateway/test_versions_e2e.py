@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway.conftest import Gateway, start_gateway
+from tests.support.gateway_proc import Gateway, start_gateway
 from tests.support.procs import start_modelserver
 from tests.support.tiny_models import corrupt_version, half_plus_two, publish
 

@@ -18,22 +18,11 @@ from tensorflow_serving.apis import (
 )
 
 from tests.modelserver.test_server_e2e import Client
+from tests.support.fashion import FASHION_LABELS
 from tests.support.procs import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 
-FASHION_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 HOUSING = ["longitude", "latitude", "housing_median_age", "total_rooms", "total_bedrooms", "population",
            "households", "median_income"]  # fmt: skip
 HOUSE = [-122.23, 37.88, 41.0, 880.0, 129.0, 322.0, 126.0, 8.3252]

@@ -14,13 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.fashion import FASHION_LABELS
 from tests.support.procs import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 
-FASHION_LABELS = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]
 HOUSING_INPUTS = [
     "longitude", "latitude", "housing_median_age", "total_rooms", "total_bedrooms", "population",
     "households", "median_income",

@@ -1,4 +1,6 @@
-"""Real Fashion-MNIST test images (from the shared IDX files) as Pillow images, plus encoders for uploads."""
+"""Real Fashion-MNIST test images (from the shared IDX files) as Pillow images, their labels, and encoders
+for uploads. The labels are written out here on purpose: tests check the models against the dataset's own
+list, not against the export's copy of it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,20 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["encode", "fashion_test_images"]
+__all__ = ["FASHION_LABELS", "encode", "fashion_test_images"]
+
+FASHION_LABELS = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def fashion_test_images(data_dir: Path, count: int, start: int = 0) -> list[tuple[Image.Image, int]]:
