@@ -13,7 +13,6 @@ from reliability.suite import MAX_UPLOAD_BYTES
 pytestmark = pytest.mark.e2e
 
 KNOWN_BUGS = {
-    "deeply nested JSON (100 000 levels)": "gateway: json.loads raises RecursionError -> 500 (issue 7)",
     "version above int64": "gateway: ?version= above int64 crashes the protobuf ModelSpec -> 500 (issue 7)",
 }
 
