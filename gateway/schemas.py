@@ -176,11 +176,11 @@ class Readiness(BaseModel):
 
 
 class PromoteBody(_Strict):
-    version: int = Field(..., ge=1)
+    version: int = Field(..., ge=1, le=2**63 - 1)
 
 
 class LabelBody(_Strict):
-    version: int = Field(..., ge=1)
+    version: int = Field(..., ge=1, le=2**63 - 1)
 
 
 class AdminReply(BaseModel):

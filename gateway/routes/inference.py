@@ -71,7 +71,7 @@ BODY = {
         },
     }
 }
-VersionQuery = Query(None, ge=1, description="serve with this version number")
+VersionQuery = Query(None, ge=1, le=2**63 - 1, description="serve with this version number")
 LabelQuery = Query(None, description="serve with the version that has this label", pattern=r"^[A-Za-z0-9_]+$")
 
 

@@ -53,7 +53,10 @@ async def list_models(services: ServicesDep) -> ModelList:
 
 @router.get("/v1/models/{name}", response_model=ModelDetail, responses=ERRORS)
 async def model_detail(
-    name: str, services: ServicesDep, version: int | None = Query(None, ge=1), label: str | None = None
+    name: str,
+    services: ServicesDep,
+    version: int | None = Query(None, ge=1, le=2**63 - 1),
+    label: str | None = None,
 ) -> ModelDetail:
     services.rollout.check_model(name)
     info = await services.contracts.get(name, version=version, label=label)

@@ -12,9 +12,7 @@ from reliability.suite import MAX_UPLOAD_BYTES
 
 pytestmark = pytest.mark.e2e
 
-KNOWN_BUGS = {
-    "version above int64": "gateway: ?version= above int64 crashes the protobuf ModelSpec -> 500 (issue 7)",
-}
+KNOWN_BUGS: dict[str, str] = {}  # case name -> reason, while a bug found here is being fixed
 
 
 def _param(case: Case) -> object:
