@@ -26,6 +26,7 @@ traceback is never sent.
 from __future__ import annotations
 
 import logging
+import re
 
 import grpc
 from fastapi import FastAPI, Request
@@ -73,6 +74,8 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAUTHENTICATED: 502,
 }
 RETRY_AFTER_SECONDS = 2
+# peers as gRPC names them in its errors: "ipv4:10.0.0.5:8500", "[::1]:8500", "unix:/run/x.sock"
+_PEER = re.compile(r"(?:ipv[46]:)?(?:\[[0-9a-fA-F:.]+\]|\b\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?|\bunix:\S+")
 
 
 class GatewayError(Exception):
@@ -170,11 +173,15 @@ class UnsupportedMediaType(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """A model server answered with a gRPC error (or could not be reached)."""
+    """A model server answered with a gRPC error (or could not be reached). ``address`` is for logs and
+    metrics: the message a client sees never names an internal address (gRPC's own errors do)."""
 
     def __init__(self, code: grpc.StatusCode, message: str, *, address: str = "") -> None:
-        where = f"model server {address}" if address else "model server"
-        super().__init__(f"{where}: {message}" if message else f"{where}: {code.name}")
+        detail = _PEER.sub("<model server>", message)
+        detail = detail.replace(address, "<model server>") if address else detail  # host names too
+        super().__init__(f"model server: {detail}" if detail else f"model server: {code.name}")
+        self.detail = detail or code.name
+        self.address = address
         self.code = code
         self.status = GRPC_TO_HTTP.get(code, 502)
         self.kind = f"upstream_{code.name.lower()}"

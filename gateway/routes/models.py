@@ -41,7 +41,7 @@ async def _summary(services: Services, name: str) -> ModelSummary:
     try:
         summary.versions = await versions_of(services, name)
     except UpstreamError as exc:
-        summary.error = exc.message
+        summary.error = f"model server {summary.server}: {exc.detail}"
     return summary
 
 

@@ -46,9 +46,6 @@ def test_sigkill_gives_503_then_recovers(killed: dict[str, object]) -> None:
     assert killed["recovery_after_restart_s"] <= faults.RECOVERY_BOUND_SECONDS  # type: ignore[operator]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the gateway's upstream errors name the model server's address (issue 7)"
-)
 def test_upstream_errors_leak_no_address(slow: dict[str, object], killed: dict[str, object]) -> None:
     assert not leaks(str(slow["message"]))
     assert not leaks(str(killed["down_reply"]["message"]))  # type: ignore[index]
