@@ -2,9 +2,11 @@
 
 Contract: ``scan_versions(base_path)`` lists the complete version directories - numeric names only (``00123``
 is version 123; ``.tmp-2-x``, ``v1`` and ``0.1`` are ignored) that already hold ``saved_model.pb`` (a
-directory still being copied in is skipped until complete). ``aspired_versions(config)`` applies the model's
-version policy. The ``FileSystemSource`` polls every model every ``poll_wait_seconds`` (0 = once, negative =
-never after the first scan) and hands each result to the callback, which the manager reconciles.
+directory still being copied in is skipped until complete; an unreadable one counts, so its load fails and
+status says why). ``aspired_versions(config)`` applies the model's version policy; an unreadable base path
+gives None (keep serving), never "no versions" (unload all). The ``FileSystemSource`` polls every model
+every ``poll_wait_seconds`` (0 = once, negative = never after the first scan) and hands each result to the
+callback, which the manager reconciles.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
         if not entry.name.isdigit() or not entry.is_dir():
             continue
         path = Path(entry.path)
-        if (path / "saved_model.pb").is_file():
+        try:
+            complete = (path / "saved_model.pb").is_file()
+        except OSError:  # an unreadable version directory is a version: its load fails and status says why
+            complete = True
+        if complete:
             version = int(entry.name)
             # "1" and "0001" both name version 1: keep the first seen deterministically
             if version not in found or path.name < found[version].name:
@@ -54,8 +60,8 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
 def aspired_versions(model: ModelSource) -> dict[int, Path] | None:
     """The policy's choice among the complete versions; None when the base path is not a readable folder
     (the manager then keeps what it serves, as TF Serving does on a storage error)."""
-    if not model.base_path.is_dir():
-        return None
+    if not model.base_path.is_dir() or not os.access(model.base_path, os.R_OK | os.X_OK):
+        return None  # unreadable reads as "no versions" otherwise, which would unload everything
     found = scan_versions(model.base_path)
     chosen = model.policy.select(found)
     return {v: found[v] for v in sorted(chosen)}
@@ -79,7 +85,11 @@ class FileSystemSource:
 
     async def poll_once(self) -> None:
         for model in list(self._models.values()):
-            aspired = await asyncio.to_thread(aspired_versions, model)
+            try:
+                aspired = await asyncio.to_thread(aspired_versions, model)
+            except OSError as exc:  # one model's storage error must not stop the others' polls
+                log.error("model %s: cannot scan %s: %s", model.name, model.base_path, exc)
+                aspired = None
             if aspired is None:
                 if model.name not in self._warned:
                     self._warned.add(model.name)

@@ -51,9 +51,6 @@ def test_upstream_errors_leak_no_address(slow: dict[str, object], killed: dict[s
     assert not leaks(str(killed["down_reply"]["message"]))  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="modelserver: an unreadable base path reads as empty and unloads (issue 7)"
-)
 def test_unreadable_models_dir_unloads_nothing(housing_stack: Stack, permission_cases: bool) -> None:
     if not permission_cases:
         pytest.skip("cannot drop privileges here")
