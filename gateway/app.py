@@ -15,7 +15,7 @@ from gateway.client import ModelClient
 from gateway.contract import ContractStore
 from gateway.deps import Services
 from gateway.errors import install_handlers
-from gateway.limits import BodyLimit
+from gateway.limits import BodyLimit, RateLimit
 from gateway.metrics import Metrics
 from gateway.rollout import Rollout
 from gateway.routes import admin, health, inference, models, versions
@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD)
+    if settings.rate_limit_per_second > 0:  # outside the body limit, inside the metrics
+        app.add_middleware(RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
 
     configured = frozenset(services.rollout.models())  # the only values of the `model` metric label
 

@@ -1,4 +1,5 @@
-"""Request-body limit as ASGI middleware: refuses a body over the limit whether or not it declares its length.
+"""Request limits as ASGI middleware: the per-client rate limit (``RateLimit``, at the end) and the body
+limit: refuses a body over the limit whether or not it declares its length.
 
 A declared ``Content-Length`` over the limit is answered 413 before anything is read; a chunked body is
 counted as it streams, and the request fails with :class:`PayloadTooLarge` (413) as soon as it passes the
@@ -8,12 +9,16 @@ limit, so the multipart parser never spools more than the limit to disk.
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge, error_body
 
-__all__ = ["BodyLimit"]
+__all__ = ["BodyLimit", "RateLimit", "RateLimiter"]
 
 
 class BodyLimit:
@@ -56,3 +61,78 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class RateLimiter:
+    """A token bucket per client address: ``take(client)`` spends one token and returns 0.0, or - when the
+    bucket is empty - the seconds until a token is back. Buckets refill at ``rate`` per second up to
+    ``burst``; at most ``max_clients`` are kept (least recently seen dropped first), so memory is bounded
+    whatever the number of clients. Event-loop only (not thread-safe)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, at)
+
+    def take(self, client: str) -> float:
+        now = self._clock()
+        tokens, at = self._buckets.pop(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)
+        while len(self._buckets) > self._max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class RateLimit:
+    """``GATEWAY_RATE_LIMIT_PER_SECOND`` per client address (the TCP peer: behind a proxy, limit there).
+    Over the limit: 429 with ``Retry-After`` and the usual error body. Probes and metrics are never
+    limited."""
+
+    UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, app: ASGIApp, rate: float, burst: int) -> None:
+        self.app = app
+        self.limiter = RateLimiter(rate, burst)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.limiter.take(str(client))
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        retry = max(1, math.ceil(wait))
+        message = (
+            f"too many requests: at most {self.limiter.rate:g} per second (bursts of {self.limiter.burst}) "
+            f"per client; retry in {retry} s"
+        )
+        body = json.dumps(error_body("rate_limited", message)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", str(retry).encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -21,6 +21,8 @@
 | `GATEWAY_MAX_TEXT_CHARS` | `20000` | longest text |
 | `GATEWAY_CONTRACT_CACHE_SIZE` | `64` | model versions whose input contract is cached |
 | `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of re-applying admin state (server restarts) |
+| `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
+| `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |
 """
 
@@ -72,6 +74,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20_000, ge=1, le=10_000_000)
     contract_cache_size: int = Field(default=64, ge=1, le=100_000)
     state_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
+    rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
+    rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("model_servers", mode="before")
@@ -136,6 +140,12 @@ class Settings(BaseSettings):
                 f"GATEWAY_MODEL_CONFIG_FILE={self.model_config_file} does not exist; point it at the "
                 "models.config the model servers use, or set it empty and list models in GATEWAY_MODELS"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _default_burst(self) -> Settings:
+        if self.rate_limit_per_second > 0 and self.rate_limit_burst == 0:
+            object.__setattr__(self, "rate_limit_burst", max(1, int(2 * self.rate_limit_per_second)))
         return self
 
     def server_for(self, model: str) -> str:

@@ -52,7 +52,6 @@ def test_oversized_body_is_refused(stack: Stack) -> None:
     assert outcome.failures == []
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway has no rate limit (issue 7)")
 def test_rate_limit_cuts_a_burst(stack: Stack, tmp_path: Path) -> None:
     outcome = Outcome("security", "rate")
     security.rate_limit(stack, outcome, tmp_path)
