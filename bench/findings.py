@@ -51,14 +51,15 @@ _GATEWAY = (
 )
 _SWAP = (
     "No request failed: the new version loads before the old one unloads. The latency spike comes "
-    "from loading and warming the new version inside the serving process: `tf.saved_model.load`, the "
-    "tracing of its functions and the warm-up replay run in a worker thread that holds the GIL for "
-    "long stretches and takes one of the two cores, and the objects a load creates set off "
-    "generation-2 collections over the whole heap (with `gc.callbacks`: 3-5 of them, 0.4-0.5 s in "
-    "all, while one fashion version loads at start-up). The profile of a second, unmeasured swap "
-    "shows what runs. What it would take: `gc.freeze()` before and after a load, loading at lower "
-    "priority (a per-thread nice value for the load thread), fewer warm-up iterations; TF Serving's "
-    "own remedy is separate load threads (`--num_load_threads`)."
+    "from work inside the serving process while requests wait for the GIL: loading and warming the "
+    "new version (`tf.saved_model.load`, tracing, warm-up replay in a worker thread) and unloading "
+    "the old one - in the profile of a second, unmeasured swap, `Loader.unload` "
+    "(modelserver/loader.py) is 8% of busy samples: it calls `gc.collect()`, a full collection over "
+    "the ~300,000 objects TensorFlow keeps, which stops every thread (0.2-0.4 s per full collection "
+    "measured with `gc.callbacks`). What it would take: drop the explicit `gc.collect()` in "
+    "`Loader.unload` (or collect only the young generations), `gc.freeze()` after each load so later "
+    "collections skip TensorFlow's objects, fewer warm-up iterations; TF Serving's own remedy is "
+    "separate load threads (`--num_load_threads`)."
 )
 _RAM = (
     "The loader estimates (saved_model.pb + variables) x 1.2 + 16 MiB. The first model loaded also "

@@ -49,6 +49,8 @@ class Goal:
 
 
 def _fmt(value: float, unit: str) -> str:
+    if math.isinf(value):
+        return "unbounded (the baseline answered nothing in time)"
     if unit == "x":
         return f"{value:.3g}x" if abs(value) < 10 else f"{value:.0f}x"
     if unit == "%":
