@@ -18,8 +18,7 @@ from reliability.outcome import Outcome
 from reliability.payloads import Request, mixed_requests, valid_requests
 from reliability.proxy import Proxy
 from reliability.replies import error_message, leaks
-from reliability.stack import Stack, gateway_process, wait_until
-from tests.support.procs import free_port
+from reliability.stack import Stack, extra_gateway, wait_until
 
 __all__ = [
     "RECOVERY_BOUND_SECONDS",
@@ -122,9 +121,8 @@ def slow_model_server(
             "GATEWAY_METADATA_TIMEOUT_SECONDS": str(DEADLINE_SECONDS),
             "GATEWAY_STATE_FILE": str(stack.workdir / "slow-gateway-state.json"),
         }
-        port = free_port()
-        with gateway_process(port, proxy.address, stack.config, stack.workdir / "slow", env):
-            url = f"http://127.0.0.1:{port}"
+        with extra_gateway(proxy.address, stack.config, stack.workdir / "slow", env) as gateway:
+            url = gateway.url
             requests = requests or valid_requests()
             with httpx.Client(base_url=url, timeout=30) as client:
                 fast = [client.post(r.path, **r.send_kwargs()).status_code for r in requests]

@@ -14,7 +14,7 @@ import yaml
 
 from reliability.outcome import Outcome
 from reliability.replies import error_message, leaks
-from reliability.stack import Stack, gateway_process
+from reliability.stack import Stack, extra_gateway
 
 __all__ = [
     "RATE_LIMIT_ENV",
@@ -235,12 +235,10 @@ def rate_limit(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
     """A second gateway with ``RATE_LIMIT_ENV``: a burst of 60 must be cut with 429 + Retry-After, probes
     never limited, and service back once the bucket refills."""
     env = {**RATE_LIMIT_ENV, "GATEWAY_STATE_FILE": str(workdir / "rate.json")}
-    gateway = gateway_process(_port(), stack.grpc_target, stack.config, workdir, env)
     statuses: list[int] = []
     retry_after = message = ""
-    with gateway:
-        url = f"http://127.0.0.1:{gateway.ports[0]}"
-        with httpx.Client(base_url=url, timeout=30) as client:
+    with extra_gateway(stack.grpc_target, stack.config, workdir, env) as gateway:
+        with gateway.client() as client:
             for _ in range(60):
                 response = client.post("/v1/models/text:classify", json={"texts": ["hello"]})
                 statuses.append(response.status_code)
@@ -271,12 +269,6 @@ def rate_limit(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
         "burst_refused_429": limited,
         "served_after_refill": after == 200,
     }
-
-
-def _port() -> int:
-    from tests.support.procs import free_port
-
-    return free_port()
 
 
 def run(stack: Stack, workdir: Path) -> Outcome:

@@ -4,8 +4,9 @@
         httpx.post(f"{stack.gateway_url}/v1/models/text:classify", json={"texts": ["hi"]})
         stack.kill_modelserver(); stack.restart_modelserver()   # same ports: the gateway reconnects
 
-Contract: ports are chosen once (bind port 0) and kept across ``restart_modelserver`` so the gateway's channel
-finds the new process; every address is 127.0.0.1; ``stop()`` ends both processes (SIGTERM, then SIGKILL).
+Contract: the modelserver's ports are chosen once (bind port 0) and kept across ``restart_modelserver`` so
+the gateway's channel finds the new process; the gateway is ``tests.support.gateway_proc``'s; every address
+is 127.0.0.1; ``stop()`` ends both processes (SIGTERM, then SIGKILL).
 The model repository must hold ``models.config`` with absolute base paths (``tests.support.exported``).
 """
 
@@ -22,9 +23,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.gateway_proc import Gateway, start_gateway
 from tests.support.procs import LOOPBACK, REPO_ROOT, ModelServerHandle, ServerProcess, free_port
 
-__all__ = ["Stack", "StackOptions", "gateway_process", "modelserver_process", "wait_until"]
+__all__ = ["Stack", "StackOptions", "extra_gateway", "gateway_env", "modelserver_process", "wait_until"]
 
 
 def wait_until(check: object, timeout: float, interval: float = 0.1) -> bool:
@@ -74,27 +76,25 @@ def modelserver_process(
     )
 
 
-def gateway_process(
-    port: int, model_server: str, config: Path, workdir: Path, env: Mapping[str, str]
-) -> ServerProcess:
-    url = f"http://{LOOPBACK}:{port}"
-    return ServerProcess(
-        [sys.executable, "-m", "gateway"],
-        ports=[port],
-        log_path=workdir / "gateway.log",
-        env={
-            "GATEWAY_HOST": LOOPBACK,
-            "GATEWAY_PORT": str(port),
-            "GATEWAY_DEFAULT_MODEL_SERVER": model_server,
-            "GATEWAY_MODEL_CONFIG_FILE": str(config),
-            "GATEWAY_STATE_FILE": str(workdir / "gateway-state.json"),
-            "GATEWAY_LOG_LEVEL": "warning",
-            "PYTHONPATH": str(REPO_ROOT),
-            **env,
-        },
-        ready=lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200,
-        startup_timeout=60,
-    )
+def gateway_env(model_server: str, config: Path, workdir: Path, env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "GATEWAY_DEFAULT_MODEL_SERVER": model_server,
+        "GATEWAY_MODEL_CONFIG_FILE": str(config),
+        "GATEWAY_STATE_FILE": str(workdir / "gateway-state.json"),
+        **env,
+    }
+
+
+@contextmanager
+def extra_gateway(
+    model_server: str, config: Path, workdir: Path, env: Mapping[str, str]
+) -> Iterator[Gateway]:
+    """One more gateway process (its own settings) beside a stack, stopped on exit."""
+    gateway = start_gateway(gateway_env(model_server, config, workdir, env), workdir / "gateway.log")
+    try:
+        yield gateway
+    finally:
+        gateway.process.stop()
 
 
 @dataclass
@@ -116,9 +116,10 @@ class Stack:
         self.workdir = workdir
         self.options = options or StackOptions()
         self.admin_token = secrets.token_hex(24)
-        self.grpc_port, self.rest_port, self.gateway_port = free_port(), free_port(), free_port()
-        while len({self.grpc_port, self.rest_port, self.gateway_port}) < 3:
-            self.rest_port, self.gateway_port = free_port(), free_port()
+        self.grpc_port, self.rest_port = free_port(), free_port()
+        while self.rest_port == self.grpc_port:
+            self.rest_port = free_port()
+        self.gateway_port = 0  # chosen when the gateway starts
         self.modelserver: ModelServerHandle | None = None
         self.gateway: ServerProcess | None = None
         self._restarts = 0
@@ -163,8 +164,10 @@ class Stack:
 
     def start_gateway(self) -> ServerProcess:
         env = {"GATEWAY_ADMIN_TOKEN": self.admin_token, **self.options.gateway_env}
-        self.gateway = gateway_process(self.gateway_port, self.grpc_target, self.config, self.workdir, env)
-        self.gateway.start()
+        gateway = start_gateway(
+            gateway_env(self.grpc_target, self.config, self.workdir, env), self.workdir / "gateway.log"
+        )
+        self.gateway, self.gateway_port = gateway.process, gateway.port
         if not wait_until(lambda: httpx.get(f"{self.gateway_url}/readyz", timeout=5).status_code == 200, 60):
             raise RuntimeError(f"gateway never became ready:\n{self.gateway.log_text()}")
         return self.gateway
