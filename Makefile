@@ -42,7 +42,7 @@ models-if-absent: install
 run: models-if-absent  ## install, export models if absent, start modelserver + gateway (Ctrl-C stops)
 	@scripts/run-stack.sh
 
-test: install browser  ## the test suite (CI runs exactly this)
+test: install browser bench-loadgen  ## the test suite (CI runs exactly this)
 	$(PY) -m pytest -q
 
 # The console's browser tests drive Debian's Chromium; install it when missing (CI runs as root).
