@@ -32,8 +32,12 @@ __all__ = ["Loader", "estimate_ram_bytes"]
 log = logging.getLogger("modelserver.loader")
 
 # Loaded graphs and runtime structures take more than their files (TF Serving's estimate is file based too).
+# Calibrated with bench/ (RSS growth per loaded version, TF 2.21, CPU): a version costs its files x 1.2 plus
+# ~8 MiB of Python/TF objects; the first load in a process also pays ~24 MiB of one-time runtime set-up.
 _RAM_FACTOR = 1.2
-_RAM_OVERHEAD = 16 * 1024 * 1024
+_RAM_OVERHEAD = 8 * 1024 * 1024
+_RUNTIME_RAM = 24 * 1024 * 1024
+_runtime_loaded = False
 
 
 def _dir_size(path: Path) -> int:
@@ -78,10 +82,12 @@ class Loader:
     tags: frozenset[str] = frozenset({"serve"})
 
     def estimate_ram_bytes(self) -> int:
-        return estimate_ram_bytes(self.path)
+        return estimate_ram_bytes(self.path) + (0 if _runtime_loaded else _RUNTIME_RAM)
 
     def load(self) -> Servable:
+        global _runtime_loaded
         started = time.perf_counter()
+        ram_bytes = self.estimate_ram_bytes()
         signature_defs = _read_signature_defs(self.path, self.tags)
         try:
             model = tf.saved_model.load(str(self.path), tags=list(self.tags))
@@ -95,8 +101,9 @@ class Loader:
             signature_defs={k: v for k, v in signature_defs.items() if k in functions},
             functions=functions,
             model=model,
-            ram_bytes=self.estimate_ram_bytes(),
+            ram_bytes=ram_bytes,
         )
+        _runtime_loaded = True
         log.info(
             "model %s version %d: loaded in %d ms (%s)",
             self.name,
