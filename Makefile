@@ -60,3 +60,4 @@ lint: install  ## ruff + mypy
 # Heavier verbs live beside the code they drive.
 -include docker/compose.mk
 -include bench/bench.mk
+-include reliability/reliability.mk

@@ -132,7 +132,6 @@ class ModelCard(BaseModel):
 
 class ModelSummary(BaseModel):
     name: str
-    server: str
     versions: list[VersionStatus]
     pinned: int | None = None
     labels: dict[str, int] = {}

@@ -33,7 +33,6 @@ async def _summary(services: Services, name: str) -> ModelSummary:
     state = services.rollout.states.get(name)
     summary = ModelSummary(
         name=name,
-        server=services.settings.server_for(name),
         versions=[],
         pinned=state.pinned if state else None,
         labels=dict(state.labels) if state else {},
@@ -41,7 +40,7 @@ async def _summary(services: Services, name: str) -> ModelSummary:
     try:
         summary.versions = await versions_of(services, name)
     except UpstreamError as exc:
-        summary.error = f"model server {summary.server}: {exc.detail}"
+        summary.error = exc.message  # never the server's address: replies name no internal address
     return summary
 
 

@@ -24,7 +24,7 @@ def test_model_server_down_shows_a_banner_and_readable_errors(
     expect(page.locator("#ready-state")).to_have_text("● not ready")
     fashion = console.model("fashion")
     expect(fashion.locator(".error")).to_contain_text("Model server unavailable")
-    expect(fashion.locator(".error")).to_contain_text("model server 127.0.0.1:")
+    expect(fashion.locator(".error")).to_contain_text("model server")
     expect(fashion.locator("tbody")).to_contain_text("No version is loaded")
     console.shot(shots, "degraded")
 

@@ -33,6 +33,5 @@ def test_no_schema_violations(fuzzed: Outcome) -> None:
     assert fuzzed.figures["schema_violations"] == 0, fuzzed.failures
 
 
-@pytest.mark.xfail(strict=True, reason="GET /v1/models names each model server's address (issue 7)")
 def test_fuzzed_replies_leak_nothing(fuzzed: Outcome) -> None:
     assert fuzzed.figures["replies_leaking"] == 0, fuzzed.failures

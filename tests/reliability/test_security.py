@@ -28,7 +28,6 @@ def test_names_versions_labels_cannot_leave_the_repository(stack: Stack) -> None
     assert figures["traversal_refused"] == figures["traversal_tried"]
 
 
-@pytest.mark.xfail(strict=True, reason="GET /v1/models names each model server's address (issue 7)")
 def test_replies_carry_no_tracebacks_or_addresses(stack: Stack) -> None:
     outcome = Outcome("security", "replies")
     security.replies(stack, outcome)
@@ -41,7 +40,6 @@ def test_images_and_k8s_run_as_non_root() -> None:
     assert ours and security.root_containers(ours) == []
 
 
-@pytest.mark.xfail(strict=False, reason="docker-compose.yml runs tensorflow/serving as root (no user:)")
 def test_compose_services_run_as_non_root() -> None:
     assert security.root_containers(security.container_users()) == []
 

@@ -173,7 +173,6 @@ function renderModel({ parts }, model) {
     task ? h("span", { class: "task" }, task.replaceAll("_", " ")) : null,
     h("span", { class: "answering" }, "answering: ", h("strong", { class: "serving-version" }, answers),
       h("span", { class: "muted" }, ` (${how})`)),
-    model.server ? h("span", { class: "muted small server", title: "model server (gRPC)" }, model.server) : null,
   );
   if (detail?.classes?.length) {
     parts.head.append(h("p", { class: "classes small" }, h("span", { class: "muted" }, "classes: "),

@@ -37,7 +37,6 @@ export function readModel(raw) {
   const serving = pinned ?? (available.length ? Math.max(...available) : null);
   return {
     name: raw.name,
-    server: raw.server ?? null,
     versions,
     labels,
     pinned,
