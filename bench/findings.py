@@ -21,18 +21,14 @@ _GRPC = (
     "matters."
 )
 _REST = (
-    "REST at high concurrency is dominated by Python's cyclic garbage collector. With TensorFlow "
-    'loaded the heap holds about 300,000 GC-tracked objects, and `{"instances": ...}` for one 28x28x1'
-    " image parses into ~800 Python lists; with 64 requests in flight they survive into generation 2,"
-    " and every generation-2 collection scans the whole heap with the event loop blocked (about "
-    "0.2-0.4 s each here). py-spy shows it as `_GeneratorContextManager.__exit__` of "
-    "`json_tensor.no_gc` (the collection fires on the first allocation after `gc.enable()`). Proposed"
-    " fix (modelserver/server.py once the models are loaded, and modelserver/manager.py after each "
-    "version becomes AVAILABLE): `gc.collect(); gc.freeze()`, which moves TensorFlow's objects out of"
-    " the collector's reach. Measured in this session on the same server flags, REST c64 with "
-    "`gc.callbacks` timing the collector: GC time 1.4-1.7 ms per request without, 0.12 ms with the "
-    "freeze; throughput 412-497 -> 1,026 req/s, p99 247-346 -> 114 ms. Beyond that: parse instances "
-    "straight into one NumPy array instead of nested lists."
+    "REST at high concurrency was dominated by Python's cyclic garbage collector: with TensorFlow "
+    "loaded the heap holds about 300,000 GC-tracked objects, and every generation-2 collection "
+    "triggered by parsed JSON rescanned them with the event loop blocked (1.4-1.7 ms of GC per request"
+    " at c64). The modelserver now calls `gc.collect(); gc.freeze()` after each load "
+    "(modelserver/loader.py), which took REST/gRPC from 0.37x to 0.74x and REST/BentoML from 0.97x "
+    "to 2.2x between two full runs of this bench. What remains is per-request Python on one event "
+    "loop (orjson parse, nested lists -> ndarray, uvicorn). What it would take: parse instances "
+    "straight into one NumPy array instead of nested lists, and several serving processes per port."
 )
 _REST_P50 = (
     "At concurrency 1 the batching queue holds a lone request up to `batch_timeout_micros` (2 ms "
@@ -52,22 +48,19 @@ _GATEWAY = (
 _SWAP = (
     "No request failed: the new version loads before the old one unloads. The latency spike comes "
     "from work inside the serving process while requests wait for the GIL: loading and warming the "
-    "new version (`tf.saved_model.load`, tracing, warm-up replay in a worker thread) and unloading "
-    "the old one - in the profile of a second, unmeasured swap, `Loader.unload` "
-    "(modelserver/loader.py) is 8% of busy samples: it calls `gc.collect()`, a full collection over "
-    "the ~300,000 objects TensorFlow keeps, which stops every thread (0.2-0.4 s per full collection "
-    "measured with `gc.callbacks`). What it would take: drop the explicit `gc.collect()` in "
-    "`Loader.unload` (or collect only the young generations), `gc.freeze()` after each load so later "
-    "collections skip TensorFlow's objects, fewer warm-up iterations; TF Serving's own remedy is "
-    "separate load threads (`--num_load_threads`)."
+    "new version (`tf.saved_model.load`, tracing, warm-up replay in a worker thread), then the full "
+    "collection that makes the old version's frozen objects collectable again on unload "
+    "(`gc.unfreeze(); gc.collect(); gc.freeze()` in modelserver/loader.py: needed, or every swap "
+    "would leak the old version). What it would take: load in a separate process (or TF Serving's "
+    "C++ loader, where no GIL is shared), fewer warm-up iterations, or collecting the old version's "
+    "objects incrementally; TF Serving's own remedy is separate load threads (`--num_load_threads`)."
 )
 _RAM = (
-    "The loader estimates (saved_model.pb + variables) x 1.2 + 16 MiB. The first model loaded also "
-    "pays TensorFlow's one-time runtime set-up (first graph execution: kernels, thread pools), so its"
-    " growth is about twice the estimate; the later, small models grow 8-12 MiB, less than the fixed "
-    "16 MiB overhead alone. What it would take: charge the runtime set-up once per process rather "
-    "than per version, a smaller per-version overhead, and learning the real growth of each model "
-    "from its first load (RSS before/after) for later versions."
+    "The loader estimates (saved_model.pb + variables) x 1.2 + 8 MiB per version, plus 24 MiB of "
+    "TensorFlow's one-time runtime set-up (kernels, thread pools) charged to the first load in a "
+    "process (modelserver/loader.py). Where it misses, the cause is a model whose Python-side objects "
+    "differ much from the calibration. What it would take: learn each model's real growth from its "
+    "first load (RSS before/after) and use it for later versions."
 )
 
 FINDINGS: dict[str, str] = {
