@@ -3,7 +3,7 @@
 ``export_model`` is what the CLI and other parts' tests call. It trains on the real data (``limit`` rows for
 fast tests), then in a staging directory writes the SavedModel, rewrites and verifies method names, freezes
 the graph and checks it against the SavedModel, writes warm-up records, labels, curves and the card, reloads
-and runs every signature, and only then renames the directory into place (see ``export.publish``).
+and runs every signature - in Python and under TensorFlow's C++ loader (``export.gate``) - and only then renames the directory into place (see ``export.publish``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from export import card, fashion, frozen, housing, signatures, text, verify, warmup
+from export import card, fashion, frozen, gate, housing, signatures, text, verify, warmup
 from export.errors import UnknownModel
 from export.publish import staging
 from export.servable import Servable
@@ -38,6 +38,8 @@ def write_version(servable: Servable, directory: Path, version: int) -> dict[str
     records = warmup.write(servable, directory)
     loaded = verify.reload_and_run(servable, directory)
     frozen_names["max_abs_difference"] = frozen.check_equivalence(servable, directory, frozen_names, loaded)
+    # The gate TF Serving itself would be: TensorFlow's C++ loader must load and run every signature.
+    serving_check = gate.check_cpp_loader(servable, directory)
     card.write_curves(servable, directory)
     return card.write(
         servable,
@@ -46,6 +48,7 @@ def write_version(servable: Servable, directory: Path, version: int) -> dict[str
         signatures=signatures.describe(directory),
         frozen=frozen_names,
         warmup_records=records,
+        serving_check=serving_check,
     )
 
 

@@ -67,6 +67,7 @@ def write(
     signatures: dict[str, Any],
     frozen: dict[str, Any],
     warmup_records: int,
+    serving_check: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the card last, so that ``sizes`` covers every other file of the version (the card itself
     aside)."""
@@ -84,6 +85,7 @@ def write(
         "contract": servable.contract,
         "frozen_graph": frozen,
         "warmup": {"file": "assets.extra/tf_serving_warmup_requests", "records": warmup_records},
+        "serving_check": serving_check or {},
         "training": {
             **servable.training,
             "history": {k: [_finite(round(v, 6)) for v in vs] for k, vs in servable.history.items()},

@@ -44,8 +44,13 @@ def track_weights(module: tf.Module, model: keras.Model) -> None:
 
     The serving functions call the model through a closure; the saver only needs its variables tracked.
     Tracking the compiled model itself would also save the optimizer (Adam's moments: 3x the size).
+
+    Track the ``tf.Variable`` under each Keras 3 variable (``.value``), not the Keras wrapper: the saver
+    exports a wrapper as a *new* variable (``Variable_N``) that the restore op fills, while the serving
+    functions read the underlying layer variable - which TensorFlow's C++ loader (TF Serving) then never
+    restores ("Could not find variable ..."). The Python loader hides this by mapping the object graph.
     """
-    module.model_weights = list(model.weights)
+    module.model_weights = [getattr(weight, "value", weight) for weight in model.weights]
 
 
 def set_seed() -> None:

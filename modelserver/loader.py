@@ -1,12 +1,14 @@
-"""Loader: one per model version. Estimates the RAM the version needs, loads the SavedModel, replays its
-warm-up requests, and unloads it.
+"""Loader: one per model version. Estimates the RAM the version needs, loads the SavedModel with TensorFlow's
+C++ loader (``modelserver.session``: the restore op, the init op / main_op / legacy_init_op with the asset
+paths - TF1 and TF2 SavedModels alike, exactly as TF Serving's SavedModelBundle), replays its warm-up requests,
+and unloads it.
 
 Contract (the manager is the only caller):
 - ``estimate_ram_bytes()`` is cheap (file sizes only) and is called before ``load()`` so the manager can
   refuse a version that does not fit the RAM budget without touching TensorFlow.
 - ``load()`` blocks (the manager runs it in a worker thread) and either returns a ready ``Servable`` -
   loaded and, if enabled, warmed - or raises ``ServingError``; it never leaves a half-loaded servable behind.
-- ``unload()`` drops every reference to the TensorFlow objects; only called once no handle is held.
+- ``unload()`` closes the version's TensorFlow session; only called once no handle is held.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import tensorflow as tf
-from google.protobuf.message import DecodeError
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
-from modelserver.errors import FailedPrecondition, ServingError
+from modelserver.errors import ServingError
 from modelserver.servable import Servable, serving_error_from_tf
+from modelserver.session import Session, SessionError
 from modelserver.warmup import WarmupOptions, replay_warmup
 
 __all__ = ["Loader", "estimate_ram_bytes"]
@@ -57,20 +58,25 @@ def estimate_ram_bytes(path: Path) -> int:
     return int((graph + _dir_size(path / "variables")) * _RAM_FACTOR) + _RAM_OVERHEAD
 
 
-def _read_signature_defs(path: Path, tags: frozenset[str]) -> dict[str, meta_graph_pb2.SignatureDef]:
-    try:
-        saved_model = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    except (OSError, DecodeError) as exc:
+_VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
+
+
+def _check_variables_restored(path: Path, meta_graph: meta_graph_pb2.MetaGraphDef) -> None:
+    """Refuse a version whose graph has variables but whose checkpoint is gone.
+
+    TensorFlow's loader treats a missing ``variables/variables.index`` as "a SavedModel without variables"
+    and loads it; every request that reads a variable then fails. TF Serving serves such a version; we report
+    the load as failed instead (state END, the serving version keeps serving), which is what its users expect.
+    """
+    if (path / "variables" / "variables.index").is_file():
+        return
+    count = sum(1 for node in meta_graph.graph_def.node if node.op in _VARIABLE_OPS)
+    if count:
         raise ServingError(
-            f"Could not parse {path / 'saved_model.pb'}: {exc}", code=grpc.StatusCode.DATA_LOSS
-        ) from None
-    for meta_graph in saved_model.meta_graphs:
-        if tags <= set(meta_graph.meta_info_def.tags):
-            return dict(meta_graph.signature_def)
-    raise FailedPrecondition(
-        f"Could not find meta graph def matching supplied tags: {{ {' '.join(sorted(tags))} }}. "
-        f"To inspect available tag-sets in the SavedModel, use the SavedModel CLI: `saved_model_cli`"
-    )
+            f"the SavedModel graph at {path} has {count} variables but {path / 'variables' / 'variables.index'} "
+            "does not exist: no checkpoint can be restored (copy the version's variables/ folder with it)",
+            code=grpc.StatusCode.DATA_LOSS,
+        )
 
 
 @dataclass
@@ -80,6 +86,8 @@ class Loader:
     path: Path
     warmup: WarmupOptions
     tags: frozenset[str] = frozenset({"serve"})
+    intra_op_threads: int = 0  # 0 = TensorFlow's choice (--tensorflow_intra_op_parallelism)
+    inter_op_threads: int = 0
 
     def estimate_ram_bytes(self) -> int:
         return estimate_ram_bytes(self.path) + (0 if _runtime_loaded else _RUNTIME_RAM)
@@ -88,19 +96,24 @@ class Loader:
         global _runtime_loaded
         started = time.perf_counter()
         ram_bytes = self.estimate_ram_bytes()
-        signature_defs = _read_signature_defs(self.path, self.tags)
         try:
-            model = tf.saved_model.load(str(self.path), tags=list(self.tags))
-        except Exception as exc:
+            session = Session.load(
+                self.path, self.tags, intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads
+            )
+        except (SessionError, OSError) as exc:
             raise serving_error_from_tf(exc) from None
-        functions = dict(getattr(model, "signatures", {}))
+        meta_graph = meta_graph_pb2.MetaGraphDef.FromString(session.meta_graph_def)
+        try:
+            _check_variables_restored(self.path, meta_graph)
+        except ServingError:
+            session.close()
+            raise
         servable = Servable(
             name=self.name,
             version=self.version,
             path=self.path,
-            signature_defs={k: v for k, v in signature_defs.items() if k in functions},
-            functions=functions,
-            model=model,
+            signature_defs=dict(meta_graph.signature_def),
+            session=session,
             ram_bytes=ram_bytes,
         )
         _runtime_loaded = True
@@ -109,10 +122,14 @@ class Loader:
             self.name,
             self.version,
             (time.perf_counter() - started) * 1000,
-            ", ".join(sorted(functions)),
+            ", ".join(sorted(servable.signature_defs)),
         )
         if self.warmup.enabled:
-            warmed = replay_warmup(servable, self.warmup)
+            try:
+                warmed = replay_warmup(servable, self.warmup)
+            except BaseException:
+                servable.close()  # never leave a half-loaded version behind
+                raise
             if warmed:
                 log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
         _freeze_heap()
@@ -120,18 +137,16 @@ class Loader:
 
     @staticmethod
     def unload(servable: Servable) -> None:
-        servable.functions.clear()
-        servable.model = None
-        gc.unfreeze()  # the version's objects were frozen after its load: make them collectable again
-        _freeze_heap()
+        servable.close()
 
 
 def _freeze_heap() -> None:
     """Collect, then move every surviving object to the permanent generation (``gc.freeze``).
 
-    A loaded SavedModel adds hundreds of thousands of long-lived Python objects; without the freeze every
-    full collection triggered by request traffic rescans them all (measured by bench/: 1.4-1.7 ms of GC per
-    REST request at concurrency 64, 0.12 ms with the freeze). Unload unfreezes first, so nothing leaks.
+    The process holds hundreds of thousands of long-lived Python objects (TensorFlow's and protobuf's
+    modules); without the freeze every full collection triggered by request traffic rescans them all
+    (measured by bench/: 1.4-1.7 ms of GC per REST request at concurrency 64, 0.12 ms with the freeze). A
+    loaded version itself is a C++ session, so unloading leaves nothing frozen behind.
     """
     gc.collect()
     gc.freeze()

@@ -1,7 +1,9 @@
-"""A loaded model version: its SignatureDefs and a checked, synchronous ``run`` of one signature.
+"""A loaded model version: its SignatureDefs and a synchronous ``run`` of one signature through the version's
+TensorFlow session (``modelserver.session``: the C++ loader and ``Session::Run``, as TF Serving runs models).
 
-Thread safety: ``run`` may be called from many threads at once (TensorFlow functions are re-entrant). It is
-only called through a ``ServableHandle`` so the version cannot be unloaded underneath it.
+Thread safety: ``run`` may be called from many threads at once (TensorFlow sessions are thread-safe) and
+releases the GIL while TensorFlow works. It is only called through a ``ServableHandle`` so the version cannot
+be unloaded underneath it.
 """
 
 from __future__ import annotations
@@ -13,49 +15,45 @@ from typing import Any
 
 import grpc
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from modelserver.errors import InvalidArgument, ServingError
+from modelserver.session import NUMPY_DTYPES, Session, SessionError
 from modelserver.tensors import dtype_name
 
 __all__ = ["DEFAULT_SIGNATURE", "Servable", "check_inputs", "numpy_dtype", "serving_error_from_tf"]
 
 DEFAULT_SIGNATURE = "serving_default"
+_DTYPE_ENUMS = {dtype: enum for enum, dtype in NUMPY_DTYPES.items()}
 
 
 def numpy_dtype(dtype: int) -> np.dtype[Any]:
     """The numpy dtype a signature input of TF ``dtype`` is fed with (object for DT_STRING)."""
     if dtype == types_pb2.DT_STRING:
         return np.dtype(object)
-    return np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
+    found = NUMPY_DTYPES.get(dtype)
+    if found is None:
+        raise InvalidArgument(f"inputs of type {dtype_name(dtype)} cannot be sent to this server")
+    return found
 
 
 def _array_dtype_enum(array: np.ndarray) -> int:
     if array.dtype == object or array.dtype.kind in "SU":
         return types_pb2.DT_STRING
-    try:
-        return int(tf.dtypes.as_dtype(array.dtype).as_datatype_enum)
-    except TypeError:
-        return types_pb2.DT_INVALID
+    return _DTYPE_ENUMS.get(array.dtype, types_pb2.DT_INVALID)
 
 
-def _shape_text(shape: Sequence[int] | None) -> str:
-    return "<unknown>" if shape is None else "[" + ",".join(str(d) for d in shape) + "]"
-
-
-def _signature_shape(proto: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...] | None:
-    return None if proto.unknown_rank else tuple(int(d.size) for d in proto.dim)
+def _status_code(code: int) -> grpc.StatusCode:
+    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
 
 
 def serving_error_from_tf(exc: BaseException) -> ServingError:
-    """A TensorFlow runtime failure as a ServingError with the same status code."""
+    """A TensorFlow runtime failure as a ServingError with the same status code (TF and gRPC share codes)."""
     if isinstance(exc, ServingError):
         return exc
-    if isinstance(exc, tf.errors.OpError):
-        code = next((c for c in grpc.StatusCode if c.value[0] == exc.error_code), grpc.StatusCode.UNKNOWN)
-        return ServingError(exc.message.strip(), code=code)
+    if isinstance(exc, SessionError):
+        return ServingError(exc.message.strip(), code=_status_code(exc.code))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, (TypeError, ValueError)):
         return InvalidArgument(text)
@@ -67,7 +65,8 @@ def serving_error_from_tf(exc: BaseException) -> ServingError:
 def check_inputs(
     signature_name: str, signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]
 ) -> None:
-    """TF Serving's predict-request checks: exactly the signature's inputs, with its dtypes and shapes."""
+    """TF Serving's predict-request checks: exactly the signature's inputs, with its dtypes. Shapes are left to
+    the graph, whose error (INVALID_ARGUMENT) the caller gets, as from TF Serving."""
     wanted = set(signature.inputs)
     sent = set(inputs)
     if sent != wanted:
@@ -85,29 +84,19 @@ def check_inputs(
                 f"Expects arg[{name}] of signature {signature_name} to be {dtype_name(info.dtype)} "
                 f"but {dtype_name(got)} is provided"
             )
-        expected = _signature_shape(info.tensor_shape)
-        if expected is None:
-            continue
-        if len(expected) != array.ndim or any(
-            e >= 0 and e != a for e, a in zip(expected, array.shape, strict=False)
-        ):
-            raise InvalidArgument(
-                f"input '{name}' of signature {signature_name} has shape {_shape_text(array.shape)} "
-                f"but the signature expects {_shape_text(expected)} (-1 = any size)"
-            )
+        # Shapes are not checked against the signature: the graph decides (TF Serving's predict_util.cc).
 
 
 @dataclass
 class Servable:
-    """One loaded version. ``signature_defs`` come from ``saved_model.pb`` (the exact protos TF Serving
-    reports in GetModelMetadata, method names included); ``functions`` are the callable TF2 signatures."""
+    """One loaded version. ``signature_defs`` are the MetaGraphDef's as the C++ loader read them (the exact
+    protos TF Serving reports in GetModelMetadata, method names included); ``session`` runs them."""
 
     name: str
     version: int
     path: Path
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
-    functions: dict[str, Any]
-    model: Any = field(default=None, repr=False)  # keeps the loaded object (and its variables) alive
+    session: Session | None = field(default=None, repr=False)
     ram_bytes: int = 0
 
     def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
@@ -118,20 +107,38 @@ class Servable:
             raise InvalidArgument(f'Serving signature key "{key}" not found.') from None
 
     def run(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        *,
+        timeout_ms: int = 0,
     ) -> dict[str, np.ndarray]:
-        """Run one signature on already-checked inputs; return the filtered outputs as numpy arrays."""
-        key = signature_name or DEFAULT_SIGNATURE
-        function = self.functions.get(key)
-        if function is None:
-            raise InvalidArgument(f'Serving signature key "{key}" not found.')
+        """Run one signature on already-checked inputs; return the filtered outputs as numpy arrays.
+
+        Feeds and fetches are the SignatureDef's tensor names; ``timeout_ms`` > 0 cancels a run that outlives
+        the request's deadline (DEADLINE_EXCEEDED)."""
+        signature = self.signature(signature_name)
+        session = self.session
+        if session is None:
+            raise ServingError(
+                f"Servable {self.name} version {self.version} is unloaded", code=grpc.StatusCode.UNAVAILABLE
+            )
+        names = tuple(output_filter) or tuple(signature.outputs)
+        feeds = {}
+        for alias, array in inputs.items():
+            info = signature.inputs[alias]
+            feeds[info.name] = (array, info.dtype)
         try:
-            feeds = {name: tf.constant(value) for name, value in inputs.items()}
-            result = function(**feeds)
-        except Exception as exc:  # TF reports bad values (e.g. a malformed tf.Example) as exceptions
+            arrays = session.run(feeds, [signature.outputs[n].name for n in names], timeout_ms=timeout_ms)
+        except SessionError as exc:
             raise serving_error_from_tf(exc) from None
-        names = output_filter or tuple(result)
-        return {name: result[name].numpy() for name in names}
+        return dict(zip(names, arrays, strict=True))
+
+    def close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()
 
     def check_output_filter(self, signature_name: str, output_filter: Sequence[str]) -> None:
         signature = self.signature(signature_name)

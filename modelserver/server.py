@@ -39,17 +39,6 @@ GRACE_SECONDS = 5.0
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def _configure_tensorflow(options: ServerOptions) -> None:
-    import tensorflow as tf
-
-    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
-    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-
-
 def _rest_protocol(app: ASGIApp) -> ASGIApp:
     """Label the REST adapter's calls as protocol "rest" in the data plane's metrics."""
 
@@ -78,7 +67,16 @@ class ModelServer:
             num_request_iterations=o.num_request_iterations_for_warmup,
             method_name_check=o.enable_signature_method_name_check,
         )
-        return Loader(name, version, path, warmup, o.tags)
+        # TF Serving: --tensorflow_session_parallelism sets both pools unless the specific flags are given.
+        return Loader(
+            name,
+            version,
+            path,
+            warmup,
+            o.tags,
+            intra_op_threads=o.tensorflow_intra_op_parallelism or o.tensorflow_session_parallelism,
+            inter_op_threads=o.tensorflow_inter_op_parallelism or o.tensorflow_session_parallelism,
+        )
 
     async def _poll_config_file(self) -> None:
         path = self.options.model_config_file
@@ -97,7 +95,6 @@ class ModelServer:
 
     async def serve(self) -> int:
         o = self.options
-        _configure_tensorflow(o)
         budget = o.total_model_memory_limit_bytes or default_ram_budget()
         log.info("RAM budget for loaded versions: %.1f MiB", budget / 2**20)
         manager = AspiredVersionsManager(self._loader, ram_budget_bytes=budget)

@@ -100,10 +100,12 @@ def test_housing_predict_and_regress_with_missing_values(client: Client) -> None
 
 
 def test_metadata_lists_contract_signatures(client: Client) -> None:
+    # Every SignatureDef of the MetaGraphDef, the init op's included, as TF Serving lists them
+    # (testdata/saved_model_half_plus_two_tf2_2_versions_metadata.json).
     expected = {
-        "fashion": {"serving_default", "contract", "classify"},
-        "text": {"serving_default", "contract", "classify"},
-        "housing": {"serving_default", "contract", "regress"},
+        "fashion": {"serving_default", "contract", "classify", "__saved_model_init_op"},
+        "text": {"serving_default", "contract", "classify", "__saved_model_init_op"},
+        "housing": {"serving_default", "contract", "regress", "__saved_model_init_op"},
     }
     for model, keys in expected.items():
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])

@@ -62,3 +62,36 @@ def test_corrupt_version_fails_with_a_clear_error(tiny: dict[str, Path], tmp_pat
         Loader("half", 2, version, WarmupOptions()).load()
     assert info.value.code != grpc.StatusCode.OK
     assert info.value.message
+
+
+def test_the_graph_decides_shapes_and_its_error_is_invalid_argument(tiny: dict[str, Path]) -> None:
+    """No Python-side shape check (TF Serving's predict_util.cc): shapes the graph accepts answer, shapes it
+    rejects give TensorFlow's own INVALID_ARGUMENT."""
+    half = Loader("half", 1, tiny["half_plus_two"], WarmupOptions()).load()
+    outputs = half.run("", {"x": np.array([[2.0, 4.0]], np.float32)})  # declared [-1]
+    np.testing.assert_array_equal(outputs["y"], [[3.0, 4.0]])
+    multi = Loader("multi", 1, tiny["multi_input"], WarmupOptions()).load()
+    with pytest.raises(ServingError) as info:  # reduce_sum(axis=1) of a rank-1 `a`
+        multi.run("", {"a": np.array([1.0, 2.0], np.float32), "b": np.array([1.0], np.float32)})
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "axis" in info.value.message.lower() or "dimension" in info.value.message.lower()
+    Loader.unload(half)
+    Loader.unload(multi)
+
+
+def test_unload_closes_the_session(tiny: dict[str, Path]) -> None:
+    servable = Loader("half", 1, tiny["half_plus_two"], WarmupOptions()).load()
+    Loader.unload(servable)
+    with pytest.raises(ServingError) as info:
+        servable.run("", {"x": np.array([1.0], np.float32)})
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_strings_round_trip_through_the_session(tiny: dict[str, Path]) -> None:
+    servable = Loader("strings", 1, tiny["strings"], WarmupOptions()).load()
+    long = "x" * 100  # longer than TF_TString's inline capacity: heap-allocated element
+    text = np.array([b"ab", "caf\u00e9".encode(), long.encode(), b""], dtype=object)
+    outputs = servable.run("", {"text": text})
+    assert outputs["length"].tolist() == [2, 5, 100, 0]
+    assert outputs["upper_bytes"].tolist() == [b"AB", "CAF\u00e9".encode(), long.upper().encode(), b""]
+    Loader.unload(servable)

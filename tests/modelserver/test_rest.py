@@ -246,7 +246,8 @@ def test_errors_have_tf_serving_status_and_message(
 
 BAD_TENSORS = [
     # valid JSON that the model cannot take: the data plane answers 400, the server stays up
-    (f"{HP2}:predict", {"instances": [[1.0, 2.0]]}),
+    # a shape the graph rejects (reduce_sum over axis 1 of a rank-1 `a`): TensorFlow's INVALID_ARGUMENT
+    ("/v1/models/multi_input:predict", {"inputs": {"a": [1.0, 2.0], "b": [3.0]}}),
     (f"{HP2}:classify", {"signature_name": "serving_default", "examples": [{"x": 1.0}]}),
     (f"{HP2}:regress", {"signature_name": "regress_x_to_y", "examples": [{"y": 1.0}]}),
     (f"{HP2}:predict", {"instances": [1.0], "signature_name": 7}),

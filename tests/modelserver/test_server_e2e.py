@@ -210,7 +210,6 @@ def _call_code(call: Any) -> tuple[grpc.StatusCode, str]:
         ({"signature": "nope"}, grpc.StatusCode.INVALID_ARGUMENT, 'Serving signature key "nope" not found.'),
         ({"input": "z"}, grpc.StatusCode.INVALID_ARGUMENT, "Missing but required: {x}"),
         ({"dtype": np.int64}, grpc.StatusCode.INVALID_ARGUMENT, "to be float but int64 is provided"),
-        ({"x": [[1.0]]}, grpc.StatusCode.INVALID_ARGUMENT, "has shape [1,1] but the signature expects [-1]"),
     ],
 )
 def test_predict_error_codes(
