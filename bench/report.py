@@ -80,8 +80,26 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
         "| batch | images/s | ms per call |",
         "| --- | --- | --- |",
     ]
-    for value in inproc.values():
-        lines.append(f"| {value['batch']} | {value['images_per_s']:.0f} | {value['ms_per_call']:.3f} |")
+    for key, value in inproc.items():
+        if key.startswith("batch"):
+            lines.append(f"| {value['batch']} | {value['images_per_s']:.0f} | {value['ms_per_call']:.3f} |")
+    execution = inproc.get("execution")
+    if execution:
+        lines += [
+            "",
+            "## Execution path: per-call cost (same process, alternating rounds)",
+            "",
+            "The TF Serving path the modelserver runs (C++ loader + `TF_SessionRun`, GIL released) against the TF2 "
+            "Python path it ran before (`tf.saved_model.load` + ConcreteFunction).",
+            "",
+            "| batch | C++ session ms/call | ConcreteFunction ms/call | session / function |",
+            "| --- | --- | --- | --- |",
+        ]
+        for key, ratio in execution["session_over_function"].items():
+            lines.append(
+                f"| {key.removeprefix('batch')} | {execution['session'][key]['ms_per_call']:.3f} "
+                f"| {execution['function'][key]['ms_per_call']:.3f} | {ratio:.2f}x |"
+            )
     lines += [
         "",
         "## Load points",
