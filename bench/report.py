@@ -89,8 +89,8 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
             "",
             "## Execution path: per-call cost (same process, alternating rounds)",
             "",
-            "The TF Serving path the modelserver runs (C++ loader + `TF_SessionRun`, GIL released) against the TF2 "
-            "Python path it ran before (`tf.saved_model.load` + ConcreteFunction).",
+            "The TF Serving path the modelserver runs (C++ loader + `TF_SessionRun`, GIL released) "
+            "against the TF2 Python path it ran before (`tf.saved_model.load` + ConcreteFunction).",
             "",
             "| batch | C++ session ms/call | ConcreteFunction ms/call | session / function |",
             "| --- | --- | --- | --- |",

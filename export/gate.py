@@ -47,8 +47,8 @@ def _agree(key: str, name: str, got: np.ndarray, want: np.ndarray) -> str | None
 
 
 def check_cpp_loader(servable: Servable, directory: Path) -> dict[str, Any]:
-    """Load ``directory`` with the C++ loader and run every signature; raise ``VerificationFailed`` on the first
-    signature that fails or disagrees. Returns what was checked (for the model card)."""
+    """Load ``directory`` with the C++ loader and run every signature; raise ``VerificationFailed`` on the
+    first signature that fails or disagrees. Returns what was checked (for the model card)."""
     try:
         session = Session.load(directory, ("serve",))
     except SessionError as err:
@@ -81,6 +81,10 @@ def check_cpp_loader(servable: Servable, directory: Path) -> dict[str, Any]:
                         servable.name, f"signature {key!r} under TensorFlow's C++ loader: {problem}"
                     )
             checked.append(key)
-        return {"loader": "TF_LoadSessionFromSavedModel", "signatures": sorted(checked), "tolerance": TOLERANCE}
+        return {
+            "loader": "TF_LoadSessionFromSavedModel",
+            "signatures": sorted(checked),
+            "tolerance": TOLERANCE,
+        }
     finally:
         session.close()

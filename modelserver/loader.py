@@ -1,7 +1,7 @@
-"""Loader: one per model version. Estimates the RAM the version needs, loads the SavedModel with TensorFlow's
-C++ loader (``modelserver.session``: the restore op, the init op / main_op / legacy_init_op with the asset
-paths - TF1 and TF2 SavedModels alike, exactly as TF Serving's SavedModelBundle), replays its warm-up requests,
-and unloads it.
+"""Loader: one per model version. Estimates the RAM the version needs, loads the SavedModel with
+TensorFlow's C++ loader (``modelserver.session``: the restore op, the init op / main_op / legacy_init_op with
+the asset paths - TF1 and TF2 SavedModels alike, exactly as TF Serving's SavedModelBundle), replays its
+warm-up requests, and unloads it.
 
 Contract (the manager is the only caller):
 - ``estimate_ram_bytes()`` is cheap (file sizes only) and is called before ``load()`` so the manager can
@@ -73,8 +73,9 @@ def _check_variables_restored(path: Path, meta_graph: meta_graph_pb2.MetaGraphDe
     count = sum(1 for node in meta_graph.graph_def.node if node.op in _VARIABLE_OPS)
     if count:
         raise ServingError(
-            f"the SavedModel graph at {path} has {count} variables but {path / 'variables' / 'variables.index'} "
-            "does not exist: no checkpoint can be restored (copy the version's variables/ folder with it)",
+            f"the SavedModel graph at {path} has {count} variables but "
+            f"{path / 'variables' / 'variables.index'} does not exist: no checkpoint can be restored "
+            "(copy the version's variables/ folder with it)",
             code=grpc.StatusCode.DATA_LOSS,
         )
 
@@ -98,7 +99,10 @@ class Loader:
         ram_bytes = self.estimate_ram_bytes()
         try:
             session = Session.load(
-                self.path, self.tags, intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads
+                self.path,
+                self.tags,
+                intra_op_threads=self.intra_op_threads,
+                inter_op_threads=self.inter_op_threads,
             )
         except (SessionError, OSError) as exc:
             raise serving_error_from_tf(exc) from None

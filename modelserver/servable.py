@@ -65,8 +65,8 @@ def serving_error_from_tf(exc: BaseException) -> ServingError:
 def check_inputs(
     signature_name: str, signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]
 ) -> None:
-    """TF Serving's predict-request checks: exactly the signature's inputs, with its dtypes. Shapes are left to
-    the graph, whose error (INVALID_ARGUMENT) the caller gets, as from TF Serving."""
+    """TF Serving's predict-request checks: exactly the signature's inputs, with its dtypes. Shapes are left
+    to the graph, whose error (INVALID_ARGUMENT) the caller gets, as from TF Serving."""
     wanted = set(signature.inputs)
     sent = set(inputs)
     if sent != wanted:

@@ -1,9 +1,9 @@
 """TensorFlow's C++ SavedModel loader and session, through the C API the tensorflow wheel ships.
 
-This is the code path TensorFlow Serving itself runs (``LoadSavedModel`` in ``tensorflow/cc/saved_model/
-loader.cc``, then ``Session::Run``): import the MetaGraphDef with the requested tags, run the saver's restore op
-with ``<dir>/variables/variables``, run the init op (``__saved_model_init_op``, ``main_op`` or
-``legacy_init_op``) with the asset paths fed - for TF1 and TF2 SavedModels alike - and run signatures by the
+This is the code path TensorFlow Serving itself runs (``LoadSavedModel`` in
+``tensorflow/cc/saved_model/loader.cc``, then ``Session::Run``): import the MetaGraphDef with the requested
+tags, run the saver's restore op with ``<dir>/variables/variables``, run the init op
+(``__saved_model_init_op``, ``main_op`` or ``legacy_init_op``) with the asset paths fed - for TF1 and TF2 SavedModels alike - and run signatures by the
 tensor names of their SignatureDef. Nothing maps variables by Python object graph, so a SavedModel that loads
 and runs here loads and runs in the official ``tensorflow_model_server``.
 
@@ -12,7 +12,8 @@ Contract:
   status code and message.
 - ``Session.run`` is thread-safe (TensorFlow sessions are) and releases the GIL while TensorFlow runs: every
   foreign call through ctypes does. Inputs are numpy arrays (object arrays of ``bytes`` for DT_STRING); the
-  caller checks names and dtypes first. Fed shapes are *not* checked here: the graph decides, as in TF Serving.
+  caller checks names and dtypes first. Fed shapes are *not* checked here: the graph decides, as in TF
+  Serving.
 - ``Session.close`` frees the session and graph; no ``run`` may be in flight (the manager unloads a version
   only when no handle is held).
 
@@ -202,7 +203,15 @@ def _new_tensor(lib: ctypes.CDLL, array: np.ndarray, dtype: int) -> int:
             raise SessionError(8, f"could not allocate a string tensor of {flat.size} elements")
         base = lib.TF_TensorData(tensor)
         for i, value in enumerate(flat):
-            raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            if isinstance(value, str):
+                raw = value.encode("utf-8")
+            elif isinstance(value, (bytes, bytearray, memoryview)):
+                raw = bytes(value)
+            else:  # bytes(n) of an int would allocate n zero bytes: refuse anything but text and bytes
+                _free_input(lib, tensor, DT_STRING, i)
+                raise SessionError(
+                    3, f"a string tensor element must be bytes or text, not {type(value).__name__}"
+                )
             element = base + i * _TSTRING_SIZE
             lib.TF_StringInit(element)
             lib.TF_StringCopy(element, raw, len(raw))
@@ -248,7 +257,7 @@ def _to_numpy(lib: ctypes.CDLL, tensor: int) -> np.ndarray:
 
 
 def _config_proto(intra_op: int, inter_op: int) -> bytes:
-    """A serialized ConfigProto with the thread-pool sizes (fields 2 and 5, varints; 0 = TensorFlow's choice)."""
+    """A serialized ConfigProto with the thread-pool sizes (fields 2 and 5; 0 = TensorFlow's choice)."""
     proto = b""
     if intra_op > 0:
         proto += b"\x10" + _varint(intra_op)
@@ -290,7 +299,14 @@ class Session:
                     lib.TF_SetConfig(options, config, len(config), status.ptr)
                     status.check()
                 session = lib.TF_LoadSessionFromSavedModel(
-                    options, None, str(export_dir).encode("utf-8"), c_tags, len(tag_list), graph, meta, status.ptr
+                    options,
+                    None,
+                    str(export_dir).encode("utf-8"),
+                    c_tags,
+                    len(tag_list),
+                    graph,
+                    meta,
+                    status.ptr,
                 )
                 status.check()
             meta_graph_def = ctypes.string_at(meta.contents.data, meta.contents.length)
@@ -351,13 +367,24 @@ class Session:
                 run_options = lib.TF_NewBufferFromString(options, len(options))
             with _Status(lib) as status:
                 lib.TF_SessionRun(
-                    session, run_options, inputs, values, n_in, outputs, results, n_out, None, 0, None, status.ptr
+                    session,
+                    run_options,
+                    inputs,
+                    values,
+                    n_in,
+                    outputs,
+                    results,
+                    n_out,
+                    None,
+                    0,
+                    None,
+                    status.ptr,
                 )
                 status.check()
             arrays: list[np.ndarray] = []
             try:
                 for i in range(n_out):
-                    arrays.append(_to_numpy(lib, results[i]))
+                    arrays.append(_to_numpy(lib, int(results[i] or 0)))
             finally:
                 for i in range(n_out):
                     if results[i]:

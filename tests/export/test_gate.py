@@ -29,7 +29,9 @@ def _predict_inputs(name: str, card: dict[str, Any], rows: int) -> dict[str, np.
     if name == "fashion":
         return {"image": np.random.default_rng(0).random((rows, 28, 28, 1), dtype=np.float32)}
     if name == "text":
-        return {"text": np.asarray([b"WINNER! claim your prize now", b"see you at lunch"][:rows], dtype=object)}
+        return {
+            "text": np.asarray([b"WINNER! claim your prize now", b"see you at lunch"][:rows], dtype=object)
+        }
     return {feature: np.full(rows, 1.5, np.float32) for feature in card["contract"]["inputs"]}
 
 
@@ -56,8 +58,9 @@ def _feeds(name: str, key: str, card: dict[str, Any], rows: int) -> dict[str, np
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_published_signature_runs_under_the_cpp_loader(versions: dict[str, Path], name: str) -> None:
-    """Part of `make test`: the freshly exported versions load through TF_LoadSessionFromSavedModel (restore op,
-    init op, assets) and every signature runs by its SignatureDef's tensor names - 3 per model, 9 in all."""
+    """Part of `make test`: the freshly exported versions load through TF_LoadSessionFromSavedModel (restore
+    op, init op, assets) and every signature runs by its SignatureDef's tensor names (3 per model, 9 in
+    all)."""
     card = json.loads((versions[name] / "model_card.json").read_text())
     assert set(card["serving_check"]["signatures"]) == SIGNATURES[name]
     session = Session.load(versions[name])
@@ -68,7 +71,9 @@ def test_every_published_signature_runs_under_the_cpp_loader(versions: dict[str,
             inputs = _feeds(name, key, card, 2)
             feeds = {signature.inputs[k].name: (v, signature.inputs[k].dtype) for k, v in inputs.items()}
             names = sorted(signature.outputs)
-            outputs = dict(zip(names, session.run(feeds, [signature.outputs[n].name for n in names]), strict=True))
+            outputs = dict(
+                zip(names, session.run(feeds, [signature.outputs[n].name for n in names]), strict=True)
+            )
             if key == "contract":
                 assert json.loads(outputs["contract"][()].decode())["model"] == name
             else:
@@ -84,7 +89,7 @@ def test_gate_refuses_a_mis_tracked_model_and_publishes_nothing(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Track the Keras 3 variable wrappers (the old export): the Python loader still runs the model, but the
-    C++ loader restores a copy the serving functions never read. The gate names the signature and the error."""
+    C++ loader restores a copy the serving functions never read. The gate names the signature and error."""
 
     def keras_wrappers(module: Any, model: Any) -> None:
         module.model_weights = list(model.weights)
@@ -97,4 +102,6 @@ def test_gate_refuses_a_mis_tracked_model_and_publishes_nothing(
     assert "signature 'serving_default'" in message or "signature 'regress'" in message
     assert "Could not find variable" in message
     model_root = tmp_path / "housing"
-    assert not model_root.exists() or [p.name for p in model_root.iterdir() if not p.name.startswith(".")] == []
+    assert (
+        not model_root.exists() or [p.name for p in model_root.iterdir() if not p.name.startswith(".")] == []
+    )
