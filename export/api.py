@@ -3,7 +3,8 @@
 ``export_model`` is what the CLI and other parts' tests call. It trains on the real data (``limit`` rows for
 fast tests), then in a staging directory writes the SavedModel, rewrites and verifies method names, freezes
 the graph and checks it against the SavedModel, writes warm-up records, labels, curves and the card, reloads
-and runs every signature - in Python and under TensorFlow's C++ loader (``export.gate``) - and only then renames the directory into place (see ``export.publish``).
+and runs every signature - in Python and under TensorFlow's C++ loader (``export.gate``) - and only then
+renames the directory into place (see ``export.publish``).
 """
 
 from __future__ import annotations
