@@ -4,8 +4,9 @@ This is the code path TensorFlow Serving itself runs (``LoadSavedModel`` in
 ``tensorflow/cc/saved_model/loader.cc``, then ``Session::Run``): import the MetaGraphDef with the requested
 tags, run the saver's restore op with ``<dir>/variables/variables``, run the init op
 (``__saved_model_init_op``, ``main_op`` or ``legacy_init_op``) with the asset paths fed - for TF1 and TF2
-SavedModels alike - and run signatures by the tensor names of their SignatureDef. Nothing maps variables by Python object graph, so a SavedModel that loads
-and runs here loads and runs in the official ``tensorflow_model_server``.
+SavedModels alike - and run signatures by the tensor names of their SignatureDef. Nothing maps variables by
+Python object graph, so a SavedModel that loads and runs here loads and runs in the official
+``tensorflow_model_server``.
 
 Contract:
 - ``Session.load`` blocks and either returns a ready session or raises ``SessionError`` carrying TensorFlow's
