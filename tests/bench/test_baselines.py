@@ -26,11 +26,18 @@ def client(fashion_dir: Path) -> TestClient:
 
 def test_inprocess_measures_each_batch_size(fashion_dir: Path) -> None:
     found = measure(fashion_dir, 0.05, batches=(1, 4))
-    assert set(found) == {"batch1", "batch4"}
+    assert set(found) == {"batch1", "batch4", "execution"}
     assert found["batch4"]["calls"] >= 1
     assert found["batch4"]["images_per_s"] == pytest.approx(
         found["batch4"]["calls"] * 4 / found["batch4"]["seconds"]
     )
+    # both execution paths measured at each batch size, and their ratio derived from the same figures
+    execution = found["execution"]
+    for batch in ("batch1", "batch4"):
+        assert execution["session"][batch]["calls"] >= 1 and execution["function"][batch]["calls"] >= 1
+        assert execution["session_over_function"][batch] == pytest.approx(
+            execution["session"][batch]["ms_per_call"] / execution["function"][batch]["ms_per_call"]
+        )
 
 
 def test_naive_server_answers_like_tf_serving_rest(client: TestClient) -> None:
