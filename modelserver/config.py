@@ -10,6 +10,7 @@ the problem.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,14 @@ def _parse_text(text: str, message: Any, what: str, source: str) -> Any:
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as exc:
-        raise ConfigError(f"{what} {source} is not a valid text proto: {exc}") from None
+        # Worded as the C++ protobuf parser that tensorflow_model_server uses words it:
+        # "Error parsing text-format <message type>: <line>:<column>: <what is wrong>".
+        detail = re.sub(r"^\d+:\d+ : ", "", str(exc))
+        where = f"{exc.GetLine()}:{exc.GetColumn()}: " if exc.GetLine() is not None else ""
+        raise ConfigError(
+            f"{what} {source} is not a valid text proto: Error parsing text-format "
+            f"{message.DESCRIPTOR.full_name}: {where}{detail}"
+        ) from None
 
 
 def _read(path: str | Path, what: str) -> str:
