@@ -60,7 +60,10 @@ def test_repository_models_config_parses() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("improperly formatted file", "not a valid text proto"),
+        (  # worded as tensorflow_model_server's protobuf parser words it (line:column)
+            "improperly formatted file",
+            "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: Message type",
+        ),
         ("model_config_list { config { base_path: '/x' } }", "has no name"),
         ("model_config_list { config { name: 'a' } }", "has no base_path"),
         (
@@ -101,7 +104,7 @@ def test_batching_parameters_doc_example_and_defaults() -> None:
         ("max_batch_size { value: 0 }", "max_batch_size must be positive"),
         ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must equal max_batch_size"),
         ("max_batch_size { value: 8 } allowed_batch_sizes: 8 allowed_batch_sizes: 4", "increasing"),
-        ("unknown_field { value: 1 }", "not a valid text proto"),
+        ("unknown_field { value: 1 }", "text-format tensorflow.serving.BatchingParameters: 1:1: "),
     ],
 )
 def test_bad_batching_parameters(text: str, problem: str) -> None:
