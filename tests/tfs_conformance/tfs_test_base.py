@@ -6,7 +6,7 @@ What changed against the original, and why:
   ``--rest_api_timeout_in_ms``, ``--grpc_socket_path``, ``--grpc_channel_arguments`` with
   ``grpc.so_reuseaddr=1`` appended, ...), one server per distinct argument set, shared by the cases of a
   module as the original shares them across its class. Ports are free loopback ports, and the gRPC socket is a
-  per-server path in the test's temporary folder instead of the shared ``/tmp/tf-serving.sock``.
+  per-server path in a private ``/tmp`` folder instead of the shared ``/tmp/tf-serving.sock``.
 - ``WaitForServerReady`` keeps its condition (a Predict for ``intentionally_missing_model`` answers an error
   naming a servable) with a generous deadline as a hang guard; ``CallREST`` keeps one attempt (our server
   opens its ports only once the models are loaded, so there is nothing to retry into).
@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -87,6 +89,7 @@ class ServerPool:
 
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="tfs-conformance-", dir="/tmp"))
         self._servers: dict[tuple[Any, ...], tuple[ServerProcess, str, str]] = {}
         self._ready: set[ServerProcess] = set()
         self._queue: list[ServerProcess] = []
@@ -159,7 +162,8 @@ class ServerPool:
         return shlex.split(command)
 
     def socket_path(self, port: int) -> Path:
-        return self.work_dir / f"tf-serving-{port}.sock"
+        # A UNIX socket path is limited to 107 bytes: the official test's /tmp, one folder per pool.
+        return self._socket_dir / f"tf-serving-{port}.sock"
 
     def launch(
         self, model_name: str | None, model_path: str | Path | None, **flags: Any
@@ -221,6 +225,7 @@ class ServerPool:
                 proc.process.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.stop()
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
         self._servers.clear()
         self._ready.clear()
 
