@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -117,47 +118,42 @@ def test_get_model_metadata(pool: ServerPool) -> None:
 
 
 # ---- gRPC: classify, regress, multi-inference (TF1 and TF2 half_plus_two) --------------------------------
+Request = TypeVar("Request", classification_pb2.ClassificationRequest, regression_pb2.RegressionRequest)
+
+
+def _x_is_two(request: Request, signature_name: str) -> Request:
+    """The official request: model 'default', one tf.Example with x = 2.0."""
+    request.model_spec.name = "default"
+    request.model_spec.signature_name = signature_name
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.extend([2.0])
+    return request
+
+
 @pytest.mark.parametrize(
     "model_path", [HALF_PLUS_TWO, HALF_PLUS_TWO_TF2], ids=["testClassify", "testClassifyTf2"]
 )
 def test_classify(pool: ServerPool, model_path: Path) -> None:
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "classify_x_to_y"
-    example = request.input.example_list.examples.add()
-    example.features.feature["x"].float_list.value.extend([2.0])
+    request = _x_is_two(classification_pb2.ClassificationRequest(), "classify_x_to_y")
     with grpc.insecure_channel(_grpc(pool, model_path)) as channel:
         result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(request, RPC_TIMEOUT)
     assert len(result.result.classifications) == 1
     assert len(result.result.classifications[0].classes) == 1
     assert result.result.classifications[0].classes[0].score == 3.0
-    verify_model_spec(
-        result.model_spec,
-        request.model_spec.name,
-        request.model_spec.signature_name,
-        get_model_version(model_path),
-    )
+    spec = request.model_spec
+    verify_model_spec(result.model_spec, spec.name, spec.signature_name, get_model_version(model_path))
 
 
 @pytest.mark.parametrize(
     "model_path", [HALF_PLUS_TWO, HALF_PLUS_TWO_TF2], ids=["testRegress", "testRegressTf2"]
 )
 def test_regress(pool: ServerPool, model_path: Path) -> None:
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "regress_x_to_y"
-    example = request.input.example_list.examples.add()
-    example.features.feature["x"].float_list.value.extend([2.0])
+    request = _x_is_two(regression_pb2.RegressionRequest(), "regress_x_to_y")
     with grpc.insecure_channel(_grpc(pool, model_path)) as channel:
         result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Regress(request, RPC_TIMEOUT)
     assert len(result.result.regressions) == 1
     assert result.result.regressions[0].value == 3.0
-    verify_model_spec(
-        result.model_spec,
-        request.model_spec.name,
-        request.model_spec.signature_name,
-        get_model_version(model_path),
-    )
+    spec = request.model_spec
+    verify_model_spec(result.model_spec, spec.name, spec.signature_name, get_model_version(model_path))
 
 
 @pytest.mark.parametrize(
@@ -180,10 +176,11 @@ def test_multi_inference(pool: ServerPool, model_path: Path) -> None:
     assert result.results[0].regression_result.regressions[0].value == 3.0
     assert result.results[1].classification_result.classifications[0].classes[0].score == 3.0
     for i in range(2):
+        task_spec = request.tasks[i].model_spec
         verify_model_spec(
             result.results[i].model_spec,
-            request.tasks[i].model_spec.name,
-            request.tasks[i].model_spec.signature_name,
+            task_spec.name,
+            task_spec.signature_name,
             get_model_version(model_path),
         )
 
@@ -415,33 +412,24 @@ def test_keras_sequential_saved_model_save(pool: ServerPool, written_models: Pat
 
 
 # ---- not applicable to this server (see README.md) -----------------------------------------------------
-@pytest.mark.skip(
-    reason="testPredictOnTfLite: --prefer_tflite_model serves a .tflite file with the TF Lite interpreter; "
-    "this server runs SavedModels through TensorFlow's session only (no TF Lite servable)"
+NOT_APPLICABLE = {
+    "testPredictOnTfLite": "--prefer_tflite_model serves a .tflite file with the TF Lite interpreter; this "
+    "server runs SavedModels through TensorFlow's session only (no TF Lite servable)",
+    "testPredictWithSignatureDefOnTfLite": "--prefer_tflite_model (TF Lite interpreter with signature defs); "
+    "this server has no TF Lite servable",
+    "test_profiler_service_with_valid_trace_request": "needs TensorFlow's profiler gRPC service "
+    "(tensorflow.ProfilerService) on the model server's gRPC port, which this server does not host",
+    "test_tf_text": "the tf_text_regression model needs TF Text's custom ops (tensorflow-text is not a "
+    "dependency), and its saved_model.pb is absent from the repository snapshot",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=pytest.mark.skip(reason=f"{case}: {why}"), id=case)
+        for case, why in NOT_APPLICABLE.items()
+    ],
 )
-def test_predict_on_tflite() -> None:
-    """testPredictOnTfLite"""
-
-
-@pytest.mark.skip(
-    reason="testPredictWithSignatureDefOnTfLite: --prefer_tflite_model (TF Lite interpreter with signature "
-    "defs); this server has no TF Lite servable"
-)
-def test_predict_with_signature_def_on_tflite() -> None:
-    """testPredictWithSignatureDefOnTfLite"""
-
-
-@pytest.mark.skip(
-    reason="test_profiler_service_with_valid_trace_request: needs the TensorFlow profiler gRPC service "
-    "(tensorflow.ProfilerService) on the model server's gRPC port, which this server does not host"
-)
-def test_profiler_service_with_valid_trace_request() -> None:
-    """test_profiler_service_with_valid_trace_request"""
-
-
-@pytest.mark.skip(
-    reason="test_tf_text: the tf_text_regression model needs TF Text's custom ops (tensorflow-text is not a "
-    "dependency) and its saved_model.pb is absent from the repository snapshot"
-)
-def test_tf_text() -> None:
-    """test_tf_text"""
+def test_not_applicable(case: str) -> None:
+    pytest.fail(f"{case} is listed as not applicable and must stay skipped")
