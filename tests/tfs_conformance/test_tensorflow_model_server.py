@@ -62,32 +62,41 @@ WRITTEN_MODELS = (
     "keras_sequential_saved_model_save",
     "distrat_keras_sequential_saved_model_save",
 )
+# The official file's cases, each one pytest case here (26 that apply, 4 in NOT_APPLICABLE).
+OFFICIAL_CASES = 30
 GRPC_CHANNEL_ARGUMENTS = "grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb"
 
 
+def _whole_module_selected(request: pytest.FixtureRequest) -> bool:
+    """True when every case of this module runs (``make test``), not a ``-k`` selection of a few."""
+    module = request.module
+    collected = [item for item in request.session.items if getattr(item, "module", None) is module]
+    return len(collected) == OFFICIAL_CASES
+
+
 @pytest.fixture(scope="module", autouse=True)
-def prestart(
-    pool: ServerPool,
-    good_model_config_file: Path,
-    reload_config_files: dict[int, Path],
-    saved_models_writer: object,
-) -> None:
-    """Start every server the cases use at once (the SavedModel writer too), so their TensorFlow start-ups
-    overlap; each case still asks for its server with the original's arguments and waits until it is ready."""
+def prestart(request: pytest.FixtureRequest, pool: ServerPool) -> None:
+    """On a run of the whole module, queue every server the cases use (and start the SavedModel writer) at
+    once, so their TensorFlow start-ups overlap with each other and with the cases. Each case still asks for
+    its server with the original's arguments and waits until it is ready; a partial run starts only those."""
+    if not _whole_module_selected(request):
+        return
+    request.getfixturevalue("saved_models_writer")
     pool.launch("default", HALF_PLUS_TWO)
     pool.launch("default", HALF_PLUS_TWO_TF2)
-    pool.launch(None, None, model_config_file=good_model_config_file)
-    for poll, config_path in reload_config_files.items():
+    pool.launch(None, None, model_config_file=request.getfixturevalue("good_model_config_file"))
+    for poll, config_path in request.getfixturevalue("reload_config_files").items():
         pool.launch(None, None, model_config_file=config_path, model_config_file_poll_period=poll)
     pool.launch("default", HALF_PLUS_TWO, grpc_channel_arguments=GRPC_CHANNEL_ARGUMENTS)
     pool.launch("default", HALF_PLUS_TWO, monitoring_config_file=MONITORING_CONFIG)
 
 
 @pytest.fixture(scope="module")
-def written_models(pool: ServerPool, saved_models: Path) -> Path:
-    """The written SavedModels, with their servers started together."""
-    for case in WRITTEN_MODELS:
-        pool.launch("default", saved_models / case)
+def written_models(request: pytest.FixtureRequest, pool: ServerPool, saved_models: Path) -> Path:
+    """The written SavedModels; on a whole-module run their servers are queued together."""
+    if _whole_module_selected(request):
+        for case in WRITTEN_MODELS:
+            pool.launch("default", saved_models / case)
     return saved_models
 
 
@@ -229,15 +238,17 @@ def test_bad_model_config(pool: ServerPool) -> None:
 
 
 def _predict_until(address: str, deadline_secs: float, **kwargs: object) -> None:
-    """verify_predict_request, retried while the server answers NOT_FOUND (the new config is not applied yet);
-    the original sleeps 10 s instead."""
+    """verify_predict_request, retried while the new config is not applied yet; the original sleeps 10 s
+    instead. Not yet applied: the model is unknown (NOT_FOUND) or its version is still loading, which TF
+    Serving answers NOT_FOUND and this server UNAVAILABLE ("... version 123 LOADING")."""
     deadline = time.monotonic() + deadline_secs
+    not_yet = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
     while True:
         try:
             verify_predict_request(address, **kwargs)  # type: ignore[arg-type]
             return
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+            if exc.code() not in not_yet or time.monotonic() > deadline:
                 raise
         time.sleep(0.2)
 
