@@ -17,13 +17,10 @@ All traffic goes to 127.0.0.1. Figures land in .run/compose-smoke.json and are p
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
+
+from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
+from devtools.files import write_atomic
+from devtools.procs import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("fashion", "text", "housing")
-LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-          "Ankle boot")
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.modelserver.yml")
 PROJECT = "tfserve-smoke"
 IMAGE_TAG = os.environ.get("IMAGE_TAG", "0.1.0")
@@ -60,20 +58,6 @@ def step(message: str) -> None:
     print(f"== {message}", flush=True)
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (bound to port 0, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def latest_version(model_dir: Path) -> int | None:
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
     return max(versions, default=None)
@@ -81,15 +65,8 @@ def latest_version(model_dir: Path) -> int | None:
 
 def fashion_pngs(data_dir: Path, count: int) -> list[tuple[bytes, str]]:
     """The first ``count`` Fashion-MNIST test images as PNG bytes, with their true labels."""
-    images = gzip.decompress((data_dir / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((data_dir / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    out = []
-    for i in range(count):
-        pixels = images[16 + i * 784: 16 + (i + 1) * 784]
-        buf = io.BytesIO()
-        Image.frombytes("L", (28, 28), pixels).save(buf, format="PNG")
-        out.append((buf.getvalue(), LABELS[labels[8 + i]]))
-    return out
+    images = fashion_test_images(data_dir, count)
+    return [(encode(image, "PNG"), FASHION_LABELS[label]) for image, label in images]
 
 
 def reply_version(body: Any) -> int | None:
@@ -328,9 +305,7 @@ def main() -> int:
     result["total_seconds"] = round(time.monotonic() - started, 1)
     out = ROOT / ".run" / "compose-smoke.json"
     out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print("compose-smoke passed")
     return 0

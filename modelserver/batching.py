@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import Gauge
 
 from modelserver.config import BatchingConfig
 from modelserver.errors import Internal, InvalidArgument, ServingError, Unavailable
@@ -65,7 +66,12 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batch")
         self._threads = asyncio.Semaphore(threads)
         self._queues: dict[QueueKey, _Queue] = {}
+        self._batches: set[asyncio.Task[None]] = set()  # running batches (the loop keeps weak refs only)
         self._timeout = config.batch_timeout_micros / 1e6
+
+    def queued_rows(self) -> int:
+        """Rows waiting in every queue (not yet cut into a batch)."""
+        return sum(queue.rows for queue in self._queues.values())
 
     @staticmethod
     def batchable(inputs: Mapping[str, np.ndarray]) -> int | None:
@@ -142,7 +148,7 @@ class Batcher:
         )
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
-    def _gauge(self, queue: _Queue):  # type: ignore[no-untyped-def]
+    def _gauge(self, queue: _Queue) -> Gauge:
         return self._metrics.queue_depth.labels(queue.servable.name, queue.signature)
 
     async def _dispatch(self, key: QueueKey, queue: _Queue) -> None:
@@ -165,7 +171,9 @@ class Batcher:
             queue.rows -= size
             queue.first_at = time.monotonic()
             self._gauge(queue).set(queue.rows)
-            asyncio.create_task(self._execute(queue, batch, size))
+            running = asyncio.create_task(self._execute(queue, batch, size))
+            self._batches.add(running)
+            running.add_done_callback(self._batches.discard)
         if self._queues.get(key) is queue and not queue.tasks:
             del self._queues[key]
 

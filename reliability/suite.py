@@ -81,9 +81,9 @@ def run_suite(
 
     def done(outcome: Outcome) -> None:
         outcomes.append(outcome)
-        verdict = "pass" if outcome.passed else f"FAIL ({len(outcome.failures)})"
+        verdict = "pass" if outcome.passed else f"FAIL ({len(outcome.failures) + len(outcome.over_bound)})"
         log(f"== {outcome.title}: {verdict} in {outcome.seconds:.0f} s")
-        for failure in outcome.failures[:10]:
+        for failure in [*outcome.failures, *outcome.over_bound][:10]:
             log(f"   - {failure[:300]}")
 
     def stack(group: str, names: tuple[str, ...] | None = None, **options: object) -> Stack:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.exported import build_model_repo
+from devtools.exported import build_model_repo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.servers import Gateway
 from tests.console.browser import Console
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 

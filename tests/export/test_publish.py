@@ -8,12 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import export.api
+from devtools.waiting import wait_until
 from export.errors import InvalidVersion, VersionExists
 from export.publish import existing_versions, parse_version, resolve_version, staging
 
@@ -146,10 +146,11 @@ def test_killed_export_leaves_no_visible_version(tmp_path: Path, data_dir: Path)
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list((tmp_path / "housing").glob(".tmp-*")):
+        def staged() -> bool:
             assert process.poll() is None, "the export ended before it could be interrupted"
-            time.sleep(0.2)
+            return bool(list((tmp_path / "housing").glob(".tmp-*")))
+
+        wait_until(staged, "the export's staging directory", timeout=120, interval=0.2)
         assert list((tmp_path / "housing").glob(".tmp-*")), "no staging directory appeared"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)

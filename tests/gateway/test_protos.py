@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.procs import REPO_ROOT
+from devtools.procs import REPO_ROOT
 
 needs_tf = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow_serving") is None,

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,12 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2
 
+from devtools.servers import start_modelserver
+from devtools.tiny_models import corrupt_version, publish
+from devtools.waiting import wait_until
 from tests.modelserver.test_server_e2e import Client
-from tests.support.procs import start_modelserver
-from tests.support.tiny_models import corrupt_version, publish
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Load:

@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
+from devtools import tiny_models
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.loader import Loader, estimate_ram_bytes
 from modelserver.warmup import MAX_WARMUP_RECORDS, WarmupOptions
-from tests.support import tiny_models
 
 
 def test_loads_half_plus_two_with_signatures_and_method_names(tiny: dict[str, Path]) -> None:

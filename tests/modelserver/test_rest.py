@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.procs import ModelServerHandle, start_modelserver
+from devtools.servers import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.fashion import FASHION_LABELS
-from tests.support.procs import ModelServerHandle, start_modelserver
+from devtools.fashion import FASHION_LABELS
+from devtools.servers import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 
