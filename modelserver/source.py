@@ -17,10 +17,18 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from modelserver.policy import LatestVersions, VersionPolicy
 
-__all__ = ["FileSystemSource", "ModelSource", "aspired_versions", "scan_versions"]
+__all__ = [
+    "AspiredCallback",
+    "AspiredVersionsSource",
+    "FileSystemSource",
+    "ModelSource",
+    "aspired_versions",
+    "scan_versions",
+]
 
 log = logging.getLogger("modelserver.source")
 
@@ -68,6 +76,16 @@ def aspired_versions(model: ModelSource) -> dict[int, Path] | None:
 
 
 AspiredCallback = Callable[[str, Mapping[int, Path]], Awaitable[None]]
+
+
+class AspiredVersionsSource(Protocol):
+    """What ``ServerCore`` needs from a source: it is told the configured models, and each poll hands every
+    model's aspired versions ({version: path}) to the callback it was built with (the manager's input)."""
+
+    def set_models(self, models: Mapping[str, ModelSource]) -> None: ...
+    async def poll_once(self) -> None: ...
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class FileSystemSource:
