@@ -174,9 +174,7 @@ class LoaderHarness:
             self.entry, self.ram_bytes = None, 0
 
     # ---- load ------------------------------------------------------------------------------------------
-    async def load(
-        self, run_blocking: RunBlocking, free_bytes: Callable[[], int], budget: int
-    ) -> bool:
+    async def load(self, run_blocking: RunBlocking, free_bytes: Callable[[], int], budget: int) -> bool:
         """NEW -> LOADING -> READY, or -> ERROR (refused by the budget or failed). True when READY."""
         started = time.perf_counter()
         try:

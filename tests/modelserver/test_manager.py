@@ -1,5 +1,5 @@
-"""modelserver.manager: both aspired-version policies, failed loads, RAM budget, labels, handles (fake loaders:
-no TensorFlow; waits are conditions, never sleeps)."""
+"""modelserver.manager: both aspired-version policies, failed loads, RAM budget, labels, handles (fake
+loaders: no TensorFlow; waits are conditions, never sleeps)."""
 
 from __future__ import annotations
 
