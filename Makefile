@@ -15,7 +15,7 @@ GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 GATEWAY_PORT ?= 8000
 
-.PHONY: help install run export models-if-absent test lint browser
+.PHONY: help install run export models-if-absent test test-unit check lint browser
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,8 +42,11 @@ models-if-absent: install
 run: models-if-absent  ## install, export models if absent, start modelserver + gateway (Ctrl-C stops)
 	@scripts/run-stack.sh
 
-test: install browser bench-loadgen  ## the test suite (CI runs exactly this)
-	$(PY) -m pytest -q
+test: install browser bench-loadgen  ## the test suite, with coverage (CI runs `make check` then this)
+	$(PY) -m pytest -q --cov --cov-report=term:skip-covered
+
+test-unit: install  ## the fast tier for the edit-test loop: no model training, no server processes
+	$(PY) -m pytest -q -m "not e2e and not trains and not slow"
 
 # The console's browser tests drive Debian's Chromium; install it when missing (CI runs as root).
 browser:
@@ -53,9 +56,18 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || exit 1; \
 	  else echo "chromium is missing: install Debian's 'chromium' package for the browser tests"; exit 1; fi; }
 
-lint: install  ## ruff + mypy
+# The console's type checker, pinned in package-lock.json, installed from the npm registry on first use.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+check: install node_modules/.installed  ## ruff, ruff format --check, mypy (strict), tsc on the console JS
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy export modelserver gateway
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	node_modules/.bin/tsc -p gateway/static --noEmit
+
+lint: check  ## the same as make check
 
 # Heavier verbs live beside the code they drive.
 -include docker/compose.mk

@@ -12,6 +12,7 @@ Every address is 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -88,7 +89,7 @@ def wait_for_port(port: int, timeout: float = 10.0, alive: Callable[[], bool] = 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """(status, body) of a GET to a loopback URL; (0, b"") when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
             return int(reply.status), reply.read()
     except urllib.error.HTTPError as err:
         return int(err.code), err.read()
@@ -123,10 +124,8 @@ def tree_rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` and all its descendants (BentoML and uvicorn spawn workers)."""
     total = 0
     for member in _tree(pid):
-        try:
+        with contextlib.suppress(OSError, IndexError, ValueError):  # the process may be gone already
             total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * _PAGE
-        except (OSError, IndexError, ValueError):
-            pass
     return total
 
 
@@ -264,10 +263,8 @@ class ServerProcess:
         """SIGKILL to the process group: no chance to drain or say goodbye."""
         proc = self.process
         if proc is not None and proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(10)
 
     def __enter__(self) -> ServerProcess:

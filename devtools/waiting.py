@@ -33,7 +33,7 @@ def poll_until(check: Callable[[], object], timeout: float = HANG_GUARD_S, inter
         try:
             if check():
                 return True
-        except Exception:  # noqa: BLE001 - "not yet", by contract
+        except Exception:
             pass
         if time.monotonic() >= deadline:
             return False
@@ -49,7 +49,10 @@ def wait_until(
 
 
 async def async_wait_until(
-    check: Callable[[], object], what: str, timeout: float = HANG_GUARD_S, interval: float = 0.005
+    check: Callable[[], object],
+    what: str,
+    timeout: float = HANG_GUARD_S,  # noqa: ASYNC109 - a hang guard that names what never happened
+    interval: float = 0.005,
 ) -> None:
     """``wait_until`` for code on an event loop: yields to the loop between checks (exceptions propagate)."""
     deadline = time.monotonic() + timeout

@@ -211,9 +211,9 @@ def train(
             "source": "California housing (Pace & Barry 1997), ageron/handson-ml2 housing.csv",
             "files": data.files,
             "splits": {
-                "train": int(len(train_idx)),
-                "validation": int(len(val_idx)),
-                "test": int(len(test_idx)),
+                "train": len(train_idx),
+                "validation": len(val_idx),
+                "test": len(test_idx),
             },
         },
         parameters=int(model.count_params()),

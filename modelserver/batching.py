@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import os
 import time
 from collections import deque
@@ -157,10 +158,8 @@ class Batcher:
             wait = queue.first_at + self._timeout - time.monotonic()
             if wait > 0 and queue.rows < self.config.max_batch_size:
                 queue.wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):  # the batch timeout: cut what is there
                     await asyncio.wait_for(queue.wake.wait(), wait)
-                except TimeoutError:
-                    pass
             await self._threads.acquire()  # the batch keeps growing while every thread is busy
             batch: list[_Task] = []
             size = 0

@@ -164,7 +164,7 @@ class ModelServer:
     async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
         import uvicorn
 
-        _Uvicorn = _uvicorn_server_class()  # noqa: N806
+        _Uvicorn = _uvicorn_server_class()
 
         try:
             from modelserver.rest import create_rest_app

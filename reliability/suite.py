@@ -62,7 +62,7 @@ def workdir(prefix: str = "tfserve-reliability-") -> Path:
 def _guard(name: str, title: str, body: Callable[[], Outcome]) -> Outcome:
     try:
         return body()
-    except Exception as exc:  # noqa: BLE001 - a crashed scenario is a failed scenario, the others still run
+    except Exception as exc:
         outcome = Outcome(name, title)
         outcome.failures.append(f"scenario crashed: {type(exc).__name__}: {exc}")
         outcome.notes.append(traceback.format_exc()[-2000:])

@@ -78,7 +78,7 @@ def test_live_charts_show_request_rate_while_requests_arrive(
         sender.join(30)
 
 
-def _positive_number():  # noqa: ANN202 - a compiled pattern for expect()
+def _positive_number():
     import re
 
     return re.compile(r"^(?!0\.0+$)\d+\.\d+$")

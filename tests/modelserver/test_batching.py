@@ -114,7 +114,7 @@ def test_task_larger_than_max_batch_size_and_full_queue(servables: dict[str, Ser
                 await batcher.run(servable, "", {"x": np.zeros(5, np.float32)})
             waiting = asyncio.create_task(batcher.run(servable, "", {"x": np.zeros(3, np.float32)}))
             await async_wait_until(lambda: batcher.queued_rows() == 3, "the first task to be queued")
-            with pytest.raises(Unavailable, match="queue .* is full"):
+            with pytest.raises(Unavailable, match=r"queue .* is full"):
                 await batcher.run(servable, "", {"x": np.zeros(2, np.float32)})
             last = await batcher.run(servable, "", {"x": np.ones(1, np.float32)})  # fills the batch: runs now
             np.testing.assert_array_equal(last["y"], [2.5])

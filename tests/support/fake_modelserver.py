@@ -146,7 +146,7 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, fake: FakeModelServer) -> None:
         self.fake = fake
 
-    def Predict(  # noqa: N802 - the gRPC method name
+    def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
         def answer() -> predict_pb2.PredictResponse:
@@ -165,7 +165,7 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
 
         return self.fake.serve("Predict", context, answer)
 
-    def GetModelMetadata(  # noqa: N802
+    def GetModelMetadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         def answer() -> get_model_metadata_pb2.GetModelMetadataResponse:
@@ -183,7 +183,7 @@ class _Models(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, fake: FakeModelServer) -> None:
         self.fake = fake
 
-    def GetModelStatus(  # noqa: N802
+    def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
         def answer() -> get_model_status_pb2.GetModelStatusResponse:
@@ -198,7 +198,7 @@ class _Models(model_service_pb2_grpc.ModelServiceServicer):
 
         return self.fake.serve("GetModelStatus", context, answer)
 
-    def HandleReloadConfigRequest(  # noqa: N802
+    def HandleReloadConfigRequest(
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
     ) -> model_management_pb2.ReloadConfigResponse:
         def answer() -> model_management_pb2.ReloadConfigResponse:
