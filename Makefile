@@ -20,10 +20,15 @@ GATEWAY_PORT ?= 8000
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# pip's and TensorFlow's output goes to .run/*.log; the terminal gets one line per step (and the log's tail
+# when a step fails).
+QUIET = mkdir -p .run; log=.run/$(1).log; echo "== $(2) (log: $$log)"; \
+	{ $(3); } > $$log 2>&1 || { tail -n 40 $$log; echo "== $(2) FAILED: see $$log"; exit 1; }
+
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@$(call QUIET,install,installing the stack and its dev tools into $(VENV),\
+	  $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[dev]')
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the stack with its dev tools
@@ -34,8 +39,8 @@ export: install  ## train and publish all three models (next free version of eac
 models-if-absent: install
 	@for m in fashion text housing; do \
 	  if ! ls -d $(MODELS_DIR)/$$m/[0-9]* >/dev/null 2>&1; then \
-	    echo "== no published version of '$$m' yet: exporting it"; \
-	    $(PY) -m export $$m --models-dir $(MODELS_DIR) || exit 1; \
+	    $(call QUIET,export-$$m,no published version of '$$m' yet: exporting it,\
+	      TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m export $$m --models-dir $(MODELS_DIR)); \
 	  fi; \
 	done
 
