@@ -16,7 +16,7 @@ import export.housing
 from export.api import export_model
 from export.errors import VerificationFailed
 from modelserver.session import Session
-from tests.support.exported import MODEL_NAMES
+from devtools.exported import MODEL_NAMES
 
 SIGNATURES = {
     "fashion": {"serving_default", "classify", "contract"},
