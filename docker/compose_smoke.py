@@ -114,8 +114,14 @@ class Traffic:
                     reply = client.post(self.url, files={"file": ("item.png", self.image, "image/png")})
                     is_json = reply.headers.get("content-type", "").startswith("application/json")
                     body = reply.json() if is_json else {}
-                    self.outcomes.append((time.monotonic(), reply.status_code, reply_version(body),
-                                          "" if reply.status_code == 200 else reply.text[:200]))
+                    self.outcomes.append(
+                        (
+                            time.monotonic(),
+                            reply.status_code,
+                            reply_version(body),
+                            "" if reply.status_code == 200 else reply.text[:200],
+                        )
+                    )
                 except httpx.HTTPError as err:
                     self.outcomes.append((time.monotonic(), 0, None, repr(err)))
                 time.sleep(REQUEST_INTERVAL_S)
@@ -135,16 +141,29 @@ class Stack:
 
     def run(self, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
         out = subprocess.PIPE if quiet else None
-        result = subprocess.run([*self.base, *args], env=self.env, cwd=ROOT, text=True, stdout=out,
-                                stderr=out)
+        result = subprocess.run(
+            [*self.base, *args], env=self.env, cwd=ROOT, text=True, stdout=out, stderr=out
+        )
         if check and result.returncode != 0:
-            raise SmokeFailure(f"`docker compose {' '.join(args)}` exited {result.returncode}"
-                               + (f": {result.stderr[-2000:]}" if quiet else ""))
+            raise SmokeFailure(
+                f"`docker compose {' '.join(args)}` exited {result.returncode}"
+                + (f": {result.stderr[-2000:]}" if quiet else "")
+            )
         return result
 
     def export(self, model: str, *args: str) -> None:
-        self.run("--profile", "export", "run", "--rm", "--no-deps", "export", model,
-                 "--models-dir", "/models", *args)
+        self.run(
+            "--profile",
+            "export",
+            "run",
+            "--rm",
+            "--no-deps",
+            "export",
+            model,
+            "--models-dir",
+            "/models",
+            *args,
+        )
 
 
 def seed_models(models_dir: Path, stack: Stack) -> dict[str, str]:
@@ -177,8 +196,11 @@ def wait_swap(traffic: Traffic, new_version: int) -> float:
 
 def admin(gateway: str, token: str, action: str) -> None:
     """POST /v1/admin/models/fashion:<action> with the admin token; fails unless it answers 200."""
-    reply = httpx.post(f"{gateway}/v1/admin/models/fashion:{action}",
-                       headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    reply = httpx.post(
+        f"{gateway}/v1/admin/models/fashion:{action}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
     if reply.status_code != 200:
         raise SmokeFailure(f"admin {action} answered {reply.status_code}: {reply.text[:500]}")
 
@@ -187,8 +209,9 @@ def image_sizes() -> dict[str, str]:
     sizes = {}
     for name in ("gateway", "modelserver", "export"):
         image = f"tfserve/{name}:{IMAGE_TAG}"
-        got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image], text=True,
-                             capture_output=True)
+        got = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", image], text=True, capture_output=True
+        )
         if got.returncode != 0:
             raise SmokeFailure(f"image {image} is missing: run `make docker-images`")
         sizes[image] = f"{int(got.stdout) / 1e6:.0f} MB"
@@ -200,14 +223,34 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
     models_dir = work / "models"
     models_dir.mkdir()
     models_dir.chmod(0o755)  # the servers run as uid 10001
-    ports = dict(zip(("FASHION_GRPC_PORT", "FASHION_REST_PORT", "TEXT_GRPC_PORT", "TEXT_REST_PORT",
-                      "HOUSING_GRPC_PORT", "HOUSING_REST_PORT", "GATEWAY_PORT"), map(str, free_ports(7)),
-                     strict=True))
-    env = {**os.environ, **ports, "MODELS_DIR": str(models_dir), "DATA_DIR": str(data_dir),
-           "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid()),
-           "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24), "FILE_SYSTEM_POLL_WAIT_SECONDS": "1",
-           # host networking: listen on loopback only, where all of the smoke's traffic goes
-           "GATEWAY_HOST": "127.0.0.1", "MODELSERVER_BIND_HOST": "127.0.0.1"}
+    ports = dict(
+        zip(
+            (
+                "FASHION_GRPC_PORT",
+                "FASHION_REST_PORT",
+                "TEXT_GRPC_PORT",
+                "TEXT_REST_PORT",
+                "HOUSING_GRPC_PORT",
+                "HOUSING_REST_PORT",
+                "GATEWAY_PORT",
+            ),
+            map(str, free_ports(7)),
+            strict=True,
+        )
+    )
+    env = {
+        **os.environ,
+        **ports,
+        "MODELS_DIR": str(models_dir),
+        "DATA_DIR": str(data_dir),
+        "HOST_UID": str(os.getuid()),
+        "HOST_GID": str(os.getgid()),
+        "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "FILE_SYSTEM_POLL_WAIT_SECONDS": "1",
+        # host networking: listen on loopback only, where all of the smoke's traffic goes
+        "GATEWAY_HOST": "127.0.0.1",
+        "MODELSERVER_BIND_HOST": "127.0.0.1",
+    }
     for name in ("gateway", "modelserver", "export"):
         env[f"{name.upper()}_IMAGE"] = f"tfserve/{name}:{IMAGE_TAG}"
     env.pop("COMPOSE_FILE", None)
@@ -227,8 +270,9 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         samples = fashion_pngs(data_dir, 10)
         url = f"{gateway}/v1/models/fashion:classify"
         with httpx.Client(timeout=30) as client:
-            reply = client.post(url, files=[("file", (f"{i}.png", png, "image/png"))
-                                            for i, (png, _) in enumerate(samples)])
+            reply = client.post(
+                url, files=[("file", (f"{i}.png", png, "image/png")) for i, (png, _) in enumerate(samples)]
+            )
         if reply.status_code != 200:
             raise SmokeFailure(f"classify answered {reply.status_code}: {reply.text[:500]}")
         body = reply.json()
@@ -269,12 +313,17 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         failures = traffic.failures()
         versions = [o[2] for o in traffic.outcomes]
         answered_by = {str(v): versions.count(v) for v in sorted(set(versions), key=str)}
-        result["traffic"] = {"requests": len(traffic.outcomes), "failed": len(failures),
-                             "answered_by": answered_by}
+        result["traffic"] = {
+            "requests": len(traffic.outcomes),
+            "failed": len(failures),
+            "answered_by": answered_by,
+        }
         if failures:
             raise SmokeFailure(f"{len(failures)} failed request(s) during the switches, first: {failures[0]}")
-        step(f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
-             f"(latest): {len(traffic.outcomes)} requests, none failed")
+        step(
+            f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
+            f"(latest): {len(traffic.outcomes)} requests, none failed"
+        )
         result["outcome"] = "passed"
         return result
     except Exception:
@@ -283,15 +332,19 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         raise
     finally:
         step("compose down")
-        stack.run("--profile", "export", "down", "--volumes", "--remove-orphans", "--timeout", "20",
-                  check=False)
+        stack.run(
+            "--profile", "export", "down", "--volumes", "--remove-orphans", "--timeout", "20", check=False
+        )
 
 
 def main() -> int:
     data_dir = Path(os.environ.get("DATA_DIR") or "")
     if not (data_dir / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").is_file():
-        print("error: set DATA_DIR to the folder holding fashion-mnist/ "
-              "(the Makefile does when ../shared/data exists)", file=sys.stderr)
+        print(
+            "error: set DATA_DIR to the folder holding fashion-mnist/ "
+            "(the Makefile does when ../shared/data exists)",
+            file=sys.stderr,
+        )
         return 2
     work = Path(tempfile.mkdtemp(prefix="tfserve-smoke-", dir="/var/tmp"))
     started = time.monotonic()

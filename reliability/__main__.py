@@ -34,9 +34,7 @@ def _models(argument: str | None) -> Path:
     if argument:
         path = Path(argument).resolve()
         if not (path / "models.config").is_file():
-            raise SystemExit(
-                f"--models {path}: no models.config there (python -m devtools.exported DIR)"
-            )
+            raise SystemExit(f"--models {path}: no models.config there (python -m devtools.exported DIR)")
         return path
     if (CACHE / "models.config").is_file():
         return CACHE

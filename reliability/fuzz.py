@@ -198,10 +198,8 @@ def fuzz_modelserver(stack: Stack, outcome: Outcome, examples: int) -> dict[str,
             except ValueError:
                 reply = None
             well_formed = isinstance(reply, dict) and (
-                (response.status_code < 400
-                and bool(reply))
-                or (isinstance(reply.get("error"), str)
-                and bool(reply["error"]))
+                (response.status_code < 400 and bool(reply))
+                or (isinstance(reply.get("error"), str) and bool(reply["error"]))
             )
             if not well_formed:
                 malformed += 1

@@ -21,7 +21,7 @@ def test_every_example_is_listed_once() -> None:
 
 @pytest.mark.parametrize(("name", "label", "index"), ROWS)
 def test_example_is_the_dataset_image(data_dir: Path, name: str, label: str, index: str) -> None:
-    (expected, label_index), = fashion_test_images(data_dir, 1, start=int(index))
+    ((expected, label_index),) = fashion_test_images(data_dir, 1, start=int(index))
     with Image.open(EXAMPLES / name) as image:
         assert (image.mode, image.size) == ("L", (28, 28))
         assert image.tobytes() == expected.tobytes()

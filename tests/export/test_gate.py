@@ -13,10 +13,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 import export.housing
+from devtools.exported import MODEL_NAMES
 from export.api import export_model
 from export.errors import VerificationFailed
 from modelserver.session import Session
-from devtools.exported import MODEL_NAMES
 
 SIGNATURES = {
     "fashion": {"serving_default", "classify", "contract"},

@@ -148,6 +148,7 @@ def test_killed_export_leaves_no_visible_version(tmp_path: Path, data_dir: Path)
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
+
         def staged() -> bool:
             assert process.poll() is None, "the export ended before it could be interrupted"
             return bool(list((tmp_path / "housing").glob(".tmp-*")))
