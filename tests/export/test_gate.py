@@ -85,6 +85,7 @@ def test_every_published_signature_runs_under_the_cpp_loader(versions: dict[str,
         session.close()
 
 
+@pytest.mark.trains
 def test_gate_refuses_a_mis_tracked_model_and_publishes_nothing(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
