@@ -70,7 +70,7 @@ check: install node_modules/.installed  ## ruff, ruff format --check, mypy (stri
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	node_modules/.bin/tsc -p gateway/static --noEmit
+	node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 lint: check  ## the same as make check
 
