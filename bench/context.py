@@ -45,7 +45,12 @@ class Context:
         self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> ServerProcess:
         return ServerProcess(
-            name, argv, log_path=self.work / "logs" / f"{name}.log", env=env, cwd=cwd or self.repo_root
+            argv,
+            name=name,
+            log_path=self.work / "logs" / f"{name}.log",
+            env=env,
+            cwd=cwd or self.repo_root,
+            startup_timeout=self.settings.ready_timeout_s,
         )
 
     def point(self, key: str, server: ServerProcess | None, load: Callable[[], LoadResult]) -> LoadResult:

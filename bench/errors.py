@@ -11,6 +11,8 @@ run: it is recorded as ``skipped`` with its reason and the rest goes on.
 
 from __future__ import annotations
 
+from devtools import procs
+
 __all__ = ["BenchError", "LoadFailed", "ServerFailed", "ToolMissing"]
 
 
@@ -24,11 +26,8 @@ class ToolMissing(BenchError):
         self.tool = tool
 
 
-class ServerFailed(BenchError):
-    def __init__(self, name: str, reason: str, log_tail: str = "") -> None:
-        detail = f"\n--- last lines of its log ---\n{log_tail}" if log_tail else ""
-        super().__init__(f"{name}: {reason}{detail}")
-        self.name = name
+class ServerFailed(BenchError, procs.ServerFailed):
+    """``devtools.procs.ServerFailed`` as a bench error (raised by ``bench.procs.ServerProcess``)."""
 
 
 class LoadFailed(BenchError):

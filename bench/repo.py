@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from devtools.files import write_atomic
 
 __all__ = ["latest_version", "prepare_repo", "publish_copy", "write_atomic", "write_models_config"]
 
@@ -24,20 +25,6 @@ def latest_version(model_dir: Path) -> int | None:
         else []
     )
     return max(versions, default=None)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_models_config(path: Path, root: Path, names: Iterable[str]) -> Path:

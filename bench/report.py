@@ -4,10 +4,9 @@ Agg: throughput, latency at the lowest concurrency, the hot-swap timeline)."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from bench.findings import FINDINGS
 from bench.goals import Goal, evaluate
-from bench.repo import write_atomic
+from devtools.files import write_atomic
 
 __all__ = ["render_markdown", "render_plot", "write_report"]
 
@@ -275,16 +274,12 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     else:
         ax.set_title("Hot swap: not measured")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".latest.", suffix=".png.tmp")
-    os.close(fd)
+    png = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=90, format="png")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fig.savefig(png, dpi=90, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, png.getvalue())
 
 
 def write_report(ctx: Any) -> list[Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.procs import ServerProcess, free_port, http_get
-from bench.repo import write_atomic
+from devtools.files import write_atomic
 
 if TYPE_CHECKING:
     from bench.context import Context

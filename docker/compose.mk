@@ -65,4 +65,4 @@ compose-down:  ## stop and remove the stack's containers
 	$(COMPOSE) --profile export down --remove-orphans
 
 compose-smoke: install docker-images  ## up (our modelserver) + predict + hot swap via export + down
-	$(PY) docker/compose_smoke.py
+	PYTHONPATH=$(CURDIR) $(PY) docker/compose_smoke.py

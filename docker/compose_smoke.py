@@ -17,13 +17,10 @@ All traffic goes to 127.0.0.1. Figures land in .run/compose-smoke.json and are p
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
+
+from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
+from devtools.files import write_atomic
+from devtools.procs import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("fashion", "text", "housing")
-LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-          "Ankle boot")
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.modelserver.yml")
 PROJECT = "tfserve-smoke"
 IMAGE_TAG = os.environ.get("IMAGE_TAG", "0.1.0")
@@ -60,20 +58,6 @@ def step(message: str) -> None:
     print(f"== {message}", flush=True)
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (bound to port 0, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def latest_version(model_dir: Path) -> int | None:
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
     return max(versions, default=None)
@@ -81,15 +65,8 @@ def latest_version(model_dir: Path) -> int | None:
 
 def fashion_pngs(data_dir: Path, count: int) -> list[tuple[bytes, str]]:
     """The first ``count`` Fashion-MNIST test images as PNG bytes, with their true labels."""
-    images = gzip.decompress((data_dir / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels = gzip.decompress((data_dir / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    out = []
-    for i in range(count):
-        pixels = images[16 + i * 784: 16 + (i + 1) * 784]
-        buf = io.BytesIO()
-        Image.frombytes("L", (28, 28), pixels).save(buf, format="PNG")
-        out.append((buf.getvalue(), LABELS[labels[8 + i]]))
-    return out
+    images = fashion_test_images(data_dir, count)
+    return [(encode(image, "PNG"), FASHION_LABELS[label]) for image, label in images]
 
 
 def reply_version(body: Any) -> int | None:
@@ -137,8 +114,14 @@ class Traffic:
                     reply = client.post(self.url, files={"file": ("item.png", self.image, "image/png")})
                     is_json = reply.headers.get("content-type", "").startswith("application/json")
                     body = reply.json() if is_json else {}
-                    self.outcomes.append((time.monotonic(), reply.status_code, reply_version(body),
-                                          "" if reply.status_code == 200 else reply.text[:200]))
+                    self.outcomes.append(
+                        (
+                            time.monotonic(),
+                            reply.status_code,
+                            reply_version(body),
+                            "" if reply.status_code == 200 else reply.text[:200],
+                        )
+                    )
                 except httpx.HTTPError as err:
                     self.outcomes.append((time.monotonic(), 0, None, repr(err)))
                 time.sleep(REQUEST_INTERVAL_S)
@@ -158,16 +141,29 @@ class Stack:
 
     def run(self, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
         out = subprocess.PIPE if quiet else None
-        result = subprocess.run([*self.base, *args], env=self.env, cwd=ROOT, text=True, stdout=out,
-                                stderr=out)
+        result = subprocess.run(
+            [*self.base, *args], env=self.env, cwd=ROOT, text=True, stdout=out, stderr=out
+        )
         if check and result.returncode != 0:
-            raise SmokeFailure(f"`docker compose {' '.join(args)}` exited {result.returncode}"
-                               + (f": {result.stderr[-2000:]}" if quiet else ""))
+            raise SmokeFailure(
+                f"`docker compose {' '.join(args)}` exited {result.returncode}"
+                + (f": {result.stderr[-2000:]}" if quiet else "")
+            )
         return result
 
     def export(self, model: str, *args: str) -> None:
-        self.run("--profile", "export", "run", "--rm", "--no-deps", "export", model,
-                 "--models-dir", "/models", *args)
+        self.run(
+            "--profile",
+            "export",
+            "run",
+            "--rm",
+            "--no-deps",
+            "export",
+            model,
+            "--models-dir",
+            "/models",
+            *args,
+        )
 
 
 def seed_models(models_dir: Path, stack: Stack) -> dict[str, str]:
@@ -200,8 +196,11 @@ def wait_swap(traffic: Traffic, new_version: int) -> float:
 
 def admin(gateway: str, token: str, action: str) -> None:
     """POST /v1/admin/models/fashion:<action> with the admin token; fails unless it answers 200."""
-    reply = httpx.post(f"{gateway}/v1/admin/models/fashion:{action}",
-                       headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    reply = httpx.post(
+        f"{gateway}/v1/admin/models/fashion:{action}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
     if reply.status_code != 200:
         raise SmokeFailure(f"admin {action} answered {reply.status_code}: {reply.text[:500]}")
 
@@ -210,8 +209,9 @@ def image_sizes() -> dict[str, str]:
     sizes = {}
     for name in ("gateway", "modelserver", "export"):
         image = f"tfserve/{name}:{IMAGE_TAG}"
-        got = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image], text=True,
-                             capture_output=True)
+        got = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", image], text=True, capture_output=True
+        )
         if got.returncode != 0:
             raise SmokeFailure(f"image {image} is missing: run `make docker-images`")
         sizes[image] = f"{int(got.stdout) / 1e6:.0f} MB"
@@ -223,14 +223,34 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
     models_dir = work / "models"
     models_dir.mkdir()
     models_dir.chmod(0o755)  # the servers run as uid 10001
-    ports = dict(zip(("FASHION_GRPC_PORT", "FASHION_REST_PORT", "TEXT_GRPC_PORT", "TEXT_REST_PORT",
-                      "HOUSING_GRPC_PORT", "HOUSING_REST_PORT", "GATEWAY_PORT"), map(str, free_ports(7)),
-                     strict=True))
-    env = {**os.environ, **ports, "MODELS_DIR": str(models_dir), "DATA_DIR": str(data_dir),
-           "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid()),
-           "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24), "FILE_SYSTEM_POLL_WAIT_SECONDS": "1",
-           # host networking: listen on loopback only, where all of the smoke's traffic goes
-           "GATEWAY_HOST": "127.0.0.1", "MODELSERVER_BIND_HOST": "127.0.0.1"}
+    ports = dict(
+        zip(
+            (
+                "FASHION_GRPC_PORT",
+                "FASHION_REST_PORT",
+                "TEXT_GRPC_PORT",
+                "TEXT_REST_PORT",
+                "HOUSING_GRPC_PORT",
+                "HOUSING_REST_PORT",
+                "GATEWAY_PORT",
+            ),
+            map(str, free_ports(7)),
+            strict=True,
+        )
+    )
+    env = {
+        **os.environ,
+        **ports,
+        "MODELS_DIR": str(models_dir),
+        "DATA_DIR": str(data_dir),
+        "HOST_UID": str(os.getuid()),
+        "HOST_GID": str(os.getgid()),
+        "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "FILE_SYSTEM_POLL_WAIT_SECONDS": "1",
+        # host networking: listen on loopback only, where all of the smoke's traffic goes
+        "GATEWAY_HOST": "127.0.0.1",
+        "MODELSERVER_BIND_HOST": "127.0.0.1",
+    }
     for name in ("gateway", "modelserver", "export"):
         env[f"{name.upper()}_IMAGE"] = f"tfserve/{name}:{IMAGE_TAG}"
     env.pop("COMPOSE_FILE", None)
@@ -250,8 +270,9 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         samples = fashion_pngs(data_dir, 10)
         url = f"{gateway}/v1/models/fashion:classify"
         with httpx.Client(timeout=30) as client:
-            reply = client.post(url, files=[("file", (f"{i}.png", png, "image/png"))
-                                            for i, (png, _) in enumerate(samples)])
+            reply = client.post(
+                url, files=[("file", (f"{i}.png", png, "image/png")) for i, (png, _) in enumerate(samples)]
+            )
         if reply.status_code != 200:
             raise SmokeFailure(f"classify answered {reply.status_code}: {reply.text[:500]}")
         body = reply.json()
@@ -292,12 +313,17 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         failures = traffic.failures()
         versions = [o[2] for o in traffic.outcomes]
         answered_by = {str(v): versions.count(v) for v in sorted(set(versions), key=str)}
-        result["traffic"] = {"requests": len(traffic.outcomes), "failed": len(failures),
-                             "answered_by": answered_by}
+        result["traffic"] = {
+            "requests": len(traffic.outcomes),
+            "failed": len(failures),
+            "answered_by": answered_by,
+        }
         if failures:
             raise SmokeFailure(f"{len(failures)} failed request(s) during the switches, first: {failures[0]}")
-        step(f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
-             f"(latest): {len(traffic.outcomes)} requests, none failed")
+        step(
+            f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
+            f"(latest): {len(traffic.outcomes)} requests, none failed"
+        )
         result["outcome"] = "passed"
         return result
     except Exception:
@@ -306,15 +332,19 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         raise
     finally:
         step("compose down")
-        stack.run("--profile", "export", "down", "--volumes", "--remove-orphans", "--timeout", "20",
-                  check=False)
+        stack.run(
+            "--profile", "export", "down", "--volumes", "--remove-orphans", "--timeout", "20", check=False
+        )
 
 
 def main() -> int:
     data_dir = Path(os.environ.get("DATA_DIR") or "")
     if not (data_dir / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").is_file():
-        print("error: set DATA_DIR to the folder holding fashion-mnist/ "
-              "(the Makefile does when ../shared/data exists)", file=sys.stderr)
+        print(
+            "error: set DATA_DIR to the folder holding fashion-mnist/ "
+            "(the Makefile does when ../shared/data exists)",
+            file=sys.stderr,
+        )
         return 2
     work = Path(tempfile.mkdtemp(prefix="tfserve-smoke-", dir="/var/tmp"))
     started = time.monotonic()
@@ -328,9 +358,7 @@ def main() -> int:
     result["total_seconds"] = round(time.monotonic() - started, 1)
     out = ROOT / ".run" / "compose-smoke.json"
     out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print("compose-smoke passed")
     return 0

@@ -11,9 +11,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from export.servable import Servable  # noqa: E402
+from export.servable import Servable
 
 __all__ = ["CARD_FILE", "CURVES_FILE", "sizes", "write", "write_curves"]
 

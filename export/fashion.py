@@ -159,9 +159,9 @@ def train(
             "source": "Fashion-MNIST (Zalando Research), IDX files",
             "files": data.files,
             "splits": {
-                "train": int(len(train_idx)),
-                "validation": int(len(val_idx)),
-                "test": int(len(y_test)),
+                "train": len(train_idx),
+                "validation": len(val_idx),
+                "test": len(y_test),
             },
         },
         parameters=int(model.count_params()),

@@ -29,6 +29,19 @@ TEST_FRACTION = 0.1
 VALIDATION_FRACTION = 0.1
 HELD_OUT = 64  # test rows carried for verification, frozen-graph equivalence and warm-up
 
+# A typical California block (the first row of the data): the console's "Fill an example" reads it from the
+# contract (inputs.<name>.example).
+EXAMPLE: dict[str, float] = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41,
+    "total_rooms": 880,
+    "total_bedrooms": 129,
+    "population": 322,
+    "households": 126,
+    "median_income": 8.3252,
+}
+
 DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "longitude": ("block group longitude (west is more negative)", "degrees"),
     "latitude": ("block group latitude", "degrees"),
@@ -59,6 +72,7 @@ CONTRACT: dict[str, Any] = {
             "description": DESCRIPTIONS[name][0],
             "unit": DESCRIPTIONS[name][1],
             "missing": "NaN",
+            "example": EXAMPLE[name],
         }
         for name in FEATURES
     },
@@ -211,9 +225,9 @@ def train(
             "source": "California housing (Pace & Barry 1997), ageron/handson-ml2 housing.csv",
             "files": data.files,
             "splits": {
-                "train": int(len(train_idx)),
-                "validation": int(len(val_idx)),
-                "test": int(len(test_idx)),
+                "train": len(train_idx),
+                "validation": len(val_idx),
+                "test": len(test_idx),
             },
         },
         parameters=int(model.count_params()),

@@ -225,9 +225,9 @@ def train(
             "source": "SMS Spam Collection v.1 (Almeida & Gómez Hidalgo, UCI id 228)",
             "files": data.files,
             "splits": {
-                "train": int(len(train_idx)),
-                "validation": int(len(val_idx)),
-                "test": int(len(test_idx)),
+                "train": len(train_idx),
+                "validation": len(val_idx),
+                "test": len(test_idx),
             },
         },
         parameters=int(model.count_params()),

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from export.servable import SEED
 
-__all__ = ["bytes_example", "fit", "float_example", "seeded_permutation", "track_weights", "set_seed"]
+__all__ = ["bytes_example", "fit", "float_example", "seeded_permutation", "set_seed", "track_weights"]
 
 
 def seeded_permutation(n: int) -> np.ndarray:

@@ -114,7 +114,11 @@ class ModelClient:
             await server.channel.close(grace=None)
 
     async def _call(
-        self, address: str, method: str, call: Callable[[float], Awaitable[T]], timeout: float
+        self,
+        address: str,
+        method: str,
+        call: Callable[[float], Awaitable[T]],
+        timeout: float,  # noqa: ASYNC109 - each attempt's gRPC deadline, not an asyncio timeout
     ) -> T:
         attempts = self._settings.retries + 1
         for attempt in range(attempts):
@@ -143,7 +147,7 @@ class ModelClient:
         label: str | None = None,
         signature: str = "serving_default",
         output_filter: Sequence[str] = (),
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
     ) -> predict_pb2.PredictResponse:
         request = predict_pb2.PredictRequest(
             model_spec=model_spec(model, version, label, signature), output_filter=list(output_filter)

@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
+    "GRPC_TO_HTTP",
     "AdminDisabled",
     "BadRequest",
     "Conflict",
@@ -49,7 +50,6 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "UpstreamError",
-    "GRPC_TO_HTTP",
     "install_handlers",
 ]
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from gateway.protos.tensorflow.core.example import example_pb2, feature_pb2
 from gateway.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-__all__ = ["float_tensor", "string_tensor", "to_list", "to_example", "shape_of"]
+__all__ = ["float_tensor", "shape_of", "string_tensor", "to_example", "to_list"]
 
 _LITTLE = sys.byteorder == "little"
 
@@ -21,7 +21,7 @@ def _shape(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
     )
 
 
-def float_tensor(values: Sequence[float] | array, dims: Sequence[int]) -> tensor_pb2.TensorProto:
+def float_tensor(values: Sequence[float] | array[float], dims: Sequence[int]) -> tensor_pb2.TensorProto:
     """A DT_FLOAT tensor; ``values`` flat row-major with ``prod(dims)`` items (packed as tensor_content)."""
     packed = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
     if math.prod(dims) != len(packed):
@@ -93,7 +93,7 @@ def to_example(features: dict[str, list[float] | list[bytes]]) -> example_pb2.Ex
     mapped: dict[str, feature_pb2.Feature] = {}
     for name, values in features.items():
         if values and isinstance(values[0], bytes):
-            mapped[name] = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=values))  # type: ignore[arg-type]
+            mapped[name] = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=values))
         else:
-            mapped[name] = feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))  # type: ignore[arg-type]
+            mapped[name] = feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
     return example_pb2.Example(features=feature_pb2.Features(feature=mapped))

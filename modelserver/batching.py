@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import os
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import Gauge
 
 from modelserver.config import BatchingConfig
 from modelserver.errors import Internal, InvalidArgument, ServingError, Unavailable
@@ -65,7 +67,12 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batch")
         self._threads = asyncio.Semaphore(threads)
         self._queues: dict[QueueKey, _Queue] = {}
+        self._batches: set[asyncio.Task[None]] = set()  # running batches (the loop keeps weak refs only)
         self._timeout = config.batch_timeout_micros / 1e6
+
+    def queued_rows(self) -> int:
+        """Rows waiting in every queue (not yet cut into a batch)."""
+        return sum(queue.rows for queue in self._queues.values())
 
     @staticmethod
     def batchable(inputs: Mapping[str, np.ndarray]) -> int | None:
@@ -142,7 +149,7 @@ class Batcher:
         )
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
-    def _gauge(self, queue: _Queue):  # type: ignore[no-untyped-def]
+    def _gauge(self, queue: _Queue) -> Gauge:
         return self._metrics.queue_depth.labels(queue.servable.name, queue.signature)
 
     async def _dispatch(self, key: QueueKey, queue: _Queue) -> None:
@@ -151,10 +158,8 @@ class Batcher:
             wait = queue.first_at + self._timeout - time.monotonic()
             if wait > 0 and queue.rows < self.config.max_batch_size:
                 queue.wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):  # the batch timeout: cut what is there
                     await asyncio.wait_for(queue.wake.wait(), wait)
-                except TimeoutError:
-                    pass
             await self._threads.acquire()  # the batch keeps growing while every thread is busy
             batch: list[_Task] = []
             size = 0
@@ -165,7 +170,9 @@ class Batcher:
             queue.rows -= size
             queue.first_at = time.monotonic()
             self._gauge(queue).set(queue.rows)
-            asyncio.create_task(self._execute(queue, batch, size))
+            running = asyncio.create_task(self._execute(queue, batch, size))
+            self._batches.add(running)
+            running.add_done_callback(self._batches.discard)
         if self._queues.get(key) is queue and not queue.tasks:
             del self._queues[key]
 

@@ -50,9 +50,7 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
         if info is None:
             raise ConfigError(f"unknown flag --{name} (see --help for the flags)")
         if info.annotation is bool:
-            if not has_value:
-                values[name] = True
-            elif raw.lower() in _TRUE:
+            if not has_value or raw.lower() in _TRUE:
                 values[name] = True
             elif raw.lower() in _FALSE:
                 values[name] = False

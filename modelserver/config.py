@@ -28,13 +28,13 @@ __all__ = [
     "BatchingConfig",
     "ModelEntry",
     "MonitoringConfig",
+    "StartupFiles",
     "model_entries",
     "parse_batching_config",
     "parse_model_config",
     "parse_monitoring_config",
     "read_model_config_file",
     "read_startup_files",
-    "StartupFiles",
 ]
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"

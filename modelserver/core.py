@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from modelserver.config import ModelEntry
 from modelserver.manager import AspiredVersionsManager
-from modelserver.source import FileSystemSource
+from modelserver.source import AspiredCallback, AspiredVersionsSource, FileSystemSource
 
 __all__ = ["ServerCore"]
 
@@ -30,9 +30,12 @@ class ServerCore:
         *,
         file_system_poll_wait_seconds: float,
         allow_version_labels_for_unavailable_models: bool = False,
+        source: Callable[[AspiredCallback], AspiredVersionsSource] | None = None,
     ) -> None:
+        """``source`` builds the source from the callback (default: a ``FileSystemSource``; tests fake it)."""
         self.manager = manager
-        self.source = FileSystemSource(self._aspired, file_system_poll_wait_seconds)
+        make_source = source or (lambda callback: FileSystemSource(callback, file_system_poll_wait_seconds))
+        self.source = make_source(self._aspired)
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._entries: dict[str, ModelEntry] = {}
         self._lock = asyncio.Lock()

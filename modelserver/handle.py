@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from modelserver.errors import ServableNotFound
-from modelserver.servable import Servable
+
+if TYPE_CHECKING:
+    from modelserver.servable import Servable
 
 __all__ = ["ServableEntry", "ServableHandle"]
 

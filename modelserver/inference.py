@@ -27,8 +27,8 @@ __all__ = [
     "ExampleSignature",
     "classification_result",
     "example_signature",
-    "serialized_examples",
     "regression_result",
+    "serialized_examples",
 ]
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -116,7 +116,7 @@ def _json_type_full(value: Any) -> str:
 class ExamplesJson:
     """A parsed classify/regress body: the signature name and the ``Input`` proto it describes."""
 
-    def __init__(self, signature_name: str, input: input_pb2.Input) -> None:  # noqa: A002 - proto's name
+    def __init__(self, signature_name: str, input: input_pb2.Input) -> None:
         self.signature_name = signature_name
         self.input = input
 

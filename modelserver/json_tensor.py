@@ -394,7 +394,7 @@ class PredictJson:
                     "inputs is a plain value/list, but expecting an object as multiple input tensors "
                     "required as per tensorinfo_map"
                 )
-            (name, dtype_enum), = input_dtypes.items()
+            ((name, dtype_enum),) = input_dtypes.items()
             return {name: json_to_tensor(value, dtype_enum, may_hold_bools=self.may_hold_bools)}
         tensors: dict[str, np.ndarray] = {}
         for name, dtype_enum in input_dtypes.items():
@@ -572,7 +572,8 @@ def dumps(payload: Any) -> bytes:
     # allow_nan: NaN/Infinity are emitted as bare tokens, as TF Serving does (not strict JSON, on purpose).
     with no_gc():
         return json.dumps(payload, ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode(
-            "utf-8", "backslashreplace"  # a lone surrogate from the request becomes a \\uXXXX escape again
+            "utf-8",
+            "backslashreplace",  # a lone surrogate from the request becomes a \\uXXXX escape again
         )
 
 

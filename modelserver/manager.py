@@ -1,95 +1,65 @@
 """AspiredVersionsManager: receives each model's aspired versions from the source, loads and unloads them,
-and hands out servable handles to requests.
+and hands out servable handles to requests (TF Serving's ``core/aspired_versions_manager.h``).
 
 Contract:
 - ``reconcile(name, aspired)`` is called by the source after every poll (and by config reloads). Calls for
   one model are serialised; different models do not wait for each other's handles to drain.
-- Availability preserving (TF Serving's only policy in ``server.cc``): new aspired versions are
-  loaded (highest first) and warmed *before* versions no longer aspired are unloaded, and an un-aspired
-  version is only unloaded once some aspired version is AVAILABLE - or when the model has no aspired
-  versions at all (removed from the config). A version that fails to load ends in END with its error
-  (reported by status) and never replaces one that serves; it is retried only when its directory changes.
-- RAM budget: a version whose estimate does not fit next to the loaded ones fails with RESOURCE_EXHAUSTED
-  (retried on later polls, when space may have been freed).
+- Each version lives in a ``LoaderHarness`` (``modelserver.harness``: the state table). The order of loads
+  and unloads is the pluggable ``AspiredVersionPolicy`` (``modelserver.aspired_policy``): availability
+  preserving (default; TF Serving's only policy in ``server.cc``) loads and warms new versions *before*
+  unloading old ones; resource preserving unloads first. A version that fails to load ends in ERROR (END
+  in status, with its error) and never replaces one that serves; it is retried only when its directory
+  changes (or, for RESOURCE_EXHAUSTED, on the next reconcile, when space may have been freed).
+- RAM budget: a version whose estimate does not fit next to the versions holding RAM fails with
+  RESOURCE_EXHAUSTED.
 - ``acquire(...)`` resolves a request's (name, version | label | latest) to a ref-counted handle; a version
   is unloaded only after its last handle is released.
-- All methods run on the event loop; loads and unloads run in a dedicated worker thread.
+- The manager sees loaders only through the ``VersionLoader`` protocol, made by the injected
+  ``LoaderFactory`` (the TensorFlow loader is wired in by ``modelserver.server``). All methods run on the
+  event loop; loads and unloads run in one dedicated worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TypeVar
 
+from modelserver.aspired_policy import Action, AspiredVersionPolicy, AvailabilityPreserving, VersionView
 from modelserver.errors import (
     FailedPrecondition,
     NotFound,
-    ResourceExhausted,
     ServableNotFound,
-    ServingError,
     Unavailable,
     UnknownVersionLabel,
 )
 from modelserver.handle import ServableEntry, ServableHandle
-from modelserver.loader import Loader
+from modelserver.harness import HarnessState, LoaderFactory, LoaderHarness, fingerprint
 from modelserver.metrics import METRICS, Metrics
-from modelserver.servable import Servable, serving_error_from_tf
-from modelserver.state import ManagerState
 
 __all__ = ["AspiredVersionsManager", "VersionRecord"]
 
 log = logging.getLogger("modelserver.manager")
 
-
-class VersionLoader(Protocol):
-    """What the manager needs from a loader (``modelserver.loader.Loader``; tests use fakes)."""
-
-    def estimate_ram_bytes(self) -> int: ...
-    def load(self) -> Servable: ...
-    def unload(self, servable: Servable) -> None: ...
-
-
-LoaderFactory = Callable[[str, int, Path], VersionLoader]
-
-
-def _fingerprint(path: Path) -> tuple[int, int]:
-    try:
-        stat = (path / "saved_model.pb").stat()
-        return stat.st_mtime_ns, stat.st_size
-    except OSError:
-        return 0, 0
-
-
-@dataclass
-class VersionRecord:
-    """What status reports about one version (kept after unload, as TF Serving's state monitor does)."""
-
-    version: int
-    path: Path
-    state: ManagerState = ManagerState.START
-    error: ServingError | None = None
-    entry: ServableEntry | None = None
-    ram_bytes: int = 0
-    fingerprint: tuple[int, int] = (0, 0)
-    loader: VersionLoader | None = None
+T = TypeVar("T")
+VersionRecord = LoaderHarness  # what status reports about one version (kept after unload, as TF Serving does)
 
 
 @dataclass
 class _Model:
     name: str
-    versions: dict[int, VersionRecord] = field(default_factory=dict)
+    versions: dict[int, LoaderHarness] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    unloads: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     latest: ServableEntry | None = None  # cached: the highest AVAILABLE version
 
     def refresh_latest(self) -> None:
-        available = [r for r in self.versions.values() if r.state == ManagerState.AVAILABLE and r.entry]
+        available = [r for r in self.versions.values() if r.harness_state is HarnessState.READY and r.entry]
         self.latest = max(available, key=lambda r: r.version).entry if available else None
 
 
@@ -99,10 +69,12 @@ class AspiredVersionsManager:
         loader_factory: LoaderFactory,
         *,
         ram_budget_bytes: int,
+        policy: AspiredVersionPolicy | None = None,
         metrics: Metrics = METRICS,
     ) -> None:
         self._loader_factory = loader_factory
         self._ram_budget = ram_budget_bytes
+        self._policy: AspiredVersionPolicy = policy or AvailabilityPreserving()
         self._metrics = metrics
         self._models: dict[str, _Model] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
@@ -112,112 +84,83 @@ class AspiredVersionsManager:
     def _model(self, name: str) -> _Model:
         return self._models.setdefault(name, _Model(name))
 
-    def _ram_in_use(self) -> int:
-        return sum(
-            r.ram_bytes
-            for m in self._models.values()
-            for r in m.versions.values()
-            if r.state in (ManagerState.LOADING, ManagerState.AVAILABLE, ManagerState.UNLOADING)
-        )
+    async def _run_blocking(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    def _wants_load(self, record: VersionRecord | None, path: Path) -> bool:
-        if record is None:
+    def _ram_in_use(self) -> int:
+        return sum(r.ram_bytes for m in self._models.values() for r in m.versions.values() if r.holds_ram)
+
+    @staticmethod
+    def _wants_load(record: LoaderHarness | None, path: Path) -> bool:
+        if record is None or record.harness_state is HarnessState.DISABLED:  # new, or aspired again
             return True
-        if record.state != ManagerState.END:
+        if record.harness_state is not HarnessState.ERROR:
             return False
-        if record.error is None:  # unloaded earlier, aspired again
+        if record.error is not None and record.error.code.name == "RESOURCE_EXHAUSTED":
             return True
-        if record.error.code.name == "RESOURCE_EXHAUSTED":
-            return True
-        return _fingerprint(path) != record.fingerprint  # failed: retry only a changed directory
+        return fingerprint(path) != record.fingerprint  # failed: retry only a changed directory
+
+    def _views(self, model: _Model, aspired: Mapping[int, Path], tried: set[int]) -> list[VersionView]:
+        views = []
+        for version in sorted(set(aspired) | set(model.versions)):
+            record = model.versions.get(version)
+            wants = version in aspired and version not in tried and self._wants_load(record, aspired[version])
+            views.append(
+                VersionView(version, version in aspired, record.harness_state if record else None, wants)
+            )
+        return views
 
     async def reconcile(self, name: str, aspired: Mapping[int, Path]) -> None:
         model = self._model(name)
         async with model.lock:
-            for version in sorted(aspired, reverse=True):
-                if self._wants_load(model.versions.get(version), aspired[version]):
+            tried: set[int] = set()  # each version is tried at most once per reconcile
+            while True:
+                views = self._views(model, aspired, tried)
+                action = self._policy.next_action(views)
+                if action is None:
+                    in_flight = list(model.unloads.values())
+                    if in_flight and any(v.wants_load for v in views):  # the policy waits for these
+                        await asyncio.gather(*in_flight, return_exceptions=True)
+                        continue
+                    break
+                kind, version = action
+                if kind is Action.LOAD:
+                    tried.add(version)
                     await self._load(model, version, aspired[version])
-            serving_aspired = any(
-                model.versions[v].state == ManagerState.AVAILABLE for v in aspired if v in model.versions
-            )
-            if serving_aspired or not aspired:
-                for version, record in sorted(model.versions.items()):
-                    if version not in aspired and record.state == ManagerState.AVAILABLE:
-                        self._start_unload(model, record)
+                else:
+                    self._start_unload(model, model.versions[version])
             # a label pointing at an unloaded version keeps pointing at it (TF Serving does the same)
 
     async def _load(self, model: _Model, version: int, path: Path) -> None:
-        loader = self._loader_factory(model.name, version, path)
-        record = VersionRecord(
-            version, path, ManagerState.START, fingerprint=_fingerprint(path), loader=loader
-        )
+        record = LoaderHarness(model.name, version, path, self._loader_factory(model.name, version, path))
         model.versions[version] = record
         log.info("model %s: version %d seen at %s", model.name, version, path)
-        started = time.perf_counter()
-        try:
-            estimate = await asyncio.get_running_loop().run_in_executor(self._pool, loader.estimate_ram_bytes)
-            free = self._ram_budget - self._ram_in_use()
-            log.info(
-                "model %s version %d: estimated RAM %.1f MiB (%.1f MiB of the budget free)",
-                model.name,
-                version,
-                estimate / 2**20,
-                free / 2**20,
-            )
-            if estimate > free:
-                raise ResourceExhausted(
-                    f"Insufficient resources to load model {model.name} version {version}: it needs about "
-                    f"{estimate / 2**20:.1f} MiB of RAM but only {max(free, 0) / 2**20:.1f} MiB of the "
-                    f"{self._ram_budget / 2**20:.1f} MiB budget is free"
-                )
-            record.ram_bytes = estimate
-            record.state = ManagerState.LOADING
-            servable: Servable = await asyncio.get_running_loop().run_in_executor(self._pool, loader.load)
-        except Exception as exc:
-            error = serving_error_from_tf(exc)
-            record.state, record.error, record.ram_bytes = ManagerState.END, error, 0
+        free = lambda: self._ram_budget - self._ram_in_use()  # noqa: E731 - read when the estimate is known
+        if not await record.load(self._run_blocking, free, self._ram_budget):
             self._metrics.loads.labels(model.name, "error").inc()
-            log.error("model %s version %d: load failed: %s", model.name, version, error.message)
             return
-        record.entry = ServableEntry(servable)
-        record.state = ManagerState.AVAILABLE
         model.refresh_latest()
-        seconds = time.perf_counter() - started
         self._metrics.loads.labels(model.name, "ok").inc()
-        self._metrics.load_seconds.labels(model.name).observe(seconds)
+        self._metrics.load_seconds.labels(model.name).observe(record.load_seconds)
         self._update_available(model)
-        log.info("model %s version %d: AVAILABLE after %d ms", model.name, version, seconds * 1000)
 
-    def _start_unload(self, model: _Model, record: VersionRecord) -> None:
-        record.state = ManagerState.UNLOADING
+    def _start_unload(self, model: _Model, record: LoaderHarness) -> None:
+        record.quiesce()
         model.refresh_latest()
         self._update_available(model)
         task = asyncio.create_task(self._unload(model, record))
         self._unloads.add(task)
+        model.unloads[record.version] = task
         task.add_done_callback(self._unloads.discard)
+        task.add_done_callback(lambda _: model.unloads.pop(record.version, None))
 
-    async def _unload(self, model: _Model, record: VersionRecord) -> None:
-        entry = record.entry
-        assert entry is not None
-        entry.retire()
-        if entry.refs:
-            log.info(
-                "model %s version %d: waiting for %d requests to finish",
-                model.name,
-                record.version,
-                entry.refs,
-            )
-        await entry.wait_released()
-        started = time.perf_counter()
-        unload = record.loader.unload if record.loader is not None else Loader.unload
-        await asyncio.get_running_loop().run_in_executor(self._pool, unload, entry.servable)
-        record.entry, record.state, record.ram_bytes = None, ManagerState.END, 0
+    async def _unload(self, model: _Model, record: LoaderHarness) -> None:
+        await record.unload(self._run_blocking)
         self._metrics.unloads.labels(model.name).inc()
-        self._metrics.unload_seconds.labels(model.name).observe(time.perf_counter() - started)
-        log.info("model %s version %d: unloaded", model.name, record.version)
+        self._metrics.unload_seconds.labels(model.name).observe(record.unload_seconds)
 
     def _update_available(self, model: _Model) -> None:
-        count = sum(1 for r in model.versions.values() if r.state == ManagerState.AVAILABLE)
+        count = sum(1 for r in model.versions.values() if r.harness_state is HarnessState.READY)
         self._metrics.available_versions.labels(model.name).set(count)
 
     async def remove_model(self, name: str) -> None:
@@ -233,7 +176,7 @@ class AspiredVersionsManager:
     async def shutdown(self) -> None:
         for model in self._models.values():
             for record in model.versions.values():
-                if record.state == ManagerState.AVAILABLE:
+                if record.harness_state is HarnessState.READY:
                     self._start_unload(model, record)
         await self.wait_unloads()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -245,7 +188,7 @@ class AspiredVersionsManager:
         model = self._model(name)
         for label, version in labels.items():
             record = model.versions.get(version)
-            if record is not None and record.state == ManagerState.AVAILABLE:
+            if record is not None and record.harness_state is HarnessState.READY:
                 continue
             if allow_unavailable and model.labels.get(label, version) == version:
                 continue
@@ -281,7 +224,7 @@ class AspiredVersionsManager:
                 raise Unavailable(self._nothing_available(model))
             return entry.acquire()
         record = model.versions.get(version)
-        if record is None or record.state != ManagerState.AVAILABLE or record.entry is None:
+        if record is None or record.harness_state is not HarnessState.READY or record.entry is None:
             raise ServableNotFound(name, version)
         return record.entry.acquire()
 
@@ -298,7 +241,7 @@ class AspiredVersionsManager:
     def is_known(self, name: str) -> bool:
         return name in self._models
 
-    def status(self, name: str, version: int | None = None) -> list[VersionRecord]:
+    def status(self, name: str, version: int | None = None) -> list[LoaderHarness]:
         """Version records, highest first; NotFound with TF Serving's messages."""
         model = self._models.get(name)
         if model is None or not model.versions:
@@ -313,7 +256,7 @@ class AspiredVersionsManager:
         model = self._models.get(name)
         if model is None:
             return []
-        return sorted(v for v, r in model.versions.items() if r.state == ManagerState.AVAILABLE)
+        return sorted(v for v, r in model.versions.items() if r.harness_state is HarnessState.READY)
 
     def model_names(self) -> list[str]:
         return sorted(self._models)

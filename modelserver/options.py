@@ -4,8 +4,10 @@ flag names with its defaults (``model_servers/main.cc``, ``server.h``), so ``--p
 command line leaves unset. ``validate_combination`` rejects what TF Serving rejects at start.
 
 Extras TF Serving does not have (environment or flag): ``bind_host`` (``0.0.0.0``, as TF Serving listens;
-tests use ``127.0.0.1``) and ``total_model_memory_limit_bytes`` (the RAM budget for loaded versions,
-0 = 90% of the memory available at start).
+tests use ``127.0.0.1``), ``total_model_memory_limit_bytes`` (the RAM budget for loaded versions,
+0 = 90% of the memory available at start) and ``aspired_version_policy`` (``availability_preserving``, the
+default and TF Serving's behaviour, or ``resource_preserving``: unload old versions before loading new ones,
+for a budget that holds one version at a time; see ``modelserver.aspired_policy``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelserver.aspired_policy import PolicyName
 from modelserver.errors import ConfigError
 
 __all__ = ["IGNORED_FLAGS", "UNSUPPORTED_FLAGS", "ServerOptions", "default_ram_budget"]
@@ -45,6 +48,7 @@ class ServerOptions(BaseSettings):
     tensorflow_inter_op_parallelism: int = Field(0, ge=0)
     tensorflow_session_parallelism: int = Field(0, ge=0)
     total_model_memory_limit_bytes: int = Field(0, ge=0)
+    aspired_version_policy: PolicyName = "availability_preserving"
     bind_host: str = "0.0.0.0"
 
     def validate_combination(self) -> None:

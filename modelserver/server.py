@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from modelserver.aspired_policy import POLICIES
 from modelserver.batching import Batcher
 from modelserver.config import StartupFiles, model_entries, read_model_config_file, read_startup_files
 from modelserver.core import ServerCore
@@ -97,7 +98,10 @@ class ModelServer:
         o = self.options
         budget = o.total_model_memory_limit_bytes or default_ram_budget()
         log.info("RAM budget for loaded versions: %.1f MiB", budget / 2**20)
-        manager = AspiredVersionsManager(self._loader, ram_budget_bytes=budget)
+        log.info("aspired version policy: %s", o.aspired_version_policy)
+        manager = AspiredVersionsManager(
+            self._loader, ram_budget_bytes=budget, policy=POLICIES[o.aspired_version_policy]()
+        )
         self.core = ServerCore(
             manager,
             file_system_poll_wait_seconds=o.file_system_poll_wait_seconds,
@@ -160,7 +164,7 @@ class ModelServer:
     async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
         import uvicorn
 
-        _Uvicorn = _uvicorn_server_class()  # noqa: N806
+        _Uvicorn = _uvicorn_server_class()
 
         try:
             from modelserver.rest import create_rest_app

@@ -12,15 +12,24 @@ callback, which the manager reconciles.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from modelserver.policy import LatestVersions, VersionPolicy
 
-__all__ = ["FileSystemSource", "ModelSource", "aspired_versions", "scan_versions"]
+__all__ = [
+    "AspiredCallback",
+    "AspiredVersionsSource",
+    "FileSystemSource",
+    "ModelSource",
+    "aspired_versions",
+    "scan_versions",
+]
 
 log = logging.getLogger("modelserver.source")
 
@@ -68,6 +77,16 @@ def aspired_versions(model: ModelSource) -> dict[int, Path] | None:
 
 
 AspiredCallback = Callable[[str, Mapping[int, Path]], Awaitable[None]]
+
+
+class AspiredVersionsSource(Protocol):
+    """What ``ServerCore`` needs from a source: it is told the configured models, and each poll hands every
+    model's aspired versions ({version: path}) to the callback it was built with (the manager's input)."""
+
+    def set_models(self, models: Mapping[str, ModelSource]) -> None: ...
+    async def poll_once(self) -> None: ...
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class FileSystemSource:
@@ -126,8 +145,6 @@ class FileSystemSource:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None

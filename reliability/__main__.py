@@ -34,16 +34,14 @@ def _models(argument: str | None) -> Path:
     if argument:
         path = Path(argument).resolve()
         if not (path / "models.config").is_file():
-            raise SystemExit(
-                f"--models {path}: no models.config there (python -m tests.support.exported DIR)"
-            )
+            raise SystemExit(f"--models {path}: no models.config there (python -m devtools.exported DIR)")
         return path
     if (CACHE / "models.config").is_file():
         return CACHE
     data = os.environ.get("DATA_DIR") or str(REPO_ROOT.parent / "shared" / "data")
     if not Path(data, "fashion-mnist").is_dir():
         raise SystemExit(f"DATA_DIR={data!r} holds no fashion-mnist/: set DATA_DIR to the shared datasets")
-    from tests.support.exported import build_model_repo  # TensorFlow loads here
+    from devtools.exported import build_model_repo  # TensorFlow loads here
 
     print(f"== exporting fashion, text, housing into {CACHE} (once; reused by later runs)", flush=True)
     staging = Path(tempfile.mkdtemp(prefix=".tfserve-reliability-models-", dir=CACHE.parent))
@@ -52,7 +50,7 @@ def _models(argument: str | None) -> Path:
         shutil.rmtree(staging)
     else:
         os.replace(staging, CACHE)
-    from tests.support.exported import models_config
+    from devtools.exported import models_config
 
     (CACHE / "models.config").write_text(models_config(CACHE), encoding="utf-8")
     CACHE.chmod(0o755)

@@ -58,7 +58,7 @@ def kill_under_load(
         restarting = time.monotonic()
         stack.start_modelserver()  # returns once its ports are open (models loaded)
         ready = time.monotonic()
-        wait_until(lambda: _served_since(load.samples, ready), timeout=15, interval=0.02)
+        wait_until(lambda: _served_since(load.samples, ready), timeout=60, interval=0.02)
         time.sleep(1.0)
         samples = load.stop()
     first_ok = min(
@@ -79,15 +79,10 @@ def kill_under_load(
     found = leaks(down.text, [str(stack.repo)])
     outcome.check(not found, f"modelserver down: the 503 leaks {found}: {down.text[:200]!r}")
     outcome.check(ready_down == 503, f"modelserver down: /readyz answered {ready_down}, want 503")
-    outcome.check(
-        slowest_down <= DOWN_ANSWER_BOUND_SECONDS,
-        f"modelserver down: a request took {slowest_down:.2f} s (bound {DOWN_ANSWER_BOUND_SECONDS} s)",
-    )
+    outcome.check_bound(slowest_down, DOWN_ANSWER_BOUND_SECONDS, "modelserver down: the slowest answer")
     outcome.check(not unexpected, f"kill: statuses other than 200/503: {unexpected}")
-    outcome.check(
-        recovery is not None and recovery <= RECOVERY_BOUND_SECONDS,
-        f"kill: first 200 came {recovery} s after the restart (bound {RECOVERY_BOUND_SECONDS} s)",
-    )
+    outcome.check(recovery is not None, "kill: no request succeeded after the restart")
+    outcome.check_bound(recovery, RECOVERY_BOUND_SECONDS, "kill: first 200 after the restart")
     failed_after = [s for s in after if s.status != 200]
     outcome.check(not failed_after, f"kill: {len(failed_after)} requests failed after recovery")
     return {
@@ -137,7 +132,7 @@ def slow_model_server(
                 ready = client.get("/readyz").status_code
                 proxy.delay = 0.0
                 back = wait_until(
-                    lambda: client.post(requests[0].path, **requests[0].send_kwargs()).status_code == 200, 15
+                    lambda: client.post(requests[0].path, **requests[0].send_kwargs()).status_code == 200, 60
                 )
     statuses = [s for s, _, _ in slow]
     slowest = max(t for _, t, _ in slow)
@@ -146,9 +141,8 @@ def slow_model_server(
     outcome.check(all(m for _, _, m in slow), "slow server: a 504 without an error message")
     found = sorted({kind for _, _, m in slow for kind in leaks(m, [str(stack.repo)])})
     outcome.check(not found, f"slow server: the 504 message leaks {found}: {slow[0][2][:200]!r}")
-    outcome.check(
-        slowest < 3 * DEADLINE_SECONDS,
-        f"slow server: a request took {slowest:.2f} s; deadline {DEADLINE_SECONDS} s",
+    outcome.check_bound(
+        slowest, 3 * DEADLINE_SECONDS, f"slow server: the slowest answer (deadline {DEADLINE_SECONDS} s)"
     )
     outcome.check(ready == 503, f"slow server: /readyz answered {ready}, want 503")
     outcome.check(back, "slow server: the gateway did not serve again once the server was fast")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.support.exported import MODEL_NAMES, models_config
-from tests.support.tiny_models import publish
+from devtools.exported import MODEL_NAMES, models_config
+from devtools.tiny_models import publish
 
 __all__ = ["copy_repo", "latest_version", "publish", "publish_next"]
 

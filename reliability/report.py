@@ -4,29 +4,13 @@ reader wants), both written atomically (temp file on the same file system, fsync
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from devtools.files import write_atomic
 from reliability.outcome import Outcome
 
 __all__ = ["headline", "markdown", "write_atomic", "write_results"]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _get(figures: dict[str, Any], *keys: str) -> Any:
@@ -113,7 +97,8 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any], rows: list[dict[str,
         "| --- | --- | --- | --- |",
     ]
     for outcome in outcomes:
-        verdict = "pass" if outcome.passed else f"**FAIL ({len(outcome.failures)})**"
+        misses = len(outcome.failures) + len(outcome.over_bound)
+        verdict = "pass" if outcome.passed else f"**FAIL ({misses})**"
         lines.append(f"| {outcome.title} | {verdict} | {headline(outcome)} | {outcome.seconds:.0f} |")
     for outcome in outcomes:
         lines += ["", f"## {outcome.title}", ""]
@@ -123,6 +108,8 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any], rows: list[dict[str,
             if len(outcome.failures) > 30:
                 lines.append(f"- ... and {len(outcome.failures) - 30} more (results.json)")
             lines.append("")
+        if outcome.over_bound:
+            lines += ["Durations over their bound:"] + [f"- {miss}" for miss in outcome.over_bound] + [""]
         if outcome.notes:
             lines += [f"- note: {note}" for note in outcome.notes] + [""]
         if outcome.cases and outcome.name in ("hostile", "versions"):

@@ -237,17 +237,19 @@ def rate_limit(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
     env = {**RATE_LIMIT_ENV, "GATEWAY_STATE_FILE": str(workdir / "rate.json")}
     statuses: list[int] = []
     retry_after = message = ""
-    with extra_gateway(stack.grpc_target, stack.config, workdir, env) as gateway:
-        with gateway.client() as client:
-            for _ in range(60):
-                response = client.post("/v1/models/text:classify", json={"texts": ["hello"]})
-                statuses.append(response.status_code)
-                if response.status_code == 429 and not retry_after:
-                    retry_after = response.headers.get("retry-after", "")
-                    message = error_message(response) or ""
-            health = client.get("/healthz").status_code
-            time.sleep(1.0)  # 5 tokens back at 5/s
-            after = client.post("/v1/models/text:classify", json={"texts": ["hello"]}).status_code
+    with (
+        extra_gateway(stack.grpc_target, stack.config, workdir, env) as gateway,
+        gateway.client() as client,
+    ):
+        for _ in range(60):
+            response = client.post("/v1/models/text:classify", json={"texts": ["hello"]})
+            statuses.append(response.status_code)
+            if response.status_code == 429 and not retry_after:
+                retry_after = response.headers.get("retry-after", "")
+                message = error_message(response) or ""
+        health = client.get("/healthz").status_code
+        time.sleep(1.0)  # 5 tokens back at 5/s
+        after = client.post("/v1/models/text:classify", json={"texts": ["hello"]}).status_code
     limited = statuses.count(429)
     outcome.check(
         limited > 0, f"rate limit: 0 of 60 back-to-back requests refused with 429 ({RATE_LIMIT_ENV})"

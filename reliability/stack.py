@@ -5,75 +5,30 @@
         stack.kill_modelserver(); stack.restart_modelserver()   # same ports: the gateway reconnects
 
 Contract: the modelserver's ports are chosen once (bind port 0) and kept across ``restart_modelserver`` so
-the gateway's channel finds the new process; the gateway is ``tests.support.gateway_proc``'s; every address
+the gateway's channel finds the new process; both processes are ``devtools.servers``'; every address
 is 127.0.0.1; ``stop()`` ends both processes (SIGTERM, then SIGKILL).
-The model repository must hold ``models.config`` with absolute base paths (``tests.support.exported``).
+The model repository must hold ``models.config`` with absolute base paths (``devtools.exported``).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.support.gateway_proc import Gateway, start_gateway
-from tests.support.procs import LOOPBACK, REPO_ROOT, ModelServerHandle, ServerProcess, free_port
+from devtools.procs import LOOPBACK, ServerProcess, free_ports
+from devtools.servers import Gateway, ModelServerHandle, modelserver_process, start_gateway
+from devtools.waiting import poll_until
 
-__all__ = ["Stack", "StackOptions", "extra_gateway", "gateway_env", "modelserver_process", "wait_until"]
+__all__ = ["Stack", "StackOptions", "extra_gateway", "gateway_env", "poll_until", "wait_until"]
 
-
-def wait_until(check: object, timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``check()`` until it is truthy or ``timeout`` seconds pass; exceptions count as not yet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():  # type: ignore[operator]
-                return True
-        except Exception:  # noqa: BLE001 - a server still starting refuses connections
-            pass
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
-def modelserver_process(
-    config: Path,
-    grpc_port: int,
-    rest_port: int,
-    log_path: Path,
-    *,
-    extra_flags: Sequence[str] = (),
-    as_user: int | None = None,
-) -> ModelServerHandle:
-    """A (not yet started) modelserver on fixed ports; ``as_user`` runs it under that uid (via setpriv)."""
-    command = [
-        sys.executable,
-        "-m",
-        "modelserver",
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_config_file={config}",
-        "--file_system_poll_wait_seconds=1",
-        *extra_flags,
-    ]
-    if as_user is not None:
-        command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", *command]
-    env = {
-        "MODELSERVER_BIND_HOST": LOOPBACK,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "CUDA_VISIBLE_DEVICES": "",
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    return ModelServerHandle(
-        command, grpc_port=grpc_port, rest_port=rest_port, log_path=log_path, env=env, startup_timeout=120
-    )
+# scenarios written before devtools/ call it by this name (bool: the caller decides what a timeout means)
+wait_until = poll_until
 
 
 def gateway_env(model_server: str, config: Path, workdir: Path, env: Mapping[str, str]) -> dict[str, str]:
@@ -116,9 +71,7 @@ class Stack:
         self.workdir = workdir
         self.options = options or StackOptions()
         self.admin_token = secrets.token_hex(24)
-        self.grpc_port, self.rest_port = free_port(), free_port()
-        while self.rest_port == self.grpc_port:
-            self.rest_port = free_port()
+        self.grpc_port, self.rest_port = free_ports(2)
         self.gateway_port = 0  # chosen when the gateway starts
         self.modelserver: ModelServerHandle | None = None
         self.gateway: ServerProcess | None = None
@@ -152,11 +105,12 @@ class Stack:
         log = self.workdir / f"modelserver-{self._restarts}.log"
         self._restarts += 1
         self.modelserver = modelserver_process(
-            self.config,
-            self.grpc_port,
-            self.rest_port,
-            log,
-            extra_flags=self.options.modelserver_flags,
+            grpc_port=self.grpc_port,
+            rest_port=self.rest_port,
+            log_path=log,
+            model_config_file=self.config,
+            extra_flags=("--file_system_poll_wait_seconds=1", *self.options.modelserver_flags),
+            startup_timeout=120,
             as_user=self.options.modelserver_user,
         )
         self.modelserver.start()
@@ -168,7 +122,7 @@ class Stack:
             gateway_env(self.grpc_target, self.config, self.workdir, env), self.workdir / "gateway.log"
         )
         self.gateway, self.gateway_port = gateway.process, gateway.port
-        if not wait_until(lambda: httpx.get(f"{self.gateway_url}/readyz", timeout=5).status_code == 200, 60):
+        if not poll_until(lambda: httpx.get(f"{self.gateway_url}/readyz", timeout=5).status_code == 200, 60):
             raise RuntimeError(f"gateway never became ready:\n{self.gateway.log_text()}")
         return self.gateway
 

@@ -62,7 +62,7 @@ def workdir(prefix: str = "tfserve-reliability-") -> Path:
 def _guard(name: str, title: str, body: Callable[[], Outcome]) -> Outcome:
     try:
         return body()
-    except Exception as exc:  # noqa: BLE001 - a crashed scenario is a failed scenario, the others still run
+    except Exception as exc:
         outcome = Outcome(name, title)
         outcome.failures.append(f"scenario crashed: {type(exc).__name__}: {exc}")
         outcome.notes.append(traceback.format_exc()[-2000:])
@@ -81,9 +81,9 @@ def run_suite(
 
     def done(outcome: Outcome) -> None:
         outcomes.append(outcome)
-        verdict = "pass" if outcome.passed else f"FAIL ({len(outcome.failures)})"
+        verdict = "pass" if outcome.passed else f"FAIL ({len(outcome.failures) + len(outcome.over_bound)})"
         log(f"== {outcome.title}: {verdict} in {outcome.seconds:.0f} s")
-        for failure in outcome.failures[:10]:
+        for failure in [*outcome.failures, *outcome.over_bound][:10]:
             log(f"   - {failure[:300]}")
 
     def stack(group: str, names: tuple[str, ...] | None = None, **options: object) -> Stack:

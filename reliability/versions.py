@@ -20,12 +20,12 @@ from pathlib import Path
 
 import httpx
 
+from devtools.tiny_models import corrupt_version
 from reliability.load import Load, summarize
 from reliability.outcome import Outcome
 from reliability.payloads import HOUSING_RECORD, Request
 from reliability.repo import latest_version, publish
 from reliability.stack import Stack, wait_until
-from tests.support.tiny_models import corrupt_version
 
 __all__ = ["MODEL", "run"]
 
@@ -56,7 +56,7 @@ def _variables_half_copied(good: Path, target: Path) -> None:
 def _signature_changed(good: Path, target: Path) -> None:
     """Another model (inputs ``a``, ``b``) under this name, with the warm-up requests of the old one."""
     # built in a child process: TensorFlow stays out of the suite's own process
-    script = "import sys; from pathlib import Path; from tests.support.tiny_models import multi_input; "
+    script = "import sys; from pathlib import Path; from devtools.tiny_models import multi_input; "
     script += "multi_input(Path(sys.argv[1]))"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run(
@@ -119,8 +119,10 @@ def run(stack: Stack, *, non_root: bool) -> Outcome:
             source = staging / f"v{version}"
             make(good, source)
             publish(source, base, version)
-            seen = wait_until(lambda v=version: v in _status(stack), timeout=20)
-            time.sleep(1.2)  # one poll more: a late load would show now
+            # settled: END (refused) or, were it a bug, AVAILABLE; LOADING is never the answer
+            seen = wait_until(
+                lambda v=version: _status(stack).get(v, ("ABSENT", ""))[0] in ("END", "AVAILABLE"), timeout=60
+            )
             status = _status(stack)
             state, error = status.get(version, ("ABSENT", ""))
             available = sorted(v for v, (s, _) in status.items() if s == "AVAILABLE")

@@ -24,7 +24,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["ROOTS", "render", "write", "main"]
+__all__ = ["ROOTS", "main", "render", "write"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET = REPO_ROOT / "gateway" / "protos"

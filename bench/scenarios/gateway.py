@@ -24,7 +24,7 @@ def _check(url: str, body: bytes, content_type: str, expect: str) -> str:
 
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=30) as reply:
             text = reply.read().decode("utf-8", errors="replace")
     except OSError as exc:
         detail = exc.read().decode(errors="replace")[:200] if hasattr(exc, "read") else ""

@@ -130,7 +130,7 @@ def _needs_inversion(image: Image.Image, background: str) -> bool:
 
 def images_to_batch(
     files: Sequence[tuple[str, bytes]], spec: ImageSpec, max_pixels: int
-) -> tuple[array, list[int]]:
+) -> tuple[array[float], list[int]]:
     """Decode, convert and scale every file; return the flat float32 batch and its shape."""
     scale = (spec.high - spec.low) / 255.0
     table = [spec.low + i * scale for i in range(256)]

@@ -17,7 +17,7 @@ from gateway.protos.tensorflow.core.example import example_pb2
 from gateway.protos.tensorflow.core.framework import tensor_pb2
 from gateway.tensors import float_tensor, to_example
 
-__all__ = ["validate_records", "records_to_tensors", "records_to_examples"]
+__all__ = ["records_to_examples", "records_to_tensors", "validate_records"]
 
 Record = dict[str, float | None]
 

@@ -66,7 +66,7 @@ class Console:
         ).click()
         expect(self.page.locator(f"section[data-screen={name}]")).to_be_visible()
 
-    def model(self, name: str):  # noqa: ANN201 - a Playwright Locator
+    def model(self, name: str):
         return self.page.locator(f"article.model[data-model='{name}']")
 
     # admin token -------------------------------------------------------------------------------------

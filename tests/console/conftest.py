@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.fashion import FASHION_LABELS, encode, fashion_test_images
-from tests.support.gateway_proc import Gateway, start_gateway
-from tests.support.procs import ServerProcess, free_port, start_modelserver
+from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
+from devtools.procs import ServerProcess, free_port
+from devtools.servers import Gateway, start_gateway, start_modelserver
 
 ADMIN_TOKEN = "console-test-token-8d2e41b7"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
 from tests.console.browser import Console, launch_chromium
-from tests.support.fashion import FASHION_LABELS, encode, fashion_test_images
 
 SPAM = (
     "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! "

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.servers import Gateway
 from tests.console.browser import Console
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +19,7 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, bu
 
 
 @pytest.mark.parametrize(
-    "screen,model", [("models", None), ("try", "fashion"), ("try", "text"), ("try", "housing")]
+    ("screen", "model"), [("models", None), ("try", "fashion"), ("try", "text"), ("try", "housing")]
 )
 def test_every_visible_control_has_a_label(
     page: Page, console_gateway: Gateway, screen: str, model: str | None

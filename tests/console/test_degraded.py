@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.servers import Gateway
 from tests.console.browser import Console
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.servers import Gateway
 from tests.console.browser import Console
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +78,7 @@ def test_live_charts_show_request_rate_while_requests_arrive(
         sender.join(30)
 
 
-def _positive_number():  # noqa: ANN202 - a compiled pattern for expect()
+def _positive_number():
     import re
 
     return re.compile(r"^(?!0\.0+$)\d+\.\d+$")

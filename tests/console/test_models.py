@@ -9,9 +9,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.servers import Gateway
 from tests.console.browser import Console
 from tests.console.conftest import ADMIN_TOKEN
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from devtools.servers import Gateway
+from devtools.waiting import wait_until
 from tests.console.browser import Console
 from tests.console.conftest import ADMIN_TOKEN
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -104,12 +104,11 @@ def test_newly_published_version_appears_without_a_reload(
         _wait_until_served(api, "housing", 1)
 
 
-def _wait_until_served(api: httpx.Client, name: str, version: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_until_served(api: httpx.Client, name: str, version: int) -> None:
+    def served() -> bool:
         models = {m["name"]: m for m in api.get("/v1/models").json()["models"]}
         states = {v["version"]: v["state"] for v in models[name]["versions"]}
-        if states.get(version) == "AVAILABLE" and all(s == "END" for v, s in states.items() if v != version):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{name} v{version} did not come back: {states}")
+        others = [s for v, s in states.items() if v != version]
+        return states.get(version) == "AVAILABLE" and all(s == "END" for s in others)
+
+    wait_until(served, f"{name} v{version} to be the only version served again")

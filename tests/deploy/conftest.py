@@ -97,16 +97,23 @@ def compose_plugin() -> list[str] | None:
     return ["docker", "compose"] if probe.returncode == 0 else None
 
 
-def real_compose_config(command: list[str], *files: Path, env: Mapping[str, str],
-                        profiles: tuple[str, ...] = ()) -> dict[str, Any]:
+def real_compose_config(
+    command: list[str], *files: Path, env: Mapping[str, str], profiles: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """``docker compose config --format json`` with exactly ``env`` (no .env file of the checkout)."""
     args = [*command, "--env-file", "/dev/null", "--project-directory", str(REPO_ROOT)]
     for path in files:
         args += ["-f", str(path)]
     for profile in profiles:
         args += ["--profile", profile]
-    done = subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True, timeout=60,
-                          env=dict(env), cwd=REPO_ROOT)
+    done = subprocess.run(
+        [*args, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(env),
+        cwd=REPO_ROOT,
+    )
     assert done.returncode == 0, f"docker compose config failed: {done.stderr}"
     return json.loads(done.stdout)
 
@@ -161,5 +168,8 @@ def compose_modelserver() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def k8s_documents() -> dict[str, list[dict[str, Any]]]:
     """Every Kubernetes object under deploy/k8s (kustomization.yaml aside), by file name."""
-    return {path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-            for path in sorted(K8S_DIR.glob("*.yaml")) if path.name != "kustomization.yaml"}
+    return {
+        path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for path in sorted(K8S_DIR.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+    }

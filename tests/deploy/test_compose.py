@@ -145,12 +145,14 @@ def test_env_example_names_every_variable_the_compose_files_use() -> None:
     example = (REPO_ROOT / ".env.example").read_text()
     defined = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)=", example, flags=re.MULTILINE))
     assert used - {"COMPOSE_PROJECT_NAME"} <= defined, f"missing from .env.example: {used - defined}"
-    assert re.search(r"^GATEWAY_ADMIN_TOKEN=change-me$", example, flags=re.MULTILINE), \
+    assert re.search(r"^GATEWAY_ADMIN_TOKEN=change-me$", example, flags=re.MULTILINE), (
         ".env.example must carry a placeholder token, never a real one"
+    )
 
 
-@pytest.mark.parametrize("files", [(COMPOSE_BASE,), (COMPOSE_BASE, COMPOSE_MODELSERVER)],
-                         ids=["official", "modelserver"])
+@pytest.mark.parametrize(
+    "files", [(COMPOSE_BASE,), (COMPOSE_BASE, COMPOSE_MODELSERVER)], ids=["official", "modelserver"]
+)
 def test_docker_compose_config_accepts_the_files(files: tuple[Any, ...], models: list[str]) -> None:
     """The real ``docker compose config`` validates the files and reads them as the loader above does."""
     command = compose_plugin()
@@ -165,5 +167,6 @@ def test_docker_compose_config_accepts_the_files(files: tuple[Any, ...], models:
         assert real["services"][service]["command"] == ours["services"][service]["command"]
         assert real["services"][service]["image"] == ours["services"][service]["image"]
     real_routes = real["services"]["gateway"]["environment"]["GATEWAY_MODEL_SERVERS"]
-    assert json.loads(real_routes) == json.loads(ours["services"]["gateway"]["environment"]
-                                                 ["GATEWAY_MODEL_SERVERS"])
+    assert json.loads(real_routes) == json.loads(
+        ours["services"]["gateway"]["environment"]["GATEWAY_MODEL_SERVERS"]
+    )

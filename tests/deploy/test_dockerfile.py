@@ -110,24 +110,18 @@ def test_base_image_is_the_one_local_base_builds(dockerfile: Parsed) -> None:
 
 
 @pytest.mark.parametrize("target", FINAL_STAGES)
-def test_final_images_run_as_an_unprivileged_user(
-    dockerfile: Parsed, target: str
-) -> None:
+def test_final_images_run_as_an_unprivileged_user(dockerfile: Parsed, target: str) -> None:
     _, stages = dockerfile
     assert stages[target].last("USER") not in ("root", "0")
 
 
 @pytest.mark.parametrize("target", FINAL_STAGES)
-def test_entrypoint_runs_the_package_of_the_same_name(
-    dockerfile: Parsed, target: str
-) -> None:
+def test_entrypoint_runs_the_package_of_the_same_name(dockerfile: Parsed, target: str) -> None:
     _, stages = dockerfile
     assert exec_form(stages[target].last("ENTRYPOINT")) == ["python", "-m", target]
 
 
-def test_gateway_image_has_no_tensorflow_and_checks_readyz(
-    dockerfile: Parsed
-) -> None:
+def test_gateway_image_has_no_tensorflow_and_checks_readyz(dockerfile: Parsed) -> None:
     _, stages = dockerfile
     gateway_deps = " ".join(stages["gateway-deps"].all("RUN"))
     assert '".[gateway]"' in gateway_deps
@@ -163,9 +157,7 @@ def test_compose_export_command_is_accepted_by_the_export_cli() -> None:
     assert export_parse_args(command).models_dir == "/models"
 
 
-def test_every_copied_path_exists_and_reaches_the_build_context(
-    dockerfile: Parsed
-) -> None:
+def test_every_copied_path_exists_and_reaches_the_build_context(dockerfile: Parsed) -> None:
     _, stages = dockerfile
     for stage in stages.values():
         for copy in stage.all("COPY"):
@@ -179,8 +171,16 @@ def test_every_copied_path_exists_and_reaches_the_build_context(
 
 @pytest.mark.parametrize(
     "path",
-    [".venv/bin/python", ".git/HEAD", "models/fashion/1/saved_model.pb", ".env", ".run/admin-token",
-     "gateway/__pycache__/app.cpython-311.pyc", "tests/conftest.py", "bench/results/a.json"],
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "models/fashion/1/saved_model.pb",
+        ".env",
+        ".run/admin-token",
+        "gateway/__pycache__/app.cpython-311.pyc",
+        "tests/conftest.py",
+        "bench/results/a.json",
+    ],
 )
 def test_dockerignore_keeps_the_context_small_and_secret_free(path: str) -> None:
     assert not dockerignore_includes(path)
@@ -202,7 +202,9 @@ def test_constraints_pin_every_image_dependency_within_pyproject() -> None:
             pins[canonicalize_name(name)] = version
     for requirement in _extra_requirements():
         name = canonicalize_name(requirement.name)
-        assert name in pins, f"{requirement.name} has no exact pin in docker/constraints.txt " \
-                             "(run `make docker-constraints`)"
-        assert requirement.specifier.contains(pins[name], prereleases=True), \
+        assert name in pins, (
+            f"{requirement.name} has no exact pin in docker/constraints.txt (run `make docker-constraints`)"
+        )
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"docker/constraints.txt pins {name}=={pins[name]}, outside pyproject's {requirement}"
+        )

@@ -102,10 +102,14 @@ def test_models_config_map_equals_the_repository_file(k8s_documents: Documents) 
 def test_kustomize_renders_the_manifests() -> None:
     if shutil.which("kubectl") is None:
         pytest.skip("no kubectl here")
-    done = subprocess.run(["kubectl", "kustomize", str(K8S_DIR)], capture_output=True, text=True, timeout=60,
-                          cwd=REPO_ROOT)
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(K8S_DIR)], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+    )
     assert done.returncode == 0, done.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(done.stdout) if doc]
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim"} <= set(kinds)
-    assert all(doc["metadata"].get("namespace") == "tfserve" for doc in yaml.safe_load_all(done.stdout)
-               if doc and doc["kind"] != "Namespace")
+    assert all(
+        doc["metadata"].get("namespace") == "tfserve"
+        for doc in yaml.safe_load_all(done.stdout)
+        if doc and doc["kind"] != "Namespace"
+    )

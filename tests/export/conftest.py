@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.exported import MODEL_NAMES
+from devtools.exported import MODEL_NAMES
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ def test_unknown_model_lists_the_known_ones_without_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_names_the_data_dir_it_looked_in(tmp_path: Path) -> None:
     empty = tmp_path / "no-data"
     empty.mkdir()

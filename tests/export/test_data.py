@@ -36,7 +36,7 @@ def test_housing_loads_every_row_with_empty_cells_as_nan(data_dir: Path) -> None
     assert len(data.target) == 20640
     assert set(data.features) == set(HOUSING_FEATURES)
     assert int(np.isnan(data.features["total_bedrooms"]).sum()) == 207
-    assert 14_999 <= data.target.min() and data.target.max() <= 500_001
+    assert data.target.min() >= 14_999 and data.target.max() <= 500_001
 
 
 def test_sms_loads_quoted_lines_without_merging(data_dir: Path) -> None:
@@ -78,7 +78,7 @@ def test_a_changed_byte_fails_the_checksum(
     raw = bytearray(target.read_bytes())
     raw[100] ^= 0x01
     target.write_bytes(bytes(raw))
-    with pytest.raises(DataCorrupt, match="sha256 is [0-9a-f]{64}, expected"):
+    with pytest.raises(DataCorrupt, match=r"sha256 is [0-9a-f]{64}, expected"):
         loader(tmp_path)  # type: ignore[operator]
 
 

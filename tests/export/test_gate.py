@@ -13,10 +13,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 import export.housing
+from devtools.exported import MODEL_NAMES
 from export.api import export_model
 from export.errors import VerificationFailed
 from modelserver.session import Session
-from tests.support.exported import MODEL_NAMES
 
 SIGNATURES = {
     "fashion": {"serving_default", "classify", "contract"},
@@ -85,6 +85,7 @@ def test_every_published_signature_runs_under_the_cpp_loader(versions: dict[str,
         session.close()
 
 
+@pytest.mark.trains
 def test_gate_refuses_a_mis_tracked_model_and_publishes_nothing(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

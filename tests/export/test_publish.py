@@ -8,12 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import export.api
+from devtools.waiting import wait_until
 from export.errors import InvalidVersion, VersionExists
 from export.publish import existing_versions, parse_version, resolve_version, staging
 
@@ -79,7 +79,7 @@ def test_staging_is_hidden_then_renamed_into_place(tmp_path: Path) -> None:
 
 
 def test_exception_inside_staging_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="injected"), staging(tmp_path, "m", "auto") as stage:
+    with pytest.raises(RuntimeError, match="injected"), staging(tmp_path, "m", "auto") as stage:  # noqa: PT012
         (stage.path / "saved_model.pb").write_bytes(b"x")
         raise RuntimeError("injected")
     assert _visible(tmp_path / "m") == []
@@ -89,7 +89,7 @@ def test_exception_inside_staging_leaves_nothing(tmp_path: Path) -> None:
 def test_commit_never_replaces_a_version_that_appeared_meanwhile(
     tmp_path: Path, target_content: str | None
 ) -> None:
-    with pytest.raises(VersionExists), staging(tmp_path, "m", "1") as stage:
+    with pytest.raises(VersionExists), staging(tmp_path, "m", "1") as stage:  # noqa: PT012 - raised at exit
         (stage.path / "saved_model.pb").write_bytes(b"new")
         stage.target.mkdir()  # a concurrent export won the race (an empty directory counts too)
         if target_content:
@@ -113,6 +113,7 @@ def test_export_model_never_overwrites_a_published_version(
     assert _visible(tmp_path / "housing") == ["1"]
 
 
+@pytest.mark.trains
 def test_failure_after_staging_publishes_nothing(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +126,7 @@ def test_failure_after_staging_publishes_nothing(
     assert _visible(tmp_path / "housing") == []
 
 
+@pytest.mark.trains
 def test_killed_export_leaves_no_visible_version(tmp_path: Path, data_dir: Path) -> None:
     # Many epochs on a small slice: the process is surely still training when the staging directory appears.
     command = [
@@ -146,10 +148,12 @@ def test_killed_export_leaves_no_visible_version(tmp_path: Path, data_dir: Path)
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list((tmp_path / "housing").glob(".tmp-*")):
+
+        def staged() -> bool:
             assert process.poll() is None, "the export ended before it could be interrupted"
-            time.sleep(0.2)
+            return bool(list((tmp_path / "housing").glob(".tmp-*")))
+
+        wait_until(staged, "the export's staging directory", timeout=120, interval=0.2)
         assert list((tmp_path / "housing").glob(".tmp-*")), "no staging directory appeared"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)

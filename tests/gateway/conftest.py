@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.exported import models_config
-from tests.support.gateway_proc import Gateway, start_gateway
-from tests.support.procs import ServerProcess, start_modelserver
+from devtools.exported import models_config
+from devtools.procs import ServerProcess
+from devtools.servers import Gateway, start_gateway, start_modelserver
 
 ADMIN_TOKEN = "gateway-test-token-5f1c9a7e"
 MODELS = ("fashion", "text", "housing", "half")
@@ -24,7 +24,7 @@ MODELS = ("fashion", "text", "housing", "half")
 def live_repo(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writable copy of ``model_repo`` with ``fashion/2`` (a copy of version 1) for version changes, plus
     ``half`` (TF Serving's half_plus_two, which has no ``contract`` signature: the gateway derives one)."""
-    from tests.support.tiny_models import half_plus_two
+    from devtools.tiny_models import half_plus_two
 
     root = tmp_path_factory.mktemp("gateway_repo")
     for name in ("fashion", "text", "housing"):

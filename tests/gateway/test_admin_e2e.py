@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
+from devtools.exported import models_config
+from devtools.fashion import encode
+from devtools.procs import LOOPBACK, ServerProcess, free_port
+from devtools.servers import Gateway, modelserver_process, start_gateway
+from devtools.waiting import poll_until
 from tests.gateway.conftest import ADMIN_TOKEN
-from tests.support.exported import models_config
-from tests.support.fashion import encode
-from tests.support.gateway_proc import Gateway, start_gateway
-from tests.support.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -102,9 +101,8 @@ def test_admin_disabled_without_token(live_repo: Path, tmp_path: Path) -> None:
 
 
 def _modelserver(config: Path, port: int, log: Path) -> ServerProcess:
-    command = [sys.executable, "-m", "modelserver", f"--port={port}", f"--model_config_file={config}"]
-    env = {"MODELSERVER_BIND_HOST": LOOPBACK, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
-    return ServerProcess(command, ports=[port], log_path=log, env=env).start()
+    """A modelserver on a fixed port (restarted on the same one), gRPC only."""
+    return modelserver_process(grpc_port=port, rest_port=None, log_path=log, model_config_file=config).start()
 
 
 def test_stopped_model_server_gives_503_then_recovers_with_state(model_repo: Path, tmp_path: Path) -> None:
@@ -144,15 +142,15 @@ def test_stopped_model_server_gives_503_then_recovers_with_state(model_repo: Pat
 
         # The restarted server starts from its own config (latest = 2); the gateway re-applies the pin.
         server = _modelserver(config, port, tmp_path / "ms2.log")
-        deadline = time.monotonic() + 60
         versions: list[int] = []
-        while time.monotonic() < deadline:
+
+        def pinned_again() -> bool:
             reply = http.post("/v1/models/housing:regress", json=record)
             if reply.status_code == 200:
                 versions.append(reply.json()["version"])
-                if versions[-1] == 1:
-                    break
-            time.sleep(0.5)
+            return bool(versions) and versions[-1] == 1
+
+        poll_until(pinned_again, interval=0.5)
         assert versions and versions[-1] == 1, versions
         assert http.get("/readyz").status_code == 200
     finally:

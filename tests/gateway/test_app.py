@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.procs import REPO_ROOT
 from gateway.app import CONSOLE_DIR, create_app
 from gateway.settings import Settings
-from tests.support.procs import REPO_ROOT
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from PIL import Image
 
+from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
+from devtools.servers import Gateway
 from gateway.protos.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from gateway.tensors import float_tensor, to_list
-from tests.support.fashion import FASHION_LABELS, encode, fashion_test_images
-from tests.support.gateway_proc import Gateway
 
 pytestmark = pytest.mark.e2e
 COUNT = 64

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.procs import REPO_ROOT
+from devtools.procs import REPO_ROOT
 
 needs_tf = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow_serving") is None,
@@ -50,6 +50,7 @@ def test_gateway_app_never_imports_tensorflow() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @needs_tf
 def test_vendored_and_real_tensorflow_coexist() -> None:
     # Vendored first, then TensorFlow's own modules (the pytest process itself covers the other order:

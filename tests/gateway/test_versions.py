@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.fashion import encode
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.support.fashion import encode
 
 CARD = {
     "name": "fashion",

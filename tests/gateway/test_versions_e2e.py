@@ -5,7 +5,6 @@ failed with its error (its own modelserver: half_plus_two/1, then a corrupt vers
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.gateway_proc import Gateway, start_gateway
-from tests.support.procs import start_modelserver
-from tests.support.tiny_models import corrupt_version, half_plus_two, publish
+from devtools.servers import Gateway, start_gateway, start_modelserver
+from devtools.tiny_models import corrupt_version, half_plus_two, publish
+from devtools.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -119,11 +118,8 @@ def test_failed_version_shows_as_failed_with_its_error(failing: tuple[Gateway, P
         assert _half_versions(client)[1] == {"version": 1, "state": "AVAILABLE", "error": None}
         broken = corrupt_version(root / "half" / "1", root / "half" / ".tmp-2-corrupt", "missing_variables")
         broken.rename(root / "half" / "2")  # one rename, as the export publishes
-        deadline = time.monotonic() + 60
+        wait_until(lambda: _half_versions(client).get(2, {}).get("state") == "END", "version 2 to fail")
         versions = _half_versions(client)
-        while time.monotonic() < deadline and versions.get(2, {}).get("state") != "END":
-            time.sleep(0.5)
-            versions = _half_versions(client)
         assert versions[2]["state"] == "END" and versions[2]["error"], versions
         assert versions[1] == {"version": 1, "state": "AVAILABLE", "error": None}
         assert client.post("/v1/models/half:predict", json={"records": [{"x": 2.0}]}).json()["version"] == 1

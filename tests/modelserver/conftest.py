@@ -1,6 +1,6 @@
 """Fixtures for modelserver tests.
 
-- ``tiny``: a session folder of hand-built SavedModels (``tests.support.tiny_models``): ``half_plus_two``,
+- ``tiny``: a session folder of hand-built SavedModels (``devtools.tiny_models``): ``half_plus_two``,
   ``half_plus_three``, ``multi_input``, ``strings``. Read-only: copy versions with ``install``.
 - ``install(src, base, version)``: ``tiny_models.publish`` - copy a built model in as ``base/<version>``
   with one atomic rename, as the export does.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import tiny_models
+from devtools import tiny_models
 
 Install = Callable[[Path, Path, int], Path]
 

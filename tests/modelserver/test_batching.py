@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.waiting import async_wait_until
 from modelserver.batching import Batcher
 from modelserver.config import BatchingConfig
 from modelserver.errors import InvalidArgument, Unavailable
@@ -112,8 +113,8 @@ def test_task_larger_than_max_batch_size_and_full_queue(servables: dict[str, Ser
             with pytest.raises(InvalidArgument, match="Task size 5 is larger than maximum input batch"):
                 await batcher.run(servable, "", {"x": np.zeros(5, np.float32)})
             waiting = asyncio.create_task(batcher.run(servable, "", {"x": np.zeros(3, np.float32)}))
-            await asyncio.sleep(0.05)
-            with pytest.raises(Unavailable, match="queue .* is full"):
+            await async_wait_until(lambda: batcher.queued_rows() == 3, "the first task to be queued")
+            with pytest.raises(Unavailable, match=r"queue .* is full"):
                 await batcher.run(servable, "", {"x": np.zeros(2, np.float32)})
             last = await batcher.run(servable, "", {"x": np.ones(1, np.float32)})  # fills the batch: runs now
             np.testing.assert_array_equal(last["y"], [2.5])

@@ -51,6 +51,13 @@ def test_values_and_ignored_tuning_flags() -> None:
     assert options.enable_model_warmup is False
 
 
+@pytest.mark.parametrize("policy", ["availability_preserving", "resource_preserving"])
+def test_aspired_version_policy_flag(policy: str) -> None:
+    assert parse_flags(["--model_base_path=/m"]).aspired_version_policy == "availability_preserving"
+    options = parse_flags(["--model_base_path=/m", f"--aspired_version_policy={policy}"])
+    assert options.aspired_version_policy == policy
+
+
 @pytest.mark.parametrize(
     ("argv", "problem"),
     [
@@ -64,6 +71,7 @@ def test_values_and_ignored_tuning_flags() -> None:
         (["--model_base_path=/m", "--batching_parameters_file=/b"], "requires --enable_batching"),
         (["--model_base_path=/m", "--port=8500", "--rest_api_port=8500"], "must be different"),
         (["--model_base_path=/m", "--ssl_config_file=/s"], "not supported"),
+        (["--model_base_path=/m", "--aspired_version_policy=fastest"], "--aspired_version_policy='fastest'"),
     ],
 )
 def test_bad_flags_name_the_problem(argv: list[str], problem: str) -> None:

@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from devtools.tiny_models import publish
 from modelserver.config import ModelEntry
 from modelserver.core import ServerCore
 from modelserver.dataplane import DataPlane
@@ -33,7 +34,6 @@ from modelserver.manager import AspiredVersionsManager
 from modelserver.metrics import Metrics
 from modelserver.policy import AllVersions, LatestVersions
 from modelserver.warmup import WarmupOptions
-from tests.support.tiny_models import publish
 
 
 def spec(name: str = "half", version: int | None = None, label: str = "", signature: str = "") -> Any:

@@ -17,9 +17,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from devtools.fashion import FASHION_LABELS
+from devtools.servers import ModelServerHandle, start_modelserver
 from tests.modelserver.test_server_e2e import Client
-from tests.support.fashion import FASHION_LABELS
-from tests.support.procs import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 

@@ -21,15 +21,32 @@ def features(example: Any) -> dict[str, tuple[str | None, list[Any]]]:
 
 EXAMPLES = [
     # TF Serving's documented examples
-    ('{"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}', "classify_x_to_y",
-     [{"x": ("float_list", [2.0])}]),
-    ('{"examples": [{"x": 1.0}, {"x": 2.0}]}', "",
-     [{"x": ("float_list", [1.0])}, {"x": ("float_list", [2.0])}]),
+    (
+        '{"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}',
+        "classify_x_to_y",
+        [{"x": ("float_list", [2.0])}],
+    ),
+    (
+        '{"examples": [{"x": 1.0}, {"x": 2.0}]}',
+        "",
+        [{"x": ("float_list", [1.0])}, {"x": ("float_list", [2.0])}],
+    ),
     # kinds: JSON doubles -> float_list, integers and bools -> int64_list, strings and b64 -> bytes_list
-    ('{"examples": [{"f": [0.5, 1.5], "i": [1, 2], "b": true, "s": "café", '
-     '"raw": {"b64": "/wA="}, "e": []}]}', "",
-     [{"f": ("float_list", [0.5, 1.5]), "i": ("int64_list", [1, 2]), "b": ("int64_list", [1]),
-       "s": ("bytes_list", ["café".encode()]), "raw": ("bytes_list", [b"\xff\x00"]), "e": (None, [])}]),
+    (
+        '{"examples": [{"f": [0.5, 1.5], "i": [1, 2], "b": true, "s": "café", '
+        '"raw": {"b64": "/wA="}, "e": []}]}',
+        "",
+        [
+            {
+                "f": ("float_list", [0.5, 1.5]),
+                "i": ("int64_list", [1, 2]),
+                "b": ("int64_list", [1]),
+                "s": ("bytes_list", ["café".encode()]),
+                "raw": ("bytes_list", [b"\xff\x00"]),
+                "e": (None, []),
+            }
+        ],
+    ),
     ('{"examples": [{"x": [NaN, Infinity]}]}', "", [{"x": ("float_list", [float("nan"), float("inf")])}]),
 ]
 
@@ -55,11 +72,15 @@ def test_context_makes_an_example_list_with_context() -> None:
 
 
 ERRORS = [
-    ('{"signature_name": "s"}',
-     "JSON Value: {\n    \"signature_name\": \"s\"\n} When method is classify, key "
-     "'examples' is expected and was not found"),
-    ('{"examples": {}}',
-     "JSON Value: {\n    \"examples\": {}\n} Expecting 'examples' value to be an list/array"),
+    (
+        '{"signature_name": "s"}',
+        'JSON Value: {\n    "signature_name": "s"\n} When method is classify, key '
+        "'examples' is expected and was not found",
+    ),
+    (
+        '{"examples": {}}',
+        "JSON Value: {\n    \"examples\": {}\n} Expecting 'examples' value to be an list/array",
+    ),
     ('{"examples": []}', "JSON Value: {\n    \"examples\": []\n} 'examples' value is an empty array"),
     ('{"examples": [1]}', "Example must be JSON object but got JSON Number"),
     ('{"examples": [{"x": null}]}', "Feature: x has element with unexpected JSON type: Null"),
@@ -68,15 +89,19 @@ ERRORS = [
     # one feature cannot mix kinds; note a JSON 0 is an integer (TF Serving's rule)
     ('{"examples": [{"x": [0, 0.5]}]}', "Unexpected element type in feature: x expecting type: int64"),
     ('{"examples": [{"x": [0.5, "a"]}]}', "Unexpected element type in feature: x expecting type: float"),
-    ('{"examples": [{"x": 18446744073709551615}]}',
-     "Feature: x has uint64 element. Only int64 is supported."),
+    (
+        '{"examples": [{"x": 18446744073709551615}]}',
+        "Feature: x has uint64 element. Only int64 is supported.",
+    ),
     ('{"examples": [{"x": 1e39}]}', "Cannot convert JSON value: 1e+39 to float without loss of precision."),
     ('{"examples": [{"x": {"b64": "_-"}}]}', "Unable to base64 decode"),
     ('{"context": 1, "examples": [{"x": 1}]}', "Example must be JSON object but got JSON Number"),
-    ('{"signature_name": 1, "examples": [{"x": 1}]}',
-     "JSON Value: {\n    \"signature_name\": 1,\n    \"examples\": [\n        {\n"
-     "            \"x\": 1\n        }\n    ]\n} not formatted correctly. "
-     "'signature_name' key must be a string value."),
+    (
+        '{"signature_name": 1, "examples": [{"x": 1}]}',
+        'JSON Value: {\n    "signature_name": 1,\n    "examples": [\n        {\n'
+        '            "x": 1\n        }\n    ]\n} not formatted correctly. '
+        "'signature_name' key must be a string value.",
+    ),
     ("nope", "JSON Parse error: Expecting value at offset: 0"),
 ]
 

@@ -58,24 +58,44 @@ VALID = [
     # single named input may be written as objects in row format
     ('{"instances": [{"x": 1.0}, {"x": 2.0}]}', ONE_FLOAT, JsonFormat.ROW, {"x": ("float32", [1.0, 2.0])}),
     # several inputs: objects per row (sharing dim 0) or one object of tensors
-    ('{"instances": [{"a": 1, "b": [1, 2]}, {"a": 2, "b": [3, 4]}]}', TWO_INPUTS, JsonFormat.ROW,
-     {"a": ("int64", [1, 2]), "b": ("float32", [[1, 2], [3, 4]])}),
-    ('{"inputs": {"a": [1, 2, 3], "b": [[1, 2]], "ignored": 1}}', TWO_INPUTS, JsonFormat.COLUMNAR,
-     {"a": ("int64", [1, 2, 3]), "b": ("float32", [[1, 2]])}),
+    (
+        '{"instances": [{"a": 1, "b": [1, 2]}, {"a": 2, "b": [3, 4]}]}',
+        TWO_INPUTS,
+        JsonFormat.ROW,
+        {"a": ("int64", [1, 2]), "b": ("float32", [[1, 2], [3, 4]])},
+    ),
+    (
+        '{"inputs": {"a": [1, 2, 3], "b": [[1, 2]], "ignored": 1}}',
+        TWO_INPUTS,
+        JsonFormat.COLUMNAR,
+        {"a": ("int64", [1, 2, 3]), "b": ("float32", [[1, 2]])},
+    ),
     # other dtypes
     ('{"instances": [1.5, 2.25]}', {"x": D}, JsonFormat.ROW, {"x": ("float64", [1.5, 2.25])}),
     ('{"instances": [[1, 2], [3, 4]]}', {"x": I32}, JsonFormat.ROW, {"x": ("int32", [[1, 2], [3, 4]])}),
     ('{"instances": [0, 255]}', {"x": U8}, JsonFormat.ROW, {"x": ("uint8", [0, 255])}),
     ('{"instances": [9007199254740993]}', {"x": I64}, JsonFormat.ROW, {"x": ("int64", [9007199254740993])}),
     ('{"instances": [true, false]}', {"x": B}, JsonFormat.ROW, {"x": ("bool", [True, False])}),
-    ('{"instances": ["hi", "caf\u00e9"]}', {"x": S}, JsonFormat.ROW,
-     {"x": ("object", [b"hi", "café".encode()])}),
+    (
+        '{"instances": ["hi", "caf\u00e9"]}',
+        {"x": S},
+        JsonFormat.ROW,
+        {"x": ("object", [b"hi", "café".encode()])},
+    ),
     # b64 objects are decoded before the model sees them; unpadded standard base64 is accepted too
-    ('{"instances": [{"b64": "aGVsbG8="}, {"b64": "/+8"}]}', {"x": S}, JsonFormat.ROW,
-     {"x": ("object", [b"hello", b"\xff\xef"])}),
+    (
+        '{"instances": [{"b64": "aGVsbG8="}, {"b64": "/+8"}]}',
+        {"x": S},
+        JsonFormat.ROW,
+        {"x": ("object", [b"hello", b"\xff\xef"])},
+    ),
     ('{"inputs": {"b64": "AAE="}}', {"x": S}, JsonFormat.COLUMNAR, {"x": ("object", b"\x00\x01")}),
-    ('{"instances": [{"img_bytes": {"b64": "AA=="}, "k": 3}]}', {"img_bytes": S, "k": I32}, JsonFormat.ROW,
-     {"img_bytes": ("object", [b"\x00"]), "k": ("int32", [3])}),
+    (
+        '{"instances": [{"img_bytes": {"b64": "AA=="}, "k": 3}]}',
+        {"img_bytes": S, "k": I32},
+        JsonFormat.ROW,
+        {"img_bytes": ("object", [b"\x00"]), "k": ("int32", [3])},
+    ),
     # empty inner lists keep their shape
     ('{"inputs": [[], []]}', ONE_FLOAT, JsonFormat.COLUMNAR, {"x": ("float32", [[], []])}),
 ]
@@ -120,72 +140,129 @@ ERRORS = [
     ("", ONE_FLOAT, "JSON Parse error: The document is empty"),
     ('{"instances": [1,', ONE_FLOAT, "JSON Parse error: Expecting value at offset: 17"),
     ("[1, 2]", ONE_FLOAT, "JSON Value: [\n    1,\n    2\n] Is not object"),
-    ('{"signature_name": 3, "inputs": [1]}', ONE_FLOAT,
-     'JSON Value: {\n    "signature_name": 3,\n    "inputs": [\n        1\n    ]\n} not formatted correctly. '
-     "'signature_name' key must be a string value."),
+    (
+        '{"signature_name": 3, "inputs": [1]}',
+        ONE_FLOAT,
+        'JSON Value: {\n    "signature_name": 3,\n    "inputs": [\n        1\n    ]\n} not formatted correctly. '
+        "'signature_name' key must be a string value.",
+    ),
     ("{}", ONE_FLOAT, "Missing 'inputs' or 'instances' key"),
-    ('{"inputs": [1], "instances": [1]}', ONE_FLOAT,
-     'JSON Value: {\n    "inputs": [\n        1\n    ],\n    "instances": [\n        1\n    ]\n} '
-     "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "),
-    ('{"instances": []}', ONE_FLOAT,
-     "JSON Value: {\n    \"instances\": []\n} No values in 'instances' array"),
-    ('{"instances": 1}', ONE_FLOAT,
-     "JSON Value: {\n    \"instances\": 1\n} Excepting 'instances' to be an list/array"),
+    (
+        '{"inputs": [1], "instances": [1]}',
+        ONE_FLOAT,
+        'JSON Value: {\n    "inputs": [\n        1\n    ],\n    "instances": [\n        1\n    ]\n} '
+        "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ",
+    ),
+    (
+        '{"instances": []}',
+        ONE_FLOAT,
+        "JSON Value: {\n    \"instances\": []\n} No values in 'instances' array",
+    ),
+    (
+        '{"instances": 1}',
+        ONE_FLOAT,
+        "JSON Value: {\n    \"instances\": 1\n} Excepting 'instances' to be an list/array",
+    ),
     ('{"inputs": []}', {}, "Failed to get input map for signature: DEFAULT"),
     # dtype checks, with TF Serving's wording
-    ('{"instances": [{"b64": "AA=="}]}', ONE_FLOAT,
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
-     '{\n    "b64": "AA=="\n} Type: Object is not of expected type: float'),
+    (
+        '{"instances": [{"b64": "AA=="}]}',
+        ONE_FLOAT,
+        "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
+        '{\n    "b64": "AA=="\n} Type: Object is not of expected type: float',
+    ),
     ('{"inputs": [1.0, "2"]}', ONE_FLOAT, 'JSON Value: "2" Type: String is not of expected type: float'),
     ('{"inputs": [1.0, true]}', ONE_FLOAT, "JSON Value: true Type: True is not of expected type: float"),
     ('{"inputs": [1, null]}', ONE_FLOAT, "JSON Value: null Type: Null is not of expected type: float"),
     ('{"inputs": [1.5]}', {"x": I32}, "JSON Value: 1.5 Type: Number is not of expected type: int32"),
     ('{"inputs": [256]}', {"x": U8}, "JSON Value: 256 Type: Number is not of expected type: uint8"),
-    ('{"inputs": [2147483648]}', {"x": I32},
-     "JSON Value: 2147483648 Type: Number is not of expected type: int32"),
+    (
+        '{"inputs": [2147483648]}',
+        {"x": I32},
+        "JSON Value: 2147483648 Type: Number is not of expected type: int32",
+    ),
     ('{"inputs": [1]}', {"x": B}, "JSON Value: 1 Type: Number is not of expected type: bool"),
     ('{"inputs": [1]}', {"x": S}, "JSON Value: 1 Type: Number is not of expected type: string"),
-    ('{"inputs": [16777217]}', ONE_FLOAT,
-     "Cannot convert JSON value: 16777217 to float without loss of precision."),
+    (
+        '{"inputs": [16777217]}',
+        ONE_FLOAT,
+        "Cannot convert JSON value: 16777217 to float without loss of precision.",
+    ),
     ('{"inputs": [1e39]}', ONE_FLOAT, "Cannot convert JSON value: 1e+39 to float without loss of precision."),
     # base64
     ('{"inputs": [{"b64": "aGVsbG8_"}]}', {"x": S}, "Unable to base64 decode"),
     ('{"inputs": [{"b64": "a b"}]}', {"x": S}, "Unable to base64 decode"),
-    ('{"inputs": [{"b64": "AA==", "x": 1}]}', {"x": S},
-     'JSON Value: {\n    "b64": "AA==",\n    "x": 1\n} not formatted correctly for base64 data'),
+    (
+        '{"inputs": [{"b64": "AA==", "x": 1}]}',
+        {"x": S},
+        'JSON Value: {\n    "b64": "AA==",\n    "x": 1\n} not formatted correctly for base64 data',
+    ),
     # ragged and mismatched shapes
-    ('{"instances": [[1, 2], [3]]}', ONE_FLOAT,
-     "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor size: 2 "
-     "but got: 1"),
-    ('{"instances": [[1, 2], [[3], [4]]]}', ONE_FLOAT,
-     "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [2] but "
-     "got: [2,1]"),
-    ('{"inputs": [[1, 2], [3]]}', ONE_FLOAT,
-     "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
+    (
+        '{"instances": [[1, 2], [3]]}',
+        ONE_FLOAT,
+        "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor size: 2 "
+        "but got: 1",
+    ),
+    (
+        '{"instances": [[1, 2], [[3], [4]]]}',
+        ONE_FLOAT,
+        "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [2] but "
+        "got: [2,1]",
+    ),
+    (
+        '{"inputs": [[1, 2], [3]]}',
+        ONE_FLOAT,
+        "Encountered list at unexpected size: 1 at level: 1 expected size: 2",
+    ),
     ('{"inputs": [[1, [2]]]}', ONE_FLOAT, "Encountered list at unexpected level: 2 expected < 2"),
-    ('{"inputs": [[[1], 2]]}', ONE_FLOAT,
-     "JSON Value: 2 found at incorrect level: 3 in the JSON DOM. Expected at level: 3"),
+    (
+        '{"inputs": [[[1], 2]]}',
+        ONE_FLOAT,
+        "JSON Value: 2 found at incorrect level: 3 in the JSON DOM. Expected at level: 3",
+    ),
     # several inputs
-    ('{"instances": [1, 2]}', TWO_INPUTS,
-     "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
-     "tensorinfo_map"),
-    ('{"inputs": [1, 2]}', TWO_INPUTS,
-     "inputs is a plain value/list, but expecting an object as multiple input tensors required as per "
-     "tensorinfo_map"),
+    (
+        '{"instances": [1, 2]}',
+        TWO_INPUTS,
+        "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
+        "tensorinfo_map",
+    ),
+    (
+        '{"inputs": [1, 2]}',
+        TWO_INPUTS,
+        "inputs is a plain value/list, but expecting an object as multiple input tensors required as per "
+        "tensorinfo_map",
+    ),
     ('{"inputs": {"a": [1]}}', TWO_INPUTS, "Missing named input: b in 'inputs' object."),
-    ('{"instances": [{"a": 1, "b": 1.0}, {"a": 2}]}', TWO_INPUTS,
-     "Failed to process element: 1 of 'instances' list. JSON object: {\n    \"a\": 2\n} keys must be equal "
-     "to: a,b"),
-    ('{"instances": [{"a": 1, "b": 1.0}, {"a": 2, "c": 1}]}', TWO_INPUTS,
-     "Failed to process element: 1 key: c of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does "
-     "not have named input: c"),
-    ('{"instances": [{"a": 1, "b": 1.0}, [1]]}', TWO_INPUTS,
-     "Expecting object but got list at item 1 of input list"),
-    ('{"instances": [[1.0], {"x": [2.0]}]}', ONE_FLOAT,
-     "Expecting value/list but got object at item 1 of input list"),
-    ('{"instances": [{"a": 1, "b": [1.0]}, {"a": 2, "b": [1.0, 2.0]}]}', TWO_INPUTS,
-     "Failed to process element: 1 key: b of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor "
-     "size: 1 but got: 2"),
+    (
+        '{"instances": [{"a": 1, "b": 1.0}, {"a": 2}]}',
+        TWO_INPUTS,
+        "Failed to process element: 1 of 'instances' list. JSON object: {\n    \"a\": 2\n} keys must be equal "
+        "to: a,b",
+    ),
+    (
+        '{"instances": [{"a": 1, "b": 1.0}, {"a": 2, "c": 1}]}',
+        TWO_INPUTS,
+        "Failed to process element: 1 key: c of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does "
+        "not have named input: c",
+    ),
+    (
+        '{"instances": [{"a": 1, "b": 1.0}, [1]]}',
+        TWO_INPUTS,
+        "Expecting object but got list at item 1 of input list",
+    ),
+    (
+        '{"instances": [[1.0], {"x": [2.0]}]}',
+        ONE_FLOAT,
+        "Expecting value/list but got object at item 1 of input list",
+    ),
+    (
+        '{"instances": [{"a": 1, "b": [1.0]}, {"a": 2, "b": [1.0, 2.0]}]}',
+        TWO_INPUTS,
+        "Failed to process element: 1 key: b of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor "
+        "size: 1 but got: 2",
+    ),
 ]
 
 
@@ -224,13 +301,19 @@ REPLIES = [
     ({"y": f32(3.0, 3.5, 4.0)}, JsonFormat.COLUMNAR, '{"outputs":[3.0,3.5,4.0]}'),
     ({"y": np.array(2.5, dtype=np.float32)}, JsonFormat.COLUMNAR, '{"outputs":2.5}'),
     # several outputs: one object per row / one object of tensors (keys sorted)
-    ({"b": np.array([1, 2]), "a": f32(0.5, 1.5)}, JsonFormat.ROW,
-     '{"predictions":[{"a":0.5,"b":1},{"a":1.5,"b":2}]}'),
+    (
+        {"b": np.array([1, 2]), "a": f32(0.5, 1.5)},
+        JsonFormat.ROW,
+        '{"predictions":[{"a":0.5,"b":1},{"a":1.5,"b":2}]}',
+    ),
     ({"b": np.array([[1, 2]]), "a": f32(0.5)}, JsonFormat.COLUMNAR, '{"outputs":{"a":[0.5],"b":[[1,2]]}}'),
     # strings: UTF-8 text, or b64 when the name ends in _bytes
     ({"label": np.array([b"caf\xc3\xa9"], dtype=object)}, JsonFormat.ROW, '{"predictions":["café"]}'),
-    ({"img_bytes": np.array([b"\xff\x00"], dtype=object)}, JsonFormat.ROW,
-     '{"predictions":[{"b64":"/wA="}]}'),
+    (
+        {"img_bytes": np.array([b"\xff\x00"], dtype=object)},
+        JsonFormat.ROW,
+        '{"predictions":[{"b64":"/wA="}]}',
+    ),
     ({"ok": np.array([True, False])}, JsonFormat.ROW, '{"predictions":[true,false]}'),
     # non-finite floats are written as TF Serving writes them
     ({"y": f32(np.nan, np.inf, -np.inf)}, JsonFormat.ROW, '{"predictions":[NaN,Infinity,-Infinity]}'),
@@ -248,8 +331,11 @@ def test_replies_are_written_like_tf_serving(
 REPLY_ERRORS = [
     ({}, JsonFormat.ROW, "Cannot convert empty tensor map to JSON"),
     ({"y": np.array(1.0, dtype=np.float32)}, JsonFormat.ROW, "Tensor name: y has no shape information "),
-    ({"a": f32(1, 2), "b": f32(1)}, JsonFormat.ROW,
-     "Tensor name: b has inconsistent batch size: 1 expecting: 2"),
+    (
+        {"a": f32(1, 2), "b": f32(1)},
+        JsonFormat.ROW,
+        "Tensor name: b has inconsistent batch size: 1 expecting: 2",
+    ),
 ]
 
 

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,12 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2
 
+from devtools.servers import start_modelserver
+from devtools.tiny_models import corrupt_version, publish
+from devtools.waiting import wait_until
 from tests.modelserver.test_server_e2e import Client
-from tests.support.procs import start_modelserver
-from tests.support.tiny_models import corrupt_version, publish
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Load:
@@ -195,3 +187,43 @@ def test_bad_batching_file_fails_at_start(tmp_path: Path) -> None:
             log_path=tmp_path / "server.log",
             startup_timeout=60,
         )
+
+
+@pytest.mark.parametrize(
+    ("policy", "served", "v2_state"),
+    [("availability_preserving", 1, "END"), ("resource_preserving", 2, "AVAILABLE")],
+)
+def test_aspired_version_policy_with_a_one_version_budget(
+    tiny: dict[str, Path], tmp_path: Path, policy: str, served: int, v2_state: str
+) -> None:
+    """A RAM budget that holds one version: the default policy refuses the new version (RESOURCE_EXHAUSTED,
+    v1 keeps serving); --aspired_version_policy=resource_preserving unloads v1 first, then serves v2."""
+    from modelserver.loader import _RUNTIME_RAM, estimate_ram_bytes
+
+    base = tmp_path / "half"
+    publish(tiny["half_plus_two"], base, 1)
+    first = estimate_ram_bytes(base / "1") + _RUNTIME_RAM  # the first load also pays the runtime set-up
+    budget = first + estimate_ram_bytes(tiny["half_plus_three"]) // 2  # v1 fits, v1 and v2 do not
+    flags = [
+        f"--total_model_memory_limit_bytes={budget}",
+        f"--aspired_version_policy={policy}",
+        "--file_system_poll_wait_seconds=1",
+    ]
+    log = tmp_path / "server.log"
+    with start_modelserver(
+        model_name="half", model_base_path=base, extra_flags=flags, rest=False, log_path=log
+    ) as server:
+        client = Client(server.grpc_target)
+        publish(tiny["half_plus_three"], base, 2)
+
+        def settled() -> bool:  # version 2 refused or serving, and version 1 serving or unloaded
+            states = {s[0]: s[1] for s in client.status("half")}
+            return states.get(2) in ("END", "AVAILABLE") and states.get(1) in ("END", "AVAILABLE")
+
+        wait_until(settled, "both versions to settle")
+        status = {s[0]: s for s in client.status("half")}
+        assert status[2][1] == v2_state, status
+        assert status[1][1] == ("AVAILABLE" if served == 1 else "END"), status
+        if v2_state == "END":
+            assert "Insufficient resources" in status[2][3]
+        assert client.predict("half", [2.0]).model_spec.version.value == served

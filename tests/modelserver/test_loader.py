@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
+from devtools import tiny_models
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.loader import Loader, estimate_ram_bytes
 from modelserver.warmup import MAX_WARMUP_RECORDS, WarmupOptions
-from tests.support import tiny_models
 
 
 def test_loads_half_plus_two_with_signatures_and_method_names(tiny: dict[str, Path]) -> None:
@@ -50,7 +50,7 @@ def test_more_than_1000_warmup_records_fail_the_load(tiny: dict[str, Path], tmp_
 def test_failing_warmup_request_fails_the_load(tiny: dict[str, Path], tmp_path: Path) -> None:
     version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
     tiny_models.write_warmup(version, [tiny_models.predict_log({"wrong": [1.0]})])
-    with pytest.raises(ServingError, match="Warmup request 0 .* Missing but required: {x}") as info:
+    with pytest.raises(ServingError, match=r"Warmup request 0 .* Missing but required: {x}") as info:
         Loader("half", 1, version, WarmupOptions()).load()
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 

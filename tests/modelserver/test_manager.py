@@ -1,14 +1,18 @@
-"""modelserver.manager: availability-preserving loads, failed loads, RAM budget, labels, handles."""
+"""modelserver.manager: both aspired-version policies, failed loads, RAM budget, labels, handles (fake
+loaders: no TensorFlow; waits are conditions, never sleeps)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from pathlib import Path
+import subprocess
+import sys
 
 import grpc
 import pytest
 
+from devtools.procs import REPO_ROOT
+from devtools.waiting import async_wait_until
+from modelserver.aspired_policy import POLICIES, AvailabilityPreserving, ResourcePreserving
 from modelserver.errors import (
     FailedPrecondition,
     NotFound,
@@ -17,43 +21,19 @@ from modelserver.errors import (
     Unavailable,
     UnknownVersionLabel,
 )
+from modelserver.harness import HarnessState
 from modelserver.manager import AspiredVersionsManager
 from modelserver.metrics import Metrics
-from modelserver.servable import Servable
 from modelserver.state import ManagerState
+from tests.support.fakes import FakeLoaders, Script, versions
 
 
-class FakeLoader:
-    """Loads instantly unless told to fail or to block until ``release`` is set."""
-
-    def __init__(self, name: str, version: int, path: Path, script: dict[int, object]) -> None:
-        self.name, self.version, self.path = name, version, path
-        self.behaviour = script.get(version)
-        self.unloaded = False
-
-    def estimate_ram_bytes(self) -> int:
-        return int(self.behaviour) if isinstance(self.behaviour, int) else 10
-
-    def load(self) -> Servable:
-        if isinstance(self.behaviour, ServingError):
-            raise self.behaviour
-        if isinstance(self.behaviour, threading.Event):
-            assert self.behaviour.wait(10)
-        return Servable(self.name, self.version, self.path, {}, {})
-
-    def unload(self, servable: Servable) -> None:
-        self.unloaded = True
-
-
-def make_manager(script: dict[int, object] | None = None, budget: int = 1000) -> AspiredVersionsManager:
-    script = script or {}
+def make_manager(
+    loaders: FakeLoaders | None = None, budget: int = 1000, policy: str = "availability_preserving"
+) -> AspiredVersionsManager:
     return AspiredVersionsManager(
-        lambda n, v, p: FakeLoader(n, v, p, script), ram_budget_bytes=budget, metrics=Metrics()
+        loaders or FakeLoaders(), ram_budget_bytes=budget, policy=POLICIES[policy](), metrics=Metrics()
     )
-
-
-def paths(*versions: int) -> dict[int, Path]:
-    return {v: Path(f"/models/m/{v}") for v in versions}
 
 
 def states(manager: AspiredVersionsManager, name: str = "m") -> dict[int, str]:
@@ -63,7 +43,7 @@ def states(manager: AspiredVersionsManager, name: str = "m") -> dict[int, str]:
 def test_latest_specific_and_missing_versions() -> None:
     async def main() -> None:
         manager = make_manager()
-        await manager.reconcile("m", paths(1, 2))
+        await manager.reconcile("m", versions(1, 2))
         with manager.acquire("m") as handle:
             assert handle.servable.version == 2
         with manager.acquire("m", 1) as handle:
@@ -80,11 +60,12 @@ def test_latest_specific_and_missing_versions() -> None:
 
 def test_new_version_replaces_old_only_after_it_is_available() -> None:
     async def main() -> None:
-        gate = threading.Event()
-        manager = make_manager({2: gate})
-        await manager.reconcile("m", paths(1))
-        swap = asyncio.create_task(manager.reconcile("m", paths(2)))
-        await asyncio.sleep(0.05)
+        loaders = FakeLoaders()
+        gate = loaders.gate(2)
+        manager = make_manager(loaders)
+        await manager.reconcile("m", versions(1))
+        swap = asyncio.create_task(manager.reconcile("m", versions(2)))
+        await async_wait_until(lambda: loaders.started(2), "version 2's load to start")
         assert states(manager) == {2: "LOADING", 1: "AVAILABLE"}
         with manager.acquire("m") as handle:  # still served by v1 while v2 loads
             assert handle.servable.version == 1
@@ -94,38 +75,89 @@ def test_new_version_replaces_old_only_after_it_is_available() -> None:
         assert states(manager) == {2: "AVAILABLE", 1: "END"}
         with manager.acquire("m") as handle:
             assert handle.servable.version == 2
+        assert loaders.events.index(("loaded", "m", 2)) < loaders.events.index(("unload", "m", 1))
 
     asyncio.run(main())
 
 
 def test_failed_load_is_reported_and_never_replaces_the_serving_version() -> None:
     async def main() -> None:
-        manager = make_manager({2: ServingError("corrupt saved_model.pb", code=grpc.StatusCode.DATA_LOSS)})
-        await manager.reconcile("m", paths(1))
-        await manager.reconcile("m", paths(2))  # latest 1 now aspires only the broken v2
+        broken = ServingError("corrupt saved_model.pb", code=grpc.StatusCode.DATA_LOSS)
+        manager = make_manager(FakeLoaders({2: Script(error=broken)}))
+        await manager.reconcile("m", versions(1))
+        await manager.reconcile("m", versions(2))  # latest 1 now aspires only the broken v2
         await manager.wait_unloads()
         records = {r.version: r for r in manager.status("m")}
         assert records[1].state == ManagerState.AVAILABLE
-        assert records[2].state == ManagerState.END
+        assert records[2].state == ManagerState.END and records[2].harness_state is HarnessState.ERROR
         assert records[2].error is not None and "corrupt" in records[2].error.message
         with manager.acquire("m") as handle:
             assert handle.servable.version == 1
-        await manager.reconcile("m", paths(2))  # an unchanged failed version is not retried
+        await manager.reconcile("m", versions(2))  # an unchanged failed version is not retried
         assert manager.status("m", 2)[0].error is not None
 
     asyncio.run(main())
 
 
-def test_ram_budget_refuses_a_version_that_does_not_fit() -> None:
+def test_a_loader_failing_with_any_exception_is_internal() -> None:
     async def main() -> None:
-        manager = make_manager({1: 600, 2: 600}, budget=1000)
-        await manager.reconcile("m", paths(1))
-        await manager.reconcile("m", paths(2))
-        record = manager.status("m", 2)[0]
-        assert record.state == ManagerState.END
-        assert record.error is not None and record.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "Insufficient resources" in record.error.message
-        assert manager.available_versions("m") == [1]
+        manager = make_manager(FakeLoaders({1: Script(error=RuntimeError("boom"))}))  # type: ignore[arg-type]
+        await manager.reconcile("m", versions(1))
+        error = manager.status("m", 1)[0].error
+        assert error is not None and error.code == grpc.StatusCode.INTERNAL and "boom" in error.message
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("policy", "serving", "v2_state", "order"),
+    [
+        # availability preserving: v2 does not fit beside v1, so v1 keeps serving and v2 is refused
+        ("availability_preserving", 1, "END", [("load", "m", 1), ("loaded", "m", 1)]),
+        # resource preserving: v1 is unloaded first, then v2 fits
+        (
+            "resource_preserving",
+            2,
+            "AVAILABLE",
+            [("load", "m", 1), ("loaded", "m", 1), ("unload", "m", 1), ("load", "m", 2), ("loaded", "m", 2)],
+        ),
+    ],
+)
+def test_tight_ram_budget_per_policy(
+    policy: str, serving: int, v2_state: str, order: list[tuple[str, str, int]]
+) -> None:
+    async def main() -> None:
+        loaders = FakeLoaders({1: Script(ram_bytes=600), 2: Script(ram_bytes=600)})
+        manager = make_manager(loaders, budget=1000, policy=policy)
+        await manager.reconcile("m", versions(1))
+        await manager.reconcile("m", versions(2))
+        await manager.wait_unloads()
+        assert manager.available_versions("m") == [serving]
+        assert states(manager)[2] == v2_state
+        assert loaders.events == order
+        if v2_state == "END":
+            error = manager.status("m", 2)[0].error
+            assert error is not None and error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "Insufficient resources" in error.message
+
+    asyncio.run(main())
+
+
+def test_resource_preserving_waits_for_the_old_version_to_drain() -> None:
+    async def main() -> None:
+        loaders = FakeLoaders()
+        manager = make_manager(loaders, policy="resource_preserving")
+        await manager.reconcile("m", versions(1))
+        handle = manager.acquire("m")
+        swap = asyncio.create_task(manager.reconcile("m", versions(2)))
+        await async_wait_until(lambda: states(manager)[1] == "UNLOADING", "version 1 to be retired")
+        with pytest.raises(Unavailable, match="no version of model m is available"):
+            manager.acquire("m")  # the price of unloading first: a gap without a version
+        assert not loaders.started(2)  # nothing loads while v1 still holds its resources
+        assert handle.servable.version == 1  # the request in flight finishes on v1
+        handle.release()
+        await swap
+        assert states(manager) == {2: "AVAILABLE", 1: "END"}
 
     asyncio.run(main())
 
@@ -133,25 +165,27 @@ def test_ram_budget_refuses_a_version_that_does_not_fit() -> None:
 def test_request_started_on_old_version_finishes_on_it() -> None:
     async def main() -> None:
         manager = make_manager()
-        await manager.reconcile("m", paths(1))
+        await manager.reconcile("m", versions(1))
         handle = manager.acquire("m")
-        await manager.reconcile("m", paths(2))
-        await asyncio.sleep(0.05)
-        assert states(manager)[1] == "UNLOADING"  # retired, but a request still holds it
+        await manager.reconcile("m", versions(2))
+        assert states(manager)[1] == "UNLOADING"  # retired at once, but a request still holds it
+        assert manager.status("m", 1)[0].harness_state is HarnessState.QUIESCING
         assert handle.servable.version == 1
         with pytest.raises(ServableNotFound):  # no new requests reach a retiring version
             manager.acquire("m", 1)
         handle.release()
         await manager.wait_unloads()
         assert states(manager) == {2: "AVAILABLE", 1: "END"}
+        assert manager.status("m", 1)[0].harness_state is HarnessState.DISABLED
 
     asyncio.run(main())
 
 
-def test_removed_model_is_unloaded_and_nothing_available_is_unavailable() -> None:
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_removed_model_is_unloaded_and_nothing_available_is_unavailable(policy: str) -> None:
     async def main() -> None:
-        manager = make_manager()
-        await manager.reconcile("m", paths(1))
+        manager = make_manager(policy=policy)
+        await manager.reconcile("m", versions(1))
         await manager.remove_model("m")
         await manager.wait_unloads()
         assert states(manager) == {1: "END"}
@@ -165,10 +199,26 @@ def test_removed_model_is_unloaded_and_nothing_available_is_unavailable() -> Non
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_unloaded_version_aspired_again_is_loaded_again(policy: str) -> None:
+    async def main() -> None:
+        loaders = FakeLoaders()
+        manager = make_manager(loaders, policy=policy)
+        await manager.reconcile("m", versions(1))
+        await manager.reconcile("m", versions(2))
+        await manager.wait_unloads()
+        await manager.reconcile("m", versions(1))  # a rollback: v1 back, v2 out
+        await manager.wait_unloads()
+        assert states(manager) == {2: "END", 1: "AVAILABLE"}
+        assert [e for e in loaders.events if e[0] == "loaded"] == [("loaded", "m", v) for v in (1, 2, 1)]
+
+    asyncio.run(main())
+
+
 def test_labels_follow_tf_serving_rules() -> None:
     async def main() -> None:
         manager = make_manager()
-        await manager.reconcile("m", paths(1, 2))  # latest 1 would drop v1; reconcile takes what it is given
+        await manager.reconcile("m", versions(1, 2))  # reconcile takes what it is given
         manager.set_labels("m", {"stable": 1, "canary": 2}, allow_unavailable=False)
         with manager.acquire("m", label="stable") as handle:
             assert handle.servable.version == 1
@@ -184,3 +234,17 @@ def test_labels_follow_tf_serving_rules() -> None:
             manager.acquire("m", label="next")
 
     asyncio.run(main())
+
+
+def test_default_policy_is_availability_preserving() -> None:
+    manager = AspiredVersionsManager(FakeLoaders(), ram_budget_bytes=1, metrics=Metrics())
+    assert isinstance(manager._policy, AvailabilityPreserving)
+    assert POLICIES["resource_preserving"] is ResourcePreserving
+
+
+def test_the_lifecycle_never_imports_tensorflow() -> None:
+    code = (
+        "import sys, modelserver.manager, modelserver.harness, modelserver.aspired_policy, modelserver.core; "
+        "sys.exit('tensorflow' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False).returncode == 0

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.procs import ModelServerHandle, start_modelserver
+from devtools.servers import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 
@@ -75,39 +75,75 @@ EXAMPLES = [
     # tensorflow_model_server_test.py (model "default" = half_plus_two)
     ("POST", f"{HP2}:predict", {"instances": [2.0, 3.0, 4.0]}, {"predictions": [3.0, 3.5, 4.0]}),
     ("POST", f"{HP2}:predict", {"inputs": [2.0, 3.0, 4.0]}, {"outputs": [3.0, 3.5, 4.0]}),
-    ("POST", f"{HP2}:classify", {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
-     {"results": [[["", 3.0]]]}),
-    ("POST", f"{HP2}:regress", {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]},
-     {"results": [3.0]}),
+    (
+        "POST",
+        f"{HP2}:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
+        {"results": [[["", 3.0]]]},
+    ),
+    (
+        "POST",
+        f"{HP2}:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]},
+        {"results": [3.0]},
+    ),
     # api_rest.md (half_plus_three)
     ("POST", f"{HP2}/versions/1:predict", {"instances": [1.0, 2.0, 5.0]}, {"predictions": [3.5, 4.0, 5.5]}),
-    ("POST", f"{HP2}/versions/1:regress",
-     {"signature_name": "tensorflow/serving/regress", "examples": [{"x": 1.0}, {"x": 2.0}]},
-     {"results": [3.5, 4.0]}),
+    (
+        "POST",
+        f"{HP2}/versions/1:regress",
+        {"signature_name": "tensorflow/serving/regress", "examples": [{"x": 1.0}, {"x": 2.0}]},
+        {"results": [3.5, 4.0]},
+    ),
     # labels, URL decoding, case-insensitive paths
     ("POST", f"{HP2}/labels/previous:predict", {"instances": [1.0]}, {"predictions": [3.5]}),
     ("POST", f"{HP2}/labels/st%61ble:predict", {"instances": [1.0]}, {"predictions": [2.5]}),
     ("POST", "/V1/Models/half_plus_two/VERSIONS/1:predict", {"inputs": [1.0]}, {"outputs": [3.5]}),
     # named signature, float32 printed as TF Serving prints it (2.1, not 2.0999999046325684)
-    ("POST", f"{HP2}:predict", {"signature_name": "serving_default", "instances": [0.2, -4]},
-     {"predictions": [2.1, 0.0]}),
+    (
+        "POST",
+        f"{HP2}:predict",
+        {"signature_name": "serving_default", "instances": [0.2, -4]},
+        {"predictions": [2.1, 0.0]},
+    ),
     # a context is merged into every example
-    ("POST", f"{HP2}:regress",
-     {"signature_name": "regress_x_to_y2", "context": {"x2": 4.0}, "examples": [{"a": 1}, {"a": 2}]},
-     {"results": [5.0, 5.0]}),
+    (
+        "POST",
+        f"{HP2}:regress",
+        {"signature_name": "regress_x_to_y2", "context": {"x2": 4.0}, "examples": [{"a": 1}, {"a": 2}]},
+        {"results": [5.0, 5.0]},
+    ),
     # several inputs and outputs: objects per row / one object of tensors
-    ("POST", "/v1/models/multi_input:predict", {"instances": [{"a": [1, 2], "b": 3}, {"a": [3, 4], "b": 1}]},
-     {"predictions": [{"scaled": [3.0, 6.0], "sum": 6.0}, {"scaled": [3.0, 4.0], "sum": 8.0}]}),
-    ("POST", "/v1/models/multi_input:predict", {"inputs": {"a": [[1, 2]], "b": [3]}},
-     {"outputs": {"scaled": [[3.0, 6.0]], "sum": [6.0]}}),
+    (
+        "POST",
+        "/v1/models/multi_input:predict",
+        {"instances": [{"a": [1, 2], "b": 3}, {"a": [3, 4], "b": 1}]},
+        {"predictions": [{"scaled": [3.0, 6.0], "sum": 6.0}, {"scaled": [3.0, 4.0], "sum": 8.0}]},
+    ),
+    (
+        "POST",
+        "/v1/models/multi_input:predict",
+        {"inputs": {"a": [[1, 2]], "b": [3]}},
+        {"outputs": {"scaled": [[3.0, 6.0]], "sum": [6.0]}},
+    ),
     # strings in, b64 objects decoded; an output named *_bytes comes back as b64
-    ("POST", "/v1/models/strings:predict", {"instances": ["abc", {"b64": "aGk="}]},
-     {"predictions": [
-         {"length": 3, "upper_bytes": {"b64": "QUJD"}},
-         {"length": 2, "upper_bytes": {"b64": "SEk="}},
-     ]}),
-    ("POST", "/v1/models/strings:predict", {"inputs": ["caf\u00e9"]},
-     {"outputs": {"length": [5], "upper_bytes": [{"b64": "Q0FGw6k="}]}}),
+    (
+        "POST",
+        "/v1/models/strings:predict",
+        {"instances": ["abc", {"b64": "aGk="}]},
+        {
+            "predictions": [
+                {"length": 3, "upper_bytes": {"b64": "QUJD"}},
+                {"length": 2, "upper_bytes": {"b64": "SEk="}},
+            ]
+        },
+    ),
+    (
+        "POST",
+        "/v1/models/strings:predict",
+        {"inputs": ["caf\u00e9"]},
+        {"outputs": {"length": [5], "upper_bytes": [{"b64": "Q0FGw6k="}]}},
+    ),
 ]
 
 
@@ -199,37 +235,91 @@ ERRORS = [
     ("POST", f"{HP2}:explain", {}, 400, f"Malformed request: POST {HP2}:explain"),
     # TF Serving matches the URL case-insensitively but compares the verb exactly
     ("POST", f"{HP2}:PREDICT", {}, 400, f"Malformed request: POST {HP2}:PREDICT"),
-    ("POST", f"{HP2}/versions/99999999999999999999:predict", {}, 400,
-     "Failed to convert version: 99999999999999999999 to numeric."),
-    ("POST", "/v1/models/half:predict", {"instances": [1.0]}, 404,
-     "Servable not found for request: Latest(half)"),
-    ("POST", f"{HP2}/versions/7:predict", {"instances": [1.0]}, 404,
-     "Servable not found for request: Specific(half_plus_two, 7)"),
-    ("POST", f"{HP2}/labels/nope:predict", {"instances": [1.0]}, 400,
-     "Unrecognized servable version label: nope"),
+    (
+        "POST",
+        f"{HP2}/versions/99999999999999999999:predict",
+        {},
+        400,
+        "Failed to convert version: 99999999999999999999 to numeric.",
+    ),
+    (
+        "POST",
+        "/v1/models/half:predict",
+        {"instances": [1.0]},
+        404,
+        "Servable not found for request: Latest(half)",
+    ),
+    (
+        "POST",
+        f"{HP2}/versions/7:predict",
+        {"instances": [1.0]},
+        404,
+        "Servable not found for request: Specific(half_plus_two, 7)",
+    ),
+    (
+        "POST",
+        f"{HP2}/labels/nope:predict",
+        {"instances": [1.0]},
+        400,
+        "Unrecognized servable version label: nope",
+    ),
     ("GET", "/v1/models/half", None, 404, "Could not find any versions of model half"),
     ("GET", f"{HP2}/versions/7", None, 404, "Could not find version 7 of model half_plus_two"),
     ("POST", f"{HP2}:predict", b"", 400, "JSON Parse error: The document is empty"),
-    ("POST", f"{HP2}:predict", b'{"instances": [1.0,', 400,
-     "JSON Parse error: Expecting value at offset: 19"),
-    ("POST", f"{HP2}:predict", {"signature_name": "nope", "inputs": [1.0]}, 400,
-     'Serving signature name: "nope" not found in signature def'),
-    ("POST", f"{HP2}:predict", {"instances": [{"b64": "AA=="}]}, 400,
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
-     '{\n    "b64": "AA=="\n} Type: Object is not of expected type: float'),
+    (
+        "POST",
+        f"{HP2}:predict",
+        b'{"instances": [1.0,',
+        400,
+        "JSON Parse error: Expecting value at offset: 19",
+    ),
+    (
+        "POST",
+        f"{HP2}:predict",
+        {"signature_name": "nope", "inputs": [1.0]},
+        400,
+        'Serving signature name: "nope" not found in signature def',
+    ),
+    (
+        "POST",
+        f"{HP2}:predict",
+        {"instances": [{"b64": "AA=="}]},
+        400,
+        "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
+        '{\n    "b64": "AA=="\n} Type: Object is not of expected type: float',
+    ),
     ("POST", "/v1/models/strings:predict", {"inputs": [{"b64": "aGk_"}]}, 400, "Unable to base64 decode"),
-    ("POST", "/v1/models/strings:predict", {"instances": [{"b64": "aGk_"}]}, 400,
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: Unable to base64 decode"),
-    ("POST", f"{HP2}:predict", {"inputs": [1.0], "instances": [1.0]}, 400,
-     'JSON Value: {\n    "inputs": [\n        1.0\n    ],\n    "instances": [\n        1.0\n    ]\n} '
-     "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "),
-    ("POST", "/v1/models/multi_input:predict",
-     {"instances": [{"a": [1, 2], "b": 3}, {"a": [1], "b": 3}]}, 400,
-     "Failed to process element: 1 key: a of 'instances' list. Error: INVALID_ARGUMENT: "
-     "Expecting tensor size: 2 but got: 1"),
-    ("POST", f"{HP2}:regress", {"signature_name": "regress_x_to_y"}, 400,
-     'JSON Value: {\n    "signature_name": "regress_x_to_y"\n} When method is classify, key \'examples\' is '
-     "expected and was not found"),
+    (
+        "POST",
+        "/v1/models/strings:predict",
+        {"instances": [{"b64": "aGk_"}]},
+        400,
+        "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: Unable to base64 decode",
+    ),
+    (
+        "POST",
+        f"{HP2}:predict",
+        {"inputs": [1.0], "instances": [1.0]},
+        400,
+        'JSON Value: {\n    "inputs": [\n        1.0\n    ],\n    "instances": [\n        1.0\n    ]\n} '
+        "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ",
+    ),
+    (
+        "POST",
+        "/v1/models/multi_input:predict",
+        {"instances": [{"a": [1, 2], "b": 3}, {"a": [1], "b": 3}]},
+        400,
+        "Failed to process element: 1 key: a of 'instances' list. Error: INVALID_ARGUMENT: "
+        "Expecting tensor size: 2 but got: 1",
+    ),
+    (
+        "POST",
+        f"{HP2}:regress",
+        {"signature_name": "regress_x_to_y"},
+        400,
+        'JSON Value: {\n    "signature_name": "regress_x_to_y"\n} When method is classify, key \'examples\' is '
+        "expected and was not found",
+    ),
     ("GET", "/v2/models/half_plus_two", None, 404, "Not found: GET /v2/models/half_plus_two"),
 ]
 
@@ -288,8 +378,11 @@ def test_prometheus_metrics_count_rest_requests(http: httpx.Client) -> None:
     assert reply.headers["content-type"].startswith("text/plain")
     lines = [line for line in reply.text.splitlines() if line.startswith("modelserver_requests_total{")]
     rest_ok = [
-        line for line in lines
-        if 'model="half_plus_two"' in line and 'protocol="rest"' in line and 'status="OK"' in line
+        line
+        for line in lines
+        if 'model="half_plus_two"' in line
+        and 'protocol="rest"' in line
+        and 'status="OK"' in line
         and 'api="predict"' in line
     ]
     assert rest_ok, "\n".join(lines)

@@ -43,10 +43,18 @@ DISPATCH = [
     ("GET", "/v1/models/m/versions/x", 400, {"error": "Malformed request: GET /v1/models/m/versions/x"}),
     ("DELETE", "/v1/models/m", 400, {"error": "Malformed request: DELETE /v1/models/m"}),
     ("HEAD", "/v1/models/m", 400, None),
-    ("POST", "/v1/models/m/versions/1/labels/a:predict", 400,
-     {"error": "Malformed request: POST /v1/models/m/versions/1/labels/a:predict"}),
-    ("GET", "/v1/models/m/versions/9223372036854775808", 400,
-     {"error": "Failed to convert version: 9223372036854775808 to numeric."}),
+    (
+        "POST",
+        "/v1/models/m/versions/1/labels/a:predict",
+        400,
+        {"error": "Malformed request: POST /v1/models/m/versions/1/labels/a:predict"},
+    ),
+    (
+        "GET",
+        "/v1/models/m/versions/9223372036854775808",
+        400,
+        {"error": "Failed to convert version: 9223372036854775808 to numeric."},
+    ),
     ("GET", "/healthz", 404, {"error": "Not found: GET /healthz"}),
 ]
 
@@ -90,9 +98,7 @@ BODIES = [
 
 @pytest.mark.parametrize(("encoding", "body", "message"), BODIES)
 def test_undecodable_bodies_are_400(encoding: str, body: bytes, message: str) -> None:
-    reply = _request(
-        "POST", "/v1/models/m:predict", content=body, headers={"Content-Encoding": encoding}
-    )
+    reply = _request("POST", "/v1/models/m:predict", content=body, headers={"Content-Encoding": encoding})
     assert reply.status_code == 400
     assert reply.json()["error"].startswith(message)
 

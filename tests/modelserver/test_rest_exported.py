@@ -14,20 +14,42 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.fashion import FASHION_LABELS
-from tests.support.procs import ModelServerHandle, start_modelserver
+from devtools.fashion import FASHION_LABELS
+from devtools.servers import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 
 HOUSING_INPUTS = [
-    "longitude", "latitude", "housing_median_age", "total_rooms", "total_bedrooms", "population",
-    "households", "median_income",
+    "longitude",
+    "latitude",
+    "housing_median_age",
+    "total_rooms",
+    "total_bedrooms",
+    "population",
+    "households",
+    "median_income",
 ]
 HOUSES = [
-    {"longitude": -122.23, "latitude": 37.88, "housing_median_age": 41.0, "total_rooms": 880.0,
-     "total_bedrooms": 129.0, "population": 322.0, "households": 126.0, "median_income": 8.3252},
-    {"longitude": -118.3, "latitude": 34.05, "housing_median_age": 20.0, "total_rooms": 2000.0,
-     "total_bedrooms": float("nan"), "population": 1200.0, "households": 400.0, "median_income": 3.1},
+    {
+        "longitude": -122.23,
+        "latitude": 37.88,
+        "housing_median_age": 41.0,
+        "total_rooms": 880.0,
+        "total_bedrooms": 129.0,
+        "population": 322.0,
+        "households": 126.0,
+        "median_income": 8.3252,
+    },
+    {
+        "longitude": -118.3,
+        "latitude": 34.05,
+        "housing_median_age": 20.0,
+        "total_rooms": 2000.0,
+        "total_bedrooms": float("nan"),
+        "population": 1200.0,
+        "households": 400.0,
+        "median_income": 3.1,
+    },
 ]
 
 

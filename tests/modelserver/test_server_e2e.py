@@ -29,8 +29,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.support.procs import ModelServerHandle, start_modelserver
-from tests.support.tiny_models import publish
+from devtools.servers import ModelServerHandle, start_modelserver
+from devtools.tiny_models import publish
 
 pytestmark = pytest.mark.e2e
 

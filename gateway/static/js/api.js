@@ -1,3 +1,4 @@
+// @ts-check
 // The gateway's public JSON API, as the console uses it. The console has no private endpoints: every call
 // here is in the gateway's OpenAPI schema (/openapi.json). All URLs are relative to the page, so the console
 // works behind a path prefix too.
@@ -6,6 +7,7 @@ import { token } from "./token.js";
 
 /** An API failure with a message meant for people (never raw JSON). */
 export class ApiError extends Error {
+  /** @param {number} status HTTP status (0: no answer) @param {string} message @param {unknown} [body] */
   constructor(status, message, body = null) {
     super(message);
     this.status = status;
@@ -47,7 +49,22 @@ export function describeError(status, body) {
   return `${text} (HTTP ${status})`;
 }
 
+/**
+ * @typedef {object} RequestOptions
+ * @property {unknown} [json] a body sent as JSON
+ * @property {FormData} [form] a multipart body
+ * @property {boolean} [admin] send the admin token
+ * @property {AbortSignal} [signal]
+ */
+
+/**
+ * @param {string} method
+ * @param {string} path
+ * @param {RequestOptions} [options]
+ * @returns {Promise<any>} the parsed JSON (or text) body
+ */
 async function request(method, path, { json, form, admin = false, signal } = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: "application/json" };
   let body;
   if (json !== undefined) {
@@ -61,7 +78,7 @@ async function request(method, path, { json, form, admin = false, signal } = {})
   try {
     response = await fetch(path, { method, headers, body, signal, cache: "no-store" });
   } catch (err) {
-    if (err.name === "AbortError") throw err;
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new ApiError(0, "The gateway cannot be reached. Is it running?");
   }
   const type = response.headers.get("Content-Type") ?? "";

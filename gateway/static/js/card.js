@@ -1,9 +1,10 @@
+// @ts-check
 // The model card of one version: test metrics against their baselines, sizes, signatures and the training
 // curves, from the gateway's model-card endpoint. When the gateway does not expose cards, the panel falls back
 // to what GET /v1/models/{name} gives (signatures, inputs, class labels of the version that answers).
 
 import { api } from "./api.js";
-import { clear, formatBytes, formatNumber, h } from "./dom.js";
+import { clear, formatBytes, formatNumber, h, messageOf } from "./dom.js";
 import { readDetail } from "./shapes.js";
 
 function metricsTable(metrics) {
@@ -116,6 +117,6 @@ export async function renderCard(panel, name, version) {
     );
   } catch (err) {
     clear(panel, head, h("p", { class: "muted" },
-      `No metadata for v${version}: the model server answers only for loaded versions (${err.message}).`));
+      `No metadata for v${version}: the model server answers only for loaded versions (${messageOf(err)}).`));
   }
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // Hand-written inline-SVG sparklines: one series, a filled area, the latest value and the window's maximum.
 
 const NS = "http://www.w3.org/2000/svg";

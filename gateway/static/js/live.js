@@ -1,15 +1,17 @@
+// @ts-check
 // The Live screen: requests per second and mean latency per model, from the gateway's own Prometheus
 // metrics, sampled every 2 s while the tab is visible (a 2-minute window). Rates come from counter deltas
 // between two samples, so a gateway restart (counters going down) just starts a new window.
 
 import { api } from "./api.js";
 import { sparkline } from "./charts.js";
-import { clear, h } from "./dom.js";
+import { all, byId, clear, h, messageOf, one } from "./dom.js";
 import { parsePrometheus, sumBy } from "./prometheus.js";
 
 const SAMPLE_MS = 2000;
 const CAPACITY = 60;
-const host = document.getElementById("live-charts");
+/** @type {HTMLElement} the charts' container, found by initLive */
+let host;
 const series = new Map(); // model (or route) -> {rps: [], latency: []}
 let previous = null; // {t, requests: Map, latencySum: Map, latencyCount: Map}
 
@@ -63,7 +65,7 @@ function update(now) {
 const last = (list) => [...list].reverse().find((v) => Number.isFinite(v));
 
 function render() {
-  document.getElementById("live-note").textContent =
+  byId("live-note").textContent =
     groupBy === "route" ? "Per API route: the gateway's request metrics carry no model label." : "";
   if (!series.size) {
     clear(host, h("p", { class: "muted" },
@@ -72,7 +74,7 @@ function render() {
     return;
   }
   const names = [...series.keys()].sort();
-  const have = [...host.querySelectorAll(".live-model")].map((el) => el.dataset.model);
+  const have = all(host, ".live-model").map((el) => el.dataset.model);
   if (JSON.stringify(have) !== JSON.stringify(names)) {
     clear(host, names.map((name) => h("article", { class: "live-model", dataset: { model: name } },
       h("h2", {}, groupBy === "route" ? h("code", {}, name) : name),
@@ -82,15 +84,15 @@ function render() {
         h("div", { class: "chart latency-chart" })))));
   }
   for (const name of names) {
-    const el = host.querySelector(`.live-model[data-model="${CSS.escape(name)}"]`);
+    const el = one(host, `.live-model[data-model="${CSS.escape(name)}"]`);
     const s = series.get(name);
     const rps = last(s.rps);
     const lat = last(s.latency);
-    el.querySelector(".now.rps").textContent = rps === undefined ? "—" : rps.toFixed(2);
-    el.querySelector(".now.latency").textContent = lat === undefined ? "—" : lat.toFixed(1);
-    sparkline(el.querySelector(".rps-chart"), s.rps,
+    one(el, ".now.rps").textContent = rps === undefined ? "—" : rps.toFixed(2);
+    one(el, ".now.latency").textContent = lat === undefined ? "—" : lat.toFixed(1);
+    sparkline(one(el, ".rps-chart"), s.rps,
       { capacity: CAPACITY, label: `${name} requests per second`, format: (v) => v.toFixed(2) });
-    sparkline(el.querySelector(".latency-chart"), s.latency,
+    sparkline(one(el, ".latency-chart"), s.latency,
       { capacity: CAPACITY, label: `${name} mean latency in ms`, format: (v) => `${v.toFixed(1)} ms` });
   }
 }
@@ -100,11 +102,12 @@ async function sample() {
     update(read(await api.metrics()));
     render();
   } catch (err) {
-    clear(host, h("p", { class: "error" }, `Metrics are unavailable: ${err.message}`));
+    clear(host, h("p", { class: "error" }, `Metrics are unavailable: ${messageOf(err)}`));
   }
 }
 
 export function initLive() {
+  host = byId("live-charts");
   const tick = async () => {
     if (!document.hidden) await sample();
     setTimeout(tick, SAMPLE_MS);

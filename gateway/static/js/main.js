@@ -1,7 +1,9 @@
+// @ts-check
 // Wires the console: screens behind hash links (#models, #try, #live), the admin-token form, the readiness
 // banner, and the polling of the model list.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
+import { all, byId, messageOf, one } from "./dom.js";
 import { initLive } from "./live.js";
 import { initModels } from "./models.js";
 import { startPolling, store } from "./store.js";
@@ -11,24 +13,25 @@ import { initTry } from "./tryit.js";
 const SCREENS = ["models", "try", "live"];
 const READY_MS = 5000;
 
+/** @param {Event} [event] */
 function route(event) {
   const wanted = location.hash.replace("#", "");
   const screen = SCREENS.includes(wanted) ? wanted : "models";
-  for (const section of document.querySelectorAll("section.screen"))
+  for (const section of all(document, "section.screen"))
     section.hidden = section.dataset.screen !== screen;
   // After a switch (not on first load), move focus to the new screen's heading for keyboard and screen readers.
-  if (event) document.querySelector(`section[data-screen="${screen}"] h1`)?.focus();
-  for (const link of document.querySelectorAll(".tabs a")) {
+  if (event) one(document, `section[data-screen="${screen}"] h1`).focus();
+  for (const link of all(document, ".tabs a")) {
     if (link.dataset.screen === screen) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
 }
 
 function initToken() {
-  const form = document.getElementById("token-form");
-  const input = document.getElementById("token-input");
-  const forget = document.getElementById("token-forget");
-  const state = document.getElementById("token-state");
+  const form = byId("token-form");
+  const input = byId("token-input", HTMLInputElement);
+  const forget = byId("token-forget");
+  const state = byId("token-state");
   const show = (value) => {
     state.textContent = value ? "admin" : "read-only";
     state.className = `token-state ${value ? "admin" : ""}`;
@@ -59,18 +62,19 @@ function notReady(body) {
 }
 
 async function checkReady() {
-  const banner = document.getElementById("banner");
-  const footer = document.getElementById("ready-state");
+  const banner = byId("banner");
+  const footer = byId("ready-state");
   try {
     await api.ready();
     banner.hidden = true;
     footer.textContent = "● all model servers ready";
     footer.className = "ok";
   } catch (err) {
-    const names = notReady(err.body);
+    const failure = err instanceof ApiError ? err : new ApiError(0, messageOf(err));
+    const names = notReady(failure.body);
     banner.hidden = false;
     banner.textContent =
-      err.status === 0
+      failure.status === 0
         ? "The gateway cannot be reached. The console reconnects by itself."
         : `Not ready: ${names.length ? names.join(", ") : "a model"}. The model server is down or has no ` +
           "version loaded: requests fail with 503 until it is back. The console keeps checking.";

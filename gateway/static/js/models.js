@@ -1,14 +1,17 @@
+// @ts-check
 // The Models screen: every model with its versions and their state, the labels, the version that answers,
 // the model card of a version, and the admin controls (promote / roll back / latest / set label).
 
 import { api } from "./api.js";
 import { renderCard } from "./card.js";
-import { clear, h } from "./dom.js";
+import { all, byId, clear, h, messageOf, one } from "./dom.js";
 import { refresh, store } from "./store.js";
 import { token } from "./token.js";
 
-const list = document.getElementById("models-list");
-const refreshed = document.getElementById("models-refreshed");
+/** @type {HTMLElement} the list of model articles, found by initModels */
+let list;
+/** @type {HTMLElement} */
+let refreshed;
 const articles = new Map(); // model name -> {article, parts}
 const openCards = new Map(); // model name -> version whose card is open
 
@@ -41,7 +44,7 @@ async function runAdmin(model, message, action, done) {
     parts.msg.textContent = done;
   } catch (err) {
     parts.msg.classList.add("bad");
-    parts.msg.textContent = `${message} refused: ${err.message}`;
+    parts.msg.textContent = `${message} refused: ${messageOf(err)}`;
   }
   await refresh();
 }
@@ -115,9 +118,10 @@ function buildArticle(name) {
     problem: h("p", { class: "error", role: "alert", hidden: true }),
     table: h("table", { class: "versions" }),
     msg: h("p", { class: "admin-msg", role: "status", "aria-live": "polite" }),
-    labelName: h("input", { id: `label-${name}`, type: "text", pattern: "[A-Za-z0-9_]+", placeholder: "stable",
-      required: true, size: 10 }),
-    labelVersion: h("select", { id: `label-v-${name}`, "aria-label": `Version for the label of ${name}` }),
+    labelName: /** @type {HTMLInputElement} */ (h("input", { id: `label-${name}`, type: "text",
+      pattern: "[A-Za-z0-9_]+", placeholder: "stable", required: true, size: 10 })),
+    labelVersion: /** @type {HTMLSelectElement} */ (h("select", { id: `label-v-${name}`,
+      "aria-label": `Version for the label of ${name}` })),
     card: h("div", { class: "card-panel" }),
   };
   const setLabel = h(
@@ -204,8 +208,8 @@ function renderModel({ parts }, model) {
 
 function applyToken() {
   const has = Boolean(token.get());
-  document.getElementById("readonly-note").hidden = has;
-  for (const button of list.querySelectorAll("[data-admin]")) {
+  byId("readonly-note").hidden = has;
+  for (const button of all(list, "[data-admin]", HTMLButtonElement)) {
     if (!has) {
       button.disabled = true;
       button.title = "Enter the admin token (top right) to manage versions";
@@ -213,21 +217,23 @@ function applyToken() {
       button.title = "";
       if (button.textContent === "Promote") {
         const row = button.closest("tr");
-        const model = store.find(button.closest("article").dataset.model);
-        const v = model?.versions.find((x) => String(x.version) === row.dataset.version);
-        button.disabled = !v || !promotable(model, v);
+        const model = store.find(button.closest("article")?.dataset.model ?? "");
+        const v = model?.versions.find((x) => String(x.version) === row?.dataset.version);
+        button.disabled = !model || !v || !promotable(model, v);
       } else {
         button.disabled = false;
       }
     }
   }
-  for (const input of list.querySelectorAll(".label-form input, .label-form select")) input.disabled = !has;
+  for (const input of all(list, ".label-form input, .label-form select")) {
+    if (input instanceof HTMLInputElement || input instanceof HTMLSelectElement) input.disabled = !has;
+  }
 }
 
 function render(state) {
   list.setAttribute("aria-busy", "false");
   if (state.error && !state.models.length) {
-    clear(list, h("p", { class: "error" }, `The model list is unavailable: ${state.error.message}`));
+    clear(list, h("p", { class: "error" }, `The model list is unavailable: ${messageOf(state.error)}`));
     articles.clear();
     return;
   }
@@ -259,11 +265,13 @@ function render(state) {
     }
   }
   const when = state.updatedAt?.toLocaleTimeString() ?? "";
-  refreshed.textContent = state.error ? `Refresh failed (${state.error.message}); showing the last list.` :
+  refreshed.textContent = state.error ? `Refresh failed (${messageOf(state.error)}); showing the last list.` :
     `Updated ${when}, refreshes every 3 s.`;
 }
 
 export function initModels() {
+  list = byId("models-list");
+  refreshed = byId("models-refreshed");
   store.subscribe(render);
   token.onChange(applyToken);
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // A small reader for the Prometheus text exposition format (version 0.0.4): enough to sum counters and
 // histogram parts by label. Lines: `# HELP`, `# TYPE`, and `name{label="value",...} number [timestamp]`.
 

@@ -1,5 +1,18 @@
+// @ts-check
 // Reads the gateway's JSON replies (gateway/schemas.py: ModelList, ModelDetail, ClassifyReply, RegressReply)
 // into the few shapes the views draw, so the views never guess at field names.
+
+/** @typedef {{version: number | null, state: string, error: string}} Version */
+/**
+ * @typedef {object} Model
+ * @property {string} name
+ * @property {Version[]} versions
+ * @property {Record<string, number | null>} labels
+ * @property {number | null} pinned
+ * @property {number | null} serving
+ * @property {string | null} error
+ */
+/** @typedef {ReturnType<typeof readDetail>} Detail */
 
 // TF Serving's ModelVersionStatus states, as the console names them.
 const STATES = {
@@ -19,6 +32,7 @@ function versionNumber(v) {
 
 /** One VersionStatus: {version, state: "available"|"loading"|"failed"|..., error}. A version that ended with
  * an error (or that the gateway reports as failed) is "failed". */
+/** @param {any} raw @returns {Version} */
 export function readVersion(raw) {
   const error = raw.error ?? raw.status?.error_message ?? "";
   let state = STATES[String(raw.state ?? "UNKNOWN").toUpperCase()] ?? String(raw.state).toLowerCase();
@@ -28,8 +42,10 @@ export function readVersion(raw) {
 
 /** One ModelSummary of GET /v1/models. `serving` is the version that answers requests without a version or
  * label: the pinned one, else the highest AVAILABLE one (TF Serving's "latest"). */
+/** @param {any} raw @returns {Model} */
 export function readModel(raw) {
   const versions = (raw.versions ?? []).map(readVersion).sort((a, b) => (b.version ?? 0) - (a.version ?? 0));
+  /** @type {Record<string, number | null>} */
   const labels = {};
   for (const [label, v] of Object.entries(raw.labels ?? {})) labels[label] = versionNumber(v);
   const pinned = versionNumber(raw.pinned);
@@ -45,11 +61,13 @@ export function readModel(raw) {
   };
 }
 
+/** @param {any} payload @returns {Model[]} */
 export function readModelList(payload) {
   return (payload?.models ?? []).map(readModel).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** ModelDetail of GET /v1/models/{name}: task, class labels, the input contract, signatures. */
+/** @param {any} payload */
 export function readDetail(payload) {
   const contract = payload?.contract ?? {};
   return {

@@ -1,3 +1,4 @@
+// @ts-check
 // The model list, polled from GET /v1/models, shared by the screens. Subscribers get the new list (or the
 // error) after each poll; the poll runs while the tab is visible and right after any admin action.
 
@@ -5,16 +6,26 @@ import { api } from "./api.js";
 import { readDetail, readModelList } from "./shapes.js";
 
 const POLL_MS = 3000;
+/** @type {Set<(state: typeof store) => void>} */
 const listeners = new Set();
 
+/** @typedef {import("./shapes.js").Model} Model */
+/** @typedef {import("./shapes.js").Detail} Detail */
+
 export const store = {
+  /** @type {Model[]} */
   models: [],
-  details: new Map(), // model name -> readDetail() of the version that answers (task, classes, inputs)
+  /** @type {Map<string, Detail>} model name -> the detail of the version that answers (task, classes, inputs) */
+  details: new Map(),
+  /** @type {unknown} the last poll's failure, if it failed */
   error: null,
+  /** @type {Date | null} */
   updatedAt: null,
+  /** @param {(state: typeof store) => void} fn */
   subscribe(fn) {
     listeners.add(fn);
   },
+  /** @param {string} name @returns {Model | null} */
   find(name) {
     return this.models.find((m) => m.name === name) ?? null;
   },

@@ -1,3 +1,4 @@
+// @ts-check
 // The admin token lives only in this tab: memory plus sessionStorage (cleared when the tab closes), never
 // localStorage or a cookie. Listeners re-render the admin controls when it changes.
 

@@ -1,34 +1,36 @@
+// @ts-check
 // The "Try it" screen: pick a model and a version, then images (drag and drop or pick), a text, or the
-// features of a record; shows the top-k labels as bars, the spam probability, or the predicted value, with
-// the version that answered.
+// features of a record; shows the top-k labels as bars, a binary classifier's verdict, or the predicted
+// value, with the version that answered. Everything model-specific (class names, example values, units)
+// comes from the model's contract, never from this file.
 
 import { api } from "./api.js";
-import { clear, formatNumber, h, showError } from "./dom.js";
+import { all, byId, clear, formatNumber, h, messageOf, showError } from "./dom.js";
 import { readClassification, readDetail, readRegression } from "./shapes.js";
 import { store } from "./store.js";
 
-const $ = (id) => document.getElementById(id);
-const modelSelect = $("try-model");
-const versionSelect = $("try-version");
-const taskLine = $("try-task");
-const errorBox = $("try-error");
-const results = $("try-results");
-const forms = {
-  image_classification: $("form-image"),
-  text_classification: $("form-text"),
-  regression: $("form-records"),
-};
+/**
+ * The screen's elements, found once by initTry (the page is parsed by then).
+ * @typedef {object} TryUi
+ * @property {HTMLSelectElement} modelSelect
+ * @property {HTMLSelectElement} versionSelect
+ * @property {HTMLElement} taskLine
+ * @property {HTMLElement} errorBox
+ * @property {HTMLElement} results
+ * @property {HTMLElement} recordFields
+ * @property {HTMLButtonElement} recordExample
+ * @property {HTMLTextAreaElement | HTMLInputElement} textInput
+ * @property {HTMLInputElement} imageK
+ * @property {Record<string, HTMLFormElement>} forms the form of each task
+ */
+/** @type {TryUi} */
+let ui;
 
-// A typical California block (the first row of the housing data) for "Fill an example".
-const HOUSING_EXAMPLE = {
-  longitude: -122.23, latitude: 37.88, housing_median_age: 41, total_rooms: 880, total_bedrooms: 129,
-  population: 322, households: 126, median_income: 8.3252,
-};
-
+/** @type {(import("./shapes.js").Detail & {name: string}) | null} the model version the forms are built for */
 let detail = null;
 
 function choice() {
-  const [kind, value] = (versionSelect.value || "latest:").split(":");
+  const [kind, value] = (ui.versionSelect.value || "latest:").split(":");
   if (kind === "version") return { version: value };
   if (kind === "label") return { label: value };
   return {};
@@ -58,27 +60,28 @@ function bars(pairs, { highlight = 0 } = {}) {
 }
 
 async function submit(run) {
-  showError(errorBox, "");
-  results.setAttribute("aria-busy", "true");
+  showError(ui.errorBox, "");
+  ui.results.setAttribute("aria-busy", "true");
   try {
     await run();
   } catch (err) {
-    showError(errorBox, err.message);
+    showError(ui.errorBox, messageOf(err));
   } finally {
-    results.setAttribute("aria-busy", "false");
+    ui.results.setAttribute("aria-busy", "false");
   }
 }
 
 function classifyImages(files) {
   const images = [...files].filter((f) => f.size > 0 || f.type);
   if (!images.length) return;
-  const k = Math.max(1, Math.min(10, Number($("image-k").value) || 3));
+  const k = Math.max(1, Math.min(10, Number(ui.imageK.value) || 3));
   submit(async () => {
-    clear(results, h("p", { class: "muted" }, `Classifying ${images.length} image(s)…`));
-    const reply = readClassification(await api.classifyImages(detail.name, images, k, choice()));
+    clear(ui.results, h("p", { class: "muted" }, `Classifying ${images.length} image(s)…`));
+    const model = current();
+    const reply = readClassification(await api.classifyImages(model.name, images, k, choice()));
     clear(
-      results,
-      answeredBy(reply.model ?? detail.name, reply.version),
+      ui.results,
+      answeredBy(reply.model ?? model.name, reply.version),
       h("div", { class: "image-results" }, images.map((file, i) => {
         const url = URL.createObjectURL(file);
         const top = reply.items[i] ?? [];
@@ -93,24 +96,45 @@ function classifyImages(files) {
   });
 }
 
+/** @param {SubmitEvent} e */
 function classifyText(e) {
   e.preventDefault();
-  const text = $("text-input").value;
+  const text = ui.textInput.value;
   if (!text.trim()) {
-    showError(errorBox, "Type a message first.");
+    showError(ui.errorBox, "Type a message first.");
     return;
   }
   submit(async () => {
-    const reply = readClassification(await api.classifyTexts(detail.name, [text], choice()));
+    const model = current();
+    const reply = readClassification(await api.classifyTexts(model.name, [text], choice()));
     const pairs = reply.items[0] ?? [];
-    const spam = pairs.find((p) => String(p.label).toLowerCase() === "spam");
-    const verdict = spam
-      ? spam.score >= 0.5
-        ? h("p", { class: "verdict spam" }, `Spam · ${(spam.score * 100).toFixed(1)}% spam probability`)
-        : h("p", { class: "verdict ham" }, `Not spam · ${(spam.score * 100).toFixed(1)}% spam probability`)
-      : h("p", { class: "verdict" }, pairs[0] ? `${pairs[0].label}` : "no answer");
-    clear(results, answeredBy(reply.model ?? detail.name, reply.version), verdict, bars(pairs));
+    clear(ui.results, answeredBy(reply.model ?? model.name, reply.version), verdict(model, pairs), bars(pairs));
   });
+}
+
+/**
+ * A binary classifier's verdict: its contract lists two classes, [negative, positive] (the 0/1 order it was
+ * trained with; ``positive_label`` in the contract overrides), e.g. ["ham", "spam"]. Other models: the top
+ * label.
+ * @param {import("./shapes.js").Detail} model
+ * @param {{label: string, score: number}[]} pairs
+ */
+function verdict(model, pairs) {
+  const classes = model.classes.map(String);
+  const positive = String(model.contract?.positive_label ?? (classes.length === 2 ? classes[1] : ""));
+  const hit = positive ? pairs.find((p) => String(p.label) === positive) : undefined;
+  if (!hit) return h("p", { class: "verdict" }, pairs[0] ? `${pairs[0].label}` : "no answer");
+  const flagged = hit.score >= 0.5;
+  const named = flagged ? positive : (classes.find((c) => c !== positive) ?? `not ${positive}`);
+  const shown = named.charAt(0).toUpperCase() + named.slice(1);
+  return h("p", { class: `verdict ${flagged ? "positive" : "negative"}`, dataset: { label: named } },
+    `${shown} · ${(hit.score * 100).toFixed(1)}% ${positive} probability`);
+}
+
+/** The model the forms were built for (the forms are hidden until there is one). */
+function current() {
+  if (!detail) throw new Error("Pick a model first.");
+  return detail;
 }
 
 function formatValue(value, unit) {
@@ -126,13 +150,15 @@ function formatValue(value, unit) {
 }
 
 function recordFromForm() {
+  /** @type {Record<string, number>} */
   const record = {};
-  for (const input of $("records-fields").querySelectorAll("input")) {
+  for (const input of all(ui.recordFields, "input", HTMLInputElement)) {
     const raw = input.value.trim();
     if (raw === "") continue; // unknown: the model imputes it
     const n = Number(raw);
-    if (!Number.isFinite(n)) throw new Error(`${input.dataset.feature}: “${raw}” is not a number.`);
-    record[input.dataset.feature] = n;
+    const feature = input.dataset.feature ?? input.id;
+    if (!Number.isFinite(n)) throw new Error(`${feature}: “${raw}” is not a number.`);
+    record[feature] = n;
   }
   return record;
 }
@@ -140,17 +166,18 @@ function recordFromForm() {
 function regress(e) {
   e.preventDefault();
   submit(async () => {
+    const model = current();
     const record = recordFromForm();
-    const reply = readRegression(await api.regress(detail.name, [record], choice()));
+    const reply = readRegression(await api.regress(model.name, [record], choice()));
     const value = reply.values[0];
     // What the value means comes from the contract's "output" (name, unit, description); a currency unit
     // (ISO 4217, e.g. USD) is shown as money.
-    const meaning = detail.contract?.output ?? {};
-    const name = meaning.name ?? detail.contract?.predict?.outputs?.[0] ?? "prediction";
+    const meaning = model.contract?.output ?? {};
+    const name = meaning.name ?? model.contract?.predict?.outputs?.[0] ?? "prediction";
     const unit = reply.unit ?? meaning.unit ?? null;
     clear(
-      results,
-      answeredBy(reply.model ?? detail.name, reply.version),
+      ui.results,
+      answeredBy(reply.model ?? model.name, reply.version),
       h("p", { class: "prediction" },
         h("span", { class: "muted" }, `${String(name).replaceAll("_", " ")}: `),
         h("strong", { class: "predicted-value" }, formatValue(value, unit))),
@@ -159,9 +186,15 @@ function regress(e) {
   });
 }
 
-function buildRecordFields() {
-  const fields = $("records-fields");
-  const inputs = Object.entries(detail.inputs ?? {}).filter(([, spec]) => (spec?.kind ?? "numeric") === "numeric");
+/**
+ * One field per numeric input of the contract; "Fill an example" appears when the contract gives example
+ * values (``inputs.<name>.example``).
+ * @param {import("./shapes.js").Detail} model
+ */
+function buildRecordFields(model) {
+  const fields = ui.recordFields;
+  /** @type {[string, any][]} */
+  const inputs = Object.entries(model.inputs ?? {}).filter(([, spec]) => (spec?.kind ?? "numeric") === "numeric");
   clear(
     fields,
     inputs.map(([name, spec]) =>
@@ -173,24 +206,30 @@ function buildRecordFields() {
           [spec?.description, spec?.unit ? `in ${spec.unit}` : null].filter(Boolean).join(" · ")))),
   );
   if (!inputs.length) fields.append(h("p", { class: "muted" }, "This model publishes no numeric inputs."));
+  ui.recordExample.hidden = !inputs.some(([, spec]) => typeof spec?.example === "number");
 }
 
+/** @param {string} value @param {string} text */
+const option = (value, text) => /** @type {HTMLOptionElement} */ (h("option", { value }, text));
+
+/** @param {string} name */
 function fillVersions(name) {
   const model = store.find(name);
-  const previous = versionSelect.value;
-  const options = [h("option", { value: "latest:" }, "as served (default)")];
+  const previous = ui.versionSelect.value;
+  /** @type {HTMLOptionElement[]} */
+  const options = [option("latest:", "as served (default)")];
   if (model) {
     for (const label of Object.keys(model.labels).sort())
-      options.push(h("option", { value: `label:${label}` }, `label “${label}” → v${model.labels[label]}`));
+      options.push(option(`label:${label}`, `label “${label}” → v${model.labels[label]}`));
     for (const v of model.versions.filter((x) => x.state === "available"))
-      options.push(h("option", { value: `version:${v.version}` }, `v${v.version}`));
+      options.push(option(`version:${v.version}`, `v${v.version}`));
   }
   // Rebuild only on change: replacing the options of an open <select> would close it under the user.
   const fingerprint = options.map((o) => `${o.value}=${o.textContent}`).join("|");
-  if (versionSelect.dataset.fingerprint === fingerprint) return;
-  versionSelect.dataset.fingerprint = fingerprint;
-  clear(versionSelect, options);
-  if ([...versionSelect.options].some((o) => o.value === previous)) versionSelect.value = previous;
+  if (ui.versionSelect.dataset.fingerprint === fingerprint) return;
+  ui.versionSelect.dataset.fingerprint = fingerprint;
+  clear(ui.versionSelect, options);
+  if ([...ui.versionSelect.options].some((o) => o.value === previous)) ui.versionSelect.value = previous;
 }
 
 let selecting = null; // the model whose contract is being read (polls must not start a second read)
@@ -206,62 +245,78 @@ async function selectModel(name) {
 }
 
 async function readContract(name) {
-  showError(errorBox, "");
-  clear(results);
-  for (const form of Object.values(forms)) form.hidden = true;
+  showError(ui.errorBox, "");
+  clear(ui.results);
+  for (const form of Object.values(ui.forms)) form.hidden = true;
   fillVersions(name);
   if (!name) return;
-  taskLine.textContent = "Reading the model's input contract…";
+  ui.taskLine.textContent = "Reading the model's input contract…";
   try {
-    detail = readDetail(await api.getModel(name, choice()));
-    detail.name = detail.name ?? name;
+    const read = readDetail(await api.getModel(name, choice()));
+    detail = { ...read, name: read.name ?? name };
   } catch (err) {
     detail = null;
-    taskLine.textContent = "";
-    showError(errorBox, `Cannot read ${name}: ${err.message}`);
+    ui.taskLine.textContent = "";
+    showError(ui.errorBox, `Cannot read ${name}: ${messageOf(err)}`);
     return;
   }
-  const task = detail.task ?? store.find(name)?.task;
-  const form = forms[task];
-  taskLine.textContent = task ? task.replaceAll("_", " ") : "";
+  const task = detail.task ?? store.details.get(name)?.task;
+  const form = ui.forms[task];
+  ui.taskLine.textContent = task ? task.replaceAll("_", " ") : "";
   if (!form) {
-    showError(errorBox, `The console cannot build a form for task “${task ?? "unknown"}”; use the API.`);
+    showError(ui.errorBox, `The console cannot build a form for task “${task ?? "unknown"}”; use the API.`);
     return;
   }
-  if (task === "regression") buildRecordFields();
+  if (task === "regression") buildRecordFields(detail);
   form.hidden = false;
 }
 
 function fillModels(state) {
   const names = state.models.map((m) => m.name);
-  const current = modelSelect.value;
-  const existing = [...modelSelect.options].map((o) => o.value);
+  const current = ui.modelSelect.value;
+  const existing = [...ui.modelSelect.options].map((o) => o.value);
   if (JSON.stringify(existing) !== JSON.stringify(names)) {
-    clear(modelSelect, names.map((n) => h("option", { value: n }, n)));
-    if (names.includes(current)) modelSelect.value = current;
+    clear(ui.modelSelect, names.map((n) => h("option", { value: n }, n)));
+    if (names.includes(current)) ui.modelSelect.value = current;
   }
-  if (modelSelect.value && modelSelect.value !== detail?.name) selectModel(modelSelect.value);
-  else if (modelSelect.value) fillVersions(modelSelect.value);
+  if (ui.modelSelect.value && ui.modelSelect.value !== detail?.name) selectModel(ui.modelSelect.value);
+  else if (ui.modelSelect.value) fillVersions(ui.modelSelect.value);
 }
 
 export function chooseModel(name) {
-  if ([...modelSelect.options].some((o) => o.value === name)) {
-    modelSelect.value = name;
+  if ([...ui.modelSelect.options].some((o) => o.value === name)) {
+    ui.modelSelect.value = name;
     selectModel(name);
   }
 }
 
 export function initTry() {
+  ui = {
+    modelSelect: byId("try-model", HTMLSelectElement),
+    versionSelect: byId("try-version", HTMLSelectElement),
+    taskLine: byId("try-task"),
+    errorBox: byId("try-error"),
+    results: byId("try-results"),
+    recordFields: byId("records-fields"),
+    recordExample: byId("records-example", HTMLButtonElement),
+    textInput: /** @type {HTMLTextAreaElement | HTMLInputElement} */ (byId("text-input")),
+    imageK: byId("image-k", HTMLInputElement),
+    forms: {
+      image_classification: byId("form-image", HTMLFormElement),
+      text_classification: byId("form-text", HTMLFormElement),
+      regression: byId("form-records", HTMLFormElement),
+    },
+  };
   store.subscribe(fillModels);
-  modelSelect.addEventListener("change", () => selectModel(modelSelect.value));
-  $("try-pick").addEventListener("submit", (e) => e.preventDefault());
+  ui.modelSelect.addEventListener("change", () => selectModel(ui.modelSelect.value));
+  byId("try-pick").addEventListener("submit", (e) => e.preventDefault());
 
-  const input = $("image-input");
+  const input = byId("image-input", HTMLInputElement);
   input.addEventListener("change", () => {
     classifyImages(input.files);
     input.value = "";
   });
-  const zone = $("dropzone");
+  const zone = byId("dropzone");
   for (const type of ["dragenter", "dragover"])
     zone.addEventListener(type, (e) => {
       e.preventDefault();
@@ -270,18 +325,21 @@ export function initTry() {
   for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
-    classifyImages(e.dataTransfer.files);
+    if (e.dataTransfer) classifyImages(e.dataTransfer.files);
   });
-  forms.image_classification.addEventListener("submit", (e) => e.preventDefault());
-  forms.text_classification.addEventListener("submit", classifyText);
-  forms.regression.addEventListener("submit", regress);
-  for (const button of forms.text_classification.querySelectorAll("[data-example]"))
+  ui.forms.image_classification.addEventListener("submit", (e) => e.preventDefault());
+  ui.forms.text_classification.addEventListener("submit", classifyText);
+  ui.forms.regression.addEventListener("submit", regress);
+  for (const button of all(ui.forms.text_classification, "[data-example]"))
     button.addEventListener("click", () => {
-      $("text-input").value = button.dataset.example;
-      $("text-input").focus();
+      ui.textInput.value = button.dataset.example ?? "";
+      ui.textInput.focus();
     });
-  $("records-example").addEventListener("click", () => {
-    for (const el of $("records-fields").querySelectorAll("input"))
-      el.value = HOUSING_EXAMPLE[el.dataset.feature] ?? "";
+  ui.recordExample.addEventListener("click", () => {
+    const inputs = detail?.inputs ?? {};
+    for (const el of all(ui.recordFields, "input", HTMLInputElement)) {
+      const example = inputs[el.dataset.feature ?? ""]?.example;
+      el.value = typeof example === "number" ? String(example) : "";
+    }
   });
 }

@@ -1,1 +1,1 @@
-"""Preprocess tests use real Fashion-MNIST test images (tests.support.fashion) and Pillow-made pictures."""
+"""Preprocess tests use real Fashion-MNIST test images (devtools.fashion) and Pillow-made pictures."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from devtools.fashion import encode, fashion_test_images
 from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
 from gateway.preprocess.image import ImageSpec, decode_image, images_to_batch
-from tests.support.fashion import encode, fashion_test_images
 
 FASHION = ImageSpec(height=28, width=28, channels=1, low=0.0, high=1.0, background="black")
 LIMIT = 10_000_000

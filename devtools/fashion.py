@@ -31,7 +31,7 @@ def fashion_test_images(data_dir: Path, count: int, start: int = 0) -> list[tupl
     """``count`` test images (28x28 'L', white garment on black) with their label index."""
     folder = data_dir / "fashion-mnist"
     with gzip.open(folder / "t10k-images-idx3-ubyte.gz", "rb") as handle:
-        magic, total, rows, cols = struct.unpack(">IIII", handle.read(16))
+        magic, _count, rows, cols = struct.unpack(">IIII", handle.read(16))
         assert magic == 2051, "not an IDX image file"
         handle.seek(16 + start * rows * cols)
         pixels = handle.read(count * rows * cols)

@@ -2,7 +2,7 @@
 code itself, on small slices of the shared data and one epoch each. Used by the root ``model_repo`` fixture
 and callable outside pytest::
 
-    python -m tests.support.exported /tmp/repo [DATA_DIR]
+    python -m devtools.exported /tmp/repo [DATA_DIR]
 """
 
 from __future__ import annotations

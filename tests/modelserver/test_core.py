@@ -1,0 +1,65 @@
+"""modelserver.core: ServerCore wires a source to the manager - config applied, removed models unloaded,
+labels set last, a poll racing a removal ignored (fake source and loaders: no files, no TensorFlow)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from modelserver.config import ModelEntry
+from modelserver.core import ServerCore
+from modelserver.errors import FailedPrecondition
+from modelserver.manager import AspiredVersionsManager
+from modelserver.metrics import Metrics
+from modelserver.policy import LatestVersions
+from modelserver.source import AspiredCallback
+from tests.support.fakes import FakeLoaders, FakeSource, versions
+
+
+def entry(name: str, labels: dict[str, int] | None = None) -> ModelEntry:
+    return ModelEntry(name, Path(f"/models/{name}"), LatestVersions(), labels or {})
+
+
+def make_core() -> tuple[ServerCore, FakeSource, FakeLoaders]:
+    loaders = FakeLoaders()
+    manager = AspiredVersionsManager(loaders, ram_budget_bytes=10_000, metrics=Metrics())
+    sources: list[FakeSource] = []
+
+    def source(callback: AspiredCallback) -> FakeSource:
+        sources.append(FakeSource(callback))
+        return sources[-1]
+
+    core = ServerCore(manager, file_system_poll_wait_seconds=0, source=source)
+    return core, sources[0], loaders
+
+
+def test_config_is_applied_then_a_removed_model_is_unloaded() -> None:
+    async def main() -> None:
+        core, source, loaders = make_core()
+        source.aspire("a", versions(1, name="a"))
+        source.aspire("b", versions(3, name="b"))
+        await core.apply_config({"a": entry("a", {"stable": 1}), "b": entry("b")})
+        assert core.manager.available_versions("a") == [1] and core.manager.available_versions("b") == [3]
+        assert core.manager.labels("a") == {"stable": 1}
+        await core.apply_config({"b": entry("b")})
+        await core.manager.wait_unloads()
+        assert core.manager.available_versions("a") == [] and core.manager.labels("a") == {}
+        assert ("unload", "a", 1) in loaders.events
+        await core._aspired("a", versions(1, name="a"))  # a poll racing the removal resurrects nothing
+        assert core.manager.available_versions("a") == []
+        await core.stop()
+
+    asyncio.run(main())
+
+
+def test_a_label_on_a_version_that_is_not_served_is_refused() -> None:
+    async def main() -> None:
+        core, source, _ = make_core()
+        source.aspire("a", versions(1, name="a"))
+        with pytest.raises(FailedPrecondition, match="not currently available"):
+            await core.apply_config({"a": entry("a", {"canary": 2})})
+        await core.stop()
+
+    asyncio.run(main())
