@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import REPO_ROOT
+from devtools.procs import REPO_ROOT
 from tests.tfs_conformance.tfs_test_base import TESTDATA, ServerPool
 
 HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu"

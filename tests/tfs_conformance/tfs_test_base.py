@@ -26,13 +26,13 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from tests.support.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port, wait_for_port
+from devtools.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port, wait_for_port
 
 __all__ = [
     "DEFAULT_SERVING_SIGNATURE_DEF_KEY",
@@ -115,7 +115,7 @@ class ServerPool:
                 proc.start()  # no ports given: returns at once
                 self._starting.append((proc, proc.rest_api_port))  # type: ignore[attr-defined]
 
-    env = {
+    env: ClassVar[dict[str, str]] = {
         "MODELSERVER_BIND_HOST": LOOPBACK,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "CUDA_VISIBLE_DEVICES": "",
