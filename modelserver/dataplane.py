@@ -38,7 +38,8 @@ from tensorflow_serving.apis import (
 from modelserver.batching import Batcher
 from modelserver.config import ModelEntry, model_entries
 from modelserver.core import ServerCore
-from modelserver.errors import ConfigError, InvalidArgument, ServingError
+from modelserver.control import ModelControl
+from modelserver.errors import ConfigError, DeadlineExceeded, InvalidArgument, ServingError
 from modelserver.handle import ServableHandle
 from modelserver.inference import (
     CLASSIFY_METHOD,
@@ -48,14 +49,24 @@ from modelserver.inference import (
     regression_result,
     serialized_examples,
 )
+from modelserver.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits
 from modelserver.metrics import METRICS, Metrics
 from modelserver.servable import DEFAULT_SIGNATURE, Servable, check_inputs, serving_error_from_tf
 from modelserver.tensors import to_ndarray, to_tensor_proto
 
-__all__ = ["PROTOCOL", "DataPlane"]
+__all__ = ["DEADLINE", "PROTOCOL", "DataPlane"]
 
 # Set by each adapter ("grpc" / "rest") around its calls; a metrics label.
 PROTOCOL: contextvars.ContextVar[str] = contextvars.ContextVar("modelserver_protocol", default="grpc")
+# The caller's deadline (time.monotonic()), set by the gRPC adapter from the call's deadline: a request whose
+# deadline passed while it waited is not run (nobody is waiting for the answer).
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("modelserver_deadline", default=None)
+
+
+def check_deadline() -> None:
+    deadline = DEADLINE.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("Deadline Exceeded: the call's deadline passed before the model ran")
 
 
 def _spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
@@ -93,8 +104,12 @@ class DataPlane:
         method_name_check: bool = False,
         metrics: Metrics = METRICS,
         threads: int = 8,
+        limits: RequestLimits = DEFAULT_LIMITS,
+        control: ModelControl | None = None,
     ) -> None:
         self.core = core
+        self.limits = limits
+        self.control = control or ModelControl()
         self.manager = core.manager
         self.batcher = batcher
         self._method_name_check = method_name_check
@@ -118,6 +133,7 @@ class DataPlane:
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str],
     ) -> dict[str, np.ndarray]:
+        check_deadline()
         if self.batcher is not None and inputs:
             return await self.batcher.run(servable, signature, inputs, output_filter)
         loop = asyncio.get_running_loop()
@@ -164,9 +180,14 @@ class DataPlane:
         self, spec: model_pb2.ModelSpec, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
         call = self._call("predict", spec, spec.signature_name or DEFAULT_SIGNATURE)
-        result: tuple[model_pb2.ModelSpec, dict[str, np.ndarray]] = await self._counted(
-            call, self._predict(spec, inputs, output_filter, call)
-        )
+
+        async def run() -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
+            budget = RequestBudget(self.limits)
+            for name, array in inputs.items():
+                budget.spend(name, array.shape, array.itemsize if array.dtype != object else 0)
+            return await self._predict(spec, inputs, output_filter, call)
+
+        result: tuple[model_pb2.ModelSpec, dict[str, np.ndarray]] = await self._counted(call, run())
         return result
 
     async def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -174,7 +195,8 @@ class DataPlane:
         call = self._call("predict", spec, spec.signature_name or DEFAULT_SIGNATURE)
 
         async def run() -> predict_pb2.PredictResponse:
-            inputs = {name: to_ndarray(proto, name) for name, proto in request.inputs.items()}
+            budget = RequestBudget(self.limits)
+            inputs = {name: to_ndarray(proto, name, budget) for name, proto in request.inputs.items()}
             resolved, outputs = await self._predict(spec, inputs, tuple(request.output_filter), call)
             response = predict_pb2.PredictResponse(model_spec=resolved)
             for name, array in outputs.items():
@@ -349,6 +371,7 @@ class DataPlane:
                 entries: dict[str, ModelEntry] = model_entries(request.config, base_dir=None)
             except ConfigError as exc:
                 raise InvalidArgument(str(exc)) from None
+            self.control.check_entries(entries)
             await self.core.apply_config(entries)
             response = model_management_pb2.ReloadConfigResponse()
             response.status.error_code = 0

@@ -6,6 +6,7 @@ health service. They only delegate to the ``DataPlane``; a ``ServingError`` beco
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,7 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from modelserver.dataplane import DataPlane
+from guard.logs import quiet_client_errors
+from modelserver.dataplane import DEADLINE, DataPlane
 from modelserver.errors import ServingError
 
 __all__ = [
@@ -34,15 +36,21 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 Reply = TypeVar("Reply")
 
 
-def server_options() -> list[tuple[str, Any]]:
+def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """``max_receive_bytes`` (``--max_request_bytes``): gRPC refuses a larger message (RESOURCE_EXHAUSTED)
+    from its length prefix, before it is parsed."""
+    # grpc logs a corrupt message with a full traceback: one rate-limited line instead.
+    quiet_client_errors("grpc._cython.cygrpc", "deserializ", "Deserializ")
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 0),
     ]
 
 
 async def _answer(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Reply]]) -> Reply:
+    remaining = context.time_remaining()
+    DEADLINE.set(time.monotonic() + remaining if remaining is not None else None)
     try:
         return await call()
     except ServingError as exc:
@@ -83,7 +91,11 @@ class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
     async def HandleReloadConfigRequest(  # noqa: N802
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> Any:
-        return await _answer(context, lambda: self._dp.reload_config(request))
+        async def reload() -> Any:
+            self._dp.control.authorize(context.invocation_metadata())
+            return await self._dp.reload_config(request)
+
+        return await _answer(context, reload)
 
 
 def add_services(
