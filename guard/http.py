@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from guard.logs import ClientErrorLog
+from guard.logs import RateLimitedLog
 
 __all__ = ["HttpLimits", "protocol_class"]
 
-log = ClientErrorLog(logging.getLogger("guard.http"))
+log = RateLimitedLog(logging.getLogger("guard.http"))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 able to fill the disk or drown the log (a 2-byte corrupt gRPC message used to log a full traceback, 200
 aborted uploads 30k lines).
 
-- ``ClientErrorLog(logger)``: ``.warning(fmt, *args)`` writes one line through a token bucket (``rate`` lines
+- ``RateLimitedLog(logger)``: ``.warning(fmt, *args)`` writes one line through a token bucket (``rate`` lines
   per second, bursts of ``burst``); lines dropped meanwhile are counted and the next line says how many.
 - ``quiet_client_errors(logger_name, *markers)``: a filter on a library's logger that turns records whose
   message contains a marker into one rate-limited line without the traceback.
@@ -16,10 +16,10 @@ import logging
 import threading
 import time
 
-__all__ = ["ClientErrorLog", "quiet_client_errors"]
+__all__ = ["RateLimitedLog", "quiet_client_errors"]
 
 
-class ClientErrorLog:
+class RateLimitedLog:
     def __init__(self, logger: logging.Logger, rate: float = 1.0, burst: int = 10) -> None:
         self.logger = logger
         self.rate = rate
@@ -53,7 +53,7 @@ class ClientErrorLog:
 
 
 class _Quiet(logging.Filter):
-    def __init__(self, markers: tuple[str, ...], log: ClientErrorLog) -> None:
+    def __init__(self, markers: tuple[str, ...], log: RateLimitedLog) -> None:
         super().__init__()
         self.markers = markers
         self.log = log
@@ -78,4 +78,4 @@ class _Quiet(logging.Filter):
 def quiet_client_errors(logger_name: str, *markers: str, rate: float = 1.0, burst: int = 10) -> None:
     """Make ``logger_name``'s records that contain one of ``markers`` one rate-limited line each."""
     logger = logging.getLogger(logger_name)
-    logger.addFilter(_Quiet(markers, ClientErrorLog(logger, rate, burst)))
+    logger.addFilter(_Quiet(markers, RateLimitedLog(logger, rate, burst)))

@@ -124,6 +124,8 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
         except RecursionError:  # the stdlib parser recurses per nesting level
             raise BadRequest("body is not valid JSON: nested too deeply; send a flat object") from None
+        except ValueError as exc:  # an integer literal over Python's digit limit
+            raise BadRequest(f"body is not valid JSON: {str(exc)[:120]}; send numbers as decimals") from None
         if not isinstance(body, dict) or len(body.keys() & {"texts", "records"}) != 1:
             raise BadRequest(
                 'send JSON {"texts": [...]} for text models or {"records": [...]} for tabular models'
