@@ -4,8 +4,6 @@ aborted uploads 30k lines).
 
 - ``RateLimitedLog(logger)``: ``.warning(fmt, *args)`` writes one line through a token bucket (``rate`` lines
   per second, bursts of ``burst``); lines dropped meanwhile are counted and the next line says how many.
-- ``quiet_client_errors(logger_name, *markers)``: a filter on a library's logger that turns records whose
-  message contains a marker into one rate-limited line without the traceback.
 
 Thread-safe (a lock around the bucket).
 """
@@ -16,7 +14,7 @@ import logging
 import threading
 import time
 
-__all__ = ["RateLimitedLog", "quiet_client_errors"]
+__all__ = ["RateLimitedLog"]
 
 
 class RateLimitedLog:
@@ -50,32 +48,3 @@ class RateLimitedLog:
         if dropped:
             line += f" ({dropped} similar lines dropped)"
         self.logger.warning("%s", line)
-
-
-class _Quiet(logging.Filter):
-    def __init__(self, markers: tuple[str, ...], log: RateLimitedLog) -> None:
-        super().__init__()
-        self.markers = markers
-        self.log = log
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not any(marker in message for marker in self.markers):
-            return True
-        dropped = self.log.allow()
-        if dropped is None:
-            return False
-        detail = f": {type(record.exc_info[1]).__name__}" if record.exc_info and record.exc_info[1] else ""
-        record.msg = f"client error: {message.splitlines()[0][:300]}{detail}" + (
-            f" ({dropped} similar lines dropped)" if dropped else ""
-        )
-        record.args = None
-        record.exc_info = record.exc_text = record.stack_info = None
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def quiet_client_errors(logger_name: str, *markers: str, rate: float = 1.0, burst: int = 10) -> None:
-    """Make ``logger_name``'s records that contain one of ``markers`` one rate-limited line each."""
-    logger = logging.getLogger(logger_name)
-    logger.addFilter(_Quiet(markers, RateLimitedLog(logger, rate, burst)))

@@ -18,6 +18,7 @@ one-line message - never a traceback. Request bodies may be gzip-encoded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import zlib
@@ -54,6 +55,7 @@ _OFFLOAD_BYTES = 256 * 1024
 # The largest body, after gzip inflation (--rest_api_max_body_bytes): a bounded answer to decompression bombs.
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 _MAX_VERSION_DIGITS = 19  # int64
+_INFLATE_STEP = 1 << 20
 
 # http_rest_api_util.cc: kPredictionApiGegex, kModelStatusApiRegex, kHTTPRestApiHandlerPathRegex.
 _PREDICTION_API = re.compile(
@@ -345,11 +347,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
             if inflater is None:
                 body += chunk
                 continue
-            body += inflater.decompress(chunk, limit + 1 - len(body))
-            if inflater.unconsumed_tail or len(body) > limit:
-                raise too_large
+            while chunk:  # 1 MiB at a time, yielding between pieces: other requests keep flowing
+                body += inflater.decompress(chunk, _INFLATE_STEP)
+                if len(body) > limit:
+                    raise too_large
+                chunk = inflater.unconsumed_tail
+                await asyncio.sleep(0)
         if inflater is not None:
-            body += inflater.flush(1)
+            body += inflater.flush()
             if len(body) > limit:
                 raise too_large
     except zlib.error as exc:

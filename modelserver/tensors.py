@@ -78,12 +78,13 @@ def check_request_tensor(proto: tensor_pb2.TensorProto, name: str, budget: Reque
         raise InvalidArgument(f"input {name}: tensor_shape.unknown_rank is set; send the tensor's shape")
     dims = [d.size for d in proto.tensor_shape.dim]
     elements = budget.spend(name, dims, itemsize)
-    if proto.tensor_content:
+    content = len(proto.tensor_content)  # one temporary copy (protobuf returns a new bytes object)
+    if content:
         if proto.dtype == types_pb2.DT_STRING:
             raise InvalidArgument(f"input {name}: a string tensor cannot use tensor_content; use string_val")
-        if len(proto.tensor_content) != elements * itemsize:
+        if content != elements * itemsize:
             raise InvalidArgument(
-                f"input {name}: tensor_content holds {len(proto.tensor_content)} bytes but shape {dims} of "
+                f"input {name}: tensor_content holds {content} bytes but shape {dims} of "
                 f"{dtype_name(proto.dtype)} needs {elements * itemsize}"
             )
         return
