@@ -228,7 +228,8 @@ def install_handlers(app: FastAPI) -> None:
     async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
         # The client left mid-body (an aborted upload): nobody reads the reply, nothing worth a traceback.
         request.state.error_kind = "client_disconnected"
-        return JSONResponse(error_body("client_disconnected", "the client closed the request"), status_code=400)
+        body = error_body("client_disconnected", "the client closed the request")
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -37,7 +37,9 @@ class _BoundedParser(MultiPartParser):
 
     def _check_header(self, size: int) -> None:
         if size > MAX_PART_HEADER_BYTES:
-            raise BadRequest(f"a multipart part header is over {MAX_PART_HEADER_BYTES} bytes; send a short one")
+            raise BadRequest(
+                f"a multipart part header is over {MAX_PART_HEADER_BYTES} bytes; send a short one"
+            )
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._check_header(len(self._current_partial_header_name) + end - start)

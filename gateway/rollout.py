@@ -368,7 +368,7 @@ class Rollout:
             if not drift:
                 drift = await self._lost_models(names)
             if drift:
-                drift_log.warning("model server %s does not match the desired config; re-applying it", address)
+                drift_log.warning("model server %s differs from the desired config; re-applying it", address)
                 with contextlib.suppress(GatewayError):
                     await self._client.reload_config(address, self.render(address))
 

@@ -23,8 +23,8 @@
 | `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of re-applying admin state (server restarts) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
-| `GATEWAY_MODEL_CONTROL_TOKEN` | unset | sent as `authorization: Bearer` with config reloads (the model servers' `MODELSERVER_MODEL_CONTROL_TOKEN`) |
-| `GATEWAY_MAX_HEADER_BYTES` | `65536` | request line + headers (431 above; 400 for a request line over 16 KiB) |
+| `GATEWAY_MODEL_CONTROL_TOKEN` | unset | `authorization: Bearer` of config reloads (the servers' token) |
+| `GATEWAY_MAX_HEADER_BYTES` | `65536` | request line + headers (431 above; 400: request line > 16 KiB) |
 | `GATEWAY_HEADER_TIMEOUT_SECONDS` | `10` | a request's headers must arrive within this (408) |
 | `GATEWAY_BODY_TIMEOUT_SECONDS` | `30` | a body that sends no byte for this long is dropped (408) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |

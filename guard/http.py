@@ -93,7 +93,7 @@ def protocol_class(
                 self._refuse(
                     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "headers_too_large",
-                    f"request headers are over {limits.max_header_bytes} bytes; send fewer or shorter headers",
+                    f"request headers are over {limits.max_header_bytes} bytes; send fewer or shorter ones",
                 )
 
         def on_message_begin(self) -> None:
@@ -143,7 +143,7 @@ def protocol_class(
 
         def _refuse(self, status: HTTPStatus, code: str, message: str) -> None:
             self._disarm()
-            client = "%s:%d" % self.client if self.client else "?"
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
             log.warning("refused a request from %s: %d %s", client, status.value, message)
             cycle = getattr(self, "cycle", None)
             if self._in_head or cycle is None or not cycle.response_started:

@@ -37,8 +37,8 @@ from tensorflow_serving.apis import (
 
 from modelserver.batching import Batcher
 from modelserver.config import ModelEntry, model_entries
-from modelserver.core import ServerCore
 from modelserver.control import ModelControl
+from modelserver.core import ServerCore
 from modelserver.errors import ConfigError, DeadlineExceeded, InvalidArgument, ServingError
 from modelserver.handle import ServableHandle
 from modelserver.inference import (

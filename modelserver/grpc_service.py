@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
 
 from guard.logs import RateLimitedLog
 from modelserver.dataplane import DEADLINE, DataPlane
-from modelserver.errors import InvalidArgument, ServingError
+from modelserver.errors import ServingError
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

@@ -260,7 +260,7 @@ def _dense_shape(value: Any, outer: int = 0) -> list[int]:
         shape.append(len(value))
         if len(shape) + outer > MAX_RANK:
             raise InvalidArgument(
-                f"JSON list nested more than {MAX_RANK} levels deep; a tensor has at most {MAX_RANK} dimensions"
+                f"JSON list nested more than {MAX_RANK} levels deep; a tensor has at most {MAX_RANK} axes"
             )
         if not value:
             break

@@ -77,7 +77,7 @@ class ModelServer:
                 "HandleReloadConfigRequest needs no token (set MODELSERVER_MODEL_CONTROL_TOKEN): anyone who "
                 "reaches the gRPC port can change the served models; never expose it publicly"
             )
-        log.info("model base paths accepted by HandleReloadConfigRequest: under %s", [str(r) for r in allowed])
+        log.info("HandleReloadConfigRequest accepts base paths under %s", [str(r) for r in allowed])
         return ModelControl(o.model_control_token, o.enable_model_config_reload, allowed)
 
     def _loader(self, name: str, version: int, path: Path) -> Loader:

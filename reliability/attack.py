@@ -1,4 +1,4 @@
-"""The independent attack (issue 17), replayed and extended: where the other scenarios do not look - hand-built
+"""The independent attack (issue 17), replayed and extended where the other scenarios do not look: hand-built
 gRPC tensors, the control API, HTTP framing and sizes, compression, slow clients, logs, browser headers.
 
 Every class must end in a 4xx (or gRPC's INVALID_ARGUMENT / UNAUTHENTICATED / PERMISSION_DENIED /
@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,24 @@ from reliability.probes import usage
 from reliability.replies import error_message, leaks
 from reliability.stack import Stack, StackOptions, wait_until
 
-__all__ = ["RSS_BOUND_BYTES", "attack_options", "run"]
+__all__ = [
+    "REPO_ROOT",
+    "RSS_BOUND_BYTES",
+    "attack_options",
+    "browser",
+    "control_plane",
+    "decompression_bomb",
+    "grpc_tensors",
+    "header_limits",
+    "log_amplification",
+    "oversized_message",
+    "ports_guidance",
+    "run",
+    "slow_clients",
+    "streamed_body",
+]
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 RSS_BOUND_BYTES = 100 * 1024 * 1024
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
@@ -149,13 +165,15 @@ def _grown(found: dict[str, int]) -> int:
     return found["peak"] - found["start"]
 
 
-def _raw_http(base_url: str, head: bytes, body: Iterator[bytes] = iter(()), read_timeout: float = 30) -> tuple[
-    int, bytes, float
-]:
+def _raw_http(
+    base_url: str, head: bytes, body: Iterable[bytes] = (), read_timeout: float = 30
+) -> tuple[int, bytes, float]:
     """Send raw bytes; (status or 0, reply body, seconds until the reply). Stops sending once refused."""
     parts = urlsplit(base_url)
     started = time.perf_counter()
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=read_timeout) as sock:
+    with socket.create_connection(
+        (parts.hostname or "127.0.0.1", parts.port or 80), timeout=read_timeout
+    ) as sock:
         try:
             sock.sendall(head)
             for chunk in body:
@@ -210,7 +228,9 @@ def _alive(stack: Stack) -> bool:
 
 def _served(stack: Stack) -> bool:
     try:
-        reply = httpx.post(f"{stack.gateway_url}{HOUSING}", json={"records": [{"median_income": 3.0}]}, timeout=10)
+        reply = httpx.post(
+            f"{stack.gateway_url}{HOUSING}", json={"records": [{"median_income": 3.0}]}, timeout=10
+        )
     except httpx.HTTPError:
         return False
     return reply.status_code == 200
@@ -228,7 +248,9 @@ def control_plane(stack: Stack, outcome: Outcome) -> dict[str, Any]:
 
     def config_at(path: str) -> model_server_config_pb2.ModelServerConfig:
         config = model_server_config_pb2.ModelServerConfig()
-        entry = config.model_config_list.config.add(name="fashion", base_path=path, model_platform="tensorflow")
+        entry = config.model_config_list.config.add(
+            name="fashion", base_path=path, model_platform="tensorflow"
+        )
         del entry
         return config
 
@@ -241,7 +263,12 @@ def control_plane(stack: Stack, outcome: Outcome) -> dict[str, Any]:
         ("empty config, token with a prefix", empty, token[:-1], {"UNAUTHENTICATED"}),
         ("base_path /etc", config_at("/etc"), token, {"PERMISSION_DENIED"}),
         ("base_path /tmp", config_at("/tmp"), token, {"PERMISSION_DENIED"}),
-        ("base_path ../ out of the repository", config_at(str(stack.repo / ".." / "..")), token, {"PERMISSION_DENIED"}),
+        (
+            "base_path ../ out of the repository",
+            config_at(str(stack.repo / ".." / "..")),
+            token,
+            {"PERMISSION_DENIED"},
+        ),
         ("base_path through a symlink to /etc", config_at(str(escape)), token, {"PERMISSION_DENIED"}),
         ("relative base_path", config_at("models/../../etc"), token, {"PERMISSION_DENIED"}),
     ]
@@ -322,9 +349,15 @@ def grpc_tensors(stack: Stack, outcome: Outcome, big_message_bytes: int) -> dict
     with peak_rss(pid) as found:
         code, details = _predict(stack, tensor, timeout=300)
     ratio = round(_grown(found) / big_message_bytes, 2)
-    outcome.cases.append({"case": f"gRPC {big_message_bytes >> 20} MiB invalid", "status": code, "peak_ratio": ratio})
-    outcome.check(code == "INVALID_ARGUMENT", f"gRPC {big_message_bytes >> 20} MiB invalid message: got {code}")
-    outcome.check(ratio <= 3.0, f"gRPC {big_message_bytes >> 20} MiB invalid message peaked at {ratio}x its size")
+    outcome.cases.append(
+        {"case": f"gRPC {big_message_bytes >> 20} MiB invalid", "status": code, "peak_ratio": ratio}
+    )
+    outcome.check(
+        code == "INVALID_ARGUMENT", f"gRPC {big_message_bytes >> 20} MiB invalid message: got {code}"
+    )
+    outcome.check(
+        ratio <= 3.0, f"gRPC {big_message_bytes >> 20} MiB invalid message peaked at {ratio}x its size"
+    )
     return {
         "grpc_tensor_refused": refused,
         "grpc_tensor_tried": len(cases),
@@ -341,8 +374,14 @@ def oversized_message(stack: Stack, outcome: Outcome, size: int) -> dict[str, An
     with peak_rss(pid) as found:
         code, _ = _predict(stack, tensor, timeout=300)
     outcome.check(code == "RESOURCE_EXHAUSTED", f"gRPC {size >> 20} MiB message: got {code}")
-    outcome.check(_grown(found) <= RSS_BOUND_BYTES, f"gRPC {size >> 20} MiB message: RSS grew {_grown(found) >> 20} MiB")
-    return {"grpc_oversized_mib": size >> 20, "grpc_oversized_status": code, "grpc_oversized_rss_mib": _grown(found) >> 20}
+    outcome.check(
+        _grown(found) <= RSS_BOUND_BYTES, f"gRPC {size >> 20} MiB message: RSS grew {_grown(found) >> 20} MiB"
+    )
+    return {
+        "grpc_oversized_mib": size >> 20,
+        "grpc_oversized_status": code,
+        "grpc_oversized_rss_mib": _grown(found) >> 20,
+    }
 
 
 def decompression_bomb(stack: Stack, outcome: Outcome, inflated: int) -> dict[str, Any]:
@@ -357,7 +396,10 @@ def decompression_bomb(stack: Stack, outcome: Outcome, inflated: int) -> dict[st
         ("gateway", stack.gateway_url, HOUSING, {413, 415, 400}),
     ):
         neighbour_url = f"{stack.gateway_url}{HOUSING}"
-        with Neighbour(neighbour_url, {"records": [{"median_income": 3.0}]}) as neighbour, peak_rss(pids[target]) as found:
+        with (
+            Neighbour(neighbour_url, {"records": [{"median_income": 3.0}]}) as neighbour,
+            peak_rss(pids[target]) as found,
+        ):
             reply = httpx.post(
                 f"{base}{path}",
                 content=bomb,
@@ -366,8 +408,12 @@ def decompression_bomb(stack: Stack, outcome: Outcome, inflated: int) -> dict[st
             )
         ok = reply.status_code in body_ok and error_message(reply) is not None
         outcome.check(ok, f"{target} gzip bomb: got {reply.status_code} {reply.text[:160]!r}")
-        outcome.check(_grown(found) <= RSS_BOUND_BYTES, f"{target} gzip bomb: RSS grew {_grown(found) >> 20} MiB")
-        outcome.check(neighbour.failures == 0, f"{target} gzip bomb: {neighbour.failures} neighbour calls failed")
+        outcome.check(
+            _grown(found) <= RSS_BOUND_BYTES, f"{target} gzip bomb: RSS grew {_grown(found) >> 20} MiB"
+        )
+        outcome.check(
+            neighbour.failures == 0, f"{target} gzip bomb: {neighbour.failures} neighbour calls failed"
+        )
         figures[f"bomb_{target}_status"] = reply.status_code
         figures[f"bomb_{target}_rss_mib"] = round(_grown(found) / 2**20, 1)
         figures[f"bomb_{target}_neighbour_worst_ms"] = neighbour.worst_ms
@@ -388,11 +434,22 @@ def header_limits(stack: Stack, outcome: Outcome, header_bytes: int) -> dict[str
         for name, head, expected in cases:
             filler = (b"a" * 65536 for _ in range(header_bytes // 65536)) if name == "header" else iter(())
             pid = stack.pids()[target]
-            with Neighbour(f"{stack.gateway_url}{HOUSING}", {"records": [{"median_income": 3.0}]}) as neighbour, peak_rss(pid) as found:
+            with (
+                Neighbour(
+                    f"{stack.gateway_url}{HOUSING}", {"records": [{"median_income": 3.0}]}
+                ) as neighbour,
+                peak_rss(pid) as found,
+            ):
                 status, body, seconds = _raw_http(base, head, filler)
-            outcome.check(status == expected, f"{target} {name}: got {status} {body[:120]!r}, expected {expected}")
-            outcome.check(_grown(found) <= RSS_BOUND_BYTES, f"{target} {name}: RSS grew {_grown(found) >> 20} MiB")
-            outcome.check(neighbour.failures == 0, f"{target} {name}: {neighbour.failures} neighbour calls failed")
+            outcome.check(
+                status == expected, f"{target} {name}: got {status} {body[:120]!r}, expected {expected}"
+            )
+            outcome.check(
+                _grown(found) <= RSS_BOUND_BYTES, f"{target} {name}: RSS grew {_grown(found) >> 20} MiB"
+            )
+            outcome.check(
+                neighbour.failures == 0, f"{target} {name}: {neighbour.failures} neighbour calls failed"
+            )
             key = f"{target}_{name.replace(' ', '_')}"
             figures[f"{key}_status"] = status
             figures[f"{key}_seconds"] = round(seconds, 2)
@@ -417,19 +474,22 @@ def streamed_body(stack: Stack, outcome: Outcome, body_bytes: int) -> dict[str, 
     for name, head, body in (
         (
             "chunked JSON",
-            b"POST /v1/models/text:classify HTTP/1.1\r\nHost: " + netloc
+            b"POST /v1/models/text:classify HTTP/1.1\r\nHost: "
+            + netloc
             + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
             chunked(b'{"texts": ["'),
         ),
         (
             "multipart",
-            b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: " + netloc
+            b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: "
+            + netloc
             + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n",
             chunked(b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'),
         ),
         (
             "multipart part header",
-            b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: " + netloc
+            b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: "
+            + netloc
             + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n",
             chunked(b'--b\r\nContent-Disposition: form-data; name="file"; filename="'),
         ),
@@ -439,7 +499,7 @@ def streamed_body(stack: Stack, outcome: Outcome, body_bytes: int) -> dict[str, 
         expected = 400 if name == "multipart part header" else 413
         outcome.check(
             status == expected,
-            f"gateway {name} body of {body_bytes >> 20} MiB: got {status} {reply[:120]!r}, expected {expected}",
+            f"gateway {name} of {body_bytes >> 20} MiB: got {status} {reply[:120]!r}, expected {expected}",
         )
         outcome.check(_grown(found) <= RSS_BOUND_BYTES, f"gateway {name}: RSS grew {_grown(found) >> 20} MiB")
         key = name.replace(" ", "_")
@@ -466,11 +526,19 @@ def slow_clients(stack: Stack, outcome: Outcome) -> dict[str, Any]:
 
         path = FASHION_REST if target == "modelserver" else "/v1/models/text:classify"
         for name, head, body, limit in (
-            ("slow headers", b"GET /v1/models/housing HTTP/1.1\r\nHost: " + netloc + b"\r\n", trickle(), HEADER_TIMEOUT),
+            (
+                "slow headers",
+                b"GET /v1/models/housing HTTP/1.1\r\nHost: " + netloc + b"\r\n",
+                trickle(),
+                HEADER_TIMEOUT,
+            ),
             ("silent connection", b"", iter(()), HEADER_TIMEOUT),
             (
                 "stalled body",
-                b"POST " + path.encode() + b" HTTP/1.1\r\nHost: " + netloc
+                b"POST "
+                + path.encode()
+                + b" HTTP/1.1\r\nHost: "
+                + netloc
                 + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
                 stall(),
                 BODY_TIMEOUT,
@@ -503,18 +571,22 @@ def log_amplification(stack: Stack, outcome: Outcome, aborted: int) -> dict[str,
     netloc = urlsplit(stack.gateway_url).netloc.encode()
     for index in range(aborted):
         head = (
-            b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: " + netloc
+            b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: "
+            + netloc
             + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
-            + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + b"\x89PNG" * 100
+            + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+            + b"\x89PNG" * 100
         )
         parts = urlsplit(stack.gateway_url)
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
             sock.sendall(head)
             if index % 2:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )  # RST
     time.sleep(1.0)
     after = _log_lines(stack)
-    new = {name: after[name][before.get(name, 0):] for name in after}
+    new = {name: after[name][before.get(name, 0) :] for name in after}
     tracebacks = {name: sum(_TRACEBACK in line for line in lines) for name, lines in new.items()}
     lines = {name: len(lines) for name, lines in new.items()}
     requests = 60 + aborted
@@ -522,7 +594,12 @@ def log_amplification(stack: Stack, outcome: Outcome, aborted: int) -> dict[str,
         outcome.check(tracebacks[name] == 0, f"logs: {tracebacks[name]} tracebacks in the {name} log")
         outcome.check(lines[name] <= 40, f"logs: {lines[name]} {name} log lines for {requests} bad requests")
     outcome.check(not codes & {"OK", "UNKNOWN"}, f"corrupt gRPC messages answered {sorted(codes)}")
-    return {"log_bad_requests": requests, "log_new_lines": lines, "log_tracebacks": tracebacks, "corrupt_grpc": sorted(codes)}
+    return {
+        "log_bad_requests": requests,
+        "log_new_lines": lines,
+        "log_tracebacks": tracebacks,
+        "corrupt_grpc": sorted(codes),
+    }
 
 
 def browser(stack: Stack, outcome: Outcome) -> dict[str, Any]:
@@ -534,10 +611,16 @@ def browser(stack: Stack, outcome: Outcome) -> dict[str, Any]:
         api = client.get("/v1/models")
     for name, reply in (("console", console), ("docs", docs), ("API", api)):
         policy = reply.headers.get("content-security-policy", "")
-        outcome.check("frame-ancestors 'none'" in policy, f"browser: {name} has no CSP frame-ancestors: {policy!r}")
-        outcome.check(reply.headers.get("x-content-type-options") == "nosniff", f"browser: {name} lacks nosniff")
+        outcome.check(
+            "frame-ancestors 'none'" in policy, f"browser: {name} has no CSP frame-ancestors: {policy!r}"
+        )
+        outcome.check(
+            reply.headers.get("x-content-type-options") == "nosniff", f"browser: {name} lacks nosniff"
+        )
     external = [u for u in ("http://", "https://", "//cdn") if u in docs.text.replace(stack.gateway_url, "")]
-    outcome.check(docs.status_code == 200 and not external, f"browser: /docs {docs.status_code}, external {external}")
+    outcome.check(
+        docs.status_code == 200 and not external, f"browser: /docs {docs.status_code}, external {external}"
+    )
     outcome.check(asset.status_code == 200, f"browser: /docs asset {asset.status_code}")
     return {"csp": console.headers.get("content-security-policy", ""), "docs_local": not external}
 
@@ -562,7 +645,7 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         ("slow", lambda: slow_clients(stack, outcome)),
         ("logs", lambda: log_amplification(stack, outcome, 20 if quick else 200)),
         ("browser", lambda: browser(stack, outcome)),
-        ("ports", lambda: ports_guidance(outcome, Path(__file__).resolve().parent.parent)),
+        ("ports", lambda: ports_guidance(outcome, REPO_ROOT)),
         ("control", lambda: control_plane(stack, outcome)),  # last: it empties and heals the server
     ]
     for _, step in steps:
@@ -570,5 +653,3 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
     outcome.check(_alive(stack), "a service died during the attack")
     outcome.figures = figures
     return outcome.finish()
-
-

@@ -102,6 +102,7 @@ MEDIA = frozenset({415})
 
 
 FASHION_REST = "/v1/models/fashion:predict"
+HOUSING_REST = "/v1/models/housing:regress"
 
 
 def _brackets(depth: int) -> bytes:
@@ -402,13 +403,13 @@ CASES: tuple[Case, ...] = (
     Case(
         "REST: regress integer above int64",
         "modelserver",
-        lambda _: _raw("/v1/models/housing:regress", b'{"examples": [{"median_income": 1180591620717411303424}]}'),
+        lambda _: _raw(HOUSING_REST, b'{"examples": [{"median_income": 1180591620717411303424}]}'),
         BAD,
     ),
     Case(
         "REST: 5000-digit integer",
         "modelserver",
-        lambda _: _raw("/v1/models/housing:regress", b'{"examples": [{"median_income": ' + b"9" * 5000 + b"}]}"),
+        lambda _: _raw(HOUSING_REST, b'{"examples": [{"median_income": ' + b"9" * 5000 + b"}]}"),
         BAD,
     ),
     Case(

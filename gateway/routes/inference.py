@@ -99,7 +99,7 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
     inputs = _Inputs()
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send it uncompressed")
     if content_type == "multipart/form-data":
         form = await read_form(
             request, max_files=settings.max_files, max_fields=10, max_file_bytes=settings.max_upload_bytes
