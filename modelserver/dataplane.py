@@ -39,7 +39,7 @@ from modelserver.batching import Batcher
 from modelserver.config import ModelEntry, model_entries
 from modelserver.control import ModelControl
 from modelserver.core import ServerCore
-from modelserver.errors import ConfigError, DeadlineExceeded, InvalidArgument, ServingError
+from modelserver.errors import ConfigError, InvalidArgument, ServingError
 from modelserver.handle import ServableHandle
 from modelserver.inference import (
     CLASSIFY_METHOD,
@@ -49,24 +49,15 @@ from modelserver.inference import (
     regression_result,
     serialized_examples,
 )
-from modelserver.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits
+from modelserver.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits, check_deadline
 from modelserver.metrics import METRICS, Metrics
 from modelserver.servable import DEFAULT_SIGNATURE, Servable, check_inputs, serving_error_from_tf
 from modelserver.tensors import to_ndarray, to_tensor_proto
 
-__all__ = ["DEADLINE", "PROTOCOL", "DataPlane"]
+__all__ = ["PROTOCOL", "DataPlane"]
 
 # Set by each adapter ("grpc" / "rest") around its calls; a metrics label.
 PROTOCOL: contextvars.ContextVar[str] = contextvars.ContextVar("modelserver_protocol", default="grpc")
-# The caller's deadline (time.monotonic()), set by the gRPC adapter from the call's deadline: a request whose
-# deadline passed while it waited is not run (nobody is waiting for the answer).
-DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("modelserver_deadline", default=None)
-
-
-def check_deadline() -> None:
-    deadline = DEADLINE.get()
-    if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded("Deadline Exceeded: the call's deadline passed before the model ran")
 
 
 def _spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:

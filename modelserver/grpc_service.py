@@ -22,8 +22,9 @@ from tensorflow_serving.apis import (
 )
 
 from guard.logs import RateLimitedLog
-from modelserver.dataplane import DEADLINE, DataPlane
+from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
+from modelserver.limits import DEADLINE
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

@@ -12,13 +12,26 @@ Contract:
 
 from __future__ import annotations
 
+import contextvars
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modelserver.errors import InvalidArgument
+from modelserver.errors import DeadlineExceeded, InvalidArgument
 
-__all__ = ["DEFAULT_LIMITS", "MAX_RANK", "RequestBudget", "RequestLimits"]
+__all__ = ["DEADLINE", "DEFAULT_LIMITS", "MAX_RANK", "RequestBudget", "RequestLimits", "check_deadline"]
+
+# The caller's deadline (time.monotonic()), set by the gRPC adapter from the call's deadline: work whose
+# deadline passed while it waited (for a worker thread, in a batch queue) is not run - nobody waits for it.
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("modelserver_deadline", default=None)
+
+
+def check_deadline(deadline: float | None = None) -> None:
+    """DeadlineExceeded when ``deadline`` (default: the current call's) has passed."""
+    deadline = DEADLINE.get() if deadline is None else deadline
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("Deadline Exceeded: the call's deadline passed before the model ran")
 
 # numpy stops at 64 dimensions; no model here has more than a handful.
 MAX_RANK = 32
