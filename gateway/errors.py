@@ -164,6 +164,9 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status, kind = 413, "payload_too_large"
 
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}  # the rest of an oversized body is never read
+
 
 class TooManyPixels(PayloadTooLarge):
     kind = "too_many_pixels"

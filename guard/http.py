@@ -9,9 +9,10 @@ connection for ever by sending its headers or body slowly.
   before the parser has to hold more than one chunk beyond the limit;
 - answers **408** and closes when the head is not complete ``header_timeout`` seconds after it began (or
   after the connection opened), or when the body stalls: no byte for ``body_timeout`` seconds while the
-  application waits for it (a paused read, where the application is the slow side, never counts);
-- closes the connection once a reply is sent before its request body ended (e.g. a 413): the rest of that
-  body is never read.
+  application waits for it (a paused read, where the application is the slow side, never counts).
+
+A reply with ``Connection: close`` (the 413s of both servers) ends the connection, so the rest of an
+oversized body is never read.
 
 Each refusal is logged as one rate-limited line (``guard.logs``). Everything runs on the event loop.
 """
@@ -55,7 +56,6 @@ def protocol_class(
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._in_head = True
-            self._body_pending = False
             self._head_bytes = 0
             self._last_data = 0.0
             self._timer: asyncio.TimerHandle | None = None
@@ -105,20 +105,13 @@ def protocol_class(
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._body_pending = True
             self._arm(limits.body_timeout)
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
-            self._body_pending = False
             self._disarm()
             super().on_message_complete()
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self._body_pending and not self.transport.is_closing():
-                self._disarm()  # answered (e.g. 413) before the body ended: the rest is not worth reading
-                self.transport.close()
 
         def _expired(self) -> None:
             self._timer = None

@@ -111,7 +111,9 @@ def _json_response(body: bytes, status: int = 200, headers: dict[str, str] | Non
 
 
 def _error_response(error: ServingError) -> Response:
-    return _json_response(error_json(error.message), error.http_status)
+    # 413: the rest of the oversized body is never read, so the connection ends with the reply
+    headers = {"Connection": "close"} if isinstance(error, PayloadTooLarge) else None
+    return _json_response(error_json(error.message), error.http_status, headers)
 
 
 def _proto_dict(message: Any) -> dict[str, Any]:

@@ -419,9 +419,9 @@ CASES: tuple[Case, ...] = (
         BAD,
     ),
     Case(
-        "300-digit integer in a record",
+        "400-digit integer in a record (beyond float)",
         "gateway",
-        lambda _: _raw(HOUSING, b'{"records": [{"median_income": ' + b"9" * 300 + b"}]}"),
+        lambda _: _raw(HOUSING, b'{"records": [{"median_income": ' + b"9" * 400 + b"}]}"),
         BAD,
     ),
     Case(

@@ -169,4 +169,4 @@ def test_a_task_whose_deadline_passes_in_the_queue_is_not_run(servables: dict[st
     assert isinstance(dropped, DeadlineExceeded)
     assert isinstance(served, dict)
     np.testing.assert_allclose(served["y"], [2.5])
-    assert _batch_sizes(metrics, "half_plus_two") == (1.0, 1.0)  # one batch of one row: the late rows never ran
+    assert _batch_sizes(metrics, "half_plus_two") == (1.0, 1.0)  # one batch, one row: the late rows never ran

@@ -16,7 +16,7 @@ from reliability.stack import Stack
 pytestmark = pytest.mark.e2e
 
 STEPS: list[tuple[str, Callable[[Stack, Outcome], dict[str, Any]]]] = [
-    ("grpc tensors", lambda s, o: attack.grpc_tensors(s, o, 8 << 20)),
+    ("grpc tensors", lambda s, o: attack.grpc_tensors(s, o, 32 << 20)),
     ("decompression bomb", lambda s, o: attack.decompression_bomb(s, o, 128 << 20)),
     ("header limits", lambda s, o: attack.header_limits(s, o, 1 << 20)),
     ("streamed body", lambda s, o: attack.streamed_body(s, o, 16 << 20)),
