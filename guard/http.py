@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from guard.logs import RateLimitedLog
+from guard.logs import RateLimitedLog, rate_limit_records
 
 __all__ = ["HttpLimits", "protocol_class"]
 
@@ -51,6 +51,8 @@ def protocol_class(
 ) -> type[asyncio.Protocol]:
     """A uvicorn httptools protocol enforcing ``limits``; ``error_body(code, message)`` renders refusals."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    rate_limit_records("uvicorn.error", "Invalid HTTP request", "Unsupported upgrade request")
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 able to fill the disk or drown the log (a 2-byte corrupt gRPC message used to log a full traceback, 200
 aborted uploads 30k lines).
 
+- ``rate_limit_records(logger_name, *markers)``: the same bucket for a library's own per-request warnings.
 - ``RateLimitedLog(logger)``: ``.warning(fmt, *args)`` writes one line through a token bucket (``rate`` lines
   per second, bursts of ``burst``); lines dropped meanwhile are counted and the next line says how many.
 
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 
-__all__ = ["RateLimitedLog"]
+__all__ = ["RateLimitedLog", "rate_limit_records"]
 
 
 class RateLimitedLog:
@@ -48,3 +49,25 @@ class RateLimitedLog:
         if dropped:
             line += f" ({dropped} similar lines dropped)"
         self.logger.warning("%s", line)
+
+
+class _RateLimitedRecords(logging.Filter):
+    def __init__(self, markers: tuple[str, ...], log: RateLimitedLog) -> None:
+        super().__init__()
+        self.markers, self.log = markers, log
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(marker in str(record.msg) for marker in self.markers):
+            return True
+        dropped = self.log.allow()
+        if dropped:
+            record.msg = f"{record.msg} ({dropped} similar lines dropped)"
+        return dropped is not None
+
+
+def rate_limit_records(logger_name: str, *markers: str) -> None:
+    """Records of ``logger_name`` whose message contains a marker (a library's per-bad-request warning)
+    pass at the rate of a ``RateLimitedLog``; idempotent."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _RateLimitedRecords) and f.markers == markers for f in logger.filters):
+        logger.addFilter(_RateLimitedRecords(markers, RateLimitedLog(logger)))
