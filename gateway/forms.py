@@ -18,6 +18,11 @@ __all__ = ["MAX_PART_HEADER_BYTES", "read_form"]
 MAX_PART_HEADER_BYTES = 16 * 1024
 
 
+class _PartHeaderTooLarge(BadRequest):
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}  # the rest of the body is never read
+
+
 class _BoundedParser(MultiPartParser):
     def __init__(self, *args: Any, max_file_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
