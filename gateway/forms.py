@@ -42,7 +42,7 @@ class _BoundedParser(MultiPartParser):
 
     def _check_header(self, size: int) -> None:
         if size > MAX_PART_HEADER_BYTES:
-            raise BadRequest(
+            raise _PartHeaderTooLarge(
                 f"a multipart part header is over {MAX_PART_HEADER_BYTES} bytes; send a short one"
             )
 
