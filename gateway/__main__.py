@@ -49,7 +49,7 @@ def main() -> int:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
-        http=protocol_class(limits, _error_body, "application/json"),  # type: ignore[arg-type]
+        http=protocol_class(limits, _error_body, "application/json"),
     )
     return 0
 

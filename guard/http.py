@@ -114,7 +114,6 @@ def protocol_class(
             self._disarm()
             super().on_message_complete()
 
-
         def _expired(self) -> None:
             self._timer = None
             if self.transport is None or self.transport.is_closing():

@@ -33,6 +33,7 @@ def check_deadline(deadline: float | None = None) -> None:
     if deadline is not None and time.monotonic() >= deadline:
         raise DeadlineExceeded("Deadline Exceeded: the call's deadline passed before the model ran")
 
+
 # numpy stops at 64 dimensions; no model here has more than a handful.
 MAX_RANK = 32
 

@@ -9,6 +9,7 @@ traceback in their logs, and a neighbour client served meanwhile. The stack must
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
@@ -158,10 +159,8 @@ def peak_rss(pid: int) -> Iterator[dict[str, int]]:
     finally:
         stop.set()
         thread.join(5)
-        try:
+        with contextlib.suppress(OSError):
             found["peak"] = max(found["peak"], usage(pid).rss_bytes)
-        except OSError:
-            pass
 
 
 def _grown(found: dict[str, int]) -> int:

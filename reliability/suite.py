@@ -27,7 +27,14 @@ from reliability.stack import Stack, StackOptions
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Scale", "privileges", "run_suite", "workdir"]
 
 SCENARIOS: tuple[str, ...] = (
-    "hostile", "security", "fuzz", "attack", "versions", "faults", "hotswap", "soak"
+    "hostile",
+    "security",
+    "fuzz",
+    "attack",
+    "versions",
+    "faults",
+    "hotswap",
+    "soak",
 )
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 NOBODY = 65534

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from gateway.app import create_app
 from gateway.errors import BadRequest
@@ -89,9 +90,9 @@ def test_record_numbers_are_strict(client: TestClient, body: bytes, fragment: st
 
 
 def test_strict_schema_and_overflowing_integers() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match=r"records\.0\.latitude"):
         RecordsBody.model_validate({"records": [{"latitude": "37.88"}]})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match=r"records\.0\.latitude"):
         RecordsBody.model_validate({"records": [{"latitude": True}]})
     with pytest.raises(BadRequest, match="finite number"):
         validate_records([{"latitude": 10**400}], FEATURES, max_items=4)

@@ -58,8 +58,12 @@ DISPATCH = [
         {"error": "Failed to convert version: 9223372036854775808 to numeric."},
     ),
     ("GET", "/healthz", 404, {"error": "Not found: GET /healthz"}),
-    ("GET", "/v1/models/m/versions/" + "9" * 5000, 400,
-     {"error": "Failed to convert version: " + "9" * 40 + " to numeric."}),
+    (
+        "GET",
+        "/v1/models/m/versions/" + "9" * 5000,
+        400,
+        {"error": "Failed to convert version: " + "9" * 40 + " to numeric."},
+    ),
 ]
 
 
@@ -112,7 +116,10 @@ def test_gzip_bomb_is_refused_at_the_body_limit(encoding: str) -> None:
     compressor = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
     bomb = compressor.compress(b" " * 100_000) + compressor.flush()
     reply = _request(
-        "POST", "/v1/models/m:predict", content=bomb, headers={"Content-Encoding": encoding},
+        "POST",
+        "/v1/models/m:predict",
+        content=bomb,
+        headers={"Content-Encoding": encoding},
         max_body_bytes=1000,
     )
     assert reply.status_code == 413
