@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from devtools.procs import REPO_ROOT
 from gateway.app import create_app
 from gateway.errors import BadRequest
 from gateway.preprocess.tabular import validate_records
 from gateway.schemas import RecordsBody
 from gateway.settings import Settings
-from tests.support.procs import REPO_ROOT
 
 LIMIT = 8192
 HOUSING = "/v1/models/housing:regress"
