@@ -3,6 +3,7 @@ gateway.settings)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -10,6 +11,13 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.settings import get_settings
+from guard.http import HttpLimits, protocol_class
+
+
+def _error_body(code: str, message: str) -> bytes:
+    from gateway.errors import error_body
+
+    return json.dumps(error_body(code, message)).encode()
 
 
 def main() -> int:
@@ -30,7 +38,19 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    limits = HttpLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        http=protocol_class(limits, _error_body, "application/json"),
+    )
     return 0
 
 

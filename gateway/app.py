@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.client import ModelClient
 from gateway.contract import ContractStore
@@ -19,6 +20,7 @@ from gateway.limits import BodyLimit, RateLimit
 from gateway.metrics import Metrics
 from gateway.rollout import Rollout
 from gateway.routes import admin, health, inference, models, versions
+from gateway.security import SecurityHeaders, add_docs
 from gateway.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -27,6 +29,43 @@ __all__ = ["create_app"]
 _BODY_OVERHEAD = 64 * 1024
 # The web console (static files, relative URLs), served at / after every API route when present.
 CONSOLE_DIR = Path(__file__).resolve().parent / "static"
+
+
+class Measure:
+    """Counts and times every request by route template, method, status and configured model (pure ASGI:
+    ``configured`` are the only values of the ``model`` label)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, configured: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.configured = configured
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")  # the router fills the scope in place
+            template = getattr(route, "path", "") or ("/console" if route is not None else "unmatched")
+            name = scope.get("path_params", {}).get("name")
+            model = name if name in self.configured else ""
+            method = scope["method"]
+            self.metrics.requests.labels(template, method, str(status), model).inc()
+            self.metrics.latency.labels(template, method, model).observe(time.perf_counter() - started)
+            kind = (scope.get("state") or {}).get("error_kind")
+            if kind is not None:
+                self.metrics.errors.labels(kind).inc()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,29 +97,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Images, texts and records in, plain JSON out; TensorFlow Serving's gRPC APIs behind.",
         lifespan=lifespan,
+        docs_url=None,  # add_docs: Swagger UI from local assets, never a CDN
+        redoc_url=None,
     )
     app.state.services = services
     install_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD)
+    # JSON bodies are held in memory: their limit is one upload; multipart files are spooled, up to max_files.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD,
+        json_limit=settings.max_upload_bytes,
+    )
     if settings.rate_limit_per_second > 0:  # outside the body limit, inside the metrics
         app.add_middleware(RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
-
-    configured = frozenset(services.rollout.models())  # the only values of the `model` metric label
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "") or ("/console" if route is not None else "unmatched")
-        name = request.scope.get("path_params", {}).get("name")
-        model = name if name in configured else ""
-        metrics.requests.labels(template, request.method, str(response.status_code), model).inc()
-        metrics.latency.labels(template, request.method, model).observe(time.perf_counter() - started)
-        kind = getattr(request.state, "error_kind", None)
-        if kind is not None:
-            metrics.errors.labels(kind).inc()
-        return response
+    app.add_middleware(Measure, metrics=metrics, configured=frozenset(services.rollout.models()))
+    app.add_middleware(SecurityHeaders)
+    add_docs(app)
 
     for module in (inference, models, versions, admin, health):
         app.include_router(module.router)

@@ -241,10 +241,12 @@ class ModelClient:
         """Replace the WHOLE model config of the server at ``address`` (TF Serving semantics)."""
         request = model_management_pb2.ReloadConfigRequest(config=config)
         server = self._server(address)
+        token = self._settings.model_control_token
+        metadata = (("authorization", f"Bearer {token.get_secret_value()}"),) if token else None
         reply = await self._call(
             address,
             "HandleReloadConfigRequest",
-            lambda t: server.models.HandleReloadConfigRequest(request, timeout=t),
+            lambda t: server.models.HandleReloadConfigRequest(request, timeout=t, metadata=metadata),
             max(self._settings.metadata_timeout_seconds, 30.0),
         )
         if reply.status.error_code != 0:

@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 __all__ = [
     "GRPC_TO_HTTP",
@@ -163,6 +164,9 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status, kind = 413, "payload_too_large"
 
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}  # the rest of an oversized body is never read
+
 
 class TooManyPixels(PayloadTooLarge):
     kind = "too_many_pixels"
@@ -222,6 +226,13 @@ def install_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client left mid-body (an aborted upload): nobody reads the reply, nothing worth a traceback.
+        request.state.error_kind = "client_disconnected"
+        body = error_body("client_disconnected", "the client closed the request")
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

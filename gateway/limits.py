@@ -22,20 +22,30 @@ __all__ = ["BodyLimit", "RateLimit", "RateLimiter"]
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    """``limit`` for multipart bodies (files are spooled), ``json_limit`` for every other body (held in
+    memory whole), so a JSON body is refused past ``json_limit`` while it streams, never after buffering."""
+
+    def __init__(self, app: ASGIApp, limit: int, json_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.json_limit = limit if json_limit is None else json_limit
 
-    def _message(self) -> str:
-        return f"request body is over {self.limit} bytes; send fewer or smaller files"
+    @staticmethod
+    def _message(limit: int, multipart: bool) -> str:
+        if multipart:
+            return f"request body is over {limit} bytes; send fewer or smaller files"
+        return f"JSON body is over {limit} bytes; send fewer or shorter items"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            body = json.dumps(error_body("payload_too_large", self._message())).encode()
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
+        limit = self.limit if multipart else self.json_limit
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            body = json.dumps(error_body("payload_too_large", self._message(limit, multipart))).encode()
             await send(
                 {
                     "type": "http.response.start",
@@ -56,8 +66,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise PayloadTooLarge(self._message())
+                if received > limit:
+                    raise PayloadTooLarge(self._message(limit, multipart))
             return message
 
         await self.app(scope, counted, send)

@@ -49,10 +49,12 @@ from gateway.protos.tensorflow_serving.apis import get_model_status_pb2
 from gateway.protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.repository import ModelRepository
 from gateway.settings import Settings
+from guard.logs import RateLimitedLog
 
 __all__ = ["ModelState", "Rollout", "ServedVersion", "load_model_config"]
 
 log = logging.getLogger("gateway.rollout")
+drift_log = RateLimitedLog(log, rate=1 / 60, burst=3)  # a server that keeps drifting: a line a minute
 LABEL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -363,10 +365,27 @@ class Rollout:
                         await self._client.metadata(name, label=label)
                     except UpstreamError:
                         drift = True
+            if not drift:
+                drift = await self._lost_models(names)
             if drift:
-                log.warning("model server %s does not match the admin state; re-applying it", address)
+                drift_log.warning("model server %s differs from the desired config; re-applying it", address)
                 with contextlib.suppress(GatewayError):
                     await self._client.reload_config(address, self.render(address))
+
+    async def _lost_models(self, names: list[str]) -> bool:
+        """True when a configured model has no version loaded or loading on its server and was not failing
+        to load: its config was replaced behind the gateway's back (e.g. a HandleReloadConfigRequest with
+        another config), so the full desired config must be re-applied, not only pinned or labelled models."""
+        for name in names:
+            try:
+                versions = await self.serving(name)
+            except UpstreamError:
+                return False  # server unreachable: nothing to re-apply to
+            if any(v.state in ("START", "LOADING", "AVAILABLE") for v in versions):
+                continue
+            if not versions or any(v.error is None for v in versions):
+                return True
+        return False
 
     async def run(self) -> None:
         """Background loop: reconcile every ``GATEWAY_STATE_REFRESH_SECONDS`` until cancelled."""

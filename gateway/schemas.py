@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 __all__ = [
     "AdminReply",
@@ -45,7 +45,8 @@ class TextsBody(_Strict):
 class RecordsBody(_Strict):
     """Tabular models: one prediction per record; a missing feature or null means unknown."""
 
-    records: list[dict[str, float | None]] = Field(
+    # Strict: "37.88" or true is not a number (lax pydantic would take them as 37.88 and 1.0).
+    records: list[dict[str, StrictFloat | StrictInt | None]] = Field(
         ..., examples=[[{"longitude": -122.23, "latitude": 37.88, "median_income": 8.3}]]
     )
 

@@ -23,6 +23,10 @@
 | `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of re-applying admin state (server restarts) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
+| `GATEWAY_MODEL_CONTROL_TOKEN` | unset | `authorization: Bearer` of config reloads (the servers' token) |
+| `GATEWAY_MAX_HEADER_BYTES` | `65536` | request line + headers (431 above; 400: request line > 16 KiB) |
+| `GATEWAY_HEADER_TIMEOUT_SECONDS` | `10` | a request's headers must arrive within this (408) |
+| `GATEWAY_BODY_TIMEOUT_SECONDS` | `30` | a body that sends no byte for this long is dropped (408) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |
 """
 
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     state_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
     rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
     rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
+    model_control_token: SecretStr | None = None
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("model_servers", mode="before")
@@ -118,6 +126,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"model name {name!r} in GATEWAY_MODEL_SERVERS is not a valid model name")
             _check_address(address)
         return value
+
+    @field_validator("model_control_token", mode="before")
+    @classmethod
+    def _empty_token(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("admin_token", mode="before")
     @classmethod

@@ -12,6 +12,8 @@ output filter, non-batch input shapes):
   ``enable_large_batch_splitting`` cuts it into chunks of ``max_execution_batch_size`` rows;
 - with ``allowed_batch_sizes`` a batch is padded (copies of its first row) up to the next allowed size;
 - more than ``max_enqueued_batches`` batches' worth of waiting rows -> UNAVAILABLE, like TF Serving.
+- a task whose call was cancelled, or whose deadline (``limits.DEADLINE``) passed while it waited, is not
+  run: its rows are left out of the batch (DEADLINE_EXCEEDED for the latter).
 ``num_batch_threads`` threads (shared by all queues) run the batches.
 """
 
@@ -31,7 +33,8 @@ import numpy as np
 from prometheus_client import Gauge
 
 from modelserver.config import BatchingConfig
-from modelserver.errors import Internal, InvalidArgument, ServingError, Unavailable
+from modelserver.errors import DeadlineExceeded, Internal, InvalidArgument, ServingError, Unavailable
+from modelserver.limits import DEADLINE, check_deadline
 from modelserver.metrics import METRICS, Metrics
 from modelserver.servable import Servable, serving_error_from_tf
 
@@ -45,6 +48,7 @@ class _Task:
     inputs: Mapping[str, np.ndarray]
     rows: int
     future: asyncio.Future[dict[str, np.ndarray]]
+    deadline: float | None = None  # the caller's (limits.DEADLINE); past it, the task is dropped unrun
 
 
 @dataclass
@@ -112,7 +116,7 @@ class Batcher:
         limit = self.config.max_enqueued_batches * self.config.max_batch_size
         if queue.rows + rows > limit:
             raise Unavailable("The batch scheduling queue to which this task was submitted is full")
-        task = _Task(inputs, rows, loop.create_future())
+        task = _Task(inputs, rows, loop.create_future(), DEADLINE.get())
         if not queue.tasks:
             queue.first_at = time.monotonic()
         queue.tasks.append(task)
@@ -184,7 +188,13 @@ class Batcher:
 
     async def _execute(self, queue: _Queue, batch: list[_Task], size: int) -> None:
         try:
-            live = [t for t in batch if not t.future.cancelled()]
+            for task in batch:  # cancelled calls and passed deadlines: nobody waits for these rows
+                if not task.future.done() and task.deadline is not None:
+                    try:
+                        check_deadline(task.deadline)
+                    except DeadlineExceeded as exc:
+                        task.future.set_exception(exc)
+            live = [t for t in batch if not t.future.done()]
             if not live:
                 return
             size = sum(t.rows for t in live)

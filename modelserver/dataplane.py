@@ -37,6 +37,7 @@ from tensorflow_serving.apis import (
 
 from modelserver.batching import Batcher
 from modelserver.config import ModelEntry, model_entries
+from modelserver.control import ModelControl
 from modelserver.core import ServerCore
 from modelserver.errors import ConfigError, InvalidArgument, ServingError
 from modelserver.handle import ServableHandle
@@ -48,6 +49,7 @@ from modelserver.inference import (
     regression_result,
     serialized_examples,
 )
+from modelserver.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits, check_deadline
 from modelserver.metrics import METRICS, Metrics
 from modelserver.servable import DEFAULT_SIGNATURE, Servable, check_inputs, serving_error_from_tf
 from modelserver.tensors import to_ndarray, to_tensor_proto
@@ -93,8 +95,12 @@ class DataPlane:
         method_name_check: bool = False,
         metrics: Metrics = METRICS,
         threads: int = 8,
+        limits: RequestLimits = DEFAULT_LIMITS,
+        control: ModelControl | None = None,
     ) -> None:
         self.core = core
+        self.limits = limits
+        self.control = control or ModelControl()
         self.manager = core.manager
         self.batcher = batcher
         self._method_name_check = method_name_check
@@ -118,6 +124,7 @@ class DataPlane:
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str],
     ) -> dict[str, np.ndarray]:
+        check_deadline()
         if self.batcher is not None and inputs:
             return await self.batcher.run(servable, signature, inputs, output_filter)
         loop = asyncio.get_running_loop()
@@ -164,9 +171,14 @@ class DataPlane:
         self, spec: model_pb2.ModelSpec, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
         call = self._call("predict", spec, spec.signature_name or DEFAULT_SIGNATURE)
-        result: tuple[model_pb2.ModelSpec, dict[str, np.ndarray]] = await self._counted(
-            call, self._predict(spec, inputs, output_filter, call)
-        )
+
+        async def run() -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
+            budget = RequestBudget(self.limits)
+            for name, array in inputs.items():
+                budget.spend(name, array.shape, array.itemsize if array.dtype != object else 0)
+            return await self._predict(spec, inputs, output_filter, call)
+
+        result: tuple[model_pb2.ModelSpec, dict[str, np.ndarray]] = await self._counted(call, run())
         return result
 
     async def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -174,7 +186,8 @@ class DataPlane:
         call = self._call("predict", spec, spec.signature_name or DEFAULT_SIGNATURE)
 
         async def run() -> predict_pb2.PredictResponse:
-            inputs = {name: to_ndarray(proto, name) for name, proto in request.inputs.items()}
+            budget = RequestBudget(self.limits)
+            inputs = {name: to_ndarray(proto, name, budget) for name, proto in request.inputs.items()}
             resolved, outputs = await self._predict(spec, inputs, tuple(request.output_filter), call)
             response = predict_pb2.PredictResponse(model_spec=resolved)
             for name, array in outputs.items():
@@ -349,6 +362,7 @@ class DataPlane:
                 entries: dict[str, ModelEntry] = model_entries(request.config, base_dir=None)
             except ConfigError as exc:
                 raise InvalidArgument(str(exc)) from None
+            self.control.check_entries(entries)
             await self.core.apply_config(entries)
             response = model_management_pb2.ReloadConfigResponse()
             response.status.error_code = 0

@@ -7,10 +7,13 @@ matching on them keep working.
     ├── InvalidArgument               INVALID_ARGUMENT     400
     │   └── UnknownVersionLabel       "Unrecognized servable version label: L"
     ├── FailedPrecondition            FAILED_PRECONDITION  400
+    ├── Unauthenticated               UNAUTHENTICATED      401
+    ├── PermissionDenied              PERMISSION_DENIED    403
     ├── NotFound                      NOT_FOUND            404
     │   └── ServableNotFound          "Servable not found for request: Latest(m)" | "Specific(m, 42)"
     ├── Unavailable                   UNAVAILABLE          503
     ├── ResourceExhausted             RESOURCE_EXHAUSTED   429
+    │   └── PayloadTooLarge           (REST: 413)          a request body over the server's limit
     ├── Unimplemented                 UNIMPLEMENTED        501
     ├── DeadlineExceeded              DEADLINE_EXCEEDED    504
     ├── Cancelled                     CANCELLED            499
@@ -31,9 +34,12 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "ResourceExhausted",
     "ServableNotFound",
     "ServingError",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "UnknownVersionLabel",
@@ -97,6 +103,14 @@ class FailedPrecondition(ServingError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unauthenticated(ServingError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServingError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class NotFound(ServingError):
     code = grpc.StatusCode.NOT_FOUND
 
@@ -117,6 +131,12 @@ class Unavailable(ServingError):
 
 class ResourceExhausted(ServingError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class PayloadTooLarge(ResourceExhausted):
+    @property
+    def http_status(self) -> int:
+        return 413
 
 
 class Unimplemented(ServingError):

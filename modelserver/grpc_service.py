@@ -6,15 +6,25 @@ health service. They only delegate to the ``DataPlane``; a ``ServingError`` beco
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 
+from guard.logs import RateLimitedLog
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
+from modelserver.limits import DEADLINE
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -25,6 +35,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelserver.grpc")
+client_log = RateLimitedLog(log)
 
 # TF Serving lifts gRPC's 4 MB default to the protobuf limit (issue #288): 2 GB - 1.
 MAX_MESSAGE_BYTES = 2**31 - 1
@@ -34,15 +45,61 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 Reply = TypeVar("Reply")
 
 
-def server_options() -> list[tuple[str, Any]]:
+def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """``max_receive_bytes`` (``--max_request_bytes``): gRPC refuses a larger message (RESOURCE_EXHAUSTED)
+    from its length prefix, before it is parsed."""
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 0),
     ]
 
 
-async def _answer(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Reply]]) -> Reply:
+class _Undecodable:
+    """A request message that did not parse (grpc would log a traceback and answer UNKNOWN)."""
+
+    def __init__(self, type_name: str, error: DecodeError) -> None:
+        self.type_name, self.error = type_name, error
+
+
+def _tolerant(message_class: Any) -> Callable[[bytes], Any]:
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return message_class.FromString(raw)
+        except DecodeError as exc:
+            return _Undecodable(message_class.DESCRIPTOR.full_name, exc)
+
+    return deserialize
+
+
+def _add_servicer(server: grpc.aio.Server, file_descriptor: Any, service: str, servicer: Any) -> None:
+    """Register ``servicer`` like the generated ``add_*_to_server``, but with request deserializers that
+    never raise: a corrupt message reaches the adapter, which answers INVALID_ARGUMENT."""
+    handlers = {}
+    for method in file_descriptor.services_by_name[service].methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    full_name = file_descriptor.services_by_name[service].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
+
+
+async def _answer(
+    context: grpc.aio.ServicerContext, request: Any, call: Callable[[], Awaitable[Reply]]
+) -> Reply:
+    if isinstance(request, _Undecodable):
+        client_log.warning("refused an undecodable %s: %s", request.type_name, request.error)
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid {request.type_name} message ({request.error}); send a serialized "
+            f"{request.type_name.rsplit('.', 1)[-1]}",
+        )
+    remaining = context.time_remaining()
+    DEADLINE.set(time.monotonic() + remaining if remaining is not None else None)
     try:
         return await call()
     except ServingError as exc:
@@ -58,19 +115,19 @@ class PredictionServiceAdapter(prediction_service_pb2_grpc.PredictionServiceServ
         self._dp = dataplane
 
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._dp.predict(request))
+        return await _answer(context, request, lambda: self._dp.predict(request))
 
     async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._dp.classify(request))
+        return await _answer(context, request, lambda: self._dp.classify(request))
 
     async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._dp.regress(request))
+        return await _answer(context, request, lambda: self._dp.regress(request))
 
     async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._dp.multi_inference(request))
+        return await _answer(context, request, lambda: self._dp.multi_inference(request))
 
     async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._dp.get_model_metadata(request))
+        return await _answer(context, request, lambda: self._dp.get_model_metadata(request))
 
 
 class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
@@ -78,12 +135,16 @@ class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
         self._dp = dataplane
 
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._dp.get_model_status(request))
+        return await _answer(context, request, lambda: self._dp.get_model_status(request))
 
     async def HandleReloadConfigRequest(  # noqa: N802
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> Any:
-        return await _answer(context, lambda: self._dp.reload_config(request))
+        async def reload() -> Any:
+            self._dp.control.authorize(context.invocation_metadata())
+            return await self._dp.reload_config(request)
+
+        return await _answer(context, request, reload)
 
 
 def add_services(
@@ -91,10 +152,10 @@ def add_services(
 ) -> health.aio.HealthServicer | None:
     """Register the services; with ``healthcheck`` also ``grpc.health.v1.Health`` (NOT_SERVING until the
     caller marks it SERVING)."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServiceAdapter(dataplane), server
+    _add_servicer(
+        server, prediction_service_pb2.DESCRIPTOR, "PredictionService", PredictionServiceAdapter(dataplane)
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServiceAdapter(dataplane), server)
+    _add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane))
     if not healthcheck:
         return None
     servicer = health.aio.HealthServicer()

@@ -57,6 +57,10 @@ def _kind_of(name: str, value: Any) -> tuple[str, Any]:
             raise lossy_error(value, "float")
         return "float_list", value
     if isinstance(value, int):
+        if value > 2**64 - 1:
+            raise InvalidArgument(
+                f"Feature: {name} has an integer above the uint64 range. Only int64 is supported."
+            )
         if value > _INT64_MAX:
             raise InvalidArgument(f"Feature: {name} has uint64 element. Only int64 is supported.")
         if value < -_INT64_MAX - 1:

@@ -28,6 +28,7 @@ import enum
 import gc
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ import orjson
 from tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, Unimplemented
+from modelserver.limits import MAX_RANK
 
 __all__ = [
     "JsonFormat",
@@ -105,7 +107,10 @@ def value_to_string(value: Any) -> str:
     if isinstance(value, float):
         text = _decimal_text(value)
     else:
-        text = json.dumps(value, indent=4, ensure_ascii=False)
+        try:
+            text = json.dumps(value, indent=4, ensure_ascii=False)
+        except (RecursionError, ValueError):
+            text = f"<{_json_type(value)} nested too deeply to print>"
     if len(text) > _MAX_MESSAGE_VALUE_CHARS:
         text = text[:_MAX_MESSAGE_VALUE_CHARS] + "...(truncated)"
     return text
@@ -164,14 +169,22 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
+# An integer literal of 20+ digits: orjson would read one above 2^64 as a float; the stdlib keeps it exact.
+_LONG_INTEGER = re.compile(rb"(?<![.\d])\d{20,}(?![.\deE])")
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Parse a request body; the top level must be an object (TF Serving's ParseJson)."""
     if not body.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
+        if _LONG_INTEGER.search(body):
+            raise orjson.JSONDecodeError("long integer", "", 0)
         with no_gc():
             doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc):
+            raise InvalidArgument("JSON Parse error: The document is nested too deeply") from None
         doc = _stdlib_loads(body)  # NaN/Infinity tokens, or an error to explain
     if not isinstance(doc, dict):
         raise _format_error(doc, "Is not object")
@@ -182,7 +195,7 @@ def _stdlib_loads(body: bytes) -> Any:
     try:
         # The stdlib parser takes NaN, Infinity and -Infinity, as rapidjson's kParseNanAndInfFlag does.
         with no_gc():
-            return json.loads(body)
+            return json.loads(body, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise InvalidArgument(
             f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}"
@@ -193,6 +206,13 @@ def _stdlib_loads(body: bytes) -> Any:
         raise InvalidArgument("JSON Parse error: The document is nested too deeply") from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
         raise InvalidArgument(f"JSON Parse error: {exc}") from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400; the NaN/Infinity tokens do not come through here
+        raise ValueError(f"Number too big to be stored in double: {text[:40]}")
+    return value
 
 
 def signature_name_of(doc: dict[str, Any]) -> str:
@@ -232,11 +252,16 @@ def _dtype_of(dtype_enum: int, value: Any) -> _DType:
 # ------------------------------------------------------------------------------------- the careful walk
 
 
-def _dense_shape(value: Any) -> list[int]:
-    """Shape implied by the first element at each level (TF Serving's GetDenseTensorShape)."""
+def _dense_shape(value: Any, outer: int = 0) -> list[int]:
+    """Shape implied by the first element at each level (TF Serving's GetDenseTensorShape); more than
+    ``MAX_RANK`` levels (``outer`` of them already around ``value``) is InvalidArgument."""
     shape: list[int] = []
     while isinstance(value, list):
         shape.append(len(value))
+        if len(shape) + outer > MAX_RANK:
+            raise InvalidArgument(
+                f"JSON list nested more than {MAX_RANK} levels deep; a tensor has at most {MAX_RANK} axes"
+            )
         if not value:
             break
         value = value[0]
@@ -309,9 +334,10 @@ def _fast_tensor(value: Any, dtype: _DType, may_hold_bools: bool) -> np.ndarray 
     produces the exact error for bad input)."""
     if dtype.kind == "string":
         return None
+    _dense_shape(value)  # refuses a nesting numpy cannot hold before np.asarray tries
     try:
         array = np.asarray(value)
-    except (ValueError, OverflowError, TypeError):
+    except (ValueError, OverflowError, TypeError, RecursionError, IndexError):
         return None
     kind = array.dtype.kind
     if dtype.kind == "bool":

@@ -5,9 +5,14 @@ command line leaves unset. ``validate_combination`` rejects what TF Serving reje
 
 Extras TF Serving does not have (environment or flag): ``bind_host`` (``0.0.0.0``, as TF Serving listens;
 tests use ``127.0.0.1``), ``total_model_memory_limit_bytes`` (the RAM budget for loaded versions,
-0 = 90% of the memory available at start) and ``aspired_version_policy`` (``availability_preserving``, the
+0 = 90% of the memory available at start), ``aspired_version_policy`` (``availability_preserving``, the
 default and TF Serving's behaviour, or ``resource_preserving``: unload old versions before loading new ones,
-for a budget that holds one version at a time; see ``modelserver.aspired_policy``).
+for a budget that holds one version at a time; see ``modelserver.aspired_policy``); the control plane
+(``modelserver.control``): ``model_control_token``, ``enable_model_config_reload``,
+``allowed_model_base_paths``; bounds per request (``modelserver.limits``): ``max_request_elements``,
+``max_request_bytes`` (also gRPC's receive limit), ``max_request_batch_size``; and the REST server's HTTP
+limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bodies),
+``rest_api_max_header_bytes``, ``rest_api_header_timeout_seconds``, ``rest_api_body_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,16 @@ class ServerOptions(BaseSettings):
     total_model_memory_limit_bytes: int = Field(0, ge=0)
     aspired_version_policy: PolicyName = "availability_preserving"
     bind_host: str = "0.0.0.0"
+    model_control_token: str = ""
+    enable_model_config_reload: bool = True
+    allowed_model_base_paths: str = ""
+    max_request_elements: int = Field(1 << 26, ge=0)
+    max_request_bytes: int = Field(256 << 20, ge=0, le=2**31 - 1)
+    max_request_batch_size: int = Field(1 << 16, ge=0)
+    rest_api_max_body_bytes: int = Field(64 << 20, ge=1024, le=2**31 - 1)
+    rest_api_max_header_bytes: int = Field(64 << 10, ge=1024, le=16 << 20)
+    rest_api_header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    rest_api_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
     def validate_combination(self) -> None:
         if not self.model_base_path and not self.model_config_file:
@@ -61,8 +76,14 @@ class ServerOptions(BaseSettings):
             raise ConfigError("--batching_parameters_file requires --enable_batching=true")
         if self.port == 0 and not self.grpc_socket_path:
             raise ConfigError("--port=0 disables the gRPC port, which requires --grpc_socket_path")
+        if self.model_control_token and len(self.model_control_token) < 16:
+            raise ConfigError("--model_control_token must be at least 16 characters (openssl rand -hex 24)")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ConfigError(f"--rest_api_port ({self.rest_api_port}) must be different from --port")
+
+    @property
+    def allowed_roots(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.allowed_model_base_paths.split(",") if p.strip())
 
     @property
     def tags(self) -> frozenset[str]:

@@ -18,6 +18,7 @@ one-line message - never a traceback. Request bodies may be gzip-encoded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import zlib
@@ -27,7 +28,7 @@ from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 from google.protobuf import json_format
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from tensorflow_serving.apis import (
@@ -38,7 +39,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, ServingError
+from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, PayloadTooLarge, ServingError
 from modelserver.json_examples import ExamplesJson, classification_json, regression_json
 from modelserver.json_tensor import PredictJson, dumps, error_json, predict_response_json
 
@@ -51,8 +52,10 @@ DEFAULT_SIGNATURE = "serving_default"
 JSON = "application/json"
 # Bodies above this size are parsed and written off the event loop so small requests keep flowing.
 _OFFLOAD_BYTES = 256 * 1024
-# A gzip body may not inflate beyond this (a bounded answer to decompression bombs).
-MAX_INFLATED_BYTES = 1 << 30
+# The largest body, after gzip inflation (--rest_api_max_body_bytes): a bounded answer to decompression bombs.
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+_MAX_VERSION_DIGITS = 19  # int64
+_INFLATE_STEP = 1 << 20
 
 # http_rest_api_util.cc: kPredictionApiGegex, kModelStatusApiRegex, kHTTPRestApiHandlerPathRegex.
 _PREDICTION_API = re.compile(
@@ -108,7 +111,9 @@ def _json_response(body: bytes, status: int = 200, headers: dict[str, str] | Non
 
 
 def _error_response(error: ServingError) -> Response:
-    return _json_response(error_json(error.message), error.http_status)
+    # 413: the rest of the oversized body is never read, so the connection ends with the reply
+    headers = {"Connection": "close"} if isinstance(error, PayloadTooLarge) else None
+    return _json_response(error_json(error.message), error.http_status, headers)
 
 
 def _proto_dict(message: Any) -> dict[str, Any]:
@@ -131,9 +136,10 @@ class _Target:
         self.name = _url_decode(name, "model name") if name else ""
         self.version: int | None = None
         if version:
-            number = int(version)  # the regex admits digits only
+            # the regex admits digits only; a long run is refused before int() (string-conversion limit)
+            number = int(version) if len(version.lstrip("0")) <= _MAX_VERSION_DIGITS else _INT64_MAX + 1
             if number > _INT64_MAX:
-                raise InvalidArgument(f"Failed to convert version: {version} to numeric.")
+                raise InvalidArgument(f"Failed to convert version: {version[:40]} to numeric.")
             self.version = number
         self.label = _url_decode(label, "model version label") if label else None
         if self.version is not None and self.label is not None:
@@ -168,8 +174,10 @@ class RestApi:
         monitoring_path: str | None = None,
         render_metrics: Callable[[], tuple[bytes, str]] | None = None,
         enable_cors: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._dataplane = dataplane
+        self._max_body_bytes = max_body_bytes
         self._monitoring_path = monitoring_path
         self._render_metrics = render_metrics
         self._cors = dict(_CORS_HEADERS) if enable_cors else {}
@@ -185,6 +193,8 @@ class RestApi:
             response = await self._respond(request)
         except ServingError as error:
             response = _error_response(error)
+        except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing worth a traceback
+            return
         except Exception as exc:  # a bug: logged in full here, one line to the client
             log.exception("REST %s %s failed", request.method, _raw_path(scope))
             response = _json_response(error_json(f"Internal error: {type(exc).__name__}: {exc}"), 500)
@@ -206,7 +216,7 @@ class RestApi:
             if match:
                 name, version, label, verb = match.groups()
                 target = _Target(name, version, label)
-                body = await _read_body(request)
+                body = await _read_body(request, self._max_body_bytes)
                 if verb == "predict":
                     return await self._predict(target, body)
                 if verb == "classify":
@@ -311,24 +321,49 @@ def _raw_path(scope: Scope) -> str:
     return str(scope.get("path", ""))
 
 
-async def _read_body(request: Request) -> bytes:
-    body = await request.body()
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, inflated while it streams in when gzip/deflate-encoded; over ``limit`` bytes (declared,
+    received or inflated) it is 413 at once, so a request never holds more than ``limit`` bytes."""
+    too_large = PayloadTooLarge(
+        f"Request body is over {limit} bytes (--rest_api_max_body_bytes, counted after decompression);"
+        " send a smaller batch or use gRPC"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
     encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "x-gzip", "deflate"):
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
         raise InvalidArgument(f"Unsupported Content-Encoding: {encoding}; send identity or gzip")
+    inflater = (
+        zlib.decompressobj(wbits=47 if encoding != "deflate" else 15)  # 47: gzip or zlib header
+        if encoding not in ("", "identity")
+        else None
+    )
+    body = bytearray()
+    received = 0
     try:
-        inflater = zlib.decompressobj(wbits=47 if encoding != "deflate" else 15)  # 47: gzip or zlib header
-        data = inflater.decompress(body, MAX_INFLATED_BYTES)
-        if inflater.unconsumed_tail:
-            raise InvalidArgument(f"Request body inflates beyond {MAX_INFLATED_BYTES} bytes")
-        data += inflater.flush()
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large
+            if inflater is None:
+                body += chunk
+                continue
+            while chunk:  # 1 MiB at a time, yielding between pieces: other requests keep flowing
+                body += inflater.decompress(chunk, _INFLATE_STEP)
+                if len(body) > limit:
+                    raise too_large
+                chunk = inflater.unconsumed_tail
+                await asyncio.sleep(0)
+        if inflater is not None:
+            body += inflater.flush()
+            if len(body) > limit:
+                raise too_large
     except zlib.error as exc:
         raise InvalidArgument(f"Failed to decompress the {encoding} request body: {exc}") from None
-    if not inflater.eof:
+    if inflater is not None and not inflater.eof:
         raise InvalidArgument(f"Failed to decompress the {encoding} request body: it is truncated")
-    return data
+    return body  # type: ignore[return-value]  # a bytearray: no second copy of a large body
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -347,13 +382,18 @@ def create_rest_app(
     monitoring_path: str | None = DEFAULT_MONITORING_PATH,
     enable_cors: bool = False,
     render_metrics: Callable[[], tuple[bytes, str]] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The REST API as an ASGI app (the server runs it with uvicorn when ``--rest_api_port`` > 0).
 
     ``monitoring_path``: where Prometheus metrics are served (None: not served). ``enable_cors``: add the
     CORS headers of ``--rest_api_enable_cors_support``. ``render_metrics`` defaults to
-    ``modelserver.metrics.render``.
+    ``modelserver.metrics.render``. ``max_body_bytes``: the largest request body (after decompression).
     """
     return RestApi(
-        dataplane, monitoring_path=monitoring_path, render_metrics=render_metrics, enable_cors=enable_cors
+        dataplane,
+        monitoring_path=monitoring_path,
+        render_metrics=render_metrics,
+        enable_cors=enable_cors,
+        max_body_bytes=max_body_bytes,
     )

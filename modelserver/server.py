@@ -20,13 +20,16 @@ from typing import Any
 
 import grpc
 
+from guard.http import HttpLimits, protocol_class
 from modelserver.aspired_policy import POLICIES
 from modelserver.batching import Batcher
 from modelserver.config import StartupFiles, model_entries, read_model_config_file, read_startup_files
+from modelserver.control import ModelControl, default_roots
 from modelserver.core import ServerCore
 from modelserver.dataplane import PROTOCOL, DataPlane
 from modelserver.errors import ConfigError
 from modelserver.grpc_service import add_services, server_options, set_health
+from modelserver.limits import RequestLimits
 from modelserver.loader import Loader
 from modelserver.manager import AspiredVersionsManager
 from modelserver.options import ServerOptions, default_ram_budget
@@ -60,6 +63,22 @@ class ModelServer:
         self._config_text = files.model_config_text
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+
+    def control(self) -> ModelControl:
+        o = self.options
+        roots = o.allowed_roots
+        allowed = (
+            tuple(Path(r).resolve() for r in roots)
+            if roots
+            else default_roots(e.base_path for e in self.entries.values())
+        )
+        if o.enable_model_config_reload and not o.model_control_token:
+            log.warning(
+                "HandleReloadConfigRequest needs no token (set MODELSERVER_MODEL_CONTROL_TOKEN): anyone who "
+                "reaches the gRPC port can change the served models; never expose it publicly"
+            )
+        log.info("HandleReloadConfigRequest accepts base paths under %s", [str(r) for r in allowed])
+        return ModelControl(o.model_control_token, o.enable_model_config_reload, allowed)
 
     def _loader(self, name: str, version: int, path: Path) -> Loader:
         o = self.options
@@ -113,6 +132,8 @@ class ModelServer:
             batcher=batcher,
             method_name_check=o.enable_signature_method_name_check,
             threads=max(8, 2 * (os.cpu_count() or 1)),
+            limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
+            control=self.control(),
         )
         try:
             await self.core.apply_config(self.entries)
@@ -120,7 +141,7 @@ class ModelServer:
             await self.core.stop()
             raise ConfigError(f"could not apply the model config at start: {exc}") from None
 
-        grpc_server = grpc.aio.server(options=server_options())
+        grpc_server = grpc.aio.server(options=server_options(o.max_request_bytes))
         health = add_services(grpc_server, self.dataplane, healthcheck=o.enable_grpc_healthcheck_service)
         try:
             if o.port:
@@ -173,12 +194,21 @@ class ModelServer:
         o = self.options
         monitoring_path = self.monitoring.prometheus_path if self.monitoring.prometheus_enabled else None
         app = create_rest_app(
-            self.dataplane, monitoring_path=monitoring_path, enable_cors=o.rest_api_enable_cors_support
+            self.dataplane,
+            monitoring_path=monitoring_path,
+            enable_cors=o.rest_api_enable_cors_support,
+            max_body_bytes=o.rest_api_max_body_bytes,
+        )
+        limits = HttpLimits(
+            max_header_bytes=o.rest_api_max_header_bytes,
+            header_timeout=o.rest_api_header_timeout_seconds,
+            body_timeout=o.rest_api_body_timeout_seconds,
         )
         config = uvicorn.Config(
             _rest_protocol(app),
             host=o.bind_host,
             port=o.rest_api_port,
+            http=protocol_class(limits, _rest_error, "application/json"),
             lifespan="off",
             log_level="warning",
             access_log=False,
@@ -193,6 +223,13 @@ class ModelServer:
             await asyncio.sleep(0.02)
         log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
         return server, task
+
+
+def _rest_error(code: str, message: str) -> bytes:
+    del code
+    from modelserver.json_tensor import error_json
+
+    return error_json(message)
 
 
 def _uvicorn_server_class() -> type[Any]:

@@ -101,6 +101,18 @@ TOO_BIG = frozenset({413})
 MEDIA = frozenset({415})
 
 
+FASHION_REST = "/v1/models/fashion:predict"
+HOUSING_REST = "/v1/models/housing:regress"
+
+
+def _brackets(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+def _deep(depth: int) -> bytes:
+    return b'{"instances": ' + _brackets(depth) + b"}"
+
+
 def _record(**changes: object) -> dict[str, object]:
     return {**HOUSING_RECORD, **changes}
 
@@ -370,6 +382,64 @@ CASES: tuple[Case, ...] = (
         "REST: nested example feature",
         "modelserver",
         lambda _: _raw("/v1/models/housing:regress", b'{"examples": [{"median_income": [[1]]}]}'),
+        BAD,
+    ),
+    # --- issue 17: inputs that used to answer 500 with a traceback, or were taken laxly ----------------
+    Case("REST: instances nested 65 deep", "modelserver", lambda _: _raw(FASHION_REST, _deep(65)), BAD),
+    Case("REST: instances nested 1000 deep", "modelserver", lambda _: _raw(FASHION_REST, _deep(1000)), BAD),
+    Case(
+        "REST: 1000-deep signature_name",
+        "modelserver",
+        lambda _: _raw(FASHION_REST, b'{"instances": [1], "signature_name": ' + _brackets(1000) + b"}"),
+        BAD,
+    ),
+    Case(
+        "REST: version of 5000 digits",
+        "modelserver",
+        lambda _: _raw("/v1/models/text/versions/" + "7" * 5000 + ":predict", b'{"instances": ["a"]}'),
+        BAD,
+    ),
+    Case("REST: 1e400", "modelserver", lambda _: _raw(FASHION_REST, b'{"instances": [[1e400]]}'), BAD),
+    Case(
+        "REST: regress integer above int64",
+        "modelserver",
+        lambda _: _raw(HOUSING_REST, b'{"examples": [{"median_income": 1180591620717411303424}]}'),
+        BAD,
+    ),
+    Case(
+        "REST: 5000-digit integer",
+        "modelserver",
+        lambda _: _raw(HOUSING_REST, b'{"examples": [{"median_income": ' + b"9" * 5000 + b"}]}"),
+        BAD,
+    ),
+    Case(
+        "5000-digit integer in a record",
+        "gateway",
+        lambda _: _raw(HOUSING, b'{"records": [{"median_income": ' + b"9" * 5000 + b"}]}"),
+        BAD,
+    ),
+    Case(
+        "400-digit integer in a record (beyond float)",
+        "gateway",
+        lambda _: _raw(HOUSING, b'{"records": [{"median_income": ' + b"9" * 400 + b"}]}"),
+        BAD,
+    ),
+    Case(
+        'number as a string ("37.88")',
+        "gateway",
+        lambda _: Request("str", HOUSING, json={"records": [_record(latitude="37.88")]}),
+        BAD,
+    ),
+    Case(
+        "boolean as a number (true)",
+        "gateway",
+        lambda _: Request("bool", HOUSING, json={"records": [_record(latitude=True)]}),
+        BAD,
+    ),
+    Case(
+        "1000-deep value in a record",
+        "gateway",
+        lambda _: _raw(HOUSING, b'{"records": [{"median_income": ' + _brackets(1000) + b"}]}"),
         BAD,
     ),
 )

@@ -75,6 +75,17 @@ def headline(outcome: Outcome) -> str:
             f"{len(f.get('containers_as_root') or [])}; burst of {f.get('burst_sent')}: "
             f"{f.get('burst_refused_429')} x 429"
         )
+    if outcome.name == "attack":
+        return (
+            f"control: {f.get('control_refused')}/{f.get('control_tried')} reloads refused, healed in "
+            f"{f.get('control_heal_seconds')} s; gRPC tensors {f.get('grpc_tensor_refused')}/"
+            f"{f.get('grpc_tensor_tried')} refused (worst RSS +{f.get('grpc_tensor_worst_rss_mib')} MiB); "
+            f"gzip bomb {f.get('bomb_inflated_mib')} MiB: {f.get('bomb_modelserver_status')} "
+            f"(+{f.get('bomb_modelserver_rss_mib')} MiB); {f.get('header_bytes', 0) >> 20} MiB header: "
+            f"{f.get('modelserver_header_status')}/{f.get('gateway_header_status')}; "
+            f"{f.get('streamed_body_mib')} MiB JSON: {f.get('chunked_JSON_status')} "
+            f"(+{f.get('chunked_JSON_rss_mib')} MiB); logs: {f.get('log_tracebacks')} tracebacks"
+        )
     return ""
 
 
@@ -112,7 +123,7 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any], rows: list[dict[str,
             lines += ["Durations over their bound:"] + [f"- {miss}" for miss in outcome.over_bound] + [""]
         if outcome.notes:
             lines += [f"- note: {note}" for note in outcome.notes] + [""]
-        if outcome.cases and outcome.name in ("hostile", "versions"):
+        if outcome.cases and outcome.name in ("hostile", "versions", "attack"):
             keys = [k for k in outcome.cases[0] if k not in ("ok",)]
             lines.append("| " + " | ".join(keys) + " |")
             lines.append("|" + " --- |" * len(keys))
@@ -141,7 +152,7 @@ def write_results(
     ]
     names = {o.name for o in outcomes}
     kept = [s for s in _load(directory) if merge and s.get("name") not in names]
-    order = ["fuzz", "hostile", "versions", "faults", "hotswap", "soak", "security"]
+    order = ["fuzz", "hostile", "versions", "faults", "hotswap", "soak", "security", "attack"]
     scenarios = sorted(kept + fresh, key=lambda s: order.index(s["name"]) if s["name"] in order else 99)
     body = {"meta": meta, "passed": all(s["passed"] for s in scenarios), "scenarios": scenarios}
     write_atomic(directory / "results.json", json.dumps(body, indent=2) + "\n")

@@ -2,7 +2,8 @@
 reliability`` and ``tests/reliability`` both call.
 
 Stacks (each a private copy of the model repository, real processes on loopback):
-  A  hostile, security, fuzz       default settings (fuzz last: it drives the admin API)
+  A  hostile, security, fuzz,      default settings plus ``attack.attack_options`` (a model-control token,
+     attack                       short header/body timeouts); attack last: it empties and heals the server
   B  versions                      text + housing; modelserver as an unprivileged user when we are root
   C  faults                        modelserver as an unprivileged user when we are root
   D  hotswap, soak
@@ -18,14 +19,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reliability import faults, fuzz, hostile, hotswap, security, soak, versions
+from reliability import attack, faults, fuzz, hostile, hotswap, security, soak, versions
 from reliability.outcome import Outcome
 from reliability.repo import copy_repo
 from reliability.stack import Stack, StackOptions
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Scale", "privileges", "run_suite", "workdir"]
 
-SCENARIOS: tuple[str, ...] = ("hostile", "security", "fuzz", "versions", "faults", "hotswap", "soak")
+SCENARIOS: tuple[str, ...] = (
+    "hostile",
+    "security",
+    "fuzz",
+    "attack",
+    "versions",
+    "faults",
+    "hotswap",
+    "soak",
+)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 NOBODY = 65534
 
@@ -90,10 +100,10 @@ def run_suite(
         copy = copy_repo(repo, work / group / "repo", *((names,) if names else ()))
         return Stack(copy, work / group / "run", StackOptions(**options))  # type: ignore[arg-type]
 
-    if {"hostile", "security", "fuzz"} & set(only):
-        log("== stack A: hostile uploads, security, fuzzing")
+    if {"hostile", "security", "fuzz", "attack"} & set(only):
+        log("== stack A: hostile uploads, security, fuzzing, the independent attack")
         a = stack("a", gateway_env={"GATEWAY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)})
-        with Stack.start(a.repo, a.workdir, a.options) as running:
+        with Stack.start(a.repo, a.workdir, attack.attack_options(a.options)) as running:
             if "hostile" in only:
                 done(
                     _guard(
@@ -114,6 +124,14 @@ def run_suite(
                             gateway_examples=scale.gateway_examples,
                             modelserver_examples=scale.modelserver_examples,
                         ),
+                    )
+                )
+            if "attack" in only:
+                done(
+                    _guard(
+                        "attack",
+                        "Independent attack (issue 17)",
+                        lambda: attack.run(running, quick=scale is QUICK),
                     )
                 )
     if "versions" in only:

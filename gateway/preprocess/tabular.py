@@ -50,9 +50,13 @@ def validate_records(
                 raise BadRequest(
                     f"records[{index}].{name} must be a number or null, not {type(value).__name__}"
                 )
-            if not math.isfinite(float(value)):
-                raise BadRequest(f"records[{index}].{name} must be finite (use null for unknown)")
-            row[name] = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond float range
+                number = math.inf
+            if not math.isfinite(number):
+                raise BadRequest(f"records[{index}].{name} must be a finite number (use null for unknown)")
+            row[name] = number
         if all(v is None for v in row.values()):
             raise BadRequest(f"records[{index}] has no known feature; known: {known}")
         clean.append(row)

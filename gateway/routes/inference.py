@@ -25,6 +25,7 @@ from starlette.datastructures import UploadFile
 from gateway.contract import ModelInfo
 from gateway.deps import Services, ServicesDep
 from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
+from gateway.forms import read_form
 from gateway.preprocess.image import ImageSpec, images_to_batch
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
 from gateway.preprocess.text import texts_to_bytes
@@ -96,23 +97,31 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
     settings = services.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     inputs = _Inputs()
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send it uncompressed")
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=settings.max_files, max_fields=10)
-        uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
-        if not uploads:
-            raise BadRequest(
-                'no file sent; upload images as multipart form field "file" (curl -F file=@x.png)'
-            )
-        if len(uploads) > settings.max_files:
-            raise TooManyItems("files", len(uploads), settings.max_files)
-        for index, upload in enumerate(uploads):
-            data = await upload.read(settings.max_upload_bytes + 1)
-            name = upload.filename or f"file[{index}]"
-            if len(data) > settings.max_upload_bytes:
-                raise PayloadTooLarge(
-                    f"file {name!r} is over {settings.max_upload_bytes} bytes; send a smaller file"
+        form = await read_form(
+            request, max_files=settings.max_files, max_fields=10, max_file_bytes=settings.max_upload_bytes
+        )
+        try:
+            uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+            if not uploads:
+                raise BadRequest(
+                    'no file sent; upload images as multipart form field "file" (curl -F file=@x.png)'
                 )
-            inputs.files.append((name, data))
+            if len(uploads) > settings.max_files:
+                raise TooManyItems("files", len(uploads), settings.max_files)
+            for index, upload in enumerate(uploads):
+                data = await upload.read(settings.max_upload_bytes + 1)
+                name = upload.filename or f"file[{index}]"
+                if len(data) > settings.max_upload_bytes:
+                    raise PayloadTooLarge(
+                        f"file {name!r} is over {settings.max_upload_bytes} bytes; send a smaller file"
+                    )
+                inputs.files.append((name, data))
+        finally:
+            await form.close()
         return inputs
     if content_type in ("application/json", ""):
         raw = await request.body()
@@ -124,6 +133,8 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
         except RecursionError:  # the stdlib parser recurses per nesting level
             raise BadRequest("body is not valid JSON: nested too deeply; send a flat object") from None
+        except ValueError as exc:  # an integer literal over Python's digit limit
+            raise BadRequest(f"body is not valid JSON: {str(exc)[:120]}; send numbers as decimals") from None
         if not isinstance(body, dict) or len(body.keys() & {"texts", "records"}) != 1:
             raise BadRequest(
                 'send JSON {"texts": [...]} for text models or {"records": [...]} for tabular models'

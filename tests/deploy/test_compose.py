@@ -132,9 +132,11 @@ def test_modelserver_override_keeps_the_very_same_flags(
         for key in ("command", "healthcheck", "volumes", "network_mode", "restart"):
             assert ours[key] == official[key], f"the override changed {key} of serving-{name}"
         environment = ours.get("environment", {})
-        assert set(environment) <= {"MODELSERVER_BIND_HOST"}, "the override passes flags, not variables"
+        # flags, not variables - except the bind address and the control token (a secret stays out of `ps`)
+        allowed = {"MODELSERVER_BIND_HOST", "MODELSERVER_MODEL_CONTROL_TOKEN"}
+        assert set(environment) <= allowed, "the override passes flags, not variables"
         options = ServerOptions(_env_file=None, bind_host=environment["MODELSERVER_BIND_HOST"])
-        assert options.bind_host == "0.0.0.0"
+        assert options.bind_host == "127.0.0.1", "the serving ports must stay off public interfaces"
     assert compose_modelserver["services"]["gateway"] == compose["services"]["gateway"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from devtools.waiting import async_wait_until
 from modelserver.batching import Batcher
 from modelserver.config import BatchingConfig
-from modelserver.errors import InvalidArgument, Unavailable
+from modelserver.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from modelserver.limits import DEADLINE
 from modelserver.loader import Loader
 from modelserver.metrics import Metrics
 from modelserver.servable import Servable
@@ -142,3 +144,29 @@ def test_large_batch_splitting(servables: dict[str, Servable]) -> None:
             batcher.shutdown()
 
     np.testing.assert_array_equal(asyncio.run(main())["y"], np.arange(10, dtype=np.float32) * 0.5 + 2)
+
+
+def test_a_task_whose_deadline_passes_in_the_queue_is_not_run(servables: dict[str, Servable]) -> None:
+    metrics = Metrics()
+    servable = servables["half_plus_two"]
+    # The batch is cut 200 ms after its first task; the late task's deadline is 10 ms after it queued.
+    config = BatchingConfig(max_batch_size=8, batch_timeout_micros=200_000)
+
+    async def main() -> list[object]:
+        batcher = Batcher(config, metrics)
+
+        async def late() -> dict[str, np.ndarray]:
+            DEADLINE.set(time.monotonic() + 0.01)
+            return await batcher.run(servable, "serving_default", {"x": np.array([5.0, 6.0], np.float32)})
+
+        try:
+            on_time = batcher.run(servable, "serving_default", {"x": np.array([1.0], np.float32)})
+            return await asyncio.gather(on_time, late(), return_exceptions=True)
+        finally:
+            batcher.shutdown()
+
+    served, dropped = asyncio.run(main())
+    assert isinstance(dropped, DeadlineExceeded)
+    assert isinstance(served, dict)
+    np.testing.assert_allclose(served["y"], [2.5])
+    assert _batch_sizes(metrics, "half_plus_two") == (1.0, 1.0)  # one batch, one row: the late rows never ran

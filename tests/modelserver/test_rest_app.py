@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from modelserver import rest
 from modelserver.rest import create_rest_app
 
 
@@ -22,11 +21,14 @@ class _NoModels:
         raise AssertionError(f"the data plane was called ({name}) for a request the adapter answers itself")
 
 
-def _request(method: str, path: str, *, cors: bool = False, **kwargs: Any) -> httpx.Response:
+def _request(
+    method: str, path: str, *, cors: bool = False, max_body_bytes: int = 1 << 20, **kwargs: Any
+) -> httpx.Response:
     app = create_rest_app(
         _NoModels(),  # type: ignore[arg-type]
         monitoring_path="/metrics/here",
         enable_cors=cors,
+        max_body_bytes=max_body_bytes,
         render_metrics=lambda: (b"modelserver_up 1\n", "text/plain; version=0.0.4; charset=utf-8"),
     )
 
@@ -56,6 +58,12 @@ DISPATCH = [
         {"error": "Failed to convert version: 9223372036854775808 to numeric."},
     ),
     ("GET", "/healthz", 404, {"error": "Not found: GET /healthz"}),
+    (
+        "GET",
+        "/v1/models/m/versions/" + "9" * 5000,
+        400,
+        {"error": "Failed to convert version: " + "9" * 40 + " to numeric."},
+    ),
 ]
 
 
@@ -103,10 +111,40 @@ def test_undecodable_bodies_are_400(encoding: str, body: bytes, message: str) ->
     assert reply.json()["error"].startswith(message)
 
 
-def test_gzip_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rest, "MAX_INFLATED_BYTES", 1000)
-    compressor = zlib.compressobj(wbits=31)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_gzip_bomb_is_refused_at_the_body_limit(encoding: str) -> None:
+    compressor = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
     bomb = compressor.compress(b" " * 100_000) + compressor.flush()
-    reply = _request("POST", "/v1/models/m:predict", content=bomb, headers={"Content-Encoding": "gzip"})
-    assert reply.status_code == 400
-    assert reply.json() == {"error": "Request body inflates beyond 1000 bytes"}
+    reply = _request(
+        "POST",
+        "/v1/models/m:predict",
+        content=bomb,
+        headers={"Content-Encoding": encoding},
+        max_body_bytes=1000,
+    )
+    assert reply.status_code == 413
+    assert "over 1000 bytes" in reply.json()["error"]
+
+
+def test_declared_length_over_the_limit_is_413_before_reading() -> None:
+    reply = _request("POST", "/v1/models/m:predict", content=b"x" * 2000, max_body_bytes=1000)
+    assert reply.status_code == 413
+
+
+def test_streamed_body_over_the_limit_is_413() -> None:
+    def chunks() -> Any:
+        for _ in range(5):
+            yield b"x" * 500
+
+    async def go() -> httpx.Response:
+        app = create_rest_app(_NoModels(), max_body_bytes=1000)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+
+            async def body() -> Any:
+                for chunk in chunks():
+                    yield chunk
+
+            return await client.post("/v1/models/m:predict", content=body())
+
+    assert asyncio.run(go()).status_code == 413

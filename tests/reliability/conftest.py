@@ -1,6 +1,7 @@
 """Stacks for the fast reliability subset (the full suite is ``make reliability``).
 
-- ``stack``: all three exported models, default gateway settings (hostile uploads, security, fuzzing).
+- ``stack``: all three exported models, default gateway settings plus ``attack.attack_options`` (hostile
+  uploads, security, fuzzing, the independent attack).
 - ``housing_stack``: the housing model only, the modelserver as ``nobody`` when the tests run as root, so
   file permissions apply to it (bad versions, faults, hot swaps). Tests may change its repository.
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reliability.attack import attack_options
 from reliability.repo import copy_repo
 from reliability.stack import Stack, StackOptions
 from reliability.suite import MAX_UPLOAD_BYTES, privileges, workdir
@@ -32,7 +34,7 @@ def _remove(work: Path) -> None:
 def stack(model_repo: Path) -> Iterator[Stack]:
     work = workdir("tfserve-reliability-test-")
     repo = copy_repo(model_repo, work / "repo")
-    options = StackOptions(gateway_env={"GATEWAY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)})
+    options = attack_options(StackOptions(gateway_env={"GATEWAY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}))
     try:
         with Stack.start(repo, work / "run", options) as running:
             yield running

@@ -52,7 +52,7 @@ function bars(pairs, { highlight = 0 } = {}) {
         { class: i === highlight ? "best" : "" },
         h("span", { class: "bar-label" }, p.label),
         h("span", { class: "bar-track", role: "img", "aria-label": `${p.label} ${pct.toFixed(1)}%` },
-          h("span", { class: "bar-fill", style: `width:${pct.toFixed(1)}%` })),
+          h("span", { class: "bar-fill", css: `width:${pct.toFixed(1)}%` })),
         h("span", { class: "bar-score" }, pct > 0 && pct < 0.1 ? "<0.1%" : `${pct.toFixed(1)}%`),
       );
     }),
