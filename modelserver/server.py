@@ -29,6 +29,8 @@ from modelserver.errors import ConfigError
 from modelserver.grpc_service import add_services, server_options, set_health
 from modelserver.loader import Loader
 from modelserver.manager import AspiredVersionsManager
+from modelserver.oip import OipDataPlane
+from modelserver.oip_grpc import add_oip_service
 from modelserver.options import ServerOptions, default_ram_budget
 from modelserver.warmup import WarmupOptions
 
@@ -114,6 +116,7 @@ class ModelServer:
             method_name_check=o.enable_signature_method_name_check,
             threads=max(8, 2 * (os.cpu_count() or 1)),
         )
+        self.oip = OipDataPlane(self.dataplane)
         try:
             await self.core.apply_config(self.entries)
         except Exception as exc:
@@ -122,6 +125,7 @@ class ModelServer:
 
         grpc_server = grpc.aio.server(options=server_options())
         health = add_services(grpc_server, self.dataplane, healthcheck=o.enable_grpc_healthcheck_service)
+        add_oip_service(grpc_server, self.oip)  # KServe v2 beside PredictionService
         try:
             if o.port:
                 grpc_server.add_insecure_port(f"{o.bind_host}:{o.port}")
@@ -176,7 +180,7 @@ class ModelServer:
             self.dataplane, monitoring_path=monitoring_path, enable_cors=o.rest_api_enable_cors_support
         )
         config = uvicorn.Config(
-            _rest_protocol(app),
+            with_oip_rest(_rest_protocol(app), self.oip),
             host=o.bind_host,
             port=o.rest_api_port,
             lifespan="off",
@@ -193,6 +197,21 @@ class ModelServer:
             await asyncio.sleep(0.02)
         log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
         return server, task
+
+
+def with_oip_rest(app: ASGIApp, oip: OipDataPlane) -> ASGIApp:
+    """TF Serving's REST API with the Open Inference Protocol's ``/v2`` paths mounted beside it."""
+    from modelserver.oip_rest import OipRestApi, is_oip_path
+
+    oip_app = OipRestApi(oip)
+
+    async def routed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and is_oip_path(scope.get("path", "")):
+            await oip_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return routed
 
 
 def _uvicorn_server_class() -> type[Any]:
