@@ -95,7 +95,7 @@ def array_datatype(array: np.ndarray) -> str:
     return found
 
 
-def check_shape(name: str, shape: Sequence[Any]) -> tuple[int, ...]:
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     """A request shape as a tuple of non-negative ints, or InvalidArgument."""
     if not isinstance(shape, (list, tuple)) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in shape
@@ -219,7 +219,7 @@ def _as_bytes(value: Any) -> bytes:
 def to_raw(array: np.ndarray, datatype: str) -> bytes:
     """One output as raw bytes (binary data extension / ``raw_output_contents``)."""
     if datatype == BYTES:
-        parts = []
+        parts: list[bytes] = []
         for value in array.ravel().tolist():
             data = _as_bytes(value)
             parts += (_LENGTH.pack(len(data)), data)
