@@ -6,6 +6,7 @@
 | `GATEWAY_PORT` | `8000` | HTTP port |
 | `GATEWAY_DEFAULT_MODEL_SERVER` | `127.0.0.1:8500` | gRPC `host:port` for models not in `MODEL_SERVERS` |
 | `GATEWAY_MODEL_SERVERS` | `{}` | JSON `{"model": "host:port"}`: the server of each model |
+| `GATEWAY_MODEL_PROTOCOLS` | `{}` | JSON `{"model": "oip"}`: models called over OIP (KServe v2) gRPC |
 | `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, admin |
 | `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
 | `GATEWAY_STATE_FILE` | `gateway-state.json` | admin state (pins, labels, history), atomic writes |
@@ -41,6 +42,7 @@ __all__ = ["Settings", "get_settings"]
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
 _MODEL_NAME = re.compile(r"^[^/:\s]+$")
+Protocol = Literal["tfserving", "oip"]
 
 
 def _check_address(value: str) -> str:
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     default_model_server: str = "127.0.0.1:8500"
     model_servers: Annotated[dict[str, str], NoDecode] = {}
+    model_protocols: Annotated[dict[str, Protocol], NoDecode] = {}
     model_config_file: Path | None = Path("models/models.config")
     models: Annotated[list[str], NoDecode] = []
     state_file: Path = Path("gateway-state.json")
@@ -88,6 +91,26 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f'GATEWAY_MODEL_SERVERS must be JSON like {{"fashion": "host:8500"}}: {exc}'
                 ) from exc
+        return value
+
+    @field_validator("model_protocols", mode="before")
+    @classmethod
+    def _parse_protocols(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f'GATEWAY_MODEL_PROTOCOLS must be JSON like {{"fashion": "oip"}}: {exc}'
+                ) from exc
+        return value
+
+    @field_validator("model_protocols")
+    @classmethod
+    def _check_protocol_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_PROTOCOLS is not a valid model name")
         return value
 
     @field_validator("models", mode="before")
@@ -151,6 +174,10 @@ class Settings(BaseSettings):
     def server_for(self, model: str) -> str:
         """The gRPC address serving ``model``."""
         return self.model_servers.get(model, self.default_model_server)
+
+    def protocol_for(self, model: str) -> Protocol:
+        """How ``model`` is called: TF Serving's API (default) or the Open Inference Protocol."""
+        return self.model_protocols.get(model, "tfserving")
 
 
 @lru_cache(maxsize=1)
