@@ -179,11 +179,18 @@ class OipDataPlane:
         """True when the named version (latest: any) is AVAILABLE; NotFound for unknown models/labels."""
         where = target(model_name, version)
         self._known(where)
+        manager = self._dp.manager
         try:
-            with self._dp.manager.acquire(where.model, where.version, where.label) as handle:
+            number = manager.resolve_version(where.model, where.version, where.label)
+            manager.status(where.model, number)  # NotFound: a version the server has never seen
+            with manager.acquire(where.model, where.version, where.label) as handle:
                 return where.signature in handle.servable.signature_defs
         except UnknownVersionLabel as error:
             raise NotFound(f"Model {where.model!r} has no version label {where.label!r}") from error
+        except NotFound as error:
+            if isinstance(error, ServableNotFound):
+                return False
+            raise NotFound(f"Model {where.model!r} has no version {where.version}") from error
         except ServingError:
             return False
 
