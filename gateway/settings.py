@@ -52,6 +52,16 @@ def _check_address(value: str) -> str:
     return value
 
 
+def _json_map(value: object, variable: str, example: str) -> object:
+    """A JSON object given as an environment string (other values pass through to validation)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{variable} must be JSON like {example}: {exc}") from exc
+    return value
+
+
 class Settings(BaseSettings):
     """Every knob of the gateway (table in the module docstring). Invalid or unsafe values fail at start."""
 
@@ -84,26 +94,12 @@ class Settings(BaseSettings):
     @field_validator("model_servers", mode="before")
     @classmethod
     def _parse_servers(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f'GATEWAY_MODEL_SERVERS must be JSON like {{"fashion": "host:8500"}}: {exc}'
-                ) from exc
-        return value
+        return _json_map(value, "GATEWAY_MODEL_SERVERS", '{"fashion": "host:8500"}')
 
     @field_validator("model_protocols", mode="before")
     @classmethod
     def _parse_protocols(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f'GATEWAY_MODEL_PROTOCOLS must be JSON like {{"fashion": "oip"}}: {exc}'
-                ) from exc
-        return value
+        return _json_map(value, "GATEWAY_MODEL_PROTOCOLS", '{"fashion": "oip"}')
 
     @field_validator("model_protocols")
     @classmethod

@@ -10,22 +10,20 @@ UNIMPLEMENTED: models are loaded from the model config, as in TF Serving (docs/o
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import grpc
 import numpy as np
 
 from modelserver.dataplane import PROTOCOL
-from modelserver.errors import InvalidArgument, ServingError
+from modelserver.errors import InvalidArgument
+from modelserver.grpc_service import _answer
 from modelserver.oip import InferRequest, InferResponse, OipDataPlane, RequestedOutput, Tensor
 from modelserver.oip_protos import grpc_predict_v2_pb2 as pb
 from modelserver.oip_protos import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelserver.oip_tensors import DATATYPES, check_shape, from_json_data, from_raw, to_raw
 
 __all__ = ["SERVICE_NAME", "GRPCInferenceServiceAdapter", "add_oip_service"]
-
-log = logging.getLogger("modelserver.oip")
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 # The typed contents field of each datatype (FP16 travels raw only).
@@ -116,15 +114,8 @@ class GRPCInferenceServiceAdapter(pb_grpc.GRPCInferenceServiceServicer):
         self._oip = oip
 
     async def _answer(self, context: grpc.aio.ServicerContext, call: Any) -> Any:
-        PROTOCOL.set("oip_grpc")
-        try:
-            return await call()
-        except ServingError as exc:
-            await context.abort(exc.code, exc.message)
-        except Exception:  # the data plane maps everything; this is the last line of defence
-            log.exception("unexpected error in an OIP gRPC call")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-        raise AssertionError("unreachable")  # context.abort always raises
+        PROTOCOL.set("oip_grpc")  # the metrics label; errors map as for TF Serving's services
+        return await _answer(context, call)
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         return pb.ServerLiveResponse(live=self._oip.server_live())

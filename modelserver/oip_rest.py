@@ -26,6 +26,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 HEADER_LENGTH = "inference-header-content-length"
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
+# Bodies above this size are parsed and written off the event loop so small requests keep flowing.
+_OFFLOAD_BYTES = 256 * 1024
 _MODEL = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?")
 _REFUSED_PARAMETERS = {
     "shared_memory_region": "the shared memory extensions are not supported (docs/oip.md)",
@@ -239,9 +242,17 @@ class OipRestApi:
 
     async def _infer(self, request: Request, model: str, version: str) -> Response:
         body = await _read_body(request)
-        parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH), model, version)
+        header = request.headers.get(HEADER_LENGTH)
+        if len(body) < _OFFLOAD_BYTES:
+            parsed = parse_infer_request(body, header, model, version)
+        else:
+            parsed = await anyio.to_thread.run_sync(parse_infer_request, body, header, model, version)
         response = await self._oip.infer(parsed)
-        payload, json_length = render_infer_response(response, parsed)
+        size = sum(t.array.nbytes for t in response.outputs)
+        if size < _OFFLOAD_BYTES:
+            payload, json_length = render_infer_response(response, parsed)
+        else:
+            payload, json_length = await anyio.to_thread.run_sync(render_infer_response, response, parsed)
         if json_length is None:
             return Response(payload, media_type=JSON)
         return Response(payload, media_type=OCTET_STREAM, headers={HEADER_LENGTH: str(json_length)})

@@ -1,7 +1,9 @@
-"""The Open Inference Protocol (KServe v2) on a real modelserver with tiny models of known answers: REST under
-``/v2`` on the TF Serving REST port and ``inference.GRPCInferenceService`` on the gRPC port - health,
-metadata, versions and labels, signatures, requested outputs, the binary data extension, and every kind of
-bad input answered with 400/404 (INVALID_ARGUMENT/NOT_FOUND), never a 5xx."""
+"""The Open Inference Protocol (KServe v2) on a real modelserver with tiny models of known answers (the
+server of ``test_server_e2e``: batching and monitoring on, ``half`` versions 1 and 2 labelled stable and
+canary, ``multi``, ``strings``): REST under ``/v2`` on the TF Serving REST port and
+``inference.GRPCInferenceService`` on the gRPC port - health, metadata, versions and labels, signatures,
+requested outputs, the binary data extension, and every kind of bad input answered with 400/404
+(INVALID_ARGUMENT/NOT_FOUND), never a 5xx."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import base64
 import json
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,42 +20,13 @@ import pytest
 
 from modelserver.oip_protos import grpc_predict_v2_pb2 as pb
 from modelserver.oip_protos import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.support.procs import ModelServerHandle, start_modelserver
-from tests.support.tiny_models import publish
+from tests.modelserver import test_server_e2e
+from tests.support.procs import ModelServerHandle
 
 pytestmark = pytest.mark.e2e
 
 HEADER = "Inference-Header-Content-Length"
-
-
-@pytest.fixture(scope="module")
-def server(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerHandle]:
-    root = tmp_path_factory.mktemp("oip_repo")
-    publish(tiny["half_plus_two"], root / "half", 1)
-    publish(tiny["half_plus_three"], root / "half", 2)
-    publish(tiny["multi_input"], root / "multi", 1)
-    publish(tiny["strings"], root / "strings", 1)
-    config = root / "models.config"
-    config.write_text(
-        f"""model_config_list {{
-          config {{ name: "half" base_path: "{root / "half"}" model_platform: "tensorflow"
-                    model_version_policy {{ all {{}} }}
-                    version_labels {{ key: "stable" value: 1 }} version_labels {{ key: "canary" value: 2 }} }}
-          config {{ name: "multi" base_path: "{root / "multi"}" model_platform: "tensorflow" }}
-          config {{ name: "strings" base_path: "{root / "strings"}" model_platform: "tensorflow" }}
-        }}"""
-    )
-    monitoring = root / "monitoring.config"
-    monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }')
-    batching = root / "batching.config"
-    batching.write_text("max_batch_size { value: 16 } batch_timeout_micros { value: 1000 }")
-    flags = [
-        f"--monitoring_config_file={monitoring}",
-        "--enable_batching",
-        f"--batching_parameters_file={batching}",
-    ]
-    with start_modelserver(config, extra_flags=flags, log_path=root / "server.log") as handle:
-        yield handle
+server = test_server_e2e.server  # the same tiny-model server fixture, one process per module
 
 
 @pytest.fixture(scope="module")
