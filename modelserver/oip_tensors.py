@@ -18,7 +18,6 @@ import base64
 import binascii
 import math
 import struct
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
