@@ -10,6 +10,7 @@ UNIMPLEMENTED: models are loaded from the model config, as in TF Serving (docs/o
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
@@ -61,9 +62,9 @@ def _contents(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -
     if datatype == "BYTES":
         array = np.empty(len(values), dtype=object)
         array[:] = values
-        if array.size != int(np.prod(shape)):
+        if array.size != math.prod(shape):
             raise InvalidArgument(
-                f"input '{name}': shape {list(shape)} needs {int(np.prod(shape))} elements but contents "
+                f"input '{name}': shape {list(shape)} needs {math.prod(shape)} elements but contents "
                 f"holds {array.size}"
             )
         return array.reshape(shape)
