@@ -279,12 +279,16 @@ def main(argv: list[str] | None = None) -> int:
             f"--model_config_file={config}",
         ]
         env = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-        with ServerProcess("modelserver", argv, log_path=work / "modelserver.log", env=env) as server:
-            deadline = time.monotonic() + 180
-            while http_get(f"http://127.0.0.1:{rest_port}/v2/health/ready")[0] != 200:
-                if time.monotonic() > deadline or not server.alive():
-                    raise SystemExit(f"the modelserver did not get ready; see {work / 'modelserver.log'}")
-                time.sleep(0.2)
+        ready_url = f"http://127.0.0.1:{rest_port}/v2/health/ready"
+        server = ServerProcess(
+            argv,
+            name="modelserver",
+            log_path=work / "modelserver.log",
+            env=env,
+            ready=lambda: http_get(ready_url)[0] == 200,
+            startup_timeout=180,
+        )
+        with server:
             images = fashion_images(args.data_dir, 32).astype(np.float32)[..., None] / 255.0
             tensor = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
             payloads = {

@@ -183,7 +183,7 @@ class ModelClient:
         label: str | None,
         signature: str,
         output_filter: Sequence[str],
-        timeout: float | None,
+        timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
     ) -> predict_pb2.PredictResponse:
         try:
             request = oip.infer_request(
@@ -288,7 +288,10 @@ class ModelClient:
 
     @staticmethod
     async def _oip_status(
-        server: _Server, model: str, version: int | None, timeout: float
+        server: _Server,
+        model: str,
+        version: int | None,
+        timeout: float,  # noqa: ASYNC109 - each call's gRPC deadline
     ) -> get_model_status_pb2.GetModelStatusResponse:
         """Status over OIP: the versions ModelMetadata lists (or the one asked for), AVAILABLE when ready."""
         if version is None:

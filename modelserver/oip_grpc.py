@@ -118,22 +118,22 @@ class GRPCInferenceServiceAdapter(pb_grpc.GRPCInferenceServiceServicer):
         PROTOCOL.set("oip_grpc")  # the metrics label; errors map as for TF Serving's services
         return await _answer(context, call)
 
-    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=self._oip.server_live())
 
-    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerReadyResponse(ready=self._oip.server_ready())
 
-    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerMetadataResponse(**self._oip.server_metadata())
 
-    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def call() -> Any:
             return pb.ModelReadyResponse(ready=self._oip.model_ready(request.name, request.version))
 
         return await self._answer(context, call)
 
-    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def call() -> Any:
             metadata = await self._oip.model_metadata(request.name, request.version)
             tensor = pb.ModelMetadataResponse.TensorMetadata
@@ -147,7 +147,7 @@ class GRPCInferenceServiceAdapter(pb_grpc.GRPCInferenceServiceServicer):
 
         return await self._answer(context, call)
 
-    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def call() -> Any:
             return infer_response(await self._oip.infer(infer_request(request)))
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from devtools.fashion import encode, fashion_test_images
+from devtools.servers import Gateway, start_gateway
 from tests.gateway.conftest import MODELS
-from tests.support.fashion import encode, fashion_test_images
-from tests.support.gateway_proc import Gateway, start_gateway
 
 pytestmark = pytest.mark.e2e
 

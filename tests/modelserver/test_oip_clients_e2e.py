@@ -15,10 +15,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
+from devtools.servers import ModelServerHandle, start_modelserver
 from tests.modelserver.test_server_e2e import Client
 from tests.support.oip_clients import decode_array, encode_array
 from tests.support.oip_venv import oip_python, run_client
-from tests.support.procs import ModelServerHandle, start_modelserver
 
 pytestmark = pytest.mark.e2e
 

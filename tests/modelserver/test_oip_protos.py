@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
+from devtools.procs import REPO_ROOT
 from tests.support.oip_venv import oip_python
-from tests.support.procs import REPO_ROOT
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.procs import REPO_ROOT
+from devtools.procs import REPO_ROOT
 
 __all__ = ["OIP_PYTHON", "oip_python", "run_client"]
 
