@@ -15,7 +15,7 @@ GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 GATEWAY_PORT ?= 8000
 
-.PHONY: help install run export models-if-absent test test-unit check lint browser
+.PHONY: help install run export models-if-absent test test-unit check lint browser oip-clients
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install the stack with its dev tools
 
+# NVIDIA's tritonclient and the KServe SDK (pyproject's oip-clients extra) in their own venv: both pin
+# protobuf < 7 (the stack runs 7), and they cannot share one process (both register `inference.*` protos).
+OIP_VENV ?= .venv-oip
+$(OIP_VENV)/.installed: pyproject.toml
+	@test -x $(OIP_VENV)/bin/python || $(PYTHON) -m venv $(OIP_VENV)
+	$(OIP_VENV)/bin/python -m pip install --upgrade --quiet pip
+	$(OIP_VENV)/bin/python -m pip install --quiet -e '.[oip-clients]'
+	@touch $@
+
+oip-clients: $(OIP_VENV)/.installed  ## the OIP clients venv (.venv-oip) the OIP tests drive the modelserver with
+
 export: install  ## train and publish all three models (next free version of each)
 	$(PY) -m export all --models-dir $(MODELS_DIR)
 
@@ -47,7 +58,7 @@ models-if-absent: install
 run: models-if-absent  ## install, export models if absent, start modelserver + gateway (Ctrl-C stops)
 	@scripts/run-stack.sh
 
-test: install browser bench-loadgen  ## the test suite, with coverage (CI runs `make check` then this)
+test: install browser bench-loadgen oip-clients  ## the test suite, with coverage (CI runs `make check` then this)
 	$(PY) -m pytest -q --cov --cov-report=term:skip-covered
 
 test-unit: install  ## the fast tier for the edit-test loop: no model training, no server processes

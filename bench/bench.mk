@@ -1,6 +1,6 @@
 # Included by the main Makefile (-include bench/bench.mk); uses its $(PY), $(VENV) and install /
 # models-if-absent targets.
-.PHONY: bench bench-smoke bench-tools bench-loadgen
+.PHONY: bench bench-smoke bench-tools bench-loadgen bench-oip
 
 # The C load generators from Debian (h2load: unary gRPC; wrk: HTTP); tests/bench needs them too.
 bench-loadgen:
@@ -20,3 +20,6 @@ bench: bench-tools models-if-absent  ## measure the serving path (~6 min): bench
 
 bench-smoke: bench-tools models-if-absent  ## the bench harness end to end at a tiny scale (results in bench/results/smoke)
 	$(PY) -m bench --smoke --results-dir bench/results/smoke
+
+bench-oip: install  ## OIP binary data vs JSON on the REST port (~1 min): bench/results/oip-binary.{json,md,png}
+	$(PY) -m bench.oip_binary

@@ -19,6 +19,10 @@ Contract
   calls made are idempotent (HandleReloadConfigRequest sets the whole config, so repeating it is harmless).
 - **Sizes.** Send and receive limits are ``GATEWAY_MAX_MESSAGE_BYTES`` (the gRPC default of 4 MiB is too small
   for image batches).
+- **Protocols.** A model is called over TF Serving's APIs unless ``GATEWAY_MODEL_PROTOCOLS`` says ``oip``:
+  then over the Open Inference Protocol's ``inference.GRPCInferenceService`` (Triton, KServe runtimes, our
+  modelserver), translated by ``gateway.oip`` so callers always get TF Serving's reply messages. Classify,
+  Regress and config reloads exist only in TF Serving's API.
 - **Errors.** Every gRPC failure is raised as ``gateway.errors.UpstreamError`` carrying the gRPC code and the
   server's message; nothing else escapes. Latency, errors and retries are counted in ``gateway.metrics``.
 """
@@ -33,8 +37,10 @@ from typing import TypeVar
 import grpc
 from google.protobuf.wrappers_pb2 import Int64Value
 
+from gateway import oip
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
+from gateway.protos.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from gateway.protos.tensorflow.core.example import example_pb2
 from gateway.protos.tensorflow.core.framework import tensor_pb2
 from gateway.protos.tensorflow_serving.apis import (
@@ -89,6 +95,7 @@ class _Server:
         )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self.channel)
 
 
 class ModelClient:
@@ -101,6 +108,9 @@ class ModelClient:
 
     def address_for(self, model: str) -> str:
         return self._settings.server_for(model)
+
+    def _oip(self, model: str) -> bool:
+        return self._settings.protocol_for(model) == "oip"
 
     def _server(self, address: str) -> _Server:
         server = self._servers.get(address)
@@ -149,18 +159,48 @@ class ModelClient:
         output_filter: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
     ) -> predict_pb2.PredictResponse:
+        server = self._server(self.address_for(model))
+        if self._oip(model):
+            return await self._infer(server, model, inputs, version, label, signature, output_filter, timeout)
         request = predict_pb2.PredictRequest(
             model_spec=model_spec(model, version, label, signature), output_filter=list(output_filter)
         )
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
-        server = self._server(self.address_for(model))
         return await self._call(
             server.address,
             "Predict",
             lambda t: server.prediction.Predict(request, timeout=t),
             timeout or self._settings.timeout_seconds,
         )
+
+    async def _infer(
+        self,
+        server: _Server,
+        model: str,
+        inputs: dict[str, tensor_pb2.TensorProto],
+        version: int | None,
+        label: str | None,
+        signature: str,
+        output_filter: Sequence[str],
+        timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
+    ) -> predict_pb2.PredictResponse:
+        try:
+            request = oip.infer_request(
+                model, inputs, version=version, label=label, signature=signature, output_filter=output_filter
+            )
+        except ValueError as exc:
+            raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc), address=server.address) from None
+        reply = await self._call(
+            server.address,
+            "ModelInfer",
+            lambda t: server.oip.ModelInfer(request, timeout=t),
+            timeout or self._settings.timeout_seconds,
+        )
+        try:
+            return oip.predict_response(reply, model, signature)
+        except ValueError as exc:
+            raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc), address=server.address) from None
 
     async def classify(
         self,
@@ -207,10 +247,23 @@ class ModelClient:
     async def metadata(
         self, model: str, *, version: int | None = None, label: str | None = None
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        server = self._server(self.address_for(model))
+        if self._oip(model):
+            reply = await self._call(
+                server.address,
+                "ModelMetadata",
+                lambda t: server.oip.ModelMetadata(
+                    grpc_predict_v2_pb2.ModelMetadataRequest(
+                        name=model, version=oip.version_string(version, label)
+                    ),
+                    timeout=t,
+                ),
+                self._settings.metadata_timeout_seconds,
+            )
+            return oip.metadata_response(reply, model, version)
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
         )
-        server = self._server(self.address_for(model))
         return await self._call(
             server.address,
             "GetModelMetadata",
@@ -221,14 +274,41 @@ class ModelClient:
     async def status(
         self, model: str, *, version: int | None = None, retry: bool = True
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
         server = self._server(self.address_for(model))
-        call = lambda t: server.models.GetModelStatus(request, timeout=t)  # noqa: E731
+        if self._oip(model):
+            call = lambda t: self._oip_status(server, model, version, t)  # noqa: E731
+        else:
+            request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
+            call = lambda t: server.models.GetModelStatus(request, timeout=t)  # noqa: E731
         if not retry:  # readiness probes answer at once
             return await self._call_once(server.address, "GetModelStatus", call)
         return await self._call(
             server.address, "GetModelStatus", call, self._settings.metadata_timeout_seconds
         )
+
+    @staticmethod
+    async def _oip_status(
+        server: _Server,
+        model: str,
+        version: int | None,
+        timeout: float,  # noqa: ASYNC109 - each call's gRPC deadline
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """Status over OIP: the versions ModelMetadata lists (or the one asked for), AVAILABLE when ready."""
+        if version is None:
+            metadata = await server.oip.ModelMetadata(
+                grpc_predict_v2_pb2.ModelMetadataRequest(name=model), timeout=timeout
+            )
+            versions = [v for v in metadata.versions if v.isdigit()]
+        else:
+            versions = [str(version)]
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for text in versions:
+            ready = await server.oip.ModelReady(
+                grpc_predict_v2_pb2.ModelReadyRequest(name=model, version=text), timeout=timeout
+            )
+            state = 30 if ready.ready else 0  # AVAILABLE / UNKNOWN
+            response.model_version_status.add(version=int(text), state=state)
+        return response
 
     async def _call_once(self, address: str, method: str, call: Callable[[float], Awaitable[T]]) -> T:
         try:

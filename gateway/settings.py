@@ -6,6 +6,7 @@
 | `GATEWAY_PORT` | `8000` | HTTP port |
 | `GATEWAY_DEFAULT_MODEL_SERVER` | `127.0.0.1:8500` | gRPC `host:port` for models not in `MODEL_SERVERS` |
 | `GATEWAY_MODEL_SERVERS` | `{}` | JSON `{"model": "host:port"}`: the server of each model |
+| `GATEWAY_MODEL_PROTOCOLS` | `{}` | JSON `{"model": "oip"}`: models called over OIP (KServe v2) gRPC |
 | `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, admin |
 | `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
 | `GATEWAY_STATE_FILE` | `gateway-state.json` | admin state (pins, labels, history), atomic writes |
@@ -45,12 +46,23 @@ __all__ = ["Settings", "get_settings"]
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
 _MODEL_NAME = re.compile(r"^[^/:\s]+$")
+Protocol = Literal["tfserving", "oip"]
 
 
 def _check_address(value: str) -> str:
     match = _ADDRESS.match(value)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise ValueError(f"model server address {value!r} must be host:port, e.g. 127.0.0.1:8500")
+    return value
+
+
+def _json_map(value: object, variable: str, example: str) -> object:
+    """A JSON object given as an environment string (other values pass through to validation)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{variable} must be JSON like {example}: {exc}") from exc
     return value
 
 
@@ -63,6 +75,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     default_model_server: str = "127.0.0.1:8500"
     model_servers: Annotated[dict[str, str], NoDecode] = {}
+    model_protocols: Annotated[dict[str, Protocol], NoDecode] = {}
     model_config_file: Path | None = Path("models/models.config")
     models: Annotated[list[str], NoDecode] = []
     state_file: Path = Path("gateway-state.json")
@@ -89,13 +102,19 @@ class Settings(BaseSettings):
     @field_validator("model_servers", mode="before")
     @classmethod
     def _parse_servers(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f'GATEWAY_MODEL_SERVERS must be JSON like {{"fashion": "host:8500"}}: {exc}'
-                ) from exc
+        return _json_map(value, "GATEWAY_MODEL_SERVERS", '{"fashion": "host:8500"}')
+
+    @field_validator("model_protocols", mode="before")
+    @classmethod
+    def _parse_protocols(cls, value: object) -> object:
+        return _json_map(value, "GATEWAY_MODEL_PROTOCOLS", '{"fashion": "oip"}')
+
+    @field_validator("model_protocols")
+    @classmethod
+    def _check_protocol_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_PROTOCOLS is not a valid model name")
         return value
 
     @field_validator("models", mode="before")
@@ -164,6 +183,10 @@ class Settings(BaseSettings):
     def server_for(self, model: str) -> str:
         """The gRPC address serving ``model``."""
         return self.model_servers.get(model, self.default_model_server)
+
+    def protocol_for(self, model: str) -> Protocol:
+        """How ``model`` is called: TF Serving's API (default) or the Open Inference Protocol."""
+        return self.model_protocols.get(model, "tfserving")
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,8 @@ from modelserver.grpc_service import add_services, server_options, set_health
 from modelserver.limits import RequestLimits
 from modelserver.loader import Loader
 from modelserver.manager import AspiredVersionsManager
+from modelserver.oip import OipDataPlane
+from modelserver.oip_grpc import add_oip_service
 from modelserver.options import ServerOptions, default_ram_budget
 from modelserver.warmup import WarmupOptions
 
@@ -135,6 +137,7 @@ class ModelServer:
             limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
             control=self.control(),
         )
+        self.oip = OipDataPlane(self.dataplane)
         try:
             await self.core.apply_config(self.entries)
         except Exception as exc:
@@ -143,6 +146,7 @@ class ModelServer:
 
         grpc_server = grpc.aio.server(options=server_options(o.max_request_bytes))
         health = add_services(grpc_server, self.dataplane, healthcheck=o.enable_grpc_healthcheck_service)
+        add_oip_service(grpc_server, self.oip)  # KServe v2 beside PredictionService
         try:
             if o.port:
                 grpc_server.add_insecure_port(f"{o.bind_host}:{o.port}")
@@ -205,7 +209,7 @@ class ModelServer:
             body_timeout=o.rest_api_body_timeout_seconds,
         )
         config = uvicorn.Config(
-            _rest_protocol(app),
+            with_oip_rest(_rest_protocol(app), self.oip, o.rest_api_max_body_bytes),
             host=o.bind_host,
             port=o.rest_api_port,
             http=protocol_class(limits, _rest_error, "application/json"),
@@ -230,6 +234,21 @@ def _rest_error(code: str, message: str) -> bytes:
     from modelserver.json_tensor import error_json
 
     return error_json(message)
+
+
+def with_oip_rest(app: ASGIApp, oip: OipDataPlane, max_body_bytes: int) -> ASGIApp:
+    """TF Serving's REST API with the Open Inference Protocol's ``/v2`` paths mounted beside it."""
+    from modelserver.oip_rest import OipRestApi, is_oip_path
+
+    oip_app = OipRestApi(oip, max_body_bytes)
+
+    async def routed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and is_oip_path(scope.get("path", "")):
+            await oip_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return routed
 
 
 def _uvicorn_server_class() -> type[Any]:

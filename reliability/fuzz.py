@@ -1,6 +1,8 @@
 """API fuzzing against the real processes: schemathesis generates requests from the gateway's own
 ``/openapi.json`` (every operation, valid and invalid data) and checks each reply against the schema;
-hypothesis generates modelserver REST calls (names, versions, labels, verbs, arbitrary JSON bodies).
+hypothesis generates modelserver REST calls (names, versions, labels, verbs, arbitrary JSON bodies);
+schemathesis generates Open Inference Protocol (KServe v2) calls from ``protos/kserve/rest_predict_v2.yaml``
+against the modelserver's ``/v2`` paths, and hypothesis binary-data bodies whose header lengths lie.
 
 Figures: cases tried, server errors (5xx other than a deliberate 503 with Retry-After), schema violations.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import string
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +31,9 @@ from reliability.outcome import Outcome
 from reliability.replies import leaks
 from reliability.stack import Stack
 
-__all__ = ["fuzz_gateway", "fuzz_modelserver", "run"]
+__all__ = ["OIP_SCHEMA", "fuzz_gateway", "fuzz_modelserver", "fuzz_oip", "run"]
+
+OIP_SCHEMA = Path(__file__).resolve().parents[1] / "protos" / "kserve" / "rest_predict_v2.yaml"
 
 MODELS = ("fashion", "text", "housing")
 # Schema checks that say something about the server (the others judge the API design, e.g. that a
@@ -220,18 +225,157 @@ def fuzz_modelserver(stack: Stack, outcome: Outcome, examples: int) -> dict[str,
     }
 
 
-def run(stack: Stack, *, gateway_examples: int, modelserver_examples: int) -> Outcome:
+def _oip_reply_ok(response: Any) -> str:
+    """'' when an OIP reply is acceptable: never a 5xx but 503 (not ready / nothing loaded), and every error
+    the OIP body ``{"error": "<message>"}``."""
+    status = response.status_code
+    if status >= 500 and status != 503:
+        return f"server error {status}"
+    content_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type", "")
+    if isinstance(content_type, list):  # schemathesis' replies hold lists of values
+        content_type = content_type[0] if content_type else ""
+    if status < 400 or str(content_type).startswith("application/octet-stream"):
+        return ""
+    try:
+        reply = json.loads(response.content)
+    except ValueError:
+        return "error reply is not JSON"
+    has_error = isinstance(reply, dict) and isinstance(reply.get("error"), str) and bool(reply["error"])
+    if not has_error and "ready" not in (reply if isinstance(reply, dict) else {}):
+        return "error reply without an 'error' message"
+    return ""
+
+
+def _with_model(pair: tuple[schemathesis.Case, str]) -> schemathesis.Case:
+    case, name = pair
+    case.path_parameters = {**(case.path_parameters or {}), "model_name": name}
+    return case
+
+
+@st.composite
+def _binary_infer(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    """An infer body with the binary data extension where sizes and the header length may lie."""
+    model = draw(st.sampled_from(MODELS))
+    datatype = draw(st.sampled_from(["FP32", "BYTES", "INT64", "BOOL", "FP16"]))
+    shape = draw(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=4))
+    size = draw(st.integers(min_value=0, max_value=600))
+    document = {"inputs": [{"name": draw(st.sampled_from(["image", "text", "x", "longitude"])),
+                            "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": size}}],
+                "parameters": {"binary_data_output": draw(st.booleans())}}  # fmt: skip
+    header = json.dumps(document).encode()
+    tail = draw(st.binary(max_size=600))
+    length = draw(st.sampled_from([str(len(header)), str(len(header) + draw(st.integers(-50, 50))), "x", ""]))
+    return f"/v2/models/{model}/infer", header + tail, {"Inference-Header-Content-Length": length}
+
+
+def _fuzz_each(strategy: Any, examples: int, check: Any) -> None:
+    @_settings(examples)
+    @given(case=strategy)
+    def one(case: schemathesis.Case) -> None:
+        check(case)
+
+    one()
+
+
+def fuzz_oip(stack: Stack, outcome: Outcome, examples: int) -> dict[str, Any]:
+    """Every operation of the OIP REST schema (``examples`` cases each, half on a real model) and as many
+    binary-data bodies; replies are checked against the schema, for 5xx and for leaked tracebacks."""
+    schema = schemathesis.openapi.from_path(str(OIP_SCHEMA))
+    tried = server_errors = violations = tracebacks = 0
+    per_operation: dict[str, int] = {}
+
+    def judge(label: str, response: Any, case: schemathesis.Case | None) -> None:
+        nonlocal server_errors, violations, tracebacks
+        problem = _oip_reply_ok(response)
+        if problem:
+            server_errors += problem.startswith("server error")
+            violations += not problem.startswith("server error")
+            outcome.failures.append(f"modelserver OIP {label}: {problem}: {response.text[:200]!r}")
+        if "traceback" in leaks(response.text, [stack.admin_token]):
+            tracebacks += 1
+            outcome.failures.append(f"modelserver OIP {label}: traceback in reply")
+        if case is not None and not problem:
+            try:
+                case.validate_response(response, checks=CHECKS[1:])  # 5xx judged above (503 is documented)
+            except Exception as exc:
+                violations += 1
+                first = " | ".join(str(exc).strip().splitlines()[:6])
+                outcome.failures.append(f"modelserver OIP {label}: schema violation: {first[:400]}")
+
+    with requests.Session() as session:
+
+        def call(label: str, case: schemathesis.Case) -> None:
+            nonlocal tried, server_errors
+            tried += 1
+            try:
+                response = case.call(base_url=stack.rest_url, session=session, timeout=30)
+            except requests.RequestException as exc:
+                server_errors += 1
+                outcome.failures.append(f"modelserver OIP {label}: no reply ({type(exc).__name__})")
+                return
+            per_operation[label] += 1
+            judge(label, response, case)
+
+        for result in schema.get_all_operations():
+            if isinstance(result, Err):
+                outcome.failures.append(f"OIP schema: an operation cannot be fuzzed: {result.err()}")
+                continue
+            operation = result.ok()
+            label = f"{operation.method.upper()} {operation.path}"
+            per_operation[label] = 0
+            strategy = operation.as_strategy()
+            if "{model_name}" in operation.path:
+                strategy = st.one_of(strategy, st.tuples(strategy, st.sampled_from(MODELS)).map(_with_model))
+
+            _fuzz_each(strategy, examples, lambda case, label=label: call(label, case))
+
+    with httpx.Client(base_url=stack.rest_url, timeout=30) as client:
+
+        @_settings(examples)
+        @given(request=_binary_infer())
+        def binary(request: tuple[str, bytes, dict[str, str]]) -> None:
+            nonlocal tried, server_errors
+            path, body, headers = request
+            tried += 1
+            try:
+                response = client.post(path, content=body, headers={k: v for k, v in headers.items() if v})
+            except httpx.HTTPError as exc:
+                server_errors += 1
+                outcome.failures.append(f"modelserver OIP binary {path}: no reply ({type(exc).__name__})")
+                return
+            judge(f"binary {path}", response, None)
+
+        binary()
+    return {
+        "operations": len(per_operation),
+        "cases": tried,
+        "server_errors_5xx": server_errors,
+        "malformed_replies": violations,
+        "replies_with_tracebacks": tracebacks,
+        "per_operation": per_operation,
+    }
+
+
+def run(stack: Stack, *, gateway_examples: int, modelserver_examples: int, oip_examples: int = 0) -> Outcome:
     outcome = Outcome("fuzz", "API fuzzing")
     gateway = fuzz_gateway(stack, outcome, gateway_examples)
     modelserver = fuzz_modelserver(stack, outcome, modelserver_examples)
+    oip = fuzz_oip(stack, outcome, oip_examples or max(4, modelserver_examples // 8))
     alive = bool(stack.gateway and stack.gateway.alive() and stack.modelserver and stack.modelserver.alive())
     outcome.check(alive, "a service died while being fuzzed")
     outcome.figures = {
-        "cases": gateway["cases"] + modelserver["cases"],
-        "server_errors_5xx": gateway["server_errors_5xx"] + modelserver["server_errors_5xx"],
-        "schema_violations": gateway["schema_violations"] + modelserver["malformed_replies"],
-        "replies_leaking": gateway["replies_leaking"] + modelserver["replies_with_tracebacks"],
+        "cases": gateway["cases"] + modelserver["cases"] + oip["cases"],
+        "server_errors_5xx": gateway["server_errors_5xx"]
+        + modelserver["server_errors_5xx"]
+        + oip["server_errors_5xx"],
+        "schema_violations": gateway["schema_violations"]
+        + modelserver["malformed_replies"]
+        + oip["malformed_replies"],
+        "replies_leaking": gateway["replies_leaking"]
+        + modelserver["replies_with_tracebacks"]
+        + oip["replies_with_tracebacks"],
         "gateway": gateway,
         "modelserver": modelserver,
+        "oip": oip,
     }
     return outcome.finish()

@@ -29,6 +29,8 @@ __all__ = ["ROOTS", "main", "render", "write"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET = REPO_ROOT / "gateway" / "protos"
 PACKAGE = "gateway.protos"
+# Generated from KServe's proto by scripts/vendor_oip_protos.py, not from TensorFlow: left alone here.
+OIP_FOLDER = "inference"
 
 # Modules whose import closure is vendored; every module of tensorflow_serving.apis is a root.
 ROOTS: tuple[str, ...] = (
@@ -111,7 +113,7 @@ def write(files: dict[str, str], target: Path = TARGET) -> None:
     wanted = {target / rel for rel in files}
     if target.exists():
         for path in sorted(target.rglob("*.py"), reverse=True):
-            if path not in wanted:
+            if path not in wanted and path.relative_to(target).parts[0] != OIP_FOLDER:
                 path.unlink()
     for rel, text in files.items():
         path = target / rel
@@ -122,7 +124,8 @@ def write(files: dict[str, str], target: Path = TARGET) -> None:
 
 def stale(files: dict[str, str], target: Path = TARGET) -> list[str]:
     """Relative paths that differ between ``files`` and the tree at ``target`` (missing or extra included)."""
-    present = {str(p.relative_to(target)) for p in target.rglob("*.py")} if target.exists() else set()
+    paths = target.rglob("*.py") if target.exists() else iter(())
+    present = {str(p.relative_to(target)) for p in paths if p.relative_to(target).parts[0] != OIP_FOLDER}
     diff = [
         rel for rel in files if rel not in present or (target / rel).read_text(encoding="utf-8") != files[rel]
     ]

@@ -35,3 +35,9 @@ def test_no_schema_violations(fuzzed: Outcome) -> None:
 
 def test_fuzzed_replies_leak_nothing(fuzzed: Outcome) -> None:
     assert fuzzed.figures["replies_leaking"] == 0, fuzzed.failures
+
+
+def test_every_oip_operation_fuzzed(fuzzed: Outcome) -> None:
+    oip: dict[str, Any] = fuzzed.figures["oip"]
+    assert oip["operations"] == 9 and oip["cases"] > 9 * 4
+    assert all(count > 0 for count in oip["per_operation"].values()), oip["per_operation"]
