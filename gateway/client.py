@@ -2,9 +2,12 @@
 
 Contract
 --------
-- **Routing.** Each model is served by one model server: ``Settings.server_for(model)``
-(``GATEWAY_MODEL_SERVERS``,
-  else ``GATEWAY_DEFAULT_MODEL_SERVER``). The client never assumes anything beyond
+- **Routing.** Each model is served by one model server address: ``Settings.server_for(model)``
+  (``GATEWAY_MODEL_SERVERS``, else ``GATEWAY_DEFAULT_MODEL_SERVER``), a name that may resolve to every replica
+  (gRPC's ``round_robin`` spreads calls over them), or by the list of replicas in ``GATEWAY_MODEL_REPLICAS``
+  (calls take turns). ``replicas(model)`` resolves every replica to one ``ip:port`` each (all A/AAAA records
+  of the name) for calls that must reach each one: status, metadata and config reloads accept
+  ``address=``. The client never assumes anything beyond
   ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
   against the official ``tensorflow_model_server`` and against ``modelserver/``.
 - **Channels.** One shared ``grpc.aio`` channel per address, created lazily on first use inside the running
@@ -26,6 +29,8 @@ Contract
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -52,7 +57,7 @@ from gateway.protos.tensorflow_serving.apis import (
 from gateway.protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.settings import Settings
 
-__all__ = ["ModelClient", "model_spec"]
+__all__ = ["ModelClient", "model_spec", "split_address"]
 
 T = TypeVar("T")
 
@@ -67,6 +72,11 @@ def model_spec(
     elif label is not None:
         spec.version_label = label
     return spec
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class _Server:
@@ -98,9 +108,27 @@ class ModelClient:
         self._settings = settings
         self._metrics = metrics
         self._servers: dict[str, _Server] = {}
+        self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
 
     def address_for(self, model: str) -> str:
-        return self._settings.server_for(model)
+        turns = self._turns.get(model)
+        return next(turns) if turns is not None else self._settings.server_for(model)
+
+    async def replicas(self, model: str) -> list[str]:
+        """Every replica of ``model`` as ``ip:port`` (names resolved to all their addresses), sorted."""
+        loop = asyncio.get_running_loop()
+        found: set[str] = set()
+        for target in self._settings.replica_targets(model):
+            host, port = split_address(target)
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:  # unresolvable now (e.g. no ready pod): report the name itself as unreachable
+                found.add(target)
+                continue
+            for family, _, _, _, sockaddr in infos:
+                ip = str(sockaddr[0])
+                found.add(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
+        return sorted(found)
 
     def _server(self, address: str) -> _Server:
         server = self._servers.get(address)
@@ -205,12 +233,12 @@ class ModelClient:
         )
 
     async def metadata(
-        self, model: str, *, version: int | None = None, label: str | None = None
+        self, model: str, *, version: int | None = None, label: str | None = None, address: str | None = None
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
         )
-        server = self._server(self.address_for(model))
+        server = self._server(address or self.address_for(model))
         return await self._call(
             server.address,
             "GetModelMetadata",
@@ -219,10 +247,10 @@ class ModelClient:
         )
 
     async def status(
-        self, model: str, *, version: int | None = None, retry: bool = True
+        self, model: str, *, version: int | None = None, retry: bool = True, address: str | None = None
     ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
-        server = self._server(self.address_for(model))
+        server = self._server(address or self.address_for(model))
         call = lambda t: server.models.GetModelStatus(request, timeout=t)  # noqa: E731
         if not retry:  # readiness probes answer at once
             return await self._call_once(server.address, "GetModelStatus", call)

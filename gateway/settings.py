@@ -6,9 +6,10 @@
 | `GATEWAY_PORT` | `8000` | HTTP port |
 | `GATEWAY_DEFAULT_MODEL_SERVER` | `127.0.0.1:8500` | gRPC `host:port` for models not in `MODEL_SERVERS` |
 | `GATEWAY_MODEL_SERVERS` | `{}` | JSON `{"model": "host:port"}`: the server of each model |
-| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, admin |
+| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, desired state |
+| `GATEWAY_MODEL_CONFIG_FILES` | `[]` | more models.config files, one per group of servers (comma-separated) |
+| `GATEWAY_MODEL_REPLICAS` | `{}` | JSON `{"model": ["host:port", ...]}`: every replica of a model, by address |
 | `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
-| `GATEWAY_STATE_FILE` | `gateway-state.json` | admin state (pins, labels, history), atomic writes |
 | `GATEWAY_ADMIN_TOKEN` | unset | bearer token for `/v1/admin/*`, >= 16 chars; unset = admin off |
 | `GATEWAY_TIMEOUT_SECONDS` | `10` | deadline of each Predict/Classify/Regress call |
 | `GATEWAY_METADATA_TIMEOUT_SECONDS` | `5` | deadline of metadata/status calls |
@@ -20,7 +21,14 @@
 | `GATEWAY_MAX_FILES` | `32` | most files (and texts, records) per request |
 | `GATEWAY_MAX_TEXT_CHARS` | `20000` | longest text |
 | `GATEWAY_CONTRACT_CACHE_SIZE` | `64` | model versions whose input contract is cached |
-| `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of re-applying admin state (server restarts) |
+| `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of the reconciler (re-reads the files, repairs replicas) |
+| `GATEWAY_CANARY_KEY_HEADER` | `x-canary-key` | requests with this header stick to one side of a canary |
+| `GATEWAY_CANARY_WINDOW` | `200` | sliding window: the last N requests of each side |
+| `GATEWAY_CANARY_MIN_REQUESTS` | `20` | candidate requests in the window before it can be judged |
+| `GATEWAY_CANARY_MAX_ERROR_RATE_DELTA` | `0.05` | roll back when candidate errors exceed stable's by this |
+| `GATEWAY_CANARY_MAX_P99_RATIO` | `2.0` | ... or candidate p99 > stable p99 x ratio + slack |
+| `GATEWAY_CANARY_P99_SLACK_SECONDS` | `0.05` | the slack of that p99 rule (small latencies are noisy) |
+| `GATEWAY_SHADOW_MAX_INFLIGHT` | `8` | shadow calls in flight at once (more are skipped) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |
@@ -60,8 +68,9 @@ class Settings(BaseSettings):
     default_model_server: str = "127.0.0.1:8500"
     model_servers: Annotated[dict[str, str], NoDecode] = {}
     model_config_file: Path | None = Path("models/models.config")
+    model_config_files: Annotated[list[Path], NoDecode] = []
+    model_replicas: Annotated[dict[str, list[str]], NoDecode] = {}
     models: Annotated[list[str], NoDecode] = []
-    state_file: Path = Path("gateway-state.json")
     admin_token: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     metadata_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
@@ -76,6 +85,13 @@ class Settings(BaseSettings):
     state_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
     rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
     rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
+    canary_key_header: str = Field(default="x-canary-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    canary_window: int = Field(default=200, ge=10, le=100_000)
+    canary_min_requests: int = Field(default=20, ge=1, le=100_000)
+    canary_max_error_rate_delta: float = Field(default=0.05, ge=0, le=1)
+    canary_max_p99_ratio: float = Field(default=2.0, ge=1, le=1000)
+    canary_p99_slack_seconds: float = Field(default=0.05, ge=0, le=60)
+    shadow_max_inflight: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("model_servers", mode="before")
@@ -90,7 +106,19 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
-    @field_validator("models", mode="before")
+    @field_validator("model_replicas", mode="before")
+    @classmethod
+    def _parse_replicas(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f'GATEWAY_MODEL_REPLICAS must be JSON like {{"fashion": ["host-a:8500", "host-b:8500"]}}: {exc}'
+                ) from exc
+        return value
+
+    @field_validator("models", "model_config_files", mode="before")
     @classmethod
     def _parse_models(cls, value: object) -> object:
         if isinstance(value, str):
@@ -119,6 +147,18 @@ class Settings(BaseSettings):
             _check_address(address)
         return value
 
+    @field_validator("model_replicas")
+    @classmethod
+    def _check_replicas(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, addresses in value.items():
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_REPLICAS is not a valid model name")
+            if not addresses or len(addresses) > 256:
+                raise ValueError(f"GATEWAY_MODEL_REPLICAS[{name!r}] must list 1 to 256 addresses")
+            for address in addresses:
+                _check_address(address)
+        return value
+
     @field_validator("admin_token", mode="before")
     @classmethod
     def _check_token(cls, value: object) -> object:
@@ -140,6 +180,9 @@ class Settings(BaseSettings):
                 f"GATEWAY_MODEL_CONFIG_FILE={self.model_config_file} does not exist; point it at the "
                 "models.config the model servers use, or set it empty and list models in GATEWAY_MODELS"
             )
+        for path in self.model_config_files:
+            if not path.is_file():
+                raise ValueError(f"GATEWAY_MODEL_CONFIG_FILES names {path}, which does not exist")
         return self
 
     @model_validator(mode="after")
@@ -151,6 +194,16 @@ class Settings(BaseSettings):
     def server_for(self, model: str) -> str:
         """The gRPC address serving ``model``."""
         return self.model_servers.get(model, self.default_model_server)
+
+    def replica_targets(self, model: str) -> list[str]:
+        """Where the replicas of ``model`` are: its list in ``MODEL_REPLICAS``, else its one server address
+        (a name that may resolve to many replicas, e.g. a Kubernetes headless Service)."""
+        return list(self.model_replicas.get(model) or [self.server_for(model)])
+
+    def config_files(self) -> list[Path]:
+        """Every models.config holding desired state, without repeats."""
+        files = ([self.model_config_file] if self.model_config_file else []) + list(self.model_config_files)
+        return list(dict.fromkeys(files))
 
 
 @lru_cache(maxsize=1)

@@ -86,7 +86,6 @@ def console_gateway(
     env = {
         "GATEWAY_DEFAULT_MODEL_SERVER": console_modelserver.grpc_target,  # type: ignore[attr-defined]
         "GATEWAY_MODEL_CONFIG_FILE": str(console_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(logs / "state.json"),
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     gateway = start_gateway(env, logs / "gateway.log")
@@ -103,7 +102,6 @@ def orphan_gateway(console_repo: Path, tmp_path_factory: pytest.TempPathFactory)
     env = {
         "GATEWAY_DEFAULT_MODEL_SERVER": f"127.0.0.1:{free_port()}",
         "GATEWAY_MODEL_CONFIG_FILE": str(console_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(logs / "state.json"),
         "GATEWAY_RETRIES": "0",
         "GATEWAY_METADATA_TIMEOUT_SECONDS": "2",
     }
