@@ -203,7 +203,7 @@ def parse_desired(text: str, known: KnownVersions, where: str = "models.config")
         raise DesiredStateInvalid(f"{where} is not a valid TF Serving model config ({exc}); fix the file") from None
     entries = {c.name: c for c in config.model_config_list.config}
     if len(entries) != len(config.model_config_list.config) or "" in entries:
-        raise DesiredStateInvalid(f"{where}: every model needs a name, and names must differ")
+        raise DesiredStateInvalid(f"{where}: every model needs a name, and names must differ; fix the file")
     line = next((ln for ln in text.splitlines() if ln.startswith(HEADER)), None)
     if line is None:
         models = {n: ModelState(base=text_format.MessageToString(c)) for n, c in entries.items()}
@@ -271,8 +271,8 @@ class DesiredStore:
                 return self._cache[1].copy()
             text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DesiredStateInvalid(f"cannot read {self.path}: {exc}") from None
-        desired = parse_desired(text, self._known, str(self.path))
+            raise DesiredStateInvalid(f"cannot read {self.path.name}: {exc.__class__.__name__}") from None
+        desired = parse_desired(text, self._known, self.path.name)
         self._cache = (key, desired)
         return desired.copy()
 

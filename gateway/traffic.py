@@ -21,8 +21,9 @@ Contract
   ``gateway_shadow_requests_total{outcome=agree|disagree|failed}`` and ``gateway_shadow_difference``.
 - **Automatic rollback.** Each side keeps its last ``GATEWAY_CANARY_WINDOW`` outcomes (ok, latency). Once the
   candidate has ``GATEWAY_CANARY_MIN_REQUESTS`` of them, it is rolled back when
-  ``error_rate(canary) - error_rate(stable) > GATEWAY_CANARY_MAX_ERROR_RATE_DELTA`` or, with as many stable
-  samples, ``p99(canary) > p99(stable) * GATEWAY_CANARY_MAX_P99_RATIO + GATEWAY_CANARY_P99_SLACK_SECONDS``.
+  ``error_rate(canary) - error_rate(stable) > GATEWAY_CANARY_MAX_ERROR_RATE_DELTA`` or, with at least
+  ``P99_MIN_SAMPLES`` (100) on each side,
+  ``p99(canary) > p99(stable) * GATEWAY_CANARY_MAX_P99_RATIO + GATEWAY_CANARY_P99_SLACK_SECONDS``.
   This gateway stops sending it traffic at once; ``Operations.auto_rollback`` then sets its weight to 0 in the
   shared state with the reason and the figures (an event, shown in the console, counted in
   ``gateway_canary_rollbacks_total``). Promotion stays a separate admin call.
@@ -54,6 +55,7 @@ __all__ = ["Traffic", "Window", "in_canary", "is_finite"]
 
 log = logging.getLogger("gateway.traffic")
 REFRESH_SECONDS = 0.5
+P99_MIN_SAMPLES = 100  # below that a p99 is just the slowest request (one cold cache decides it)
 SHADOW_AGREE_TOLERANCE = 1e-4
 R = TypeVar("R", bound=BaseModel)
 Answer = Callable[[int | None, str | None], Awaitable[R]]
@@ -115,7 +117,8 @@ class Window:
         f = self.figures()
         if f["canary_error_rate"] - f["stable_error_rate"] > settings.canary_max_error_rate_delta:
             return "error_rate"
-        if len(self.stable) >= settings.canary_min_requests and f["canary_p99_seconds"] > (
+        enough = max(settings.canary_min_requests, P99_MIN_SAMPLES)
+        if min(len(self.canary), len(self.stable)) >= enough and f["canary_p99_seconds"] > (
             f["stable_p99_seconds"] * settings.canary_max_p99_ratio + settings.canary_p99_slack_seconds
         ):
             return "p99"
