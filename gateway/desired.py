@@ -62,7 +62,6 @@ NOTE = "# (written by the gateway: edit the config below, not these two lines)"
 MAX_HISTORY = 50
 MAX_EVENTS = 30
 LOCK_WAIT_SECONDS = 120.0
-ModelConfig = model_server_config_pb2.ModelConfig
 KnownVersions = Callable[[str], "list[int] | None"]
 
 
@@ -123,15 +122,15 @@ class Desired:
         return copy.deepcopy(self)
 
 
-def _base_entry(state: ModelState) -> ModelConfig:
-    entry = ModelConfig()
+def _base_entry(state: ModelState) -> model_server_config_pb2.ModelConfig:
+    entry = model_server_config_pb2.ModelConfig()
     text_format.Parse(state.base, entry)
     return entry
 
 
 def render_entry(
     state: ModelState, known: list[int] | None = None, omit_labels: frozenset[str] = frozenset()
-) -> ModelConfig:
+) -> model_server_config_pb2.ModelConfig:
     """The ModelConfig a server must run for one model: the base entry plus pin and labels.
 
     A label's version must stay loaded (TF Serving only labels AVAILABLE versions): with a pin it joins
@@ -153,8 +152,8 @@ def render_entry(
             policy.specific.versions.extend(sorted(versions))
         elif not policy.HasField("all"):
             have = policy.latest.num_versions or 1
-            versions = sorted(set(known or []) | keep)
-            policy.latest.num_versions = max(have, len([v for v in versions if v >= min(keep)]))
+            ordered = sorted(set(known or []) | keep)
+            policy.latest.num_versions = max(have, len([v for v in ordered if v >= min(keep)]))
     entry.ClearField("version_labels")
     for label, version in sorted(state.labels.items()):
         if label not in omit_labels:
@@ -200,7 +199,9 @@ def parse_desired(text: str, known: KnownVersions, where: str = "models.config")
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        raise DesiredStateInvalid(f"{where} is not a valid TF Serving model config ({exc}); fix the file") from None
+        raise DesiredStateInvalid(
+            f"{where} is not a valid TF Serving model config ({exc}); fix the file"
+        ) from None
     entries = {c.name: c for c in config.model_config_list.config}
     if len(entries) != len(config.model_config_list.config) or "" in entries:
         raise DesiredStateInvalid(f"{where}: every model needs a name, and names must differ; fix the file")
@@ -214,14 +215,14 @@ def parse_desired(text: str, known: KnownVersions, where: str = "models.config")
         saved = {n: ModelState.from_json(v) for n, v in header["models"].items()}
         digest = str(header["digest"])
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DesiredStateInvalid(f"{where}: the gateway header line is damaged ({exc}); fix the file") from None
+        raise DesiredStateInvalid(
+            f"{where}: the gateway header line is damaged ({exc}); fix the file"
+        ) from None
     body = text[text.index(NOTE) + len(NOTE) + 1 :] if NOTE in text else ""
     desired = Desired(generation, {})
     for name, entry in entries.items():
         state = saved.get(name)
-        if state is not None and (
-            _digest(body) == digest or render_entry(state, known(name)) == entry
-        ):
+        if state is not None and (_digest(body) == digest or render_entry(state, known(name)) == entry):
             desired.models[name] = state
             continue
         fresh = ModelState(base=text_format.MessageToString(entry), history=state.history if state else [])

@@ -60,20 +60,25 @@ class Metrics:
         )
         self.errors = Counter("gateway_errors", "error replies by kind", ["kind"], registry=r)
         self.replicas_converged = Gauge(
-            "gateway_replicas_converged", "1 when every replica serves the desired versions", ["model"], registry=r
+            "gateway_replicas_converged",
+            "1 when every replica serves the desired versions",
+            ["model"],
+            registry=r,
         )
         self.reconcile_repairs = Counter(
             "gateway_reconcile_repairs", "replicas re-sent the desired config after drifting", registry=r
         )
         self.desired_refusals = Counter(
-            "gateway_desired_state_refusals", "reconciler rounds that met a models.config that does not parse",
+            "gateway_desired_state_refusals",
+            "reconciler rounds that met a models.config that does not parse",
             registry=r,
         )
         self.desired_generation = Gauge(
             "gateway_desired_generation", "generation of the desired state last written", ["file"], registry=r
         )
-        self.canary_weight = Gauge("gateway_canary_weight", "percent of requests sent to the canary", ["model"],
-                                   registry=r)
+        self.canary_weight = Gauge(
+            "gateway_canary_weight", "percent of requests sent to the canary", ["model"], registry=r
+        )
         self.canary_requests = Counter(
             "gateway_canary_requests", "requests of a canary split by side and outcome",
             ["model", "arm", "outcome"], registry=r,

@@ -186,7 +186,9 @@ class Operations:
                 state.event("canary_started", version=version, stable=stable, weight=weight, shadow=shadow)
                 done = await self._commit(txn, name, new, [stable, version])
         self._metrics.canary_weight.labels(name).set(weight)
-        log.info("admin: model %s canary version %d at %.1f %% (shadow %.1f %%)", name, version, weight, shadow)
+        log.info(
+            "admin: model %s canary version %d at %.1f %% (shadow %.1f %%)", name, version, weight, shadow
+        )
         return done
 
     async def clear_canary(self, name: str) -> Desired:

@@ -142,7 +142,11 @@ class Reconciler:
         return targets
 
     async def _push(
-        self, store: DesiredStore, desired: Desired, address: str, names: list[str],
+        self,
+        store: DesiredStore,
+        desired: Desired,
+        address: str,
+        names: list[str],
         omit: dict[str, frozenset[str]] | None = None,
     ) -> str | None:
         config = render_config(desired, self._catalog.repository.versions, names, omit)
@@ -195,7 +199,8 @@ class Reconciler:
                         return
                     if status.state == END and status.status.error_code != 0:
                         raise NotFound(
-                            f"version {version} of model {name!r} failed to load: {status.status.error_message}"
+                            f"version {version} of model {name!r} failed to load: "
+                            f"{status.status.error_message}"
                         )
             await asyncio.sleep(0.1)
         raise Conflict(
@@ -238,7 +243,9 @@ class Reconciler:
                 if drift:
                     log.warning(
                         "replica %s drifted from generation %d (%s); re-sending the full desired config",
-                        address, desired.generation, ", ".join(drift),
+                        address,
+                        desired.generation,
+                        ", ".join(drift),
                     )
                     if await self._push(store, desired, address, names) is None:
                         repaired += 1

@@ -131,7 +131,7 @@ class ModelCard(BaseModel):
 
 
 class ReplicaStatus(BaseModel):
-    id: str = Field(..., description="a stable name of the replica (a hash of its address, which stays private)")
+    id: str = Field(..., description="stable name of the replica (a hash of its private address)")
     reachable: bool
     versions: list[VersionStatus]
     error: str | None = None
@@ -160,8 +160,8 @@ class ModelSummary(BaseModel):
     labels: dict[str, int] = {}
     error: str | None = Field(default=None, description="why the model server could not be asked")
     replicas: list[ReplicaStatus] = Field(default=[], description="what each replica serves")
-    converged: bool = Field(default=False, description="every replica answers and serves the desired versions")
-    generation: int | None = Field(default=None, description="generation of the desired state (models.config)")
+    converged: bool = Field(default=False, description="every replica answers, serving the desired versions")
+    generation: int | None = Field(default=None, description="generation of the desired state")
     desired_error: str | None = Field(
         default=None, description="why the models.config was refused (the last good state keeps serving)"
     )

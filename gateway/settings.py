@@ -6,9 +6,9 @@
 | `GATEWAY_PORT` | `8000` | HTTP port |
 | `GATEWAY_DEFAULT_MODEL_SERVER` | `127.0.0.1:8500` | gRPC `host:port` for models not in `MODEL_SERVERS` |
 | `GATEWAY_MODEL_SERVERS` | `{}` | JSON `{"model": "host:port"}`: the server of each model |
-| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, desired state |
+| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models, desired state |
 | `GATEWAY_MODEL_CONFIG_FILES` | `[]` | more models.config files, one per group of servers (comma-separated) |
-| `GATEWAY_MODEL_REPLICAS` | `{}` | JSON `{"model": ["host:port", ...]}`: every replica of a model, by address |
+| `GATEWAY_MODEL_REPLICAS` | `{}` | JSON `{"model": ["host:port", ...]}`: every replica of a model |
 | `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
 | `GATEWAY_ADMIN_TOKEN` | unset | bearer token for `/v1/admin/*`, >= 16 chars; unset = admin off |
 | `GATEWAY_TIMEOUT_SECONDS` | `10` | deadline of each Predict/Classify/Regress call |
@@ -114,7 +114,8 @@ class Settings(BaseSettings):
                 value = json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(
-                    f'GATEWAY_MODEL_REPLICAS must be JSON like {{"fashion": ["host-a:8500", "host-b:8500"]}}: {exc}'
+                    'GATEWAY_MODEL_REPLICAS must be JSON like {"fashion": ["host-a:8500", "host-b:8500"]}: '
+                    f"{exc}"
                 ) from exc
         return value
 

@@ -142,7 +142,9 @@ def _numbers(value: Any) -> list[float]:
 
 
 class Traffic:
-    def __init__(self, settings: Settings, catalog: Catalog, operations: Operations, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, operations: Operations, metrics: Metrics
+    ) -> None:
         self._settings = settings
         self._catalog = catalog
         self._operations = operations
@@ -226,7 +228,9 @@ class Traffic:
         figures = window.figures()
         self._metrics.canary_rollbacks.labels(name, reason).inc()
         self._metrics.canary_weight.labels(name).set(0)
-        log.warning("model %s: canary version %d fails the %s rule: %s", name, canary.version, reason, figures)
+        log.warning(
+            "model %s: canary version %d fails the %s rule: %s", name, canary.version, reason, figures
+        )
         self._spawn(self._operations.auto_rollback(name, canary.version, reason, figures))
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -258,7 +262,11 @@ class Traffic:
                 self._metrics.shadow_requests.labels(name, "failed").inc()
                 return
             a, b = _numbers(mine), _numbers(theirs)
-            diff = sum(abs(x - y) for x, y in zip(a, b, strict=False)) / len(a) if a and len(a) == len(b) else math.inf
+            diff = (
+                sum(abs(x - y) for x, y in zip(a, b, strict=False)) / len(a)
+                if a and len(a) == len(b)
+                else math.inf
+            )
             labels = _labels(stable)
             agree = labels == _labels(candidate) if labels is not None else diff <= SHADOW_AGREE_TOLERANCE
             if math.isfinite(diff):

@@ -117,7 +117,9 @@ async def clear_canary(name: str, services: ServicesDep) -> AdminReply:
 
 
 @router.post(
-    "/models/{name}/canary:promote", response_model=AdminReply, summary="Make the candidate the stable version"
+    "/models/{name}/canary:promote",
+    response_model=AdminReply,
+    summary="Make the candidate the stable version",
 )
 async def promote_canary(name: str, services: ServicesDep) -> AdminReply:
     await services.operations.promote_canary(name)

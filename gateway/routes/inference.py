@@ -251,9 +251,12 @@ async def classify(
         for input_name, scores in zip(inputs.names, rows, strict=False):
             ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
             top = [
-                LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i])) for i in ranked
+                LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i]))
+                for i in ranked
             ]
-            predictions.append(ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top))
+            predictions.append(
+                ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top)
+            )
         return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
 
     return await services.traffic.serve(name, request.headers, version, label, answer)

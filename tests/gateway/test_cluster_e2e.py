@@ -53,8 +53,13 @@ class Cluster:
 
 def _replica(config: Path, port: int, log: Path) -> ServerProcess:
     command = [
-        sys.executable, "-m", "modelserver", f"--port={port}", f"--model_config_file={config}",
-        "--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1",
+        sys.executable,
+        "-m",
+        "modelserver",
+        f"--port={port}",
+        f"--model_config_file={config}",
+        "--model_config_file_poll_wait_seconds=1",
+        "--file_system_poll_wait_seconds=1",
     ]
     env = {"MODELSERVER_BIND_HOST": LOOPBACK, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
     return ServerProcess(command, ports=[port], log_path=log, env=env).start()
@@ -147,12 +152,16 @@ def stable_1(cluster: Cluster) -> Cluster:
     return cluster
 
 
-def test_promote_through_a_reaches_both_replicas_b_reports_it_and_rollback_through_b(stable_1: Cluster) -> None:
+def test_promote_through_a_reaches_both_replicas_b_reports_it_and_rollback_through_b(
+    stable_1: Cluster,
+) -> None:
     c = stable_1
     promoted = _admin(c.a, "POST", ":promote", {"version": 2})
     assert promoted.status_code == 200, promoted.text
     body = promoted.json()
-    assert body["pinned"] == 2 and len(body["replicas"]) == 2 and all(r["reachable"] for r in body["replicas"])
+    assert (
+        body["pinned"] == 2 and len(body["replicas"]) == 2 and all(r["reachable"] for r in body["replicas"])
+    )
     assert all(2 in _available(r) for r in body["replicas"])  # the call waited for every replica
     seen_by_b = _converged_on(c.b, {2})
     assert seen_by_b["pinned"] == 2 and seen_by_b["generation"] == body["generation"]
@@ -189,8 +198,9 @@ def test_concurrent_promotes_through_both_gateways_never_lose_an_update(stable_1
 
     def run(url: str) -> None:
         for version in plans[url]:
-            reply = httpx.post(f"{url}/v1/admin/models/half:promote", json={"version": version}, headers=AUTH,
-                               timeout=180)
+            reply = httpx.post(
+                f"{url}/v1/admin/models/half:promote", json={"version": version}, headers=AUTH, timeout=180
+            )
             with lock:
                 results.append(reply)
 
@@ -248,7 +258,9 @@ def test_canary_at_10_percent_lands_within_the_binomial_spread(stable_1: Cluster
     assert _metric(c.a, "gateway_shadow_requests_total", model="half", outcome="disagree") >= 1
 
     promoted = _admin(c.b, "POST", "/canary:promote")
-    assert promoted.status_code == 200 and promoted.json()["pinned"] == 2 and promoted.json()["canary"] is None
+    assert (
+        promoted.status_code == 200 and promoted.json()["pinned"] == 2 and promoted.json()["canary"] is None
+    )
     assert _converged_on(c.a, {2})["labels"] == {"stable": 2}
 
 

@@ -32,6 +32,7 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
 
     return run
 
+
 CONFIG = """model_config_list {
   config { name: "a" base_path: "%(root)s/a" model_platform: "tensorflow"
            model_version_policy { latest { num_versions: 1 } } }
@@ -79,7 +80,9 @@ def test_pin_renders_specific_with_label_versions() -> None:
 
 
 def test_labels_without_pin_widen_latest() -> None:
-    state = ModelState(base='name: "a" model_version_policy { latest { num_versions: 1 } }', labels={"old": 1})
+    state = ModelState(
+        base='name: "a" model_version_policy { latest { num_versions: 1 } }', labels={"old": 1}
+    )
     assert render_entry(state, known=[1, 2, 3]).model_version_policy.latest.num_versions == 3
 
 
@@ -197,14 +200,20 @@ async def test_concurrent_transactions_in_one_process_never_lose_an_update(store
 
 
 @run_async
-async def test_a_waiting_writer_gives_up_with_conflict(store: DesiredStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_waiting_writer_gives_up_with_conflict(
+    store: DesiredStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gateway.desired
 
     monkeypatch.setattr(gateway.desired, "LOCK_WAIT_SECONDS", 0.0)
     other = DesiredStore(store.path, lambda _: None)  # another gateway (its own in-process lock)
     async with other.locked():
-        holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(store.path)], stdout=subprocess.PIPE,
-                                  cwd=REPO_ROOT, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(store.path)],
+            stdout=subprocess.PIPE,
+            cwd=REPO_ROOT,
+            text=True,
+        )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(Conflict, match="holds the lock"):

@@ -30,7 +30,9 @@ def test_keys_stick_to_one_side_and_a_higher_weight_only_moves_keys_to_the_canar
     # 5000 keys at 10 %: mean 500, sd = sqrt(5000 * 0.1 * 0.9) = 21.2; 5 sd = 106 (a hash is not a coin, but
     # sha256 spreads keys uniformly: a wider miss means the mapping is wrong)
     assert abs(len(at10) - 500) <= 106 and abs(len(at30) - 1500) <= 5 * math.sqrt(5000 * 0.3 * 0.7)
-    assert not any(in_canary("fashion", k, 0) for k in keys) and all(in_canary("fashion", k, 100) for k in keys)
+    assert not any(in_canary("fashion", k, 0) for k in keys) and all(
+        in_canary("fashion", k, 100) for k in keys
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,7 +63,11 @@ def _window(canary: list[tuple[bool, float]], stable: list[tuple[bool, float]]) 
     [
         ([(True, 0.01)] * 19 + [(False, 0.01)] * 19, [(True, 0.01)] * 100, "error_rate"),
         ([(False, 0.01)] * 19, [(True, 0.01)] * 100, None),  # too few candidate requests to judge
-        ([(True, 0.01)] * 96 + [(False, 0.01)] * 4, [(True, 0.01)] * 100, None),  # 4 % more errors: within 5 %
+        (
+            [(True, 0.01)] * 96 + [(False, 0.01)] * 4,
+            [(True, 0.01)] * 100,
+            None,
+        ),  # 4 % more errors: within 5 %
         ([(True, 0.01)] * 90 + [(False, 0.01)] * 10, [(True, 0.01)] * 94 + [(False, 0.01)] * 6, None),
         ([(True, 0.5)] * 100, [(True, 0.01)] * 100, "p99"),  # 0.5 s > 0.01 * 2 + 0.05
         ([(True, 0.06)] * 100, [(True, 0.01)] * 100, None),  # 0.06 s < 0.07 s: inside the slack
