@@ -126,6 +126,9 @@ def fresh_rollout(api: httpx.Client) -> Iterator[None]:
     def reset() -> None:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         for model in api.get("/v1/models").json()["models"]:
+            if model.get("canary"):
+                api.delete(f"/v1/admin/models/{model['name']}/canary", headers=headers).raise_for_status()
+                model = next(m for m in api.get("/v1/models").json()["models"] if m["name"] == model["name"])
             for label in model["labels"]:
                 api.delete(f"/v1/admin/models/{model['name']}/labels/{label}", headers=headers)
             if model["pinned"] is not None:

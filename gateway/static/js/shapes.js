@@ -51,6 +51,17 @@ export function readModel(raw) {
   const pinned = versionNumber(raw.pinned);
   const available = versions.filter((v) => v.state === "available").map((v) => v.version);
   const serving = pinned ?? (available.length ? Math.max(...available) : null);
+  const canary = raw.canary
+    ? {
+        version: versionNumber(raw.canary.version),
+        stable: versionNumber(raw.canary.stable),
+        weight: Number(raw.canary.weight ?? 0),
+        shadow: Number(raw.canary.shadow ?? 0),
+        status: String(raw.canary.status ?? "running"),
+        reason: raw.canary.reason ?? null,
+        window: raw.canary.window ?? null,
+      }
+    : null;
   return {
     name: raw.name,
     versions,
@@ -58,6 +69,17 @@ export function readModel(raw) {
     pinned,
     serving,
     error: raw.error ?? null,
+    replicas: (raw.replicas ?? []).map((r) => ({
+      id: String(r.id),
+      reachable: Boolean(r.reachable),
+      versions: (r.versions ?? []).map(readVersion),
+      error: r.error ?? null,
+    })),
+    converged: Boolean(raw.converged),
+    generation: versionNumber(raw.generation),
+    desiredError: raw.desired_error ?? null,
+    canary,
+    events: Array.isArray(raw.events) ? raw.events : [],
   };
 }
 
