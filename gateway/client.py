@@ -143,16 +143,20 @@ class ModelClient:
 
     async def _call(
         self,
-        address: str,
+        pick: Callable[[], str],
         method: str,
-        call: Callable[[float], Awaitable[T]],
+        call: Callable[[_Server, float], Awaitable[T]],
         timeout: float,  # noqa: ASYNC109 - each attempt's gRPC deadline, not an asyncio timeout
     ) -> T:
+        """One call with retries on UNAVAILABLE; each attempt asks ``pick`` for an address, so a listed
+        replica that is down is skipped on the next attempt."""
         attempts = self._settings.retries + 1
         for attempt in range(attempts):
+            server = self._server(pick())
+            address = server.address
             started = time.perf_counter()
             try:
-                reply = await call(timeout)
+                reply = await call(server, timeout)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
@@ -182,11 +186,10 @@ class ModelClient:
         )
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
-        server = self._server(self.address_for(model))
         return await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "Predict",
-            lambda t: server.prediction.Predict(request, timeout=t),
+            lambda server, t: server.prediction.Predict(request, timeout=t),
             timeout or self._settings.timeout_seconds,
         )
 
@@ -203,11 +206,10 @@ class ModelClient:
             model_spec=model_spec(model, version, label, signature),
             input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
         )
-        server = self._server(self.address_for(model))
         return await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "Classify",
-            lambda t: server.prediction.Classify(request, timeout=t),
+            lambda server, t: server.prediction.Classify(request, timeout=t),
             self._settings.timeout_seconds,
         )
 
@@ -224,11 +226,10 @@ class ModelClient:
             model_spec=model_spec(model, version, label, signature),
             input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
         )
-        server = self._server(self.address_for(model))
         return await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "Regress",
-            lambda t: server.prediction.Regress(request, timeout=t),
+            lambda server, t: server.prediction.Regress(request, timeout=t),
             self._settings.timeout_seconds,
         )
 
@@ -238,11 +239,10 @@ class ModelClient:
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
         )
-        server = self._server(address or self.address_for(model))
         return await self._call(
-            server.address,
+            lambda: address or self.address_for(model),
             "GetModelMetadata",
-            lambda t: server.prediction.GetModelMetadata(request, timeout=t),
+            lambda server, t: server.prediction.GetModelMetadata(request, timeout=t),
             self._settings.metadata_timeout_seconds,
         )
 
@@ -250,17 +250,23 @@ class ModelClient:
         self, model: str, *, version: int | None = None, retry: bool = True, address: str | None = None
     ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
-        server = self._server(address or self.address_for(model))
-        call = lambda t: server.models.GetModelStatus(request, timeout=t)  # noqa: E731
+        def call(server: _Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
+            return server.models.GetModelStatus(request, timeout=t)  # type: ignore[no-any-return]
+
         if not retry:  # readiness probes answer at once
-            return await self._call_once(server.address, "GetModelStatus", call)
+            return await self._call_once(address or self.address_for(model), "GetModelStatus", call)
         return await self._call(
-            server.address, "GetModelStatus", call, self._settings.metadata_timeout_seconds
+            lambda: address or self.address_for(model),
+            "GetModelStatus",
+            call,
+            self._settings.metadata_timeout_seconds,
         )
 
-    async def _call_once(self, address: str, method: str, call: Callable[[float], Awaitable[T]]) -> T:
+    async def _call_once(
+        self, address: str, method: str, call: Callable[[_Server, float], Awaitable[T]]
+    ) -> T:
         try:
-            return await call(self._settings.metadata_timeout_seconds)
+            return await call(self._server(address), self._settings.metadata_timeout_seconds)
         except grpc.aio.AioRpcError as exc:
             self._metrics.upstream_errors.labels(address, method, exc.code().name).inc()
             raise UpstreamError(exc.code(), _clean(exc.details()), address=address) from None
@@ -268,11 +274,10 @@ class ModelClient:
     async def reload_config(self, address: str, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Replace the WHOLE model config of the server at ``address`` (TF Serving semantics)."""
         request = model_management_pb2.ReloadConfigRequest(config=config)
-        server = self._server(address)
         reply = await self._call(
-            address,
+            lambda: address,
             "HandleReloadConfigRequest",
-            lambda t: server.models.HandleReloadConfigRequest(request, timeout=t),
+            lambda server, t: server.models.HandleReloadConfigRequest(request, timeout=t),
             max(self._settings.metadata_timeout_seconds, 30.0),
         )
         if reply.status.error_code != 0:
