@@ -34,7 +34,8 @@ def serving(model: dict[str, Any], name: str) -> dict[str, Any]:
 
 def replicas(model: dict[str, Any], name: str) -> list[dict[str, Any]]:
     """Every serving service of one model: ``serving-<name>`` and ``serving-<name>-<n>``."""
-    found = [s for key, s in sorted(model["services"].items()) if re.fullmatch(rf"serving-{name}(-\d+)?", key)]
+    services = sorted(model["services"].items())
+    found = [s for key, s in services if re.fullmatch(rf"serving-{name}(-\d+)?", key)]
     assert found, f"no serving service for model {name!r}"
     return found
 
