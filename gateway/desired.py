@@ -243,7 +243,10 @@ class Transaction:
     def commit(self, desired: Desired, omit: dict[str, frozenset[str]] | None = None) -> Desired:
         desired.generation = self.desired.generation + 1
         desired.adopted = []
-        self.store._write(desired, omit)
+        try:
+            self.store._write(desired, omit)
+        except OSError as exc:
+            raise Conflict(f"cannot write {self.store.path.name}: {exc.strerror}") from None
         self.desired = desired.copy()
         return desired
 
@@ -296,7 +299,16 @@ class DesiredStore:
             yield False
             return
         async with self._lock:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                if wait:
+                    raise Conflict(
+                        f"cannot lock {self.path.name} ({exc.strerror}): the gateway needs write access to "
+                        "the folder of its models.config"
+                    ) from None
+                yield False
+                return
             try:
                 held = await _lock(fd, LOCK_WAIT_SECONDS if wait else 0.0)
                 if not held and wait:
