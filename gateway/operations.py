@@ -15,8 +15,10 @@ below the current one among those on disk and those the replicas serve.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 
 from gateway.catalog import Catalog
 from gateway.desired import Canary, Desired, ModelState, Transaction
@@ -37,6 +39,13 @@ class Operations:
         self._catalog = catalog
         self._reconciler = reconciler
         self._metrics = metrics
+
+    @contextlib.asynccontextmanager
+    async def _edit(self, name: str) -> AsyncIterator[tuple[Transaction, Desired, ModelState]]:
+        """The model's file locked and read fresh; a copy of its state to change and ``_commit``."""
+        async with self._catalog.store_for(name).transaction() as txn:
+            new = txn.desired.copy()
+            yield txn, new, new.models[name]
 
     def _check_on_disk(self, name: str, version: int) -> None:
         disk = self._catalog.repository.versions(name)
@@ -82,11 +91,8 @@ class Operations:
     # -- versions ------------------------------------------------------------------------------------------
 
     async def promote(self, name: str, version: int) -> Desired:
-        store = self._catalog.store_for(name)
         self._check_on_disk(name, version)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             current = await self._current(name, state)
             self._drop_canary(state, f"version {version} promoted")
             if current != version:
@@ -98,10 +104,7 @@ class Operations:
         return done
 
     async def rollback(self, name: str) -> Desired:
-        store = self._catalog.store_for(name)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             view = await self._reconciler.observe(name)
             current = state.pinned if state.pinned is not None else view.current()
             target = None
@@ -123,10 +126,7 @@ class Operations:
         return done
 
     async def latest(self, name: str) -> Desired:
-        store = self._catalog.store_for(name)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             self._drop_canary(state, "back to the configured policy")
             state.remember(state.pinned)
             state.pinned = None
@@ -138,12 +138,9 @@ class Operations:
     async def set_label(self, name: str, label: str, version: int | None) -> Desired:
         if not LABEL.match(label):
             raise BadRequest(f"label {label!r} must match [A-Za-z0-9_]+ (at most 64 characters)")
-        store = self._catalog.store_for(name)
         if version is not None:
             self._check_on_disk(name, version)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             if label == CANARY_LABEL and state.canary is not None:
                 raise Conflict("the canary label belongs to the running canary; use /canary to change it")
             if version is None:
@@ -163,11 +160,8 @@ class Operations:
 
     async def set_canary(self, name: str, version: int, weight: float, shadow: float) -> Desired:
         """Serve ``weight`` % of requests with ``version`` next to the stable one (mirror ``shadow`` %)."""
-        store = self._catalog.store_for(name)
         self._check_on_disk(name, version)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             canary = state.canary
             if canary is not None and canary.version == version:
                 canary.weight, canary.shadow, canary.status, canary.reason = weight, shadow, "running", None
@@ -192,10 +186,7 @@ class Operations:
         return done
 
     async def clear_canary(self, name: str) -> Desired:
-        store = self._catalog.store_for(name)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             if state.canary is None:
                 raise NotFound(f"model {name!r} has no canary")
             self._drop_canary(state, "aborted")
@@ -204,10 +195,7 @@ class Operations:
         return done
 
     async def promote_canary(self, name: str) -> Desired:
-        store = self._catalog.store_for(name)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             canary = state.canary
             if canary is None:
                 raise NotFound(f"model {name!r} has no canary to promote")
@@ -222,10 +210,7 @@ class Operations:
 
     async def auto_rollback(self, name: str, version: int, reason: str, figures: dict[str, float]) -> None:
         """Weight of the running canary ``version`` to 0, with the reason and the window's figures."""
-        store = self._catalog.store_for(name)
-        async with store.transaction() as txn:
-            new = txn.desired.copy()
-            state = new.models[name]
+        async with self._edit(name) as (txn, new, state):
             canary = state.canary
             if canary is None or canary.version != version or canary.status != "running":
                 return  # another gateway was first, or an admin changed it meanwhile

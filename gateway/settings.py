@@ -42,13 +42,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
 
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
 _MODEL_NAME = re.compile(r"^[^/:\s]+$")
+_EXAMPLES = {
+    "GATEWAY_MODEL_SERVERS": '{"fashion": "host:8500"}',
+    "GATEWAY_MODEL_REPLICAS": '{"fashion": ["host-a:8500", "host-b:8500"]}',
+}
 
 
 def _check_address(value: str) -> str:
@@ -94,29 +98,15 @@ class Settings(BaseSettings):
     shadow_max_inflight: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
-    @field_validator("model_servers", mode="before")
+    @field_validator("model_servers", "model_replicas", mode="before")
     @classmethod
-    def _parse_servers(cls, value: object) -> object:
+    def _parse_json_maps(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f'GATEWAY_MODEL_SERVERS must be JSON like {{"fashion": "host:8500"}}: {exc}'
-                ) from exc
-        return value
-
-    @field_validator("model_replicas", mode="before")
-    @classmethod
-    def _parse_replicas(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    'GATEWAY_MODEL_REPLICAS must be JSON like {"fashion": ["host-a:8500", "host-b:8500"]}: '
-                    f"{exc}"
-                ) from exc
+                name = f"GATEWAY_{(info.field_name or '').upper()}"
+                raise ValueError(f"{name} must be JSON like {_EXAMPLES[name]}: {exc}") from exc
         return value
 
     @field_validator("models", "model_config_files", mode="before")
