@@ -45,6 +45,11 @@ class Operations:
         """The model's file locked and read fresh; a copy of its state to change and ``_commit``."""
         async with self._catalog.store_for(name).transaction() as txn:
             new = txn.desired.copy()
+            if name not in new.models:
+                raise Conflict(
+                    f"model {name!r} is no longer in {txn.store.path.name} (edited by hand); restart the "
+                    "gateways to take up the new list of models"
+                )
             yield txn, new, new.models[name]
 
     def _check_on_disk(self, name: str, version: int) -> None:

@@ -239,7 +239,11 @@ class Reconciler:
             if desired is None:
                 return 0
             for address, names in (await self._targets(store)).items():
-                drift = [n for n in names if await self._drifted(n, desired.models[n], address)]
+                drift = [
+                    n
+                    for n in names
+                    if n in desired.models and await self._drifted(n, desired.models[n], address)
+                ]
                 if drift:
                     log.warning(
                         "replica %s drifted from generation %d (%s); re-sending the full desired config",
