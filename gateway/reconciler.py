@@ -28,7 +28,7 @@ import grpc
 
 from gateway.catalog import Catalog
 from gateway.client import ModelClient
-from gateway.desired import Desired, DesiredStore, ModelState, render_config
+from gateway.desired import Desired, DesiredStore, ModelState, render_config, render_entry
 from gateway.errors import Conflict, GatewayError, NotFound, UpstreamError
 from gateway.metrics import Metrics
 from gateway.protos.tensorflow_serving.apis import get_model_status_pb2
@@ -218,6 +218,9 @@ class Reconciler:
         if any(v.state in ("START", "LOADING", "UNLOADING") for v in view.versions):
             return False  # a change is under way there
         wanted = wanted_versions(state)
+        if wanted is None:
+            failed = {v.version for v in view.versions if v.error is not None}
+            wanted = self._policy_versions(name, state, failed)
         if wanted is not None and view.available != wanted:
             return True
         for label in state.labels:
@@ -228,6 +231,20 @@ class Reconciler:
                     return False
                 return True
         return False
+
+    def _policy_versions(self, name: str, state: ModelState, failed: set[int]) -> set[int] | None:
+        """What the model's own policy serves, from the versions on disk (None when unreadable): so a rogue
+        reload that pins an unpinned model is seen too. Versions that failed to load are left out."""
+        known = self._catalog.repository.versions(name)
+        if not known:
+            return None
+        usable = sorted(set(known) - failed)
+        policy = render_entry(state, known).model_version_policy
+        if policy.HasField("specific"):
+            return set(policy.specific.versions) - failed
+        if policy.HasField("all"):
+            return set(usable)
+        return set(usable[-(policy.latest.num_versions or 1) :]) if usable else None
 
     async def reconcile_store(self, store: DesiredStore) -> int:
         """Repair the replicas of one file; returns how many were re-sent the desired config."""

@@ -332,3 +332,27 @@ def test_a_corrupted_config_is_refused_and_the_last_good_state_keeps_serving(sta
     assert _admin(c.b, "POST", ":promote", {"version": 2}).status_code == 200
     assert _converged_on(c.a, {2})["desired_error"] is None
     assert not math.isnan(_predict(c.a)[1] or math.nan)
+
+
+def test_a_replica_changed_behind_the_gateways_back_gets_the_full_desired_config_again(
+    stable_1: Cluster,
+) -> None:
+    import grpc
+
+    from gateway.protos.tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+    from gateway.protos.tensorflow_serving.config import model_server_config_pb2
+
+    c = stable_1
+
+    def repairs() -> float:
+        return sum(_metric(gw, "gateway_reconcile_repairs_total") for gw in (c.a, c.b))
+
+    before = repairs()
+    rogue = model_server_config_pb2.ModelServerConfig()
+    entry = rogue.model_config_list.config.add(name="half", base_path=str(c.root / "half"))
+    entry.model_version_policy.specific.versions.append(2)
+    with grpc.insecure_channel(f"{LOOPBACK}:{c.ports[0]}") as channel:  # someone reloads one replica by hand
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=rogue), timeout=60)
+    _wait("a gateway repairs the replica", lambda: repairs() > before)
+    assert _converged_on(c.b, {1})["pinned"] == 1
