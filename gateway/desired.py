@@ -117,6 +117,7 @@ class Desired:
     generation: int
     models: dict[str, ModelState]
     adopted: list[str] = field(default_factory=list)  # models whose entry another writer changed
+    preamble: str = ""  # the operator's own comment lines at the top of the file, kept
 
     def copy(self) -> Desired:
         return copy.deepcopy(self)
@@ -187,10 +188,11 @@ def _digest(body: str) -> str:
 def format_desired(desired: Desired, body: str) -> str:
     header = {
         "generation": desired.generation,
-        "digest": _digest(body),
+        "digest": _digest(desired.preamble + body),
         "models": {name: asdict(state) for name, state in desired.models.items()},
     }
-    return f"{HEADER}{json.dumps(header, separators=(',', ':'), sort_keys=True)}\n{NOTE}\n{body}"
+    line = json.dumps(header, separators=(",", ":"), sort_keys=True)
+    return f"{HEADER}{line}\n{NOTE}\n{desired.preamble}{body}"
 
 
 def parse_desired(text: str, known: KnownVersions, where: str = "models.config") -> Desired:
@@ -205,10 +207,13 @@ def parse_desired(text: str, known: KnownVersions, where: str = "models.config")
     entries = {c.name: c for c in config.model_config_list.config}
     if len(entries) != len(config.model_config_list.config) or "" in entries:
         raise DesiredStateInvalid(f"{where}: every model needs a name, and names must differ; fix the file")
-    line = next((ln for ln in text.splitlines() if ln.startswith(HEADER)), None)
+    lines = text.splitlines()
+    top = lines[: next((i for i, ln in enumerate(lines) if not ln.startswith("#")), len(lines))]
+    preamble = "".join(f"{ln}\n" for ln in top if not ln.startswith(HEADER) and ln != NOTE)
+    line = next((ln for ln in top if ln.startswith(HEADER)), None)
     if line is None:
         models = {n: ModelState(base=text_format.MessageToString(c)) for n, c in entries.items()}
-        return Desired(0, models)
+        return Desired(0, models, preamble=preamble)
     try:
         header = json.loads(line[len(HEADER) :])
         generation = int(header["generation"])
@@ -219,7 +224,7 @@ def parse_desired(text: str, known: KnownVersions, where: str = "models.config")
             f"{where}: the gateway header line is damaged ({exc}); fix the file"
         ) from None
     body = text[text.index(NOTE) + len(NOTE) + 1 :] if NOTE in text else ""
-    desired = Desired(generation, {})
+    desired = Desired(generation, {}, preamble=preamble)
     for name, entry in entries.items():
         state = saved.get(name)
         if state is not None and (_digest(body) == digest or render_entry(state, known(name)) == entry):

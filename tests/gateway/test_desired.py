@@ -222,3 +222,16 @@ async def test_a_waiting_writer_gives_up_with_conflict(
     finally:
         holder.kill()
         holder.wait(10)
+
+
+@run_async
+async def test_the_operators_comments_stay_and_an_unchanged_file_is_not_an_edit(
+    store: DesiredStore, config: Path
+) -> None:
+    config.write_text("# who owns this file\n# and why\n" + config.read_text())
+    for _ in range(2):
+        async with store.transaction() as txn:
+            txn.commit(txn.desired.copy())
+    text = config.read_text()
+    assert text.count("# who owns this file\n# and why\n") == 1
+    assert store.read().adopted == [] and store.read().generation == 2
