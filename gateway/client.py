@@ -250,6 +250,7 @@ class ModelClient:
         self, model: str, *, version: int | None = None, retry: bool = True, address: str | None = None
     ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
+
         def call(server: _Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
             return server.models.GetModelStatus(request, timeout=t)  # type: ignore[no-any-return]
 

@@ -178,7 +178,7 @@ def render_config(
 
 
 def _body(config: model_server_config_pb2.ModelServerConfig) -> str:
-    return text_format.MessageToString(config)
+    return str(text_format.MessageToString(config))
 
 
 def _digest(body: str) -> str:

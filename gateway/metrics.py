@@ -80,8 +80,10 @@ class Metrics:
             "gateway_canary_weight", "percent of requests sent to the canary", ["model"], registry=r
         )
         self.canary_requests = Counter(
-            "gateway_canary_requests", "requests of a canary split by side and outcome",
-            ["model", "arm", "outcome"], registry=r,
+            "gateway_canary_requests",
+            "requests of a canary split by side and outcome",
+            ["model", "arm", "outcome"],
+            registry=r,
         )
         self.canary_rollbacks = Counter(
             "gateway_canary_rollbacks", "canaries rolled back automatically", ["model", "reason"], registry=r
@@ -90,6 +92,9 @@ class Metrics:
             "gateway_shadow_requests", "requests mirrored to a candidate", ["model", "outcome"], registry=r
         )
         self.shadow_difference = Histogram(
-            "gateway_shadow_difference", "mean absolute difference between stable and candidate answers",
-            ["model"], buckets=(0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.1, 0.5, 1.0, 10.0, 100.0), registry=r,
+            "gateway_shadow_difference",
+            "mean absolute difference between stable and candidate answers",
+            ["model"],
+            buckets=(0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.1, 0.5, 1.0, 10.0, 100.0),
+            registry=r,
         )

@@ -89,6 +89,13 @@ class ClusterView:
         return max(available) if available else None
 
 
+def _unreachable(error: GatewayError) -> bool:
+    return isinstance(error, UpstreamError) and error.code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+
+
 def wanted_versions(state: ModelState | None) -> set[int] | None:
     """The exact versions the desired state asks for, or None when the server's own policy decides."""
     if state is None or state.pinned is None:
@@ -148,13 +155,13 @@ class Reconciler:
         address: str,
         names: list[str],
         omit: dict[str, frozenset[str]] | None = None,
-    ) -> str | None:
+    ) -> GatewayError | None:
         config = render_config(desired, self._catalog.repository.versions, names, omit)
         try:
             await self._client.reload_config(address, config)
         except GatewayError as exc:
             log.warning("replica %s did not take generation %d: %s", address, desired.generation, exc.message)
-            return exc.message
+            return exc
         return None
 
     async def apply(
@@ -164,12 +171,18 @@ class Reconciler:
         wait_for: dict[str, list[int]],
         omit: dict[str, frozenset[str]] | None = None,
     ) -> dict[str, str | None]:
-        """Push to every replica; wait for ``wait_for`` versions where the push worked. Address -> error."""
+        """Push to every replica; wait for ``wait_for`` versions where the push worked. Address -> error.
+
+        A replica that cannot be reached is reported (it converges from the file); one that answers and
+        refuses the config raises its error, so the caller restores the previous state."""
         targets = await self._targets(store)
         errors = await asyncio.gather(
             *(self._push(store, desired, a, names, omit) for a, names in targets.items())
         )
-        report = dict(zip(targets, errors, strict=True))
+        refused = [e for e in errors if e is not None and not _unreachable(e)]
+        if refused:
+            raise refused[0]
+        report = {a: (e.message if e else None) for a, e in zip(targets, errors, strict=True)}
         reached = [a for a, e in report.items() if e is None]
         if not reached:
             log.warning("no replica reachable for generation %d of %s", desired.generation, store.path)
@@ -227,9 +240,7 @@ class Reconciler:
             try:
                 await self._client.metadata(name, label=label, address=address)
             except UpstreamError as exc:
-                if exc.code is grpc.StatusCode.UNAVAILABLE:
-                    return False
-                return True
+                return exc.code is not grpc.StatusCode.UNAVAILABLE  # a dead link repairs nothing
         return False
 
     def _policy_versions(self, name: str, state: ModelState, failed: set[int]) -> set[int] | None:

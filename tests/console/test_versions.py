@@ -88,9 +88,10 @@ def test_cluster_line_and_a_canary_started_and_aborted_in_the_page(
     expect(fashion.locator(".canary")).to_contain_text("Canary v1 vs stable v2: 25 % of requests")
     expect(fashion.locator("tr[data-version='1'] .chip")).to_contain_text("canary")
     console.shot(shots, "models-canary")
-    assert next(m for m in api.get("/v1/models").json()["models"] if m["name"] == "fashion")["canary"][
-        "weight"
-    ] == 25
+    assert (
+        next(m for m in api.get("/v1/models").json()["models"] if m["name"] == "fashion")["canary"]["weight"]
+        == 25
+    )
     fashion.get_by_role("button", name="Abort the canary of fashion").click()
     expect(fashion.locator(".canary")).to_have_count(0)
     fashion.locator(".events summary").click()

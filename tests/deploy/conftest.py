@@ -137,8 +137,9 @@ def gateway_settings(environment: Mapping[str, str]) -> Any:
 def _local(value: str) -> str:
     """Config file paths on the models volume (``/models/...``) as files of this checkout (``models/...``)."""
     paths = [p.strip() for p in value.split(",") if p.strip()]
-    return ",".join(str(REPO_ROOT / p.lstrip("/")) if p.startswith("/models/") else str(MODELS_CONFIG)
-                    for p in paths)
+    return ",".join(
+        str(REPO_ROOT / p.lstrip("/")) if p.startswith("/models/") else str(MODELS_CONFIG) for p in paths
+    )
 
 
 def model_names() -> list[str]:

@@ -42,8 +42,9 @@ def replicas(model: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def test_every_serving_service_belongs_to_a_model(compose: dict[str, Any], models: list[str]) -> None:
     serving_services = [k for k in compose["services"] if k.startswith("serving-")]
-    assert sorted(serving_services) == sorted(k for n in models for k in compose["services"]
-                                              if re.fullmatch(rf"serving-{n}(-\d+)?", k))
+    assert sorted(serving_services) == sorted(
+        k for n in models for k in compose["services"] if re.fullmatch(rf"serving-{n}(-\d+)?", k)
+    )
     assert len(replicas(compose, "fashion")) == 2, "compose runs two replicas of fashion"
 
 
@@ -137,8 +138,10 @@ def test_gateway_routes_each_model_to_its_serving_service(compose: dict[str, Any
     assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
     assert any(v.endswith(":/models:ro") for v in gateway["volumes"])
     assert any(v.endswith(":/models/config") for v in gateway["volumes"]), "it writes the desired state there"
-    files = [gateway["environment"]["GATEWAY_MODEL_CONFIG_FILE"],
-             *gateway["environment"]["GATEWAY_MODEL_CONFIG_FILES"].split(",")]
+    files = [
+        gateway["environment"]["GATEWAY_MODEL_CONFIG_FILE"],
+        *gateway["environment"]["GATEWAY_MODEL_CONFIG_FILES"].split(","),
+    ]
     assert sorted(files) == sorted(f"/models/config/{name}.config" for name in models)
 
 

@@ -140,7 +140,7 @@ def test_stopped_model_server_gives_503_then_recovers_with_state(model_repo: Pat
         assert http.get("/readyz").status_code == 503
         assert http.get("/healthz").status_code == 200
 
-        # The restarted server starts from its own config (latest = 2); the gateway re-applies the pin.
+        # The restarted server reads the pin from the shared models.config when it starts.
         server = _modelserver(config, port, tmp_path / "ms2.log")
         versions: list[int] = []
 

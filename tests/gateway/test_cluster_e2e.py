@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,12 +21,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.procs import LOOPBACK, ServerProcess, free_port
+from devtools.servers import Gateway, modelserver_process, start_gateway
+from devtools.tiny_models import half_plus_two
 from gateway.desired import parse_desired
 from gateway.traffic import in_canary
 from tests.gateway.conftest import ADMIN_TOKEN
-from tests.support.gateway_proc import Gateway, start_gateway
-from tests.support.procs import LOOPBACK, REPO_ROOT, ServerProcess, free_port
-from tests.support.tiny_models import half_plus_two
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -52,17 +51,11 @@ class Cluster:
 
 
 def _replica(config: Path, port: int, log: Path) -> ServerProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "modelserver",
-        f"--port={port}",
-        f"--model_config_file={config}",
-        "--model_config_file_poll_wait_seconds=1",
-        "--file_system_poll_wait_seconds=1",
-    ]
-    env = {"MODELSERVER_BIND_HOST": LOOPBACK, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
-    return ServerProcess(command, ports=[port], log_path=log, env=env).start()
+    """One replica on a fixed port (restarted on the same one), polling the shared models.config."""
+    flags = ["--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1"]
+    return modelserver_process(
+        grpc_port=port, rest_port=None, log_path=log, model_config_file=config, extra_flags=flags
+    ).start()
 
 
 @pytest.fixture(scope="module")

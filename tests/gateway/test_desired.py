@@ -6,32 +6,30 @@ writes, refusing a broken file, adopting another writer's edit, and the cluster-
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google.protobuf import text_format
 
+from devtools.procs import REPO_ROOT
 from gateway.catalog import Catalog
-from gateway.desired import Canary, DesiredStateInvalid, DesiredStore, ModelState, parse_desired, render_entry
+from gateway.desired import (
+    Canary,
+    Desired,
+    DesiredStateInvalid,
+    DesiredStore,
+    ModelState,
+    parse_desired,
+    render_entry,
+)
 from gateway.errors import Conflict
 from gateway.protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.settings import Settings
-from tests.support.procs import REPO_ROOT
-
-
-def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
-
 
 CONFIG = """model_config_list {
   config { name: "a" base_path: "%(root)s/a" model_platform: "tensorflow"
@@ -86,15 +84,64 @@ def test_labels_without_pin_widen_latest() -> None:
     assert render_entry(state, known=[1, 2, 3]).model_version_policy.latest.num_versions == 3
 
 
-@run_async
-async def test_commit_writes_one_file_atomically_with_the_next_generation(
+def _commit(store: DesiredStore, change: Callable[[Desired], None] = lambda _: None) -> Desired:
+    """One admin write: lock, read fresh, change, write the next generation."""
+
+    async def run() -> Desired:
+        async with store.transaction() as txn:
+            new = txn.desired.copy()
+            change(new)
+            return txn.commit(new)
+
+    return asyncio.run(run())
+
+
+def _held(store: DesiredStore) -> bool:
+    async def run() -> bool:
+        async with store.locked(wait=False) as held:
+            return held
+
+    return asyncio.run(run())
+
+
+LOCK_HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from gateway.desired import DesiredStore
+
+    async def main():
+        store = DesiredStore(Path(sys.argv[1]), lambda _: None)
+        async with store.locked():
+            print("locked", flush=True)
+            await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+@contextlib.contextmanager
+def _another_gateway_holds_the_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)], stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_commit_writes_one_file_atomically_with_the_next_generation(
     store: DesiredStore, config: Path
 ) -> None:
-    async with store.transaction() as txn:
-        new = txn.desired.copy()
+    def change(new: Desired) -> None:
         new.models["a"].pinned, new.models["a"].history = 2, [3]
         new.models["a"].canary = Canary(version=3, stable=2, weight=10.0)
-        txn.commit(new)
+
+    _commit(store, change)
     assert sorted(p.name for p in config.parent.iterdir() if p.is_file()) == [
         ".models.config.lock",
         "models.config",
@@ -123,25 +170,21 @@ def test_a_broken_file_is_refused_and_the_last_good_state_kept(
     assert store.current() == good and store.error
 
 
-@run_async
-async def test_a_damaged_header_is_refused(store: DesiredStore, config: Path) -> None:
-    async with store.transaction() as txn:
-        txn.commit(txn.desired.copy())
+def test_a_damaged_header_is_refused(store: DesiredStore, config: Path) -> None:
+    _commit(store)
     config.write_text(config.read_text().replace('"generation":1', '"generation":"x'))
     with pytest.raises(DesiredStateInvalid, match="header"):
         store.read()
     with pytest.raises(DesiredStateInvalid):
-        async with store.transaction():
-            pass  # an admin change is refused too
+        _commit(store)  # an admin change is refused too
 
 
-@run_async
-async def test_an_edit_by_another_writer_is_adopted(store: DesiredStore, config: Path) -> None:
-    async with store.transaction() as txn:
-        new = txn.desired.copy()
+def test_an_edit_by_another_writer_is_adopted(store: DesiredStore, config: Path) -> None:
+    def change(new: Desired) -> None:
         new.models["a"].pinned = 2
         new.models["b"].pinned = 5
-        txn.commit(new)
+
+    _commit(store, change)
     config.write_text(config.read_text().replace("versions: 2", "versions: 1"))  # someone pins a to 1
     desired = store.read()
     assert desired.adopted == ["a"]
@@ -150,43 +193,15 @@ async def test_an_edit_by_another_writer_is_adopted(store: DesiredStore, config:
     assert desired.models["b"].pinned == 5  # untouched models keep their state
 
 
-LOCK_HOLDER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from pathlib import Path
-    from gateway.desired import DesiredStore
-
-    async def main():
-        store = DesiredStore(Path(sys.argv[1]), lambda _: None)
-        async with store.locked():
-            print("locked", flush=True)
-            await asyncio.sleep(3600)
-
-    asyncio.run(main())
-    """
-)
-
-
-@run_async
-async def test_the_lock_is_cluster_wide_and_dies_with_its_holder(store: DesiredStore, config: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(config)], stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        async with store.locked(wait=False) as held:
-            assert held is False  # another process holds it
+def test_the_lock_is_cluster_wide_and_dies_with_its_holder(store: DesiredStore, config: Path) -> None:
+    with _another_gateway_holds_the_lock(config) as holder:
+        assert _held(store) is False  # another process holds it
         holder.kill()  # a crashed gateway
         holder.wait(10)
-        async with store.locked(wait=False) as held:
-            assert held is True
-    finally:
-        holder.kill()
-        holder.wait(10)
+        assert _held(store) is True
 
 
-@run_async
-async def test_concurrent_transactions_in_one_process_never_lose_an_update(store: DesiredStore) -> None:
+def test_concurrent_transactions_in_one_process_never_lose_an_update(store: DesiredStore) -> None:
     async def bump(version: int) -> None:
         async with store.transaction() as txn:
             new = txn.desired.copy()
@@ -194,44 +209,30 @@ async def test_concurrent_transactions_in_one_process_never_lose_an_update(store
             await asyncio.sleep(0)
             txn.commit(new)
 
-    await asyncio.gather(*(bump(v) for v in range(1, 21)))
+    async def all_at_once() -> None:
+        await asyncio.gather(*(bump(v) for v in range(1, 21)))
+
+    asyncio.run(all_at_once())
     desired = store.read()
     assert desired.generation == 20 and sorted(desired.models["a"].history) == list(range(1, 21))
 
 
-@run_async
-async def test_a_waiting_writer_gives_up_with_conflict(
+def test_a_waiting_writer_gives_up_with_conflict(
     store: DesiredStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gateway.desired
 
     monkeypatch.setattr(gateway.desired, "LOCK_WAIT_SECONDS", 0.0)
-    other = DesiredStore(store.path, lambda _: None)  # another gateway (its own in-process lock)
-    async with other.locked():
-        holder = subprocess.Popen(
-            [sys.executable, "-c", LOCK_HOLDER, str(store.path)],
-            stdout=subprocess.PIPE,
-            cwd=REPO_ROOT,
-            text=True,
-        )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(Conflict, match="holds the lock"):
-            async with store.transaction():
-                pass
-    finally:
-        holder.kill()
-        holder.wait(10)
+    with _another_gateway_holds_the_lock(store.path), pytest.raises(Conflict, match="holds the lock"):
+        _commit(store)
 
 
-@run_async
-async def test_the_operators_comments_stay_and_an_unchanged_file_is_not_an_edit(
+def test_the_operators_comments_stay_and_an_unchanged_file_is_not_an_edit(
     store: DesiredStore, config: Path
 ) -> None:
     config.write_text("# who owns this file\n# and why\n" + config.read_text())
-    for _ in range(2):
-        async with store.transaction() as txn:
-            txn.commit(txn.desired.copy())
+    _commit(store)
+    _commit(store)
     text = config.read_text()
     assert text.count("# who owns this file\n# and why\n") == 1
     assert store.read().adopted == [] and store.read().generation == 2

@@ -11,6 +11,23 @@
  * @property {number | null} pinned
  * @property {number | null} serving
  * @property {string | null} error
+ * @property {Replica[]} replicas what each replica serves
+ * @property {boolean} converged every replica answers and serves the desired versions
+ * @property {number | null} generation of the desired state (models.config)
+ * @property {string | null} desiredError why the models.config was refused
+ * @property {Canary | null} canary
+ * @property {Array<Record<string, any>>} events recent version events, newest last
+ */
+/** @typedef {{id: string, reachable: boolean, versions: Version[], error: string | null}} Replica */
+/**
+ * @typedef {object} Canary
+ * @property {number | null} version
+ * @property {number | null} stable
+ * @property {number} weight
+ * @property {number} shadow
+ * @property {string} status
+ * @property {string | null} reason
+ * @property {Record<string, number> | null} window
  */
 /** @typedef {ReturnType<typeof readDetail>} Detail */
 
