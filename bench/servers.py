@@ -101,7 +101,6 @@ def start_gateway(ctx: Context, grpc_port: int, config: Path) -> ServerProcess:
         "GATEWAY_PORT": str(port),
         "GATEWAY_DEFAULT_MODEL_SERVER": f"127.0.0.1:{grpc_port}",
         "GATEWAY_MODEL_CONFIG_FILE": str(config),
-        "GATEWAY_STATE_FILE": str(ctx.work / "gateway-state.json"),
         "GATEWAY_ADMIN_TOKEN": "bench-admin-token-not-secret-0123456789",
         "GATEWAY_LOG_LEVEL": "warning",
         "PYTHONUNBUFFERED": "1",

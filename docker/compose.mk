@@ -48,8 +48,12 @@ compose-env:  ## write .env from .env.example (random admin token, your uid/gid)
 	      .env.example > .env.tmp) && mv .env.tmp .env && echo "wrote .env (admin token inside)"; \
 	fi
 
-compose-models: compose-env docker-images  ## publish each model that has no version yet (export service)
+compose-models: compose-env docker-images  ## seed each model's config file; publish models without a version
 	@models_dir=$${MODELS_DIR:-$$(sed -n 's/^MODELS_DIR=//p' .env)}; models_dir=$${models_dir:-./models}; \
+	mkdir -p "$$models_dir/config"; \
+	for m in fashion text housing; do \
+	  [[ -f "$$models_dir/config/$$m.config" ]] || cp models/config/$$m.config "$$models_dir/config/" || exit 1; \
+	done; \
 	for m in fashion text housing; do \
 	  if ! ls -d "$$models_dir/$$m"/[0-9]* >/dev/null 2>&1; then \
 	    echo "== no published version of '$$m' in $$models_dir: exporting one with the export service"; \

@@ -8,9 +8,12 @@
 3. POSTs real Fashion-MNIST test images (PNG) through the gateway and checks the labels.
 4. While a client keeps sending requests, publishes a new fashion version with the ``export`` service and
    checks that replies come to name the new version; then rolls back and returns to latest through the
-   gateway's admin API (HandleReloadConfigRequest on the model's own server) - with no failed request
-   throughout.
-5. Takes the stack down (also on failure, after printing the services' last log lines).
+   gateway's admin API - with no failed request throughout.
+5. Version management across the two fashion replicas (serving-fashion, serving-fashion-2), still under
+   traffic: a promote reaches both (GET /v1/models shows each replica and ``converged``); with
+   serving-fashion-2 stopped, a promote is recorded in MODELS_DIR/config/fashion.config and the replica
+   serves it as soon as it starts again; back to latest.
+6. Takes the stack down (also on failure, after printing the services' last log lines).
 
 All traffic goes to 127.0.0.1. Figures land in .run/compose-smoke.json and are printed at the end.
 """
@@ -168,6 +171,11 @@ class Stack:
 
 def seed_models(models_dir: Path, stack: Stack) -> dict[str, str]:
     shutil.copy2(ROOT / "models" / "models.config", models_dir / "models.config")
+    (models_dir / "config").mkdir(mode=0o755)
+    for model in MODELS:  # each model's desired state: its replicas poll it, the gateway writes it
+        target = models_dir / "config" / f"{model}.config"
+        shutil.copy2(ROOT / "models" / "config" / f"{model}.config", target)
+        target.chmod(0o644)
     seeded = {}
     for model in MODELS:
         source = ROOT / "models" / model
@@ -194,15 +202,39 @@ def wait_swap(traffic: Traffic, new_version: int) -> float:
     raise SmokeFailure(f"replies never named version {new_version} within {SWAP_TIMEOUT_S}s (saw {seen})")
 
 
-def admin(gateway: str, token: str, action: str) -> None:
+def admin(gateway: str, token: str, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST /v1/admin/models/fashion:<action> with the admin token; fails unless it answers 200."""
     reply = httpx.post(
         f"{gateway}/v1/admin/models/fashion:{action}",
+        json=body,
         headers={"Authorization": f"Bearer {token}"},
         timeout=120,
     )
     if reply.status_code != 200:
         raise SmokeFailure(f"admin {action} answered {reply.status_code}: {reply.text[:500]}")
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def fashion_cluster(gateway: str) -> dict[str, Any]:
+    models = httpx.get(f"{gateway}/v1/models", timeout=30).json()["models"]
+    return next(m for m in models if m["name"] == "fashion")
+
+
+def wait_converged(gateway: str, version: int) -> float:
+    """Seconds until both fashion replicas serve exactly ``version`` (GET /v1/models); fails on timeout."""
+    start = time.monotonic()
+    seen: dict[str, Any] = {}
+    while time.monotonic() - start < SWAP_TIMEOUT_S:
+        seen = fashion_cluster(gateway)
+        served = [
+            {v["version"] for v in r["versions"] if v["state"] == "AVAILABLE"} for r in seen["replicas"]
+        ]
+        if seen["converged"] and len(served) == 2 and all(s == {version} for s in served):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise SmokeFailure(
+        f"the fashion replicas did not converge on version {version}: {json.dumps(seen)[:800]}"
+    )
 
 
 def image_sizes() -> dict[str, str]:
@@ -223,21 +255,18 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
     models_dir = work / "models"
     models_dir.mkdir()
     models_dir.chmod(0o755)  # the servers run as uid 10001
-    ports = dict(
-        zip(
-            (
-                "FASHION_GRPC_PORT",
-                "FASHION_REST_PORT",
-                "TEXT_GRPC_PORT",
-                "TEXT_REST_PORT",
-                "HOUSING_GRPC_PORT",
-                "HOUSING_REST_PORT",
-                "GATEWAY_PORT",
-            ),
-            map(str, free_ports(7)),
-            strict=True,
-        )
+    names = (
+        "FASHION_GRPC_PORT",
+        "FASHION_REST_PORT",
+        "FASHION2_GRPC_PORT",
+        "FASHION2_REST_PORT",
+        "TEXT_GRPC_PORT",
+        "TEXT_REST_PORT",
+        "HOUSING_GRPC_PORT",
+        "HOUSING_REST_PORT",
+        "GATEWAY_PORT",
     )
+    ports = dict(zip(names, map(str, free_ports(len(names))), strict=True))
     env = {
         **os.environ,
         **ports,
@@ -247,6 +276,7 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         "HOST_GID": str(os.getgid()),
         "GATEWAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
         "FILE_SYSTEM_POLL_WAIT_SECONDS": "1",
+        "MODEL_CONFIG_POLL_WAIT_SECONDS": "1",
         # host networking: listen on loopback only, where all of the smoke's traffic goes
         "GATEWAY_HOST": "127.0.0.1",
         "MODELSERVER_BIND_HOST": "127.0.0.1",
@@ -306,6 +336,22 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
             result["seconds_to_rollback"] = round(wait_swap(traffic, old_version), 1)
             admin(gateway, token, "latest")
             result["seconds_back_to_latest"] = round(wait_swap(traffic, new_version), 1)
+
+            step("two fashion replicas: promote reaches both; a stopped replica converges when it starts")
+            shown = fashion_cluster(gateway)
+            if len(shown["replicas"]) != 2:
+                raise SmokeFailure(f"GET /v1/models does not show 2 fashion replicas: {shown}")
+            admin(gateway, token, "promote", {"version": old_version})
+            result["seconds_to_converge_promote"] = round(wait_converged(gateway, old_version), 1)
+            wait_swap(traffic, old_version)
+            stack.run("stop", "serving-fashion-2")
+            reply = admin(gateway, token, "promote", {"version": new_version})
+            if sorted(r["reachable"] for r in reply["replicas"]) != [False, True]:
+                raise SmokeFailure(f"a promote with a replica stopped must report it: {reply['replicas']}")
+            stack.run("start", "serving-fashion-2")
+            result["seconds_to_converge_restarted_replica"] = round(wait_converged(gateway, new_version), 1)
+            wait_swap(traffic, new_version)
+            admin(gateway, token, "latest")
             time.sleep(2)  # a little traffic after the last switch, while the old version unloads
         finally:
             traffic.stop.set()

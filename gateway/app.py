@@ -12,16 +12,19 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.catalog import Catalog
 from gateway.client import ModelClient
 from gateway.contract import ContractStore
 from gateway.deps import Services
 from gateway.errors import install_handlers
 from gateway.limits import BodyLimit, RateLimit
 from gateway.metrics import Metrics
-from gateway.rollout import Rollout
+from gateway.operations import Operations
+from gateway.reconciler import Reconciler
 from gateway.routes import admin, health, inference, models, versions
 from gateway.security import SecurityHeaders, add_docs
 from gateway.settings import Settings, get_settings
+from gateway.traffic import Traffic
 
 __all__ = ["create_app"]
 
@@ -72,17 +75,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
     client = ModelClient(settings, metrics)
+    catalog = Catalog(settings)
+    reconciler = Reconciler(settings, client, catalog, metrics)
+    operations = Operations(catalog, reconciler, metrics)
     services = Services(
         settings,
         metrics,
         client,
         ContractStore(client, settings.contract_cache_size),
-        Rollout(settings, client),
+        catalog,
+        reconciler,
+        operations,
+        Traffic(settings, catalog, operations, metrics),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(services.rollout.run()) if services.rollout.enabled else None
+        task = asyncio.create_task(reconciler.run()) if catalog.enabled else None
         try:
             yield
         finally:
@@ -90,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await services.traffic.close()
             await client.close()
 
     app = FastAPI(
@@ -110,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.rate_limit_per_second > 0:  # outside the body limit, inside the metrics
         app.add_middleware(RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
-    app.add_middleware(Measure, metrics=metrics, configured=frozenset(services.rollout.models()))
+    app.add_middleware(Measure, metrics=metrics, configured=frozenset(catalog.models()))
     app.add_middleware(SecurityHeaders)
     add_docs(app)
 

@@ -2,9 +2,12 @@
 
 Contract
 --------
-- **Routing.** Each model is served by one model server: ``Settings.server_for(model)``
-(``GATEWAY_MODEL_SERVERS``,
-  else ``GATEWAY_DEFAULT_MODEL_SERVER``). The client never assumes anything beyond
+- **Routing.** Each model is served by one model server address: ``Settings.server_for(model)``
+  (``GATEWAY_MODEL_SERVERS``, else ``GATEWAY_DEFAULT_MODEL_SERVER``), a name that may resolve to every replica
+  (gRPC's ``round_robin`` spreads calls over them), or by the list of replicas in ``GATEWAY_MODEL_REPLICAS``
+  (calls take turns). ``replicas(model)`` resolves every replica to one ``ip:port`` each (all A/AAAA records
+  of the name) for calls that must reach each one: status, metadata and config reloads accept
+  ``address=``. The client never assumes anything beyond
   ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
   against the official ``tensorflow_model_server`` and against ``modelserver/``.
 - **Channels.** One shared ``grpc.aio`` channel per address, created lazily on first use inside the running
@@ -30,6 +33,8 @@ Contract
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -58,7 +63,7 @@ from gateway.protos.tensorflow_serving.apis import (
 from gateway.protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.settings import Settings
 
-__all__ = ["ModelClient", "model_spec"]
+__all__ = ["ModelClient", "model_spec", "split_address"]
 
 T = TypeVar("T")
 
@@ -73,6 +78,11 @@ def model_spec(
     elif label is not None:
         spec.version_label = label
     return spec
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class _Server:
@@ -105,9 +115,27 @@ class ModelClient:
         self._settings = settings
         self._metrics = metrics
         self._servers: dict[str, _Server] = {}
+        self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
 
     def address_for(self, model: str) -> str:
-        return self._settings.server_for(model)
+        turns = self._turns.get(model)
+        return next(turns) if turns is not None else self._settings.server_for(model)
+
+    async def replicas(self, model: str) -> list[str]:
+        """Every replica of ``model`` as ``ip:port`` (names resolved to all their addresses), sorted."""
+        loop = asyncio.get_running_loop()
+        found: set[str] = set()
+        for target in self._settings.replica_targets(model):
+            host, port = split_address(target)
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:  # unresolvable now (e.g. no ready pod): report the name itself as unreachable
+                found.add(target)
+                continue
+            for family, _, _, _, sockaddr in infos:
+                ip = str(sockaddr[0])
+                found.add(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
+        return sorted(found)
 
     def _oip(self, model: str) -> bool:
         return self._settings.protocol_for(model) == "oip"
@@ -125,16 +153,20 @@ class ModelClient:
 
     async def _call(
         self,
-        address: str,
+        pick: Callable[[], str],
         method: str,
-        call: Callable[[float], Awaitable[T]],
+        call: Callable[[_Server, float], Awaitable[T]],
         timeout: float,  # noqa: ASYNC109 - each attempt's gRPC deadline, not an asyncio timeout
     ) -> T:
+        """One call with retries on UNAVAILABLE; each attempt asks ``pick`` for an address, so a listed
+        replica that is down is skipped on the next attempt."""
         attempts = self._settings.retries + 1
         for attempt in range(attempts):
+            server = self._server(pick())
+            address = server.address
             started = time.perf_counter()
             try:
-                reply = await call(timeout)
+                reply = await call(server, timeout)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
@@ -159,24 +191,22 @@ class ModelClient:
         output_filter: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
     ) -> predict_pb2.PredictResponse:
-        server = self._server(self.address_for(model))
         if self._oip(model):
-            return await self._infer(server, model, inputs, version, label, signature, output_filter, timeout)
+            return await self._infer(model, inputs, version, label, signature, output_filter, timeout)
         request = predict_pb2.PredictRequest(
             model_spec=model_spec(model, version, label, signature), output_filter=list(output_filter)
         )
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
         return await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "Predict",
-            lambda t: server.prediction.Predict(request, timeout=t),
+            lambda server, t: server.prediction.Predict(request, timeout=t),
             timeout or self._settings.timeout_seconds,
         )
 
     async def _infer(
         self,
-        server: _Server,
         model: str,
         inputs: dict[str, tensor_pb2.TensorProto],
         version: int | None,
@@ -190,17 +220,17 @@ class ModelClient:
                 model, inputs, version=version, label=label, signature=signature, output_filter=output_filter
             )
         except ValueError as exc:
-            raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc), address=server.address) from None
+            raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         reply = await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "ModelInfer",
-            lambda t: server.oip.ModelInfer(request, timeout=t),
+            lambda server, t: server.oip.ModelInfer(request, timeout=t),
             timeout or self._settings.timeout_seconds,
         )
         try:
             return oip.predict_response(reply, model, signature)
         except ValueError as exc:
-            raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc), address=server.address) from None
+            raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from None
 
     async def classify(
         self,
@@ -215,11 +245,10 @@ class ModelClient:
             model_spec=model_spec(model, version, label, signature),
             input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
         )
-        server = self._server(self.address_for(model))
         return await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "Classify",
-            lambda t: server.prediction.Classify(request, timeout=t),
+            lambda server, t: server.prediction.Classify(request, timeout=t),
             self._settings.timeout_seconds,
         )
 
@@ -236,23 +265,21 @@ class ModelClient:
             model_spec=model_spec(model, version, label, signature),
             input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
         )
-        server = self._server(self.address_for(model))
         return await self._call(
-            server.address,
+            lambda: self.address_for(model),
             "Regress",
-            lambda t: server.prediction.Regress(request, timeout=t),
+            lambda server, t: server.prediction.Regress(request, timeout=t),
             self._settings.timeout_seconds,
         )
 
     async def metadata(
-        self, model: str, *, version: int | None = None, label: str | None = None
+        self, model: str, *, version: int | None = None, label: str | None = None, address: str | None = None
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        server = self._server(self.address_for(model))
         if self._oip(model):
             reply = await self._call(
-                server.address,
+                lambda: address or self.address_for(model),
                 "ModelMetadata",
-                lambda t: server.oip.ModelMetadata(
+                lambda server, t: server.oip.ModelMetadata(
                     grpc_predict_v2_pb2.ModelMetadataRequest(
                         name=model, version=oip.version_string(version, label)
                     ),
@@ -265,25 +292,29 @@ class ModelClient:
             model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
         )
         return await self._call(
-            server.address,
+            lambda: address or self.address_for(model),
             "GetModelMetadata",
-            lambda t: server.prediction.GetModelMetadata(request, timeout=t),
+            lambda server, t: server.prediction.GetModelMetadata(request, timeout=t),
             self._settings.metadata_timeout_seconds,
         )
 
     async def status(
-        self, model: str, *, version: int | None = None, retry: bool = True
+        self, model: str, *, version: int | None = None, retry: bool = True, address: str | None = None
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        server = self._server(self.address_for(model))
-        if self._oip(model):
-            call = lambda t: self._oip_status(server, model, version, t)  # noqa: E731
-        else:
-            request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
-            call = lambda t: server.models.GetModelStatus(request, timeout=t)  # noqa: E731
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
+
+        def call(server: _Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
+            if self._oip(model):
+                return self._oip_status(server, model, version, t)
+            return server.models.GetModelStatus(request, timeout=t)  # type: ignore[no-any-return]
+
         if not retry:  # readiness probes answer at once
-            return await self._call_once(server.address, "GetModelStatus", call)
+            return await self._call_once(address or self.address_for(model), "GetModelStatus", call)
         return await self._call(
-            server.address, "GetModelStatus", call, self._settings.metadata_timeout_seconds
+            lambda: address or self.address_for(model),
+            "GetModelStatus",
+            call,
+            self._settings.metadata_timeout_seconds,
         )
 
     @staticmethod
@@ -310,9 +341,11 @@ class ModelClient:
             response.model_version_status.add(version=int(text), state=state)
         return response
 
-    async def _call_once(self, address: str, method: str, call: Callable[[float], Awaitable[T]]) -> T:
+    async def _call_once(
+        self, address: str, method: str, call: Callable[[_Server, float], Awaitable[T]]
+    ) -> T:
         try:
-            return await call(self._settings.metadata_timeout_seconds)
+            return await call(self._server(address), self._settings.metadata_timeout_seconds)
         except grpc.aio.AioRpcError as exc:
             self._metrics.upstream_errors.labels(address, method, exc.code().name).inc()
             raise UpstreamError(exc.code(), _clean(exc.details()), address=address) from None
@@ -320,13 +353,12 @@ class ModelClient:
     async def reload_config(self, address: str, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Replace the WHOLE model config of the server at ``address`` (TF Serving semantics)."""
         request = model_management_pb2.ReloadConfigRequest(config=config)
-        server = self._server(address)
         token = self._settings.model_control_token
         metadata = (("authorization", f"Bearer {token.get_secret_value()}"),) if token else None
         reply = await self._call(
-            address,
+            lambda: address,
             "HandleReloadConfigRequest",
-            lambda t: server.models.HandleReloadConfigRequest(request, timeout=t, metadata=metadata),
+            lambda server, t: server.models.HandleReloadConfigRequest(request, timeout=t, metadata=metadata),
             max(self._settings.metadata_timeout_seconds, 30.0),
         )
         if reply.status.error_code != 0:

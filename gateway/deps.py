@@ -7,11 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.catalog import Catalog
 from gateway.client import ModelClient
 from gateway.contract import ContractStore
 from gateway.metrics import Metrics
-from gateway.rollout import Rollout
+from gateway.operations import Operations
+from gateway.reconciler import Reconciler
 from gateway.settings import Settings
+from gateway.traffic import Traffic
 
 __all__ = ["Services", "ServicesDep"]
 
@@ -22,7 +25,10 @@ class Services:
     metrics: Metrics
     client: ModelClient
     contracts: ContractStore
-    rollout: Rollout
+    catalog: Catalog
+    reconciler: Reconciler
+    operations: Operations
+    traffic: Traffic
 
 
 def _services(request: Request) -> Services:

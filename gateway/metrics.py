@@ -8,11 +8,18 @@
 each gRPC
   call to a model server (retries counted in ``gateway_upstream_retries_total``).
 - ``gateway_errors_total{kind}``: error replies by kind (the ``code`` of the JSON error body).
+- Version management (gateway.reconciler, gateway.operations, gateway.traffic):
+  ``gateway_replicas_converged{model}`` (1 when every replica serves the desired versions),
+  ``gateway_reconcile_repairs_total``, ``gateway_desired_state_refusals_total`` (a models.config that does not
+  parse), ``gateway_desired_generation{file}``, ``gateway_canary_weight{model}``,
+  ``gateway_canary_requests_total{model,arm,outcome}`` (arm stable|canary; outcome ok|failed|fallback),
+  ``gateway_canary_rollbacks_total{model,reason}``, ``gateway_shadow_requests_total{model,outcome}``
+  (agree|disagree|failed) and ``gateway_shadow_difference{model}`` (mean absolute difference of the answers).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
 
@@ -52,3 +59,42 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("gateway_errors", "error replies by kind", ["kind"], registry=r)
+        self.replicas_converged = Gauge(
+            "gateway_replicas_converged",
+            "1 when every replica serves the desired versions",
+            ["model"],
+            registry=r,
+        )
+        self.reconcile_repairs = Counter(
+            "gateway_reconcile_repairs", "replicas re-sent the desired config after drifting", registry=r
+        )
+        self.desired_refusals = Counter(
+            "gateway_desired_state_refusals",
+            "reconciler rounds that met a models.config that does not parse",
+            registry=r,
+        )
+        self.desired_generation = Gauge(
+            "gateway_desired_generation", "generation of the desired state last written", ["file"], registry=r
+        )
+        self.canary_weight = Gauge(
+            "gateway_canary_weight", "percent of requests sent to the canary", ["model"], registry=r
+        )
+        self.canary_requests = Counter(
+            "gateway_canary_requests",
+            "requests of a canary split by side and outcome",
+            ["model", "arm", "outcome"],
+            registry=r,
+        )
+        self.canary_rollbacks = Counter(
+            "gateway_canary_rollbacks", "canaries rolled back automatically", ["model", "reason"], registry=r
+        )
+        self.shadow_requests = Counter(
+            "gateway_shadow_requests", "requests mirrored to a candidate", ["model", "outcome"], registry=r
+        )
+        self.shadow_difference = Histogram(
+            "gateway_shadow_difference",
+            "mean absolute difference between stable and candidate answers",
+            ["model"],
+            buckets=(0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.1, 0.5, 1.0, 10.0, 100.0),
+            registry=r,
+        )

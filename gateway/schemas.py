@@ -131,12 +131,43 @@ class ModelCard(BaseModel):
     warmup: dict[str, Any] | None = None
 
 
+class ReplicaStatus(BaseModel):
+    id: str = Field(..., description="stable name of the replica (a hash of its private address)")
+    reachable: bool
+    versions: list[VersionStatus]
+    error: str | None = None
+
+
+class AdminReplicaStatus(ReplicaStatus):
+    address: str = Field(..., description="the replica's gRPC address (admin replies only)")
+
+
+class CanaryState(BaseModel):
+    version: int = Field(..., description="the candidate")
+    stable: int
+    weight: float = Field(..., description="percent of requests the candidate answers")
+    shadow: float = Field(..., description="percent of stable requests mirrored to the candidate")
+    status: str = Field(..., description="running, or rolled_back (automatically; the reason says why)")
+    reason: str | None = None
+    window: dict[str, float] | None = Field(
+        default=None, description="this gateway's sliding window: requests, error rates, p99 of each side"
+    )
+
+
 class ModelSummary(BaseModel):
     name: str
-    versions: list[VersionStatus]
+    versions: list[VersionStatus] = Field(..., description="the versions of the first replica that answered")
     pinned: int | None = None
     labels: dict[str, int] = {}
     error: str | None = Field(default=None, description="why the model server could not be asked")
+    replicas: list[ReplicaStatus] = Field(default=[], description="what each replica serves")
+    converged: bool = Field(default=False, description="every replica answers, serving the desired versions")
+    generation: int | None = Field(default=None, description="generation of the desired state")
+    desired_error: str | None = Field(
+        default=None, description="why the models.config was refused (the last good state keeps serving)"
+    )
+    canary: CanaryState | None = None
+    events: list[dict[str, Any]] = Field(default=[], description="recent version events, newest last")
 
 
 class ModelList(BaseModel):
@@ -183,10 +214,21 @@ class LabelBody(_Strict):
     version: int = Field(..., ge=1, le=2**63 - 1)
 
 
+class CanaryBody(_Strict):
+    version: int = Field(..., ge=1, le=2**63 - 1, description="the candidate version")
+    weight: float = Field(..., ge=0, le=100, description="percent of requests it answers (0-100)")
+    shadow: float = Field(0.0, ge=0, le=100, description="percent of stable requests mirrored to it (0-100)")
+
+
 class AdminReply(BaseModel):
     model: str
     pinned: int | None
     labels: dict[str, int]
     history: list[int] = Field(..., description="versions that served before, newest last (rollback targets)")
-    seen: list[int]
+    seen: list[int] = Field(..., description="versions on disk or served by a replica")
     versions: list[VersionStatus]
+    generation: int | None = None
+    converged: bool = False
+    replicas: list[AdminReplicaStatus] = []
+    canary: CanaryState | None = None
+    events: list[dict[str, Any]] = []

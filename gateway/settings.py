@@ -7,9 +7,10 @@
 | `GATEWAY_DEFAULT_MODEL_SERVER` | `127.0.0.1:8500` | gRPC `host:port` for models not in `MODEL_SERVERS` |
 | `GATEWAY_MODEL_SERVERS` | `{}` | JSON `{"model": "host:port"}`: the server of each model |
 | `GATEWAY_MODEL_PROTOCOLS` | `{}` | JSON `{"model": "oip"}`: models called over OIP (KServe v2) gRPC |
-| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models offered, admin |
+| `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models, desired state |
+| `GATEWAY_MODEL_CONFIG_FILES` | `[]` | more models.config files, one per group of servers (comma-separated) |
+| `GATEWAY_MODEL_REPLICAS` | `{}` | JSON `{"model": ["host:port", ...]}`: every replica of a model |
 | `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
-| `GATEWAY_STATE_FILE` | `gateway-state.json` | admin state (pins, labels, history), atomic writes |
 | `GATEWAY_ADMIN_TOKEN` | unset | bearer token for `/v1/admin/*`, >= 16 chars; unset = admin off |
 | `GATEWAY_TIMEOUT_SECONDS` | `10` | deadline of each Predict/Classify/Regress call |
 | `GATEWAY_METADATA_TIMEOUT_SECONDS` | `5` | deadline of metadata/status calls |
@@ -21,7 +22,14 @@
 | `GATEWAY_MAX_FILES` | `32` | most files (and texts, records) per request |
 | `GATEWAY_MAX_TEXT_CHARS` | `20000` | longest text |
 | `GATEWAY_CONTRACT_CACHE_SIZE` | `64` | model versions whose input contract is cached |
-| `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of re-applying admin state (server restarts) |
+| `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of the reconciler (re-reads the files, repairs replicas) |
+| `GATEWAY_CANARY_KEY_HEADER` | `x-canary-key` | requests with this header stick to one side of a canary |
+| `GATEWAY_CANARY_WINDOW` | `200` | sliding window: the last N requests of each side |
+| `GATEWAY_CANARY_MIN_REQUESTS` | `20` | candidate requests in the window before it can be judged |
+| `GATEWAY_CANARY_MAX_ERROR_RATE_DELTA` | `0.05` | roll back when candidate errors exceed stable's by this |
+| `GATEWAY_CANARY_MAX_P99_RATIO` | `2.0` | ... or candidate p99 > stable p99 x ratio + slack |
+| `GATEWAY_CANARY_P99_SLACK_SECONDS` | `0.05` | the slack of that p99 rule (small latencies are noisy) |
+| `GATEWAY_SHADOW_MAX_INFLIGHT` | `8` | shadow calls in flight at once (more are skipped) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
 | `GATEWAY_MODEL_CONTROL_TOKEN` | unset | `authorization: Bearer` of config reloads (the servers' token) |
@@ -39,7 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -47,6 +55,11 @@ __all__ = ["Settings", "get_settings"]
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
 _MODEL_NAME = re.compile(r"^[^/:\s]+$")
 Protocol = Literal["tfserving", "oip"]
+_EXAMPLES = {
+    "GATEWAY_MODEL_SERVERS": '{"fashion": "host:8500"}',
+    "GATEWAY_MODEL_REPLICAS": '{"fashion": ["host-a:8500", "host-b:8500"]}',
+    "GATEWAY_MODEL_PROTOCOLS": '{"fashion": "oip"}',
+}
 
 
 def _check_address(value: str) -> str:
@@ -77,8 +90,9 @@ class Settings(BaseSettings):
     model_servers: Annotated[dict[str, str], NoDecode] = {}
     model_protocols: Annotated[dict[str, Protocol], NoDecode] = {}
     model_config_file: Path | None = Path("models/models.config")
+    model_config_files: Annotated[list[Path], NoDecode] = []
+    model_replicas: Annotated[dict[str, list[str]], NoDecode] = {}
     models: Annotated[list[str], NoDecode] = []
-    state_file: Path = Path("gateway-state.json")
     admin_token: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     metadata_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
@@ -97,17 +111,20 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    canary_key_header: str = Field(default="x-canary-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    canary_window: int = Field(default=200, ge=10, le=100_000)
+    canary_min_requests: int = Field(default=20, ge=1, le=100_000)
+    canary_max_error_rate_delta: float = Field(default=0.05, ge=0, le=1)
+    canary_max_p99_ratio: float = Field(default=2.0, ge=1, le=1000)
+    canary_p99_slack_seconds: float = Field(default=0.05, ge=0, le=60)
+    shadow_max_inflight: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
-    @field_validator("model_servers", mode="before")
+    @field_validator("model_servers", "model_replicas", "model_protocols", mode="before")
     @classmethod
-    def _parse_servers(cls, value: object) -> object:
-        return _json_map(value, "GATEWAY_MODEL_SERVERS", '{"fashion": "host:8500"}')
-
-    @field_validator("model_protocols", mode="before")
-    @classmethod
-    def _parse_protocols(cls, value: object) -> object:
-        return _json_map(value, "GATEWAY_MODEL_PROTOCOLS", '{"fashion": "oip"}')
+    def _parse_json_maps(cls, value: object, info: ValidationInfo) -> object:
+        name = f"GATEWAY_{(info.field_name or '').upper()}"
+        return _json_map(value, name, _EXAMPLES[name])
 
     @field_validator("model_protocols")
     @classmethod
@@ -117,7 +134,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"model name {name!r} in GATEWAY_MODEL_PROTOCOLS is not a valid model name")
         return value
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "model_config_files", mode="before")
     @classmethod
     def _parse_models(cls, value: object) -> object:
         if isinstance(value, str):
@@ -151,6 +168,18 @@ class Settings(BaseSettings):
     def _empty_token(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("model_replicas")
+    @classmethod
+    def _check_replicas(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, addresses in value.items():
+            if not _MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_REPLICAS is not a valid model name")
+            if not addresses or len(addresses) > 256:
+                raise ValueError(f"GATEWAY_MODEL_REPLICAS[{name!r}] must list 1 to 256 addresses")
+            for address in addresses:
+                _check_address(address)
+        return value
+
     @field_validator("admin_token", mode="before")
     @classmethod
     def _check_token(cls, value: object) -> object:
@@ -172,6 +201,9 @@ class Settings(BaseSettings):
                 f"GATEWAY_MODEL_CONFIG_FILE={self.model_config_file} does not exist; point it at the "
                 "models.config the model servers use, or set it empty and list models in GATEWAY_MODELS"
             )
+        for path in self.model_config_files:
+            if not path.is_file():
+                raise ValueError(f"GATEWAY_MODEL_CONFIG_FILES names {path}, which does not exist")
         return self
 
     @model_validator(mode="after")
@@ -187,6 +219,16 @@ class Settings(BaseSettings):
     def protocol_for(self, model: str) -> Protocol:
         """How ``model`` is called: TF Serving's API (default) or the Open Inference Protocol."""
         return self.model_protocols.get(model, "tfserving")
+
+    def replica_targets(self, model: str) -> list[str]:
+        """Where the replicas of ``model`` are: its list in ``MODEL_REPLICAS``, else its one server address
+        (a name that may resolve to many replicas, e.g. a Kubernetes headless Service)."""
+        return list(self.model_replicas.get(model) or [self.server_for(model)])
+
+    def config_files(self) -> list[Path]:
+        """Every models.config holding desired state, without repeats."""
+        files = ([self.model_config_file] if self.model_config_file else []) + list(self.model_config_files)
+        return list(dict.fromkeys(files))
 
 
 @lru_cache(maxsize=1)

@@ -42,13 +42,19 @@ class RateLimitedLog:
             return dropped
 
     def warning(self, message: str, *args: object) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: object) -> None:
+        self.log(logging.ERROR, message, *args)
+
+    def log(self, level: int, message: str, *args: object) -> None:
         dropped = self.allow()
         if dropped is None:
             return
         line = (message % args if args else message).replace("\n", " ")[:500]
         if dropped:
             line += f" ({dropped} similar lines dropped)"
-        self.logger.warning("%s", line)
+        self.logger.log(level, "%s", line)
 
 
 class _RateLimitedRecords(logging.Filter):

@@ -114,7 +114,6 @@ def slow_model_server(
             "GATEWAY_DEFAULT_MODEL_SERVER": proxy.address,
             "GATEWAY_TIMEOUT_SECONDS": str(DEADLINE_SECONDS),
             "GATEWAY_METADATA_TIMEOUT_SECONDS": str(DEADLINE_SECONDS),
-            "GATEWAY_STATE_FILE": str(stack.workdir / "slow-gateway-state.json"),
         }
         with extra_gateway(proxy.address, stack.config, stack.workdir / "slow", env) as gateway:
             url = gateway.url

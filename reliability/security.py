@@ -234,7 +234,7 @@ def size_limit(stack: Stack, outcome: Outcome) -> dict[str, Any]:
 def rate_limit(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
     """A second gateway with ``RATE_LIMIT_ENV``: a burst of 60 must be cut with 429 + Retry-After, probes
     never limited, and service back once the bucket refills."""
-    env = {**RATE_LIMIT_ENV, "GATEWAY_STATE_FILE": str(workdir / "rate.json")}
+    env = dict(RATE_LIMIT_ENV)
     statuses: list[int] = []
     retry_after = message = ""
     with (

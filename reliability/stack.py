@@ -35,7 +35,6 @@ def gateway_env(model_server: str, config: Path, workdir: Path, env: Mapping[str
     return {
         "GATEWAY_DEFAULT_MODEL_SERVER": model_server,
         "GATEWAY_MODEL_CONFIG_FILE": str(config),
-        "GATEWAY_STATE_FILE": str(workdir / "gateway-state.json"),
         **env,
     }
 

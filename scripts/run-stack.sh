@@ -44,7 +44,7 @@ PYEOF
 
 echo "== starting modelserver: gRPC 127.0.0.1:$GRPC_PORT, REST 127.0.0.1:$REST_PORT (log: $LOG_DIR/modelserver.log)"
 MODELSERVER_BIND_HOST=${MODELSERVER_BIND_HOST:-127.0.0.1} "$PY" -m modelserver --port="$GRPC_PORT" --rest_api_port="$REST_PORT" \
-  --model_config_file=models/models.config --file_system_poll_wait_seconds=1 \
+  --model_config_file=models/models.config --model_config_file_poll_wait_seconds=2 --file_system_poll_wait_seconds=1 \
   > "$LOG_DIR/modelserver.log" 2>&1 &
 pids+=($!)
 for m in fashion text housing; do
@@ -55,7 +55,6 @@ echo "== starting gateway: http://127.0.0.1:$GATEWAY_PORT (log: $LOG_DIR/gateway
 GATEWAY_PORT="$GATEWAY_PORT" \
 GATEWAY_DEFAULT_MODEL_SERVER="127.0.0.1:$GRPC_PORT" \
 GATEWAY_MODEL_CONFIG_FILE="${GATEWAY_MODEL_CONFIG_FILE:-models/models.config}" \
-GATEWAY_STATE_FILE="${GATEWAY_STATE_FILE:-$LOG_DIR/gateway-state.json}" \
   "$PY" -m gateway > "$LOG_DIR/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$GATEWAY_PORT/readyz" gateway "${pids[1]}"

@@ -1,8 +1,9 @@
-"""Admin: pin (promote), roll back, label, back to latest - behind ``Authorization: Bearer
+"""Admin: pin (promote), roll back, label, back to latest, and the canary - behind ``Authorization: Bearer
 $GATEWAY_ADMIN_TOKEN``.
 
 Disabled (403 for every call) when no token is configured; 401 without a token or with a wrong one (compared
-in constant time). Changes are applied through ModelService.HandleReloadConfigRequest (gateway.rollout).
+in constant time). Every change is written to the model's models.config (the desired state every replica and
+every gateway reads) and applied to every replica (gateway.operations); the reply shows each replica.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from fastapi import APIRouter, Depends, Header
 
 from gateway.deps import Services, ServicesDep
 from gateway.errors import AdminDisabled, Unauthorized
-from gateway.routes.models import versions_of
-from gateway.schemas import AdminReply, ErrorBody, LabelBody, PromoteBody
+from gateway.routes.models import cluster, version_list
+from gateway.schemas import AdminReplicaStatus, AdminReply, CanaryBody, ErrorBody, LabelBody, PromoteBody
 
 
 def require_admin(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -33,55 +34,93 @@ router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
-    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 503, 504)},
+    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422, 503, 504)},
 )
 
 
 async def _reply(services: Services, name: str) -> AdminReply:
-    state = services.rollout.state(name)
-    versions = await versions_of(services, name)
     services.contracts.forget(name)
+    summary, view = await cluster(services, name)
+    desired = services.catalog.store_for(name).current()
+    state = desired.models.get(name) if desired else None
+    served = {v for r in view.replicas for v in r.available}
     return AdminReply(
         model=name,
-        pinned=state.pinned,
-        labels=dict(state.labels),
-        history=list(state.history),
-        seen=list(state.seen),
-        versions=versions,
+        pinned=summary.pinned,
+        labels=summary.labels,
+        history=list(state.history) if state else [],
+        seen=sorted(served | set(services.catalog.repository.versions(name) or [])),
+        versions=summary.versions,
+        generation=summary.generation,
+        converged=summary.converged,
+        replicas=[
+            AdminReplicaStatus(
+                id=r.id, address=r.address, reachable=r.reachable, versions=version_list(r), error=r.error
+            )
+            for r in view.replicas
+        ],
+        canary=summary.canary,
+        events=list(state.events) if state else [],
     )
 
 
 @router.get("/models/{name}", response_model=AdminReply)
 async def admin_state(name: str, services: ServicesDep) -> AdminReply:
-    services.rollout.check_model(name)
+    services.catalog.store_for(name)
     return await _reply(services, name)
 
 
 @router.post("/models/{name}:promote", response_model=AdminReply, summary="Serve exactly this version")
 async def promote(name: str, body: PromoteBody, services: ServicesDep) -> AdminReply:
-    await services.rollout.promote(name, body.version)
+    await services.operations.promote(name, body.version)
     return await _reply(services, name)
 
 
 @router.post("/models/{name}:rollback", response_model=AdminReply, summary="Serve the previous version")
 async def rollback(name: str, services: ServicesDep) -> AdminReply:
-    await services.rollout.rollback(name)
+    await services.operations.rollback(name)
     return await _reply(services, name)
 
 
 @router.post("/models/{name}:latest", response_model=AdminReply, summary="Unpin: back to the config's policy")
 async def latest(name: str, services: ServicesDep) -> AdminReply:
-    await services.rollout.latest(name)
+    await services.operations.latest(name)
     return await _reply(services, name)
 
 
 @router.put("/models/{name}/labels/{label}", response_model=AdminReply, summary="Point a label at a version")
 async def set_label(name: str, label: str, body: LabelBody, services: ServicesDep) -> AdminReply:
-    await services.rollout.set_label(name, label, body.version)
+    await services.operations.set_label(name, label, body.version)
     return await _reply(services, name)
 
 
 @router.delete("/models/{name}/labels/{label}", response_model=AdminReply, summary="Remove a label")
 async def delete_label(name: str, label: str, services: ServicesDep) -> AdminReply:
-    await services.rollout.set_label(name, label, None)
+    await services.operations.set_label(name, label, None)
+    return await _reply(services, name)
+
+
+@router.put(
+    "/models/{name}/canary",
+    response_model=AdminReply,
+    summary="Start a canary (or change its weight): a share of requests to a candidate version",
+)
+async def set_canary(name: str, body: CanaryBody, services: ServicesDep) -> AdminReply:
+    await services.operations.set_canary(name, body.version, body.weight, body.shadow)
+    return await _reply(services, name)
+
+
+@router.delete("/models/{name}/canary", response_model=AdminReply, summary="Abort the canary")
+async def clear_canary(name: str, services: ServicesDep) -> AdminReply:
+    await services.operations.clear_canary(name)
+    return await _reply(services, name)
+
+
+@router.post(
+    "/models/{name}/canary:promote",
+    response_model=AdminReply,
+    summary="Make the candidate the stable version",
+)
+async def promote_canary(name: str, services: ServicesDep) -> AdminReply:
+    await services.operations.promote_canary(name)
     return await _reply(services, name)

@@ -33,7 +33,7 @@ async def _model_ready(services: Services, name: str) -> str:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(services: ServicesDep) -> JSONResponse:
-    names = services.rollout.models()
+    names = services.catalog.models()
     states = await asyncio.gather(*(_model_ready(services, n) for n in names))
     body = Readiness(
         ready=bool(names) and all(s == "ready" for s in states), models=dict(zip(names, states, strict=True))

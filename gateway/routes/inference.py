@@ -244,26 +244,33 @@ async def classify(
     label: str | None = LabelQuery,
 ) -> ClassifyReply:
     _check_choice(version, label)
-    services.rollout.check_model(name)
+    services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
-    info = await services.contracts.get(name, version=version, label=label)
-    if inputs.records is not None or (info.task == "regression"):
-        raise BadRequest(f"model {name!r} is a regressor; use POST /v1/models/{name}:regress")
-    reply = await _predict(services, name, info, inputs, version, label)
-    outputs = info.contract.get("predict", {}).get("outputs") or sorted(reply.outputs)
-    probabilities = reply.outputs.get(outputs[0]) if outputs else None
-    if probabilities is None or len(shape_of(probabilities)) != 2:
-        raise BadRequest(f"model {name!r} has no class-score output; use :predict for its raw outputs")
-    rows = _rows(probabilities)
-    labels = info.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
-    predictions = []
-    for input_name, scores in zip(inputs.names, rows, strict=False):
-        ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
-        top = [
-            LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i])) for i in ranked
-        ]
-        predictions.append(ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top))
-    return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
+
+    async def answer(version: int | None, label: str | None) -> ClassifyReply:
+        info = await services.contracts.get(name, version=version, label=label)
+        if inputs.records is not None or (info.task == "regression"):
+            raise BadRequest(f"model {name!r} is a regressor; use POST /v1/models/{name}:regress")
+        reply = await _predict(services, name, info, inputs, version, label)
+        outputs = info.contract.get("predict", {}).get("outputs") or sorted(reply.outputs)
+        probabilities = reply.outputs.get(outputs[0]) if outputs else None
+        if probabilities is None or len(shape_of(probabilities)) != 2:
+            raise BadRequest(f"model {name!r} has no class-score output; use :predict for its raw outputs")
+        rows = _rows(probabilities)
+        labels = info.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
+        predictions = []
+        for input_name, scores in zip(inputs.names, rows, strict=False):
+            ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
+            top = [
+                LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i]))
+                for i in ranked
+            ]
+            predictions.append(
+                ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top)
+            )
+        return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
+
+    return await services.traffic.serve(name, request.headers, version, label, answer)
 
 
 @router.post(
@@ -281,21 +288,25 @@ async def predict(
     label: str | None = LabelQuery,
 ) -> PredictReply:
     _check_choice(version, label)
-    services.rollout.check_model(name)
+    services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
-    info = await services.contracts.get(name, version=version, label=label)
-    reply = await _predict(services, name, info, inputs, version, label)
-    columns = {key: _rows(tensor) for key, tensor in sorted(reply.outputs.items())}
-    predictions = [
-        {key: _json_safe(values[i]) for key, values in columns.items() if i < len(values)}
-        for i in range(len(inputs.names))
-    ]
-    return PredictReply(
-        model=name,
-        version=_answered(reply, info),
-        signature=info.predict_signature(),
-        predictions=predictions,
-    )
+
+    async def answer(version: int | None, label: str | None) -> PredictReply:
+        info = await services.contracts.get(name, version=version, label=label)
+        reply = await _predict(services, name, info, inputs, version, label)
+        columns = {key: _rows(tensor) for key, tensor in sorted(reply.outputs.items())}
+        predictions = [
+            {key: _json_safe(values[i]) for key, values in columns.items() if i < len(values)}
+            for i in range(len(inputs.names))
+        ]
+        return PredictReply(
+            model=name,
+            version=_answered(reply, info),
+            signature=info.predict_signature(),
+            predictions=predictions,
+        )
+
+    return await services.traffic.serve(name, request.headers, version, label, answer)
 
 
 @router.post(
@@ -318,38 +329,43 @@ async def regress(
     label: str | None = LabelQuery,
 ) -> RegressReply:
     _check_choice(version, label)
-    services.rollout.check_model(name)
+    services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
     if inputs.records is None:
         raise BadRequest('regress takes JSON {"records": [{"feature": value, ...}]}')
-    info = await services.contracts.get(name, version=version, label=label)
-    features = info.numeric_inputs()
-    if not features:
-        raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
-    records = validate_records(inputs.records, features, max_items=services.settings.max_files)
-    regress_sig = info.contract.get("regress", {}).get("signature")
-    values: list[float]
-    if regress_sig and regress_sig in info.signatures:
-        reply: Any = await services.client.regress(
-            name, records_to_examples(records), version=version, label=label, signature=regress_sig
+    records_in = inputs.records
+
+    async def answer(version: int | None, label: str | None) -> RegressReply:
+        info = await services.contracts.get(name, version=version, label=label)
+        features = info.numeric_inputs()
+        if not features:
+            raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
+        records = validate_records(records_in, features, max_items=services.settings.max_files)
+        regress_sig = info.contract.get("regress", {}).get("signature")
+        values: list[float]
+        if regress_sig and regress_sig in info.signatures:
+            reply: Any = await services.client.regress(
+                name, records_to_examples(records), version=version, label=label, signature=regress_sig
+            )
+            values = [r.value for r in reply.result.regressions]
+        else:
+            reply = await services.client.predict(
+                name,
+                records_to_tensors(records, list(features)),
+                version=version,
+                label=label,
+                signature=info.predict_signature(),
+            )
+            first = sorted(reply.outputs)[0]
+            values = [float(v) for v in to_list(reply.outputs[first])]  # type: ignore[arg-type]
+        unit = next((str(s.get("unit")) for s in [info.contract.get("output", {})] if s.get("unit")), None)
+        return RegressReply(
+            model=name,
+            version=_answered(reply, info),
+            unit=unit,
+            predictions=[
+                RegressPrediction(input=n, value=float(v)) for n, v in zip(inputs.names, values, strict=False)
+            ],
         )
-        values = [r.value for r in reply.result.regressions]
-    else:
-        reply = await services.client.predict(
-            name,
-            records_to_tensors(records, list(features)),
-            version=version,
-            label=label,
-            signature=info.predict_signature(),
-        )
-        first = sorted(reply.outputs)[0]
-        values = [float(v) for v in to_list(reply.outputs[first])]  # type: ignore[arg-type]
-    unit = next((str(s.get("unit")) for s in [info.contract.get("output", {})] if s.get("unit")), None)
-    return RegressReply(
-        model=name,
-        version=_answered(reply, info),
-        unit=unit,
-        predictions=[
-            RegressPrediction(input=n, value=float(v)) for n, v in zip(inputs.names, values, strict=False)
-        ],
-    )
+
+    return await services.traffic.serve(name, request.headers, version, label, answer)

@@ -29,11 +29,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _version_file(services: Services, name: str, version: str, filename: str) -> tuple[int, Path]:
-    services.rollout.check_model(name)
+    services.catalog.check_model(name)
     if not _VERSION.match(version):
         raise ModelFileNotFound(name, version, filename, "the version must be a whole number, e.g. 1")
     number = int(version)
-    return number, services.rollout.repository.version_file(name, number, filename)
+    return number, services.catalog.repository.version_file(name, number, filename)
 
 
 @router.get(

@@ -86,7 +86,6 @@ def console_gateway(
     env = {
         "GATEWAY_DEFAULT_MODEL_SERVER": console_modelserver.grpc_target,  # type: ignore[attr-defined]
         "GATEWAY_MODEL_CONFIG_FILE": str(console_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(logs / "state.json"),
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     gateway = start_gateway(env, logs / "gateway.log")
@@ -103,7 +102,6 @@ def orphan_gateway(console_repo: Path, tmp_path_factory: pytest.TempPathFactory)
     env = {
         "GATEWAY_DEFAULT_MODEL_SERVER": f"127.0.0.1:{free_port()}",
         "GATEWAY_MODEL_CONFIG_FILE": str(console_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(logs / "state.json"),
         "GATEWAY_RETRIES": "0",
         "GATEWAY_METADATA_TIMEOUT_SECONDS": "2",
     }
@@ -128,6 +126,9 @@ def fresh_rollout(api: httpx.Client) -> Iterator[None]:
     def reset() -> None:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         for model in api.get("/v1/models").json()["models"]:
+            if model.get("canary"):
+                api.delete(f"/v1/admin/models/{model['name']}/canary", headers=headers).raise_for_status()
+                model = next(m for m in api.get("/v1/models").json()["models"] if m["name"] == model["name"])
             for label in model["labels"]:
                 api.delete(f"/v1/admin/models/{model['name']}/labels/{label}", headers=headers)
             if model["pinned"] is not None:

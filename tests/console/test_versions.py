@@ -73,6 +73,31 @@ def test_label_set_in_the_page_selects_the_version(
     assert models["fashion"]["labels"] == {}
 
 
+def test_cluster_line_and_a_canary_started_and_aborted_in_the_page(
+    page: Page, console_gateway: Gateway, api: httpx.Client, fresh_rollout: None, shots: Path
+) -> None:
+    console = Console(page, console_gateway.url).open()
+    fashion = console.model("fashion")
+    expect(fashion.locator(".cluster .converged")).to_have_text("converged")
+    expect(fashion.locator(".cluster .replica-chip")).to_have_count(1)
+    console.use_token(ADMIN_TOKEN)
+    fashion.get_by_label("Candidate version of fashion").select_option("1")
+    fashion.get_by_label("weight %").fill("25")
+    fashion.get_by_role("button", name="Set canary").click()
+    expect(fashion.locator(".admin-msg")).to_contain_text("version 1 answers 25 % of requests")
+    expect(fashion.locator(".canary")).to_contain_text("Canary v1 vs stable v2: 25 % of requests")
+    expect(fashion.locator("tr[data-version='1'] .chip")).to_contain_text("canary")
+    console.shot(shots, "models-canary")
+    assert (
+        next(m for m in api.get("/v1/models").json()["models"] if m["name"] == "fashion")["canary"]["weight"]
+        == 25
+    )
+    fashion.get_by_role("button", name="Abort the canary of fashion").click()
+    expect(fashion.locator(".canary")).to_have_count(0)
+    fashion.locator(".events summary").click()
+    expect(fashion.locator(".events")).to_contain_text("canary v1 ended: aborted")
+
+
 def test_model_list_refreshes_by_itself(
     page: Page, console_gateway: Gateway, api: httpx.Client, fresh_rollout: None
 ) -> None:

@@ -120,7 +120,8 @@ def real_compose_config(
 
 def gateway_settings(environment: Mapping[str, str]) -> Any:
     """The gateway's real Settings built from a deployment's GATEWAY_* variables (config file paths, which
-    live on a volume there, point at models/models.config here). Fails on a variable the gateway lacks."""
+    live on the models volume there, point at the same files under models/ here). Fails on a variable the
+    gateway lacks."""
     from gateway.settings import Settings
 
     fields = set(Settings.model_fields)
@@ -129,8 +130,16 @@ def gateway_settings(environment: Mapping[str, str]) -> Any:
         assert key.startswith("GATEWAY_"), f"{key}: the gateway reads only GATEWAY_* variables"
         field_name = key.removeprefix("GATEWAY_").lower()
         assert field_name in fields, f"{key} is not a gateway setting (gateway/settings.py)"
-        values[field_name] = str(MODELS_CONFIG) if field_name == "model_config_file" else value
+        values[field_name] = _local(value) if field_name.startswith("model_config_file") else value
     return Settings(_env_file=None, **values)
+
+
+def _local(value: str) -> str:
+    """Config file paths on the models volume (``/models/...``) as files of this checkout (``models/...``)."""
+    paths = [p.strip() for p in value.split(",") if p.strip()]
+    return ",".join(
+        str(REPO_ROOT / p.lstrip("/")) if p.startswith("/models/") else str(MODELS_CONFIG) for p in paths
+    )
 
 
 def model_names() -> list[str]:

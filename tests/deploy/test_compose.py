@@ -32,6 +32,22 @@ def serving(model: dict[str, Any], name: str) -> dict[str, Any]:
     return service
 
 
+def replicas(model: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every serving service of one model: ``serving-<name>`` and ``serving-<name>-<n>``."""
+    services = sorted(model["services"].items())
+    found = [s for key, s in services if re.fullmatch(rf"serving-{name}(-\d+)?", key)]
+    assert found, f"no serving service for model {name!r}"
+    return found
+
+
+def test_every_serving_service_belongs_to_a_model(compose: dict[str, Any], models: list[str]) -> None:
+    serving_services = [k for k in compose["services"] if k.startswith("serving-")]
+    assert sorted(serving_services) == sorted(
+        k for n in models for k in compose["services"] if re.fullmatch(rf"serving-{n}(-\d+)?", k)
+    )
+    assert len(replicas(compose, "fashion")) == 2, "compose runs two replicas of fashion"
+
+
 @pytest.mark.parametrize(
     ("text", "env", "expected"),
     [
@@ -54,43 +70,55 @@ def test_admin_token_is_required() -> None:
 
 def test_one_official_tf_serving_service_per_model(compose: dict[str, Any], models: list[str]) -> None:
     for name in models:
-        service = serving(compose, name)
-        image = service["image"]
-        assert re.fullmatch(r"tensorflow/serving:\d+\.\d+\.\d+", image), f"unpinned serving image {image}"
-        assert service["entrypoint"] == ["tensorflow_model_server"]
-        argv = service["command"]
-        assert flag_value(argv, "model_name") == name
-        assert flag_value(argv, "model_base_path") == f"/models/{name}"
-        assert int(flag_value(argv, "file_system_poll_wait_seconds")) >= 1
-        assert service["network_mode"] == "host"
-        assert service["restart"] in ("always", "unless-stopped")
-        assert any(v.endswith(":/models:ro") for v in service["volumes"]), "models must be mounted read-only"
+        for service in replicas(compose, name):
+            image = service["image"]
+            assert re.fullmatch(r"tensorflow/serving:\d+\.\d+\.\d+", image), f"unpinned serving image {image}"
+            assert service["entrypoint"] == ["tensorflow_model_server"]
+            argv = service["command"]
+            # every replica polls its model's config file: the desired state the gateway writes
+            assert flag_value(argv, "model_config_file") == f"/models/config/{name}.config"
+            assert int(flag_value(argv, "model_config_file_poll_wait_seconds")) >= 1
+            assert int(flag_value(argv, "file_system_poll_wait_seconds")) >= 1
+            assert service["network_mode"] == "host"
+            assert service["restart"] in ("always", "unless-stopped")
+            assert any(v.endswith(":/models:ro") for v in service["volumes"]), "mount models read-only"
 
 
 def test_modelserver_cli_accepts_every_serving_command(compose: dict[str, Any], models: list[str]) -> None:
     """The override runs ``python -m modelserver`` with these very flags: our CLI must take them all."""
     for name in models:
-        argv = serving(compose, name)["command"]
-        options = parse_flags(argv)
-        assert (options.model_name, options.model_base_path) == (name, f"/models/{name}")
-        assert str(options.port) == flag_value(argv, "port")
-        assert str(options.rest_api_port) == flag_value(argv, "rest_api_port")
+        for service in replicas(compose, name):
+            argv = service["command"]
+            options = parse_flags(argv)
+            assert options.model_config_file == f"/models/config/{name}.config"
+            assert str(options.port) == flag_value(argv, "port")
+            assert str(options.rest_api_port) == flag_value(argv, "rest_api_port")
+
+
+def test_each_model_config_file_serves_exactly_its_model(models: list[str]) -> None:
+    """The seeds of MODELS_DIR/config/<model>.config (make compose-models copies them when absent)."""
+    from gateway.catalog import load_model_config
+
+    for name in models:
+        config = load_model_config(REPO_ROOT / "models" / "config" / f"{name}.config")
+        assert [(c.name, c.base_path) for c in config.model_config_list.config] == [(name, f"models/{name}")]
 
 
 def test_serving_healthcheck_asks_its_own_model_status(compose: dict[str, Any], models: list[str]) -> None:
     for name in models:
-        service = serving(compose, name)
-        probe = " ".join(service["healthcheck"]["test"])
-        rest_port = flag_value(service["command"], "rest_api_port")
-        assert f"/dev/tcp/127.0.0.1/{rest_port}" in probe
-        assert f"GET /v1/models/{name} " in probe and "AVAILABLE" in probe
+        for service in replicas(compose, name):
+            probe = " ".join(service["healthcheck"]["test"])
+            rest_port = flag_value(service["command"], "rest_api_port")
+            assert f"/dev/tcp/127.0.0.1/{rest_port}" in probe
+            assert f"GET /v1/models/{name} " in probe and "AVAILABLE" in probe
 
 
 def test_every_port_is_distinct(compose: dict[str, Any], models: list[str]) -> None:
     ports = [compose["services"]["gateway"]["environment"]["GATEWAY_PORT"]]
     for name in models:
-        argv = serving(compose, name)["command"]
-        ports += [flag_value(argv, "port"), flag_value(argv, "rest_api_port")]
+        for service in replicas(compose, name):
+            argv = service["command"]
+            ports += [flag_value(argv, "port"), flag_value(argv, "rest_api_port")]
     assert len(set(ports)) == len(ports), f"host networking needs distinct ports, got {ports}"
 
 
@@ -98,12 +126,23 @@ def test_gateway_routes_each_model_to_its_serving_service(compose: dict[str, Any
     gateway = compose["services"]["gateway"]
     routes = json.loads(gateway["environment"]["GATEWAY_MODEL_SERVERS"])
     assert sorted(routes) == sorted(models)
+    replica_lists = json.loads(gateway["environment"]["GATEWAY_MODEL_REPLICAS"])
     for name in models:
         assert routes[name] == f"127.0.0.1:{flag_value(serving(compose, name)['command'], 'port')}"
-        assert gateway["depends_on"][f"serving-{name}"] == {"condition": "service_healthy"}
+        addresses = [f"127.0.0.1:{flag_value(s['command'], 'port')}" for s in replicas(compose, name)]
+        assert replica_lists.get(name, [routes[name]]) == addresses, "the gateway must reach every replica"
+        for key, service in compose["services"].items():
+            if service in replicas(compose, name):
+                assert gateway["depends_on"][key] == {"condition": "service_healthy"}
     assert gateway["environment"]["GATEWAY_ADMIN_TOKEN"] == TEST_ENV["GATEWAY_ADMIN_TOKEN"]
     assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
     assert any(v.endswith(":/models:ro") for v in gateway["volumes"])
+    assert any(v.endswith(":/models/config") for v in gateway["volumes"]), "it writes the desired state there"
+    files = [
+        gateway["environment"]["GATEWAY_MODEL_CONFIG_FILE"],
+        *gateway["environment"]["GATEWAY_MODEL_CONFIG_FILES"].split(","),
+    ]
+    assert sorted(files) == sorted(f"/models/config/{name}.config" for name in models)
 
 
 def test_gateway_settings_accept_the_compose_environment(compose: dict[str, Any], models: list[str]) -> None:
@@ -111,6 +150,8 @@ def test_gateway_settings_accept_the_compose_environment(compose: dict[str, Any]
     assert settings.host == "0.0.0.0"
     for name in models:
         assert settings.server_for(name).endswith(f":{flag_value(serving(compose, name)['command'], 'port')}")
+        ports = [flag_value(s["command"], "port") for s in replicas(compose, name)]
+        assert [t.rsplit(":", 1)[1] for t in settings.replica_targets(name)] == ports
 
 
 def test_export_is_a_one_shot_profile_writing_the_models_volume(compose: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from modelserver.cli import parse_flags
-from tests.deploy.conftest import K8S_DIR, MODELS_CONFIG, REPO_ROOT, flag_value, gateway_settings
+from tests.deploy.conftest import K8S_DIR, REPO_ROOT, flag_value, gateway_settings
 
 Documents = dict[str, list[dict[str, Any]]]
 
@@ -51,9 +51,10 @@ def test_serving_deployment_per_model_is_ready_only_when_available(
         deployment = find(k8s_documents, "Deployment", f"serving-{name}")
         serving = container(deployment)
         args = serving["args"]
-        assert parse_flags(args).model_name == name, "our modelserver must accept the same args"
-        assert flag_value(args, "model_name") == name
-        assert flag_value(args, "model_base_path") == f"/models/{name}"
+        config = f"/models/config/{name}.config"  # the desired state on the shared volume
+        assert parse_flags(args).model_config_file == config, "our modelserver must accept the same args"
+        assert flag_value(args, "model_config_file") == config
+        assert int(flag_value(args, "model_config_file_poll_wait_seconds")) >= 1
         probe = " ".join(serving["readinessProbe"]["exec"]["command"])
         assert f"/dev/tcp/127.0.0.1/{flag_value(args, 'rest_api_port')}" in probe
         assert f"GET /v1/models/{name} " in probe and "AVAILABLE" in probe
@@ -92,11 +93,26 @@ def test_gateway_routes_each_model_to_its_serving_service(
     settings = gateway_settings({**plain, "GATEWAY_ADMIN_TOKEN": "a-test-token-of-32-characters-xx"})
     assert settings.host == "0.0.0.0", "a pod must bind beyond loopback for probes and the Service"
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert sorted(str(p) for p in settings.config_files()) == sorted(
+        str(REPO_ROOT / "models" / "config" / f"{name}.config") for name in models
+    ), "the gateway must hold the desired state of every model"
+    mounts = {m["mountPath"]: m for m in gateway["volumeMounts"]}
+    assert mounts["/models/config"]["name"] == "models" and not mounts["/models/config"].get("readOnly")
+    spec = find(k8s_documents, "Deployment", "gateway")["spec"]["template"]["spec"]
+    claim = next(v for v in spec["volumes"] if v["name"] == "models")["persistentVolumeClaim"]["claimName"]
+    assert find(k8s_documents, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+    seed = " ".join(spec["initContainers"][0]["command"])
+    assert "cp -n" in seed, "the seed never overwrites the live desired state"
 
 
-def test_models_config_map_equals_the_repository_file(k8s_documents: Documents) -> None:
+def test_models_config_map_holds_the_seed_of_each_model_config(
+    k8s_documents: Documents, models: list[str]
+) -> None:
     config_map = find(k8s_documents, "ConfigMap", "models-config")
-    assert config_map["data"]["models.config"] == MODELS_CONFIG.read_text()
+    assert sorted(config_map["data"]) == sorted(f"{name}.config" for name in models)
+    for name in models:
+        seed = REPO_ROOT / "models" / "config" / f"{name}.config"
+        assert config_map["data"][f"{name}.config"] == seed.read_text()
 
 
 def test_kustomize_renders_the_manifests() -> None:

@@ -52,7 +52,6 @@ def gateway(
     env = {
         "GATEWAY_DEFAULT_MODEL_SERVER": modelserver.grpc_target,  # type: ignore[attr-defined]
         "GATEWAY_MODEL_CONFIG_FILE": str(live_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(logs / "state.json"),
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "GATEWAY_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
         "GATEWAY_MAX_IMAGE_PIXELS": str(30_000_000),

@@ -3,7 +3,6 @@ server outage (503 + Retry-After, then recovery and the admin state re-applied a
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from devtools.fashion import encode
 from devtools.procs import LOOPBACK, ServerProcess, free_port
 from devtools.servers import Gateway, modelserver_process, start_gateway
 from devtools.waiting import poll_until
+from gateway.desired import parse_desired
 from tests.gateway.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +89,6 @@ def test_admin_bad_requests(
 def test_admin_disabled_without_token(live_repo: Path, tmp_path: Path) -> None:
     env = {
         "GATEWAY_MODEL_CONFIG_FILE": str(live_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(tmp_path / "s"),
         "GATEWAY_DEFAULT_MODEL_SERVER": f"{LOOPBACK}:{free_port()}",
     }
     gw = start_gateway(env, tmp_path / "gateway.log")
@@ -115,7 +114,6 @@ def test_stopped_model_server_gives_503_then_recovers_with_state(model_repo: Pat
     server = _modelserver(config, port, tmp_path / "ms1.log")
     env = {
         "GATEWAY_MODEL_CONFIG_FILE": str(config),
-        "GATEWAY_STATE_FILE": str(tmp_path / "state.json"),
         "GATEWAY_DEFAULT_MODEL_SERVER": f"{LOOPBACK}:{port}",
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "GATEWAY_RETRIES": "1",
@@ -131,7 +129,9 @@ def test_stopped_model_server_gives_503_then_recovers_with_state(model_repo: Pat
             http.post("/v1/admin/models/housing:promote", json={"version": 1}, headers=AUTH).status_code
             == 200
         )
-        assert json.loads((tmp_path / "state.json").read_text())["models"]["housing"]["pinned"] == 1
+        desired = parse_desired(config.read_text(), lambda _: None)  # the pin lives in models.config
+        assert desired.models["housing"].pinned == 1 and desired.generation == 1
+        assert "versions: 1" in config.read_text()
 
         server.stop()
         down = http.post("/v1/models/housing:regress", json=record)
@@ -140,7 +140,7 @@ def test_stopped_model_server_gives_503_then_recovers_with_state(model_repo: Pat
         assert http.get("/readyz").status_code == 503
         assert http.get("/healthz").status_code == 200
 
-        # The restarted server starts from its own config (latest = 2); the gateway re-applies the pin.
+        # The restarted server reads the pin from the shared models.config when it starts.
         server = _modelserver(config, port, tmp_path / "ms2.log")
         versions: list[int] = []
 

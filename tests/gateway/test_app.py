@@ -17,7 +17,6 @@ from gateway.settings import Settings
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
         model_config_file=REPO_ROOT / "models" / "models.config",
-        state_file=tmp_path / "state.json",
         max_upload_bytes=2048,
         max_files=2,
         default_model_server="127.0.0.1:9",

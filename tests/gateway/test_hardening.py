@@ -27,7 +27,6 @@ FEATURES = {"latitude": {"missing": None}, "median_income": {"missing": "NaN"}}
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
         model_config_file=REPO_ROOT / "models" / "models.config",
-        state_file=tmp_path / "state.json",
         max_upload_bytes=LIMIT,
         max_files=8,
         default_model_server="127.0.0.1:9",

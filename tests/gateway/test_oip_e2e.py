@@ -31,7 +31,6 @@ def oip_http(
     env = {
         "GATEWAY_DEFAULT_MODEL_SERVER": modelserver.grpc_target,  # type: ignore[attr-defined]
         "GATEWAY_MODEL_CONFIG_FILE": str(live_repo / "models.config"),
-        "GATEWAY_STATE_FILE": str(logs / "state.json"),
         "GATEWAY_MODEL_PROTOCOLS": json.dumps(dict.fromkeys(MODELS, "oip")),
     }
     gateway: Gateway = start_gateway(env, logs / "gateway.log")

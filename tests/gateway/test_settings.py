@@ -51,6 +51,12 @@ def test_model_servers_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("GATEWAY_TIMEOUT_SECONDS", "0", "greater than 0"),
         ("GATEWAY_MAX_MESSAGE_BYTES", "1000", "greater than or equal"),
         ("GATEWAY_LOG_LEVEL", "loud", "Input should be"),
+        ("GATEWAY_MODEL_REPLICAS", "[1, 2", "GATEWAY_MODEL_REPLICAS must be JSON"),
+        ("GATEWAY_MODEL_REPLICAS", '{"fashion": []}', "1 to 256 addresses"),
+        ("GATEWAY_MODEL_REPLICAS", '{"fashion": ["a:1", "no-port"]}', "host:port"),
+        ("GATEWAY_MODEL_CONFIG_FILES", "/nonexistent/a.config", "does not exist"),
+        ("GATEWAY_CANARY_MAX_ERROR_RATE_DELTA", "2", "less than or equal"),
+        ("GATEWAY_CANARY_KEY_HEADER", "bad header!", "should match"),
     ],
 )
 def test_unsafe_values_fail_fast(

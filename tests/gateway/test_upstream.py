@@ -40,7 +40,6 @@ def gateway(fake: FakeModelServer, tmp_path: Path) -> Iterator[Gateway]:
     def make(**overrides: object) -> TestClient:
         settings = Settings(
             model_config_file=config,
-            state_file=tmp_path / "state.json",
             default_model_server=fake.address,
             admin_token=TOKEN,
             retry_backoff_seconds=0,

@@ -56,7 +56,6 @@ def repo(tmp_path: Path) -> Path:
 def client(repo: Path, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
         model_config_file=repo / "models.config",
-        state_file=tmp_path / "state.json",
         default_model_server="127.0.0.1:9",
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:

@@ -98,7 +98,6 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway,
         env = {
             "GATEWAY_DEFAULT_MODEL_SERVER": server.grpc_target,
             "GATEWAY_MODEL_CONFIG_FILE": str(root / "models.config"),
-            "GATEWAY_STATE_FILE": str(root / "state.json"),
         }
         gateway = start_gateway(env, root / "gateway.log")
         try:

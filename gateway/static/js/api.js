@@ -121,8 +121,8 @@ export const api = {
   regress: (name, records, choice) =>
     request("POST", withQuery(`v1/models/${enc(name)}:regress`, selector(choice)), { json: { records } }),
 
-  // Admin (Bearer token; 401 without it, 403 when the gateway has none configured). The gateway applies
-  // these through ModelService.HandleReloadConfigRequest.
+  // Admin (Bearer token; 401 without it, 403 when the gateway has none configured). The gateway writes them
+  // to the shared models.config and applies them to every replica (HandleReloadConfigRequest).
   promote: (name, version) =>
     request("POST", `v1/admin/models/${enc(name)}:promote`, { json: { version: Number(version) }, admin: true }),
   rollback: (name) => request("POST", `v1/admin/models/${enc(name)}:rollback`, { admin: true }),
@@ -134,6 +134,13 @@ export const api = {
     }),
   removeLabel: (name, label) =>
     request("DELETE", `v1/admin/models/${enc(name)}/labels/${enc(label)}`, { admin: true }),
+  setCanary: (name, version, weight, shadow) =>
+    request("PUT", `v1/admin/models/${enc(name)}/canary`, {
+      json: { version: Number(version), weight: Number(weight), shadow: Number(shadow) },
+      admin: true,
+    }),
+  abortCanary: (name) => request("DELETE", `v1/admin/models/${enc(name)}/canary`, { admin: true }),
+  promoteCanary: (name) => request("POST", `v1/admin/models/${enc(name)}/canary:promote`, { admin: true }),
 
   metrics: (signal) => request("GET", "metrics", { signal }),
   ready: (signal) => request("GET", "readyz", { signal }),

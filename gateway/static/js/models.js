@@ -1,6 +1,7 @@
 // @ts-check
 // The Models screen: every model with its versions and their state, the labels, the version that answers,
-// the model card of a version, and the admin controls (promote / roll back / latest / set label).
+// what each replica serves and whether they converged, the canary and recent events, the model card of a
+// version, and the admin controls (promote / roll back / latest / set label / canary).
 
 import { api } from "./api.js";
 import { renderCard } from "./card.js";
@@ -98,6 +99,75 @@ function versionRow(model, v) {
   );
 }
 
+const EVENT_TEXT = {
+  promoted: (e) => `v${e.version} promoted (was ${e.previous === null ? "latest" : `v${e.previous}`})`,
+  rolled_back: (e) => `rolled back to v${e.version}`,
+  latest: () => "back to the configured policy",
+  labelled: (e) => `label “${e.label}” → v${e.version}`,
+  label_removed: (e) => `label “${e.label}” removed`,
+  canary_started: (e) => `canary v${e.version} at ${e.weight} % (stable v${e.stable})`,
+  canary_weight: (e) => `canary v${e.version} now ${e.weight} % (shadow ${e.shadow} %)`,
+  canary_ended: (e) => `canary v${e.version} ended: ${e.reason}`,
+  canary_auto_rollback: (e) =>
+    `canary v${e.version} rolled back automatically (${e.reason}: errors ${pct(e.canary_error_rate)} vs ` +
+    `${pct(e.stable_error_rate)}, p99 ${e.canary_p99_seconds} s vs ${e.stable_p99_seconds} s)`,
+  refused: (e) => `change refused: ${e.reason}`,
+  edited: (e) => e.reason,
+};
+const pct = (x) => `${(Number(x) * 100).toFixed(1)} %`;
+
+function replicaLine(model) {
+  if (!model.replicas.length) return null;
+  const state = model.converged ? "converged" : "not converged";
+  return h(
+    "div",
+    { class: "cluster small", dataset: { converged: String(model.converged) } },
+    h("span", { class: `state state-${model.converged ? "available" : "loading"} converged` }, state),
+    h("span", { class: "muted" }, ` generation ${model.generation ?? "–"} · `),
+    model.replicas.map((r) =>
+      h(
+        "span",
+        { class: `replica-chip${r.reachable ? "" : " down"}`, title: r.error ?? "" },
+        `${r.id}: `,
+        r.reachable
+          ? r.versions.filter((v) => v.state === "available").map((v) => `v${v.version}`).join(" ") || "none"
+          : "unreachable",
+      ),
+    ),
+    model.desiredError ? h("p", { class: "error desired-error" }, `models.config refused: ${model.desiredError}`)
+      : null,
+  );
+}
+
+function canaryPanel(model) {
+  const c = model.canary;
+  if (!c) return null;
+  const status = c.status === "running" ? "running" : `rolled back automatically (${c.reason})`;
+  const w = c.window;
+  return h(
+    "div",
+    { class: `canary canary-${c.status}` },
+    h("strong", {}, `Canary v${c.version}`),
+    ` vs stable v${c.stable}: ${c.weight} % of requests, shadow ${c.shadow} % · `,
+    h("span", { class: "canary-status" }, status),
+    w ? h("div", { class: "muted small" }, `this gateway's window: canary ${w.canary_requests} requests, ` +
+      `errors ${pct(w.canary_error_rate)} (stable ${pct(w.stable_error_rate)}), p99 ${w.canary_p99_seconds} s ` +
+      `(stable ${w.stable_p99_seconds} s)`) : null,
+  );
+}
+
+function eventList(model) {
+  if (!model.events.length) return null;
+  return h(
+    "details",
+    { class: "events small" },
+    h("summary", {}, `Recent events (${model.events.length})`),
+    h("ol", { reversed: true }, model.events.slice().reverse().map((e) =>
+      h("li", {}, h("time", { class: "muted" }, new Date(Number(e.time) * 1000).toLocaleTimeString()), " ",
+        (EVENT_TEXT[e.kind] ?? ((x) => x.kind))(e)))),
+  );
+}
+
 function toggleCard(name, version) {
   if (openCards.get(name) === version) openCards.delete(name);
   else openCards.set(name, version);
@@ -123,7 +193,37 @@ function buildArticle(name) {
     labelVersion: /** @type {HTMLSelectElement} */ (h("select", { id: `label-v-${name}`,
       "aria-label": `Version for the label of ${name}` })),
     card: h("div", { class: "card-panel" }),
+    cluster: h("div", { class: "cluster-panel" }),
+    canaryVersion: /** @type {HTMLSelectElement} */ (h("select", { id: `canary-v-${name}`,
+      "aria-label": `Candidate version of ${name}` })),
+    canaryWeight: /** @type {HTMLInputElement} */ (h("input", { id: `canary-w-${name}`, type: "number", min: 0,
+      max: 100, step: "any", value: 10, size: 4, required: true })),
+    canaryShadow: /** @type {HTMLInputElement} */ (h("input", { id: `canary-s-${name}`, type: "number", min: 0,
+      max: 100, step: "any", value: 0, size: 4, required: true })),
   };
+  const canaryForm = h(
+    "form",
+    {
+      class: "canary-form",
+      onsubmit: (e) => {
+        e.preventDefault();
+        const [v, w, s] = [parts.canaryVersion.value, parts.canaryWeight.value, parts.canaryShadow.value];
+        runAdmin(name, "Canary", () => api.setCanary(name, v, w, s),
+          `${name}: version ${v} answers ${w} % of requests (shadow ${s} %).`);
+      },
+    },
+    h("label", { for: `canary-v-${name}` }, "Canary"),
+    parts.canaryVersion,
+    h("label", { for: `canary-w-${name}` }, "weight %"),
+    parts.canaryWeight,
+    h("label", { for: `canary-s-${name}` }, "shadow %"),
+    parts.canaryShadow,
+    adminButton("Set canary", { type: "submit" }),
+    adminButton("Promote canary", { "aria-label": `Promote the canary of ${name}` }, () =>
+      runAdmin(name, "Promote canary", () => api.promoteCanary(name), `${name}: the canary is the stable version.`)),
+    adminButton("Abort canary", { "aria-label": `Abort the canary of ${name}` }, () =>
+      runAdmin(name, "Abort canary", () => api.abortCanary(name), `${name}: canary aborted.`)),
+  );
   const setLabel = h(
     "form",
     {
@@ -152,12 +252,14 @@ function buildArticle(name) {
       runAdmin(name, "Back to latest", () => api.latest(name), `${name}: the latest version answers again.`),
     ),
     setLabel,
+    canaryForm,
   );
   const article = h(
     "article",
     { class: "model", dataset: { model: name }, "aria-labelledby": `model-${name}` },
     parts.head,
     parts.problem,
+    parts.cluster,
     parts.table,
     controls,
     parts.msg,
@@ -200,9 +302,12 @@ function renderModel({ parts }, model) {
         : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No version is loaded.")),
     ),
   );
-  const chosen = parts.labelVersion.value;
-  clear(parts.labelVersion, model.versions.map((v) => h("option", { value: v.version }, `v${v.version}`)));
-  if (chosen && model.versions.some((v) => String(v.version) === chosen)) parts.labelVersion.value = chosen;
+  clear(parts.cluster, replicaLine(model), canaryPanel(model), eventList(model));
+  for (const select of [parts.labelVersion, parts.canaryVersion]) {
+    const chosen = select.value;
+    clear(select, model.versions.map((v) => h("option", { value: v.version }, `v${v.version}`)));
+    if (chosen && model.versions.some((v) => String(v.version) === chosen)) select.value = chosen;
+  }
   applyToken();
 }
 
@@ -225,7 +330,7 @@ function applyToken() {
       }
     }
   }
-  for (const input of all(list, ".label-form input, .label-form select")) {
+  for (const input of all(list, ".label-form input, .label-form select, .canary-form input, .canary-form select")) {
     if (input instanceof HTMLInputElement || input instanceof HTMLSelectElement) input.disabled = !has;
   }
 }

@@ -11,6 +11,23 @@
  * @property {number | null} pinned
  * @property {number | null} serving
  * @property {string | null} error
+ * @property {Replica[]} replicas what each replica serves
+ * @property {boolean} converged every replica answers and serves the desired versions
+ * @property {number | null} generation of the desired state (models.config)
+ * @property {string | null} desiredError why the models.config was refused
+ * @property {Canary | null} canary
+ * @property {Array<Record<string, any>>} events recent version events, newest last
+ */
+/** @typedef {{id: string, reachable: boolean, versions: Version[], error: string | null}} Replica */
+/**
+ * @typedef {object} Canary
+ * @property {number | null} version
+ * @property {number | null} stable
+ * @property {number} weight
+ * @property {number} shadow
+ * @property {string} status
+ * @property {string | null} reason
+ * @property {Record<string, number> | null} window
  */
 /** @typedef {ReturnType<typeof readDetail>} Detail */
 
@@ -51,6 +68,17 @@ export function readModel(raw) {
   const pinned = versionNumber(raw.pinned);
   const available = versions.filter((v) => v.state === "available").map((v) => v.version);
   const serving = pinned ?? (available.length ? Math.max(...available) : null);
+  const canary = raw.canary
+    ? {
+        version: versionNumber(raw.canary.version),
+        stable: versionNumber(raw.canary.stable),
+        weight: Number(raw.canary.weight ?? 0),
+        shadow: Number(raw.canary.shadow ?? 0),
+        status: String(raw.canary.status ?? "running"),
+        reason: raw.canary.reason ?? null,
+        window: raw.canary.window ?? null,
+      }
+    : null;
   return {
     name: raw.name,
     versions,
@@ -58,6 +86,17 @@ export function readModel(raw) {
     pinned,
     serving,
     error: raw.error ?? null,
+    replicas: (raw.replicas ?? []).map((r) => ({
+      id: String(r.id),
+      reachable: Boolean(r.reachable),
+      versions: (r.versions ?? []).map(readVersion),
+      error: r.error ?? null,
+    })),
+    converged: Boolean(raw.converged),
+    generation: versionNumber(raw.generation),
+    desiredError: raw.desired_error ?? null,
+    canary,
+    events: Array.isArray(raw.events) ? raw.events : [],
   };
 }
 
