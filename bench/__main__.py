@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def environment() -> dict[str, Any]:
 
 
 def run_scenarios(ctx: Context) -> None:
-    from bench.scenarios import baselines, gateway, hotswap, inprocess, memory, modelserver
+    from bench.scenarios import baselines, crosscheck, gateway, hotswap, inprocess, memory, modelserver
     from bench.servers import start_modelserver
 
     only = set(ctx.settings.only)
@@ -103,8 +104,9 @@ def run_scenarios(ctx: Context) -> None:
         guarded("inprocess", lambda: inprocess.run(ctx))
     if "naive" in only:
         guarded("naive", lambda: baselines.run_naive(ctx))
-    if "bentoml" in only:
-        guarded("bentoml", lambda: baselines.run_bentoml(ctx))
+    for peer in baselines.PEERS:
+        if peer in only:
+            guarded(peer, partial(baselines.run_peer, ctx, peer))
     if only & {"modelserver", "memory"}:
 
         def batching_off() -> None:
@@ -121,6 +123,10 @@ def run_scenarios(ctx: Context) -> None:
             with start_modelserver(
                 ctx, "modelserver-batching-on", ctx.work / "all.config", batching=True, wait_for=wait
             ) as server:
+                rest = server.ports["rest"]
+                baselines.record_answer(
+                    ctx, "modelserver", f"http://127.0.0.1:{rest}/v1/models/fashion:predict"
+                )
                 if "modelserver" in only:
                     guarded(
                         "modelserver batching on", lambda: modelserver.run_matrix(ctx, server, "batching_on")
@@ -129,11 +135,10 @@ def run_scenarios(ctx: Context) -> None:
                     guarded("gateway", lambda: gateway.run(ctx, server))
                 if "hotswap" in only:
                     guarded("hotswap", lambda: hotswap.run(ctx, server))
-                ctx.results.setdefault("rss_bytes", {})["modelserver (3 models, batching on)"] = (
-                    server.rss_bytes()
-                )
+                ctx.measure_server("modelserver (3 models, batching on)", server)
 
         guarded("modelserver batching on", batching_on)
+    guarded("answers", lambda: crosscheck.run(ctx))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,9 +11,10 @@ bench-loadgen:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client wrk >/dev/null) || exit 1; \
 	  else echo "missing:$$missing - install Debian's nghttp2-client and wrk"; exit 1; fi; fi
 
-# ... plus the bench extra (the BentoML peer, py-spy).
+# ... plus the bench extra (the peers BentoML, Ray Serve and KServe; py-spy).
 bench-tools: install bench-loadgen
-	@$(PY) -c "import bentoml" >/dev/null 2>&1 && test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
+	@$(PY) -c "from importlib.metadata import version as v; v('bentoml'); v('ray'); v('kserve')" >/dev/null 2>&1 \
+	  && test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
 
 bench: bench-tools models-if-absent  ## measure the serving path (~6 min): bench/results/<date>.json, latest.md, latest.png
 	$(PY) -m bench

@@ -67,6 +67,18 @@ class Context:
         )
         return result
 
+    def measure_server(self, name: str, server: ServerProcess) -> None:
+        """Record ``server``'s memory now (RSS and PSS of its process tree), its start-up time and the
+        addresses it listens on, under ``name``."""
+        rss, pss = server.rss_bytes(), server.pss_bytes()
+        self.results.setdefault("rss_bytes", {})[name] = rss
+        self.results.setdefault("pss_bytes", {})[name] = pss
+        if server.ready_s is not None:
+            self.results.setdefault("startup_s", {})[name] = round(server.ready_s, 2)
+        self.results.setdefault("listening", {})[name] = server.listening()
+        up = server.ready_s or 0.0
+        self.say(f"{name}: PSS {pss / 2**20:.0f} MiB (RSS {rss / 2**20:.0f} MiB), start-up {up:.1f} s")
+
     def profile(self, server: ServerProcess, target: str, load: Callable[[], Any]) -> None:
         """Profile ``server`` with py-spy while ``load`` runs (in a thread); no-op when profile_s is 0."""
         if self.settings.profile_s <= 0:

@@ -7,7 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Goal", "evaluate"]
+__all__ = ["PEERS", "Goal", "best_peer", "evaluate"]
+
+# The other servers people choose between, by their results key (points "<key>.c<N>").
+PEERS: dict[str, str] = {"bentoml": "BentoML", "ray": "Ray Serve", "kserve": "KServe"}
 
 
 @dataclass
@@ -58,6 +61,29 @@ def _fmt(value: float, unit: str) -> str:
     if unit == "ms":
         return f"{value:.2f} ms"
     return f"{value:.0f} {unit}".strip()
+
+
+def best_peer(points: dict[str, dict[str, Any]], concurrency: int, field: str) -> tuple[str, float] | None:
+    """The peer with the most req/s (``field="rps"``) or the lowest latency (a ``*_ms`` field) at
+    ``concurrency``, among those measured: (key, value), or None when none was."""
+    found = [
+        (key, float(points[f"{key}.c{concurrency}"][field]))
+        for key in PEERS
+        if points.get(f"{key}.c{concurrency}", {}).get(field) is not None
+        and not math.isnan(float(points[f"{key}.c{concurrency}"][field]))
+        and points[f"{key}.c{concurrency}"].get("ok", 1) > 0
+    ]
+    if not found:
+        return None
+    return max(found, key=lambda kv: kv[1]) if field == "rps" else min(found, key=lambda kv: kv[1])
+
+
+def _peer_figures(points: dict[str, dict[str, Any]], concurrency: int, field: str, fmt: str) -> str:
+    return ", ".join(
+        f"{label} {format(points[f'{key}.c{concurrency}'][field], fmt)}"
+        for key, label in PEERS.items()
+        if f"{key}.c{concurrency}" in points
+    )
 
 
 def evaluate(results: dict[str, Any]) -> list[Goal]:
@@ -160,6 +186,28 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
     )
     g.missing = need(rest_low, f"bentoml.c{low}")
     goals.append(g)
+
+    def vs_best_peer(key: str, what: str, c: int, field: str, op: str, fmt: str, unit: str) -> Goal:
+        ours, best = f"rest.batching_on.c{c}", best_peer(points, c, field)
+        g = Goal(key, f"{what} / best peer: ours ahead of every peer", 1.0, op, "x")
+        g.value = ratio(pt(ours, field), best[1] if best else None)
+        g.detail = (
+            f"{format(pt(ours, field) or 0, fmt)}{unit} vs {_peer_figures(points, c, field, fmt)}{unit} "
+            f"(batching off: {format(pt(f'rest.batching_off.c{c}', field) or 0, fmt)}{unit})"
+        )
+        g.missing = need(ours) or ("" if best else f"no peer measured at c{c}")
+        return g
+
+    goals.append(
+        vs_best_peer(
+            "rest_vs_best_peer", f"REST predict c{top} req/s (batching on)", top, "rps", ">=", ".0f", ""
+        )
+    )
+    goals.append(
+        vs_best_peer(
+            "rest_p50_vs_best_peer", f"REST p50 at c{low} (batching on)", low, "p50_ms", "<=", ".2f", " ms"
+        )
+    )
 
     up_top, up_low, grpc_low = f"gateway.upload.c{top}", f"gateway.upload.c{low}", f"grpc.batching_on.c{low}"
     g = Goal(

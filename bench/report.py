@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.findings import FINDINGS
-from bench.goals import Goal, evaluate
+from bench.goals import PEERS, Goal, evaluate
 from devtools.files import write_atomic
 
 __all__ = ["render_markdown", "render_plot", "write_report"]
@@ -21,6 +21,8 @@ __all__ = ["render_markdown", "render_plot", "write_report"]
 _LABELS = {
     "naive": "naive FastAPI + model.predict",
     "bentoml": "BentoML, adaptive batching",
+    "ray": "Ray Serve, @serve.batch",
+    "kserve": "KServe model server (v1)",
     "grpc.batching_off": "modelserver gRPC, batching off",
     "grpc.batching_on": "modelserver gRPC, batching on",
     "rest.batching_off": "modelserver REST, batching off",
@@ -45,6 +47,64 @@ def _ms(value: float | None) -> str:
 
 def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A table cell: the start of ``text`` (the whole of it is listed under the failed checks)."""
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _peers_section(results: dict[str, Any]) -> list[str]:
+    """Ours beside every peer: the same body, the same wrk settings, the same run."""
+    points: dict[str, dict[str, Any]] = results.get("points", {})
+    conc = results.get("settings", {}).get("concurrencies") or [1, 8, 64]
+    top, low = max(conc), min(conc)
+    measured = [key for key in PEERS if f"{key}.c{top}" in points]
+    if not measured:
+        return []
+    ours = "modelserver (3 models, batching on)"
+    rows = [("modelserver REST, batching on", "rest.batching_on", ours, "reference")]
+    rows = rows if f"rest.batching_on.c{top}" in points else []
+    verified = results.get("verified", {})
+    versions = results.get("versions", {})
+    rows += [
+        (
+            f"{PEERS[key]} {versions.get(key, '')}".strip(),
+            key,
+            key,
+            _short(verified.get(f"{key} answer", "-")),
+        )
+        for key in measured
+    ]
+    pss, rss, startup = (results.get(k, {}) for k in ("pss_bytes", "rss_bytes", "startup_s"))
+    lines = [
+        "",
+        "## Peers",
+        "",
+        'Every server gets the same `{"instances": [image]}` body (one real Fashion-MNIST test image) '
+        "from the same wrk settings; its answer to it is checked against ours. Memory is PSS of the whole "
+        "process tree after its heaviest load point (each shared page split between the processes sharing "
+        "it; Ray runs many processes); start-up is from exec to its first ready answer. Ours serves three "
+        "models, each peer one.",
+        "",
+        f"| server | c{top} req/s | c{low} p50 ms | c{low} p99 ms | PSS (MiB) | RSS (MiB) | start-up s "
+        f"| load-gen CPU at c{top} | answer vs ours |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, stem, key, check in rows:
+        hi, lo = points.get(f"{stem}.c{top}", {}), points.get(f"{stem}.c{low}", {})
+        lines.append(
+            f"| {label} | {hi.get('rps', 0):.0f} | {_ms(lo.get('p50_ms'))} | {_ms(lo.get('p99_ms'))} "
+            f"| {_mib(pss.get(key))} | {_mib(rss.get(key))} | {_ms(startup.get(key))} "
+            f"| {hi.get('loadgen_cores', 0):.2f} | {check} |"
+        )
+    for key, found in results.get("exposed", {}).items():
+        lines += [
+            "",
+            f"{PEERS.get(key, key)} listened beyond 127.0.0.1 on {len(found['listeners'])} sockets "
+            f"({', '.join(found['listeners'])}): {found['why']}.",
+        ]
+    return lines
 
 
 def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -> str:
@@ -122,6 +182,7 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
             f"{_ms(p['p99_ms'])} | {errors} | {vs_naive} | {vs_inproc} | {server} | "
             f"{p['loadgen_cores']:.2f} |"
         )
+    lines += _peers_section(results)
     swap = results.get("hotswap")
     if swap:
         lines += [
@@ -162,8 +223,9 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
                 f"| {_mib(row['estimate'])} | {error} |"
             )
     if rss:
-        lines += ["", "| process | RSS (MiB) |", "| --- | --- |"]
-        lines += [f"| {name} | {_mib(value)} |" for name, value in rss.items()]
+        pss = results.get("pss_bytes", {})
+        lines += ["", "| process (whole tree) | PSS (MiB) | RSS (MiB) |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {_mib(pss.get(name))} | {_mib(value)} |" for name, value in rss.items()]
     profiles = results.get("profiles", [])
     if profiles:
         lines += ["", "## Profiles (py-spy, under the heaviest load point)", ""]
@@ -198,6 +260,23 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
     return "\n".join(lines)
 
 
+def _plot_memory(ax: Any, results: dict[str, Any]) -> None:
+    """PSS of each server's process tree, with its start-up time written on the bar."""
+    pss: dict[str, int] = results.get("pss_bytes", {})
+    startup: dict[str, float] = results.get("startup_s", {})
+    names = list(pss)
+    if not names:
+        ax.set_title("Memory: not measured")
+        return
+    y = range(len(names))
+    ax.barh(list(y), [pss[n] / 2**20 for n in names], color="tab:purple")
+    for i, name in zip(y, names, strict=True):
+        if name in startup:
+            ax.annotate(f" start-up {startup[name]:.1f} s", (pss[name] / 2**20, i), va="center", fontsize=7)
+    ax.set_yticks(list(y), [_LABELS.get(n, n) for n in names], fontsize=7)
+    ax.set(xlabel="MiB (PSS, whole process tree)", title="Memory after the heaviest load point, and start-up")
+
+
 def render_plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -205,7 +284,8 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     points: dict[str, dict[str, Any]] = results.get("points", {})
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    fig, grid = plt.subplots(2, 2, figsize=(16, 11))
+    axes = grid.ravel()
     series: dict[str, dict[int, dict[str, Any]]] = {}
     for key, p in points.items():
         stem, c = _split(key)
@@ -219,8 +299,8 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
         ax.plot(
             cs,
             [max(by_c[c]["rps"], 0.1) for c in cs],
-            style,
-            marker="o",
+            style if stem not in PEERS else ":",
+            marker="s" if stem in PEERS else "o",
             color=colors(index % 10),
             label=_LABELS.get(stem, stem),
         )
@@ -256,7 +336,8 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     ax.set(xscale="log", xlabel="ms", title="Latency at the lowest concurrency")
     if low:
         ax.legend(fontsize=7)
-    ax = axes[2]
+    _plot_memory(axes[2], results)
+    ax = axes[3]
     swap = results.get("hotswap")
     if swap and swap.get("timeline"):
         t = [row["t_s"] for row in swap["timeline"]]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.errors import ServerFailed
 from bench.procs import ServerProcess, free_port, http_get
 from devtools.files import write_atomic
 
@@ -20,11 +22,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCHING_PARAMETERS",
+    "RAY_EXPOSED",
+    "is_loopback",
     "model_available",
+    "serving",
     "start_bentoml",
     "start_gateway",
+    "start_kserve",
     "start_modelserver",
     "start_naive",
+    "start_ray",
 ]
 
 # Tuned as TF Serving's batching guide says for online serving on 2 cores: threads = cores, a small queue,
@@ -37,7 +44,44 @@ num_batch_threads { value: 2 }
 """
 MONITORING_CONFIG = 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'
 METRICS_PATH = "/monitoring/prometheus/metrics"
+# Why Ray is measured although its internal servers listen beyond loopback (bench/baselines/ray_service.py).
+RAY_EXPOSED = (
+    "Ray's internal gRPC servers (GCS, raylet, workers) and agents listen on all interfaces, with no setting "
+    "to change it in Ray 2.60; they require Ray's cluster token; the Serve HTTP proxy that takes the load "
+    "listens on 127.0.0.1"
+)
 _TF_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+
+
+def is_loopback(address: str) -> bool:
+    """``127.0.0.1:8501``, ``[::1]:90`` and ``[::ffff:127.0.0.1]:80`` are; ``0.0.0.0:80``, ``[::]:80`` not."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"
+
+
+def serving(server: ServerProcess, wait: Callable[[], object], *, exposed_ok: bool = False) -> ServerProcess:
+    """Start ``server``, run ``wait`` (its readiness check), record its start-up time and make sure every
+    socket its process tree listens on is on loopback. On any failure - never ready, or listening on another
+    address (it is then never measured) - the server is stopped before the error propagates. ``exposed_ok``
+    is for Ray alone (see RAY_EXPOSED): its other listeners are recorded, not refused."""
+    try:
+        server.start()
+        wait()
+        server.mark_ready()
+        exposed = [a for a in server.listening() if not is_loopback(a)]
+        if exposed and not exposed_ok:
+            raise ServerFailed(server.name, f"listens beyond 127.0.0.1 on {', '.join(exposed)}: not measured")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _serving_http(
+    ctx: Context, server: ServerProcess, path: str, *, exposed_ok: bool = False
+) -> ServerProcess:
+    url = f"http://127.0.0.1:{server.ports['http']}{path}"
+    return serving(server, lambda: server.wait_http(url, ctx.settings.ready_timeout_s), exposed_ok=exposed_ok)
 
 
 def model_available(rest_port: int, name: str, version: int | None = None) -> bool:
@@ -86,12 +130,14 @@ def start_modelserver(
         argv += ["--enable_batching", f"--batching_parameters_file={params}"]
     server = ctx.server(name, argv, env=_TF_QUIET)
     server.ports = {"grpc": grpc_port, "rest": rest_port}
-    server.start()
-    for model in wait_for:
-        server.wait_until(
-            partial(model_available, rest_port, model), ctx.settings.ready_timeout_s, f"serving {model}"
-        )
-    return server
+
+    def wait() -> None:
+        for model in wait_for:
+            server.wait_until(
+                partial(model_available, rest_port, model), ctx.settings.ready_timeout_s, f"serving {model}"
+            )
+
+    return serving(server, wait)
 
 
 def start_gateway(ctx: Context, grpc_port: int, config: Path) -> ServerProcess:
@@ -107,9 +153,7 @@ def start_gateway(ctx: Context, grpc_port: int, config: Path) -> ServerProcess:
     }
     server = ctx.server("gateway", [sys.executable, "-m", "gateway"], env=env)
     server.ports = {"http": port}
-    server.start()
-    server.wait_http(f"http://127.0.0.1:{port}/readyz", ctx.settings.ready_timeout_s)
-    return server
+    return _serving_http(ctx, server, "/readyz")
 
 
 def start_naive(ctx: Context) -> ServerProcess:
@@ -117,9 +161,7 @@ def start_naive(ctx: Context) -> ServerProcess:
     argv = [sys.executable, "-m", "bench.baselines.naive_fastapi", str(ctx.model_path("fashion")), str(port)]
     server = ctx.server("naive-fastapi", argv, env=_TF_QUIET)
     server.ports = {"http": port}
-    server.start()
-    server.wait_http(f"http://127.0.0.1:{port}/healthz", ctx.settings.ready_timeout_s)
-    return server
+    return _serving_http(ctx, server, "/healthz")
 
 
 def start_bentoml(ctx: Context) -> ServerProcess:
@@ -143,6 +185,37 @@ def start_bentoml(ctx: Context) -> ServerProcess:
     }
     server = ctx.server("bentoml", argv, env=env, cwd=ctx.repo_root)
     server.ports = {"http": port}
-    server.start()
-    server.wait_http(f"http://127.0.0.1:{port}/readyz", ctx.settings.ready_timeout_s)
-    return server
+    return _serving_http(ctx, server, "/readyz")
+
+
+def _start_peer(
+    ctx: Context,
+    name: str,
+    module: str,
+    extra_argv: list[str],
+    env: dict[str, str],
+    *,
+    exposed_ok: bool = False,
+) -> ServerProcess:
+    """A peer from ``bench.baselines`` on a free port, ready once ``GET /v1/models/fashion`` answers 200."""
+    port = free_port()
+    argv = [sys.executable, "-m", module, str(port), *extra_argv]
+    env = {**_TF_QUIET, "BENCH_MODEL_DIR": str(ctx.model_path("fashion")), **env}
+    server = ctx.server(name, argv, env=env, cwd=ctx.repo_root)
+    server.ports = {"http": port}
+    return _serving_http(ctx, server, "/v1/models/fashion", exposed_ok=exposed_ok)
+
+
+def start_ray(ctx: Context) -> ServerProcess:
+    """Ray Serve, one replica, ``max_ongoing_requests`` = the run's highest concurrency."""
+    env = {
+        "BENCH_MAX_CONCURRENCY": str(max(ctx.settings.concurrencies)),
+        "RAY_USAGE_STATS_ENABLED": "0",  # no usage report: nothing leaves 127.0.0.1
+    }
+    argv = [str(ctx.work / "ray")]
+    return _start_peer(ctx, "ray-serve", "bench.baselines.ray_service", argv, env, exposed_ok=True)
+
+
+def start_kserve(ctx: Context) -> ServerProcess:
+    """KServe's Python model server, v1 protocol, REST only (its gRPC server would listen on ``[::]``)."""
+    return _start_peer(ctx, "kserve", "bench.baselines.kserve_service", [], {})

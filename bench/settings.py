@@ -15,6 +15,8 @@ SCENARIOS: tuple[str, ...] = (
     "inprocess",
     "naive",
     "bentoml",
+    "ray",
+    "kserve",
     "modelserver",
     "gateway",
     "hotswap",

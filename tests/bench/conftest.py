@@ -2,17 +2,25 @@
 
 - ``results``: a synthetic results dict shaped like one full run's (every load point and scenario), for the
   goal, report and plot tests; no process is started.
+- ``run_smoke``: ``python -m bench --smoke --only ...`` as a subprocess on a model repository; returns the
+  results JSON it wrote (fails with the run's output when it exits non-zero).
 - ``load_tools``: skips when h2load / wrk are missing (``make bench-loadgen`` installs them), and fails
   instead when ``CI=true``, where they must be present.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import REPO_ROOT
 
 
 def point(rps: float, p50: float, p99: float, errors: int = 0, requests: int | None = None) -> dict[str, Any]:
@@ -55,6 +63,10 @@ def results() -> dict[str, Any]:
             "naive.c64": point(20, 900, 4000, errors=12),
             "bentoml.c1": point(40, 24, 40),
             "bentoml.c64": point(700, 80, 200, errors=11),
+            "ray.c1": point(90, 11.0, 20.0),
+            "ray.c64": point(250, 200, 400),
+            "kserve.c1": point(450, 2.0, 4.0),  # the best peer p50: 6.0 / 2.0 = 3x, missed
+            "kserve.c64": point(430, 140, 300),  # the best peer c64 is BentoML (700): 3000 / 700, met
             "grpc.batching_on.c1": point(900, 1.0, 2.0),
             "grpc.batching_on.c64": point(8000, 7.5, 15.0),  # 0.4 x in-process, 400 x naive: met
             "rest.batching_on.c1": point(600, 6.0, 9.0),  # 6/24 = 0.25 > 0.2: missed
@@ -100,7 +112,11 @@ def results() -> dict[str, Any]:
                 },
             ],
         },
-        "rss_bytes": {"gateway": 90 * 2**20},
+        "rss_bytes": {"gateway": 90 * 2**20, "ray": 1900 * 2**20, "kserve": 780 * 2**20},
+        "pss_bytes": {"gateway": 80 * 2**20, "ray": 1500 * 2**20, "kserve": 700 * 2**20},
+        "startup_s": {"ray": 11.0, "kserve": 4.5},
+        "exposed": {"ray": {"listeners": ["[::]:40001", "0.0.0.0:40002"], "why": "Ray's gRPC servers"}},
+        "versions": {"ray": "2.60.0", "kserve": "0.21.0"},
         "profiles": [
             {
                 "target": "modelserver gRPC Predict",
@@ -111,7 +127,11 @@ def results() -> dict[str, Any]:
             }
         ],
         "skipped": {"bentoml": "example reason"},
-        "verified": {"grpc.batching_on": "ok"},
+        "verified": {
+            "grpc.batching_on": "ok",
+            "ray answer": "ok",
+            "kserve answer": "class 3 where ours says 0",
+        },
     }
 
 
@@ -125,3 +145,15 @@ def load_tools() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def run_smoke(only: str, models_dir: Path, data_dir: Path, out: Path, timeout_s: float) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench", "--smoke", "--only", only]
+    argv += ["--models-dir", str(models_dir), "--results-dir", str(out)]
+    env = {**os.environ, "DATA_DIR": str(data_dir)}
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (found,) = out.glob("20*.json")
+    return dict(json.loads(found.read_text()))

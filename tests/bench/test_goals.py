@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.goals import Goal, evaluate
+from bench.goals import Goal, best_peer, evaluate
 
 
 def by_key(results: dict[str, Any]) -> dict[str, Goal]:
@@ -24,6 +24,8 @@ def by_key(results: dict[str, Any]) -> dict[str, Goal]:
         ("rest_p50_vs_bentoml", "missed", 0.25),
         ("gateway_vs_grpc", "missed", 3500 / 8000),
         ("gateway_added_p50", "met", 1.5),
+        ("rest_vs_best_peer", "met", 3000 / 700),
+        ("rest_p50_vs_best_peer", "missed", 3.0),
         ("hotswap_failed", "met", 0.0),
         ("hotswap_p99", "missed", 20.0),
         ("ram_estimate", "missed", 0.45),
@@ -65,3 +67,32 @@ def test_goals_follow_the_run_concurrencies(results: dict[str, Any]) -> None:
     goal = by_key(results)["grpc_vs_inprocess"]
     assert "c4" in goal.text
     assert goal.status == "met"
+
+
+def test_best_peer_is_the_fastest_or_the_quickest_measured(results: dict[str, Any]) -> None:
+    points = results["points"]
+    assert best_peer(points, 64, "rps") == ("bentoml", 700)
+    assert best_peer(points, 1, "p50_ms") == ("kserve", 2.0)
+    assert best_peer(points, 8, "rps") is None
+
+
+def test_a_peer_that_answered_nothing_is_not_the_best(results: dict[str, Any]) -> None:
+    results["points"]["kserve.c1"].update(ok=0, p50_ms=0.1)
+    assert best_peer(results["points"], 1, "p50_ms") == ("ray", 11.0)
+
+
+def test_best_peer_goals_name_every_peer_measured(results: dict[str, Any]) -> None:
+    goal = by_key(results)["rest_p50_vs_best_peer"]
+    assert goal.detail == (
+        "6.00 ms vs BentoML 24.00, Ray Serve 11.00, KServe 2.00 ms (batching off: 0.00 ms)"
+    )
+    assert goal.text == "REST p50 at c1 (batching on) / best peer: ours ahead of every peer"
+    assert goal.verdict() == "missed: 3.0x the limit"
+
+
+def test_best_peer_goals_without_any_peer_are_not_measured(results: dict[str, Any]) -> None:
+    for key in [k for k in results["points"] if k.startswith(("bentoml", "ray", "kserve"))]:
+        del results["points"][key]
+    goals = by_key(results)
+    assert goals["rest_vs_best_peer"].verdict() == "not measured: no peer measured at c64"
+    assert goals["rest_p50_vs_best_peer"].status == "not measured"

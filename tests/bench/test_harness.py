@@ -5,14 +5,11 @@ Checks that it runs and that what it measured is well-formed; never how fast any
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.bench.conftest import run_smoke
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -24,28 +21,7 @@ def smoke_run(
     load_tools: None, model_repo: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     out = tmp_path_factory.mktemp("bench_results")
-    env = {**os.environ, "DATA_DIR": str(data_dir)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--smoke",
-            "--only",
-            SCENARIOS,
-            "--models-dir",
-            str(model_repo),
-            "--results-dir",
-            str(out),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_smoke(SCENARIOS, model_repo, data_dir, out, timeout_s=540)
     return out
 
 

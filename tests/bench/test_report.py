@@ -27,6 +27,19 @@ def test_markdown_has_goals_points_and_findings(results: dict[str, Any]) -> None
     assert "- bentoml: example reason" in text
 
 
+def test_markdown_sets_ours_beside_every_peer(results: dict[str, Any]) -> None:
+    text = render_markdown(results, evaluate(results), "latest.png")
+    assert "## Peers" in text
+    assert "| modelserver REST, batching on | 3000 | 6.00 | 9.00 | - | - | - | 0.05 | reference |" in text
+    assert "| Ray Serve 2.60.0 | 250 | 11.00 | 20.00 | 1500 | 1900 | 11.00 | 0.05 | ok |" in text
+    assert (
+        "| KServe 0.21.0 | 430 | 2.00 | 4.00 | 700 | 780 | 4.50 | 0.05 | class 3 where ours says 0 |" in text
+    )
+    assert "- kserve answer: class 3 where ours says 0" in text  # also listed with the failed checks
+    assert "| gateway | 80 | 90 |" in text  # memory: PSS beside RSS
+    assert "Ray Serve listened beyond 127.0.0.1 on 2 sockets ([::]:40001, 0.0.0.0:40002): Ray's gRPC" in text
+
+
 def test_plot_is_a_png(results: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "latest.png"
     render_plot(results, path)
