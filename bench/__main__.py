@@ -134,6 +134,8 @@ def run_scenarios(ctx: Context) -> None:
                 )
 
         guarded("modelserver batching on", batching_on)
+    if "modelserver" in only:
+        guarded("modelserver TF Serving scheduling", lambda: modelserver.run_tf_scheduling(ctx))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,8 @@ _LABELS = {
     "grpc.batching_on": "modelserver gRPC, batching on",
     "rest.batching_off": "modelserver REST, batching off",
     "rest.batching_on": "modelserver REST, batching on",
+    "grpc.batching_tf": "modelserver gRPC, batching on, TF Serving scheduling",
+    "rest.batching_tf": "modelserver REST, batching on, TF Serving scheduling",
     "gateway.upload": "gateway PNG upload (fashion)",
     "gateway.text": "gateway text classify",
     "gateway.housing": "gateway housing regress",

@@ -35,9 +35,9 @@ from google.protobuf.wrappers_pb2 import Int64Value
 
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
-from gateway.protos.tensorflow.core.example import example_pb2
-from gateway.protos.tensorflow.core.framework import tensor_pb2
-from gateway.protos.tensorflow_serving.apis import (
+from tfs_protos.tensorflow.core.example import example_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2
+from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -49,7 +49,7 @@ from gateway.protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.settings import Settings
 
 __all__ = ["ModelClient", "model_spec"]

@@ -45,8 +45,8 @@ from google.protobuf import text_format
 
 from gateway.client import ModelClient
 from gateway.errors import BadRequest, Conflict, GatewayError, ModelNotFound, NotFound, UpstreamError
-from gateway.protos.tensorflow_serving.apis import get_model_status_pb2
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
+from tfs_protos.tensorflow_serving.apis import get_model_status_pb2
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.repository import ModelRepository
 from gateway.settings import Settings
 

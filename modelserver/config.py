@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
-from tensorflow_serving.config import model_server_config_pb2
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 from modelserver.errors import ConfigError
 from modelserver.options import ServerOptions

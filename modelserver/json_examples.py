@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
+from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
+from tfs_protos.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from modelserver.errors import InvalidArgument
 from modelserver.json_tensor import (

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, Unimplemented
 

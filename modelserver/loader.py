@@ -13,7 +13,6 @@ Contract (the manager is the only caller):
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from tensorflow.core.protobuf import meta_graph_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 from modelserver.errors import ServingError
 from modelserver.servable import Servable, serving_error_from_tf
@@ -136,21 +135,9 @@ class Loader:
                 raise
             if warmed:
                 log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
-        _freeze_heap()
         return servable
 
     @staticmethod
     def unload(servable: Servable) -> None:
         servable.close()
 
-
-def _freeze_heap() -> None:
-    """Collect, then move every surviving object to the permanent generation (``gc.freeze``).
-
-    The process holds hundreds of thousands of long-lived Python objects (TensorFlow's and protobuf's
-    modules); without the freeze every full collection triggered by request traffic rescans them all
-    (measured by bench/: 1.4-1.7 ms of GC per REST request at concurrency 64, 0.12 ms with the freeze). A
-    loaded version itself is a C++ session, so unloading leaves nothing frozen behind.
-    """
-    gc.collect()
-    gc.freeze()

@@ -5,9 +5,12 @@ command line leaves unset. ``validate_combination`` rejects what TF Serving reje
 
 Extras TF Serving does not have (environment or flag): ``bind_host`` (``0.0.0.0``, as TF Serving listens;
 tests use ``127.0.0.1``), ``total_model_memory_limit_bytes`` (the RAM budget for loaded versions,
-0 = 90% of the memory available at start) and ``aspired_version_policy`` (``availability_preserving``, the
+0 = 90% of the memory available at start), ``aspired_version_policy`` (``availability_preserving``, the
 default and TF Serving's behaviour, or ``resource_preserving``: unload old versions before loading new ones,
-for a budget that holds one version at a time; see ``modelserver.aspired_policy``).
+for a budget that holds one version at a time; see ``modelserver.aspired_policy``) and
+``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
+running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
+``modelserver.batching``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class ServerOptions(BaseSettings):
     model_config_file_poll_wait_seconds: int = Field(0, ge=0)
     file_system_poll_wait_seconds: int = 1
     enable_batching: bool = False
+    batching_dispatch_when_idle: bool = True
     batching_parameters_file: str = ""
     monitoring_config_file: str = ""
     enable_model_warmup: bool = True

@@ -28,8 +28,8 @@ from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, Unsupporte
 from gateway.preprocess.image import ImageSpec, images_to_batch
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
 from gateway.preprocess.text import texts_to_bytes
-from gateway.protos.tensorflow.core.framework import tensor_pb2
-from gateway.protos.tensorflow_serving.apis import predict_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2
+from tfs_protos.tensorflow_serving.apis import predict_pb2
 from gateway.schemas import (
     ClassifyReply,
     ClassPrediction,
