@@ -132,6 +132,7 @@ def run_scenarios(ctx: Context) -> None:
                 ctx.results.setdefault("rss_bytes", {})["modelserver (3 models, batching on)"] = (
                     server.rss_bytes()
                 )
+                ctx.results["modelserver_memory"] = memory.breakdown(server.pid)
 
         guarded("modelserver batching on", batching_on)
     if "modelserver" in only:

@@ -1,5 +1,5 @@
-"""The goals of issues 8 and 14, each a ratio (or a count) computed from one run's results, judged met / missed by
-how much / not measured. Works on the results dict alone, so a stored JSON can be re-judged."""
+"""The goals of issues 8 and 14, each a ratio (or a count) computed from one run's results, judged met /
+missed by how much / not measured. Works on the results dict alone, so a stored JSON can be re-judged."""
 
 from __future__ import annotations
 
@@ -258,7 +258,9 @@ def _issue14_goals(results: dict[str, Any], pt: Any, low: int) -> list[Goal]:
         g.detail = f"{p50 or 0:.2f} - {bs1 or 0:.2f} ms" + (
             f" (TF Serving scheduling: {tf_p50:.2f} ms)" if tf_p50 is not None else ""
         )
-        g.missing = "" if p50 is not None and bs1 is not None else f"{key} or the in-process limit not measured"
+        g.missing = (
+            "" if p50 is not None and bs1 is not None else f"{key} or the in-process limit not measured"
+        )
         goals.append(g)
     rss = results.get("rss_bytes", {}).get("modelserver (3 models, batching on)")
     workers = results.get("modelserver_workers", 1)

@@ -166,6 +166,15 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
     if rss:
         lines += ["", "| process | RSS (MiB) |", "| --- | --- |"]
         lines += [f"| {name} | {_mib(value)} |" for name, value in rss.items()]
+    split = results.get("modelserver_memory")
+    if split:
+        lines += [
+            "",
+            f"Model server (3 models, batching on), one process: RSS {_mib(split.get('rss'))} MiB = private "
+            f"{_mib(split.get('private'))} MiB (its own: what another worker adds) + shared clean file pages "
+            f"{_mib(split.get('shared_clean'))} MiB (mostly libtensorflow_cc, shared by every process that "
+            f"maps it); PSS {_mib(split.get('pss'))} MiB.",
+        ]
     profiles = results.get("profiles", [])
     if profiles:
         lines += ["", "## Profiles (py-spy, under the heaviest load point)", ""]

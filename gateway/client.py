@@ -35,6 +35,7 @@ from google.protobuf.wrappers_pb2 import Int64Value
 
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
+from gateway.settings import Settings
 from tfs_protos.tensorflow.core.example import example_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import (
@@ -50,7 +51,6 @@ from tfs_protos.tensorflow_serving.apis import (
     regression_pb2,
 )
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
-from gateway.settings import Settings
 
 __all__ = ["ModelClient", "model_spec"]
 

@@ -45,10 +45,10 @@ from google.protobuf import text_format
 
 from gateway.client import ModelClient
 from gateway.errors import BadRequest, Conflict, GatewayError, ModelNotFound, NotFound, UpstreamError
-from tfs_protos.tensorflow_serving.apis import get_model_status_pb2
-from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.repository import ModelRepository
 from gateway.settings import Settings
+from tfs_protos.tensorflow_serving.apis import get_model_status_pb2
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = ["ModelState", "Rollout", "ServedVersion", "load_model_config"]
 

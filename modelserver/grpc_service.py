@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tfs_protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
+from tfs_protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from tfs_protos.tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, Unimplemented
+from tfs_protos.tensorflow.core.framework import types_pb2
 
 __all__ = [
     "JsonFormat",

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 from modelserver.errors import ServingError
 from modelserver.servable import Servable, serving_error_from_tf
 from modelserver.session import Session, SessionError
 from modelserver.warmup import WarmupOptions, replay_warmup
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 __all__ = ["Loader", "estimate_ram_bytes"]
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tfs_protos.tensorflow.core.framework import types_pb2
-from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.session import NUMPY_DTYPES, Session, SessionError
 from modelserver.tensors import dtype_enum, dtype_name
+from tfs_protos.tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 __all__ = ["DEFAULT_SIGNATURE", "Servable", "check_inputs", "numpy_dtype", "serving_error_from_tf"]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from modelserver import session
 from modelserver.aspired_policy import POLICIES
 from modelserver.batching import Batcher
 from modelserver.config import StartupFiles, model_entries, read_model_config_file, read_startup_files
@@ -107,6 +108,11 @@ class ModelServer:
 
     async def serve(self) -> int:
         o = self.options
+        # The runtime every version runs on, loaded at start: a missing wheel fails here, not per load.
+        try:
+            await asyncio.to_thread(session.library)
+        except (session.SessionError, OSError) as exc:
+            raise ConfigError(f"TensorFlow's C API could not be loaded: {exc}") from None
         budget = o.total_model_memory_limit_bytes or default_ram_budget()
         log.info("RAM budget for loaded versions: %.1f MiB", budget / 2**20)
         log.info("aspired version policy: %s", o.aspired_version_policy)
@@ -119,7 +125,9 @@ class ModelServer:
             allow_version_labels_for_unavailable_models=o.allow_version_labels_for_unavailable_models,
         )
         batcher = (
-            Batcher(self.batching, dispatch_when_idle=o.batching_dispatch_when_idle) if self.batching else None
+            Batcher(self.batching, dispatch_when_idle=o.batching_dispatch_when_idle)
+            if self.batching
+            else None
         )
         self.dataplane = DataPlane(
             self.core,

@@ -13,10 +13,10 @@ import math
 from typing import Any
 
 import numpy as np
-from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from modelserver.errors import InvalidArgument
 from modelserver.session import NUMPY_DTYPES
+from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 __all__ = ["dtype_enum", "dtype_name", "make_ndarray", "to_ndarray", "to_tensor_proto"]
 

@@ -51,14 +51,18 @@ def read_records(path: Path, *, max_records: int) -> Iterator[bytes]:
         index = 0
         while header := stream.read(_HEADER.size):
             if len(header) != _HEADER.size:
-                raise TFRecordError(f"record {index}: truncated header ({len(header)} of {_HEADER.size} bytes)")
+                raise TFRecordError(
+                    f"record {index}: truncated header ({len(header)} of {_HEADER.size} bytes)"
+                )
             length, length_crc = _HEADER.unpack(header)
             if masked_crc32c(header[:8]) != length_crc:
                 raise TFRecordError(f"record {index}: corrupted length (checksum mismatch)")
             if index >= max_records:
                 raise TooManyRecords(f"more than {max_records} records")
             if length > size - stream.tell():
-                raise TFRecordError(f"record {index}: truncated data (length {length} past the end of the file)")
+                raise TFRecordError(
+                    f"record {index}: truncated data (length {length} past the end of the file)"
+                )
             data = _read_exact(stream, length, "data", index)
             (data_crc,) = _FOOTER.unpack(_read_exact(stream, _FOOTER.size, "checksum", index))
             if masked_crc32c(data) != data_crc:

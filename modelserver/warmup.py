@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tfs_protos.tensorflow_serving.apis import prediction_log_pb2
-
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.inference import (
     CLASSIFY_METHOD,
@@ -23,6 +21,7 @@ from modelserver.inference import (
 from modelserver.servable import Servable, check_inputs
 from modelserver.tensors import to_ndarray
 from modelserver.tfrecord import TooManyRecords, read_records
+from tfs_protos.tensorflow_serving.apis import prediction_log_pb2
 
 __all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "WarmupOptions", "replay_warmup"]
 

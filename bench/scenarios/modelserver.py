@@ -1,7 +1,8 @@
 """Scenario 3: the modelserver's gRPC Predict (h2load) and REST predict (wrk) at each concurrency, batching
 off and on, on the same fashion image, plus batching on with TF Serving's exact scheduling
-(``--batching_dispatch_when_idle=false``) at the lowest concurrency, where the two differ. gRPC answers are verified twice: the server's request counter by
-status around every load point (h2load cannot see gRPC errors) and a sampled Python client check."""
+(``--batching_dispatch_when_idle=false``) at the lowest concurrency, where the two differ. gRPC answers are
+verified twice: the server's request counter by status around every load point (h2load cannot see gRPC
+errors) and a sampled Python client check."""
 
 from __future__ import annotations
 

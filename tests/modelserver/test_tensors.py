@@ -64,7 +64,9 @@ def test_replies_use_the_typed_field_and_round_trip(array: Any) -> None:
         ({}, [2], [0.0, 0.0]),  # an empty field is zeros
     ],
 )
-def test_short_typed_fields_follow_tensorflow(fill: dict[str, list[float]], shape: list[int], want: Any) -> None:
+def test_short_typed_fields_follow_tensorflow(
+    fill: dict[str, list[float]], shape: list[int], want: Any
+) -> None:
     proto = tf.make_tensor_proto([0.0], dtype=tf.float32)
     proto.ClearField("tensor_content")
     proto.ClearField("float_val")
