@@ -32,10 +32,12 @@ __all__ = ["Loader", "estimate_ram_bytes"]
 log = logging.getLogger("modelserver.loader")
 
 # Loaded graphs and runtime structures take more than their files (TF Serving's estimate is file based too).
-# Calibrated with bench/ (RSS growth per loaded version, TF 2.21, CPU): a version costs its files x 1.2 plus
-# ~8 MiB of Python/TF objects; the first load in a process also pays ~24 MiB of one-time runtime set-up.
+# Calibrated with bench/ on the C++ session path (RSS growth per loaded version, TF 2.21, CPU, two runs of
+# 2026-12-01: 3.9-5.4 MiB for the small models): a version costs its files x 1.2 plus ~4.25 MiB (graph,
+# session, kernels); the first load in a process also pays ~24 MiB of one-time runtime set-up (thread pools,
+# allocator arenas), though the shared libraries are loaded at start (modelserver.server).
 _RAM_FACTOR = 1.2
-_RAM_OVERHEAD = 8 * 1024 * 1024
+_RAM_OVERHEAD = 4352 * 1024
 _RUNTIME_RAM = 24 * 1024 * 1024
 _runtime_loaded = False
 
