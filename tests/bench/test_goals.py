@@ -65,3 +65,23 @@ def test_goals_follow_the_run_concurrencies(results: dict[str, Any]) -> None:
     goal = by_key(results)["grpc_vs_inprocess"]
     assert "c4" in goal.text
     assert goal.status == "met"
+
+
+def test_issue14_latency_over_the_inprocess_call_and_rss_per_worker(results: dict[str, Any]) -> None:
+    results = {
+        **results,
+        "points": {**results["points"], "rest.batching_tf.c1": {"p50_ms": 4.0}},
+        "rss_bytes": {"modelserver (3 models, batching on)": 900 * 2**20},
+        "modelserver_workers": 2,
+    }
+    goals = by_key(results)
+    rest, grpc_, rss = (
+        goals["rest_p50_over_inprocess"],
+        goals["grpc_p50_over_inprocess"],
+        goals["modelserver_rss"],
+    )
+    assert (rest.status, rest.value) == ("missed", 6.0 - 0.5)  # REST p50 6.0 ms, in-process batch 1 0.5 ms
+    assert "TF Serving scheduling: 4.00 ms" in rest.detail
+    assert (grpc_.status, grpc_.value) == ("met", 1.0 - 0.5)
+    assert (rss.status, rss.value) == ("met", 450.0)  # 900 MiB over 2 workers
+    assert rss.verdict() == "met" and "2 worker(s)" in rss.detail
