@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import tiny_models
-from tests.support.procs import REPO_ROOT
+from devtools import tiny_models
+from devtools.procs import REPO_ROOT
 
 _CHECK = """
 import asyncio, importlib, pkgutil, sys

@@ -26,6 +26,7 @@ from typing import TypeVar
 import grpc
 
 from devtools.procs import LOOPBACK
+from gateway.tensors import to_list
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 from tfs_protos.tensorflow_serving.apis import (
@@ -37,7 +38,6 @@ from tfs_protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
-from gateway.tensors import to_list
 
 __all__ = ["FakeModelServer"]
 
