@@ -32,7 +32,7 @@ class TooManyRecords(TFRecordError):
 
 def masked_crc32c(data: bytes) -> int:
     """TFRecord's checksum: crc32c rotated right by 15 bits plus a constant (``crc32c::Mask``)."""
-    crc = google_crc32c.value(data)
+    crc: int = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
