@@ -136,8 +136,11 @@ def run_scenarios(ctx: Context) -> None:
                 if "hotswap" in only:
                     guarded("hotswap", lambda: hotswap.run(ctx, server))
                 ctx.measure_server("modelserver (3 models, batching on)", server)
+                ctx.results["modelserver_memory"] = memory.breakdown(server.pid)
 
         guarded("modelserver batching on", batching_on)
+    if "modelserver" in only:
+        guarded("modelserver TF Serving scheduling", lambda: modelserver.run_tf_scheduling(ctx))
     guarded("answers", lambda: crosscheck.run(ctx))
 
 

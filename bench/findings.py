@@ -1,41 +1,48 @@
 """What profiling showed, per goal, and what closing the gap would take. ``latest.md`` prints an entry only
 for a goal its run missed, under that run's own py-spy summary. Written from the profiles and the experiments
-of the session that built the bench (2026-11-23, a 2-core machine shared with other work)."""
+of the session that built the bench (2026-11-23, a 2-core machine shared with other work), updated for
+issue 14 (2026-12-01)."""
 
 from __future__ import annotations
 
 __all__ = ["FINDINGS"]
 
 _GRPC = (
-    "The modelserver is one Python process, and every request's gRPC work (grpc.aio's "
-    "completion-queue callbacks, protobuf parsing, TensorProto -> ndarray and back, the batcher's "
-    "futures) runs on one asyncio event loop, i.e. on one core holding the GIL. In the gRPC profile "
-    "the event loop's own callback work (`Handle._run`) is the largest busy share and TensorFlow's "
-    "inference (`quick_execute`) the second: batching already spreads the model's cost over up to 64 "
-    "requests, so the fixed per-request cost on the loop sets the ceiling (the issue's bare asyncio "
-    "prototype, about 4,600 req/s, is that ceiling on a quiet machine). What it would take: more "
-    "event loops - N serving processes sharing the port (`grpc.so_reuseport`, one model copy each) - "
-    "and fewer Python steps per request (modelserver/tensors.py `to_ndarray`: `np.frombuffer` on "
-    "`tensor_content` instead of `tf.make_ndarray`, 2.4 vs 11 us per fashion request measured - "
-    "small; replies keep TF Serving's typed `float_val`). The process count is the lever that "
-    "matters."
+    "The modelserver is one Python process, and every request's gRPC work runs on one asyncio event "
+    "loop, i.e. on one core holding the GIL. Since issue 14 the serving process no longer imports "
+    "TensorFlow's Python layer: TensorProto -> ndarray is numpy (`modelserver/tensors.py`, about 5x "
+    "less than `tf.make_ndarray` per fashion request, measured in one process) and models run "
+    "through the C++ session with the GIL released. A py-spy profile of gRPC Predict at c64 with "
+    "batching on (2026-12-01, load average 20 from other work) now shows 73% of busy samples as "
+    "the event loop's own callback work (`Handle._run`: grpc.aio's completion-queue callbacks, in C, "
+    "invisible to py-spy), 8% in `Session.run` (TensorFlow, GIL released) and about 1% in tensor "
+    "conversion: the per-request Python steps are gone, what remains is grpc.aio itself on one loop. "
+    "Next lever: more event loops - N serving processes sharing the port (`SO_REUSEPORT`, "
+    "`--num_workers`). Measured as an experiment (2026-12-01, not in the server: two unmodified "
+    "processes with `grpc.so_reuseport` set to 1 on one port vs one process, fashion only, h2load c64, "
+    "4 alternating rounds, load average 13-16): 1.28-1.42x the req/s of one process (mean 1.34x); "
+    "each process 479 MiB RSS of which 100 MiB private, so a second worker adds about 100 MiB, not "
+    "479. Not built yet: a reload (HandleReloadConfigRequest) must reach every worker, "
+    "GetModelStatus must agree across them, metrics must be aggregated and the RAM budget split."
 )
 _REST = (
-    "REST at high concurrency was dominated by Python's cyclic garbage collector: with TensorFlow "
-    "loaded the heap holds about 300,000 GC-tracked objects, and every generation-2 collection "
-    "triggered by parsed JSON rescanned them with the event loop blocked (1.4-1.7 ms of GC per request"
-    " at c64). The modelserver now calls `gc.collect(); gc.freeze()` after each load "
-    "(modelserver/loader.py), which took REST/gRPC from 0.37x to 0.74x and REST/BentoML from 0.97x "
-    "to 2.2x between two full runs of this bench. What remains is per-request Python on one event "
-    "loop (orjson parse, nested lists -> ndarray, uvicorn). What it would take: parse instances "
-    "straight into one NumPy array instead of nested lists, and several serving processes per port."
+    "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
+    "Python layer was loaded (about 300,000 GC-tracked objects rescanned by every full collection). "
+    "The serving process no longer imports it (modelserver RSS about 0.7x of before), and the heap is "
+    "frozen once at start (`freeze_heap` in modelserver/server.py) instead of after every load. In "
+    "an interleaved A/B against main (both servers up at once, wrk alternating, batching off, load "
+    "average 18-20 from other work) REST predict did 1.4x main's req/s at c8 and c64 (noisy: round "
+    "to round spread 2x). What remains is per-request Python on one event loop (orjson parse, "
+    "nested lists -> ndarray, uvicorn). Next levers: parse instances straight into one typed array, "
+    "and several serving processes per port."
 )
 _REST_P50 = (
-    "At concurrency 1 the batching queue holds a lone request up to `batch_timeout_micros` (2 ms "
-    "here) waiting for company, as TF Serving's batcher does; the rest is JSON parsing, uvicorn and a"
-    " thread hop into TensorFlow. What it would take: flush a batch at once when no other request is "
-    "waiting (adaptive timeout), or a smaller timeout; BentoML's p50 on this machine is also far "
-    "below the 24 ms the issue measured."
+    "A lone request no longer waits for company: with `--batching_dispatch_when_idle` (default) the "
+    "batcher cuts a batch at once when no batch is running (modelserver/batching.py); TF Serving's "
+    "exact scheduling stays available with `=false` and is measured in the same run "
+    "(`*.batching_tf.c1`: in the runs of 2026-12-01, p50 1.6-1.8 ms with idle dispatch vs 4.2-7.2 ms "
+    "with TF Serving's scheduling, batch_timeout_micros 2000). What is left at c1 is the in-process "
+    "call itself plus JSON parsing, uvicorn and one thread hop into TensorFlow."
 )
 _GATEWAY = (
     "The gateway spends its time in per-request Python in one process: FastAPI's request parsing and "
@@ -46,21 +53,34 @@ _GATEWAY = (
     "small images inline instead of in a worker thread, and more uvicorn workers where cores allow."
 )
 _SWAP = (
-    "No request failed: the new version loads before the old one unloads. The latency spike comes "
-    "from work inside the serving process while requests wait for the GIL: loading and warming the "
-    "new version (`tf.saved_model.load`, tracing, warm-up replay in a worker thread), then the full "
-    "collection that makes the old version's frozen objects collectable again on unload "
-    "(`gc.unfreeze(); gc.collect(); gc.freeze()` in modelserver/loader.py: needed, or every swap "
-    "would leak the old version). What it would take: load in a separate process (or TF Serving's "
-    "C++ loader, where no GIL is shared), fewer warm-up iterations, or collecting the old version's "
-    "objects incrementally; TF Serving's own remedy is separate load threads (`--num_load_threads`)."
+    "No request failed: the new version loads before the old one unloads. Loading is now TensorFlow's "
+    "C++ loader (GIL released), warm-up replay runs numpy -> C session, and the per-load "
+    "`gc.collect(); gc.freeze()` is gone (the heap is frozen once at start; a version is a C++ "
+    "session with few Python objects, so unload leaves nothing frozen behind): the new version was "
+    "AVAILABLE after 0.44-0.50 s against 1.0-1.6 s on main in adjacent runs. The p99 ratio itself "
+    "was not measurable on the shared machine (load average 15-20: steady-state p99 swung 50-280 ms "
+    "between runs). What remains in the serving process during a swap: the load and warm-up threads "
+    "competing with the event loop for 2 cores. Next lever: TF Serving's `--num_load_threads` "
+    "(loads serialized on one thread, accepted and ignored today), or loading in a sibling worker."
 )
 _RAM = (
-    "The loader estimates (saved_model.pb + variables) x 1.2 + 8 MiB per version, plus 24 MiB of "
-    "TensorFlow's one-time runtime set-up (kernels, thread pools) charged to the first load in a "
-    "process (modelserver/loader.py). Where it misses, the cause is a model whose Python-side objects "
-    "differ much from the calibration. What it would take: learn each model's real growth from its "
-    "first load (RSS before/after) and use it for later versions."
+    "The loader estimates (saved_model.pb + variables) x 1.2 + 4.25 MiB per version, plus 24 MiB of "
+    "one-time runtime set-up (thread pools, allocator arenas) charged to the first load in a process; "
+    "TensorFlow's shared libraries are loaded at start, so they are in the empty server's RSS, not in "
+    "any version's growth (modelserver/loader.py; calibrated for the C++ session path on 2026-12-01: "
+    "fashion +2%, text -12%, housing +12%). Where it misses, the cause is a model whose graph "
+    "expands much more in memory than its serialized size. Next lever: learn each model's real "
+    "growth from its first load (RSS before/after) and use it for later versions."
+)
+_RSS = (
+    "A serving process with the three models is TensorFlow's C++ runtime plus the server: about 440 "
+    "MiB before any model (libtensorflow_cc.so.2 and libtensorflow_framework.so.2 alone are about "
+    "365 MiB of RSS once loaded through ctypes, measured in one process) and about 70 MiB for the "
+    "three models, against about 720 MiB on main in adjacent runs (TensorFlow's Python layer "
+    "imported). Most of the library RSS is shared clean file pages (see the Memory section's split): "
+    "every worker mapping the same file shares them and the kernel can drop and re-read them, so a "
+    "second worker adds its private pages only. Next lever: a TensorFlow build without the "
+    "CUDA-capable kernels (the wheel's libtensorflow_cc is 1.1 GB), or counting PSS per worker."
 )
 
 _PEER_TOP = (
@@ -93,4 +113,7 @@ FINDINGS: dict[str, str] = {
     "hotswap_failed": _SWAP,
     "hotswap_p99": _SWAP,
     "ram_estimate": _RAM,
+    "rest_p50_over_inprocess": _REST_P50,
+    "grpc_p50_over_inprocess": _REST_P50,
+    "modelserver_rss": _RSS,
 }

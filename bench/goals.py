@@ -1,5 +1,5 @@
-"""The goals of issue 8, each a ratio (or a count) computed from one run's results, judged met / missed by
-how much / not measured. Works on the results dict alone, so a stored JSON can be re-judged."""
+"""The goals of issues 8 and 14, each a ratio (or a count) computed from one run's results, judged met /
+missed by how much / not measured. Works on the results dict alone, so a stored JSON can be re-judged."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value * 100:.0f} %"
     if unit == "ms":
         return f"{value:.2f} ms"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
     return f"{value:.0f} {unit}".strip()
 
 
@@ -280,5 +282,45 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
     )
     g.detail = "; ".join(f"{r['model']} {r['estimate_error']:+.0%}" for r in rows)
     g.missing = "" if rows else "memory not measured (or no estimate in the server log)"
+    goals.append(g)
+    goals += _issue14_goals(results, pt, low)
+    return goals
+
+
+def _issue14_goals(results: dict[str, Any], pt: Any, low: int) -> list[Goal]:
+    """Issue 14: latency at the lowest concurrency over the in-process batch-1 call, and RSS per worker."""
+    goals: list[Goal] = []
+    bs1 = results.get("inprocess", {}).get("batch1", {}).get("ms_per_call")
+    for proto, limit in (("rest", 1.0), ("grpc", 0.7)):
+        key = f"{proto}.batching_on.c{low}"
+        p50 = pt(key, "p50_ms")
+        g = Goal(
+            f"{proto}_p50_over_inprocess",
+            f"{'REST' if proto == 'rest' else 'gRPC'} p50 at c{low} (batching on) - in-process batch 1 call",
+            limit,
+            "<=",
+            "ms",
+            None if p50 is None or bs1 is None else p50 - bs1,
+        )
+        tf_p50 = pt(f"{proto}.batching_tf.c{low}", "p50_ms")
+        g.detail = f"{p50 or 0:.2f} - {bs1 or 0:.2f} ms" + (
+            f" (TF Serving scheduling: {tf_p50:.2f} ms)" if tf_p50 is not None else ""
+        )
+        g.missing = (
+            "" if p50 is not None and bs1 is not None else f"{key} or the in-process limit not measured"
+        )
+        goals.append(g)
+    rss = results.get("rss_bytes", {}).get("modelserver (3 models, batching on)")
+    workers = results.get("modelserver_workers", 1)
+    g = Goal(
+        "modelserver_rss",
+        "model server RSS with the three models, per worker",
+        450,
+        "<=",
+        "MiB",
+        None if rss is None else rss / workers / 2**20,
+    )
+    g.detail = "" if rss is None else f"{workers} worker(s), {rss / 2**20:.0f} MiB in all"
+    g.missing = "" if rss is not None else "model server RSS not measured"
     goals.append(g)
     return goals

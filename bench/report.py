@@ -14,9 +14,10 @@ from typing import Any
 
 from bench.findings import FINDINGS
 from bench.goals import PEERS, Goal, evaluate
+from bench.settings import SCENARIOS
 from devtools.files import write_atomic
 
-__all__ = ["render_markdown", "render_plot", "write_report"]
+__all__ = ["goals_table", "render_markdown", "render_plot", "update_readme", "write_report"]
 
 _LABELS = {
     "naive": "naive FastAPI + model.predict",
@@ -27,6 +28,8 @@ _LABELS = {
     "grpc.batching_on": "modelserver gRPC, batching on",
     "rest.batching_off": "modelserver REST, batching off",
     "rest.batching_on": "modelserver REST, batching on",
+    "grpc.batching_tf": "modelserver gRPC, batching on, TF Serving scheduling",
+    "rest.batching_tf": "modelserver REST, batching on, TF Serving scheduling",
     "gateway.upload": "gateway PNG upload (fashion)",
     "gateway.text": "gateway text classify",
     "gateway.housing": "gateway housing regress",
@@ -125,13 +128,10 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
         "",
         f"![throughput, latency and hot swap]({png_name})",
         "",
-        "## Goals (issue 8)",
+        "## Goals (issues 8 and 14)",
         "",
-        "| goal | measured | target | verdict | figures |",
-        "| --- | --- | --- | --- | --- |",
+        *goals_table(goals),
     ]
-    for g in goals:
-        lines.append(f"| {g.text} | {g.measured()} | {g.goal()} | **{g.verdict()}** | {g.detail} |")
     lines += [
         "",
         "## In-process limit (signature called directly)",
@@ -226,6 +226,15 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
         pss = results.get("pss_bytes", {})
         lines += ["", "| process (whole tree) | PSS (MiB) | RSS (MiB) |", "| --- | --- | --- |"]
         lines += [f"| {name} | {_mib(pss.get(name))} | {_mib(value)} |" for name, value in rss.items()]
+    split = results.get("modelserver_memory")
+    if split:
+        lines += [
+            "",
+            f"Model server (3 models, batching on), one process: RSS {_mib(split.get('rss'))} MiB = private "
+            f"{_mib(split.get('private'))} MiB (its own: what another worker adds) + shared clean file pages "
+            f"{_mib(split.get('shared_clean'))} MiB (mostly libtensorflow_cc, shared by every process that "
+            f"maps it); PSS {_mib(split.get('pss'))} MiB.",
+        ]
     profiles = results.get("profiles", [])
     if profiles:
         lines += ["", "## Profiles (py-spy, under the heaviest load point)", ""]
@@ -363,6 +372,38 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     write_atomic(path, png.getvalue())
 
 
+def goals_table(goals: list[Goal]) -> list[str]:
+    """The goals as markdown table rows (latest.md and README's performance section)."""
+    lines = ["| goal | measured | target | verdict | figures |", "| --- | --- | --- | --- | --- |"]
+    for g in goals:
+        lines.append(f"| {g.text} | {g.measured()} | {g.goal()} | **{g.verdict()}** | {g.detail} |")
+    return lines
+
+
+README_START = "<!-- bench:goals (written by make bench: bench/report.py) -->"
+README_END = "<!-- /bench:goals -->"
+
+
+def update_readme(readme: Path, results: dict[str, Any], goals: list[Goal]) -> bool:
+    """Replace README's block between the bench markers with this run's goals table; False when the
+    markers are missing (nothing written)."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    load = results.get("environment", {}).get("load_average_at_start", [])
+    block = [
+        README_START,
+        f"Latest full run ({results.get('started', '?')[:10]}, fashion CNN unless said; load average at "
+        f"start {', '.join(f'{x:.1f}' for x in load)}):",
+        "",
+        *goals_table(goals),
+        "",
+    ]
+    write_atomic(readme, text[:start] + "\n".join(block) + text[end:])
+    return True
+
+
 def write_report(ctx: Any) -> list[Path]:
     results = ctx.results
     results["profiles"] = [asdict(p) for p in ctx.profiles]
@@ -376,4 +417,10 @@ def write_report(ctx: Any) -> list[Path]:
     write_atomic(json_path, json.dumps(results, indent=1, default=str, allow_nan=True) + "\n")
     render_plot(results, png_path)
     write_atomic(md_path, render_markdown(results, goals, png_path.name))
-    return [json_path, md_path, png_path]
+    written = [json_path, md_path, png_path]
+    # Only a full run of every scenario into the committed results folder speaks for README.
+    full = not ctx.settings.smoke and set(ctx.settings.only) == set(SCENARIOS)
+    readme = ctx.repo_root / "README.md"
+    if full and out == ctx.repo_root / "bench" / "results" and update_readme(readme, results, goals):
+        written.append(readme)
+    return written

@@ -107,6 +107,7 @@ def start_modelserver(
     batching: bool,
     wait_for: tuple[str, ...],
     config_poll_s: int = 0,
+    extra_flags: tuple[str, ...] = (),
 ) -> ServerProcess:
     grpc_port, rest_port = free_port(), free_port()
     monitoring = ctx.work / "monitoring.config"
@@ -128,6 +129,7 @@ def start_modelserver(
         params = ctx.work / "batching.config"
         write_atomic(params, BATCHING_PARAMETERS)
         argv += ["--enable_batching", f"--batching_parameters_file={params}"]
+    argv += extra_flags
     server = ctx.server(name, argv, env=_TF_QUIET)
     server.ports = {"grpc": grpc_port, "rest": rest_port}
 

@@ -15,9 +15,9 @@ from google.protobuf import text_format
 
 from gateway.desired import DesiredStateInvalid, DesiredStore
 from gateway.errors import Conflict, ModelNotFound
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.repository import ModelRepository
 from gateway.settings import Settings
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = ["Catalog", "load_model_config"]
 

@@ -46,9 +46,10 @@ from gateway import oip
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.protos.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
-from gateway.protos.tensorflow.core.example import example_pb2
-from gateway.protos.tensorflow.core.framework import tensor_pb2
-from gateway.protos.tensorflow_serving.apis import (
+from gateway.settings import Settings
+from tfs_protos.tensorflow.core.example import example_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2
+from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -60,8 +61,7 @@ from gateway.protos.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
-from gateway.settings import Settings
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = ["ModelClient", "model_spec", "split_address"]
 

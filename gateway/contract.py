@@ -30,9 +30,9 @@ import grpc
 
 from gateway.client import ModelClient
 from gateway.errors import ModelNotFound, UpstreamError
-from gateway.protos.tensorflow.core.framework import types_pb2
-from gateway.protos.tensorflow_serving.apis import get_model_metadata_pb2
 from gateway.tensors import to_list
+from tfs_protos.tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2
 
 __all__ = ["ContractStore", "ModelInfo", "SignatureInfo", "TensorSpec", "derive_contract"]
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from gateway.errors import Conflict
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = [
     "Canary",

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.protos.inference import grpc_predict_v2_pb2 as pb
-from gateway.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from gateway.protos.tensorflow.core.protobuf import meta_graph_pb2
-from gateway.protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
+from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
 
 __all__ = ["infer_request", "metadata_response", "predict_response", "version_string"]
 

@@ -31,9 +31,9 @@ from gateway.client import ModelClient
 from gateway.desired import Desired, DesiredStore, ModelState, render_config, render_entry
 from gateway.errors import Conflict, GatewayError, NotFound, UpstreamError
 from gateway.metrics import Metrics
-from gateway.protos.tensorflow_serving.apis import get_model_status_pb2
 from gateway.settings import Settings
 from guard.logs import RateLimitedLog
+from tfs_protos.tensorflow_serving.apis import get_model_status_pb2
 
 __all__ = ["ClusterView", "Reconciler", "ReplicaView", "ServedVersion", "wanted_versions"]
 

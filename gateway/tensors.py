@@ -7,8 +7,8 @@ import sys
 from array import array
 from collections.abc import Sequence
 
-from gateway.protos.tensorflow.core.example import example_pb2, feature_pb2
-from gateway.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 __all__ = ["float_tensor", "shape_of", "string_tensor", "to_example", "to_list"]
 

@@ -15,6 +15,11 @@ output filter, non-batch input shapes):
 - a task whose call was cancelled, or whose deadline (``limits.DEADLINE``) passed while it waited, is not
   run: its rows are left out of the batch (DEADLINE_EXCEEDED for the latter).
 ``num_batch_threads`` threads (shared by all queues) run the batches.
+
+One departure, on by default (``dispatch_when_idle``; ``--batching_dispatch_when_idle=false`` restores TF
+Serving's exact scheduling): when no batch is running on any batch thread, the waiting batch is cut at once
+instead of ``batch_timeout_micros`` after its first task. A lone request then pays no timeout; under load
+some batch is always running, so batches still form (requests that arrive together share the batch).
 """
 
 from __future__ import annotations
@@ -64,12 +69,16 @@ class _Queue:
 
 
 class Batcher:
-    def __init__(self, config: BatchingConfig, metrics: Metrics = METRICS) -> None:
+    def __init__(
+        self, config: BatchingConfig, metrics: Metrics = METRICS, *, dispatch_when_idle: bool = True
+    ) -> None:
         self.config = config
         self._metrics = metrics
+        self._dispatch_when_idle = dispatch_when_idle
         threads = config.num_batch_threads or os.cpu_count() or 1
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batch")
         self._threads = asyncio.Semaphore(threads)
+        self._running = 0  # batches cut and not yet finished, over all queues
         self._queues: dict[QueueKey, _Queue] = {}
         self._batches: set[asyncio.Task[None]] = set()  # running batches (the loop keeps weak refs only)
         self._timeout = config.batch_timeout_micros / 1e6
@@ -160,7 +169,8 @@ class Batcher:
         """Cut batches from one queue until it is empty."""
         while queue.tasks:
             wait = queue.first_at + self._timeout - time.monotonic()
-            if wait > 0 and queue.rows < self.config.max_batch_size:
+            idle = self._dispatch_when_idle and self._running == 0
+            if wait > 0 and queue.rows < self.config.max_batch_size and not idle:
                 queue.wake.clear()
                 with contextlib.suppress(TimeoutError):  # the batch timeout: cut what is there
                     await asyncio.wait_for(queue.wake.wait(), wait)
@@ -174,6 +184,7 @@ class Batcher:
             queue.rows -= size
             queue.first_at = time.monotonic()
             self._gauge(queue).set(queue.rows)
+            self._running += 1
             running = asyncio.create_task(self._execute(queue, batch, size))
             self._batches.add(running)
             running.add_done_callback(self._batches.discard)
@@ -233,7 +244,11 @@ class Batcher:
                 if not task.future.done():
                     task.future.set_exception(error)
         finally:
+            self._running -= 1
             self._threads.release()
+            if self._dispatch_when_idle and self._running == 0:
+                for waiting in self._queues.values():  # idle now: cut what is waiting
+                    waiting.wake.set()
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
-from tensorflow_serving.config import model_server_config_pb2
 
 from modelserver.errors import ConfigError
 from modelserver.options import ServerOptions
 from modelserver.policy import LatestVersions, VersionPolicy, policy_from_proto
 from modelserver.source import ModelSource
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = [
     "DEFAULT_PROMETHEUS_PATH",

@@ -24,16 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    inference_pb2,
-    model_management_pb2,
-    model_pb2,
-    predict_pb2,
-    regression_pb2,
-)
 
 from modelserver.batching import Batcher
 from modelserver.config import ModelEntry, model_entries
@@ -53,6 +43,16 @@ from modelserver.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits, che
 from modelserver.metrics import METRICS, Metrics
 from modelserver.servable import DEFAULT_SIGNATURE, Servable, check_inputs, serving_error_from_tf
 from modelserver.tensors import to_ndarray, to_tensor_proto
+from tfs_protos.tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
 
 __all__ = ["PROTOCOL", "DataPlane"]
 

@@ -14,17 +14,17 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import (
-    model_service_pb2,
-    model_service_pb2_grpc,
-    prediction_service_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from guard.logs import RateLimitedLog
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
 from modelserver.limits import DEADLINE
+from tfs_protos.tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

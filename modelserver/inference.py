@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from modelserver.errors import InvalidArgument
 from modelserver.servable import DEFAULT_SIGNATURE, Servable
+from tfs_protos.tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
+from tfs_protos.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 __all__ = [
     "CLASSIFY_METHOD",

@@ -16,9 +16,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
-
 from modelserver.errors import InvalidArgument
 from modelserver.json_tensor import (
     decode_b64,
@@ -30,6 +27,8 @@ from modelserver.json_tensor import (
     signature_name_of,
     value_to_string,
 )
+from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
+from tfs_protos.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 __all__ = ["ExamplesJson", "classification_json", "regression_json"]
 

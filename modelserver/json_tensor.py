@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, Unimplemented
 from modelserver.limits import MAX_RANK
+from tfs_protos.tensorflow.core.framework import types_pb2
 
 __all__ = [
     "JsonFormat",

@@ -13,7 +13,6 @@ Contract (the manager is the only caller):
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
@@ -21,22 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from tensorflow.core.protobuf import meta_graph_pb2
 
 from modelserver.errors import ServingError
 from modelserver.servable import Servable, serving_error_from_tf
 from modelserver.session import Session, SessionError
 from modelserver.warmup import WarmupOptions, replay_warmup
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 __all__ = ["Loader", "estimate_ram_bytes"]
 
 log = logging.getLogger("modelserver.loader")
 
 # Loaded graphs and runtime structures take more than their files (TF Serving's estimate is file based too).
-# Calibrated with bench/ (RSS growth per loaded version, TF 2.21, CPU): a version costs its files x 1.2 plus
-# ~8 MiB of Python/TF objects; the first load in a process also pays ~24 MiB of one-time runtime set-up.
+# Calibrated with bench/ on the C++ session path (RSS growth per loaded version, TF 2.21, CPU, two runs of
+# 2026-12-01: 3.9-5.4 MiB for the small models): a version costs its files x 1.2 plus ~4.25 MiB (graph,
+# session, kernels); the first load in a process also pays ~24 MiB of one-time runtime set-up (thread pools,
+# allocator arenas), though the shared libraries are loaded at start (modelserver.server).
 _RAM_FACTOR = 1.2
-_RAM_OVERHEAD = 8 * 1024 * 1024
+_RAM_OVERHEAD = 4352 * 1024
 _RUNTIME_RAM = 24 * 1024 * 1024
 _runtime_loaded = False
 
@@ -136,21 +137,8 @@ class Loader:
                 raise
             if warmed:
                 log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
-        _freeze_heap()
         return servable
 
     @staticmethod
     def unload(servable: Servable) -> None:
         servable.close()
-
-
-def _freeze_heap() -> None:
-    """Collect, then move every surviving object to the permanent generation (``gc.freeze``).
-
-    The process holds hundreds of thousands of long-lived Python objects (TensorFlow's and protobuf's
-    modules); without the freeze every full collection triggered by request traffic rescans them all
-    (measured by bench/: 1.4-1.7 ms of GC per REST request at concurrency 64, 0.12 ms with the freeze). A
-    loaded version itself is a C++ session, so unloading leaves nothing frozen behind.
-    """
-    gc.collect()
-    gc.freeze()

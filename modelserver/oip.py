@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from modelserver import __version__
 from modelserver.dataplane import DataPlane
 from modelserver.errors import InvalidArgument, NotFound, ServableNotFound, ServingError, UnknownVersionLabel
 from modelserver.oip_tensors import array_datatype, datatype_of
+from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 __all__ = [
     "EXTENSIONS",

@@ -12,7 +12,10 @@ for a budget that holds one version at a time; see ``modelserver.aspired_policy`
 ``allowed_model_base_paths``; bounds per request (``modelserver.limits``): ``max_request_elements``,
 ``max_request_bytes`` (also gRPC's receive limit), ``max_request_batch_size``; and the REST server's HTTP
 limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bodies),
-``rest_api_max_header_bytes``, ``rest_api_header_timeout_seconds``, ``rest_api_body_timeout_seconds``.
+``rest_api_max_header_bytes``, ``rest_api_header_timeout_seconds``, ``rest_api_body_timeout_seconds``;
+and ``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
+running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
+``modelserver.batching``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class ServerOptions(BaseSettings):
     model_config_file_poll_wait_seconds: int = Field(0, ge=0)
     file_system_poll_wait_seconds: int = 1
     enable_batching: bool = False
+    batching_dispatch_when_idle: bool = True
     batching_parameters_file: str = ""
     monitoring_config_file: str = ""
     enable_model_warmup: bool = True

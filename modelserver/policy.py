@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
+from tfs_protos.tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
 
 __all__ = ["AllVersions", "LatestVersions", "SpecificVersions", "VersionPolicy", "policy_from_proto"]
 

@@ -31,17 +31,17 @@ from google.protobuf import json_format
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from tensorflow_serving.apis import (
+
+from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, PayloadTooLarge, ServingError
+from modelserver.json_examples import ExamplesJson, classification_json, regression_json
+from modelserver.json_tensor import PredictJson, dumps, error_json, predict_response_json
+from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
     regression_pb2,
 )
-
-from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, PayloadTooLarge, ServingError
-from modelserver.json_examples import ExamplesJson, classification_json, regression_json
-from modelserver.json_tensor import PredictJson, dumps, error_json, predict_response_json
 
 __all__ = ["DEFAULT_MONITORING_PATH", "RestDataPlane", "create_rest_app"]
 

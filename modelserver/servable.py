@@ -15,17 +15,16 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
 
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.session import NUMPY_DTYPES, Session, SessionError
-from modelserver.tensors import dtype_name
+from modelserver.tensors import dtype_enum, dtype_name
+from tfs_protos.tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 __all__ = ["DEFAULT_SIGNATURE", "Servable", "check_inputs", "numpy_dtype", "serving_error_from_tf"]
 
 DEFAULT_SIGNATURE = "serving_default"
-_DTYPE_ENUMS = {dtype: enum for enum, dtype in NUMPY_DTYPES.items()}
 
 
 def numpy_dtype(dtype: int) -> np.dtype[Any]:
@@ -36,12 +35,6 @@ def numpy_dtype(dtype: int) -> np.dtype[Any]:
     if found is None:
         raise InvalidArgument(f"inputs of type {dtype_name(dtype)} cannot be sent to this server")
     return found
-
-
-def _array_dtype_enum(array: np.ndarray) -> int:
-    if array.dtype == object or array.dtype.kind in "SU":
-        return types_pb2.DT_STRING
-    return _DTYPE_ENUMS.get(array.dtype, types_pb2.DT_INVALID)
 
 
 def _status_code(code: int) -> grpc.StatusCode:
@@ -78,7 +71,7 @@ def check_inputs(
         )
     for name, array in inputs.items():
         info = signature.inputs[name]
-        got = _array_dtype_enum(array)
+        got = dtype_enum(array)
         if got != info.dtype:
             raise InvalidArgument(
                 f"Expects arg[{name}] of signature {signature_name} to be {dtype_name(info.dtype)} "

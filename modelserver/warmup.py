@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2
-
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.inference import (
     CLASSIFY_METHOD,
@@ -23,6 +20,8 @@ from modelserver.inference import (
 )
 from modelserver.servable import Servable, check_inputs
 from modelserver.tensors import to_ndarray
+from modelserver.tfrecord import TooManyRecords, read_records
+from tfs_protos.tensorflow_serving.apis import prediction_log_pb2
 
 __all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "WarmupOptions", "replay_warmup"]
 
@@ -79,15 +78,14 @@ def replay_warmup(servable: Servable, options: WarmupOptions) -> int:
     if not path.is_file():
         return 0
     try:
-        records = []
-        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            records.append(prediction_log_pb2.PredictionLog.FromString(raw))
-            if len(records) > MAX_WARMUP_RECORDS:
-                raise InvalidArgument(
-                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
-                )
-    except ServingError:
-        raise
+        records = [
+            prediction_log_pb2.PredictionLog.FromString(raw)
+            for raw in read_records(path, max_records=MAX_WARMUP_RECORDS)
+        ]
+    except TooManyRecords:
+        raise InvalidArgument(
+            f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+        ) from None
     except Exception as exc:
         raise InvalidArgument(f"Failed to read warmup requests from {path}: {exc}") from None
     iterations = max(1, options.num_request_iterations)

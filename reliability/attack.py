@@ -24,18 +24,18 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 
-from gateway.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from gateway.protos.tensorflow_serving.apis import (
+from reliability.outcome import Outcome
+from reliability.probes import usage
+from reliability.replies import error_message, leaks
+from reliability.stack import Stack, StackOptions, wait_until
+from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_protos.tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
-from reliability.outcome import Outcome
-from reliability.probes import usage
-from reliability.replies import error_message, leaks
-from reliability.stack import Stack, StackOptions, wait_until
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = [
     "REPO_ROOT",

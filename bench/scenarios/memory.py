@@ -15,7 +15,7 @@ from bench.repo import write_models_config
 from bench.scrape import ram_estimates
 from bench.servers import model_available, start_modelserver
 
-__all__ = ["add_models", "start_empty"]
+__all__ = ["add_models", "breakdown", "start_empty"]
 
 _SETTLE_S = 1.5
 
@@ -76,3 +76,28 @@ def add_models(ctx: Any, server: ServerProcess, measure: bool) -> None:
 def _settled_rss(server: ServerProcess) -> int:
     time.sleep(_SETTLE_S)
     return server.rss_bytes()
+
+
+def breakdown(pid: int) -> dict[str, int]:
+    """RSS split of one process (``/proc/<pid>/smaps_rollup``, bytes): ``private`` pages are its alone (what
+    another worker would add), ``shared_clean`` are file pages - mostly TensorFlow's shared libraries - that
+    every process mapping the same file shares and the kernel can drop and re-read, ``pss`` the
+    proportional share. Empty when /proc is unavailable."""
+    fields = {
+        "Rss": "rss",
+        "Pss": "pss",
+        "Private_Clean": "private",
+        "Private_Dirty": "private",
+        "Shared_Clean": "shared_clean",
+    }
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                name, _, rest = line.partition(":")
+                if name in fields:
+                    key = fields[name]
+                    out[key] = out.get(key, 0) + int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out

@@ -1,6 +1,8 @@
 """Scenario 3: the modelserver's gRPC Predict (h2load) and REST predict (wrk) at each concurrency, batching
-off and on, on the same fashion image. gRPC answers are verified twice: the server's request counter by
-status around every load point (h2load cannot see gRPC errors) and a sampled Python client check."""
+off and on, on the same fashion image, plus batching on with TF Serving's exact scheduling
+(``--batching_dispatch_when_idle=false``) at the lowest concurrency, where the two differ. gRPC answers are
+verified twice: the server's request counter by status around every load point (h2load cannot see gRPC
+errors) and a sampled Python client check."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from bench.loadgen import LoadResult, grpc_load, http_load
 from bench.payloads import PREDICT_METHOD
 from bench.procs import ServerProcess
 from bench.scrape import failures, request_counts
-from bench.servers import METRICS_PATH
+from bench.servers import METRICS_PATH, start_modelserver
 
-__all__ = ["grpc_point", "run_matrix", "verify_grpc"]
+__all__ = ["grpc_point", "run_matrix", "run_tf_scheduling", "verify_grpc"]
 
 
 def verify_grpc(port: int, body: bytes, output: str, rows: int = 1, samples: int = 5) -> str:
@@ -122,5 +124,34 @@ def run_matrix(ctx: Any, server: ServerProcess, label: str) -> None:
                 "application/json",
                 concurrency=top,
                 duration_s=s.profile_s + 2,
+            ),
+        )
+
+
+def run_tf_scheduling(ctx: Any) -> None:
+    """Batching on with TF Serving's exact scheduling (a lone request waits ``batch_timeout_micros``): the
+    baseline of the idle-dispatch default at the lowest concurrency, in the same run."""
+    s = ctx.settings
+    low = min(s.concurrencies)
+    with start_modelserver(
+        ctx,
+        "modelserver-batching-tf",
+        ctx.work / "fashion.config",
+        batching=True,
+        wait_for=("fashion",),
+        extra_flags=("--batching_dispatch_when_idle=false",),
+    ) as server:
+        grpc_point(ctx, server, f"grpc.batching_tf.c{low}", ctx.payloads.grpc_fashion, low)
+        ctx.point(
+            f"rest.batching_tf.c{low}",
+            server,
+            lambda: http_load(
+                f"http://127.0.0.1:{server.ports['rest']}/v1/models/fashion:predict",
+                ctx.payloads.rest_fashion,
+                "application/json",
+                concurrency=low,
+                duration_s=s.duration_s,
+                timeout_s=s.http_timeout_s,
+                warmup_s=s.warmup_s,
             ),
         )

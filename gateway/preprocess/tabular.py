@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.errors import BadRequest, TooManyItems
-from gateway.protos.tensorflow.core.example import example_pb2
-from gateway.protos.tensorflow.core.framework import tensor_pb2
 from gateway.tensors import float_tensor, to_example
+from tfs_protos.tensorflow.core.example import example_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2
 
 __all__ = ["records_to_examples", "records_to_tensors", "validate_records"]
 

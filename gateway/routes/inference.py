@@ -29,8 +29,6 @@ from gateway.forms import read_form
 from gateway.preprocess.image import ImageSpec, images_to_batch
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
 from gateway.preprocess.text import texts_to_bytes
-from gateway.protos.tensorflow.core.framework import tensor_pb2
-from gateway.protos.tensorflow_serving.apis import predict_pb2
 from gateway.schemas import (
     ClassifyReply,
     ClassPrediction,
@@ -43,6 +41,8 @@ from gateway.schemas import (
     TextsBody,
 )
 from gateway.tensors import float_tensor, shape_of, string_tensor, to_list
+from tfs_protos.tensorflow.core.framework import tensor_pb2
+from tfs_protos.tensorflow_serving.apis import predict_pb2
 
 router = APIRouter(tags=["inference"])
 

@@ -96,3 +96,23 @@ def test_best_peer_goals_without_any_peer_are_not_measured(results: dict[str, An
     goals = by_key(results)
     assert goals["rest_vs_best_peer"].verdict() == "not measured: no peer measured at c64"
     assert goals["rest_p50_vs_best_peer"].status == "not measured"
+
+
+def test_issue14_latency_over_the_inprocess_call_and_rss_per_worker(results: dict[str, Any]) -> None:
+    results = {
+        **results,
+        "points": {**results["points"], "rest.batching_tf.c1": {"p50_ms": 4.0}},
+        "rss_bytes": {"modelserver (3 models, batching on)": 900 * 2**20},
+        "modelserver_workers": 2,
+    }
+    goals = by_key(results)
+    rest, grpc_, rss = (
+        goals["rest_p50_over_inprocess"],
+        goals["grpc_p50_over_inprocess"],
+        goals["modelserver_rss"],
+    )
+    assert (rest.status, rest.value) == ("missed", 6.0 - 0.5)  # REST p50 6.0 ms, in-process batch 1 0.5 ms
+    assert "TF Serving scheduling: 4.00 ms" in rest.detail
+    assert (grpc_.status, grpc_.value) == ("met", 1.0 - 0.5)
+    assert (rss.status, rss.value) == ("met", 450.0)  # 900 MiB over 2 workers
+    assert rss.verdict() == "met" and "2 worker(s)" in rss.detail

@@ -79,5 +79,8 @@ def test_memory_compares_rss_growth_with_the_loader_estimate(measured: dict) -> 
 
 def test_report_files_are_written(smoke_run: Path) -> None:
     text = (smoke_run / "latest.md").read_text()
-    assert "## Goals (issue 8)" in text and "| gRPC Predict c4 batching on / in-process batch 32 |" in text
+    assert (
+        "## Goals (issues 8 and 14)" in text
+        and "| gRPC Predict c4 batching on / in-process batch 32 |" in text
+    )
     assert (smoke_run / "latest.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.goals import evaluate
-from bench.report import render_markdown, render_plot
+from bench.report import README_END, README_START, render_markdown, render_plot, update_readme
 
 
 def test_markdown_has_goals_points_and_findings(results: dict[str, Any]) -> None:
@@ -51,3 +51,20 @@ def test_plot_without_hot_swap_or_points(tmp_path: Path) -> None:
     path = tmp_path / "latest.png"
     render_plot({"points": {}}, path)
     assert path.stat().st_size > 0
+
+
+def test_readme_block_is_replaced_with_the_run_goals(results: dict[str, Any], tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{README_START}\nold table\n{README_END}\n\nafter\n", encoding="utf-8")
+    assert update_readme(readme, results, evaluate(results))
+    text = readme.read_text(encoding="utf-8")
+    assert (
+        "old table" not in text
+        and text.startswith("# title\n\n")
+        and text.endswith(f"{README_END}\n\nafter\n")
+    )
+    assert "Latest full run (2026-11-23" in text
+    assert "| REST predict / gRPC Predict, c64 batching on, same requests | 0.375x |" in text
+    readme.write_text("no markers\n", encoding="utf-8")
+    assert not update_readme(readme, results, evaluate(results))
+    assert readme.read_text(encoding="utf-8") == "no markers\n"

@@ -332,8 +332,8 @@ def test_a_replica_changed_behind_the_gateways_back_gets_the_full_desired_config
 ) -> None:
     import grpc
 
-    from gateway.protos.tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
-    from gateway.protos.tensorflow_serving.config import model_server_config_pb2
+    from tfs_protos.tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+    from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
     c = stable_1
 

@@ -28,8 +28,8 @@ from gateway.desired import (
     render_entry,
 )
 from gateway.errors import Conflict
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
 from gateway.settings import Settings
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 CONFIG = """model_config_list {
   config { name: "a" base_path: "%(root)s/a" model_platform: "tensorflow"

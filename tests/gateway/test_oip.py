@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from gateway import oip
 from gateway.protos.inference import grpc_predict_v2_pb2 as pb
-from gateway.protos.tensorflow.core.framework import types_pb2
-from gateway.protos.tensorflow_serving.apis import get_model_metadata_pb2
 from gateway.settings import Settings
 from gateway.tensors import float_tensor, string_tensor, to_list
+from tfs_protos.tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2
 
 CONFIG = Path(__file__).resolve().parents[2] / "models" / "models.config"
 

@@ -1,4 +1,4 @@
-"""gateway/protos: the vendored copy is current, the gateway never imports TensorFlow, and a process importing
+"""tfs_protos: the vendored copy is current, the gateway never imports TensorFlow, and a process importing
 both the vendored modules and real TensorFlow works (identical descriptors in protobuf's default pool)."""
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def test_vendored_and_real_tensorflow_coexist() -> None:
     # Vendored first, then TensorFlow's own modules (the pytest process itself covers the other order:
     # tests/export imports TensorFlow before tests/gateway imports the vendored modules).
     vendored = (
-        "from gateway.protos.tensorflow_serving.apis import predict_pb2 as v, prediction_service_pb2_grpc\n"
-        "from gateway.protos.tensorflow_serving.config import model_server_config_pb2\n"
+        "from tfs_protos.tensorflow_serving.apis import predict_pb2 as v, prediction_service_pb2_grpc\n"
+        "from tfs_protos.tensorflow_serving.config import model_server_config_pb2\n"
     )
     real = "from tensorflow_serving.apis import predict_pb2 as r, prediction_service_pb2_grpc as rg\n"
     code = (

@@ -110,7 +110,7 @@ def test_task_larger_than_max_batch_size_and_full_queue(servables: dict[str, Ser
     config = BatchingConfig(max_batch_size=4, batch_timeout_micros=5_000_000, max_enqueued_batches=1)
 
     async def main() -> None:
-        batcher = Batcher(config, Metrics())
+        batcher = Batcher(config, Metrics(), dispatch_when_idle=False)  # TF Serving's exact scheduling
         try:
             with pytest.raises(InvalidArgument, match="Task size 5 is larger than maximum input batch"):
                 await batcher.run(servable, "", {"x": np.zeros(5, np.float32)})
@@ -153,7 +153,7 @@ def test_a_task_whose_deadline_passes_in_the_queue_is_not_run(servables: dict[st
     config = BatchingConfig(max_batch_size=8, batch_timeout_micros=200_000)
 
     async def main() -> list[object]:
-        batcher = Batcher(config, metrics)
+        batcher = Batcher(config, metrics, dispatch_when_idle=False)  # the batch waits its timeout
 
         async def late() -> dict[str, np.ndarray]:
             DEADLINE.set(time.monotonic() + 0.01)
@@ -170,3 +170,28 @@ def test_a_task_whose_deadline_passes_in_the_queue_is_not_run(servables: dict[st
     assert isinstance(served, dict)
     np.testing.assert_allclose(served["y"], [2.5])
     assert _batch_sizes(metrics, "half_plus_two") == (1.0, 1.0)  # one batch, one row: the late rows never ran
+
+
+@pytest.mark.parametrize("dispatch_when_idle", [True, False])
+def test_a_lone_request_waits_for_company_only_in_tf_serving_mode(
+    servables: dict[str, Servable], dispatch_when_idle: bool
+) -> None:
+    servable = servables["half_plus_two"]
+    config = BatchingConfig(max_batch_size=8, batch_timeout_micros=600_000_000)  # ten minutes
+
+    async def main() -> bool:
+        batcher = Batcher(config, Metrics(), dispatch_when_idle=dispatch_when_idle)
+        try:
+            lone = asyncio.create_task(batcher.run(servable, "", {"x": np.ones(1, np.float32)}))
+            # Idle dispatch runs the lone request at once (30 s: a hang guard only); TF Serving's scheduling
+            # holds it for the ten-minute timeout, so it is still waiting a second later.
+            done, _ = await asyncio.wait({lone}, timeout=30 if dispatch_when_idle else 1)
+            if done:
+                np.testing.assert_array_equal(lone.result()["y"], [2.5])
+            else:
+                lone.cancel()
+            return bool(done)
+        finally:
+            batcher.shutdown()
+
+    assert asyncio.run(main()) is dispatch_when_idle

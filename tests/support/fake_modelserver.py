@@ -26,9 +26,10 @@ from typing import TypeVar
 import grpc
 
 from devtools.procs import LOOPBACK
-from gateway.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from gateway.protos.tensorflow.core.protobuf import meta_graph_pb2
-from gateway.protos.tensorflow_serving.apis import (
+from gateway.tensors import to_list
+from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
+from tfs_protos.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
@@ -36,8 +37,7 @@ from gateway.protos.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from gateway.protos.tensorflow_serving.config import model_server_config_pb2
-from gateway.tensors import to_list
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = ["FakeModelServer"]
 
