@@ -320,7 +320,8 @@ ERRORS = [
         'JSON Value: {\n    "signature_name": "regress_x_to_y"\n} When method is classify, key \'examples\' is '
         "expected and was not found",
     ),
-    ("GET", "/v2/models/half_plus_two", None, 404, "Not found: GET /v2/models/half_plus_two"),
+    # /v2 is the Open Inference Protocol here (tests/modelserver/test_oip_e2e.py); other paths are TF Serving's 404
+    ("GET", "/v3/models/half_plus_two", None, 404, "Not found: GET /v3/models/half_plus_two"),
 ]
 
 

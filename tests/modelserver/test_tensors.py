@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -80,15 +81,23 @@ def test_short_typed_fields_follow_tensorflow(
 
 
 @pytest.mark.parametrize(
-    "proto",
+    ("proto", "message"),
     [
-        tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\x00" * 7),  # not a whole float
-        tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1, 2, 3]),  # more values than the shape
-        tensor_pb2.TensorProto(dtype=types_pb2.DT_RESOURCE),
-        tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, int_val=[300]),  # does not fit the dtype
+        # refused by the request check before anything is allocated (modelserver.limits budget)
+        (
+            tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\x00" * 7),
+            "input x: tensor_content holds 7 bytes but shape [] of float needs 4",
+        ),
+        (
+            tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1, 2, 3]),
+            "input x: shape [] has 1 elements but float_val holds 3 values",
+        ),
+        (tensor_pb2.TensorProto(dtype=types_pb2.DT_RESOURCE), "input x: dtype resource cannot be sent"),
+        # well-formed, but the value does not fit the dtype: the conversion's own error
+        (tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, int_val=[300]), "tensor parsing error: x: "),
     ],
     ids=["partial-content", "too-many-values", "resource", "overflow"],
 )
-def test_malformed_request_tensors_are_invalid_argument(proto: tensor_pb2.TensorProto) -> None:
-    with pytest.raises(InvalidArgument, match="tensor parsing error: x: "):
+def test_malformed_request_tensors_are_invalid_argument(proto: tensor_pb2.TensorProto, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
         to_ndarray(proto, "x")
