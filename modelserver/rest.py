@@ -23,7 +23,8 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
@@ -42,6 +43,9 @@ from tfs_protos.tensorflow_serving.apis import (
     model_pb2,
     regression_pb2,
 )
+
+if TYPE_CHECKING:
+    from modelserver.execution import Prediction
 
 __all__ = ["DEFAULT_MONITORING_PATH", "RestDataPlane", "create_rest_app"]
 
@@ -81,13 +85,9 @@ class RestDataPlane(Protocol):
     bad signature, bad tensors) with TF Serving's messages; the adapter maps them to HTTP in one place.
     """
 
-    async def input_dtypes(self, spec: model_pb2.ModelSpec) -> dict[str, int]:
-        """``{input_name: DataType}`` of ``spec.signature_name`` in the version ``spec`` resolves to."""
+    def prediction(self, spec: model_pb2.ModelSpec) -> AbstractAsyncContextManager[Prediction]:
+        """The version ``spec`` resolves to, held for the block: parse, run and reply on that one version."""
         ...
-
-    async def predict_arrays(
-        self, spec: model_pb2.ModelSpec, inputs: dict[str, Any], output_filter: tuple[str, ...] = ()
-    ) -> tuple[model_pb2.ModelSpec, dict[str, Any]]: ...
 
     async def classify(
         self, request: classification_pb2.ClassificationRequest
@@ -238,15 +238,12 @@ class RestApi:
     async def _predict(self, target: _Target, body: bytes) -> Response:
         parsed: PredictJson = await _run(lambda: PredictJson.from_body(body), len(body))
         spec = target.spec(parsed.signature_name or DEFAULT_SIGNATURE)
-        input_dtypes = await self._input_dtypes(spec)
-        fmt, inputs = await _run(lambda: parsed.tensors(input_dtypes, parsed.signature_name), len(body))
-        _, outputs = await self._dataplane.predict_arrays(spec, inputs)
-        size = sum(getattr(array, "nbytes", 0) for array in outputs.values())
-        return _json_response(await _run(lambda: predict_response_json(outputs, fmt), size))
-
-    async def _input_dtypes(self, spec: model_pb2.ModelSpec) -> dict[str, int]:
         try:
-            return await self._dataplane.input_dtypes(spec)
+            # one version from the signature's dtypes to the outputs: a hot swap cannot come in between
+            async with self._dataplane.prediction(spec) as prediction:
+                dtypes = prediction.input_dtypes
+                fmt, inputs = await _run(lambda: parsed.tensors(dtypes, parsed.signature_name), len(body))
+                outputs = await prediction.run(inputs)
         except InvalidArgument as error:
             # gRPC Predict says 'Serving signature key "X" not found.'; TF Serving's REST handler looks the
             # signature up itself first (GetInfoMap) and words it differently. REST clients see REST's text.
@@ -255,6 +252,8 @@ class RestApi:
                     f'Serving signature name: "{spec.signature_name}" not found in signature def'
                 ) from None
             raise
+        size = sum(getattr(array, "nbytes", 0) for array in outputs.values())
+        return _json_response(await _run(lambda: predict_response_json(outputs, fmt), size))
 
     async def _classify(self, target: _Target, body: bytes) -> Response:
         parsed: ExamplesJson = await _run(lambda: ExamplesJson.from_body(body), len(body))
