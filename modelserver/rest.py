@@ -1,6 +1,6 @@
 """The REST adapter: TensorFlow Serving's HTTP API over the data plane.
 
-A thin ASGI app. It only matches URLs, converts JSON (``json_tensor``, ``json_examples``) and delegates to the
+A thin ASGI app. It only matches URLs, converts JSON (``json_predict``, ``json_examples``) and delegates to the
 ``DataPlane``; lifecycle, versions, labels, batching and metrics counting all live behind it.
 
 URLs, matched like TF Serving's regexes (case-insensitive, on the raw path; names and labels URL-decoded)::
@@ -35,7 +35,8 @@ from starlette.types import Receive, Scope, Send
 
 from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, PayloadTooLarge, ServingError
 from modelserver.json_examples import ExamplesJson, classification_json, regression_json
-from modelserver.json_tensor import PredictJson, dumps, error_json, predict_response_json
+from modelserver.json_predict import PredictJson, predict_response_json
+from modelserver.json_text import dumps, error_json
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
