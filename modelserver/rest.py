@@ -29,6 +29,7 @@ from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -117,11 +118,12 @@ def _error_response(error: ServingError) -> Response:
     return _json_response(error_json(error.message), error.http_status, headers)
 
 
-def _proto_dict(message: Any) -> dict[str, Any]:
+def _proto_dict(message: Message) -> dict[str, Any]:
     # always_print: TF Serving prints empty strings and enum zeros too (e.g. "signature_name": "").
-    return json_format.MessageToDict(
+    printed: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    return printed
 
 
 async def _run(function: Callable[[], Any], size: int) -> Any:
@@ -317,7 +319,7 @@ class RestApi:
 def _raw_path(scope: Scope) -> str:
     raw = scope.get("raw_path")
     if raw:
-        return raw.decode("latin-1").split("?", 1)[0]
+        return bytes(raw).decode("latin-1").split("?", 1)[0]
     return str(scope.get("path", ""))
 
 
