@@ -2,11 +2,13 @@
 health service. They only delegate to the ``DataPlane``; a ``ServingError`` becomes the call's status
 (code and TF Serving's message), and nothing else ever reaches a client as a traceback.
 
-Servicer methods are annotated with the generated message classes. Those modules (``tfs_protos``,
-``modelserver.oip_protos``) ship no type information and mypy does not follow them (pyproject.toml), so to
-mypy a message is ``Any``: the annotations document the contract, and ``add_servicer`` checks at start-up
-that every method of the service is implemented. The servicers do not subclass the generated
-``*Servicer`` bases (untyped, and their default methods answer UNIMPLEMENTED silently).
+Servicer methods are annotated with the generated message classes. The OIP messages
+(``modelserver.oip_protos``) have committed type stubs (``protoc --pyi_out``, scripts/vendor_oip_protos.py),
+so mypy checks their fields and constructors. TF Serving's (``tfs_protos``, copied byte for byte from the
+pinned TensorFlow wheels, which ship no stubs) are not followed by mypy (pyproject.toml): to mypy they are
+``Any``, and their annotations document the contract. The servicers do not subclass the generated
+``*Servicer`` bases (untyped, and their default methods answer UNIMPLEMENTED silently); ``add_servicer``
+checks at start-up that every method of the service is implemented.
 """
 
 from __future__ import annotations
