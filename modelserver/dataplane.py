@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 
 from modelserver.batching import Batcher
@@ -46,6 +48,8 @@ from tfs_protos.tensorflow_serving.apis import (
 )
 
 __all__ = ["PROTOCOL", "DataPlane"]
+
+log = logging.getLogger("modelserver.dataplane")
 
 # Set by each adapter ("grpc" / "rest") around its calls; a metrics label.
 PROTOCOL: contextvars.ContextVar[str] = contextvars.ContextVar("modelserver_protocol", default="grpc")
@@ -124,6 +128,8 @@ class DataPlane:
             raise
         except Exception as exc:  # never let a raw exception reach an adapter
             error = serving_error_from_tf(exc)
+            if error.code is grpc.StatusCode.INTERNAL:  # a bug, not the caller's mistake: keep its traceback
+                log.exception("%s call on model %s failed", call.api, call.model)
             call.done(error.code.name)
             raise error from exc
         call.done("OK")
