@@ -19,6 +19,7 @@ from guard.logs import RateLimitedLog
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
 from modelserver.limits import DEADLINE
+from modelserver.peers import Peers, entries_or_error
 from tfs_protos.tensorflow_serving.apis import (
     model_service_pb2,
     model_service_pb2_grpc,
@@ -45,13 +46,16 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 Reply = TypeVar("Reply")
 
 
-def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+def server_options(
+    max_receive_bytes: int = MAX_MESSAGE_BYTES, *, reuse_port: bool = False
+) -> list[tuple[str, Any]]:
     """``max_receive_bytes`` (``--max_request_bytes``): gRPC refuses a larger message (RESOURCE_EXHAUSTED)
-    from its length prefix, before it is parsed."""
+    from its length prefix, before it is parsed. ``reuse_port``: SO_REUSEPORT, for workers sharing the port
+    (``--num_workers``); off otherwise, so a second server on a port in use fails at start."""
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 
@@ -131,8 +135,12 @@ class PredictionServiceAdapter(prediction_service_pb2_grpc.PredictionServiceServ
 
 
 class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
+    """``peers`` (``--num_workers`` > 1): a reload is checked here, once, then applied on every worker
+    before it answers (``modelserver.peers``)."""
+
+    def __init__(self, dataplane: DataPlane, peers: Peers | None = None) -> None:
         self._dp = dataplane
+        self._peers = peers
 
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         return await _answer(context, request, lambda: self._dp.get_model_status(request))
@@ -142,20 +150,28 @@ class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
     ) -> Any:
         async def reload() -> Any:
             self._dp.control.authorize(context.invocation_metadata())
-            return await self._dp.reload_config(request)
+            if self._peers is None:
+                return await self._dp.reload_config(request)
+            try:
+                self._dp.control.check_entries(entries_or_error(request.config))
+            except ServingError:  # refused before anything changes: the data plane answers (and counts) it
+                return await self._dp.reload_config(request)
+            return await self._peers.apply_everywhere(
+                request.config, lambda: self._dp.reload_config(request), context.time_remaining()
+            )
 
         return await _answer(context, request, reload)
 
 
 def add_services(
-    server: grpc.aio.Server, dataplane: DataPlane, *, healthcheck: bool
+    server: grpc.aio.Server, dataplane: DataPlane, *, healthcheck: bool, peers: Peers | None = None
 ) -> health.aio.HealthServicer | None:
     """Register the services; with ``healthcheck`` also ``grpc.health.v1.Health`` (NOT_SERVING until the
     caller marks it SERVING)."""
     _add_servicer(
         server, prediction_service_pb2.DESCRIPTOR, "PredictionService", PredictionServiceAdapter(dataplane)
     )
-    _add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane))
+    _add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane, peers))
     if not healthcheck:
         return None
     servicer = health.aio.HealthServicer()

@@ -1,0 +1,228 @@
+"""Peers: what one serving worker knows about its siblings when ``--num_workers`` > 1 (the supervisor,
+``modelserver.supervisor``, starts them; each is a full model server holding every model).
+
+Contract:
+- ``WorkerContext`` is how the supervisor tells a process it is worker ``index`` of ``count``: one private
+  environment variable, a private folder (mode 0700) holding each worker's control socket, the cluster lock
+  and the metrics files, and the read end of a pipe whose EOF means the supervisor is gone.
+- Each worker serves ``modelserver.Peers/ApplyConfig`` on ``<folder>/worker-<index>.sock`` (its own grpc.aio
+  server on the same event loop; unix socket only, never a TCP port). It applies a ``ModelServerConfig``
+  exactly as a reload does, without the token and allowed-roots checks: those ran once, in the worker the
+  call came in to.
+- ``apply_everywhere(config, apply_here)`` is how a config change reaches every worker: under the cluster
+  lock (``flock`` on ``<folder>/config.lock``) the config is applied here and on every sibling at once, and
+  it returns only when all are done, so changes are applied in one order on every worker. Used by
+  HandleReloadConfigRequest (``modelserver.grpc_service``) and by worker 0's config-file polling.
+- ``wait_for_siblings()`` is the start barrier: a worker opens its public ports only once every sibling has
+  loaded the start config and listens on its control socket, so a reload can always reach all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from modelserver.config import ModelEntry, model_entries
+from modelserver.errors import ConfigError, InvalidArgument, ServingError, Unavailable
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
+
+__all__ = ["Peers", "WorkerContext", "absolute_paths", "entries_or_error"]
+
+log = logging.getLogger("modelserver.peers")
+
+T = TypeVar("T")
+ENV = "_MODELSERVER_WORKER"
+APPLY_METHOD = "/modelserver.Peers/ApplyConfig"
+ApplyConfig = Callable[[dict[str, ModelEntry]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    index: int
+    count: int
+    directory: Path
+    parent_fd: int
+
+    @classmethod
+    def from_env(cls) -> WorkerContext | None:
+        raw = os.environ.get(ENV)
+        if not raw:
+            return None
+        values = json.loads(raw)
+        return cls(int(values["index"]), int(values["count"]), Path(values["dir"]), int(values["parent_fd"]))
+
+    def env(self) -> dict[str, str]:
+        value = {
+            "index": self.index,
+            "count": self.count,
+            "dir": str(self.directory),
+            "parent_fd": self.parent_fd,
+        }
+        return {ENV: json.dumps(value)}
+
+    def socket_path(self, index: int) -> Path:
+        return self.directory / f"worker-{index}.sock"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.directory / "metrics"
+
+    @property
+    def ready_path(self) -> Path:
+        """Created once this worker serves on its ports."""
+        return self.directory / f"worker-{self.index}.ready"
+
+    @property
+    def error_path(self) -> Path:
+        """Where a worker that cannot start writes its error, for the supervisor to repeat."""
+        return self.directory / f"worker-{self.index}.error"
+
+
+def parse_config(raw: bytes) -> dict[str, ModelEntry]:
+    try:
+        config = model_server_config_pb2.ModelServerConfig.FromString(raw)
+        return model_entries(config, base_dir=None)
+    except Exception as exc:  # DecodeError or ConfigError: a sibling sent something this worker cannot use
+        raise InvalidArgument(f"config from a sibling worker not applied: {exc}") from None
+
+
+class Peers:
+    def __init__(self, context: WorkerContext, apply: ApplyConfig) -> None:
+        self.context = context
+        self._apply = apply
+        self._server: grpc.aio.Server | None = None
+        self._channels: dict[int, grpc.aio.Channel] = {}
+
+    @property
+    def siblings(self) -> list[int]:
+        return [i for i in range(self.context.count) if i != self.context.index]
+
+    # ---- this worker's control socket ------------------------------------------------------------------
+    async def start(self) -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20)])
+        handler = grpc.unary_unary_rpc_method_handler(self._serve_apply)  # bytes in, bytes out
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("modelserver.Peers", {"ApplyConfig": handler}),)
+        )
+        path = self.context.socket_path(self.context.index)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        server.add_insecure_port(f"unix:{path}")
+        await server.start()
+        self._server = server
+
+    async def _serve_apply(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            await self._apply(parse_config(raw))
+        except ServingError as exc:
+            await context.abort(exc.code, exc.message)
+        except Exception as exc:
+            log.exception("a config from a sibling worker failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return b""
+
+    async def stop(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        if self._server is not None:
+            await self._server.stop(1.0)
+
+    # ---- start barrier ---------------------------------------------------------------------------------
+    async def wait_for_siblings(self, stopping: asyncio.Event) -> bool:
+        """Until every sibling listens on its control socket (True) or ``stopping`` is set (False); the
+        supervisor stops every worker when one fails to start."""
+        waiting = self.siblings
+        while waiting:
+            waiting = [i for i in waiting if not self.context.socket_path(i).exists()]
+            if waiting:
+                if stopping.is_set():
+                    return False
+                await asyncio.sleep(0.05)
+        return True
+
+    # ---- one config on every worker --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def cluster_lock(self) -> AsyncIterator[None]:
+        """Exclusive across the workers: every config change holds it while it reaches all of them."""
+        fd = os.open(self.context.directory / "config.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _channel(self, index: int) -> grpc.aio.Channel:
+        channel = self._channels.get(index)
+        if channel is None:
+            target = f"unix:{self.context.socket_path(index)}"
+            channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 256 << 20)])
+            self._channels[index] = channel
+        return channel
+
+    async def _send(self, index: int, raw: bytes, deadline_s: float | None) -> None:
+        call = self._channel(index).unary_unary(APPLY_METHOD)
+        try:
+            await call(raw, timeout=deadline_s, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    f"worker {index} did not confirm the config ({code.name}: {details}); the workers may "
+                    "serve different configs until it is applied again"
+                ) from None
+            raise ServingError(f"worker {index}: {details}", code=code) from None
+
+    async def apply_everywhere(
+        self,
+        config: model_server_config_pb2.ModelServerConfig,
+        apply_here: Callable[[], Awaitable[T]],
+        deadline_s: float | None = None,
+    ) -> T:
+        """``apply_here()`` in this worker and ``config`` on every sibling, at once; the first error wins
+        (this worker's, else a sibling's). ``deadline_s``: the caller's remaining time, for the siblings."""
+        raw = config.SerializeToString()
+        async with self.cluster_lock():
+            results: list[Any] = await asyncio.gather(
+                apply_here(), *(self._send(i, raw, deadline_s) for i in self.siblings), return_exceptions=True
+            )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        here: T = results[0]
+        return here
+
+
+def entries_or_error(config: model_server_config_pb2.ModelServerConfig) -> dict[str, ModelEntry]:
+    """The entries of a reloaded config, or the InvalidArgument the data plane would answer."""
+    try:
+        return model_entries(config, base_dir=None)
+    except ConfigError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def absolute_paths(
+    config: model_server_config_pb2.ModelServerConfig, base_dir: Path
+) -> model_server_config_pb2.ModelServerConfig:
+    """A copy whose relative base paths are resolved against ``base_dir`` (a config file's models, sent to
+    siblings that apply configs as reloads do)."""
+    copy = model_server_config_pb2.ModelServerConfig()
+    copy.CopyFrom(config)
+    for model in copy.model_config_list.config:
+        if model.base_path and not Path(model.base_path).is_absolute():
+            model.base_path = str(base_dir / model.base_path)
+    return copy
