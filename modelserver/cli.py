@@ -20,7 +20,7 @@ from modelserver import __version__
 from modelserver.config import read_startup_files
 from modelserver.errors import ConfigError
 from modelserver.options import IGNORED_FLAGS, UNSUPPORTED_FLAGS, ServerOptions
-from modelserver.peers import WorkerContext
+from modelserver.supervisor import WorkerContext, supervise
 
 __all__ = ["main", "parse_flags"]
 
@@ -94,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         files = read_startup_files(options)  # before TensorFlow loads: bad files fail in a blink
         if worker is None and options.workers > 1:
-            from modelserver.supervisor import supervise
-
             return supervise(options, args)
     except ConfigError as exc:
         return _failed(exc, 1, worker)

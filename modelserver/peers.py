@@ -2,9 +2,7 @@
 ``modelserver.supervisor``, starts them; each is a full model server holding every model).
 
 Contract:
-- ``WorkerContext`` is how the supervisor tells a process it is worker ``index`` of ``count``: one private
-  environment variable, a private folder (mode 0700) holding each worker's control socket, the cluster lock
-  and the metrics files, and the read end of a pipe whose EOF means the supervisor is gone.
+- ``WorkerContext`` (``modelserver.supervisor``) tells a process it is worker ``index`` of ``count``.
 - Each worker serves ``modelserver.Peers/ApplyConfig`` on ``<folder>/worker-<index>.sock`` (its own grpc.aio
   server on the same event loop; unix socket only, never a TCP port). It applies a ``ModelServerConfig``
   exactly as a reload does, without the token and allowed-roots checks: those ran once, in the worker the
@@ -22,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,58 +30,16 @@ import grpc
 
 from modelserver.config import ModelEntry, model_entries
 from modelserver.errors import ConfigError, InvalidArgument, ServingError, Unavailable
+from modelserver.supervisor import WorkerContext
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
-__all__ = ["Peers", "WorkerContext", "absolute_paths", "entries_or_error"]
+__all__ = ["Peers", "absolute_paths", "entries_or_error"]
 
 log = logging.getLogger("modelserver.peers")
 
 T = TypeVar("T")
-ENV = "_MODELSERVER_WORKER"
 APPLY_METHOD = "/modelserver.Peers/ApplyConfig"
 ApplyConfig = Callable[[dict[str, ModelEntry]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class WorkerContext:
-    index: int
-    count: int
-    directory: Path
-    parent_fd: int
-
-    @classmethod
-    def from_env(cls) -> WorkerContext | None:
-        raw = os.environ.get(ENV)
-        if not raw:
-            return None
-        values = json.loads(raw)
-        return cls(int(values["index"]), int(values["count"]), Path(values["dir"]), int(values["parent_fd"]))
-
-    def env(self) -> dict[str, str]:
-        value = {
-            "index": self.index,
-            "count": self.count,
-            "dir": str(self.directory),
-            "parent_fd": self.parent_fd,
-        }
-        return {ENV: json.dumps(value)}
-
-    def socket_path(self, index: int) -> Path:
-        return self.directory / f"worker-{index}.sock"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.directory / "metrics"
-
-    @property
-    def ready_path(self) -> Path:
-        """Created once this worker serves on its ports."""
-        return self.directory / f"worker-{self.index}.ready"
-
-    @property
-    def error_path(self) -> Path:
-        """Where a worker that cannot start writes its error, for the supervisor to repeat."""
-        return self.directory / f"worker-{self.index}.error"
 
 
 def parse_config(raw: bytes) -> dict[str, ModelEntry]:

@@ -19,6 +19,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,7 +45,8 @@ from modelserver.manager import AspiredVersionsManager
 from modelserver.oip import OipDataPlane
 from modelserver.oip_grpc import add_oip_service
 from modelserver.options import ServerOptions, default_ram_budget
-from modelserver.peers import Peers, WorkerContext, absolute_paths
+from modelserver.peers import Peers, absolute_paths
+from modelserver.supervisor import WorkerContext
 from modelserver.warmup import WarmupOptions
 
 __all__ = ["ModelServer", "run"]
@@ -88,6 +90,7 @@ class ModelServer:
         self.entries = files.entries
         self._config_text = files.model_config_text
         self._stopping = asyncio.Event()
+        self._orphaned = False
         self._tasks: list[asyncio.Task[Any]] = []
 
     def control(self) -> ModelControl:
@@ -151,6 +154,7 @@ class ModelServer:
         def gone() -> None:
             loop.remove_reader(fd)
             log.error("the supervisor process is gone: stopping")
+            self._orphaned = True
             self._stopping.set()
 
         loop.add_reader(fd, gone)
@@ -266,6 +270,8 @@ class ModelServer:
         if batcher is not None:
             batcher.shutdown()
         self.dataplane.shutdown()
+        if self.worker is not None and self._orphaned:  # nobody else will remove the workers' folder
+            shutil.rmtree(self.worker.directory, ignore_errors=True)
         log.info("stopped")
 
     async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:

@@ -1,5 +1,5 @@
 """Supervisor: ``--num_workers`` > 1 runs that many serving processes on the same gRPC and REST ports, and
-this parent process watches them. It imports neither TensorFlow nor grpc.
+this parent process watches them. It never loads TensorFlow and serves nothing (about 50 MiB RSS).
 
 Contract:
 - Before any worker starts, the flags and config files are checked (by ``modelserver.cli``, as with one
@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -41,13 +43,59 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from modelserver.errors import ConfigError
 from modelserver.options import ServerOptions, default_ram_budget
-from modelserver.peers import WorkerContext
 
-__all__ = ["STOP_TIMEOUT", "check_port_free", "supervise"]
+__all__ = ["STOP_TIMEOUT", "WorkerContext", "check_port_free", "supervise"]
 
 log = logging.getLogger("modelserver.supervisor")
 
 STOP_TIMEOUT = 30.0  # a worker drains for up to GRACE_SECONDS (5 s) per port, then unloads
+ENV = "_MODELSERVER_WORKER"
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """How the supervisor tells a process it is worker ``index`` of ``count`` (one private environment
+    variable): ``directory`` is private (mode 0700) and holds each worker's control socket, the cluster lock
+    and the metrics files; ``parent_fd`` is the read end of a pipe whose EOF means the supervisor is gone."""
+
+    index: int
+    count: int
+    directory: Path
+    parent_fd: int
+
+    @classmethod
+    def from_env(cls) -> WorkerContext | None:
+        raw = os.environ.get(ENV)
+        if not raw:
+            return None
+        values = json.loads(raw)
+        return cls(int(values["index"]), int(values["count"]), Path(values["dir"]), int(values["parent_fd"]))
+
+    def env(self) -> dict[str, str]:
+        value = {
+            "index": self.index,
+            "count": self.count,
+            "dir": str(self.directory),
+            "parent_fd": self.parent_fd,
+        }
+        return {ENV: json.dumps(value)}
+
+    def socket_path(self, index: int) -> Path:
+        return self.directory / f"worker-{index}.sock"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.directory / "metrics"
+
+    @property
+    def ready_path(self) -> Path:
+        """Created once this worker serves on its ports."""
+        return self.directory / f"worker-{self.index}.ready"
+
+    @property
+    def error_path(self) -> Path:
+        """Where a worker that cannot start writes its error, for the supervisor to repeat."""
+        return self.directory / f"worker-{self.index}.error"
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
