@@ -320,3 +320,48 @@ def test_workers_stop_when_the_supervisor_is_killed(root: Path, tmp_path: Path) 
     handle.kill()  # SIGKILL: no chance to forward anything
     wait_until(lambda: all(gone(pid) for pid in pids), "workers to stop")
     assert "the supervisor process is gone" in handle.log_text()
+
+
+def test_config_file_change_reaches_every_worker(root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "models.config"
+    config.write_text(config_text(root, "half"))
+    flags = ("--num_workers=2", "--model_config_file_poll_wait_seconds=1")
+    with start_modelserver(config, extra_flags=flags, rest=False, log_path=tmp_path / "s.log") as handle:
+        wait_until(lambda: "all 2 workers serving" in handle.log_text(), "both workers serving")
+        target = handle.grpc_target
+        config.write_text(config_text(root, "half", "three"))
+        wait_until(
+            lambda: all(status(target, "three") == [(1, "AVAILABLE")] for _ in range(CONNECTIONS)),
+            "every connection to see the model added to the config file",
+        )
+        assert all(predict(target, "three", 2.0) == (1, 4.0) for _ in range(CONNECTIONS))
+        assert handle.log_text().count("model config file") == 1  # polled by worker 0 only
+
+
+def test_ram_budget_is_split_between_workers(root: Path, tmp_path: Path) -> None:
+    # the version's estimate (about 28 MiB with the runtime's first-load share) fits 40 MiB, not 20 MiB
+    budget = 40 << 20
+    flags = ("--num_workers=2", f"--total_model_memory_limit_bytes={budget}")
+    with start_modelserver(
+        model_name="half",
+        model_base_path=root / "half",
+        extra_flags=flags,
+        rest=False,
+        log_path=tmp_path / "s.log",
+    ) as handle:
+        wait_until(lambda: "all 2 workers serving" in handle.log_text(), "both workers serving")
+        assert handle.log_text().count("RAM budget for loaded versions: 20.0 MiB (1/2 of 40.0 MiB") == 2
+        with grpc.insecure_channel(handle.grpc_target, options=FRESH) as channel:
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = "half"
+            reply = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=30)
+        (version,) = reply.model_version_status
+        assert version.status.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    with start_modelserver(
+        model_name="half",
+        model_base_path=root / "half",
+        extra_flags=(f"--total_model_memory_limit_bytes={budget}",),
+        rest=False,
+        log_path=tmp_path / "one.log",
+    ) as one:  # the same budget with one worker: the version loads
+        assert status(one.grpc_target, "half") == [(1, "AVAILABLE")]
