@@ -1,7 +1,7 @@
 """``python -m bench.ab [--a-workers 1] [--b-workers 2] [--rounds 4] [--concurrency 64] [--duration 6]``
 
-An interleaved A/B of the model server's ``--num_workers``: both servers (fashion, batching on, as the
-bench's main matrix) are up at once, and each round runs gRPC Predict (h2load) then REST predict (wrk) at one
+An interleaved A/B of the model server's ``--num_workers``: both servers (fashion, batching on as the bench's
+main matrix, or ``--no-batching``) are up at once, and each round runs gRPC Predict (h2load) then REST predict (wrk) at one
 concurrency against A and B, alternating which goes first, so drift in the machine's load hits both alike.
 Prints every point, the B/A ratio per round and the load average, and writes
 ``<results-dir>/ab-workers-<date>.json``. gRPC answers are checked against the servers' request counters,
@@ -43,6 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per point")
+    parser.add_argument("--no-batching", action="store_true", help="both servers without --enable_batching")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--results-dir", type=Path, default=Path("bench/results"))
     return parser.parse_args(argv)
@@ -57,7 +58,12 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     config = ctx.work / "fashion.config"
     servers = {
         side: start_modelserver(
-            ctx, f"modelserver-{side}-{n}w", config, batching=True, wait_for=("fashion",), workers=n
+            ctx,
+            f"modelserver-{side}-{n}w",
+            config,
+            batching=not args.no_batching,
+            wait_for=("fashion",),
+            workers=n,
         )
         for side, n in sides.items()
     }
@@ -92,6 +98,7 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
                         )
                     row[f"{proto}.{side}"] = round(result.rps, 1)
                     row[f"{proto}.{side}.errors"] = result.errors
+                    row[f"{proto}.{side}.server_cores"] = round(result.server_cores or 0.0, 2)
                 row[f"{proto}.ratio"] = round(row[f"{proto}.B"] / max(row[f"{proto}.A"], 1e-9), 3)
             ctx.say(
                 f"round {index} ({row['order']}, load {row['load_average']}): gRPC B/A {row['grpc.ratio']:.2f}, "
@@ -107,7 +114,14 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         for proto in ("grpc", "rest")
         for stat in (min, max, statistics.mean)
     }
-    return {"workers": sides, "concurrency": args.concurrency, "rounds": rounds, "rss_bytes": rss, **summary}
+    return {
+        "workers": sides,
+        "batching": not args.no_batching,
+        "concurrency": args.concurrency,
+        "rounds": rounds,
+        "rss_bytes": rss,
+        **summary,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

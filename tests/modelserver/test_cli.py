@@ -11,6 +11,7 @@ import pytest
 
 from modelserver.cli import parse_flags
 from modelserver.errors import ConfigError
+from modelserver.options import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,9 +56,21 @@ def test_values_and_ignored_tuning_flags() -> None:
 def test_num_workers_default_one_and_zero_means_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_flags(["--model_base_path=/m"]).workers == 1  # today's single process, no supervisor
     assert parse_flags(["--model_base_path=/m", "--num_workers=3"]).workers == 3
-    assert parse_flags(["--model_base_path=/m", "--num_workers=0"]).workers == len(os.sched_getaffinity(0))
+    assert parse_flags(["--model_base_path=/m", "--num_workers=0"]).workers == usable_cores()
     monkeypatch.setenv("MODELSERVER_NUM_WORKERS", "2")
     assert parse_flags(["--model_base_path=/m"]).workers == 2
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("", None)],
+)
+def test_usable_cores_follows_the_cgroup_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(str(path)) == (affinity if expected is None else min(affinity, expected))
+    assert usable_cores(str(tmp_path / "absent")) == affinity
 
 
 def test_process_with_workers_fails_on_malformed_config_file_before_any_worker(tmp_path: Path) -> None:
