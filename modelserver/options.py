@@ -16,7 +16,7 @@ limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bod
 and ``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
 running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
 ``modelserver.batching``); and ``num_workers`` (serving processes sharing the ports, see
-``modelserver.supervisor``; 0 = one per core).
+``modelserver.supervisor``; 0 = one per usable core).
 """
 
 from __future__ import annotations
