@@ -74,6 +74,10 @@ class Peers:
         server.add_insecure_port(f"unix:{path}")
         await server.start()
         self._server = server
+        self._listening(self.context.index).touch()  # the start barrier's sign: loaded and listening
+
+    def _listening(self, index: int) -> Path:
+        return self.context.directory / f"worker-{index}.listening"
 
     async def _serve_apply(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
@@ -97,7 +101,7 @@ class Peers:
         supervisor stops every worker when one fails to start."""
         waiting = self.siblings
         while waiting:
-            waiting = [i for i in waiting if not self.context.socket_path(i).exists()]
+            waiting = [i for i in waiting if not self._listening(i).exists()]
             if waiting:
                 if stopping.is_set():
                     return False
@@ -131,7 +135,7 @@ class Peers:
     async def _send(self, index: int, raw: bytes, deadline_s: float | None) -> None:
         call = self._channel(index).unary_unary(APPLY_METHOD)
         try:
-            await call(raw, timeout=deadline_s, wait_for_ready=True)
+            await call(raw, timeout=deadline_s)  # a sibling that is gone fails at once (UNAVAILABLE)
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
