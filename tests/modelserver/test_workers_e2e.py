@@ -9,6 +9,7 @@ import os
 import re
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -192,6 +193,41 @@ def test_reload_reaches_every_worker(server: ModelServerHandle, root: Path) -> N
         assert predict(target, "half", 2.0) == (1, 3.0)
     # checked and counted once, where the call came in (not once per worker)
     assert requests_total(scrape(server.url), api="reload") - reloads_before == 2
+
+
+def test_concurrent_reloads_leave_every_worker_with_the_same_config(
+    server: ModelServerHandle, root: Path
+) -> None:
+    target = server.grpc_target
+    with_three, without = config_text(root, "half", "three"), config_text(root, "half")
+    for _ in range(4):  # two reloads at once, on fresh connections: often reaching different workers
+        with ThreadPoolExecutor(2) as pool:
+            replies = list(pool.map(lambda text: reload(target, text), [with_three, without]))
+        assert [r.status.error_code for r in replies] == [0, 0]
+        seen = {tuple(status(target, "three")) for _ in range(CONNECTIONS)}
+        assert len(seen) == 1, f"workers disagree after concurrent reloads: {seen}"
+    assert reload(target, without).status.error_code == 0
+
+
+def test_reload_failing_on_apply_fails_the_same_on_every_worker(
+    server: ModelServerHandle, root: Path
+) -> None:
+    target = server.grpc_target
+    before = requests_total(scrape(server.url), api="reload", status="FAILED_PRECONDITION")
+    bad_label = (
+        f'model_config_list {{ config {{ name: "half" base_path: "{root / "half"}" '
+        'version_labels { key: "stable" value: 7 } } }'
+    )
+    with pytest.raises(grpc.RpcError) as failed:
+        reload(target, bad_label)
+    assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "version 7 of model half" in (failed.value.details() or "")
+    for _ in range(CONNECTIONS):
+        assert status(target, "half") == [(1, "AVAILABLE")]
+        assert predict(target, "half", 2.0) == (1, 3.0)
+    after = requests_total(scrape(server.url), api="reload", status="FAILED_PRECONDITION")
+    assert after - before == 1
+    assert reload(target, config_text(root, "half")).status.error_code == 0
 
 
 def test_reload_refused_where_it_comes_in_changes_no_worker(server: ModelServerHandle, root: Path) -> None:
