@@ -401,3 +401,15 @@ def test_ram_budget_is_split_between_workers(root: Path, tmp_path: Path) -> None
         log_path=tmp_path / "one.log",
     ) as one:  # the same budget with one worker: the version loads
         assert status(one.grpc_target, "half") == [(1, "AVAILABLE")]
+
+
+def test_one_worker_is_the_single_process(root: Path, tmp_path: Path) -> None:
+    with start_modelserver(
+        model_name="half", model_base_path=root / "half", rest=False, log_path=tmp_path / "s.log"
+    ) as handle:
+        assert status(handle.grpc_target, "half") == [(1, "AVAILABLE")]
+        assert child_pids(handle.pid) == []  # no supervisor, no worker processes
+        assert (
+            " worker 0 " not in handle.log_text()
+            and "RAM budget for loaded versions: 1/" not in handle.log_text()
+        )
