@@ -25,6 +25,7 @@ _GRPC = (
     "479. Built since as `--num_workers` (modelserver/supervisor.py, peers.py: reloads and config-file "
     "changes applied on every worker before they answer, metrics aggregated, RAM budget split) and "
     "measured with `python -m bench.ab` (2026-12-01, 2 cores, fashion, 1 vs 2 workers both up at once, "
+    "every run in bench/results/ab-workers-2026-12-01.json; "
     "gRPC h2load c64 over 8 connections and REST wrk c64, order alternating per round). Batching on, "
     "6 rounds at load average 8-10 from other work: gRPC 0.89-1.26x the req/s of one worker (mean "
     "1.07x), REST 0.39-2.60x (mean 1.57x); 8 rounds at load 5-6: gRPC 0.88-1.52x (mean 1.08x), REST "
