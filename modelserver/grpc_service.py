@@ -156,9 +156,7 @@ class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
                 self._dp.control.check_entries(entries_or_error(request.config))
             except ServingError:  # refused before anything changes: the data plane answers (and counts) it
                 return await self._dp.reload_config(request)
-            return await self._peers.apply_everywhere(
-                request.config, lambda: self._dp.reload_config(request), context.time_remaining()
-            )
+            return await self._peers.apply_everywhere(request.config, lambda: self._dp.reload_config(request))
 
         return await _answer(context, request, reload)
 

@@ -9,7 +9,8 @@ Contract:
   call came in to.
 - ``apply_everywhere(config, apply_here)`` is how a config change reaches every worker: under the cluster
   lock (``flock`` on ``<folder>/config.lock``) the config is applied here and on every sibling at once, and
-  it returns only when all are done, so changes are applied in one order on every worker. Used by
+  it returns only when all are done, so changes are applied in one order on every worker; a change once started
+  completes everywhere even if its caller goes away (a client's deadline: no deadline is sent on). Used by
   HandleReloadConfigRequest (``modelserver.grpc_service``) and by worker 0's config-file polling.
 - ``wait_for_siblings()`` is the start barrier: a worker opens its public ports only once every sibling has
   loaded the start config and listens on its control socket, so a reload can always reach all of them.
@@ -56,6 +57,7 @@ class Peers:
         self._apply = apply
         self._server: grpc.aio.Server | None = None
         self._channels: dict[int, grpc.aio.Channel] = {}
+        self._unfinished: set[asyncio.Future[Any]] = set()
 
     @property
     def siblings(self) -> list[int]:
@@ -81,7 +83,7 @@ class Peers:
 
     async def _serve_apply(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            await self._apply(parse_config(raw))
+            await self._finish(self._apply(parse_config(raw)))
         except ServingError as exc:
             await context.abort(exc.code, exc.message)
         except Exception as exc:
@@ -132,10 +134,18 @@ class Peers:
             self._channels[index] = channel
         return channel
 
-    async def _send(self, index: int, raw: bytes, deadline_s: float | None) -> None:
+    async def _finish(self, work: Awaitable[T]) -> T:
+        """Await ``work`` in a task that runs to its end even if the caller is cancelled (a client's
+        deadline, a dropped connection): a config change, once started, completes on every worker."""
+        task = asyncio.ensure_future(work)
+        self._unfinished.add(task)
+        task.add_done_callback(self._unfinished.discard)
+        return await asyncio.shield(task)
+
+    async def _send(self, index: int, raw: bytes) -> None:
         call = self._channel(index).unary_unary(APPLY_METHOD)
         try:
-            await call(raw, timeout=deadline_s)  # a sibling that is gone fails at once (UNAVAILABLE)
+            await call(raw)  # no deadline: a sibling finishes what it started; one that is gone fails at once
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -149,15 +159,19 @@ class Peers:
         self,
         config: model_server_config_pb2.ModelServerConfig,
         apply_here: Callable[[], Awaitable[T]],
-        deadline_s: float | None = None,
     ) -> T:
         """``apply_here()`` in this worker and ``config`` on every sibling, at once; the first error wins
-        (this worker's, else a sibling's). ``deadline_s``: the caller's remaining time, for the siblings."""
+        (this worker's, else a sibling's). If the caller goes away (a client's deadline), the change still
+        completes everywhere, under the lock."""
         raw = config.SerializeToString()
-        async with self.cluster_lock():
-            results: list[Any] = await asyncio.gather(
-                apply_here(), *(self._send(i, raw, deadline_s) for i in self.siblings), return_exceptions=True
-            )
+
+        async def locked() -> list[Any]:
+            async with self.cluster_lock():
+                return await asyncio.gather(
+                    apply_here(), *(self._send(i, raw) for i in self.siblings), return_exceptions=True
+                )
+
+        results = await self._finish(locked())
         for result in results:
             if isinstance(result, BaseException):
                 raise result
