@@ -39,6 +39,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path, default=None, help="published models (default: models)")
     parser.add_argument("--results-dir", type=Path, default=None, help="default: bench/results")
     parser.add_argument("--keep-work", action="store_true", help="keep the work dir (logs, profiles)")
+    parser.add_argument(
+        "--modelserver-workers",
+        type=int,
+        default=None,
+        help="--num_workers of the batching-on model server (default 1; BENCH_MODELSERVER_WORKERS)",
+    )
     return parser.parse_args(argv)
 
 
@@ -48,6 +54,8 @@ def build_settings(args: argparse.Namespace) -> BenchSettings:
         overrides["models_dir"] = args.models_dir
     if args.results_dir is not None:
         overrides["results_dir"] = args.results_dir
+    if args.modelserver_workers is not None:
+        overrides["modelserver_workers"] = args.modelserver_workers
     if args.only:
         chosen = tuple(x.strip() for x in args.only.split(",") if x.strip())
         unknown = sorted(set(chosen) - set(SCENARIOS))
@@ -120,8 +128,15 @@ def run_scenarios(ctx: Context) -> None:
 
         def batching_on() -> None:
             wait = tuple(n for n in ("fashion", "text", "housing") if n in ctx.versions)
+            workers = ctx.settings.modelserver_workers
+            ctx.results["modelserver_workers"] = workers
             with start_modelserver(
-                ctx, "modelserver-batching-on", ctx.work / "all.config", batching=True, wait_for=wait
+                ctx,
+                "modelserver-batching-on",
+                ctx.work / "all.config",
+                batching=True,
+                wait_for=wait,
+                workers=workers,
             ) as server:
                 rest = server.ports["rest"]
                 baselines.record_answer(

@@ -108,6 +108,7 @@ def start_modelserver(
     wait_for: tuple[str, ...],
     config_poll_s: int = 0,
     extra_flags: tuple[str, ...] = (),
+    workers: int = 1,
 ) -> ServerProcess:
     grpc_port, rest_port = free_port(), free_port()
     monitoring = ctx.work / "monitoring.config"
@@ -129,6 +130,8 @@ def start_modelserver(
         params = ctx.work / "batching.config"
         write_atomic(params, BATCHING_PARAMETERS)
         argv += ["--enable_batching", f"--batching_parameters_file={params}"]
+    if workers > 1:
+        argv.append(f"--num_workers={workers}")
     argv += extra_flags
     server = ctx.server(name, argv, env=_TF_QUIET)
     server.ports = {"grpc": grpc_port, "rest": rest_port}
@@ -137,6 +140,12 @@ def start_modelserver(
         for model in wait_for:
             server.wait_until(
                 partial(model_available, rest_port, model), ctx.settings.ready_timeout_s, f"serving {model}"
+            )
+        if workers > 1:  # the port answers once the first worker listens
+            server.wait_until(
+                lambda: f"all {workers} workers serving" in server.log_text(),
+                ctx.settings.ready_timeout_s,
+                f"all {workers} workers serving",
             )
 
     return serving(server, wait)

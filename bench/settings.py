@@ -42,6 +42,9 @@ class BenchSettings(BaseSettings):
     ready_timeout_s: float = Field(default=180.0, gt=0)
     http_timeout_s: int = Field(default=5, ge=1, le=60)  # wrk: a reply slower than this counts as dropped
     only: tuple[str, ...] = SCENARIOS
+    # --num_workers of the batching-on model server (the load matrix, gateway, hot swap and its RSS); the
+    # memory scenario's server keeps one worker: its RSS growth is compared with one loader's estimate.
+    modelserver_workers: int = Field(default=1, ge=1, le=16)
     smoke: bool = False
 
     @classmethod

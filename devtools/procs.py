@@ -30,9 +30,11 @@ __all__ = [
     "REPO_ROOT",
     "ServerFailed",
     "ServerProcess",
+    "child_pids",
     "free_port",
     "free_ports",
     "http_get",
+    "pids_with_connection",
     "tree_cpu_seconds",
     "tree_rss_bytes",
     "wait_for_port",
@@ -109,6 +111,33 @@ def _children() -> dict[int, list[int]]:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         tree.setdefault(ppid, []).append(int(entry))
     return tree
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live direct children of ``pid`` (a modelserver's workers under ``--num_workers``)."""
+    return sorted(_children().get(pid, []))
+
+
+def pids_with_connection(pids: Sequence[int], port: int) -> set[int]:
+    """Which of ``pids`` hold an ESTABLISHED TCP socket whose local port is ``port`` (/proc/net/tcp and
+    tcp6: gRPC accepts IPv4 on IPv6 sockets): the server processes that accepted a connection to that port."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    inodes.add(fields[9])
+    holders: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        holders.add(pid)
+                        break
+    return holders
 
 
 def _tree(pid: int) -> list[int]:

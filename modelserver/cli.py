@@ -8,6 +8,7 @@ prints the version; ``--help`` lists the flags.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from modelserver import __version__
 from modelserver.config import read_startup_files
 from modelserver.errors import ConfigError
 from modelserver.options import IGNORED_FLAGS, UNSUPPORTED_FLAGS, ServerOptions
+from modelserver.supervisor import WorkerContext, supervise
 
 __all__ = ["main", "parse_flags"]
 
@@ -80,24 +82,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--help" in args or "-h" in args:
         print(_usage())
         return 0
+    worker = WorkerContext.from_env()  # set by the supervisor for its workers only
+    who = "" if worker is None else f" worker {worker.index}"
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s{who} %(name)s: %(message)s", stream=sys.stderr
     )
     try:
         options = parse_flags(args)
     except ConfigError as exc:
-        print(f"modelserver: {exc}", file=sys.stderr)
-        return 2
+        return _failed(exc, 2, worker)
     try:
         files = read_startup_files(options)  # before TensorFlow loads: bad files fail in a blink
+        if worker is None and options.workers > 1:
+            return supervise(options, args)
     except ConfigError as exc:
-        print(f"modelserver: {exc}", file=sys.stderr)
-        return 1
+        return _failed(exc, 1, worker)
     from modelserver.server import run  # TensorFlow loads here
 
     try:
-        return run(options, files)
+        return run(options, files, worker)
     except ConfigError as exc:
         logging.getLogger("modelserver").error("%s", exc)
-        print(f"modelserver: {exc}", file=sys.stderr)
-        return 1
+        return _failed(exc, 1, worker)
+
+
+def _failed(exc: ConfigError, status: int, worker: WorkerContext | None) -> int:
+    print(f"modelserver: {exc}", file=sys.stderr)
+    if worker is not None:  # the supervisor repeats it as its last line
+        with contextlib.suppress(OSError):
+            worker.error_path.write_text(str(exc), encoding="utf-8")
+    return status

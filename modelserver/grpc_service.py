@@ -28,6 +28,7 @@ from guard.logs import RateLimitedLog
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
 from modelserver.limits import DEADLINE
+from modelserver.peers import Peers, entries_or_error
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -64,13 +65,16 @@ Reply = TypeVar("Reply")
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+def server_options(
+    max_receive_bytes: int = MAX_MESSAGE_BYTES, *, reuse_port: bool = False
+) -> list[tuple[str, Any]]:
     """``max_receive_bytes`` (``--max_request_bytes``): gRPC refuses a larger message (RESOURCE_EXHAUSTED)
-    from its length prefix, before it is parsed."""
+    from its length prefix, before it is parsed. ``reuse_port``: SO_REUSEPORT, for workers sharing the port
+    (``--num_workers``); off otherwise, so a second server on a port in use fails at start."""
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 
@@ -168,10 +172,12 @@ class PredictionServiceAdapter:
 
 
 class ModelServiceAdapter:
-    """``tensorflow.serving.ModelService``."""
+    """``tensorflow.serving.ModelService``. ``peers`` (``--num_workers`` > 1): a reload is checked here, once,
+    then applied on every worker before it answers (``modelserver.peers``)."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, peers: Peers | None = None) -> None:
         self._dp = dataplane
+        self._peers = peers
 
     async def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: Context
@@ -183,20 +189,26 @@ class ModelServiceAdapter:
     ) -> model_management_pb2.ReloadConfigResponse:
         async def reload() -> model_management_pb2.ReloadConfigResponse:
             self._dp.control.authorize(context.invocation_metadata())
-            return await self._dp.reload_config(request)
+            if self._peers is None:
+                return await self._dp.reload_config(request)
+            try:
+                self._dp.control.check_entries(entries_or_error(request.config))
+            except ServingError:  # refused before anything changes: the data plane answers (and counts) it
+                return await self._dp.reload_config(request)
+            return await self._peers.apply_everywhere(request.config, lambda: self._dp.reload_config(request))
 
         return await answer(context, request, reload)
 
 
 def add_services(
-    server: grpc.aio.Server, dataplane: DataPlane, *, healthcheck: bool
+    server: grpc.aio.Server, dataplane: DataPlane, *, healthcheck: bool, peers: Peers | None = None
 ) -> health.aio.HealthServicer | None:
     """Register the services; with ``healthcheck`` also ``grpc.health.v1.Health`` (NOT_SERVING until the
     caller marks it SERVING)."""
     add_servicer(
         server, prediction_service_pb2.DESCRIPTOR, "PredictionService", PredictionServiceAdapter(dataplane)
     )
-    add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane))
+    add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane, peers))
     if not healthcheck:
         return None
     servicer = health.aio.HealthServicer()

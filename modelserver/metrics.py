@@ -3,12 +3,22 @@
 Counted in the data plane (``modelserver.dataplane``) so gRPC and REST are measured the same way; the manager
 counts loads/unloads and the batcher batch sizes and queue depth. ``render()`` gives the exposition body and
 content type for the monitoring path (served by the REST adapter, as TF Serving does).
+
+With ``--num_workers`` > 1 the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` for its workers: prometheus_client
+then keeps every value in a per-process file there, and ``render()`` in any worker aggregates all of them
+(``MultiProcessCollector``), so a scrape through whichever worker the connection reaches shows the server's
+totals: counters and histograms summed over the workers (those of a worker that has exited stay counted),
+queue depth summed over the live workers, available versions the minimum over the live workers (a version
+counts once every worker serves it). Metric names and labels are the same as with one worker.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["Metrics", "render"]
 
@@ -60,6 +70,7 @@ class Metrics:
             "Versions currently AVAILABLE.",
             ["model"],
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.batch_size = Histogram(
             "modelserver_batch_size",
@@ -79,10 +90,16 @@ class Metrics:
             "Tasks waiting in batching queues.",
             ["model", "signature"],
             registry=r,
+            multiprocess_mode="livesum",
         )
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        aggregated = CollectorRegistry()
+        MultiProcessCollector(aggregated, directory)  # type: ignore[no-untyped-call]
+        return generate_latest(aggregated), CONTENT_TYPE_LATEST
 
 
 # The process-wide instance; tests may build their own ``Metrics()``.

@@ -15,7 +15,8 @@ limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bod
 ``rest_api_max_header_bytes``, ``rest_api_header_timeout_seconds``, ``rest_api_body_timeout_seconds``;
 and ``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
 running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
-``modelserver.batching``).
+``modelserver.batching``); and ``num_workers`` (serving processes sharing the ports, see
+``modelserver.supervisor``; 0 = one per usable core).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from modelserver.aspired_policy import PolicyName
 from modelserver.errors import ConfigError
 
-__all__ = ["IGNORED_FLAGS", "UNSUPPORTED_FLAGS", "ServerOptions", "default_ram_budget"]
+__all__ = ["IGNORED_FLAGS", "UNSUPPORTED_FLAGS", "ServerOptions", "default_ram_budget", "usable_cores"]
 
 
 class ServerOptions(BaseSettings):
@@ -69,6 +70,7 @@ class ServerOptions(BaseSettings):
     rest_api_max_header_bytes: int = Field(64 << 10, ge=1024, le=16 << 20)
     rest_api_header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     rest_api_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    num_workers: int = Field(1, ge=0, le=64, description="serving processes; 0 = one per usable core")
 
     def validate_combination(self) -> None:
         if not self.model_base_path and not self.model_config_file:
@@ -84,6 +86,16 @@ class ServerOptions(BaseSettings):
             raise ConfigError("--model_control_token must be at least 16 characters (openssl rand -hex 24)")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ConfigError(f"--rest_api_port ({self.rest_api_port}) must be different from --port")
+        if self.workers > 1 and self.grpc_socket_path:
+            raise ConfigError(
+                f"--grpc_socket_path cannot be shared by {self.workers} workers (--num_workers): "
+                "serve the unix socket with --num_workers=1, or use --port"
+            )
+
+    @property
+    def workers(self) -> int:
+        """Serving processes: ``num_workers``, or one per usable core when it is 0 (``usable_cores``)."""
+        return self.num_workers or usable_cores()
 
     @property
     def allowed_roots(self) -> tuple[str, ...]:
@@ -122,6 +134,20 @@ UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
         "model_platform",
     }
 )
+
+
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container limited to
+    2 CPUs on a 64-core host gets 2, not 64), rounded up, at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open(cpu_max, encoding="ascii") as limit:
+            quota, period = limit.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def default_ram_budget() -> int:

@@ -5,6 +5,11 @@ Start-up order follows TF Serving: every config file is parsed first (a bad one 
 configured models are loaded, then the ports open - so a client that can connect finds the models loaded.
 SIGTERM/SIGINT stop it gracefully: health goes NOT_SERVING, in-flight calls get a grace
 period, versions unload.
+
+As one of ``--num_workers`` workers (``worker`` given, started by ``modelserver.supervisor``) it also serves
+its control socket to its siblings (``modelserver.peers``), waits for all of them to load the start config
+before opening its ports, shares both ports with them (SO_REUSEPORT), holds 1/N of the RAM budget, polls the
+config file only as worker 0 (a change is applied on every worker), and stops when the supervisor is gone.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +44,9 @@ from modelserver.loader import Loader
 from modelserver.manager import AspiredVersionsManager
 from modelserver.oip import OipDataPlane
 from modelserver.oip_grpc import add_oip_service
-from modelserver.options import ServerOptions, default_ram_budget
+from modelserver.options import ServerOptions, default_ram_budget, usable_cores
+from modelserver.peers import Peers, absolute_paths
+from modelserver.supervisor import WorkerContext
 from modelserver.warmup import WarmupOptions
 
 __all__ = ["ModelServer", "run"]
@@ -68,14 +78,19 @@ def freeze_heap() -> None:
 
 
 class ModelServer:
-    def __init__(self, options: ServerOptions, files: StartupFiles | None = None) -> None:
+    def __init__(
+        self, options: ServerOptions, files: StartupFiles | None = None, worker: WorkerContext | None = None
+    ) -> None:
         self.options = options
+        self.worker = worker
+        self.peers: Peers | None = None
         files = files or read_startup_files(options)
         self.batching = files.batching
         self.monitoring = files.monitoring
         self.entries = files.entries
         self._config_text = files.model_config_text
         self._stopping = asyncio.Event()
+        self._orphaned = False
         self._tasks: list[asyncio.Task[Any]] = []
 
     def control(self) -> ModelControl:
@@ -108,9 +123,20 @@ class ModelServer:
             path,
             warmup,
             o.tags,
-            intra_op_threads=o.tensorflow_intra_op_parallelism or o.tensorflow_session_parallelism,
-            inter_op_threads=o.tensorflow_inter_op_parallelism or o.tensorflow_session_parallelism,
+            intra_op_threads=o.tensorflow_intra_op_parallelism
+            or o.tensorflow_session_parallelism
+            or self._worker_share_of_cores(),
+            inter_op_threads=o.tensorflow_inter_op_parallelism
+            or o.tensorflow_session_parallelism
+            or self._worker_share_of_cores(),
         )
+
+    def _worker_share_of_cores(self) -> int:
+        """0 (TensorFlow's choice: every core) for one process; with N workers each gets its share of the
+        usable cores for TensorFlow's thread pools, so N workers do not run N x cores threads."""
+        if self.worker is None or self.worker.count <= 1:
+            return 0
+        return max(1, usable_cores() // self.worker.count)
 
     async def _poll_config_file(self) -> None:
         path = self.options.model_config_file
@@ -120,22 +146,54 @@ class ModelServer:
                 text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
                 if text == self._config_text:
                     continue
-                entries = model_entries(read_model_config_file(path), base_dir=Path.cwd())
+                config = read_model_config_file(path)
+                entries = model_entries(config, base_dir=Path.cwd())
                 self._config_text = text
                 log.info("model config file %s changed, applying it", path)
-                await self.core.apply_config(entries)
+                if self.peers is None:
+                    await self.core.apply_config(entries)
+                else:  # on every worker, in the same order as reloads
+                    config = absolute_paths(config, Path.cwd())
+                    await self.peers.apply_everywhere(config, partial(self.core.apply_config, entries))
             except Exception as exc:  # keep serving the last good config
                 log.error("model config file %s not applied: %s", path, exc)
 
+    def _watch_supervisor(self, fd: int) -> None:
+        """The supervisor holds the pipe's write end: EOF means it is gone, and so must this worker be."""
+        loop = asyncio.get_running_loop()
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            log.error("the supervisor process is gone: stopping")
+            self._orphaned = True
+            self._stopping.set()
+
+        loop.add_reader(fd, gone)
+
+    def _ram_budget(self) -> int:
+        total = self.options.total_model_memory_limit_bytes or default_ram_budget()
+        if self.worker is None:
+            log.info("RAM budget for loaded versions: %.1f MiB", total / 2**20)
+            return total
+        budget = total // self.worker.count  # every worker holds every model
+        log.info(
+            "RAM budget for loaded versions: %.1f MiB (1/%d of %.1f MiB: each worker holds every model)",
+            budget / 2**20,
+            self.worker.count,
+            total / 2**20,
+        )
+        return budget
+
     async def serve(self) -> int:
         o = self.options
+        if self.worker is not None:
+            self._watch_supervisor(self.worker.parent_fd)
         # The runtime every version runs on, loaded at start: a missing wheel fails here, not per load.
         try:
             await asyncio.to_thread(session.library)
         except (session.SessionError, OSError) as exc:
             raise ConfigError(f"TensorFlow's C API could not be loaded: {exc}") from None
-        budget = o.total_model_memory_limit_bytes or default_ram_budget()
-        log.info("RAM budget for loaded versions: %.1f MiB", budget / 2**20)
+        budget = self._ram_budget()
         log.info("aspired version policy: %s", o.aspired_version_policy)
         manager = AspiredVersionsManager(
             self._loader, ram_budget_bytes=budget, policy=POLICIES[o.aspired_version_policy]()
@@ -165,9 +223,18 @@ class ModelServer:
             await self.core.stop()
             raise ConfigError(f"could not apply the model config at start: {exc}") from None
         freeze_heap()
+        if self.worker is not None:
+            self.peers = Peers(self.worker, self.core.apply_config)
+            await self.peers.start()
+            if not await self.peers.wait_for_siblings(self._stopping):
+                await self._release(batcher)
+                return 0
 
-        grpc_server = grpc.aio.server(options=server_options(o.max_request_bytes))
-        health = add_services(grpc_server, self.dataplane, healthcheck=o.enable_grpc_healthcheck_service)
+        shared = self.worker is not None
+        grpc_server = grpc.aio.server(options=server_options(o.max_request_bytes, reuse_port=shared))
+        health = add_services(
+            grpc_server, self.dataplane, healthcheck=o.enable_grpc_healthcheck_service, peers=self.peers
+        )
         add_oip_service(grpc_server, self.oip)  # KServe v2 beside PredictionService
         try:
             if o.port:
@@ -184,12 +251,14 @@ class ModelServer:
         rest = await self._start_rest() if o.rest_api_port else None
         await set_health(health, True)
         self.core.start_polling()
-        if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
+        first = self.worker is None or self.worker.index == 0
+        if o.model_config_file and o.model_config_file_poll_wait_seconds > 0 and first:
             self._tasks.append(asyncio.create_task(self._poll_config_file()))
-
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        if self.worker is not None:
+            self.worker.ready_path.touch()
         await self._stopping.wait()
         log.info("stopping: draining requests for up to %.0f s", GRACE_SECONDS)
         await set_health(health, False)
@@ -199,14 +268,22 @@ class ModelServer:
         if rest is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(rest[1], GRACE_SECONDS)
+        await self._release(batcher)
+        return 0
+
+    async def _release(self, batcher: Batcher | None) -> None:
+        """Everything after the ports: tasks, sibling channels, versions, threads."""
         for task in self._tasks:
             task.cancel()
+        if self.peers is not None:
+            await self.peers.stop()
         await self.core.stop()
         if batcher is not None:
             batcher.shutdown()
         self.dataplane.shutdown()
+        if self.worker is not None and self._orphaned:  # nobody else will remove the workers' folder
+            shutil.rmtree(self.worker.directory, ignore_errors=True)
         log.info("stopped")
-        return 0
 
     async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
         import uvicorn
@@ -241,7 +318,8 @@ class ModelServer:
             timeout_graceful_shutdown=int(GRACE_SECONDS),
         )
         server = _Uvicorn(config)
-        task = asyncio.create_task(server.serve())
+        sockets = [_shared_socket(o.bind_host, o.rest_api_port)] if self.worker is not None else None
+        task = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started:
             if task.done():
                 task.result()
@@ -249,6 +327,24 @@ class ModelServer:
             await asyncio.sleep(0.02)
         log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
         return server, task
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: every worker binds its own and the kernel spreads new
+    connections across them (uvicorn has no option for it)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on REST port {port}: {exc}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def _rest_error(code: str, message: str) -> bytes:
@@ -286,7 +382,9 @@ def _uvicorn_server_class() -> type[Any]:
     return Uvicorn
 
 
-def run(options: ServerOptions, files: StartupFiles | None = None) -> int:
+def run(
+    options: ServerOptions, files: StartupFiles | None = None, worker: WorkerContext | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT; ConfigError for anything wrong at start."""
-    server = ModelServer(options, files)
+    server = ModelServer(options, files, worker)
     return asyncio.run(server.serve())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from modelserver.cli import parse_flags
 from modelserver.errors import ConfigError
+from modelserver.options import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +53,37 @@ def test_values_and_ignored_tuning_flags() -> None:
     assert options.enable_model_warmup is False
 
 
+def test_num_workers_default_one_and_zero_means_one_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_flags(["--model_base_path=/m"]).workers == 1  # today's single process, no supervisor
+    assert parse_flags(["--model_base_path=/m", "--num_workers=3"]).workers == 3
+    assert parse_flags(["--model_base_path=/m", "--num_workers=0"]).workers == usable_cores()
+    monkeypatch.setenv("MODELSERVER_NUM_WORKERS", "2")
+    assert parse_flags(["--model_base_path=/m"]).workers == 2
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("", None)],
+)
+def test_usable_cores_follows_the_cgroup_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(str(path)) == (affinity if expected is None else min(affinity, expected))
+    assert usable_cores(str(tmp_path / "absent")) == affinity
+
+
+def test_process_with_workers_fails_on_malformed_config_file_before_any_worker(tmp_path: Path) -> None:
+    config = tmp_path / "bad.config"
+    config.write_text("improperly formatted file")
+    result = _run(f"--model_config_file={config}", "--num_workers=2", "--port=0", "--rest_api_port=0")
+    assert result.returncode == 2  # --port=0 needs --grpc_socket_path, which workers cannot share
+    result = _run(f"--model_config_file={config}", "--num_workers=2")
+    assert result.returncode == 1
+    assert "not a valid text proto" in result.stderr and "Traceback" not in result.stderr
+    assert "started 2 workers" not in result.stderr
+
+
 @pytest.mark.parametrize("policy", ["availability_preserving", "resource_preserving"])
 def test_aspired_version_policy_flag(policy: str) -> None:
     assert parse_flags(["--model_base_path=/m"]).aspired_version_policy == "availability_preserving"
@@ -72,6 +105,8 @@ def test_aspired_version_policy_flag(policy: str) -> None:
         (["--model_base_path=/m", "--port=8500", "--rest_api_port=8500"], "must be different"),
         (["--model_base_path=/m", "--ssl_config_file=/s"], "not supported"),
         (["--model_base_path=/m", "--aspired_version_policy=fastest"], "--aspired_version_policy='fastest'"),
+        (["--model_base_path=/m", "--num_workers=-1"], "--num_workers='-1'"),
+        (["--model_base_path=/m", "--num_workers=2", "--grpc_socket_path=/s"], "--grpc_socket_path cannot"),
     ],
 )
 def test_bad_flags_name_the_problem(argv: list[str], problem: str) -> None:
