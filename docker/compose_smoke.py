@@ -400,7 +400,8 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
             raise SmokeFailure(f"{len(failures)} failed request(s) during the switches: {failures[:5]}")
         step(
             f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
-            f"(latest): {len(traffic.outcomes)} requests, none failed"
+            f"(latest), -> {old_version} (promote, both replicas), -> {new_version} (promote with a replica "
+            f"stopped), latest: {len(traffic.outcomes)} requests, none failed"
         )
         result["outcome"] = "passed"
         return result
