@@ -67,8 +67,10 @@ compose-up: compose-models  ## start the stack (SERVING=modelserver: our server 
 	$(COMPOSE) up -d --no-build --wait
 	@$(COMPOSE) ps
 
+# `down` interpolates the compose file too, whose GATEWAY_ADMIN_TOKEN is required: without .env (a fresh
+# checkout, a machine that only ran compose-smoke) it would refuse to stop anything. It needs no real token.
 compose-down:  ## stop and remove the stack's containers
-	$(COMPOSE) --profile export down --remove-orphans
+	GATEWAY_ADMIN_TOKEN=$${GATEWAY_ADMIN_TOKEN:-unused-by-compose-down} $(COMPOSE) --profile export down --remove-orphans
 
 compose-smoke: install docker-images  ## up (our modelserver) + predict + hot swap via export + down
 	PYTHONPATH=$(CURDIR) $(PY) docker/compose_smoke.py
