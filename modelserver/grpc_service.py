@@ -1,6 +1,14 @@
 """gRPC adapters: TF Serving's ``PredictionService`` and ``ModelService`` over ``grpc.aio``, plus the standard
 health service. They only delegate to the ``DataPlane``; a ``ServingError`` becomes the call's status
 (code and TF Serving's message), and nothing else ever reaches a client as a traceback.
+
+Servicer methods are annotated with the generated message classes. The OIP messages
+(``modelserver.oip_protos``) have committed type stubs (``protoc --pyi_out``, scripts/vendor_oip_protos.py),
+so mypy checks their fields and constructors. TF Serving's (``tfs_protos``, copied byte for byte from the
+pinned TensorFlow wheels, which ship no stubs) are not followed by mypy (pyproject.toml): to mypy they are
+``Any``, and their annotations document the contract. The servicers do not subclass the generated
+``*Servicer`` bases (untyped, and their default methods answer UNIMPLEMENTED silently); ``add_servicer``
+checks at start-up that every method of the service is implemented.
 """
 
 from __future__ import annotations
@@ -8,11 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from guard.logs import RateLimitedLog
@@ -20,17 +29,25 @@ from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
 from modelserver.limits import DEADLINE
 from tfs_protos.tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
     model_service_pb2,
-    model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2,
-    prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "Context",
     "ModelServiceAdapter",
     "PredictionServiceAdapter",
+    "add_servicer",
     "add_services",
+    "answer",
     "server_options",
 ]
 
@@ -43,6 +60,8 @@ PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 Reply = TypeVar("Reply")
+# grpc ships no type information either; one name for the context every servicer method receives.
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
@@ -55,28 +74,34 @@ def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str
     ]
 
 
-class _Undecodable:
-    """A request message that did not parse (grpc would log a traceback and answer UNKNOWN)."""
+class Undecodable:
+    """A request message that did not parse (grpc would log a traceback and answer UNKNOWN); the adapters
+    receive it in place of the message and ``answer`` turns it into INVALID_ARGUMENT."""
 
     def __init__(self, type_name: str, error: DecodeError) -> None:
         self.type_name, self.error = type_name, error
 
 
-def _tolerant(message_class: Any) -> Callable[[bytes], Any]:
-    def deserialize(raw: bytes) -> Any:
+def _tolerant(message_class: type[Message]) -> Callable[[bytes], object]:
+    def deserialize(raw: bytes) -> object:
         try:
             return message_class.FromString(raw)
         except DecodeError as exc:
-            return _Undecodable(message_class.DESCRIPTOR.full_name, exc)
+            return Undecodable(message_class.DESCRIPTOR.full_name, exc)
 
     return deserialize
 
 
-def _add_servicer(server: grpc.aio.Server, file_descriptor: Any, service: str, servicer: Any) -> None:
+def add_servicer(
+    server: grpc.aio.Server, file_descriptor: FileDescriptor, service: str, servicer: object
+) -> None:
     """Register ``servicer`` like the generated ``add_*_to_server``, but with request deserializers that
-    never raise: a corrupt message reaches the adapter, which answers INVALID_ARGUMENT."""
+    never raise: a corrupt message reaches the adapter, which answers INVALID_ARGUMENT. Every method of the
+    service must be implemented (AttributeError otherwise, at start-up)."""
     handlers = {}
     for method in file_descriptor.services_by_name[service].methods:
+        if not callable(getattr(servicer, method.name, None)):
+            raise AttributeError(f"{type(servicer).__name__} does not implement {service}.{method.name}")
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
@@ -88,10 +113,10 @@ def _add_servicer(server: grpc.aio.Server, file_descriptor: Any, service: str, s
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
 
 
-async def _answer(
-    context: grpc.aio.ServicerContext, request: Any, call: Callable[[], Awaitable[Reply]]
-) -> Reply:
-    if isinstance(request, _Undecodable):
+async def answer(context: Context, request: object, call: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run ``call`` for one RPC: an undecodable request is INVALID_ARGUMENT, the call's deadline bounds the
+    work (``limits.DEADLINE``), a ``ServingError`` becomes the status, anything else INTERNAL (logged)."""
+    if isinstance(request, Undecodable):
         client_log.warning("refused an undecodable %s: %s", request.type_name, request.error)
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -110,41 +135,57 @@ async def _answer(
     raise AssertionError("unreachable")  # context.abort always raises
 
 
-class PredictionServiceAdapter(prediction_service_pb2_grpc.PredictionServiceServicer):
+class PredictionServiceAdapter:
+    """``tensorflow.serving.PredictionService``."""
+
     def __init__(self, dataplane: DataPlane) -> None:
         self._dp = dataplane
 
-    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, request, lambda: self._dp.predict(request))
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context: Context
+    ) -> predict_pb2.PredictResponse:
+        return await answer(context, request, lambda: self._dp.predict(request))
 
-    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, request, lambda: self._dp.classify(request))
+    async def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: Context
+    ) -> classification_pb2.ClassificationResponse:
+        return await answer(context, request, lambda: self._dp.classify(request))
 
-    async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, request, lambda: self._dp.regress(request))
+    async def Regress(
+        self, request: regression_pb2.RegressionRequest, context: Context
+    ) -> regression_pb2.RegressionResponse:
+        return await answer(context, request, lambda: self._dp.regress(request))
 
-    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, request, lambda: self._dp.multi_inference(request))
+    async def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: Context
+    ) -> inference_pb2.MultiInferenceResponse:
+        return await answer(context, request, lambda: self._dp.multi_inference(request))
 
-    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, request, lambda: self._dp.get_model_metadata(request))
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Context
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        return await answer(context, request, lambda: self._dp.get_model_metadata(request))
 
 
-class ModelServiceAdapter(model_service_pb2_grpc.ModelServiceServicer):
+class ModelServiceAdapter:
+    """``tensorflow.serving.ModelService``."""
+
     def __init__(self, dataplane: DataPlane) -> None:
         self._dp = dataplane
 
-    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, request, lambda: self._dp.get_model_status(request))
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: Context
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        return await answer(context, request, lambda: self._dp.get_model_status(request))
 
-    async def HandleReloadConfigRequest(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> Any:
-        async def reload() -> Any:
+    async def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: Context
+    ) -> model_management_pb2.ReloadConfigResponse:
+        async def reload() -> model_management_pb2.ReloadConfigResponse:
             self._dp.control.authorize(context.invocation_metadata())
             return await self._dp.reload_config(request)
 
-        return await _answer(context, request, reload)
+        return await answer(context, request, reload)
 
 
 def add_services(
@@ -152,10 +193,10 @@ def add_services(
 ) -> health.aio.HealthServicer | None:
     """Register the services; with ``healthcheck`` also ``grpc.health.v1.Health`` (NOT_SERVING until the
     caller marks it SERVING)."""
-    _add_servicer(
+    add_servicer(
         server, prediction_service_pb2.DESCRIPTOR, "PredictionService", PredictionServiceAdapter(dataplane)
     )
-    _add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane))
+    add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane))
     if not healthcheck:
         return None
     servicer = health.aio.HealthServicer()

@@ -150,4 +150,4 @@ def regression_result(outputs: Mapping[str, np.ndarray], batch: int) -> regressi
 
 
 def method_of(signature: meta_graph_pb2.SignatureDef) -> str:
-    return signature.method_name
+    return str(signature.method_name)

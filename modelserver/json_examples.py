@@ -1,4 +1,4 @@
-"""JSON <-> tf.Example for the REST classify and regress APIs (TF Serving's ``util/json_tensor.cc``).
+"""JSON <-> tf.Example for the REST classify and regress APIs (TF Serving's ``util/json_tensor.cc``; JSON text from ``json_text``).
 
 Request: ``{"signature_name"?: str, "context"?: {feature: value | [values]}, "examples": [{...}, ...]}``.
 Each feature value is a number, a string, a bool or ``{"b64": ...}``; a JSON double becomes a float_list, a
@@ -17,11 +17,12 @@ import math
 from typing import Any
 
 from modelserver.errors import InvalidArgument
-from modelserver.json_tensor import (
+from modelserver.json_floats import jsonable_scalar_list
+from modelserver.json_text import (
     decode_b64,
     dumps,
     is_b64_object,
-    jsonable_scalar_list,
+    json_type,
     lossy_error,
     parse_json_object,
     signature_name_of,
@@ -35,14 +36,6 @@ __all__ = ["ExamplesJson", "classification_json", "regression_json"]
 _FLOAT32_MAX = 3.4028234663852886e38
 _INT64_MAX = 2**63 - 1
 _KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64", None: "UNKNOWN"}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "Null"
-    if isinstance(value, dict):
-        return "Object"
-    return "Array"
 
 
 def _kind_of(name: str, value: Any) -> tuple[str, Any]:
@@ -67,7 +60,7 @@ def _kind_of(name: str, value: Any) -> tuple[str, Any]:
         return "int64_list", value
     if is_b64_object(value):
         return "bytes_list", decode_b64(value)
-    raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+    raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
 
 
 def _feature(name: str, content: Any) -> feature_pb2.Feature:
@@ -96,24 +89,12 @@ def _feature(name: str, content: Any) -> feature_pb2.Feature:
 
 def _example(value: Any) -> example_pb2.Example:
     if not isinstance(value, dict):
-        raise InvalidArgument(f"Example must be JSON object but got JSON {_json_type_full(value)}")
+        raise InvalidArgument(f"Example must be JSON object but got JSON {json_type(value)}")
     example = example_pb2.Example()
     features = example.features.feature
     for name, content in value.items():
         features[name].CopyFrom(_feature(name, content))
     return example
-
-
-def _json_type_full(value: Any) -> str:
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, str):
-        return "String"
-    if isinstance(value, (int, float)):
-        return "Number"
-    return _json_type(value)
 
 
 class ExamplesJson:

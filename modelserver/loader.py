@@ -13,6 +13,7 @@ Contract (the manager is the only caller):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -46,10 +47,8 @@ def _dir_size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += (Path(root) / name).stat().st_size
-            except OSError:
-                pass
     return total
 
 

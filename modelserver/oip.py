@@ -1,6 +1,6 @@
 """The Open Inference Protocol (KServe v2) over the data plane: protocol-neutral requests and replies that the
 REST (``oip_rest``) and gRPC (``oip_grpc``) adapters convert to and from, and ``OipDataPlane``, which maps
-them onto ``DataPlane`` calls. Inference goes through ``DataPlane.predict_arrays`` - the same handles,
+them onto ``DataPlane`` calls. Inference goes through ``DataPlane.prediction`` - the same handles,
 input checks, batching and metrics as TF Serving's Predict - so there is one data plane and two thin
 protocol layers on top of it.
 
@@ -221,21 +221,23 @@ class OipDataPlane:
     async def infer(self, request: InferRequest) -> InferResponse:
         where = target(request.model_name, request.model_version, request.parameters)
         spec = where.spec()
+        names = [o.name for o in request.outputs]
         try:
-            expected = await self._dp.input_dtypes(spec)
-            inputs: dict[str, np.ndarray] = {}
-            for tensor in request.inputs:
-                if tensor.name in inputs:
-                    raise InvalidArgument(f"input '{tensor.name}' is given twice")
-                wanted = expected.get(tensor.name)
-                if wanted is not None and datatype_of(wanted) != tensor.datatype:
-                    raise InvalidArgument(
-                        f"input '{tensor.name}' has datatype {tensor.datatype} but model "
-                        f"{request.model_name!r} expects {datatype_of(wanted)}"
-                    )
-                inputs[tensor.name] = tensor.array
-            names = [o.name for o in request.outputs]
-            resolved, arrays = await self._dp.predict_arrays(spec, inputs, tuple(names))
+            async with self._dp.prediction(spec) as prediction:  # one version from dtypes to outputs
+                expected = prediction.input_dtypes
+                inputs: dict[str, np.ndarray] = {}
+                for tensor in request.inputs:
+                    if tensor.name in inputs:
+                        raise InvalidArgument(f"input '{tensor.name}' is given twice")
+                    wanted = expected.get(tensor.name)
+                    if wanted is not None and datatype_of(wanted) != tensor.datatype:
+                        raise InvalidArgument(
+                            f"input '{tensor.name}' has datatype {tensor.datatype} but model "
+                            f"{request.model_name!r} expects {datatype_of(wanted)}"
+                        )
+                    inputs[tensor.name] = tensor.array
+                arrays = await prediction.run(inputs, names)
+                resolved = prediction.spec
         except ServingError as error:
             raise _oip_error(error, where) from None
         outputs = [_output(name, arrays[name]) for name in (names or sorted(arrays))]

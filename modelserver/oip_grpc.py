@@ -11,22 +11,23 @@ UNIMPLEMENTED: models are loaded from the model config, as in TF Serving (docs/o
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import numpy as np
 
 from modelserver.dataplane import PROTOCOL
-from modelserver.errors import InvalidArgument
-from modelserver.grpc_service import _add_servicer, _answer
+from modelserver.errors import InvalidArgument, Unimplemented
+from modelserver.grpc_service import Context, add_servicer, answer
 from modelserver.oip import InferRequest, InferResponse, OipDataPlane, RequestedOutput, Tensor
 from modelserver.oip_protos import grpc_predict_v2_pb2 as pb
-from modelserver.oip_protos import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelserver.oip_tensors import DATATYPES, check_shape, from_json_data, from_raw, to_raw
 
 __all__ = ["SERVICE_NAME", "GRPCInferenceServiceAdapter", "add_oip_service"]
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+Reply = TypeVar("Reply")
 # The typed contents field of each datatype (FP16 travels raw only).
 _CONTENTS: dict[str, str] = {
     "BOOL": "bool_contents",
@@ -44,7 +45,7 @@ _CONTENTS: dict[str, str] = {
 }
 
 
-def _parameters(parameters: Any) -> dict[str, Any]:
+def _parameters(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in parameters.items():
         choice = value.WhichOneof("parameter_choice")
@@ -52,7 +53,9 @@ def _parameters(parameters: Any) -> dict[str, Any]:
     return out
 
 
-def _contents(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -> np.ndarray:
+def _contents(
+    name: str, datatype: str, shape: tuple[int, ...], contents: pb.InferTensorContents
+) -> np.ndarray:
     if datatype not in DATATYPES:
         from_raw(name, datatype, shape, b"")  # raises the unsupported-datatype error
     field = _CONTENTS.get(datatype)
@@ -71,7 +74,7 @@ def _contents(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -
     return from_json_data(name, datatype, shape, values)
 
 
-def infer_request(message: Any) -> InferRequest:
+def infer_request(message: pb.ModelInferRequest) -> InferRequest:
     """A ModelInferRequest as an InferRequest (checks every tensor)."""
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
@@ -100,7 +103,7 @@ def infer_request(message: Any) -> InferRequest:
     )
 
 
-def infer_response(response: InferResponse) -> Any:
+def infer_response(response: InferResponse) -> pb.ModelInferResponse:
     reply = pb.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version, id=response.id
     )
@@ -110,40 +113,47 @@ def infer_response(response: InferResponse) -> Any:
     return reply
 
 
-class GRPCInferenceServiceAdapter(pb_grpc.GRPCInferenceServiceServicer):
+class GRPCInferenceServiceAdapter:
+    """``inference.GRPCInferenceService`` (messages from ``modelserver.oip_protos``; see grpc_service's
+    docstring on their types)."""
+
     def __init__(self, oip: OipDataPlane) -> None:
         self._oip = oip
 
-    async def _answer(self, context: grpc.aio.ServicerContext, request: Any, call: Any) -> Any:
+    async def _answer(self, context: Context, request: object, call: Callable[[], Awaitable[Reply]]) -> Reply:
         PROTOCOL.set("oip_grpc")  # the metrics label; errors and corrupt messages map as for TF Serving's
-        return await _answer(context, request, call)
+        return await answer(context, request, call)
 
-    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def call() -> Any:
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+        async def call() -> pb.ServerLiveResponse:
             return pb.ServerLiveResponse(live=self._oip.server_live())
 
         return await self._answer(context, request, call)
 
-    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def call() -> Any:
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+        async def call() -> pb.ServerReadyResponse:
             return pb.ServerReadyResponse(ready=self._oip.server_ready())
 
         return await self._answer(context, request, call)
 
-    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def call() -> Any:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        async def call() -> pb.ServerMetadataResponse:
             return pb.ServerMetadataResponse(**self._oip.server_metadata())
 
         return await self._answer(context, request, call)
 
-    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def call() -> Any:
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        async def call() -> pb.ModelReadyResponse:
             return pb.ModelReadyResponse(ready=self._oip.model_ready(request.name, request.version))
 
         return await self._answer(context, request, call)
 
-    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def call() -> Any:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        async def call() -> pb.ModelMetadataResponse:
             metadata = await self._oip.model_metadata(request.name, request.version)
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
@@ -156,13 +166,30 @@ class GRPCInferenceServiceAdapter(pb_grpc.GRPCInferenceServiceServicer):
 
         return await self._answer(context, request, call)
 
-    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def call() -> Any:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        async def call() -> pb.ModelInferResponse:
             return infer_response(await self._oip.infer(infer_request(request)))
 
         return await self._answer(context, request, call)
 
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        return await self._answer(context, request, _repository_unimplemented)
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        return await self._answer(context, request, _repository_unimplemented)
+
+
+async def _repository_unimplemented() -> NoReturn:
+    raise Unimplemented(
+        "the model repository extension is not supported: models are loaded from the model config "
+        "(--model_config_file, HandleReloadConfigRequest); see docs/oip.md"
+    )
+
 
 def add_oip_service(server: grpc.aio.Server, oip: OipDataPlane) -> None:
     """Register ``inference.GRPCInferenceService`` beside TF Serving's services."""
-    _add_servicer(server, pb.DESCRIPTOR, "GRPCInferenceService", GRPCInferenceServiceAdapter(oip))
+    add_servicer(server, pb.DESCRIPTOR, "GRPCInferenceService", GRPCInferenceServiceAdapter(oip))

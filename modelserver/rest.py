@@ -1,6 +1,6 @@
 """The REST adapter: TensorFlow Serving's HTTP API over the data plane.
 
-A thin ASGI app. It only matches URLs, converts JSON (``json_tensor``, ``json_examples``) and delegates to the
+A thin ASGI app. It only matches URLs, converts JSON (``json_predict``, ``json_examples``) and delegates to the
 ``DataPlane``; lifecycle, versions, labels, batching and metrics counting all live behind it.
 
 URLs, matched like TF Serving's regexes (case-insensitive, on the raw path; names and labels URL-decoded)::
@@ -23,18 +23,21 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, PayloadTooLarge, ServingError
 from modelserver.json_examples import ExamplesJson, classification_json, regression_json
-from modelserver.json_tensor import PredictJson, dumps, error_json, predict_response_json
+from modelserver.json_predict import PredictJson, predict_response_json
+from modelserver.json_text import dumps, error_json
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -42,6 +45,9 @@ from tfs_protos.tensorflow_serving.apis import (
     model_pb2,
     regression_pb2,
 )
+
+if TYPE_CHECKING:
+    from modelserver.execution import Prediction
 
 __all__ = ["DEFAULT_MONITORING_PATH", "RestDataPlane", "create_rest_app"]
 
@@ -81,13 +87,9 @@ class RestDataPlane(Protocol):
     bad signature, bad tensors) with TF Serving's messages; the adapter maps them to HTTP in one place.
     """
 
-    async def input_dtypes(self, spec: model_pb2.ModelSpec) -> dict[str, int]:
-        """``{input_name: DataType}`` of ``spec.signature_name`` in the version ``spec`` resolves to."""
+    def prediction(self, spec: model_pb2.ModelSpec) -> AbstractAsyncContextManager[Prediction]:
+        """The version ``spec`` resolves to, held for the block: parse, run and reply on that one version."""
         ...
-
-    async def predict_arrays(
-        self, spec: model_pb2.ModelSpec, inputs: dict[str, Any], output_filter: tuple[str, ...] = ()
-    ) -> tuple[model_pb2.ModelSpec, dict[str, Any]]: ...
 
     async def classify(
         self, request: classification_pb2.ClassificationRequest
@@ -116,11 +118,12 @@ def _error_response(error: ServingError) -> Response:
     return _json_response(error_json(error.message), error.http_status, headers)
 
 
-def _proto_dict(message: Any) -> dict[str, Any]:
+def _proto_dict(message: Message) -> dict[str, Any]:
     # always_print: TF Serving prints empty strings and enum zeros too (e.g. "signature_name": "").
-    return json_format.MessageToDict(
+    printed: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    return printed
 
 
 async def _run(function: Callable[[], Any], size: int) -> Any:
@@ -238,15 +241,12 @@ class RestApi:
     async def _predict(self, target: _Target, body: bytes) -> Response:
         parsed: PredictJson = await _run(lambda: PredictJson.from_body(body), len(body))
         spec = target.spec(parsed.signature_name or DEFAULT_SIGNATURE)
-        input_dtypes = await self._input_dtypes(spec)
-        fmt, inputs = await _run(lambda: parsed.tensors(input_dtypes, parsed.signature_name), len(body))
-        _, outputs = await self._dataplane.predict_arrays(spec, inputs)
-        size = sum(getattr(array, "nbytes", 0) for array in outputs.values())
-        return _json_response(await _run(lambda: predict_response_json(outputs, fmt), size))
-
-    async def _input_dtypes(self, spec: model_pb2.ModelSpec) -> dict[str, int]:
         try:
-            return await self._dataplane.input_dtypes(spec)
+            # one version from the signature's dtypes to the outputs: a hot swap cannot come in between
+            async with self._dataplane.prediction(spec) as prediction:
+                dtypes = prediction.input_dtypes
+                fmt, inputs = await _run(lambda: parsed.tensors(dtypes, parsed.signature_name), len(body))
+                outputs = await prediction.run(inputs)
         except InvalidArgument as error:
             # gRPC Predict says 'Serving signature key "X" not found.'; TF Serving's REST handler looks the
             # signature up itself first (GetInfoMap) and words it differently. REST clients see REST's text.
@@ -255,6 +255,8 @@ class RestApi:
                     f'Serving signature name: "{spec.signature_name}" not found in signature def'
                 ) from None
             raise
+        size = sum(getattr(array, "nbytes", 0) for array in outputs.values())
+        return _json_response(await _run(lambda: predict_response_json(outputs, fmt), size))
 
     async def _classify(self, target: _Target, body: bytes) -> Response:
         parsed: ExamplesJson = await _run(lambda: ExamplesJson.from_body(body), len(body))
@@ -317,7 +319,7 @@ class RestApi:
 def _raw_path(scope: Scope) -> str:
     raw = scope.get("raw_path")
     if raw:
-        return raw.decode("latin-1").split("?", 1)[0]
+        return bytes(raw).decode("latin-1").split("?", 1)[0]
     return str(scope.get("path", ""))
 
 

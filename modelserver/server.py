@@ -253,7 +253,7 @@ class ModelServer:
 
 def _rest_error(code: str, message: str) -> bytes:
     del code
-    from modelserver.json_tensor import error_json
+    from modelserver.json_text import error_json
 
     return error_json(message)
 

@@ -75,15 +75,15 @@ _REQUEST_DTYPES: dict[int, tuple[int, str, int]] = {
 def dtype_name(dtype: int) -> str:
     """``DT_FLOAT`` -> ``float`` (TF's DataTypeString, used in error messages)."""
     if dtype in types_pb2.DataType.values():
-        return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+        return str(types_pb2.DataType.Name(dtype)).removeprefix("DT_").lower()
     return str(dtype)
 
 
 def dtype_enum(array: np.ndarray) -> int:
     """The TF DataType of a numpy array (DT_STRING for object/bytes/str arrays, DT_INVALID if none)."""
     if array.dtype == object or array.dtype.kind in "SU":
-        return types_pb2.DT_STRING
-    return _DTYPE_ENUMS.get(array.dtype, types_pb2.DT_INVALID)
+        return int(types_pb2.DT_STRING)
+    return int(_DTYPE_ENUMS.get(array.dtype, types_pb2.DT_INVALID))
 
 
 def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:

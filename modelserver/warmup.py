@@ -2,24 +2,22 @@
 against a freshly loaded version before it serves, as TF Serving's ``saved_model_warmup_util.cc`` does.
 
 Predict, Classify, Regress and MultiInference records are replayed ``num_request_iterations`` times (at least
-once); more than 1000 records, an unreadable file or a failing request fail the load.
+once); more than 1000 records, an unreadable file or a failing request fail the load. Each record is answered
+by ``modelserver.execution``, the code that answers clients' requests (same checks, messages and replies),
+on the version being loaded - it is not available yet, so no client request can reach it, and warm-up calls
+are not counted in the request metrics. Warm-up runs inline in the loader's thread, not through the batcher
+and without the per-request limits (the records come with the model, not from a client).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from modelserver.errors import InvalidArgument, ServingError
-from modelserver.inference import (
-    CLASSIFY_METHOD,
-    REGRESS_METHOD,
-    classification_result,
-    example_signature,
-    regression_result,
-    serialized_examples,
-)
-from modelserver.servable import Servable, check_inputs
-from modelserver.tensors import to_ndarray
+from modelserver.execution import Execution, run_inline
+from modelserver.limits import RequestLimits
+from modelserver.servable import Servable
 from modelserver.tfrecord import TooManyRecords, read_records
 from tfs_protos.tensorflow_serving.apis import prediction_log_pb2
 
@@ -27,6 +25,7 @@ __all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "WarmupOptions", "replay_warmup"
 
 MAX_WARMUP_RECORDS = 1000  # WarmupConsts::kMaxNumRecords
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+_UNBOUNDED = RequestLimits(max_elements=0, max_bytes=0, max_batch_size=0)
 
 
 @dataclass(frozen=True)
@@ -36,44 +35,23 @@ class WarmupOptions:
     method_name_check: bool = False
 
 
-def _replay_examples(
-    servable: Servable, spec_signature: str, request_input, method: str, check: bool
-) -> None:  # type: ignore[no-untyped-def]
-    signature = example_signature(servable, spec_signature, method, method_name_check=check)
-    examples = serialized_examples(request_input)
-    outputs = servable.run(signature.key, {signature.input_name: examples}, signature.outputs)
-    if method == CLASSIFY_METHOD:
-        classification_result(outputs, len(examples))
-    else:
-        regression_result(outputs, len(examples))
-
-
-def _replay(servable: Servable, record: prediction_log_pb2.PredictionLog, options: WarmupOptions) -> None:
+async def _replay(execution: Execution, servable: Servable, record: prediction_log_pb2.PredictionLog) -> None:
     kind = record.WhichOneof("log_type")
-    check = options.method_name_check
     if kind == "predict_log":
-        request = record.predict_log.request
-        signature_name = request.model_spec.signature_name
-        inputs = {name: to_ndarray(proto, name) for name, proto in request.inputs.items()}
-        check_inputs(signature_name or "serving_default", servable.signature(signature_name), inputs)
-        servable.check_output_filter(signature_name, request.output_filter)
-        servable.run(signature_name, inputs, tuple(request.output_filter))
+        await execution.predict(servable, record.predict_log.request)
     elif kind == "classify_log":
-        request = record.classify_log.request
-        _replay_examples(servable, request.model_spec.signature_name, request.input, CLASSIFY_METHOD, check)
+        await execution.classify(servable, record.classify_log.request)
     elif kind == "regress_log":
-        request = record.regress_log.request
-        _replay_examples(servable, request.model_spec.signature_name, request.input, REGRESS_METHOD, check)
+        await execution.regress(servable, record.regress_log.request)
     elif kind == "multi_inference_log":
-        request = record.multi_inference_log.request
-        for task in request.tasks:
-            _replay_examples(servable, task.model_spec.signature_name, request.input, task.method_name, check)
+        await execution.multi_inference(servable, record.multi_inference_log.request)
     else:
         raise InvalidArgument(f"Unsupported log_type for warmup: {kind}")
 
 
 def replay_warmup(servable: Servable, options: WarmupOptions) -> int:
-    """Replay the version's warm-up file if it has one; return the number of requests run."""
+    """Replay the version's warm-up file if it has one; return the number of requests run. Blocks (the
+    loader's worker thread; no event loop may be running in the calling thread)."""
     path = servable.path / WARMUP_FILE
     if not path.is_file():
         return 0
@@ -88,13 +66,18 @@ def replay_warmup(servable: Servable, options: WarmupOptions) -> int:
         ) from None
     except Exception as exc:
         raise InvalidArgument(f"Failed to read warmup requests from {path}: {exc}") from None
+    execution = Execution(run_inline, _UNBOUNDED, options.method_name_check)
     iterations = max(1, options.num_request_iterations)
-    for index, record in enumerate(records):
-        for _ in range(iterations):
-            try:
-                _replay(servable, record, options)
-            except ServingError as exc:
-                raise ServingError(
-                    f"Warmup request {index} in {path} failed: {exc.message}", code=exc.code
-                ) from None
+
+    async def replay_all() -> None:
+        for index, record in enumerate(records):
+            for _ in range(iterations):
+                try:
+                    await _replay(execution, servable, record)
+                except ServingError as exc:
+                    raise ServingError(
+                        f"Warmup request {index} in {path} failed: {exc.message}", code=exc.code
+                    ) from None
+
+    asyncio.run(replay_all())
     return len(records) * iterations

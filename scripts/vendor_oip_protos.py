@@ -1,4 +1,4 @@
-"""Generate the Open Inference Protocol (KServe v2) gRPC modules from ``protos/kserve/grpc_predict_v2.proto``.
+"""Generate the Open Inference Protocol (KServe v2) gRPC modules, and their messages' type stubs (.pyi, read by mypy), from ``protos/kserve/grpc_predict_v2.proto``.
 
 Both services that speak OIP get a copy, because each image ships only its own package:
 ``modelserver/oip_protos/`` (the ``inference.GRPCInferenceService`` server) and ``gateway/protos/inference/``
@@ -39,10 +39,17 @@ def render(package: str) -> dict[str, str]:
     from grpc_tools import protoc
 
     with tempfile.TemporaryDirectory() as out:
-        args = ["protoc", f"-I{PROTO.parent}", f"--python_out={out}", f"--grpc_python_out={out}", PROTO.name]
+        args = [
+            "protoc",
+            f"-I{PROTO.parent}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",  # the messages' type stubs (fields, constructors), read by mypy
+            f"--grpc_python_out={out}",
+            PROTO.name,
+        ]
         if protoc.main(args) != 0:
             raise SystemExit(f"protoc failed on {PROTO}")
-        generated = {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(out).glob("*.py"))}
+        generated = {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(out).glob("*.py*"))}
     stem = PROTO.stem + "_pb2"
     files = {
         name: text.replace(f"import {stem} as ", f"from {package} import {stem} as ").replace(
@@ -61,7 +68,7 @@ def render(package: str) -> dict[str, str]:
 
 
 def _stale(files: dict[str, str], target: Path) -> list[str]:
-    present = {p.name for p in target.glob("*.py")} if target.is_dir() else set()
+    present = {p.name for p in target.glob("*.py*") if p.is_file()} if target.is_dir() else set()
     diff = [n for n in files if n not in present or (target / n).read_text(encoding="utf-8") != files[n]]
     return sorted(diff + [n for n in present if n not in files])
 

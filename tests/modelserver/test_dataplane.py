@@ -113,9 +113,10 @@ def test_predict_latest_version_label_and_filter(tiny: dict[str, Path], tmp_path
         request = predict_request([2.0])
         request.output_filter.append("y")
         assert list((await dp.predict(request)).outputs) == ["y"]
-        resolved, outputs = await dp.predict_arrays(spec(version=1), {"x": np.array([0.0], np.float32)})
-        assert resolved.version.value == 1 and outputs["y"].tolist() == [2.0]
-        assert await dp.input_dtypes(spec()) == {"x": tf.float32.as_datatype_enum}
+        async with dp.prediction(spec(version=1)) as prediction:
+            assert prediction.input_dtypes == {"x": tf.float32.as_datatype_enum}
+            outputs = await prediction.run({"x": np.array([0.0], np.float32)})
+        assert prediction.spec.version.value == 1 and outputs["y"].tolist() == [2.0]
 
     run(tiny, tmp_path, scenario)
 

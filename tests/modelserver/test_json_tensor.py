@@ -1,4 +1,4 @@
-"""modelserver.json_tensor: JSON <-> tensors exactly as TF Serving's util/json_tensor.cc converts them."""
+"""modelserver.json_text, json_tensor, json_floats and json_predict: JSON <-> tensors exactly as TF Serving's util/json_tensor.cc converts them."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, ServingError
-from modelserver.json_tensor import (
-    JsonFormat,
-    PredictJson,
-    float32_values,
-    parse_json_object,
-    predict_response_json,
-)
+from modelserver.json_floats import float32_values
+from modelserver.json_predict import JsonFormat, PredictJson, predict_response_json
+from modelserver.json_text import parse_json_object
 
 F, D, I32, I64, U8, B, S = (
     types_pb2.DT_FLOAT,

@@ -12,7 +12,10 @@ import pytest
 from devtools import tiny_models
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.loader import Loader, estimate_ram_bytes
+from modelserver.servable import check_inputs
 from modelserver.warmup import MAX_WARMUP_RECORDS, WarmupOptions
+from tfs_protos.tensorflow.core.framework import types_pb2
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
 
 def test_loads_half_plus_two_with_signatures_and_method_names(tiny: dict[str, Path]) -> None:
@@ -95,3 +98,34 @@ def test_strings_round_trip_through_the_session(tiny: dict[str, Path]) -> None:
     assert outputs["length"].tolist() == [2, 5, 100, 0]
     assert outputs["upper_bytes"].tolist() == [b"AB", "CAF\u00e9".encode(), long.upper().encode(), b""]
     Loader.unload(servable)
+
+
+def _signature(**inputs: list[int]) -> meta_graph_pb2.SignatureDef:
+    signature = meta_graph_pb2.SignatureDef()
+    for name, dims in inputs.items():
+        info = signature.inputs[name]
+        info.dtype = types_pb2.DT_FLOAT
+        for size in dims:
+            info.tensor_shape.dim.add(size=size)
+    return signature
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(784,), (1, 784), (28, 28, 1), (2, 28, 28), (1, 28, 28, 2), (1, 1, 1, 1), (1, 28, 28, 1, 1), (0,)],
+)
+def test_inputs_declared_rank_3_or_more_must_match_the_declared_shape(shape: tuple[int, ...]) -> None:
+    """Images and sequences: TensorFlow's conv/pooling kernels abort the process on another rank, so such
+    an input is refused before it reaches the graph (found by reliability/fuzz.py against fashion)."""
+    signature = _signature(image=[-1, 28, 28, 1])
+    with pytest.raises(InvalidArgument, match=r"has shape .* but the signature declares \[-1, 28, 28, 1\]"):
+        check_inputs("serving_default", signature, {"image": np.zeros(shape, np.float32)})
+    check_inputs("serving_default", signature, {"image": np.zeros((3, 28, 28, 1), np.float32)})
+    check_inputs("serving_default", signature, {"image": np.zeros((0, 28, 28, 1), np.float32)})
+
+
+def test_lower_ranks_are_left_to_the_graph_as_tf_serving_does() -> None:
+    signature = _signature(x=[-1, 1], y=[-1])  # testPredictREST: [3] fed to x declared [-1, 1]
+    check_inputs(
+        "serving_default", signature, {"x": np.zeros(3, np.float32), "y": np.zeros((2, 2), np.float32)}
+    )

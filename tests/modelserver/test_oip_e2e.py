@@ -509,6 +509,19 @@ def test_grpc_error_codes(
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_grpc_repository_extension_is_unimplemented_with_a_reason(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    for call, request in (
+        (stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="half")),
+        (stub.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name="half")),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "models are loaded from the model config" in (refused.value.details() or "")
+
+
 def test_metrics_count_oip_like_tf_serving(
     http: httpx.Client, stub: pb_grpc.GRPCInferenceServiceStub
 ) -> None:
