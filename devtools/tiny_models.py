@@ -7,7 +7,8 @@ session and copy the folders (``shutil.copytree``) into each test's model reposi
   (a=0.5, b=2 by default; ``b=3`` gives half_plus_three). ``classify_x_to_y`` (classify: tf.Example feature
   ``x`` -> ``scores`` [-1,1]), ``regress_x_to_y`` (regress -> ``outputs`` [-1,1]), ``regress_x_to_y2``
   (feature ``x2`` -> a*x2 + 3), and ``tensorflow/serving/regress`` / ``tensorflow/serving/classify`` keys
-  as in TF Serving's half_plus_three example.
+  as in TF Serving's half_plus_three example. ``contract=`` adds the export's no-input ``contract``
+  signature answering that JSON.
 - ``multi_input``: ``a`` float32 [-1,2] and ``b`` float32 [-1] -> ``sum`` = a0+a1+b [-1] and ``scaled`` = a*b
   [-1,2].
 - ``strings``: ``text`` string [-1] -> ``length`` int32 [-1], ``upper_bytes`` string [-1] (upper-cased; the
@@ -20,11 +21,13 @@ session and copy the folders (``shutil.copytree``) into each test's model reposi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CLASSIFY_METHOD",
@@ -55,8 +58,12 @@ def set_method_names(version_dir: Path, methods: dict[str, str]) -> None:
     path.write_bytes(saved_model.SerializeToString())
 
 
-def half_plus_two(version_dir: Path, *, a: float = 0.5, b: float = 2.0) -> Path:
+def half_plus_two(
+    version_dir: Path, *, a: float = 0.5, b: float = 2.0, contract: Mapping[str, Any] | None = None
+) -> Path:
     import tensorflow as tf
+
+    contract_text = json.dumps(contract) if contract is not None else ""
 
     class HalfPlusTwo(tf.Module):
         def __init__(self) -> None:
@@ -85,6 +92,10 @@ def half_plus_two(version_dir: Path, *, a: float = 0.5, b: float = 2.0) -> Path:
         def regress2(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"outputs": self.a * self._feature(inputs, "x2") + self.c}
 
+        @tf.function(input_signature=[])
+        def contract(self) -> dict[str, tf.Tensor]:
+            return {"contract": tf.constant(contract_text)}
+
     module = HalfPlusTwo()
     signatures = {
         "serving_default": module.predict,
@@ -94,6 +105,8 @@ def half_plus_two(version_dir: Path, *, a: float = 0.5, b: float = 2.0) -> Path:
         CLASSIFY_METHOD: module.classify,
         REGRESS_METHOD: module.regress,
     }
+    if contract is not None:
+        signatures["contract"] = module.contract
     tf.saved_model.save(module, str(version_dir), signatures=signatures)
     set_method_names(
         version_dir,

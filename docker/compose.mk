@@ -26,8 +26,10 @@ docker-engine:  ## start dockerd (no bridge/iptables) if none answers; provide `
 docker-base: docker-engine  ## build the local base image (debootstrap bookworm + python3) if absent
 	@BASE_IMAGE=$(BASE_IMAGE) docker/local-base.sh
 
+# The dependency stages are tagged too (tfserve/*-deps): untagged, they would be dangling images, which the
+# prune below (meant for images a rebuild superseded) deletes, and every build would reinstall TensorFlow.
 docker-images: docker-base  ## build the gateway, modelserver and export images
-	@mkdir -p .run; for target in gateway modelserver export; do \
+	@mkdir -p .run; for target in gateway-deps gateway modelserver-deps modelserver export; do \
 	  echo "== image tfserve/$$target:$(IMAGE_TAG) (log: .run/docker-build-$$target.log)"; \
 	  $(DOCKER_BUILD) --target $$target -t tfserve/$$target:$(IMAGE_TAG) . > .run/docker-build-$$target.log 2>&1 \
 	    || { tail -n 40 .run/docker-build-$$target.log; exit 1; }; \
@@ -65,8 +67,10 @@ compose-up: compose-models  ## start the stack (SERVING=modelserver: our server 
 	$(COMPOSE) up -d --no-build --wait
 	@$(COMPOSE) ps
 
+# `down` interpolates the compose file too, whose GATEWAY_ADMIN_TOKEN is required: without .env (a fresh
+# checkout, a machine that only ran compose-smoke) it would refuse to stop anything. It needs no real token.
 compose-down:  ## stop and remove the stack's containers
-	$(COMPOSE) --profile export down --remove-orphans
+	GATEWAY_ADMIN_TOKEN=$${GATEWAY_ADMIN_TOKEN:-unused-by-compose-down} $(COMPOSE) --profile export down --remove-orphans
 
 compose-smoke: install docker-images  ## up (our modelserver) + predict + hot swap via export + down
 	PYTHONPATH=$(CURDIR) $(PY) docker/compose_smoke.py

@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from google.protobuf import text_format
 
 from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
 from devtools.files import write_atomic
 from devtools.procs import free_ports
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("fashion", "text", "housing")
@@ -109,6 +111,7 @@ class Traffic:
     image: bytes
     outcomes: list[tuple[float, int, int | None, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    phase: str = "hot swap"  # the step under way, named in each failure's detail
 
     def run(self, deadline: float) -> None:
         with httpx.Client(timeout=30) as client:
@@ -122,11 +125,11 @@ class Traffic:
                             time.monotonic(),
                             reply.status_code,
                             reply_version(body),
-                            "" if reply.status_code == 200 else reply.text[:200],
+                            "" if reply.status_code == 200 else f"{self.phase}: {reply.text[:200]}",
                         )
                     )
                 except httpx.HTTPError as err:
-                    self.outcomes.append((time.monotonic(), 0, None, repr(err)))
+                    self.outcomes.append((time.monotonic(), 0, None, f"{self.phase}: {err!r}"))
                 time.sleep(REQUEST_INTERVAL_S)
 
     def failures(self) -> list[tuple[float, int, int | None, str]]:
@@ -237,6 +240,23 @@ def wait_converged(gateway: str, version: int) -> float:
     )
 
 
+def pinned_versions(config_file: Path) -> list[int] | None:
+    """The versions ``config_file`` (TF Serving's models.config text format) pins for fashion, or None."""
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(config_file.read_text(), config)
+    for entry in config.model_config_list.config:
+        if entry.name == "fashion" and entry.model_version_policy.HasField("specific"):
+            return sorted(entry.model_version_policy.specific.versions)
+    return None
+
+
+def resent_to(stack: Stack, address: str) -> bool:
+    """Whether the gateway's reconciler re-sent the desired config to ``address`` (its drift log line): when
+    it did not, the replica converged from the config file alone, which it reads when it starts."""
+    logs = stack.run("logs", "--no-log-prefix", "gateway", quiet=True).stdout
+    return any("drifted" in line and address in line for line in logs.splitlines())
+
+
 def image_sizes() -> dict[str, str]:
     sizes = {}
     for name in ("gateway", "modelserver", "export"):
@@ -329,6 +349,7 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
 
             step("version management through the gateway's admin API (HandleReloadConfigRequest)")
             token = env["GATEWAY_ADMIN_TOKEN"]
+            traffic.phase = "rollback / latest"
             refused = httpx.post(f"{gateway}/v1/admin/models/fashion:rollback", timeout=30)
             if refused.status_code != 401:
                 raise SmokeFailure(f"admin without a token answered {refused.status_code}, expected 401")
@@ -338,19 +359,30 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
             result["seconds_back_to_latest"] = round(wait_swap(traffic, new_version), 1)
 
             step("two fashion replicas: promote reaches both; a stopped replica converges when it starts")
+            traffic.phase = "promote on both replicas"
             shown = fashion_cluster(gateway)
             if len(shown["replicas"]) != 2:
                 raise SmokeFailure(f"GET /v1/models does not show 2 fashion replicas: {shown}")
             admin(gateway, token, "promote", {"version": old_version})
             result["seconds_to_converge_promote"] = round(wait_converged(gateway, old_version), 1)
             wait_swap(traffic, old_version)
+            traffic.phase = "promote with serving-fashion-2 stopped, then started"
             stack.run("stop", "serving-fashion-2")
-            reply = admin(gateway, token, "promote", {"version": new_version})
-            if sorted(r["reachable"] for r in reply["replicas"]) != [False, True]:
-                raise SmokeFailure(f"a promote with a replica stopped must report it: {reply['replicas']}")
+            promoted = admin(gateway, token, "promote", {"version": new_version})
+            if sorted(r["reachable"] for r in promoted["replicas"]) != [False, True]:
+                raise SmokeFailure(f"a promote with a replica stopped must report it: {promoted['replicas']}")
+            pinned = pinned_versions(models_dir / "config" / "fashion.config")
+            if pinned != [new_version]:
+                raise SmokeFailure(
+                    f"config/fashion.config pins {pinned} after the promote, not [{new_version}]"
+                )
             stack.run("start", "serving-fashion-2")
             result["seconds_to_converge_restarted_replica"] = round(wait_converged(gateway, new_version), 1)
+            result["restarted_replica_resent_by_gateway"] = resent_to(
+                stack, f"127.0.0.1:{ports['FASHION2_GRPC_PORT']}"
+            )
             wait_swap(traffic, new_version)
+            traffic.phase = "back to latest"
             admin(gateway, token, "latest")
             time.sleep(2)  # a little traffic after the last switch, while the old version unloads
         finally:
@@ -365,16 +397,21 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
             "answered_by": answered_by,
         }
         if failures:
-            raise SmokeFailure(f"{len(failures)} failed request(s) during the switches, first: {failures[0]}")
+            raise SmokeFailure(f"{len(failures)} failed request(s) during the switches: {failures[:5]}")
         step(
             f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
-            f"(latest): {len(traffic.outcomes)} requests, none failed"
+            f"(latest), -> {old_version} (promote, both replicas), -> {new_version} (promote with a replica "
+            f"stopped), latest: {len(traffic.outcomes)} requests, none failed"
         )
         result["outcome"] = "passed"
         return result
     except Exception:
         stack.run("ps", check=False)
         stack.run("logs", "--tail", "40", check=False)
+        logs = stack.run("logs", "--timestamps", check=False, quiet=True).stdout or ""
+        (ROOT / ".run").mkdir(exist_ok=True)
+        write_atomic(ROOT / ".run" / "compose-smoke-failed.log", logs)
+        step("every service's full log: .run/compose-smoke-failed.log")
         raise
     finally:
         step("compose down")

@@ -190,16 +190,20 @@ class ModelClient:
         signature: str = "serving_default",
         output_filter: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+        address: str | None = None,
     ) -> predict_pb2.PredictResponse:
+        """Predict on ``address``, or on the model's replicas in turn when it is None."""
         if self._oip(model):
-            return await self._infer(model, inputs, version, label, signature, output_filter, timeout)
+            return await self._infer(
+                model, inputs, version, label, signature, output_filter, timeout, address
+            )
         request = predict_pb2.PredictRequest(
             model_spec=model_spec(model, version, label, signature), output_filter=list(output_filter)
         )
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
         return await self._call(
-            lambda: self.address_for(model),
+            lambda: address or self.address_for(model),
             "Predict",
             lambda server, t: server.prediction.Predict(request, timeout=t),
             timeout or self._settings.timeout_seconds,
@@ -214,6 +218,7 @@ class ModelClient:
         signature: str,
         output_filter: Sequence[str],
         timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
+        address: str | None,
     ) -> predict_pb2.PredictResponse:
         try:
             request = oip.infer_request(
@@ -222,7 +227,7 @@ class ModelClient:
         except ValueError as exc:
             raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         reply = await self._call(
-            lambda: self.address_for(model),
+            lambda: address or self.address_for(model),
             "ModelInfer",
             lambda server, t: server.oip.ModelInfer(request, timeout=t),
             timeout or self._settings.timeout_seconds,

@@ -9,7 +9,8 @@ works against the official server too.
 Caching: a contract is immutable per (model, version) - versions are never overwritten - so it is cached in an
 LRU of ``GATEWAY_CONTRACT_CACHE_SIZE`` entries. Which version "latest" or a label points to changes, so that
 resolution is cached only for ``RESOLVE_TTL_SECONDS``; replies always name the version from the model server's
-own reply, never from this cache.
+own reply, never from this cache. With several replicas, the ``contract`` call goes to a replica that serves
+the version the metadata named: during a rollout one replica may serve a new version before the others.
 
 Fallback: a model without a ``contract`` signature (any SavedModel served by TF Serving) still works: the
 contract is derived from ``serving_default`` - a float input of shape ``[-1,H,W,C]`` is an image scaled to
@@ -32,7 +33,7 @@ from gateway.client import ModelClient
 from gateway.errors import ModelNotFound, UpstreamError
 from gateway.tensors import to_list
 from tfs_protos.tensorflow.core.framework import types_pb2
-from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2
+from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 __all__ = ["ContractStore", "ModelInfo", "SignatureInfo", "TensorSpec", "derive_contract"]
 
@@ -210,12 +211,32 @@ class ContractStore:
             self._locks.pop((model, resolved), None)
         return cached
 
+    async def _contract_reply(self, model: str, version: int) -> predict_pb2.PredictResponse:
+        """The contract signature's answer for ``version``. Replicas load a new version each at its own pace
+        (each polls the model repository), so the replica that named it in the metadata may be the only one
+        serving it yet: on NOT_FOUND, each replica is asked in turn before the error stands."""
+        try:
+            return await self._client.predict(
+                model, {}, version=version or None, signature=CONTRACT_SIGNATURE
+            )
+        except UpstreamError as exc:
+            if exc.code is not grpc.StatusCode.NOT_FOUND or not version:
+                raise
+            missing = exc
+        for address in await self._client.replicas(model):
+            try:
+                return await self._client.predict(
+                    model, {}, version=version, signature=CONTRACT_SIGNATURE, address=address
+                )
+            except UpstreamError as exc:
+                if exc.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                    raise
+        raise missing
+
     async def _load(self, model: str, version: int, signatures: dict[str, SignatureInfo]) -> ModelInfo:
         contract: dict[str, Any] | None = None
         if CONTRACT_SIGNATURE in signatures:
-            reply = await self._client.predict(
-                model, {}, version=version or None, signature=CONTRACT_SIGNATURE
-            )
+            reply = await self._contract_reply(model, version)
             tensor = reply.outputs.get("contract") or next(iter(reply.outputs.values()), None)
             if tensor is not None:
                 values = to_list(tensor)

@@ -213,3 +213,15 @@ def test_docker_compose_config_accepts_the_files(files: tuple[Any, ...], models:
     assert json.loads(real_routes) == json.loads(
         ours["services"]["gateway"]["environment"]["GATEWAY_MODEL_SERVERS"]
     )
+
+
+def test_compose_down_supplies_every_required_variable() -> None:
+    """`make compose-down` must stop the stack without .env: `down` interpolates the files too, and fails on a
+    ``${VAR:?...}`` that has no value."""
+    required: set[str] = set()
+    for path in (COMPOSE_BASE, COMPOSE_MODELSERVER):
+        required |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?", path.read_text()))
+    recipe = re.search(r"^compose-down:.*\n\t(.+)$", (REPO_ROOT / "docker" / "compose.mk").read_text(), re.M)
+    assert recipe, "docker/compose.mk has a one-line compose-down recipe"
+    supplied = set(re.findall(r"\b([A-Z_][A-Z0-9_]*)=\$\$\{\1:-[^}]+\}", recipe[1]))
+    assert required and required <= supplied, f"compose-down must supply {sorted(required - supplied)}"

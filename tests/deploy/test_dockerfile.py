@@ -157,6 +157,22 @@ def test_compose_export_command_is_accepted_by_the_export_cli() -> None:
     assert export_parse_args(command).models_dir == "/models"
 
 
+def test_every_stage_a_final_image_copies_from_is_tagged_by_make(dockerfile: Parsed) -> None:
+    """`make docker-images` prunes dangling images after the build; a stage that is neither tagged nor a parent
+    of a tagged image is dangling, so its cache (the dependency venv: TensorFlow) would be rebuilt every time."""
+    _, stages = dockerfile
+    copied = {
+        copy.split()[0].removeprefix("--from=")
+        for name in FINAL_STAGES
+        for copy in stages[name].all("COPY")
+        if copy.startswith("--from=")
+    }
+    built = re.search(r"for target in ([\w -]+); do", (REPO_ROOT / "docker" / "compose.mk").read_text())
+    assert built, "docker/compose.mk builds the images in a `for target in ...; do` loop"
+    missing = copied - set(built[1].split())
+    assert copied and not missing, f"docker/compose.mk must tag these stages too: {sorted(missing)}"
+
+
 def test_every_copied_path_exists_and_reaches_the_build_context(dockerfile: Parsed) -> None:
     _, stages = dockerfile
     for stage in stages.values():
