@@ -156,6 +156,11 @@ class Traffic:
         self._tasks: set[asyncio.Task[None]] = set()
         self._shadows = 0
 
+    def forget(self, name: str) -> None:
+        """Re-read the model's canary on the next request (after this gateway changed it: its own admin
+        change takes effect at once; another gateway's within REFRESH_SECONDS)."""
+        self._canaries.pop(name, None)
+
     def canary(self, name: str) -> Canary | None:
         """The model's canary from its models.config (re-read at most every REFRESH_SECONDS)."""
         now = time.monotonic()

@@ -96,7 +96,7 @@ def render() -> dict[str, str]:
 
 def _package_doc(modules: list[str]) -> str:
     versions = ", ".join(
-        f"{dist}=={metadata.version(dist)}" for dist in ("tensorflow", "tensorflow-serving-api", "protobuf")
+        f"{dist}=={metadata.version(dist)}" for dist in ("tensorflow", "tensorflow-serving-api")
     )
     return (
         '"""TensorFlow Serving protobuf/gRPC modules, vendored so neither the gateway nor the modelserver '

@@ -39,6 +39,7 @@ router = APIRouter(
 
 
 async def _reply(services: Services, name: str) -> AdminReply:
+    services.traffic.forget(name)  # this gateway's own change applies to its next request
     services.contracts.forget(name)
     summary, view = await cluster(services, name)
     desired = services.catalog.store_for(name).current()
