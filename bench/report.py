@@ -385,8 +385,8 @@ README_END = "<!-- /bench:goals -->"
 
 
 def update_readme(readme: Path, results: dict[str, Any], goals: list[Goal]) -> bool:
-    """Replace README's block between the bench markers with this run's goals table; False when the
-    markers are missing (nothing written)."""
+    """Replace README's block between the bench markers with this run's goals table and peers table; False
+    when the markers are missing (nothing written)."""
     text = readme.read_text(encoding="utf-8")
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
@@ -398,6 +398,7 @@ def update_readme(readme: Path, results: dict[str, Any], goals: list[Goal]) -> b
         f"start {', '.join(f'{x:.1f}' for x in load)}):",
         "",
         *goals_table(goals),
+        *[line for line in _peers_section(results) if line != "## Peers"][1:],  # the peers, same run
         "",
     ]
     write_atomic(readme, text[:start] + "\n".join(block) + text[end:])

@@ -65,6 +65,10 @@ def test_readme_block_is_replaced_with_the_run_goals(results: dict[str, Any], tm
     )
     assert "Latest full run (2026-11-23" in text
     assert "| REST predict / gRPC Predict, c64 batching on, same requests | 0.375x |" in text
+    # the peers table of the same run follows the goals, inside the block
+    peers = text.index("| server | c64 req/s | c1 p50 ms |")
+    assert text.index("Latest full run") < peers < text.index(README_END)
+    assert "| modelserver REST, batching on |" in text
     readme.write_text("no markers\n", encoding="utf-8")
     assert not update_readme(readme, results, evaluate(results))
     assert readme.read_text(encoding="utf-8") == "no markers\n"
