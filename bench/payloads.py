@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.data import HOUSING_FEATURES
+
 __all__ = [
     "HOUSING_FEATURES",
     "PREDICT_METHOD",
@@ -28,16 +30,6 @@ __all__ = [
 ]
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-HOUSING_FEATURES = (
-    "longitude",
-    "latitude",
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-)
 _BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
 
 

@@ -45,8 +45,8 @@ from google.protobuf.wrappers_pb2 import Int64Value
 from gateway import oip
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
-from gateway.protos.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from gateway.settings import Settings
+from oip_protos import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from tfs_protos.tensorflow.core.example import example_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import (

@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.protos.inference import grpc_predict_v2_pb2 as pb
+from oip_protos import grpc_predict_v2_pb2 as pb
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2

@@ -3,7 +3,7 @@ health service. They only delegate to the ``DataPlane``; a ``ServingError`` beco
 (code and TF Serving's message), and nothing else ever reaches a client as a traceback.
 
 Servicer methods are annotated with the generated message classes. The OIP messages
-(``modelserver.oip_protos``) have committed type stubs (``protoc --pyi_out``, scripts/vendor_oip_protos.py),
+(``oip_protos``) have committed type stubs (``protoc --pyi_out``, scripts/vendor_oip_protos.py),
 so mypy checks their fields and constructors. TF Serving's (``tfs_protos``, copied byte for byte from the
 pinned TensorFlow wheels, which ship no stubs) are not followed by mypy (pyproject.toml): to mypy they are
 ``Any``, and their annotations document the contract. The servicers do not subclass the generated

@@ -21,8 +21,8 @@ from modelserver.dataplane import PROTOCOL
 from modelserver.errors import InvalidArgument, Unimplemented
 from modelserver.grpc_service import Context, add_servicer, answer
 from modelserver.oip import InferRequest, InferResponse, OipDataPlane, RequestedOutput, Tensor
-from modelserver.oip_protos import grpc_predict_v2_pb2 as pb
 from modelserver.oip_tensors import DATATYPES, check_shape, from_json_data, from_raw, to_raw
+from oip_protos import grpc_predict_v2_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "GRPCInferenceServiceAdapter", "add_oip_service"]
 
@@ -114,7 +114,7 @@ def infer_response(response: InferResponse) -> pb.ModelInferResponse:
 
 
 class GRPCInferenceServiceAdapter:
-    """``inference.GRPCInferenceService`` (messages from ``modelserver.oip_protos``; see grpc_service's
+    """``inference.GRPCInferenceService`` (messages from ``oip_protos``; see grpc_service's
     docstring on their types)."""
 
     def __init__(self, oip: OipDataPlane) -> None:

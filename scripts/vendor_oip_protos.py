@@ -1,7 +1,7 @@
 """Generate the Open Inference Protocol (KServe v2) gRPC modules, and their messages' type stubs (.pyi, read by mypy), from ``protos/kserve/grpc_predict_v2.proto``.
 
 Both services that speak OIP get a copy, because each image ships only its own package:
-``modelserver/oip_protos/`` (the ``inference.GRPCInferenceService`` server) and ``gateway/protos/inference/``
+``oip_protos/`` (the ``inference.GRPCInferenceService`` server in the modelserver and the client in the gateway)
 (the gateway's OIP model client, which never imports TensorFlow). Both register the same file,
 ``grpc_predict_v2.proto``, with descriptors identical to the ones KServe's SDK registers, so any of them can
 share one Python process.
@@ -11,8 +11,8 @@ below 7 while the stack runs protobuf 7, and the images install with ``--no-deps
 this script runs in the OIP clients venv (``make oip-clients``: pyproject's ``oip-clients`` extra, which
 holds grpcio-tools) and the committed output is checked by ``tests/modelserver/test_oip_protos.py``.
 
-    .venv-oip/bin/python scripts/vendor_oip_protos.py            # (re)write both copies
-    .venv-oip/bin/python scripts/vendor_oip_protos.py --check    # exit 1 when a committed copy is stale
+    .venv-oip/bin/python scripts/vendor_oip_protos.py            # (re)write them
+    .venv-oip/bin/python scripts/vendor_oip_protos.py --check    # exit 1 when the committed modules are stale
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO = REPO_ROOT / "protos" / "kserve" / "grpc_predict_v2.proto"
 # target folder -> the package it is imported as
 TARGETS: dict[Path, str] = {
-    REPO_ROOT / "modelserver" / "oip_protos": "modelserver.oip_protos",
-    REPO_ROOT / "gateway" / "protos" / "inference": "gateway.protos.inference",
+    REPO_ROOT / "oip_protos": "oip_protos",  # shared by the modelserver (server) and the gateway (client)
 }
 
 

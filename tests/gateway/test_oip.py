@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from gateway import oip
-from gateway.protos.inference import grpc_predict_v2_pb2 as pb
 from gateway.settings import Settings
 from gateway.tensors import float_tensor, string_tensor, to_list
+from oip_protos import grpc_predict_v2_pb2 as pb
 from tfs_protos.tensorflow.core.framework import types_pb2
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2
 

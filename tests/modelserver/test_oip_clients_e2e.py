@@ -16,22 +16,14 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from devtools.servers import ModelServerHandle, start_modelserver
+from export.data import HOUSING_FEATURES
 from tests.modelserver.test_server_e2e import Client
 from tests.support.oip_clients import decode_array, encode_array
 from tests.support.oip_venv import oip_python, run_client
 
 pytestmark = pytest.mark.e2e
 
-HOUSING = [
-    "longitude",
-    "latitude",
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-]
+HOUSING = list(HOUSING_FEATURES)
 HOUSES = [
     [-122.23, 37.88, 41.0, 880.0, 129.0, 322.0, 126.0, 8.3252],
     [-118.25, 34.05, 20.0, 2000.0, 400.0, 1100.0, 380.0, 3.1],

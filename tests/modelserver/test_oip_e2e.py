@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from devtools.servers import ModelServerHandle
-from modelserver.oip_protos import grpc_predict_v2_pb2 as pb
-from modelserver.oip_protos import grpc_predict_v2_pb2_grpc as pb_grpc
+from oip_protos import grpc_predict_v2_pb2 as pb
+from oip_protos import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.modelserver import test_server_e2e
 
 pytestmark = pytest.mark.e2e

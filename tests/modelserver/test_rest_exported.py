@@ -16,19 +16,11 @@ import pytest
 
 from devtools.fashion import FASHION_LABELS
 from devtools.servers import ModelServerHandle, start_modelserver
+from export.data import HOUSING_FEATURES
 
 pytestmark = pytest.mark.e2e
 
-HOUSING_INPUTS = [
-    "longitude",
-    "latitude",
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-]
+HOUSING_INPUTS = list(HOUSING_FEATURES)
 HOUSES = [
     {
         "longitude": -122.23,
