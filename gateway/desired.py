@@ -300,7 +300,9 @@ class DesiredStore:
     async def locked(self, wait: bool = True) -> AsyncIterator[bool]:
         """Hold the cluster-wide lock of this file. ``wait=False`` yields False at once when it is busy;
         waiting gives up with Conflict after ``LOCK_WAIT_SECONDS``."""
-        if not wait and self._lock.locked():
+        if not wait and (self._lock.locked() or not self.path.exists()):
+            # busy, or no file to repair from: the background reconciler never creates the lock file in a
+            # folder whose models.config is gone (e.g. an unmounted volume's empty mount point)
             yield False
             return
         async with self._lock:

@@ -21,6 +21,10 @@ __all__ = ["MODEL", "RSS_TOLERANCE", "run"]
 
 MODEL = "housing"
 RSS_TOLERANCE = 0.05  # RSS after the last swap within 5 % of RSS after the warm-up swaps
+# Threads after the last swaps vs after the warm-up: the server's thread pools (the data plane's and asyncio's
+# default executor) start their threads lazily, up to their fixed sizes, so a few may appear late (20 -> 22
+# seen once in 100 swaps); a leak of one thread per load or unload would add dozens over the run.
+THREAD_SLACK = 4
 
 
 def _available(stack: Stack) -> list[int]:
@@ -94,7 +98,8 @@ def run(stack: Stack, *, swaps: int, warmup_swaps: int = 10) -> Outcome:
     )
     outcome.check(final.fds <= warm.fds + 1, f"modelserver fds grew {warm.fds} -> {final.fds}")
     outcome.check(
-        final.threads <= warm.threads + 1, f"modelserver threads grew {warm.threads} -> {final.threads}"
+        final.threads <= warm.threads + THREAD_SLACK,
+        f"modelserver threads grew {warm.threads} -> {final.threads} (slack {THREAD_SLACK})",
     )
     outcome.figures = {
         "swaps": len(swapped),

@@ -236,3 +236,19 @@ def test_the_operators_comments_stay_and_an_unchanged_file_is_not_an_edit(
     text = config.read_text()
     assert text.count("# who owns this file\n# and why\n") == 1
     assert store.read().adopted == [] and store.read().generation == 2
+
+
+def test_the_reconciler_never_creates_a_lock_where_the_file_is_gone(
+    store: DesiredStore, config: Path
+) -> None:
+    """An unmounted volume leaves an empty mount point: the background repair (``wait=False``) must not
+    write a lock file there (a remount over it would find the folder not empty)."""
+    config.unlink()
+    store.lock_path.unlink(missing_ok=True)
+
+    async def repair() -> bool:
+        async with store.locked(wait=False) as held:
+            return held
+
+    assert asyncio.run(repair()) is False
+    assert not store.lock_path.exists()
