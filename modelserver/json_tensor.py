@@ -15,6 +15,7 @@ explain invalid input exactly.
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,9 +175,10 @@ def fast_tensor(value: Any, dtype: JsonDType, may_hold_bools: bool) -> np.ndarra
     produces the exact error for bad input)."""
     if dtype.kind == "string":
         return None
-    dense_shape(value)  # refuses a nesting numpy cannot hold before np.asarray tries
+    shape = dense_shape(value)  # refuses a nesting numpy cannot hold before np.asarray tries
+    flat = _flatten(value, shape)
     try:
-        array = np.asarray(value)
+        array = np.asarray(value) if flat is None else np.asarray(flat).reshape(shape)
     except (ValueError, OverflowError, TypeError, RecursionError, IndexError):
         return None
     kind = array.dtype.kind
@@ -196,6 +198,25 @@ def fast_tensor(value: Any, dtype: JsonDType, may_hold_bools: bool) -> np.ndarra
     if int(array.min()) < dtype.low or int(array.max()) > dtype.high:
         return None
     return array.astype(dtype.numpy)
+
+
+def _flatten(value: Any, shape: list[int]) -> list[Any] | None:
+    """The leaves of a regular nested list of ``shape`` in one flat list, checked level by level with
+    C-speed builtins; None when it is not regular (or a scalar): then np.asarray or the careful walk decides.
+    np.asarray on an image as nested lists discovers the shape per element (~60 us for [1,28,28,1]); this
+    is about half. A string or object where a list belongs is flattened into its characters or keys, which
+    np.asarray then types as text: the careful walk gives the error."""
+    if len(shape) < 2:
+        return None
+    level: list[Any] = value
+    try:
+        for size in shape[1:]:
+            if list(map(len, level)).count(size) != len(level):
+                return None
+            level = list(itertools.chain.from_iterable(level))
+    except TypeError:  # a number, bool or null where a list belongs
+        return None
+    return level
 
 
 def json_to_tensor(value: Any, dtype_enum: int, *, may_hold_bools: bool = True) -> np.ndarray:

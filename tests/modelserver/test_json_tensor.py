@@ -379,3 +379,51 @@ def test_float32_bulk_rounding_agrees_with_the_one_by_one_rule() -> None:
     np.testing.assert_array_equal(got[finite], expected[finite])
     # every printed value reads back as the same float32
     np.testing.assert_array_equal(got[finite].astype(np.float32), values[finite])
+
+
+@pytest.mark.parametrize(
+    ("body", "has_long"),
+    [
+        (b'{"x": 123456789012345678901}', True),  # 21 digits: the stdlib keeps it exact
+        (b'{"x": 0.123456789012345678901}', False),  # digits after a point are a float's
+        (b'{"x": 12345678901234567890.5}', False),
+        (b'{"x": 99999999999999999999e3}', False),
+        (b'{"x": 1234567890123456789}', False),  # 19 digits: orjson reads it exactly
+        (b'{"instances": [[0.10685748606920242, 9.02017089e-12]]}', False),
+    ],
+)
+def test_the_long_integer_precheck_agrees_with_the_regex(body: bytes, has_long: bool) -> None:
+    from modelserver.json_text import _LONG_INTEGER, _has_long_integer
+
+    assert _has_long_integer(body) is has_long
+    assert (_LONG_INTEGER.search(body) is not None) is has_long
+
+
+@pytest.mark.parametrize(
+    ("value", "shape", "flat"),
+    [
+        ([[1, 2], [3, 4]], [2, 2], [1, 2, 3, 4]),
+        ([[[1], [2]], [[3], [4]]], [2, 2, 1], [1, 2, 3, 4]),
+        ([[1, 2], [3], [4, 5, 6]], [3, 2], None),  # ragged with the right total: not flattened
+        ([[1, 2], 5], [2, 2], None),  # a number where a row belongs
+        ([1, 2], [2], None),  # rank 1: np.asarray does it
+    ],
+)
+def test_flatten_only_regular_nesting(value: Any, shape: list[int], flat: list[Any] | None) -> None:
+    from modelserver.json_tensor import _flatten
+
+    assert _flatten(value, shape) == flat
+
+
+@pytest.mark.parametrize(
+    "instances",
+    [
+        [[[1.0, 2.0], [3.0]], [[4.0, 5.0], [6.0, 7.0]]],  # ragged deep inside
+        [[["a", "b"], ["c", "d"]], [[1.0, 2.0], [3.0, 4.0]]],  # strings where numbers belong
+        [[[1.0, 2.0], None], [[4.0, 5.0], [6.0, 7.0]]],
+    ],
+)
+def test_irregular_instances_still_get_tf_servings_error(instances: list[Any]) -> None:
+    parsed = PredictJson.from_body(json.dumps({"instances": instances}).encode())
+    with pytest.raises(InvalidArgument):
+        parsed.tensors({"x": types_pb2.DT_FLOAT}, "")
