@@ -11,20 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["FASHION_LABELS", "encode", "fashion_test_images"]
+from export.data import FASHION_LABELS
 
-FASHION_LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+__all__ = ["FASHION_LABELS", "encode", "fashion_test_images"]
 
 
 def fashion_test_images(data_dir: Path, count: int, start: int = 0) -> list[tuple[Image.Image, int]]:

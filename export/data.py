@@ -23,6 +23,7 @@ from export.errors import DataCorrupt, DataNotFound
 
 __all__ = [
     "FASHION_FILES",
+    "FASHION_LABELS",
     "HOUSING_FEATURES",
     "HOUSING_FILE",
     "SMS_FILE",
@@ -90,6 +91,20 @@ SMS_FILE = DataFile(
     "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
     "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
 )
+
+# Fashion-MNIST's class names, in label order (Zalando's README).
+FASHION_LABELS: list[str] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 HOUSING_FEATURES: tuple[str, ...] = (
     "longitude",

@@ -11,24 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from export import signatures
-from export.data import load_fashion
+from export.data import FASHION_LABELS, load_fashion
 from export.servable import CLASSIFY_METHOD, Servable
 from export.training import fit, float_example, seeded_permutation, set_seed, track_weights
 
 __all__ = ["DEFAULT_EPOCHS", "LABELS", "train"]
 
-LABELS = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+LABELS = FASHION_LABELS
 DEFAULT_EPOCHS = 6
 VALIDATION = 5000  # held out of the training files for the curves; the t10k files are the test set
 BATCH_SIZE = 128
