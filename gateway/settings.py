@@ -45,7 +45,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -126,12 +126,13 @@ class Settings(BaseSettings):
         name = f"GATEWAY_{(info.field_name or '').upper()}"
         return _json_map(value, name, _EXAMPLES[name])
 
-    @field_validator("model_protocols")
+    @field_validator("model_servers", "model_protocols", "model_replicas")
     @classmethod
-    def _check_protocol_names(cls, value: dict[str, str]) -> dict[str, str]:
+    def _check_model_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for name in value:
             if not _MODEL_NAME.match(name):
-                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_PROTOCOLS is not a valid model name")
+                variable = f"GATEWAY_{(info.field_name or '').upper()}"
+                raise ValueError(f"model name {name!r} in {variable} is not a valid model name")
         return value
 
     @field_validator("models", "model_config_files", mode="before")
@@ -144,7 +145,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("model_config_file", mode="before")
+    @field_validator("model_config_file", "model_control_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -157,23 +158,14 @@ class Settings(BaseSettings):
     @field_validator("model_servers")
     @classmethod
     def _check_servers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, address in value.items():
-            if not _MODEL_NAME.match(name):
-                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_SERVERS is not a valid model name")
+        for address in value.values():
             _check_address(address)
         return value
-
-    @field_validator("model_control_token", mode="before")
-    @classmethod
-    def _empty_token(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("model_replicas")
     @classmethod
     def _check_replicas(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for name, addresses in value.items():
-            if not _MODEL_NAME.match(name):
-                raise ValueError(f"model name {name!r} in GATEWAY_MODEL_REPLICAS is not a valid model name")
             if not addresses or len(addresses) > 256:
                 raise ValueError(f"GATEWAY_MODEL_REPLICAS[{name!r}] must list 1 to 256 addresses")
             for address in addresses:
