@@ -58,7 +58,14 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def _peers_section(results: dict[str, Any]) -> list[str]:
-    """Ours beside every peer: the same body, the same wrk settings, the same run."""
+    """latest.md's Peers section (nothing when no peer was measured)."""
+    table = _peers_table(results)
+    return ["", "## Peers", *table] if table else []
+
+
+def _peers_table(results: dict[str, Any]) -> list[str]:
+    """Ours beside every peer: the same body, the same wrk settings, the same run (each line preceded by
+    a blank one where markdown needs it)."""
     points: dict[str, dict[str, Any]] = results.get("points", {})
     conc = results.get("settings", {}).get("concurrencies") or [1, 8, 64]
     top, low = max(conc), min(conc)
@@ -81,8 +88,6 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
     ]
     pss, rss, startup = (results.get(k, {}) for k in ("pss_bytes", "rss_bytes", "startup_s"))
     lines = [
-        "",
-        "## Peers",
         "",
         'Every server gets the same `{"instances": [image]}` body (one real Fashion-MNIST test image) '
         "from the same wrk settings; its answer to it is checked against ours. Memory is PSS of the whole "
@@ -398,7 +403,7 @@ def update_readme(readme: Path, results: dict[str, Any], goals: list[Goal]) -> b
         f"start {', '.join(f'{x:.1f}' for x in load)}):",
         "",
         *goals_table(goals),
-        *[line for line in _peers_section(results) if line != "## Peers"][1:],  # the peers, same run
+        *_peers_table(results),  # the peers of the same run
         "",
     ]
     write_atomic(readme, text[:start] + "\n".join(block) + text[end:])

@@ -117,18 +117,15 @@ class ModelServer:
             method_name_check=o.enable_signature_method_name_check,
         )
         # TF Serving: --tensorflow_session_parallelism sets both pools unless the specific flags are given.
+        both = o.tensorflow_session_parallelism or self._worker_share_of_cores()
         return Loader(
             name,
             version,
             path,
             warmup,
             o.tags,
-            intra_op_threads=o.tensorflow_intra_op_parallelism
-            or o.tensorflow_session_parallelism
-            or self._worker_share_of_cores(),
-            inter_op_threads=o.tensorflow_inter_op_parallelism
-            or o.tensorflow_session_parallelism
-            or self._worker_share_of_cores(),
+            intra_op_threads=o.tensorflow_intra_op_parallelism or both,
+            inter_op_threads=o.tensorflow_inter_op_parallelism or both,
         )
 
     def _worker_share_of_cores(self) -> int:
