@@ -26,7 +26,6 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,7 +35,7 @@ from modelserver.dataplane import PROTOCOL
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.oip import InferRequest, InferResponse, OipDataPlane, RequestedOutput, Tensor
 from modelserver.oip_tensors import check_shape, from_json_data, from_raw, to_json_data, to_raw
-from modelserver.rest import DEFAULT_MAX_BODY_BYTES, _read_body
+from modelserver.rest import DEFAULT_MAX_BODY_BYTES, _read_body, _run
 
 __all__ = ["HEADER_LENGTH", "OipRestApi", "is_oip_path"]
 
@@ -45,8 +44,6 @@ log = logging.getLogger(__name__)
 HEADER_LENGTH = "inference-header-content-length"
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
-# Bodies above this size are parsed and written off the event loop so small requests keep flowing.
-_OFFLOAD_BYTES = 256 * 1024
 _MODEL = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?")
 _REFUSED_PARAMETERS = {
     "shared_memory_region": "the shared memory extensions are not supported (docs/oip.md)",
@@ -244,16 +241,11 @@ class OipRestApi:
     async def _infer(self, request: Request, model: str, version: str) -> Response:
         body = await _read_body(request, self._max_body_bytes)
         header = request.headers.get(HEADER_LENGTH)
-        if len(body) < _OFFLOAD_BYTES:
-            parsed = parse_infer_request(body, header, model, version)
-        else:
-            parsed = await anyio.to_thread.run_sync(parse_infer_request, body, header, model, version)
+        # big bodies are parsed and written off the event loop (rest._run), so small requests keep flowing
+        parsed: InferRequest = await _run(lambda: parse_infer_request(body, header, model, version), len(body))
         response = await self._oip.infer(parsed)
         size = sum(t.array.nbytes for t in response.outputs)
-        if size < _OFFLOAD_BYTES:
-            payload, json_length = render_infer_response(response, parsed)
-        else:
-            payload, json_length = await anyio.to_thread.run_sync(render_infer_response, response, parsed)
+        payload, json_length = await _run(lambda: render_infer_response(response, parsed), size)
         if json_length is None:
             return Response(payload, media_type=JSON)
         return Response(payload, media_type=OCTET_STREAM, headers={HEADER_LENGTH: str(json_length)})
