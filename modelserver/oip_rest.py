@@ -242,7 +242,9 @@ class OipRestApi:
         body = await _read_body(request, self._max_body_bytes)
         header = request.headers.get(HEADER_LENGTH)
         # big bodies are parsed and written off the event loop (rest._run), so small requests keep flowing
-        parsed: InferRequest = await _run(lambda: parse_infer_request(body, header, model, version), len(body))
+        parsed: InferRequest = await _run(
+            lambda: parse_infer_request(body, header, model, version), len(body)
+        )
         response = await self._oip.infer(parsed)
         size = sum(t.array.nbytes for t in response.outputs)
         payload, json_length = await _run(lambda: render_infer_response(response, parsed), size)
