@@ -195,3 +195,33 @@ def test_a_lone_request_waits_for_company_only_in_tf_serving_mode(
             batcher.shutdown()
 
     assert asyncio.run(main()) is dispatch_when_idle
+
+
+def test_a_lone_client_skips_the_queue_but_arrivals_under_load_still_coalesce(
+    servables: dict[str, Servable],
+) -> None:
+    servable = servables["half_plus_two"]
+    metrics = Metrics()
+    config = BatchingConfig(max_batch_size=4, batch_timeout_micros=600_000_000)  # only idle dispatch cuts
+
+    async def main() -> list[tuple[float, float]]:
+        batcher = Batcher(config, metrics)
+        one = {"x": np.ones(1, np.float32)}
+        seen = []
+        try:
+            await batcher.run(servable, "", one)  # a lone request: one batch of one task
+            seen.append(_batch_sizes(metrics, "half_plus_two", ""))
+            # After a lone batch the first of four arrivals runs at once by itself; the three others
+            # queue behind it and are cut together when it ends.
+            await asyncio.gather(*(batcher.run(servable, "", one) for _ in range(4)))
+            seen.append(_batch_sizes(metrics, "half_plus_two", ""))
+            # After a batch of several tasks nobody skips the queue: four arrivals form one batch.
+            results = await asyncio.gather(*(batcher.run(servable, "", one) for _ in range(4)))
+            seen.append(_batch_sizes(metrics, "half_plus_two", ""))
+            for result in results:
+                np.testing.assert_array_equal(result["y"], [2.5])
+            return seen
+        finally:
+            batcher.shutdown()
+
+    assert asyncio.run(main()) == [(1.0, 1.0), (3.0, 5.0), (4.0, 9.0)]
