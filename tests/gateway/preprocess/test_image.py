@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import random
+from array import array
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image
 
 from devtools.fashion import encode, fashion_test_images
 from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
-from gateway.preprocess.image import ImageSpec, decode_image, images_to_batch
+from gateway.preprocess.image import ImageSpec, decode_image, images_to_batch, small_images
 
 FASHION = ImageSpec(height=28, width=28, channels=1, low=0.0, high=1.0, background="black")
 LIMIT = 10_000_000
@@ -47,6 +49,32 @@ def test_batch_scales_to_the_contract_range(garments: list[Image.Image]) -> None
     signed = ImageSpec(28, 28, 1, -1.0, 1.0, "black")
     values, _ = images_to_batch(files[:1], signed, LIMIT)
     assert min(values) >= -1.0 and values[0] == pytest.approx(-1.0 + 2 * garments[0].tobytes()[0] / 255)
+
+
+@pytest.mark.parametrize(("channels", "low", "high"), [(1, 0.0, 1.0), (3, -1.0, 1.0), (1, 0.0, 255.0)])
+def test_batch_values_are_the_table_floats_exactly(channels: int, low: float, high: float) -> None:
+    # every byte level in every channel, in noise that no background rule inverts
+    rng = random.Random(channels)
+    mode = {1: "L", 3: "RGB"}[channels]
+    images = [Image.frombytes(mode, (16, 16), bytes(rng.randrange(256) for _ in range(256 * channels)))]
+    images.append(Image.frombytes(mode, (16, 16), bytes(range(256)) * channels))
+    spec = ImageSpec(16, 16, channels, low, high, background=None)
+    files = [(f"{i}.png", encode(im, "PNG")) for i, im in enumerate(images)]
+    values, dims = images_to_batch(files, spec, LIMIT)
+    scale = (high - low) / 255.0
+    want = array("f", [low + b * scale for im in images for b in im.tobytes()])  # rounded to float32
+    assert dims == [2, 16, 16, channels]
+    assert values.tobytes() == want.tobytes()
+
+
+def test_small_images_counts_header_pixels_of_all_files(garments: list[Image.Image]) -> None:
+    one = ("g.png", encode(garments[0], "PNG"))
+    assert small_images([one], 784)
+    assert small_images([one, one], 2 * 784)
+    assert not small_images([one, one], 2 * 784 - 1)
+    big = ("big.png", encode(Image.new("L", (4000, 3000)), "PNG"))  # a few KB, 12 million pixels
+    assert len(big[1]) < 64 * 1024 and not small_images([big], 128 * 128)
+    assert not small_images([("bad.png", b"not an image")], 10**6)  # reported by the thread path
 
 
 def test_exif_orientation_is_applied() -> None:
