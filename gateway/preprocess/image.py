@@ -122,11 +122,12 @@ def _needs_inversion(image: Image.Image, background: str) -> bool:
     w, h = gray.size
     band = max(1, min(w, h) // 20)
     boxes = [(0, 0, w, band), (0, h - band, w, h), (0, 0, band, h), (w - band, 0, w, h)]
-    means = []
+    means: list[float] = []
     for box in boxes:
         hist = gray.crop(box).histogram()
         count = sum(hist) or 1
-        means.append(sum(map(operator.mul, hist, _LEVELS)) / count)
+        total: int = sum(map(operator.mul, hist, _LEVELS))
+        means.append(total / count)
     border = sum(means) / len(means)
     return border > 127 if background == "black" else border < 128
 
