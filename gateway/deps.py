@@ -31,7 +31,8 @@ class Services:
     traffic: Traffic
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hop on every request
     return request.app.state.services  # type: ignore[no-any-return]
 
 

@@ -19,7 +19,7 @@ from gateway.routes.models import cluster, version_list
 from gateway.schemas import AdminReplicaStatus, AdminReply, CanaryBody, ErrorBody, LabelBody, PromoteBody
 
 
-def require_admin(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = services.settings.admin_token
     if token is None:
         raise AdminDisabled()

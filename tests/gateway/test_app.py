@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from devtools.procs import REPO_ROOT
 from gateway.app import CONSOLE_DIR, create_app
+from gateway.routes import admin, health, inference, models, versions
 from gateway.settings import Settings
 
 
@@ -83,3 +87,23 @@ def test_unreachable_server_is_not_ready(client: TestClient) -> None:
 def test_console_is_served_at_root(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+
+def test_no_route_or_dependency_hops_to_a_worker_thread() -> None:
+    # FastAPI runs a plain ``def`` endpoint or dependency in a worker thread: a thread hop per request.
+    def calls(dependant: Dependant) -> Iterator[tuple[str, Callable[..., object]]]:
+        if dependant.call is not None:
+            yield dependant.path or "?", dependant.call
+        for sub in dependant.dependencies:
+            yield from calls(sub)
+
+    routers = (inference.router, models.router, versions.router, admin.router, health.router)
+    routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 10
+    sync = {
+        f"{path}: {getattr(call, '__qualname__', call)}"
+        for route in routes
+        for path, call in calls(route.dependant)
+        if not inspect.iscoroutinefunction(call)
+    }
+    assert not sync, sync
