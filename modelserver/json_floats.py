@@ -5,11 +5,17 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = ["float32_values", "jsonable_scalar_list"]
+
+# Arrays up to this size are rounded one value at a time (the crossover with the bulk path is about 40).
+_SCALAR_MAX = 32
+_FLOAT32 = struct.Struct("<f")
 
 
 def float32_values(array: np.ndarray) -> np.ndarray:
@@ -19,6 +25,9 @@ def float32_values(array: np.ndarray) -> np.ndarray:
     ``%.9g``. Python prints a float64 with the shortest text that reads back as that float64, so returning
     the float64 nearest to TF Serving's decimal text makes ``json.dumps`` print the same number.
     """
+    if np.size(array) <= _SCALAR_MAX:  # numpy's per-call overhead outweighs the loop (10 scores: 40 -> 15 us)
+        flat = np.asarray(array, dtype=np.float32).reshape(-1).tolist()
+        return np.array([_round_one(v) if math.isfinite(v) and v else v for v in flat], dtype=np.float64)
     x = np.asarray(array, dtype=np.float32).astype(np.float64)
     out = x.copy()
     magnitude = np.abs(x)
@@ -45,8 +54,17 @@ def _round_significant(values: np.ndarray, exponent: np.ndarray, digits: int) ->
 
 
 def _round_one(value: float) -> float:
+    """One finite, non-zero float32 value (as a float) -> the float64 of TF Serving's decimal text."""
     six = float(f"{value:.6g}")
-    return six if np.float32(six) == np.float32(value) else float(f"{value:.9g}")
+    return six if _as_float32(six) == _as_float32(value) else float(f"{value:.9g}")
+
+
+def _as_float32(value: float) -> float:
+    try:
+        rounded: float = _FLOAT32.unpack(_FLOAT32.pack(value))[0]  # round to nearest even, as np.float32
+    except OverflowError:  # beyond float32's range: np.float32 gives inf
+        return math.copysign(math.inf, value)
+    return rounded
 
 
 def jsonable_scalar_list(values: Sequence[float]) -> list[float]:

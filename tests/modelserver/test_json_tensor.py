@@ -381,6 +381,19 @@ def test_float32_bulk_rounding_agrees_with_the_one_by_one_rule() -> None:
     np.testing.assert_array_equal(got[finite].astype(np.float32), values[finite])
 
 
+def test_small_arrays_one_by_one_agree_with_the_bulk_path() -> None:
+    rng = np.random.default_rng(7)
+    values = (rng.standard_normal(4000) * 10.0 ** rng.integers(-45, 39, 4000)).astype(np.float32)
+    edge = f32(
+        0.0, -0.0, np.inf, -np.inf, np.nan, 3.4028235e38, -3.4028235e38, 1e-45, 1.17549435e-38, 999999.9
+    )
+    values = np.concatenate([edge, values])
+    bulk = float32_values(values)  # over 32 values: the numpy path
+    small = np.concatenate([float32_values(values[i : i + 32]) for i in range(0, len(values), 32)])
+    np.testing.assert_array_equal(small, bulk)  # NaN == NaN here; signs of zero and infinities kept
+    assert np.signbit(small[:2]).tolist() == [False, True]
+
+
 @pytest.mark.parametrize(
     ("body", "has_long"),
     [
