@@ -8,6 +8,6 @@ scale (``make bench-smoke``, seconds).
 Layout: ``settings`` (scale), ``procs`` (server processes, RSS, CPU), ``loadgen`` (h2load/wrk runs and their
 parsing), ``payloads`` (request bodies from the real datasets), ``repo`` (the bench's own model repository,
 publishing for the hot swap), ``scrape`` (Prometheus text), ``profiling`` (py-spy), ``scenarios/`` (one
-module per scenario of issue 8), ``baselines/`` (the naive FastAPI server, the BentoML peer), ``goals`` and
-``report``.
+module per scenario of issue 8), ``baselines/`` (the naive FastAPI server, the peers, the transport floor),
+``goals`` and ``report``.
 """

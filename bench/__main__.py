@@ -94,7 +94,7 @@ def environment() -> dict[str, Any]:
 
 
 def run_scenarios(ctx: Context) -> None:
-    from bench.scenarios import baselines, crosscheck, gateway, hotswap, inprocess, memory, modelserver
+    from bench.scenarios import baselines, crosscheck, floor, gateway, hotswap, inprocess, memory, modelserver
     from bench.servers import start_modelserver
 
     only = set(ctx.settings.only)
@@ -110,6 +110,8 @@ def run_scenarios(ctx: Context) -> None:
 
     if "inprocess" in only:
         guarded("inprocess", lambda: inprocess.run(ctx))
+    if "floor" in only:
+        guarded("floor", lambda: floor.run(ctx))
     if "naive" in only:
         guarded("naive", lambda: baselines.run_naive(ctx))
     for peer in baselines.PEERS:

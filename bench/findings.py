@@ -1,47 +1,29 @@
 """What profiling showed, per goal, and what closing the gap would take. ``latest.md`` prints an entry only
 for a goal its run missed, under that run's own py-spy summary. Written from the profiles and the experiments
 of the session that built the bench (2026-11-23, a 2-core machine shared with other work), updated for
-issue 14 (2026-12-01)."""
+issue 14 and the transport floor (2026-12-01). Findings are fixed text; the figures of the run they explain
+are in the goals' figures column and the load-point table."""
 
 from __future__ import annotations
 
 __all__ = ["FINDINGS"]
 
 _GRPC = (
-    "The modelserver is one Python process, and every request's gRPC work runs on one asyncio event "
-    "loop, i.e. on one core holding the GIL. Since issue 14 the serving process no longer imports "
-    "TensorFlow's Python layer: TensorProto -> ndarray is numpy (`modelserver/tensors.py`, about 5x "
-    "less than `tf.make_ndarray` per fashion request, measured in one process) and models run "
-    "through the C++ session with the GIL released. A py-spy profile of gRPC Predict at c64 with "
-    "batching on (2026-12-01, load average 20 from other work) now shows 73% of busy samples as "
-    "the event loop's own callback work (`Handle._run`: grpc.aio's completion-queue callbacks, in C, "
-    "invisible to py-spy), 8% in `Session.run` (TensorFlow, GIL released) and about 1% in tensor "
-    "conversion: the per-request Python steps are gone, what remains is grpc.aio itself on one loop. "
-    "Next lever: more event loops - N serving processes sharing the port (`SO_REUSEPORT`, "
-    "`--num_workers`). Measured as an experiment (2026-12-01, not in the server: two unmodified "
-    "processes with `grpc.so_reuseport` set to 1 on one port vs one process, fashion only, h2load c64, "
-    "4 alternating rounds, load average 13-16): 1.28-1.42x the req/s of one process (mean 1.34x); "
-    "each process 479 MiB RSS of which 100 MiB private, so a second worker adds about 100 MiB, not "
-    "479. Built since as `--num_workers` (modelserver/supervisor.py, peers.py: reloads and config-file "
-    "changes applied on every worker before they answer, metrics aggregated, RAM budget split) and "
-    "measured with `python -m bench.ab` (2026-12-01, 2 cores, fashion, 1 vs 2 workers both up at once, "
-    "every run in bench/results/ab-workers-2026-12-01.json; "
-    "gRPC h2load c64 over 8 connections and REST wrk c64, order alternating per round). Batching on, "
-    "6 rounds at load average 8-10 from other work: gRPC 0.89-1.26x the req/s of one worker (mean "
-    "1.07x), REST 0.39-2.60x (mean 1.57x); 8 rounds at load 5-6: gRPC 0.88-1.52x (mean 1.08x), REST "
-    "1.23-1.60x (mean 1.42x); 6 rounds at load 4-8: gRPC 0.59-1.68x (mean 1.05x), REST 1.10-1.79x "
-    "(mean 1.42x). Batching off, 6 rounds at load 3.3-6.5: gRPC 0.81-1.18x (mean 1.01x), REST "
-    "1.01-1.50x (mean 1.31x). Why gRPC gains little here (server CPU = its process tree's, per point): "
-    "batching off, one worker already used 1.70-2.05 of the 2 cores (event loop, grpc's own threads, "
-    "TensorFlow), so a second event loop has no core to run on; batching on, one worker used 1.21-1.52 "
-    "cores and two 1.52-1.93 for about the same answers (each worker batches only its share of the "
-    "requests; not measured apart), on a machine whose other work took the rest. The experiment's "
-    "1.28-1.42x was at load 13-16, where two processes also win a bigger share of contended CPU. "
-    "RSS: 524 MiB for one "
-    "worker, 1099 MiB for two (each worker about 85 MiB private with the fashion model, the rest shared "
-    "libtensorflow pages; the supervisor 51 MiB). So the default stays 1 worker (today's process): "
-    "`--num_workers=0` (one per usable core, cgroup quota included) or N is for machines with cores "
-    "to spare and load over many connections; every worker holds every model and 1/N of the RAM budget."
+    "The per-request Python steps are cut: TensorProto -> ndarray is numpy (`modelserver/tensors.py`), "
+    "models run through TensorFlow's C++ session with the GIL released, and the serving process no "
+    "longer imports TensorFlow's Python layer. What remains is grpc.aio itself. The same run measures "
+    "its ceiling: an empty grpc.aio handler (canned reply bytes, no protobuf) under the same h2load c64 "
+    "over 8 connections with the same body (the floor rows of the load-point table; the figures column "
+    "says what share of it the target asks). On this machine 0.35x of in-process batch 32 (17,200-20,200 "
+    "images/s) needs 6,000-7,100 req/s = 62-72% of what grpc.aio does with no work at all (9,800 req/s "
+    "at c64 on 2026-12-01, p50 0.28 ms at c1; ours, 2,885 req/s that day, is 0.30x of it). A native-stack "
+    "py-spy of the server at c64 (2026-12-01) showed the main thread 56% inside grpc's Cython/C core "
+    "(sendmsg/recv syscalls per RPC, completion-queue callbacks) and 29% in our handler (Predict "
+    "adapter, data plane, batcher). More event loops barely help gRPC on 2 cores: `--num_workers=2` vs 1 "
+    "(`python -m bench.ab`, 2026-12-01, bench/results/ab-workers-2026-12-01.json) gave gRPC c64 "
+    "1.01-1.08x the req/s (mean of each of 4 A/B runs) and REST c64 1.31-1.57x, for 1099 vs 524 MiB "
+    "RSS, since one worker already keeps both cores busy (event loop, grpc's threads, TensorFlow). "
+    "The default stays 1 worker; more are for machines with cores to spare."
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
@@ -71,6 +53,15 @@ _REST_P50 = (
     "(`*.batching_tf.c1`: in the runs of 2026-12-01, p50 1.6-1.8 ms with idle dispatch vs 4.2-7.2 ms "
     "with TF Serving's scheduling, batch_timeout_micros 2000). What is left at c1 is the in-process "
     "call itself plus JSON parsing, uvicorn and one thread hop into TensorFlow."
+)
+_REST_P50_BENTO = (
+    "The target is below what running the model takes: 0.2x of BentoML's p50 (about 2.3 ms) is about "
+    "0.46 ms, while the in-process batch-1 call alone is 0.45-0.48 ms (0.39-0.42 ms through the C++ "
+    "session the modelserver runs; both in the same run), the uvicorn floor at c1 - an empty ASGI app "
+    "answering canned JSON to the same wrk and body, in the figures column - adds about 0.08 ms, and "
+    "parsing the body's 784 floats about 0.1 ms (orjson). No server that runs this model over HTTP with "
+    "this body on this machine can meet it; ours is the in-process call + about 0.8 ms (JSON parsing, "
+    "uvicorn, the data plane and one thread hop into TensorFlow)."
 )
 _GATEWAY = (
     "The gateway spends its time in per-request Python in one process: FastAPI's request parsing and "
@@ -119,21 +110,23 @@ _PEER_TOP = (
     "serving processes per port."
 )
 _PEER_P50 = (
-    "At the lowest concurrency a lone request waits in our batching queue up to `batch_timeout_micros` "
-    "(2 ms here) for company, while KServe's plain model server calls the signature at once on its event "
-    "loop (no batching at all) and Ray Serve's `@serve.batch` waits like ours (same 2 ms) plus its proxy -> "
-    "replica hop. Our batching-off p50 (in the figures) is the price without the wait. What it would take: "
-    "flush a batch at once when no other request is queued (an adaptive timeout), as the performance issue "
-    "proposes; then ours keeps batching's throughput at c64 and a plain server's latency at c1."
+    "Idle dispatch is built: with `--batching_dispatch_when_idle` (default true) a lone request is "
+    "batched at once instead of waiting `batch_timeout_micros` (TF Serving's exact scheduling, `=false`, "
+    "is measured in the same run: the `TF Serving scheduling` rows), and since 2026-12-01 a lone "
+    "client's request runs as its own batch without the dispatcher hop (A/B vs before, 4 alternating "
+    "rounds: REST c1 p50 1.321 -> 1.261 ms, gRPC c1 1.144 -> 1.088 ms, gRPC c64 req/s 0.998x). The "
+    "quickest peer at c1 is KServe, which has no batching at all: it calls the model on its event "
+    "loop, so a lone request has no queue and no thread hop, but every other request waits while the "
+    "model runs and nothing coalesces at high concurrency (the req/s goal above). Ours runs the model "
+    "in a worker thread to keep the loop serving; that hop is most of what separates the two at c1."
 )
-
 FINDINGS: dict[str, str] = {
     "grpc_vs_inprocess": _GRPC,
     "grpc_vs_naive": _GRPC,
     "rest_vs_grpc": _REST,
     "rest_vs_bentoml": _REST,
     "rest_refused": _REST,
-    "rest_p50_vs_bentoml": _REST_P50,
+    "rest_p50_vs_bentoml": _REST_P50_BENTO,
     "rest_vs_best_peer": _PEER_TOP,
     "rest_p50_vs_best_peer": _PEER_P50,
     "gateway_vs_grpc": _GATEWAY,

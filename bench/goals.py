@@ -119,6 +119,13 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         ratio(pt(grpc_top), b32),
     )
     g.detail = f"{pt(grpc_top) or 0:.0f} req/s vs {b32 or 0:.0f} images/s"
+    floor, ours = pt(f"floor.grpc.c{top}"), pt(grpc_top)
+    if floor and b32:  # the transport's ceiling in the same run: what the target asks of grpc.aio
+        share = f"ours {ours / floor:.2f}x of it; " if ours is not None else ""
+        g.detail += (
+            f"; grpc.aio empty-handler floor {floor:.0f} req/s ({share}the target needs "
+            f"{g.target * b32:.0f} req/s = {g.target * b32 / floor:.0%} of it)"
+        )
     g.missing = need(grpc_top) or ("in-process not measured" if b32 is None else "")
     goals.append(g)
 
@@ -186,6 +193,11 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         f"{pt(rest_low, 'p50_ms') or 0:.2f} vs {pt(f'bentoml.c{low}', 'p50_ms') or 0:.2f} ms "
         f"(REST batching off: {pt(f'rest.batching_off.c{low}', 'p50_ms') or 0:.2f} ms)"
     )
+    floor_p50, bs1 = pt(f"floor.rest.c{low}", "p50_ms"), results.get("inprocess", {}).get("batch1", {})
+    if floor_p50 is not None:  # what any HTTP server of this model pays at c1, measured in the same run
+        g.detail += f"; uvicorn empty-app floor p50 {floor_p50:.2f} ms" + (
+            f" + in-process batch 1 call {bs1['ms_per_call']:.2f} ms" if "ms_per_call" in bs1 else ""
+        )
     g.missing = need(rest_low, f"bentoml.c{low}")
     goals.append(g)
 

@@ -129,6 +129,7 @@ def grpc_load(
     _check_loopback(url)
     clients = min(concurrency, 8)
     streams = max(1, concurrency // clients)
+    seconds = max(1, round(duration_s))  # h2load's -D takes whole seconds: rates are over what it ran
     with tempfile.TemporaryDirectory(prefix="bench-h2load-") as tmp:
         log = Path(tmp) / "requests.tsv"
         argv = [
@@ -140,7 +141,7 @@ def grpc_load(
             "-t",
             "1",
             "-D",
-            f"{max(1, round(duration_s))}",
+            str(seconds),
             "-d",
             str(body),
             "--log-file",
@@ -151,11 +152,11 @@ def grpc_load(
         for header in GRPC_HEADERS:
             argv += ["-H", header]
         argv.append(url)
-        text, cpu, code = _run_measured(argv, duration_s + warmup_s + 30)
+        text, cpu, code = _run_measured(argv, seconds + warmup_s + 30)
         rows = log.read_text().splitlines() if log.exists() else []
     if code != 0 or "requests:" not in text:
         raise LoadFailed(f"h2load exited {code}: {text[-800:]}")
-    result = LoadResult("h2load", url, concurrency, duration_s, loadgen_cpu_s=cpu)
+    result = LoadResult("h2load", url, concurrency, seconds, loadgen_cpu_s=cpu)
     result.notes.append(f"{clients} connections x {streams} streams")
     samples: list[tuple[float, float, int]] = []
     for row in rows:
@@ -174,7 +175,7 @@ def grpc_load(
             words = line.replace(",", "").split()
             failed, errored, timed_out = int(words[9]), int(words[11]), int(words[13])
             result.errors = max(result.errors, failed) + errored + timed_out
-    result.rps = result.ok / duration_s
+    result.rps = result.ok / seconds
     vars(result).update(asdict(percentiles(ok_latencies)))
     return result
 

@@ -36,6 +36,8 @@ _LABELS = {
     "grpc.text": "modelserver gRPC text",
     "grpc.housing": "modelserver gRPC housing",
     "hotswap": "gRPC under hot swap",
+    "floor.grpc": "transport floor: grpc.aio, canned reply",
+    "floor.rest": "transport floor: uvicorn, canned reply",
 }
 
 
@@ -169,7 +171,9 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
         "## Load points",
         "",
         "`vs naive`: throughput over the naive server's at the same concurrency; `vs in-proc`: over the "
-        "in-process batch-32 images/s. CPU columns are cores used (CPU seconds / wall seconds).",
+        "in-process batch-32 images/s. CPU columns are cores used (CPU seconds / wall seconds). `transport "
+        "floor` rows: the same bodies to grpc.aio / uvicorn answering a canned reply (no model, no parsing): "
+        "the most any server of this model gets from that transport on this machine.",
         "",
         "| path | conc. | req/s | p50 ms | p90 ms | p99 ms | errors | vs naive | vs in-proc | server CPU "
         "| load-gen CPU |",
@@ -178,7 +182,7 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
     for key, p in points.items():
         stem, c = _split(key)
         naive = points.get(f"naive.c{c}", {}).get("rps")
-        vs_naive = f"{p['rps'] / naive:.0f}x" if naive and stem != "naive" else "-"
+        vs_naive = f"{p['rps'] / naive:.0f}x" if naive and not stem.startswith(("naive", "floor")) else "-"
         vs_inproc = f"{p['rps'] / b32:.2f}x" if b32 else "-"
         errors = f"{p['errors']}" + (f" of {p['requests']}" if p["errors"] else "")
         server = "-" if p.get("server_cores") is None else f"{p['server_cores']:.2f}"
@@ -309,7 +313,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     colors = plt.get_cmap("tab10")
     for index, (stem, by_c) in enumerate(item for item in series.items() if len(item[1]) > 1):
         cs = sorted(by_c)
-        style = "--" if stem.startswith(("rest", "gateway")) else "-"
+        style = "--" if stem.startswith(("rest", "gateway", "floor.rest")) else "-"
         ax.plot(
             cs,
             [max(by_c[c]["rps"], 0.1) for c in cs],

@@ -27,6 +27,7 @@ __all__ = [
     "model_available",
     "serving",
     "start_bentoml",
+    "start_floor",
     "start_gateway",
     "start_kserve",
     "start_modelserver",
@@ -172,6 +173,16 @@ def start_naive(ctx: Context) -> ServerProcess:
     argv = [sys.executable, "-m", "bench.baselines.naive_fastapi", str(ctx.model_path("fashion")), str(port)]
     server = ctx.server("naive-fastapi", argv, env=_TF_QUIET)
     server.ports = {"http": port}
+    return _serving_http(ctx, server, "/healthz")
+
+
+def start_floor(ctx: Context) -> ServerProcess:
+    """The transport floor (bench/baselines/transport_floor.py): grpc.aio and uvicorn answering canned
+    replies, ready once ``/healthz`` answers (its gRPC server listens before uvicorn starts)."""
+    grpc_port, http_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "bench.baselines.transport_floor", str(grpc_port), str(http_port)]
+    server = ctx.server("transport-floor", argv, env={"PYTHONUNBUFFERED": "1"})
+    server.ports = {"grpc": grpc_port, "http": http_port}
     return _serving_http(ctx, server, "/healthz")
 
 

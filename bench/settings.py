@@ -13,6 +13,7 @@ __all__ = ["SCENARIOS", "BenchSettings"]
 # Scenario names, in run order (``--only`` takes a comma-separated subset).
 SCENARIOS: tuple[str, ...] = (
     "inprocess",
+    "floor",
     "naive",
     "bentoml",
     "ray",

@@ -14,13 +14,12 @@ from typing import Any
 from bench.answers import fetch_answer
 from bench.errors import BenchError
 from bench.goals import PEERS as PEER_LABELS
-from bench.loadgen import http_load
 from bench.procs import ServerProcess
+from bench.scenarios.modelserver import rest_point
 from bench.servers import RAY_EXPOSED, is_loopback, start_bentoml, start_kserve, start_naive, start_ray
 
 __all__ = ["PEERS", "Peer", "record_answer", "run_naive", "run_peer"]
 
-JSON = "application/json"
 PREDICT_PATH = "/v1/models/fashion:predict"
 
 
@@ -53,19 +52,7 @@ def _drive(ctx: Any, server: ServerProcess, name: str) -> None:
     if name != "naive":
         record_answer(ctx, name, url)
     for concurrency in (min(s.concurrencies), max(s.concurrencies)):
-        ctx.point(
-            f"{name}.c{concurrency}",
-            server,
-            lambda c=concurrency: http_load(
-                url,
-                ctx.payloads.rest_fashion,
-                JSON,
-                concurrency=c,
-                duration_s=s.duration_s,
-                timeout_s=s.http_timeout_s,
-                warmup_s=s.warmup_s,
-            ),
-        )
+        rest_point(ctx, server, f"{name}.c{concurrency}", url, concurrency)
     ctx.measure_server(name, server)
 
 

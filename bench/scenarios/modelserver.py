@@ -16,7 +16,7 @@ from bench.procs import ServerProcess
 from bench.scrape import failures, request_counts
 from bench.servers import METRICS_PATH, start_modelserver
 
-__all__ = ["grpc_point", "run_matrix", "run_tf_scheduling", "verify_grpc"]
+__all__ = ["grpc_point", "rest_point", "run_matrix", "run_tf_scheduling", "verify_grpc"]
 
 
 def verify_grpc(port: int, body: bytes, output: str, rows: int = 1, samples: int = 5) -> str:
@@ -55,7 +55,7 @@ def grpc_point(
     s = ctx.settings
     metrics_url = f"http://127.0.0.1:{server.ports['rest']}{METRICS_PATH}"
     before = request_counts(metrics_url)
-    result = ctx.point(
+    result: LoadResult = ctx.point(
         key,
         server,
         lambda: grpc_load(
@@ -83,6 +83,25 @@ def grpc_point(
     return result
 
 
+def rest_point(ctx: Any, server: ServerProcess, key: str, url: str, concurrency: int) -> LoadResult:
+    """One wrk point: the fashion REST body POSTed to ``url`` at the run's duration, warm-up and timeout."""
+    s = ctx.settings
+    result: LoadResult = ctx.point(
+        key,
+        server,
+        lambda: http_load(
+            url,
+            ctx.payloads.rest_fashion,
+            "application/json",
+            concurrency=concurrency,
+            duration_s=s.duration_s,
+            timeout_s=s.http_timeout_s,
+            warmup_s=s.warmup_s,
+        ),
+    )
+    return result
+
+
 def run_matrix(ctx: Any, server: ServerProcess, label: str) -> None:
     s = ctx.settings
     fashion = ctx.payloads.grpc_fashion
@@ -93,19 +112,7 @@ def run_matrix(ctx: Any, server: ServerProcess, label: str) -> None:
     rest_url = f"http://127.0.0.1:{server.ports['rest']}/v1/models/fashion:predict"
     for c in s.concurrencies:
         grpc_point(ctx, server, f"grpc.{label}.c{c}", fashion, c)
-        ctx.point(
-            f"rest.{label}.c{c}",
-            server,
-            lambda c=c: http_load(
-                rest_url,
-                ctx.payloads.rest_fashion,
-                "application/json",
-                concurrency=c,
-                duration_s=s.duration_s,
-                timeout_s=s.http_timeout_s,
-                warmup_s=s.warmup_s,
-            ),
-        )
+        rest_point(ctx, server, f"rest.{label}.c{c}", rest_url, c)
     if label == "batching_on":
         top = max(s.concurrencies)
         ctx.profile(
@@ -142,16 +149,5 @@ def run_tf_scheduling(ctx: Any) -> None:
         extra_flags=("--batching_dispatch_when_idle=false",),
     ) as server:
         grpc_point(ctx, server, f"grpc.batching_tf.c{low}", ctx.payloads.grpc_fashion, low)
-        ctx.point(
-            f"rest.batching_tf.c{low}",
-            server,
-            lambda: http_load(
-                f"http://127.0.0.1:{server.ports['rest']}/v1/models/fashion:predict",
-                ctx.payloads.rest_fashion,
-                "application/json",
-                concurrency=low,
-                duration_s=s.duration_s,
-                timeout_s=s.http_timeout_s,
-                warmup_s=s.warmup_s,
-            ),
-        )
+        rest_url = f"http://127.0.0.1:{server.ports['rest']}/v1/models/fashion:predict"
+        rest_point(ctx, server, f"rest.batching_tf.c{low}", rest_url, low)

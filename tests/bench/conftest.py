@@ -73,6 +73,10 @@ def results() -> dict[str, Any]:
             "rest.batching_on.c64": point(3000, 20.0, 40.0),  # 0.375 x gRPC: missed; 4.3 x BentoML: met
             "gateway.upload.c1": point(400, 2.5, 5.0),  # added p50 1.5 ms: met
             "gateway.upload.c64": point(3500, 18.0, 30.0),  # 0.44 x gRPC: missed
+            "floor.grpc.c1": point(3000, 0.33, 0.6),
+            "floor.grpc.c64": point(10000, 6.0, 9.0),  # gRPC c64 8000: 0.8x of the floor
+            "floor.rest.c1": point(4000, 0.25, 0.4),
+            "floor.rest.c64": point(12000, 5.0, 8.0),
         },
         "hotswap": {
             "old_version": 3,

@@ -116,3 +116,22 @@ def test_issue14_latency_over_the_inprocess_call_and_rss_per_worker(results: dic
     assert (grpc_.status, grpc_.value) == ("met", 1.0 - 0.5)
     assert (rss.status, rss.value) == ("met", 450.0)  # 900 MiB over 2 workers
     assert rss.verdict() == "met" and "2 worker(s)" in rss.detail
+
+
+def test_transport_floor_figures_explain_the_grpc_and_rest_p50_goals(results: dict[str, Any]) -> None:
+    goals = by_key(results)
+    assert goals["grpc_vs_inprocess"].detail == (
+        "8000 req/s vs 20000 images/s; grpc.aio empty-handler floor 10000 req/s (ours 0.80x of it; "
+        "the target needs 7000 req/s = 70% of it)"
+    )
+    assert goals["rest_p50_vs_bentoml"].detail.endswith(
+        "; uvicorn empty-app floor p50 0.25 ms + in-process batch 1 call 0.50 ms"
+    )
+
+
+def test_goals_without_the_floor_leave_it_out(results: dict[str, Any]) -> None:
+    for key in [k for k in results["points"] if k.startswith("floor.")]:
+        del results["points"][key]
+    goals = by_key(results)
+    assert goals["grpc_vs_inprocess"].detail == "8000 req/s vs 20000 images/s"
+    assert "floor" not in goals["rest_p50_vs_bentoml"].detail

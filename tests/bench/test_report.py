@@ -20,6 +20,12 @@ def test_markdown_has_goals_points_and_findings(results: dict[str, Any]) -> None
     assert "12 of 132" in text  # errors are shown with their total
     assert "| modelserver gRPC, batching on | 64 | 8000 | 7.50 |" in text
     assert "400x | 0.40x |" in text  # ratios vs naive and vs in-process
+    # the transport floor: labelled, its ratio to in-process shown, none to the naive server
+    assert (
+        "| transport floor: grpc.aio, canned reply | 64 | 10000 | 6.00 | 6.00 | 9.00 | 0 | - | 0.50x |"
+        in text
+    )
+    assert "| transport floor: uvicorn, canned reply | 1 | 4000 | 0.25 |" in text
     assert "## Hot swap under load" in text and "| during | 400 |" in text
     assert "| fashion v3 | 640 | 40 | 22 | -45% |" in text
     assert "`_call (dataplane.py)` 40%" in text
