@@ -11,6 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.settings import get_settings
+from guard.heap import freeze_heap
 from guard.http import HttpLimits, protocol_class
 
 
@@ -38,6 +39,7 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    freeze_heap()  # after the app and its imports: see guard.heap
     limits = HttpLimits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout_seconds,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from guard.heap import freeze_heap
 from guard.http import HttpLimits, protocol_class
 from modelserver import session
 from modelserver.aspired_policy import POLICIES
@@ -65,27 +65,6 @@ def _rest_protocol(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return wrapped
-
-
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def freeze_heap() -> None:
-    """Collect once, then move every surviving object to the permanent generation (``gc.freeze``), so the
-    full collections that request traffic triggers do not rescan the modules' long-lived objects (bench/:
-    1.4-1.7 ms of GC per REST request at concurrency 64 without it when TensorFlow's Python layer was
-    loaded). Done once at start, not per load: a loaded version is a C++ session with few Python objects,
-    and a full collection during a hot swap holds the GIL while requests wait.
-
-    The young generation's threshold goes from 700 to ``GC_YOUNG_THRESHOLD`` allocations: a REST request's
-    parsed body (about 800 nested lists for one fashion image) lives through the request, so with 700 nearly
-    every request started a young collection that rescanned it (8% of the event loop's busy samples at REST
-    c1 in a py-spy profile). Request data is acyclic and freed by reference counting; the collector still
-    runs, less often."""
-    gc.collect()
-    gc.freeze()
-    young, middle, old = gc.get_threshold()
-    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), middle, old)
 
 
 class ModelServer:
@@ -230,6 +209,8 @@ class ModelServer:
         except Exception as exc:
             await self.core.stop()
             raise ConfigError(f"could not apply the model config at start: {exc}") from None
+        # once, after the start-up loads; not per load (a version is a C++ session with few Python objects,
+        # and a full collection during a hot swap would hold the GIL while requests wait)
         freeze_heap()
         if self.worker is not None:
             self.peers = Peers(self.worker, self.core.apply_config)
