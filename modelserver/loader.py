@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ _RAM_FACTOR = 1.2
 _RAM_OVERHEAD = 4352 * 1024
 _RUNTIME_RAM = 24 * 1024 * 1024
 _runtime_loaded = False
+# The niceness of the thread loading versions after the first (see background_thread).
+LOAD_NICE = 10
 
 
 def _dir_size(path: Path) -> int:
@@ -80,6 +83,22 @@ def _check_variables_restored(path: Path, meta_graph: meta_graph_pb2.MetaGraphDe
         )
 
 
+def background_thread() -> None:
+    """Lower the calling worker thread's CPU priority to ``LOAD_NICE`` (Linux: niceness is per thread), so
+    that a hot swap's load and warm-up lose to the threads serving requests when they compete for cores.
+
+    Only after the process's first load: TensorFlow creates its thread pools (shared by every session) in
+    the thread of the first session, and threads inherit their creator's niceness - inference must not run
+    niced. The manager runs loads and unloads in one dedicated thread, which stays niced (raising niceness
+    back needs privileges). Never the main thread; a no-op where the OS refuses."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, thread) < LOAD_NICE:
+            os.setpriority(os.PRIO_PROCESS, thread, LOAD_NICE)
+
+
 @dataclass
 class Loader:
     name: str
@@ -95,6 +114,8 @@ class Loader:
 
     def load(self) -> Servable:
         global _runtime_loaded
+        if _runtime_loaded:
+            background_thread()
         started = time.perf_counter()
         ram_bytes = self.estimate_ram_bytes()
         try:

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import model_management_pb2
 from devtools.servers import start_modelserver
 from devtools.tiny_models import corrupt_version, publish
 from devtools.waiting import wait_until
+from modelserver.loader import LOAD_NICE
 from tests.modelserver.test_server_e2e import Client
 
 pytestmark = pytest.mark.e2e
@@ -227,3 +228,35 @@ def test_aspired_version_policy_with_a_one_version_budget(
         if v2_state == "END":
             assert "Insufficient resources" in status[2][3]
         assert client.predict("half", [2.0]).model_spec.version.value == served
+
+
+def _niceness(pid: int) -> dict[int, int]:
+    """Thread id -> niceness of every thread of ``pid`` (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        found[int(task.name)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return found
+
+
+def test_later_loads_run_niced_and_inference_threads_do_not(tiny: dict[str, Path], tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(tiny["half_plus_two"], base, 1)
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "half" base_path: "{base}" }} }}')
+    with start_modelserver(config, rest=False, log_path=tmp_path / "server.log") as server:
+        client = Client(server.grpc_target)
+        assert client.predict("half", [2.0]).outputs["y"].float_val[0] == 3.0
+        pid = server.process.pid
+        # the first load made TensorFlow's thread pools: nothing runs niced
+        assert set(_niceness(pid).values()) == {0}
+        publish(tiny["half_plus_three"], base, 2)
+        wait_until(lambda: client.status("half")[0][:2] == (2, "AVAILABLE"), "version 2 loaded")
+        wait_until(lambda: client.status("half")[-1][1] == "END", "version 1 unloaded")
+        for _ in range(20):  # inference on the new version, through the shared pools
+            assert client.predict("half", [2.0]).outputs["y"].float_val[0] == 4.0
+        niced = [nice for nice in _niceness(pid).values() if nice != 0]
+        assert niced == [LOAD_NICE]  # the load thread alone
