@@ -239,10 +239,11 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
     if split:
         lines += [
             "",
-            f"Model server (3 models, batching on), one process: RSS {_mib(split.get('rss'))} MiB = private "
-            f"{_mib(split.get('private'))} MiB (its own: what another worker adds) + shared clean file pages "
-            f"{_mib(split.get('shared_clean'))} MiB (mostly libtensorflow_cc, shared by every process that "
-            f"maps it); PSS {_mib(split.get('pss'))} MiB.",
+            f"Model server (3 models, batching on), one process: RSS {_mib(split.get('rss'))} MiB = anonymous "
+            f"{_mib(split.get('anonymous'))} MiB (heap, tensors, thread stacks: each worker's own) + file pages "
+            f"{_mib(split.get('file'))} MiB (mostly libtensorflow_cc's code and data, shared by every worker "
+            f"mapping it and reclaimable by the kernel); PSS {_mib(split.get('pss'))} MiB (no other process of "
+            "the bench maps TensorFlow's libraries).",
         ]
     profiles = results.get("profiles", [])
     if profiles:

@@ -79,25 +79,20 @@ def _settled_rss(server: ServerProcess) -> int:
 
 
 def breakdown(pid: int) -> dict[str, int]:
-    """RSS split of one process (``/proc/<pid>/smaps_rollup``, bytes): ``private`` pages are its alone (what
-    another worker would add), ``shared_clean`` are file pages - mostly TensorFlow's shared libraries - that
-    every process mapping the same file shares and the kernel can drop and re-read, ``pss`` the
-    proportional share. Empty when /proc is unavailable."""
-    fields = {
-        "Rss": "rss",
-        "Pss": "pss",
-        "Private_Clean": "private",
-        "Private_Dirty": "private",
-        "Shared_Clean": "shared_clean",
-    }
+    """RSS split of one process (``/proc/<pid>/smaps_rollup``, bytes): ``anonymous`` pages (heap, tensors,
+    thread stacks: each worker has its own) and ``file`` pages (mapped files, mostly TensorFlow's shared
+    libraries: every worker mapping the same file shares them, and the kernel can drop and re-read them),
+    ``pss`` the proportional share (the bench process itself maps no TensorFlow library). Empty when /proc
+    is unavailable."""
     out: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
             for line in rollup:
                 name, _, rest = line.partition(":")
-                if name in fields:
-                    key = fields[name]
-                    out[key] = out.get(key, 0) + int(rest.split()[0]) * 1024
+                if name in ("Rss", "Pss", "Anonymous"):
+                    out[name.lower()] = int(rest.split()[0]) * 1024
     except (OSError, ValueError, IndexError):
         return {}
+    if "rss" in out and "anonymous" in out:
+        out["file"] = out["rss"] - out["anonymous"]
     return out

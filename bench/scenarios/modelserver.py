@@ -22,7 +22,7 @@ __all__ = ["grpc_point", "rest_point", "run_matrix", "run_tf_scheduling", "verif
 def verify_grpc(port: int, body: bytes, output: str, rows: int = 1, samples: int = 5) -> str:
     """Send ``samples`` of the exact request the load generator sends with a real gRPC client and check the
     answer; return "" when every answer is right, else what was wrong."""
-    from tensorflow_serving.apis import predict_pb2
+    from tfs_protos.tensorflow_serving.apis import predict_pb2
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(
