@@ -10,8 +10,11 @@ Contract
   ``address=``. The client never assumes anything beyond
   ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
   against the official ``tensorflow_model_server`` and against ``modelserver/``.
-- **Channels.** One shared ``grpc.aio`` channel per address, created lazily on first use inside the running
-  event loop and reused by every request (gRPC multiplexes concurrent calls over it and reconnects by itself).
+- **Channels.** ``GATEWAY_CHANNELS_PER_SERVER`` shared ``grpc.aio`` channels per address (default 4), each
+  its own connection, created lazily on first use inside the running event loop and reused by every request
+  in turn (gRPC multiplexes concurrent calls over each and reconnects by itself). A model server with
+  several processes on one port (``--num_workers``) serves each connection from one of them, so this is
+  what spreads one gateway's calls over its workers.
   ``close()`` closes them all; call it once at shutdown. Not thread-safe: use it from one event loop.
 - **Deadlines.** Every call has one: ``GATEWAY_TIMEOUT_SECONDS`` for Predict/Classify/Regress,
   ``GATEWAY_METADATA_TIMEOUT_SECONDS`` for metadata, status and config reloads. An expired deadline raises
@@ -85,11 +88,10 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Server:
-    """The channel and stubs for one address."""
+class _Connection:
+    """One channel (its own HTTP/2 connection) and its stubs."""
 
     def __init__(self, address: str, max_bytes: int) -> None:
-        self.address = address
         self.channel = grpc.aio.insecure_channel(
             address,
             options=[
@@ -101,11 +103,40 @@ class _Server:
                 ("grpc.enable_retries", 0),
                 # Spread calls over every address a name resolves to (k8s headless Service: all replicas).
                 ("grpc.lb_policy_name", "round_robin"),
+                # A connection of its own: channels with equal options would share one from gRPC's global
+                # subchannel pool.
+                ("grpc.use_local_subchannel_pool", 1),
             ],
         )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+
+
+class _Server:
+    """``count`` connections to one address, taking turns call by call: a model server with several
+    processes on one port (``--num_workers``, SO_REUSEPORT) gets each connection on one of its workers."""
+
+    def __init__(self, address: str, max_bytes: int, count: int = 1) -> None:
+        self.address = address
+        self.connections = [_Connection(address, max_bytes) for _ in range(count)]
+        self._turns = itertools.cycle(self.connections)
+
+    @property
+    def prediction(self) -> prediction_service_pb2_grpc.PredictionServiceStub:
+        return next(self._turns).prediction
+
+    @property
+    def models(self) -> model_service_pb2_grpc.ModelServiceStub:
+        return next(self._turns).models
+
+    @property
+    def oip(self) -> grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub:
+        return next(self._turns).oip
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            await connection.channel.close(grace=None)
 
 
 class ModelClient:
@@ -143,13 +174,15 @@ class ModelClient:
     def _server(self, address: str) -> _Server:
         server = self._servers.get(address)
         if server is None:
-            server = self._servers[address] = _Server(address, self._settings.max_message_bytes)
+            server = self._servers[address] = _Server(
+                address, self._settings.max_message_bytes, self._settings.channels_per_server
+            )
         return server
 
     async def close(self) -> None:
         servers, self._servers = list(self._servers.values()), {}
         for server in servers:
-            await server.channel.close(grace=None)
+            await server.close()
 
     async def _call(
         self,

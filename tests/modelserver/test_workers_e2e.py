@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 
 from devtools.procs import ServerFailed, child_pids, free_ports, pids_with_connection, wait_for_port
-from devtools.servers import ModelServerHandle, modelserver_process, start_modelserver
+from devtools.servers import ModelServerHandle, modelserver_process, start_gateway, start_modelserver
 from devtools.tiny_models import publish
 from devtools.waiting import wait_until
 
@@ -432,3 +432,26 @@ def test_tensorflow_threads_are_shared_between_workers(tmp_path: Path) -> None:
         worker=WorkerContext(0, 2, tmp_path, -1),
     )
     assert pinned._loader("m", 1, tmp_path).intra_op_threads == 3
+
+
+def test_a_gateway_reaches_every_worker_over_its_channels(
+    server: ModelServerHandle, root: Path, tmp_path: Path
+) -> None:
+    # One gRPC connection lands on one worker; GATEWAY_CHANNELS_PER_SERVER connections spread over them.
+    pids = workers(server)
+    config = tmp_path / "models.config"
+    config.write_text(config_text(root, "half"))
+    env = {
+        "GATEWAY_DEFAULT_MODEL_SERVER": server.grpc_target,
+        "GATEWAY_MODEL_CONFIG_FILE": str(config),
+        "GATEWAY_CHANNELS_PER_SERVER": str(CONNECTIONS),
+    }
+    gateway = start_gateway(env, tmp_path / "gateway.log")
+    try:
+        with gateway.client() as client:
+            for _ in range(2 * CONNECTIONS):  # /readyz asks the model server for the model's status each time
+                reply = client.get("/readyz")
+                assert reply.status_code == 200, reply.text
+        assert pids_with_connection(pids, server.grpc_port) == set(pids)
+    finally:
+        gateway.process.stop()
