@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 from devtools.procs import ServerFailed, child_pids, free_ports, pids_with_connection, wait_for_port
 from devtools.servers import ModelServerHandle, modelserver_process, start_gateway, start_modelserver
 from devtools.tiny_models import publish
-from devtools.waiting import wait_until
+from devtools.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -200,12 +200,23 @@ def test_concurrent_reloads_leave_every_worker_with_the_same_config(
 ) -> None:
     target = server.grpc_target
     with_three, without = config_text(root, "half", "three"), config_text(root, "half")
+    seen: set[tuple[tuple[int, str], ...]] = set()
+
+    def agree() -> bool:
+        # An unload may still run when OK comes back (TF Serving's reload does not wait for unloads
+        # either): the workers must agree once it ends; a lasting disagreement fails at the deadline.
+        seen.clear()
+        seen.update(tuple(status(target, "three")) for _ in range(CONNECTIONS))
+        return len(seen) == 1 and all(state != "UNLOADING" for _, state in next(iter(seen)))
+
     for _ in range(4):  # two reloads at once, on fresh connections: often reaching different workers
         with ThreadPoolExecutor(2) as pool:
             replies = list(pool.map(lambda text: reload(target, text), [with_three, without]))
         assert [r.status.error_code for r in replies] == [0, 0]
-        seen = {tuple(status(target, "three")) for _ in range(CONNECTIONS)}
-        assert len(seen) == 1, f"workers disagree after concurrent reloads: {seen}"
+        try:
+            wait_until(agree, "workers to agree after concurrent reloads")
+        except WaitTimeout:
+            pytest.fail(f"workers disagree after concurrent reloads: {seen}")
     assert reload(target, without).status.error_code == 0
 
 
