@@ -88,6 +88,9 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_READY = grpc.ChannelConnectivity.READY
+
+
 class _Connection:
     """One channel (its own HTTP/2 connection) and its stubs."""
 
@@ -122,17 +125,31 @@ class _Server:
         self.connections = [_Connection(address, max_bytes) for _ in range(count)]
         self._turns = itertools.cycle(self.connections)
 
+    def _next(self) -> _Connection:
+        """The next connection in turn that is READY. After a model server restart the connections
+        reconnect one by one (each with its own backoff): calls go to those already back instead of failing
+        on the others. None ready (start, or the server is down): the next in turn, and every idle one is
+        asked to connect."""
+        chosen = next(self._turns)
+        if len(self.connections) == 1 or chosen.channel.get_state(try_to_connect=True) is _READY:
+            return chosen
+        for _ in range(len(self.connections) - 1):
+            other = next(self._turns)
+            if other.channel.get_state(try_to_connect=True) is _READY:
+                return other
+        return chosen
+
     @property
     def prediction(self) -> prediction_service_pb2_grpc.PredictionServiceStub:
-        return next(self._turns).prediction
+        return self._next().prediction
 
     @property
     def models(self) -> model_service_pb2_grpc.ModelServiceStub:
-        return next(self._turns).models
+        return self._next().models
 
     @property
     def oip(self) -> grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub:
-        return next(self._turns).oip
+        return self._next().oip
 
     async def close(self) -> None:
         for connection in self.connections:
