@@ -33,6 +33,9 @@ __all__ = ["FORMATS", "ImageSpec", "decode_image", "images_to_batch", "small_ima
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _LEVELS = range(256)
+_SMALL = (
+    128 * 128
+)  # pixels up to which the border is summed from bytes (histograms beyond: C-speed on big bands)
 
 
 @dataclass(frozen=True)
@@ -119,17 +122,35 @@ def decode_image(data: bytes, name: str, spec: ImageSpec, max_pixels: int) -> Im
 def _needs_inversion(image: Image.Image, background: str) -> bool:
     """True when the border of the picture is bright while the model expects black (or the reverse)."""
     gray = image.convert("L")
-    w, h = gray.size
-    band = max(1, min(w, h) // 20)
-    boxes = [(0, 0, w, band), (0, h - band, w, h), (0, 0, band, h), (w - band, 0, w, h)]
-    means: list[float] = []
-    for box in boxes:
-        hist = gray.crop(box).histogram()
-        count = sum(hist) or 1
-        total: int = sum(map(operator.mul, hist, _LEVELS))
-        means.append(total / count)
+    means = _border_means_of_bytes(gray) if gray.width * gray.height <= _SMALL else _border_means(gray)
     border = sum(means) / len(means)
     return border > 127 if background == "black" else border < 128
+
+
+def _bands(gray: Image.Image) -> tuple[int, int, int]:
+    w, h = gray.size
+    return w, h, max(1, min(w, h) // 20)
+
+
+def _border_means(gray: Image.Image) -> list[float]:
+    """Mean level of the top, bottom, left and right bands (a twentieth of the short side), from histograms."""
+    w, h, band = _bands(gray)
+    means: list[float] = []
+    for box in ((0, 0, w, band), (0, h - band, w, h), (0, 0, band, h), (w - band, 0, w, h)):
+        hist = gray.crop(box).histogram()
+        total: int = sum(map(operator.mul, hist, _LEVELS))
+        means.append(total / (sum(hist) or 1))
+    return means
+
+
+def _border_means_of_bytes(gray: Image.Image) -> list[float]:
+    """``_border_means`` from the pixel bytes (rows and strided columns): no crops, for small pictures."""
+    w, h, band = _bands(gray)
+    data = gray.tobytes()
+    top, bottom = sum(data[: band * w]), sum(data[(h - band) * w :])
+    left = sum(sum(data[k::w]) for k in range(band))
+    right = sum(sum(data[w - band + k :: w]) for k in range(band))
+    return [top / (band * w), bottom / (band * w), left / (band * h), right / (band * h)]
 
 
 def images_to_batch(

@@ -12,7 +12,14 @@ from PIL import Image
 
 from devtools.fashion import encode, fashion_test_images
 from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
-from gateway.preprocess.image import ImageSpec, decode_image, images_to_batch, small_images
+from gateway.preprocess.image import (
+    ImageSpec,
+    _border_means,
+    _border_means_of_bytes,
+    decode_image,
+    images_to_batch,
+    small_images,
+)
 
 FASHION = ImageSpec(height=28, width=28, channels=1, low=0.0, high=1.0, background="black")
 LIMIT = 10_000_000
@@ -159,3 +166,12 @@ def test_spec_from_contract() -> None:
     assert (spec.height, spec.width, spec.channels, spec.background) == (28, 28, 1, "black")
     with pytest.raises(BadRequest):
         ImageSpec.from_contract({"shape": [-1, 10]})
+
+
+def test_border_means_from_bytes_equal_the_histogram_ones() -> None:
+    rng = random.Random(5)
+    sizes = [(1, 1), (1, 9), (9, 1), (28, 28), (40, 20), (127, 129), (128, 128)]
+    sizes += [(rng.randint(1, 128), rng.randint(1, 128)) for _ in range(20)]
+    for w, h in sizes:
+        image = Image.frombytes("L", (w, h), bytes(rng.randrange(256) for _ in range(w * h)))
+        assert _border_means_of_bytes(image) == _border_means(image), (w, h)
