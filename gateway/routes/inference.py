@@ -73,8 +73,8 @@ BODY = {
     }
 }
 VersionQuery = Query(None, ge=1, le=2**63 - 1, description="serve with this version number")
-# Uploads with at most this many pixels in all (header sizes) are decoded on the event loop: a few 28x28
-# images take tens of microseconds, less than the hop to a worker thread; bigger ones go to a thread.
+# Uploads of at most 16 KiB with at most this many pixels in all (header sizes) are decoded on the event loop:
+# a few 28x28 images take tens of microseconds, less than the hop to a worker thread; others go to a thread.
 _INLINE_PIXELS = 128 * 128
 LabelQuery = Query(None, description="serve with the version that has this label", pattern=r"^[A-Za-z0-9_]+$")
 

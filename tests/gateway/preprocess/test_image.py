@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 from array import array
 from pathlib import Path
 
@@ -82,6 +84,17 @@ def test_small_images_counts_header_pixels_of_all_files(garments: list[Image.Ima
     big = ("big.png", encode(Image.new("L", (4000, 3000)), "PNG"))  # a few KB, 12 million pixels
     assert len(big[1]) < 64 * 1024 and not small_images([big], 128 * 128)
     assert not small_images([("bad.png", b"not an image")], 10**6)  # reported by the thread path
+
+
+def test_a_png_stuffed_with_chunks_is_not_opened_on_the_event_loop(garments: list[Image.Image]) -> None:
+    # 28x28 pixels, but 64 KiB of empty ancillary chunks before the image data: Pillow walks them one by one
+    png = encode(garments[0], "PNG")
+    chunk = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
+    stuffed = png[:33] + chunk * (64 * 1024 // len(chunk)) + png[33:]
+    assert small_images([("g.png", png)], 784)
+    assert not small_images([("s.png", stuffed)], 784)  # over the byte bound: not even its header is read
+    values, _ = images_to_batch([("s.png", stuffed)], FASHION, LIMIT)  # still a valid picture (thread path)
+    assert values.tobytes() == images_to_batch([("g.png", png)], FASHION, LIMIT)[0].tobytes()
 
 
 def test_exif_orientation_is_applied() -> None:
