@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -36,6 +37,7 @@ from modelserver.warmup import WarmupOptions
 X = [1.0, 2.0]
 V1 = [2.5, 3.0]  # half_plus_two: x / 2 + 2
 V2 = [3.5, 4.0]  # half_plus_three: x / 2 + 3
+Plane = TypeVar("Plane", bound=DataPlane)
 
 
 class SwapBeforeRun(DataPlane):
@@ -87,6 +89,19 @@ async def oip_infer(dp: DataPlane) -> tuple[list[float], int | None]:
 PROTOCOLS = {"grpc": grpc_predict, "rest": rest_predict, "oip": oip_infer}
 
 
+async def _serve_half(
+    base: Path, metrics: Metrics, plane: type[Plane]
+) -> tuple[AspiredVersionsManager, ServerCore, Plane]:
+    """A server core serving the latest version of ``half`` under ``base``, and its data plane."""
+    manager = AspiredVersionsManager(
+        lambda n, v, p: Loader(n, v, p, WarmupOptions()), ram_budget_bytes=2**33, metrics=metrics
+    )
+    core = ServerCore(manager, file_system_poll_wait_seconds=0)
+    dp = plane(core, metrics=metrics)
+    await core.apply_config({"half": ModelEntry("half", base, LatestVersions(1))})
+    return manager, core, dp
+
+
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 def test_a_swap_between_parse_and_run_does_not_change_the_answering_version(
     tiny: dict[str, Path], tmp_path: Path, protocol: str
@@ -97,12 +112,7 @@ def test_a_swap_between_parse_and_run_does_not_change_the_answering_version(
     metrics = Metrics()
 
     async def main() -> None:
-        manager = AspiredVersionsManager(
-            lambda n, v, p: Loader(n, v, p, WarmupOptions()), ram_budget_bytes=2**33, metrics=metrics
-        )
-        core = ServerCore(manager, file_system_poll_wait_seconds=0)
-        dp = SwapBeforeRun(core, metrics=metrics)
-        await core.apply_config({"half": ModelEntry("half", base, LatestVersions(1))})
+        manager, core, dp = await _serve_half(base, metrics, SwapBeforeRun)
 
         async def swap() -> None:
             publish(tiny["half_plus_three"], base, 2)
@@ -143,12 +153,7 @@ def test_a_request_counts_once_and_errors_raised_while_parsing_are_counted(
     metrics = Metrics()
 
     async def main() -> None:
-        manager = AspiredVersionsManager(
-            lambda n, v, p: Loader(n, v, p, WarmupOptions()), ram_budget_bytes=2**33, metrics=metrics
-        )
-        core = ServerCore(manager, file_system_poll_wait_seconds=0)
-        dp = DataPlane(core, metrics=metrics)
-        await core.apply_config({"half": ModelEntry("half", base, LatestVersions(1))})
+        _, core, dp = await _serve_half(base, metrics, DataPlane)
         try:
             transport = httpx.ASGITransport(app=create_rest_app(dp))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
