@@ -59,38 +59,24 @@ def predict_request(model: str, inputs: dict[str, np.ndarray], signature: str = 
     (numbers packed in ``tensor_content``, a single number in its typed field, strings in ``string_val``),
     built without importing TensorFlow: the bench process must not map TensorFlow's libraries, or the model
     server's PSS would be shared with it."""
-    from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
+    from modelserver.tensors import dtype_enum, to_tensor_proto
+    from tfs_protos.tensorflow.core.framework import tensor_pb2
     from tfs_protos.tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature
     for name, value in inputs.items():
-        tensor = tensor_pb2.TensorProto()
+        if value.size == 1 or value.dtype.kind in "SO":  # typed fields: what to_tensor_proto writes
+            request.inputs[name].CopyFrom(to_tensor_proto(value))
+            continue
+        tensor = tensor_pb2.TensorProto(
+            dtype=dtype_enum(value), tensor_content=value.astype(value.dtype.newbyteorder("<")).tobytes()
+        )
         for size in value.shape:
             tensor.tensor_shape.dim.add(size=size)
-        if value.dtype.kind in "SO":
-            tensor.dtype = types_pb2.DT_STRING
-            tensor.string_val.extend(bytes(v) for v in value.reshape(-1))
-        else:
-            dtype, field = _NUMBERS[value.dtype.name]
-            tensor.dtype = getattr(types_pb2, dtype)
-            if value.size == 1:
-                getattr(tensor, field).append(value.reshape(-1)[0].item())
-            else:
-                tensor.tensor_content = value.astype(value.dtype.newbyteorder("<")).tobytes()
         request.inputs[name].CopyFrom(tensor)
     return bytes(request.SerializeToString())
-
-
-# numpy dtype -> (TensorFlow DataType name, TensorProto field of a single value)
-_NUMBERS = {
-    "float32": ("DT_FLOAT", "float_val"),
-    "float64": ("DT_DOUBLE", "double_val"),
-    "int32": ("DT_INT32", "int_val"),
-    "int64": ("DT_INT64", "int64_val"),
-    "uint8": ("DT_UINT8", "int_val"),
-}
 
 
 def grpc_frame(message: bytes) -> bytes:
