@@ -33,9 +33,8 @@ __all__ = ["FORMATS", "ImageSpec", "decode_image", "images_to_batch", "small_ima
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _LEVELS = range(256)
-_SMALL = (
-    128 * 128
-)  # pixels up to which the border is summed from bytes (histograms beyond: C-speed on big bands)
+# Pixels up to which the border is summed from bytes (histograms beyond: C-speed on big bands).
+_SMALL = 128 * 128
 
 
 @dataclass(frozen=True)
