@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,6 +18,7 @@ from gateway.client import ModelClient
 from gateway.contract import ContractStore
 from gateway.deps import Services
 from gateway.errors import install_handlers
+from gateway.hot_routes import HotRoutes
 from gateway.limits import BodyLimit, RateLimit
 from gateway.metrics import Metrics
 from gateway.operations import Operations
@@ -71,7 +73,8 @@ class Measure:
                 self.metrics.errors.labels(kind).inc()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> FastAPI:
+    """The gateway app; ``hot_routes=False`` leaves classify and predict to FastAPI alone (tests compare)."""
     settings = settings or get_settings()
     metrics = Metrics()
     client = ModelClient(settings, metrics)
@@ -112,6 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_handlers(app)
+    for module in (inference, models, versions, admin, health):
+        app.include_router(module.router)
+    if hot_routes:  # innermost: every middleware below applies to it as to the routes
+        routes = {route.path: route for route in inference.router.routes if isinstance(route, APIRoute)}
+        app.add_middleware(HotRoutes, services=services, routes=routes, handlers=app.exception_handlers)
     # JSON bodies are held in memory: their limit is one upload; multipart files are spooled, up to max_files.
     app.add_middleware(
         BodyLimit,
@@ -123,9 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Measure, metrics=metrics, configured=frozenset(catalog.models()))
     app.add_middleware(SecurityHeaders)
     add_docs(app)
-
-    for module in (inference, models, versions, admin, health):
-        app.include_router(module.router)
     if (CONSOLE_DIR / "index.html").is_file():
         app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app

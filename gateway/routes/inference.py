@@ -72,11 +72,15 @@ BODY = {
         },
     }
 }
-VersionQuery = Query(None, ge=1, le=2**63 - 1, description="serve with this version number")
+# The query parameters' bounds, also read by gateway.hot_routes (which takes only what these accept).
+K_DEFAULT, K_MAX, VERSION_MAX = 5, 1000, 2**63 - 1
+LABEL_PATTERN = r"^[A-Za-z0-9_]+$"
+VersionQuery = Query(None, ge=1, le=VERSION_MAX, description="serve with this version number")
+KQuery = Query(K_DEFAULT, ge=1, le=K_MAX, description="how many labels per input, best first")
 # Uploads of at most 16 KiB with at most this many pixels in all (header sizes) are decoded on the event loop:
 # a few 28x28 images take tens of microseconds, less than the hop to a worker thread; others go to a thread.
 _INLINE_PIXELS = 128 * 128
-LabelQuery = Query(None, description="serve with the version that has this label", pattern=r"^[A-Za-z0-9_]+$")
+LabelQuery = Query(None, description="serve with the version that has this label", pattern=LABEL_PATTERN)
 
 
 class _Inputs:
@@ -236,21 +240,10 @@ def _check_choice(version: int | None, label: str | None) -> None:
         raise BadRequest("give either version or label, not both")
 
 
-@router.post(
-    "/v1/models/{name}:classify",
-    response_model=ClassifyReply,
-    responses=ERRORS,
-    openapi_extra=BODY,
-    summary="Top-k labels for images (multipart 'file') or texts (JSON)",
-)
-async def classify(
-    name: str,
-    request: Request,
-    services: ServicesDep,
-    k: int = Query(5, ge=1, le=1000, description="how many labels per input, best first"),
-    version: int | None = VersionQuery,
-    label: str | None = LabelQuery,
+async def classify_reply(
+    services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
+    """``:classify`` once its parameters are valid (the route and ``gateway.hot_routes`` both answer here)."""
     _check_choice(version, label)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
@@ -281,20 +274,10 @@ async def classify(
     return await services.traffic.serve(name, request.headers, version, label, answer)
 
 
-@router.post(
-    "/v1/models/{name}:predict",
-    response_model=PredictReply,
-    responses=ERRORS,
-    openapi_extra=BODY,
-    summary="Raw model outputs for images, texts or records",
-)
-async def predict(
-    name: str,
-    request: Request,
-    services: ServicesDep,
-    version: int | None = VersionQuery,
-    label: str | None = LabelQuery,
+async def predict_reply(
+    services: Services, name: str, request: Request, version: int | None, label: str | None
 ) -> PredictReply:
+    """``:predict`` once its parameters are valid (the route and ``gateway.hot_routes`` both answer here)."""
     _check_choice(version, label)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
@@ -315,6 +298,41 @@ async def predict(
         )
 
     return await services.traffic.serve(name, request.headers, version, label, answer)
+
+
+@router.post(
+    "/v1/models/{name}:classify",
+    response_model=ClassifyReply,
+    responses=ERRORS,
+    openapi_extra=BODY,
+    summary="Top-k labels for images (multipart 'file') or texts (JSON)",
+)
+async def classify(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    k: int = KQuery,
+    version: int | None = VersionQuery,
+    label: str | None = LabelQuery,
+) -> ClassifyReply:
+    return await classify_reply(services, name, request, k, version, label)
+
+
+@router.post(
+    "/v1/models/{name}:predict",
+    response_model=PredictReply,
+    responses=ERRORS,
+    openapi_extra=BODY,
+    summary="Raw model outputs for images, texts or records",
+)
+async def predict(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    version: int | None = VersionQuery,
+    label: str | None = LabelQuery,
+) -> PredictReply:
+    return await predict_reply(services, name, request, version, label)
 
 
 @router.post(
