@@ -4,7 +4,8 @@ Contract: ``apply_config(entries)`` makes the server serve exactly ``entries``: 
 their aspired versions loaded before it returns, removed models are unloaded, changed policies take
 effect, and version labels are applied last (each must name an AVAILABLE version unless
 ``allow_version_labels_for_unavailable_models``). Used at start, by config-file polling and by
-HandleReloadConfigRequest; calls are serialised.
+HandleReloadConfigRequest; calls are serialised. With several load threads (``--num_load_threads`` > 1)
+the source reconciles the models concurrently, at start and on every poll and reload alike.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class ServerCore:
     ) -> None:
         """``source`` builds the source from the callback (default: a ``FileSystemSource``; tests fake it)."""
         self.manager = manager
-        make_source = source or (lambda callback: FileSystemSource(callback, file_system_poll_wait_seconds))
+        concurrent = manager.load_threads > 1  # models reconciled at once, so their loads overlap
+        make_source = source or (
+            lambda callback: FileSystemSource(callback, file_system_poll_wait_seconds, concurrent=concurrent)
+        )
         self.source = make_source(self._aspired)
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._entries: dict[str, ModelEntry] = {}

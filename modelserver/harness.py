@@ -16,7 +16,9 @@ Status reports TF Serving's ``ServableState`` view (``REPORTED``): NEW=START, LO
 QUIESCING/QUIESCED/UNLOADING=UNLOADING, DISABLED/ERROR=END (ERROR with its error).
 
 Contract: the manager (the only caller) calls ``load`` and ``unload`` on the event loop, one at a time per
-harness; their blocking parts (``Loader`` calls) run through ``run_blocking`` in the manager's worker thread.
+harness; their blocking parts (``Loader`` calls) run through ``run_blocking`` in the manager's load or unload
+threads. Several harnesses may load at once: each checks its estimate against the free budget and reserves
+it in one synchronous step (``_reserve``), and LOADING holds RAM, so concurrent loads never overbook.
 The harness never imports TensorFlow: it sees the loader through the ``VersionLoader`` protocol.
 """
 
@@ -74,7 +76,7 @@ LoaderFactory = Callable[[str, int, Path], VersionLoader]
 
 
 class RunBlocking(Protocol):
-    """Runs a blocking call off the event loop (the manager's load/unload worker thread)."""
+    """Runs a blocking call off the event loop (in the manager's load or unload threads)."""
 
     def __call__(self, call: Callable[[], T], /) -> Awaitable[T]: ...
 
@@ -179,22 +181,7 @@ class LoaderHarness:
         started = time.perf_counter()
         try:
             estimate = await run_blocking(self.loader.estimate_ram_bytes)
-            free = free_bytes()
-            log.info(
-                "model %s version %d: estimated RAM %.1f MiB (%.1f MiB of the budget free)",
-                self.name,
-                self.version,
-                estimate / 2**20,
-                free / 2**20,
-            )
-            if estimate > free:
-                raise ResourceExhausted(
-                    f"Insufficient resources to load model {self.name} version {self.version}: it needs "
-                    f"about {estimate / 2**20:.1f} MiB of RAM but only {max(free, 0) / 2**20:.1f} MiB of "
-                    f"the {budget / 2**20:.1f} MiB budget is free"
-                )
-            self._enter(HarnessState.LOADING)
-            self.ram_bytes = estimate
+            self._reserve(estimate, free_bytes, budget)
             servable = await run_blocking(self.loader.load)
         except Exception as exc:
             self._enter(HarnessState.ERROR, as_serving_error(exc))
@@ -208,6 +195,27 @@ class LoaderHarness:
             "model %s version %d: AVAILABLE after %d ms", self.name, self.version, self.load_seconds * 1000
         )
         return True
+
+    def _reserve(self, estimate: int, free_bytes: Callable[[], int], budget: int) -> None:
+        """NEW -> LOADING holding ``estimate`` bytes, or ``ResourceExhausted``. Synchronous on purpose: no
+        other load can run between reading the free RAM and reserving it (loads run concurrently with
+        ``--num_load_threads`` > 1; an ``await`` here would let two of them take the same free RAM)."""
+        free = free_bytes()
+        log.info(
+            "model %s version %d: estimated RAM %.1f MiB (%.1f MiB of the budget free)",
+            self.name,
+            self.version,
+            estimate / 2**20,
+            free / 2**20,
+        )
+        if estimate > free:
+            raise ResourceExhausted(
+                f"Insufficient resources to load model {self.name} version {self.version}: it needs "
+                f"about {estimate / 2**20:.1f} MiB of RAM but only {max(free, 0) / 2**20:.1f} MiB of "
+                f"the {budget / 2**20:.1f} MiB budget is free"
+            )
+        self._enter(HarnessState.LOADING)
+        self.ram_bytes = estimate  # counted by the manager's next free_bytes() (LOADING holds RAM)
 
     # ---- unload ----------------------------------------------------------------------------------------
     def quiesce(self) -> None:

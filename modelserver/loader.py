@@ -89,8 +89,11 @@ def background_thread() -> None:
 
     Only after the process's first load: TensorFlow creates its thread pools (shared by every session) in
     the thread of the first session, and threads inherit their creator's niceness - inference must not run
-    niced. The manager runs loads and unloads in one dedicated thread, which stays niced (raising niceness
-    back needs privileges). Never the main thread; a no-op where the OS refuses."""
+    niced. Per thread: each of the manager's load threads (one, or ``--num_load_threads``) nices itself on
+    its first load after the process's first, and unload threads on their first unload; they stay niced
+    (raising niceness back needs privileges). Loads running concurrently with the process's first load are
+    not niced either (it may still be making the pools). Never the main thread; a no-op where the OS
+    refuses."""
     if threading.current_thread() is threading.main_thread():
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -161,4 +164,5 @@ class Loader:
 
     @staticmethod
     def unload(servable: Servable) -> None:
+        background_thread()  # after a load, never the thread making TensorFlow's pools
         servable.close()

@@ -16,7 +16,18 @@ Contract:
   is unloaded only after its last handle is released.
 - The manager sees loaders only through the ``VersionLoader`` protocol, made by the injected
   ``LoaderFactory`` (the TensorFlow loader is wired in by ``modelserver.server``). All methods run on the
-  event loop; loads and unloads run in one dedicated worker thread.
+  event loop; the loaders' blocking calls run in worker threads:
+- Threads (TF Serving's ``num_load_threads`` / ``num_unload_threads``, whose 0 means "serially in the
+  manager's main work loop"): the manager owns one dedicated *manager thread*. ``num_load_threads=0`` runs
+  every load (the RAM estimate too) there, one at a time; N > 0 gives loads a pool of N threads of their
+  own. Likewise ``num_unload_threads``: 0 runs unloads in the manager thread, N > 0 in a pool of N. So 0/0
+  (the default) is one thread for everything, strictly serial; N/0 keeps unloads serial beside the loads.
+  ``load_threads`` > 1 is the number of loads that may run at once, for *different* models: callers that
+  reconcile several models (the source's poll, config reloads) then do so concurrently. One model's
+  reconciles stay serialised by its lock, so its order (the aspired-version policy's) never changes.
+- RAM with concurrent loads: a load's estimate is checked against the free budget and reserved in one step
+  on the event loop (``LoaderHarness.load``); a load still LOADING counts, so two loads that each fit alone
+  but not together never both start: one ends in RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -71,21 +82,39 @@ class AspiredVersionsManager:
         ram_budget_bytes: int,
         policy: AspiredVersionPolicy | None = None,
         metrics: Metrics = METRICS,
+        num_load_threads: int = 0,
+        num_unload_threads: int = 0,
     ) -> None:
+        if num_load_threads < 0 or num_unload_threads < 0:
+            raise ValueError(f"thread counts must be >= 0: {num_load_threads=}, {num_unload_threads=}")
         self._loader_factory = loader_factory
         self._ram_budget = ram_budget_bytes
         self._policy: AspiredVersionPolicy = policy or AvailabilityPreserving()
         self._metrics = metrics
         self._models: dict[str, _Model] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        manager_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="manager")
+        self._load_pool = (
+            ThreadPoolExecutor(num_load_threads, thread_name_prefix="load")
+            if num_load_threads
+            else manager_thread
+        )
+        self._unload_pool = (
+            ThreadPoolExecutor(num_unload_threads, thread_name_prefix="unload")
+            if num_unload_threads
+            else manager_thread
+        )
+        self.load_threads = max(1, num_load_threads)
         self._unloads: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def _model(self, name: str) -> _Model:
         return self._models.setdefault(name, _Model(name))
 
-    async def _run_blocking(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+    async def _run_load(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._load_pool, call)
+
+    async def _run_unload(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._unload_pool, call)
 
     def _ram_in_use(self) -> int:
         return sum(r.ram_bytes for m in self._models.values() for r in m.versions.values() if r.holds_ram)
@@ -136,7 +165,7 @@ class AspiredVersionsManager:
         model.versions[version] = record
         log.info("model %s: version %d seen at %s", model.name, version, path)
         free = lambda: self._ram_budget - self._ram_in_use()  # noqa: E731 - read when the estimate is known
-        if not await record.load(self._run_blocking, free, self._ram_budget):
+        if not await record.load(self._run_load, free, self._ram_budget):
             self._metrics.loads.labels(model.name, "error").inc()
             return
         model.refresh_latest()
@@ -155,7 +184,7 @@ class AspiredVersionsManager:
         task.add_done_callback(lambda _: model.unloads.pop(record.version, None))
 
     async def _unload(self, model: _Model, record: LoaderHarness) -> None:
-        await record.unload(self._run_blocking)
+        await record.unload(self._run_unload)
         self._metrics.unloads.labels(model.name).inc()
         self._metrics.unload_seconds.labels(model.name).observe(record.unload_seconds)
 
@@ -179,7 +208,8 @@ class AspiredVersionsManager:
                 if record.harness_state is HarnessState.READY:
                     self._start_unload(model, record)
         await self.wait_unloads()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in {self._load_pool, self._unload_pool}:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- labels ----------------------------------------------------------------------------------------
     def set_labels(self, name: str, labels: Mapping[str, int], *, allow_unavailable: bool) -> None:

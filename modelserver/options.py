@@ -59,6 +59,8 @@ class ServerOptions(BaseSettings):
     tensorflow_session_parallelism: int = Field(0, ge=0)
     total_model_memory_limit_bytes: int = Field(0, ge=0)
     aspired_version_policy: PolicyName = "availability_preserving"
+    num_load_threads: int = Field(0, ge=0, description="load thread pool; 0 = serially in the manager thread")
+    num_unload_threads: int = Field(0, ge=0, description="unload thread pool; 0 = in the manager thread")
     bind_host: str = "0.0.0.0"
     model_control_token: str = ""
     enable_model_config_reload: bool = True
@@ -112,8 +114,6 @@ IGNORED_FLAGS: frozenset[str] = frozenset(
         "rest_api_num_threads",
         "rest_api_timeout_in_ms",
         "grpc_max_threads",
-        "num_load_threads",
-        "num_unload_threads",
         "max_num_load_retries",
         "load_retry_interval_micros",
         "flush_filesystem_caches",

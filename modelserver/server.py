@@ -182,8 +182,17 @@ class ModelServer:
             raise ConfigError(f"TensorFlow's C API could not be loaded: {exc}") from None
         budget = self._ram_budget()
         log.info("aspired version policy: %s", o.aspired_version_policy)
+        log.info(
+            "num_load_threads=%d, num_unload_threads=%d (0: serially in the manager thread)",
+            o.num_load_threads,
+            o.num_unload_threads,
+        )
         manager = AspiredVersionsManager(
-            self._loader, ram_budget_bytes=budget, policy=POLICIES[o.aspired_version_policy]()
+            self._loader,
+            ram_budget_bytes=budget,
+            policy=POLICIES[o.aspired_version_policy](),
+            num_load_threads=o.num_load_threads,
+            num_unload_threads=o.num_unload_threads,
         )
         self.core = ServerCore(
             manager,

@@ -6,7 +6,9 @@ directory still being copied in is skipped until complete; an unreadable one cou
 status says why). ``aspired_versions(config)`` applies the model's version policy; an unreadable base path
 gives None (keep serving), never "no versions" (unload all). The ``FileSystemSource`` polls every model
 every ``poll_wait_seconds`` (0 = once, negative = never after the first scan) and hands each result to the
-callback, which the manager reconciles.
+callback, which the manager reconciles: one model after another, or with ``concurrent`` (the manager has
+several load threads) all models at once, so their loads overlap; ``poll_once`` returns when every model's
+callback has returned, then raises the first error any of them raised.
 """
 
 from __future__ import annotations
@@ -92,9 +94,12 @@ class AspiredVersionsSource(Protocol):
 class FileSystemSource:
     """Polls the configured models and reports their aspired versions (the manager's input)."""
 
-    def __init__(self, callback: AspiredCallback, poll_wait_seconds: float) -> None:
+    def __init__(
+        self, callback: AspiredCallback, poll_wait_seconds: float, *, concurrent: bool = False
+    ) -> None:
         self._callback = callback
         self._poll_wait = poll_wait_seconds
+        self._concurrent = concurrent
         self._models: dict[str, ModelSource] = {}
         self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -103,32 +108,43 @@ class FileSystemSource:
         self._models = dict(models)
 
     async def poll_once(self) -> None:
-        for model in list(self._models.values()):
-            try:
-                aspired = await asyncio.to_thread(aspired_versions, model)
-            except OSError as exc:  # one model's storage error must not stop the others' polls
-                log.error("model %s: cannot scan %s: %s", model.name, model.base_path, exc)
-                aspired = None
-            if aspired is None:
-                if model.name not in self._warned:
-                    self._warned.add(model.name)
-                    log.error(
-                        "model %s: base path %s does not exist or is not a folder",
-                        model.name,
-                        model.base_path,
-                    )
-                continue
-            if not aspired and model.name not in self._warned:
+        models = list(self._models.values())
+        if not self._concurrent:
+            for model in models:
+                await self._poll_model(model)
+            return
+        # every model to its end (a plain gather returns at the first error, the others still running)
+        results = await asyncio.gather(*(self._poll_model(m) for m in models), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _poll_model(self, model: ModelSource) -> None:
+        try:
+            aspired = await asyncio.to_thread(aspired_versions, model)
+        except OSError as exc:  # one model's storage error must not stop the others' polls
+            log.error("model %s: cannot scan %s: %s", model.name, model.base_path, exc)
+            aspired = None
+        if aspired is None:
+            if model.name not in self._warned:
                 self._warned.add(model.name)
-                log.warning(
-                    "No versions of servable %s found under base path %s (numeric version directories "
-                    "holding saved_model.pb are expected)",
+                log.error(
+                    "model %s: base path %s does not exist or is not a folder",
                     model.name,
                     model.base_path,
                 )
-            elif aspired:
-                self._warned.discard(model.name)
-            await self._callback(model.name, aspired)
+            return
+        if not aspired and model.name not in self._warned:
+            self._warned.add(model.name)
+            log.warning(
+                "No versions of servable %s found under base path %s (numeric version directories "
+                "holding saved_model.pb are expected)",
+                model.name,
+                model.base_path,
+            )
+        elif aspired:
+            self._warned.discard(model.name)
+        await self._callback(model.name, aspired)
 
     def start(self) -> None:
         if self._poll_wait > 0 and self._task is None:

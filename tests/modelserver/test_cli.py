@@ -84,6 +84,25 @@ def test_process_with_workers_fails_on_malformed_config_file_before_any_worker(t
     assert "started 2 workers" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "threads"),
+    [
+        ([], {}, (0, 0)),  # TF Serving's defaults: serially in the manager thread
+        (["--num_load_threads=2"], {}, (2, 0)),
+        (["--num_load_threads=0", "--num_unload_threads=3"], {}, (0, 3)),
+        ([], {"MODELSERVER_NUM_LOAD_THREADS": "4", "MODELSERVER_NUM_UNLOAD_THREADS": "1"}, (4, 1)),
+        (["--num_load_threads=1"], {"MODELSERVER_NUM_LOAD_THREADS": "4"}, (1, 0)),  # the flag wins
+    ],
+)
+def test_load_and_unload_thread_flags(
+    argv: list[str], env: dict[str, str], threads: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    options = parse_flags(["--model_base_path=/m", *argv])
+    assert (options.num_load_threads, options.num_unload_threads) == threads
+
+
 @pytest.mark.parametrize("policy", ["availability_preserving", "resource_preserving"])
 def test_aspired_version_policy_flag(policy: str) -> None:
     assert parse_flags(["--model_base_path=/m"]).aspired_version_policy == "availability_preserving"
@@ -106,6 +125,10 @@ def test_aspired_version_policy_flag(policy: str) -> None:
         (["--model_base_path=/m", "--ssl_config_file=/s"], "not supported"),
         (["--model_base_path=/m", "--aspired_version_policy=fastest"], "--aspired_version_policy='fastest'"),
         (["--model_base_path=/m", "--num_workers=-1"], "--num_workers='-1'"),
+        (["--model_base_path=/m", "--num_load_threads=-1"], "--num_load_threads='-1'"),
+        (["--model_base_path=/m", "--num_unload_threads=-3"], "--num_unload_threads='-3'"),
+        (["--model_base_path=/m", "--num_load_threads=two"], "--num_load_threads='two'"),
+        (["--model_base_path=/m", "--num_load_threads"], "needs a value"),
         (["--model_base_path=/m", "--num_workers=2", "--grpc_socket_path=/s"], "--grpc_socket_path cannot"),
     ],
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.waiting import async_wait_until
 from modelserver.config import ModelEntry
 from modelserver.core import ServerCore
 from modelserver.errors import FailedPrecondition
@@ -60,6 +61,38 @@ def test_a_label_on_a_version_that_is_not_served_is_refused() -> None:
         source.aspire("a", versions(1, name="a"))
         with pytest.raises(FailedPrecondition, match="not currently available"):
             await core.apply_config({"a": entry("a", {"canary": 2})})
+        await core.stop()
+
+    asyncio.run(main())
+
+
+def test_start_and_reloads_load_models_concurrently_with_two_load_threads(tmp_path: Path) -> None:
+    """The real FileSystemSource: with ``num_load_threads=2`` a config's models are reconciled at once, at
+    start and on a reload (HandleReloadConfigRequest and config-file polling call ``apply_config``)."""
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "saved_model.pb").write_bytes(b"x")
+
+    def entries(*names: str) -> dict[str, ModelEntry]:
+        return {n: ModelEntry(n, tmp_path / n, LatestVersions()) for n in names}
+
+    async def main() -> None:
+        loaders = FakeLoaders()
+        manager = AspiredVersionsManager(
+            loaders, ram_budget_bytes=10_000, metrics=Metrics(), num_load_threads=2
+        )
+        core = ServerCore(manager, file_system_poll_wait_seconds=0)
+        for names in (("a", "b"), ("a", "b", "c", "d")):
+            gate = loaders.gate(1)  # every model's version 1 blocks until both new ones are loading
+            apply = asyncio.create_task(core.apply_config(entries(*names)))
+            new = names[-2:]
+            await async_wait_until(
+                lambda new=new: all(loaders.started(1, n) for n in new),
+                f"{' and '.join(new)} loading at once",
+            )
+            gate.set()
+            await apply
+            assert all(manager.available_versions(n) == [1] for n in names)
         await core.stop()
 
     asyncio.run(main())

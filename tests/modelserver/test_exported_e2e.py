@@ -113,3 +113,23 @@ def test_metadata_lists_contract_signatures(client: Client) -> None:
         signatures = get_model_metadata_pb2.SignatureDefMap()
         client.predictions.GetModelMetadata(request, timeout=10).metadata["signature_def"].Unpack(signatures)
         assert set(signatures.signature_def) == keys
+
+
+def test_two_load_threads_load_all_three_models(model_repo: Path, tmp_path: Path) -> None:
+    """``--num_load_threads=2``: the three models are reconciled at once at start (the order of their loads
+    is the machine's) and every one is AVAILABLE and answers, as with the default serial loads."""
+    log = tmp_path / "server.log"
+    flags = ("--num_load_threads=2",)
+    with start_modelserver(
+        model_repo / "models.config", extra_flags=flags, rest=False, log_path=log
+    ) as server:
+        client = Client(server.grpc_target)
+        for model in ("fashion", "text", "housing"):  # the ports open only after the start config loaded
+            assert [s[:2] for s in client.status(model)] == [(1, "AVAILABLE")]
+        assert "num_load_threads=2, num_unload_threads=0" in server.log_text()
+        images = np.zeros((1, 28, 28, 1), np.float32)
+        assert predict(client, "fashion", {"image": images})["probabilities"].shape == (1, 10)
+        texts = np.array([b"see you at lunch tomorrow"], object)
+        assert predict(client, "text", {"text": texts})["probabilities"].shape == (1, 2)
+        inputs = {name: np.array([value], np.float32) for name, value in zip(HOUSING, HOUSE, strict=True)}
+        assert np.isfinite(predict(client, "housing", inputs)["median_house_value"]).all()

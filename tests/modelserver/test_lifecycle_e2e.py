@@ -242,12 +242,21 @@ def _niceness(pid: int) -> dict[int, int]:
     return found
 
 
-def test_later_loads_run_niced_and_inference_threads_do_not(tiny: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "niced_threads"),
+    [
+        ((), 1),  # the manager's one thread: v2's load, then v1's unload
+        (("--num_load_threads=2",), 2),  # the pool thread that loaded v2; the manager thread that unloaded v1
+    ],
+)
+def test_later_loads_run_niced_and_inference_threads_do_not(
+    tiny: dict[str, Path], tmp_path: Path, flags: tuple[str, ...], niced_threads: int
+) -> None:
     base = tmp_path / "half"
     publish(tiny["half_plus_two"], base, 1)
     config = tmp_path / "models.config"
     config.write_text(f'model_config_list {{ config {{ name: "half" base_path: "{base}" }} }}')
-    with start_modelserver(config, rest=False, log_path=tmp_path / "server.log") as server:
+    with start_modelserver(config, extra_flags=flags, rest=False, log_path=tmp_path / "server.log") as server:
         client = Client(server.grpc_target)
         assert client.predict("half", [2.0]).outputs["y"].float_val[0] == 3.0
         pid = server.process.pid
@@ -259,4 +268,4 @@ def test_later_loads_run_niced_and_inference_threads_do_not(tiny: dict[str, Path
         for _ in range(20):  # inference on the new version, through the shared pools
             assert client.predict("half", [2.0]).outputs["y"].float_val[0] == 4.0
         niced = [nice for nice in _niceness(pid).values() if nice != 0]
-        assert niced == [LOAD_NICE]  # the load thread alone
+        assert niced == [LOAD_NICE] * niced_threads  # the load and unload threads alone

@@ -1,11 +1,13 @@
-"""modelserver.manager: both aspired-version policies, failed loads, RAM budget, labels, handles (fake
-loaders: no TensorFlow; waits are conditions, never sleeps)."""
+"""modelserver.manager: both aspired-version policies, failed loads, RAM budget, labels, handles, load and
+unload threads (fake loaders: no TensorFlow; waits are conditions, never sleeps)."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import grpc
 import pytest
@@ -27,12 +29,23 @@ from modelserver.metrics import Metrics
 from modelserver.state import ManagerState
 from tests.support.fakes import FakeLoaders, Script, versions
 
+TWO_MODELS = {"a": versions(1, name="a"), "b": versions(2, name="b")}  # own versions: own scripts
+
 
 def make_manager(
-    loaders: FakeLoaders | None = None, budget: int = 1000, policy: str = "availability_preserving"
+    loaders: FakeLoaders | None = None,
+    budget: int = 1000,
+    policy: str = "availability_preserving",
+    load_threads: int = 0,
+    unload_threads: int = 0,
 ) -> AspiredVersionsManager:
     return AspiredVersionsManager(
-        loaders or FakeLoaders(), ram_budget_bytes=budget, policy=POLICIES[policy](), metrics=Metrics()
+        loaders or FakeLoaders(),
+        ram_budget_bytes=budget,
+        policy=POLICIES[policy](),
+        metrics=Metrics(),
+        num_load_threads=load_threads,
+        num_unload_threads=unload_threads,
     )
 
 
@@ -248,3 +261,119 @@ def test_the_lifecycle_never_imports_tensorflow() -> None:
         "sys.exit('tensorflow' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False).returncode == 0
+
+
+def reconcile_all(
+    manager: AspiredVersionsManager, models: dict[str, dict[int, Path]]
+) -> asyncio.Future[list[None]]:
+    """Reconcile several models at once, as the source does with more than one load thread."""
+    return asyncio.gather(*(manager.reconcile(name, aspired) for name, aspired in models.items()))
+
+
+def test_two_load_threads_load_different_models_at_once() -> None:
+    async def main() -> None:
+        loaders = FakeLoaders()
+        gates = [loaders.gate(1), loaders.gate(2)]
+        manager = make_manager(loaders, load_threads=2)
+        assert manager.load_threads == 2
+        both = reconcile_all(manager, TWO_MODELS)
+        # both loads block until the test opens them: seeing both started proves they overlap (a serial
+        # manager never starts b's load while a's blocks, and this wait fails at its hang guard)
+        await async_wait_until(
+            lambda: loaders.started(1, "a") and loaders.started(2, "b"), "both loads running at once"
+        )
+        assert states(manager, "a") == {1: "LOADING"} and states(manager, "b") == {2: "LOADING"}
+        assert loaders.threads[("load", "a", 1)] != loaders.threads[("load", "b", 2)]
+        for gate in gates:
+            gate.set()
+        await both
+        assert manager.available_versions("a") == [1] and manager.available_versions("b") == [2]
+        await manager.shutdown()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("load_threads", [0, 1])
+def test_zero_or_one_load_thread_loads_one_version_at_a_time(load_threads: int) -> None:
+    async def main() -> None:
+        loaders = FakeLoaders()
+        gate = loaders.gate(1)
+        manager = make_manager(loaders, load_threads=load_threads)
+        assert manager.load_threads == 1
+        both = reconcile_all(manager, TWO_MODELS)
+        # b passed its budget check and handed its load to the pool while a's load blocks ...
+        await async_wait_until(
+            lambda: loaders.started(1, "a") and states(manager, "b") == {2: "LOADING"},
+            "a loading and b's load queued",
+        )
+        gate.set()
+        await both
+        # ... yet it ran after a's, in the same thread: a pool of more threads would have run it in another
+        assert loaders.events == [("load", "a", 1), ("loaded", "a", 1), ("load", "b", 2), ("loaded", "b", 2)]
+        assert loaders.threads[("load", "a", 1)] == loaders.threads[("load", "b", 2)]
+        await manager.shutdown()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("load_threads", "unload_threads", "unload_in_load_thread"),
+    [
+        (0, 0, True),  # the default: one manager thread does everything, serially
+        (1, 0, False),  # a load pool; unloads stay in the manager thread
+        (2, 0, False),
+        (0, 1, False),  # an unload pool; loads stay in the manager thread
+        (2, 2, False),
+    ],
+)
+def test_where_loads_and_unloads_run(
+    load_threads: int, unload_threads: int, unload_in_load_thread: bool
+) -> None:
+    async def main() -> None:
+        loaders = FakeLoaders()
+        manager = make_manager(loaders, load_threads=load_threads, unload_threads=unload_threads)
+        await manager.reconcile("m", versions(1))
+        await manager.reconcile("m", versions(2))  # v2 loads, then v1 unloads: the order does not change
+        await manager.wait_unloads()
+        assert loaders.events == [("load", "m", 1), ("loaded", "m", 1), ("load", "m", 2), ("loaded", "m", 2),
+                                  ("unload", "m", 1)]  # fmt: skip
+        threads = loaders.threads
+        assert (threads[("unload", "m", 1)] == threads[("load", "m", 2)]) is unload_in_load_thread
+        assert threading.get_ident() not in threads.values()  # never on the event loop
+        await manager.shutdown()
+
+    asyncio.run(main())
+
+
+def test_negative_thread_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="num_load_threads=-1"):
+        make_manager(load_threads=-1)
+    with pytest.raises(ValueError, match="num_unload_threads=-2"):
+        make_manager(unload_threads=-2)
+
+
+def test_concurrent_loads_that_fit_only_one_at_a_time_leave_one_ready_and_one_refused() -> None:
+    async def main() -> None:
+        barrier = threading.Barrier(2)  # both estimates run at once: both budget checks come together
+        loaders = FakeLoaders({v: Script(ram_bytes=600, estimate_barrier=barrier) for v in (1, 2)})
+        gates = [loaders.gate(1), loaders.gate(2)]  # whichever passes keeps LOADING (its RAM reserved)
+        manager = make_manager(loaders, budget=1000, load_threads=2)
+        both = reconcile_all(manager, TWO_MODELS)
+        records = lambda: [manager.status(name)[0] for name in ("a", "b")]  # noqa: E731
+        await async_wait_until(lambda: loaders.made and len(loaders.made) == 2, "both versions seen")
+        await async_wait_until(
+            lambda: all(r.state is not ManagerState.START for r in records()), "both budget checks done"
+        )
+        # each fits alone (600 of 1000), not both: exactly one may be loading while the other is refused
+        assert sorted(r.harness_state.name for r in records()) == ["ERROR", "LOADING"]
+        refused = next(r for r in records() if r.harness_state is HarnessState.ERROR)
+        assert refused.error is not None and refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert manager._ram_in_use() == 600
+        for gate in gates:
+            gate.set()
+        await both
+        assert sorted(r.state.name for r in records()) == ["AVAILABLE", "END"]
+        assert [e[0] for e in loaders.events] == ["load", "loaded"]  # the refused version never loaded
+        await manager.shutdown()
+
+    asyncio.run(main())

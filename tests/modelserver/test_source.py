@@ -1,4 +1,5 @@
-"""modelserver.source: numeric, complete version directories and the aspired versions they give."""
+"""modelserver.source: numeric, complete version directories and the aspired versions they give; polls that
+reconcile models one after another or, with several load threads, all at once."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
+from devtools.waiting import async_wait_until
 from modelserver.policy import AllVersions, LatestVersions, SpecificVersions
 from modelserver.source import FileSystemSource, ModelSource, aspired_versions, scan_versions
 
@@ -70,3 +74,55 @@ def test_poll_once_calls_back_per_model(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert seen == {"a": [2], "b": []}  # no callback for a base path that does not exist
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_poll_once_reconciles_models_one_after_another_or_all_at_once(
+    tmp_path: Path, concurrent: bool
+) -> None:
+    for name in ("a", "b", "c"):
+        _version(tmp_path / name, "1")
+    entered: list[str] = []
+    release = asyncio.Event()
+
+    async def callback(name: str, aspired: Mapping[int, Path]) -> None:
+        entered.append(name)
+        if name == "a":  # a's reconcile blocks until the others have started, or the test releases it
+            await release.wait()
+
+    async def main() -> None:
+        source = FileSystemSource(callback, poll_wait_seconds=0, concurrent=concurrent)
+        source.set_models({name: ModelSource(name, tmp_path / name) for name in ("a", "b", "c")})
+        poll = asyncio.create_task(source.poll_once())
+        if concurrent:  # the others start while a's blocks (serially this wait fails at its hang guard)
+            await async_wait_until(lambda: sorted(entered) == ["a", "b", "c"], "every model's callback")
+        else:
+            await async_wait_until(lambda: entered == ["a"], "a's callback")
+        assert not poll.done()
+        release.set()
+        await poll
+
+    asyncio.run(main())
+    # serially in the config's order; concurrently in whichever order their scans finish
+    assert (sorted(entered) if concurrent else entered) == ["a", "b", "c"]
+
+
+def test_concurrent_poll_finishes_every_model_then_raises_the_first_error(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        _version(tmp_path / name, "1")
+    finished: list[str] = []
+
+    async def callback(name: str, aspired: Mapping[int, Path]) -> None:
+        if name == "a":
+            raise RuntimeError("a failed")
+        await asyncio.sleep(0)  # b is still running when a's error comes back
+        finished.append(name)
+
+    async def main() -> None:
+        source = FileSystemSource(callback, poll_wait_seconds=0, concurrent=True)
+        source.set_models({name: ModelSource(name, tmp_path / name) for name in ("a", "b")})
+        with pytest.raises(RuntimeError, match="a failed"):
+            await source.poll_once()
+        assert finished == ["b"]
+
+    asyncio.run(main())

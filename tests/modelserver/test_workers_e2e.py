@@ -113,6 +113,7 @@ def server(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
     log = tmp_path_factory.mktemp("workers_logs") / "server.log"
     flags = (
         "--num_workers=2",
+        "--num_load_threads=2",  # reloads then reconcile models concurrently in every worker
         f"--monitoring_config_file={root / 'monitoring.config'}",
         f"--allowed_model_base_paths={root}",
     )
@@ -173,6 +174,11 @@ def test_both_workers_answer_grpc_and_rest(server: ModelServerHandle) -> None:
             channel.close()
         for client in clients:
             client.close()
+
+
+def test_every_worker_gets_the_flags(server: ModelServerHandle) -> None:
+    # each worker has its own manager, with the load threads the command line asked for
+    assert server.log_text().count("num_load_threads=2, num_unload_threads=0") == 2
 
 
 def test_reload_reaches_every_worker(server: ModelServerHandle, root: Path) -> None:

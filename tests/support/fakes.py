@@ -5,6 +5,7 @@
     manager = AspiredVersionsManager(loaders, ram_budget_bytes=1000, metrics=Metrics())
     await manager.reconcile("m", versions(1, 2))
     loaders.events                               # [("load", "m", 1), ("loaded", "m", 1), ...] in order
+    loaders.threads[("loaded", "m", 1)]          # the thread that ran it (loads and unloads run in threads)
 
 ``FakeSource`` stands in for ``FileSystemSource``: the test sets each model's aspired versions and
 ``poll_once`` hands them to the callback, as a poll would.
@@ -34,11 +35,13 @@ def versions(*numbers: int, name: str = "m") -> dict[int, Path]:
 
 @dataclass
 class Script:
-    """How one version's loader behaves: its RAM estimate, and a load that fails or waits for a gate."""
+    """How one version's loader behaves: its RAM estimate (which may first wait at a barrier with other
+    estimates), and a load that fails or waits for a gate."""
 
     ram_bytes: int = 10
     error: ServingError | None = None
     gate: threading.Event | None = None
+    estimate_barrier: threading.Barrier | None = None
 
 
 @dataclass
@@ -57,6 +60,8 @@ class FakeLoader:
         self.unloaded = False
 
     def estimate_ram_bytes(self) -> int:
+        if self.script.estimate_barrier is not None:
+            self.script.estimate_barrier.wait(60)  # hang guard only: BrokenBarrierError after it
         return self.script.ram_bytes
 
     def load(self) -> Servable:
@@ -80,6 +85,7 @@ class FakeLoaders:
 
     scripts: dict[int, Script] = field(default_factory=dict)
     events: list[tuple[str, str, int]] = field(default_factory=list)
+    threads: dict[tuple[str, str, int], int] = field(default_factory=dict)
     made: list[FakeLoader] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -89,8 +95,9 @@ class FakeLoaders:
         return loader
 
     def record(self, event: str, name: str, version: int) -> None:
-        with self._lock:  # loads and unloads run in the manager's worker thread
+        with self._lock:  # loads and unloads run in the manager's worker threads
             self.events.append((event, name, version))
+            self.threads[(event, name, version)] = threading.get_ident()
 
     def gate(self, version: int) -> threading.Event:
         """Make ``version``'s load block until the returned event is set."""
