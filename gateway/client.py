@@ -39,13 +39,14 @@ import asyncio
 import itertools
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import grpc
 from google.protobuf.wrappers_pb2 import Int64Value
 
 from gateway import oip
+from gateway.coalesce import Coalescer
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -164,6 +165,9 @@ class ModelClient:
         self._metrics = metrics
         self._servers: dict[str, _Server] = {}
         self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
+        self._coalescer = (
+            Coalescer(settings.max_files, metrics.coalesced.observe) if settings.coalesce else None
+        )
 
     def address_for(self, model: str) -> str:
         turns = self._turns.get(model)
@@ -241,8 +245,33 @@ class ModelClient:
         output_filter: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
         address: str | None = None,
+        batchable: bool = False,
     ) -> predict_pb2.PredictResponse:
-        """Predict on ``address``, or on the model's replicas in turn when it is None."""
+        """Predict on ``address``, or on the model's replicas in turn when it is None. ``batchable``: the
+        signature's inputs all have an unknown first dimension, so concurrent calls may share one Predict
+        (``gateway.coalesce``, when ``GATEWAY_COALESCE`` is on)."""
+
+        async def send(tensors: Mapping[str, tensor_pb2.TensorProto]) -> predict_pb2.PredictResponse:
+            return await self._predict(
+                model, tensors, version, label, signature, output_filter, timeout, address
+            )
+
+        if batchable and self._coalescer is not None:
+            key = (model, version, label, signature, tuple(output_filter), timeout, address)
+            return await self._coalescer.run(key, inputs, send)
+        return await send(inputs)
+
+    async def _predict(
+        self,
+        model: str,
+        inputs: Mapping[str, tensor_pb2.TensorProto],
+        version: int | None,
+        label: str | None,
+        signature: str,
+        output_filter: Sequence[str],
+        timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
+        address: str | None,
+    ) -> predict_pb2.PredictResponse:
         if self._oip(model):
             return await self._infer(
                 model, inputs, version, label, signature, output_filter, timeout, address
@@ -262,7 +291,7 @@ class ModelClient:
     async def _infer(
         self,
         model: str,
-        inputs: dict[str, tensor_pb2.TensorProto],
+        inputs: Mapping[str, tensor_pb2.TensorProto],
         version: int | None,
         label: str | None,
         signature: str,

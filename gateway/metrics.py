@@ -58,6 +58,12 @@ class Metrics:
             ["server", "method"],
             registry=r,
         )
+        self.coalesced = Histogram(
+            "gateway_coalesced_requests",
+            "requests answered by one upstream Predict (gateway.coalesce)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
         self.errors = Counter("gateway_errors", "error replies by kind", ["kind"], registry=r)
         self.replicas_converged = Gauge(
             "gateway_replicas_converged",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oip_protos import grpc_predict_v2_pb2 as pb
@@ -109,7 +109,7 @@ def version_string(version: int | None, label: str | None) -> str:
 
 def infer_request(
     model: str,
-    inputs: dict[str, tensor_pb2.TensorProto],
+    inputs: Mapping[str, tensor_pb2.TensorProto],
     *,
     version: int | None,
     label: str | None,

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(default=0.1, ge=0, le=10)
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=2**31 - 1)
     channels_per_server: int = Field(default=4, ge=1, le=64)
+    coalesce: bool = True
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
     max_image_pixels: int = Field(default=40_000_000, ge=1024, le=1_000_000_000)
     max_files: int = Field(default=32, ge=1, le=10_000)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from gateway.coalesce import batchable
 from gateway.contract import ModelInfo
 from gateway.deps import Services, ServicesDep
 from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
@@ -192,8 +193,16 @@ async def _predict(
             raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
         records = validate_records(inputs.records or [], features, max_items=settings.max_files)
         tensors = records_to_tensors(records, list(features))
+    signature = info.signatures.get(info.predict_signature())
+    declared = signature.inputs if signature is not None else {}
+    shapes = {key: declared[key].shape if key in declared else None for key in tensors}
     return await services.client.predict(
-        name, tensors, version=version, label=label, signature=info.predict_signature()
+        name,
+        tensors,
+        version=version,
+        label=label,
+        signature=info.predict_signature(),
+        batchable=batchable(shapes),
     )
 
 

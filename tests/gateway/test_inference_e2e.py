@@ -8,6 +8,7 @@ preprocessing - the labels through PNG upload must match the model's answers on 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -322,3 +323,31 @@ def test_model_without_contract_signature_works_from_metadata(http: httpx.Client
     predicted = http.post("/v1/models/half:predict", json=records).json()
     assert predicted["predictions"] == [{"y": 3.0}, {"y": 4.0}] and predicted["version"] == 1
     assert http.post("/v1/models/half:classify", json=records).status_code == 400
+
+
+def test_concurrent_uploads_each_get_their_own_answer(
+    gateway: Gateway, http: httpx.Client, fashion: tuple[list[Image.Image], list[int]]
+) -> None:
+    # Concurrent single-image uploads may share one Predict (gateway.coalesce): each reply must still be the
+    # one its image gets alone (to float32 rounding: TensorFlow's kernels sum in another order per batch size).
+    pngs = [encode(image, "PNG") for image in fashion[0][:24]]
+    path = "/v1/models/fashion:predict"
+
+    def alone(data: bytes) -> list[float]:
+        reply = http.post(path, files={"file": ("i.png", data)})
+        assert reply.status_code == 200, reply.text
+        (prediction,) = reply.json()["predictions"]
+        return prediction["probabilities"]  # type: ignore[no-any-return]
+
+    expected = [alone(data) for data in pngs]
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60.0) as client:
+            posts = (client.post(path, files={"file": ("i.png", data)}) for data in pngs * 4)
+            return await asyncio.gather(*posts)
+
+    for index, reply in enumerate(asyncio.run(together())):
+        assert reply.status_code == 200, reply.text
+        (prediction,) = reply.json()["predictions"]
+        assert prediction["probabilities"] == pytest.approx(expected[index % len(pngs)], abs=1e-5), index
+    assert "gateway_coalesced_requests_count" in http.get("/metrics").text
