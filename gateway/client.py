@@ -157,6 +157,12 @@ class _Server:
             await connection.channel.close(grace=None)
 
 
+def _refused_merged(exc: BaseException) -> bool:
+    """A merged Predict's error that its callers' own requests may not meet: a batch over the server's
+    ``max_batch_size`` is INVALID_ARGUMENT (so is a bad input, which each caller then gets for itself)."""
+    return isinstance(exc, UpstreamError) and exc.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
 class ModelClient:
     """Async client for Predict / Classify / Regress / GetModelMetadata / GetModelStatus / ReloadConfig."""
 
@@ -166,7 +172,9 @@ class ModelClient:
         self._servers: dict[str, _Server] = {}
         self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
         self._coalescer = (
-            Coalescer(settings.max_files, metrics.coalesced.observe) if settings.coalesce else None
+            Coalescer(settings.max_files, metrics.coalesced.observe, alone=_refused_merged)
+            if settings.coalesce
+            else None
         )
 
     def address_for(self, model: str) -> str:

@@ -13,8 +13,10 @@ Contract:
   larger than one multi-file upload sends anyway).
 - Splitting: every output must hold the merged row count in its first dimension and spell out its values
   (``tensor_content`` or the typed field, not TF's one-value compact form); otherwise each caller's request is
-  sent again on its own, so an answer is never split by guesswork. An error of the merged call is every
-  caller's error (they share model version, signature, input layout and deadline).
+  sent again on its own, so an answer is never split by guesswork. So is a merged call refused for what
+  ``alone`` says a single request may not hit (the client: INVALID_ARGUMENT, e.g. a model server whose
+  ``max_batch_size`` is below the merged rows): each caller then gets its own answer or error. Any other
+  error of the merged call is every caller's (they share model version, signature, layout and deadline).
 - Use it only for signatures whose inputs all have an unknown first dimension (``batchable``): a fixed batch
   size would make a merged call fail where the single ones succeed. Rows must not depend on each other, the
   same assumption TF Serving's batching makes.
@@ -136,8 +138,14 @@ class _Batch:
 
 
 class Coalescer:
-    def __init__(self, max_rows: int, on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_rows: int,
+        on_batch: Callable[[int], None] | None = None,
+        alone: Callable[[BaseException], bool] = lambda exc: False,
+    ) -> None:
         self.max_rows = max_rows
+        self._alone = alone  # errors of a merged call that each caller's own request may not meet
         self._on_batch = on_batch  # called with the callers per upstream call (a metric)
         self._open: dict[Hashable, _Batch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,9 +178,14 @@ class Coalescer:
             if len(batch.parts) == 1:
                 self._settle(batch.waiters[0], await batch.send(batch.parts[0]))
                 return
-            reply = await batch.send(_merge(batch.parts, batch.rows))
-            replies = _split(reply, batch.counts)
-            if replies is None:  # not split by rows: every caller asks on its own
+            try:
+                reply = await batch.send(_merge(batch.parts, batch.rows))
+                replies = _split(reply, batch.counts)
+            except Exception as exc:
+                if not self._alone(exc):
+                    raise
+                replies = None
+            if replies is None:  # refused or not split by rows: every caller asks on its own
                 answers = await asyncio.gather(*(batch.send(p) for p in batch.parts), return_exceptions=True)
                 for waiter, answer in zip(batch.waiters, answers, strict=True):
                     self._settle(waiter, answer)

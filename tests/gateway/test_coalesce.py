@@ -173,6 +173,25 @@ def test_an_error_of_the_merged_call_reaches_every_caller() -> None:
     assert all(isinstance(a, UpstreamError) for a in answers)
 
 
+def test_a_merged_call_refused_as_too_large_is_asked_again_per_caller() -> None:
+    class Small(Upstream):  # a model server whose max_batch_size is 2
+        async def send(self, inputs: Tensors) -> predict_pb2.PredictResponse:
+            rows = inputs["x"].tensor_shape.dim[0].size
+            if rows > 2:
+                self.sent.append(rows)
+                raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, "Task size 3 is larger than 2")
+            return await super().send(inputs)
+
+    def alone(exc: BaseException) -> bool:
+        return isinstance(exc, UpstreamError) and exc.code is grpc.StatusCode.INVALID_ARGUMENT
+
+    upstream, coalescer = Small(), Coalescer(max_rows=32, alone=alone)
+    parts = [_rows(1.0, 1), _rows(5.0, 2)]
+    replies = asyncio.run(_together(coalescer, upstream, parts))
+    assert upstream.sent == [3, 1, 2]
+    assert [_y(r)[1] for r in replies] == [[2 * v for v in to_list(p["x"])] for p in parts]  # type: ignore[operator]
+
+
 def test_a_caller_that_goes_away_leaves_the_others_answered() -> None:
     upstream, coalescer = Upstream(), Coalescer(max_rows=32)
 
