@@ -40,6 +40,7 @@ import itertools
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -157,6 +158,19 @@ class _Server:
             await connection.channel.close(grace=None)
 
 
+@dataclass(frozen=True)
+class _PredictCall:
+    """Everything a Predict depends on but its inputs (hashable: the key calls are coalesced by)."""
+
+    model: str
+    version: int | None
+    label: str | None
+    signature: str
+    output_filter: tuple[str, ...]
+    timeout: float | None
+    address: str | None
+
+
 def _refused_merged(exc: BaseException) -> bool:
     """A merged Predict's error that its callers' own requests may not meet: a batch over the server's
     ``max_batch_size`` is INVALID_ARGUMENT (so is a bad input, which each caller then gets for itself)."""
@@ -258,69 +272,51 @@ class ModelClient:
         """Predict on ``address``, or on the model's replicas in turn when it is None. ``batchable``: the
         signature's inputs all have an unknown first dimension, so concurrent calls may share one Predict
         (``gateway.coalesce``, when ``GATEWAY_COALESCE`` is on)."""
-
-        async def send(tensors: Mapping[str, tensor_pb2.TensorProto]) -> predict_pb2.PredictResponse:
-            return await self._predict(
-                model, tensors, version, label, signature, output_filter, timeout, address
-            )
-
+        call = _PredictCall(model, version, label, signature, tuple(output_filter), timeout, address)
         if batchable and self._coalescer is not None:
-            key = (model, version, label, signature, tuple(output_filter), timeout, address)
-            return await self._coalescer.run(key, inputs, send)
-        return await send(inputs)
+            return await self._coalescer.run(call, inputs, lambda tensors: self._predict(call, tensors))
+        return await self._predict(call, inputs)
 
     async def _predict(
-        self,
-        model: str,
-        inputs: Mapping[str, tensor_pb2.TensorProto],
-        version: int | None,
-        label: str | None,
-        signature: str,
-        output_filter: Sequence[str],
-        timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
-        address: str | None,
+        self, call: _PredictCall, inputs: Mapping[str, tensor_pb2.TensorProto]
     ) -> predict_pb2.PredictResponse:
-        if self._oip(model):
-            return await self._infer(
-                model, inputs, version, label, signature, output_filter, timeout, address
-            )
+        if self._oip(call.model):
+            return await self._infer(call, inputs)
         request = predict_pb2.PredictRequest(
-            model_spec=model_spec(model, version, label, signature), output_filter=list(output_filter)
+            model_spec=model_spec(call.model, call.version, call.label, call.signature),
+            output_filter=list(call.output_filter),
         )
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
         return await self._call(
-            lambda: address or self.address_for(model),
+            lambda: call.address or self.address_for(call.model),
             "Predict",
             lambda server, t: server.prediction.Predict(request, timeout=t),
-            timeout or self._settings.timeout_seconds,
+            call.timeout or self._settings.timeout_seconds,
         )
 
     async def _infer(
-        self,
-        model: str,
-        inputs: Mapping[str, tensor_pb2.TensorProto],
-        version: int | None,
-        label: str | None,
-        signature: str,
-        output_filter: Sequence[str],
-        timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
-        address: str | None,
+        self, call: _PredictCall, inputs: Mapping[str, tensor_pb2.TensorProto]
     ) -> predict_pb2.PredictResponse:
         try:
             request = oip.infer_request(
-                model, inputs, version=version, label=label, signature=signature, output_filter=output_filter
+                call.model,
+                inputs,
+                version=call.version,
+                label=call.label,
+                signature=call.signature,
+                output_filter=call.output_filter,
             )
         except ValueError as exc:
             raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         reply = await self._call(
-            lambda: address or self.address_for(model),
+            lambda: call.address or self.address_for(call.model),
             "ModelInfer",
             lambda server, t: server.oip.ModelInfer(request, timeout=t),
-            timeout or self._settings.timeout_seconds,
+            call.timeout or self._settings.timeout_seconds,
         )
         try:
-            return oip.predict_response(reply, model, signature)
+            return oip.predict_response(reply, call.model, call.signature)
         except ValueError as exc:
             raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from None
 
