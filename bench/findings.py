@@ -93,27 +93,24 @@ _SWAP = (
     "schedules the whole load apart, and a longer swap window for a p99 that the noise cannot move."
 )
 _RAM = (
-    "The loader estimates (saved_model.pb + variables) x 1.2 + 4.25 MiB per version, plus 24 MiB of "
-    "one-time runtime set-up (thread pools, allocator arenas) charged to the first load in a process; "
-    "TensorFlow's shared libraries are loaded at start, so they are in the empty server's RSS, not in "
-    "any version's growth (modelserver/loader.py; calibrated for the C++ session path on 2026-12-01: "
-    "fashion +2%, text -12%, housing +12%). Where it misses, the cause is a model whose graph "
-    "expands much more in memory than its serialized size. Next lever: learn each model's real "
+    "The loader estimates (saved_model.pb + variables) x 1.2 + 4.25 MiB per version, plus 16 MiB of "
+    "one-time runtime set-up (thread pools, allocator arenas) charged to the first load in a process. "
+    "The library pages a load touches are released after it (guard/pages.py), so they are in no "
+    "version's growth (modelserver/loader.py; re-calibrated on 2026-12-01 after that change: fashion "
+    "+42% with the 24 MiB share of before, +5% with 16 MiB). Where it misses, the cause is a model whose "
+    "graph expands much more in memory than its serialized size. Next lever: learn each model's real "
     "growth from its first load (RSS before/after) and use it for later versions."
 )
 _RSS = (
-    "The model server with the three models is TensorFlow's C++ runtime plus the server: about 456 MiB "
-    "RSS right after start, of which about 330 MiB are file pages of TensorFlow's libraries "
-    "(libtensorflow_cc.so.2: 149 MiB of read-only data and 123 MiB of code touched at start by "
-    "relocations and kernel/op registration; libtensorflow_framework.so.2: 53 MiB) and about 105 MiB "
-    "anonymous (smaps of one process, 2026-12-01); under the bench's load it grows by anonymous pages "
-    "(per-thread malloc arenas, buffers): see the Memory section's split. Tried on 2026-12-01 and not "
-    "kept: `malloc_trim` after every unload (7 MiB less after five hot swaps) and `MALLOC_ARENA_MAX=2` "
-    "(6-10 MiB less after gRPC and REST c64). The file pages are shared by every worker mapping the same "
-    "library and reclaimable by the kernel, so a second worker adds about its anonymous pages. The goal "
-    "needs a TensorFlow build without the kernels and registrations a CPU model server never uses (the "
-    "PyPI wheel's libtensorflow_cc is 1.1 GB); with the wheel this machine can install, it stays out of "
-    "reach."
+    "Registering TensorFlow's ops and kernels at start touches about 300 MiB of libtensorflow_cc's "
+    "code and read-only data that serving never reads again; since 2026-12-01 the model server "
+    "releases those pages after start and after every load (`guard/pages.py`: madvise(MADV_DONTNEED) on "
+    "read-only mappings with no private page, so the page cache keeps them and a later access is a minor "
+    "fault): RSS with the three models 506 -> about 215 MiB per worker, the same throughput (REST c64 "
+    "2695 vs 2748 req/s on one server before/after releasing). What remains is anonymous memory (heap, "
+    "per-thread malloc arenas, buffers: the Memory section's split) and the pages serving touches. A run "
+    "that misses this goal has a load that touches more of the libraries (a model with other ops); "
+    "tried and not kept: `malloc_trim` after every unload (7 MiB) and `MALLOC_ARENA_MAX=2` (6-10 MiB)."
 )
 
 _PEER_TOP = (

@@ -241,8 +241,8 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
             "",
             f"Model server (3 models, batching on), one process: RSS {_mib(split.get('rss'))} MiB = anonymous "
             f"{_mib(split.get('anonymous'))} MiB (heap, tensors, thread stacks: each worker's own) + file pages "
-            f"{_mib(split.get('file'))} MiB (mostly libtensorflow_cc's code and data, shared by every worker "
-            f"mapping it and reclaimable by the kernel); PSS {_mib(split.get('pss'))} MiB (no other process of "
+            f"{_mib(split.get('file'))} MiB (the part of TensorFlow's libraries serving touches; start-up's "
+            f"pages are released, guard/pages.py; shared by every worker mapping them); PSS {_mib(split.get('pss'))} MiB (no other process of "
             "the bench maps TensorFlow's libraries).",
         ]
     profiles = results.get("profiles", [])

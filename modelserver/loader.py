@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from guard.pages import release_file_pages
 from modelserver.errors import ServingError
 from modelserver.servable import Servable, serving_error_from_tf
 from modelserver.session import Session, SessionError
@@ -36,11 +37,13 @@ log = logging.getLogger("modelserver.loader")
 # Loaded graphs and runtime structures take more than their files (TF Serving's estimate is file based too).
 # Calibrated with bench/ on the C++ session path (RSS growth per loaded version, TF 2.21, CPU, two runs of
 # 2026-12-01: 3.9-5.4 MiB for the small models): a version costs its files x 1.2 plus ~4.25 MiB (graph,
-# session, kernels); the first load in a process also pays ~24 MiB of one-time runtime set-up (thread pools,
-# allocator arenas), though the shared libraries are loaded at start (modelserver.server).
+# session, kernels); the first load in a process also pays ~16 MiB of one-time runtime set-up (thread pools,
+# allocator arenas), though the shared libraries are loaded at start (modelserver.server). Since the library
+# pages a load touches are released after it (guard.pages) that share was re-measured: fashion's first load
+# grew RSS by 21 MiB, of which ~6 MiB is the version's own (bench memory scenario, 2026-12-01).
 _RAM_FACTOR = 1.2
 _RAM_OVERHEAD = 4352 * 1024
-_RUNTIME_RAM = 24 * 1024 * 1024
+_RUNTIME_RAM = 16 * 1024 * 1024
 _runtime_loaded = False
 # The niceness of the thread loading versions after the first (see background_thread).
 LOAD_NICE = 10
@@ -160,6 +163,7 @@ class Loader:
                 raise
             if warmed:
                 log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
+        release_file_pages()  # what the load touched of TensorFlow's libraries and serving will not use
         return servable
 
     @staticmethod

@@ -30,6 +30,7 @@ import grpc
 
 from guard.heap import freeze_heap
 from guard.http import HttpLimits, protocol_class
+from guard.pages import release_file_pages
 from modelserver import session
 from modelserver.aspired_policy import POLICIES
 from modelserver.batching import Batcher
@@ -221,6 +222,9 @@ class ModelServer:
         # once, after the start-up loads; not per load (a version is a C++ session with few Python objects,
         # and a full collection during a hot swap would hold the GIL while requests wait)
         freeze_heap()
+        released = release_file_pages()  # TensorFlow's op and kernel registration: start-up only
+        if released:
+            log.info("released %.0f MiB of TensorFlow library pages only start-up used", released / 2**20)
         if self.worker is not None:
             self.peers = Peers(self.worker, self.core.apply_config)
             await self.peers.start()

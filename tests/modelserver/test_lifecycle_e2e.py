@@ -21,6 +21,7 @@ from tensorflow_serving.apis import model_management_pb2
 from devtools.servers import start_modelserver
 from devtools.tiny_models import corrupt_version, publish
 from devtools.waiting import wait_until
+from guard.pages import _mappings
 from modelserver.loader import LOAD_NICE
 from tests.modelserver.test_server_e2e import Client
 
@@ -269,3 +270,25 @@ def test_later_loads_run_niced_and_inference_threads_do_not(
             assert client.predict("half", [2.0]).outputs["y"].float_val[0] == 4.0
         niced = [nice for nice in _niceness(pid).values() if nice != 0]
         assert niced == [LOAD_NICE] * niced_threads  # the load and unload threads alone
+
+
+def test_tensorflow_pages_only_start_up_used_are_released(tiny: dict[str, Path], tmp_path: Path) -> None:
+    # Registering TensorFlow's ops and kernels touches ~300 MiB of its libraries that serving never reads
+    # again (guard.pages); after start and after each load they are no longer resident, and serving pages
+    # fault back in as needed.
+    base = tmp_path / "half"
+    publish(tiny["half_plus_two"], base, 1)
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "half" base_path: "{base}" }} }}')
+    with start_modelserver(config, rest=False, log_path=tmp_path / "server.log") as server:
+        client = Client(server.grpc_target)
+        wait_until(lambda: latest_state(client, "half") == "AVAILABLE", "version 1 loaded")
+        smaps = f"/proc/{server.process.pid}/smaps"
+        resident = sum(rss for _, _, rss in _mappings(b"libtensorflow", smaps))
+        assert resident < 64 * 2**20, f"{resident / 2**20:.0f} MiB of TensorFlow's read-only pages resident"
+        publish(tiny["half_plus_three"], base, 2)  # a later load releases what it touched too
+        wait_until(lambda: client.status("half")[0][:2] == (2, "AVAILABLE"), "version 2 loaded")
+        for _ in range(50):
+            assert client.predict("half", [2.0]).outputs["y"].float_val[0] == 4.0
+        resident = sum(rss for _, _, rss in _mappings(b"libtensorflow", smaps))
+        assert resident < 64 * 2**20, f"{resident / 2**20:.0f} MiB of TensorFlow's read-only pages resident"
