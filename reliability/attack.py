@@ -99,13 +99,16 @@ def control_token(stack: Stack) -> str:
 
 
 class Neighbour:
-    """A well-behaved client calling ``url`` every 50 ms in a thread while an attack runs."""
+    """A well-behaved client calling ``url`` every 50 ms in a thread while an attack runs. Entering waits for
+    its first answer, so the pages its path uses are resident before an attack's memory baseline is taken
+    (the model server releases TensorFlow's start-up pages and faults serving ones back in on first use)."""
 
     def __init__(self, url: str, body: dict[str, Any]) -> None:
         self.url, self.body = url, body
         self.latencies: list[float] = []
         self.failures = 0
         self._stop = threading.Event()
+        self._answered = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
@@ -118,10 +121,12 @@ class Neighbour:
                     ok = False
                 self.latencies.append(time.perf_counter() - started)
                 self.failures += not ok
+                self._answered.set()
                 self._stop.wait(0.05)
 
     def __enter__(self) -> Neighbour:
         self._thread.start()
+        self._answered.wait(60)  # hang guard only
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -140,15 +145,16 @@ class Neighbour:
 
 @contextmanager
 def peak_rss(pid: int) -> Iterator[dict[str, int]]:
-    """Samples ``pid``'s RSS every 20 ms; yields a dict that holds ``start`` and, on exit, ``peak``."""
-    found = {"start": usage(pid).rss_bytes, "peak": 0}
+    """Samples ``pid``'s anonymous RSS (what an attack can make it hold: probes.Usage) every 20 ms; yields a
+    dict that holds ``start`` and, on exit, ``peak``."""
+    found = {"start": usage(pid).anon_bytes, "peak": 0}
     found["peak"] = found["start"]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.02):
             try:
-                found["peak"] = max(found["peak"], usage(pid).rss_bytes)
+                found["peak"] = max(found["peak"], usage(pid).anon_bytes)
             except OSError:
                 return
 
@@ -160,7 +166,7 @@ def peak_rss(pid: int) -> Iterator[dict[str, int]]:
         stop.set()
         thread.join(5)
         with contextlib.suppress(OSError):
-            found["peak"] = max(found["peak"], usage(pid).rss_bytes)
+            found["peak"] = max(found["peak"], usage(pid).anon_bytes)
 
 
 def _grown(found: dict[str, int]) -> int:
@@ -343,7 +349,7 @@ def grpc_tensors(stack: Stack, outcome: Outcome, big_message_bytes: int) -> dict
         outcome.check(ok, f"gRPC tensor {name}: got {code} {details[:160]!r}, expected INVALID_ARGUMENT")
         outcome.check(
             _grown(found) <= RSS_BOUND_BYTES,
-            f"gRPC tensor {name}: modelserver RSS grew {_grown(found) >> 20} MiB",
+            f"gRPC tensor {name}: modelserver anonymous RSS grew {_grown(found) >> 20} MiB",
         )
     # A large message whose content does not match its shape: refused after parsing, before any copy.
     count = big_message_bytes // 4
@@ -377,7 +383,8 @@ def oversized_message(stack: Stack, outcome: Outcome, size: int) -> dict[str, An
         code, _ = _predict(stack, tensor, timeout=300)
     outcome.check(code == "RESOURCE_EXHAUSTED", f"gRPC {size >> 20} MiB message: got {code}")
     outcome.check(
-        _grown(found) <= RSS_BOUND_BYTES, f"gRPC {size >> 20} MiB message: RSS grew {_grown(found) >> 20} MiB"
+        _grown(found) <= RSS_BOUND_BYTES,
+        f"gRPC {size >> 20} MiB message: anonymous RSS grew {_grown(found) >> 20} MiB",
     )
     return {
         "grpc_oversized_mib": size >> 20,
@@ -411,7 +418,8 @@ def decompression_bomb(stack: Stack, outcome: Outcome, inflated: int) -> dict[st
         ok = reply.status_code in body_ok and error_message(reply) is not None
         outcome.check(ok, f"{target} gzip bomb: got {reply.status_code} {reply.text[:160]!r}")
         outcome.check(
-            _grown(found) <= RSS_BOUND_BYTES, f"{target} gzip bomb: RSS grew {_grown(found) >> 20} MiB"
+            _grown(found) <= RSS_BOUND_BYTES,
+            f"{target} gzip bomb: anonymous RSS grew {_grown(found) >> 20} MiB",
         )
         outcome.check(
             neighbour.failures == 0, f"{target} gzip bomb: {neighbour.failures} neighbour calls failed"
@@ -447,7 +455,8 @@ def header_limits(stack: Stack, outcome: Outcome, header_bytes: int) -> dict[str
                 status == expected, f"{target} {name}: got {status} {body[:120]!r}, expected {expected}"
             )
             outcome.check(
-                _grown(found) <= RSS_BOUND_BYTES, f"{target} {name}: RSS grew {_grown(found) >> 20} MiB"
+                _grown(found) <= RSS_BOUND_BYTES,
+                f"{target} {name}: anonymous RSS grew {_grown(found) >> 20} MiB",
             )
             outcome.check(
                 neighbour.failures == 0, f"{target} {name}: {neighbour.failures} neighbour calls failed"
@@ -503,7 +512,9 @@ def streamed_body(stack: Stack, outcome: Outcome, body_bytes: int) -> dict[str, 
             status == expected,
             f"gateway {name} of {body_bytes >> 20} MiB: got {status} {reply[:120]!r}, expected {expected}",
         )
-        outcome.check(_grown(found) <= RSS_BOUND_BYTES, f"gateway {name}: RSS grew {_grown(found) >> 20} MiB")
+        outcome.check(
+            _grown(found) <= RSS_BOUND_BYTES, f"gateway {name}: anonymous RSS grew {_grown(found) >> 20} MiB"
+        )
         key = name.replace(" ", "_")
         figures[f"{key}_status"] = status
         figures[f"{key}_rss_mib"] = round(_grown(found) / 2**20, 1)

@@ -79,7 +79,7 @@ def headline(outcome: Outcome) -> str:
         return (
             f"control: {f.get('control_refused')}/{f.get('control_tried')} reloads refused, healed in "
             f"{f.get('control_heal_seconds')} s; gRPC tensors {f.get('grpc_tensor_refused')}/"
-            f"{f.get('grpc_tensor_tried')} refused (worst RSS +{f.get('grpc_tensor_worst_rss_mib')} MiB); "
+            f"{f.get('grpc_tensor_tried')} refused (worst anonymous RSS +{f.get('grpc_tensor_worst_rss_mib')} MiB); "
             f"gzip bomb {f.get('bomb_inflated_mib')} MiB: {f.get('bomb_modelserver_status')} "
             f"(+{f.get('bomb_modelserver_rss_mib')} MiB); {f.get('header_bytes', 0) >> 20} MiB header: "
             f"{f.get('modelserver_header_status')}/{f.get('gateway_header_status')}; "
