@@ -181,6 +181,17 @@ class ContractStore:
             del self._resolved[key]
 
     async def get(self, model: str, *, version: int | None = None, label: str | None = None) -> ModelInfo:
+        try:
+            return await self._get(model, version, label)
+        except UpstreamError as exc:
+            # latest (or a label) named a version that was unloaded before its contract was read - a hot swap
+            # in between: ask once more what it names now
+            if exc.code is not grpc.StatusCode.NOT_FOUND or version is not None:
+                raise
+            self._resolved.pop((model, version, label), None)
+            return await self._get(model, version, label)
+
+    async def _get(self, model: str, version: int | None, label: str | None) -> ModelInfo:
         key = (model, version, label)
         now = time.monotonic()
         hit = self._resolved.get(key)
