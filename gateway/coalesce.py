@@ -29,7 +29,8 @@ import math
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
-from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from gateway.tensors import shape_of, shape_proto, value_field
+from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import predict_pb2
 
 __all__ = ["Coalescer", "batchable"]
@@ -37,24 +38,10 @@ __all__ = ["Coalescer", "batchable"]
 Inputs = Mapping[str, tensor_pb2.TensorProto]
 Send = Callable[[Inputs], Awaitable[predict_pb2.PredictResponse]]
 
-# dtype -> the repeated field holding its values when not packed in tensor_content
-_FIELDS: dict[int, str] = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val",
-}
-
 
 def batchable(shapes: Mapping[str, list[int] | None]) -> bool:
     """True when every input has a known rank >= 1 and an unknown first dimension (-1)."""
     return bool(shapes) and all(shape is not None and shape and shape[0] == -1 for shape in shapes.values())
-
-
-def _dims(tensor: tensor_pb2.TensorProto) -> list[int]:
-    return [d.size for d in tensor.tensor_shape.dim]
 
 
 def _layout(inputs: Inputs) -> tuple[int, Hashable] | None:
@@ -63,33 +50,31 @@ def _layout(inputs: Inputs) -> tuple[int, Hashable] | None:
     layout = []
     for name in sorted(inputs):
         tensor = inputs[name]
-        dims = _dims(tensor)
-        if not dims or dims[0] < 1 or (rows is not None and dims[0] != rows) or tensor.dtype not in _FIELDS:
+        dims, repeated = shape_of(tensor), value_field(tensor.dtype)
+        if not dims or dims[0] < 1 or (rows is not None and dims[0] != rows) or repeated is None:
             return None
         rows = dims[0]
         packed = bool(tensor.tensor_content)
-        if not packed and len(getattr(tensor, _FIELDS[tensor.dtype])) != math.prod(dims):
+        if not packed and len(getattr(tensor, repeated)) != math.prod(dims):
             return None
         layout.append((name, tensor.dtype, tuple(dims[1:]), packed))
     return (rows, tuple(layout)) if rows is not None else None
 
 
-def _shape(rows: int, trailing: list[int]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in (rows, *trailing)]
-    )
-
-
 def _merge(parts: list[Inputs], rows: int) -> dict[str, tensor_pb2.TensorProto]:
     merged = {}
     for name, first in parts[0].items():
-        tensor = tensor_pb2.TensorProto(dtype=first.dtype, tensor_shape=_shape(rows, _dims(first)[1:]))
+        tensor = tensor_pb2.TensorProto(
+            dtype=first.dtype, tensor_shape=shape_proto([rows, *shape_of(first)[1:]])
+        )
         if first.tensor_content:
             tensor.tensor_content = b"".join(part[name].tensor_content for part in parts)
         else:
-            values = getattr(tensor, _FIELDS[first.dtype])
+            repeated = value_field(first.dtype)  # known: _layout checked every input
+            assert repeated is not None
+            values = getattr(tensor, repeated)
             for part in parts:
-                values.extend(getattr(part[name], _FIELDS[first.dtype]))
+                values.extend(getattr(part[name], repeated))
         merged[name] = tensor
     return merged
 
@@ -99,8 +84,8 @@ def _split(reply: predict_pb2.PredictResponse, counts: list[int]) -> list[predic
     total = sum(counts)
     replies = [predict_pb2.PredictResponse(model_spec=reply.model_spec) for _ in counts]
     for name, tensor in reply.outputs.items():
-        dims = _dims(tensor)
-        if not dims or dims[0] != total or tensor.dtype not in _FIELDS:
+        dims, repeated = shape_of(tensor), value_field(tensor.dtype)
+        if not dims or dims[0] != total or repeated is None:
             return None
         per_row = math.prod(dims[1:])
         if tensor.tensor_content:
@@ -108,19 +93,19 @@ def _split(reply: predict_pb2.PredictResponse, counts: list[int]) -> list[predic
             if unit * total != len(data):
                 return None
         else:
-            data, unit = getattr(tensor, _FIELDS[tensor.dtype]), per_row
+            data, unit = getattr(tensor, repeated), per_row
             if len(data) != per_row * total:
                 return None
         start = 0
         for out, rows in zip(replies, counts, strict=True):
             part = out.outputs[name]
             part.dtype = tensor.dtype
-            part.tensor_shape.CopyFrom(_shape(rows, dims[1:]))
+            part.tensor_shape.CopyFrom(shape_proto([rows, *dims[1:]]))
             chunk = data[start * unit : (start + rows) * unit]
             if tensor.tensor_content:
                 part.tensor_content = chunk
             else:
-                getattr(part, _FIELDS[tensor.dtype]).extend(chunk)
+                getattr(part, repeated).extend(chunk)
             start += rows
     return replies
 

@@ -21,8 +21,9 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.tensors import shape_of, shape_proto
 from oip_protos import grpc_predict_v2_pb2 as pb
-from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
 
@@ -67,16 +68,6 @@ _LENGTH = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"
 
 
-def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
-    return [d.size for d in tensor.tensor_shape.dim]
-
-
-def _shape_proto(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
-    )
-
-
 def _packed(values: Sequence[Any], code: str) -> bytes:
     packed: array[Any] = array(code, values)
     if not _LITTLE:
@@ -95,7 +86,7 @@ def _raw(tensor: tensor_pb2.TensorProto) -> tuple[str, bytes]:
         return datatype, tensor.tensor_content
     values = list(getattr(tensor, _TYPED_FIELD[tensor.dtype]))
     count = 1
-    for d in _shape(tensor):
+    for d in shape_of(tensor):
         count *= d
     if len(values) == 1 and count > 1:  # TF's compact form: one value repeated
         values *= count
@@ -121,7 +112,7 @@ def infer_request(
         request.parameters["signature_name"].string_param = signature
     for name, tensor in inputs.items():
         datatype, raw = _raw(tensor)
-        request.inputs.add(name=name, datatype=datatype, shape=_shape(tensor))
+        request.inputs.add(name=name, datatype=datatype, shape=shape_of(tensor))
         request.raw_input_contents.append(raw)
     for name in output_filter:
         request.outputs.add(name=name)
@@ -150,7 +141,7 @@ def _output(output: pb.ModelInferResponse.InferOutputTensor, raw: bytes | None) 
         raise ValueError(
             f"model output {output.name!r} has datatype {output.datatype}, which the gateway cannot read"
         )
-    tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape_proto(list(output.shape)))
+    tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape_proto(list(output.shape)))
     if dtype == types_pb2.DT_STRING:
         tensor.string_val.extend(_split(raw) if raw is not None else list(output.contents.bytes_contents))
     elif raw is not None:
@@ -176,7 +167,7 @@ def _tensor_info(metadata: pb.ModelMetadataResponse.TensorMetadata) -> meta_grap
     return meta_graph_pb2.TensorInfo(
         name=metadata.name,
         dtype=_TF_DTYPE.get(metadata.datatype, types_pb2.DT_INVALID),
-        tensor_shape=_shape_proto(list(metadata.shape)),
+        tensor_shape=shape_proto(list(metadata.shape)),
     )
 
 

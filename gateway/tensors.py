@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-__all__ = ["float_tensor", "shape_of", "string_tensor", "to_example", "to_list"]
+__all__ = ["float_tensor", "shape_of", "shape_proto", "string_tensor", "to_example", "to_list", "value_field"]
 
 _LITTLE = sys.byteorder == "little"
 
 
-def _shape(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
+def shape_proto(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
     return tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
     )
@@ -30,7 +30,7 @@ def float_tensor(values: Sequence[float] | array[float], dims: Sequence[int]) ->
         packed = array("f", packed)
         packed.byteswap()
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_shape=_shape(dims), tensor_content=packed.tobytes()
+        dtype=types_pb2.DT_FLOAT, tensor_shape=shape_proto(dims), tensor_content=packed.tobytes()
     )
 
 
@@ -38,7 +38,7 @@ def string_tensor(values: Sequence[bytes], dims: Sequence[int] | None = None) ->
     """A DT_STRING tensor (shape ``[len(values)]`` unless given)."""
     return tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING,
-        tensor_shape=_shape(dims if dims is not None else [len(values)]),
+        tensor_shape=shape_proto(dims if dims is not None else [len(values)]),
         string_val=list(values),
     )
 
@@ -55,6 +55,12 @@ _FIELDS: dict[int, tuple[str, str | None]] = {
     types_pb2.DT_BOOL: ("bool_val", "b"),
     types_pb2.DT_STRING: ("string_val", None),
 }
+
+
+def value_field(dtype: int) -> str | None:
+    """The repeated field that holds a ``dtype`` tensor's values when they are not in ``tensor_content``
+    (None for a dtype this module does not read)."""
+    return _FIELDS[dtype][0] if dtype in _FIELDS else None
 
 
 def to_list(tensor: tensor_pb2.TensorProto) -> list[object]:
