@@ -77,10 +77,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-check: install node_modules/.installed  ## ruff, ruff format --check, mypy (strict), tsc on the console JS
+check: install node_modules/.installed  ## ruff, ruff format --check, mypy (strict), layers, dependencies, tsc
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/deptry .
 	node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 lint: check  ## the same as make check

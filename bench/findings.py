@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["FINDINGS"]
 
 _GRPC = (
-    "The per-request Python steps are cut: TensorProto -> ndarray is numpy (`modelserver/tensors.py`), "
+    "The per-request Python steps are cut: TensorProto -> ndarray is numpy (`modelserver/runtime/tensors.py`), "
     "models run through TensorFlow's C++ session with the GIL released, and the serving process no "
     "longer imports TensorFlow's Python layer. What remains is grpc.aio itself. The same run measures "
     "its ceiling: an empty grpc.aio handler (canned reply bytes, no protobuf) under the same h2load c64 "
@@ -29,7 +29,7 @@ _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
     "Python layer was loaded (about 300,000 GC-tracked objects rescanned by every full collection). "
     "The serving process no longer imports it (modelserver RSS about 0.7x of before), and the heap is "
-    "frozen once at start (`freeze_heap` in modelserver/server.py) instead of after every load. In "
+    "frozen once at start (`freeze_heap` in modelserver/process/server.py) instead of after every load. In "
     "an interleaved A/B against main (both servers up at once, wrk alternating, batching off, load "
     "average 18-20 from other work) REST predict did 1.4x main's req/s at c8 and c64 (noisy: round "
     "to round spread 2x). A py-spy profile of REST c64 (batching on, 2026-12-01, load 1-2) then "
@@ -48,7 +48,7 @@ _REST = (
 )
 _REST_P50 = (
     "A lone request no longer waits for company: with `--batching_dispatch_when_idle` (default) the "
-    "batcher cuts a batch at once when no batch is running (modelserver/batching.py); TF Serving's "
+    "batcher cuts a batch at once when no batch is running (modelserver/runtime/batching.py); TF Serving's "
     "exact scheduling stays available with `=false` and is measured in the same run "
     "(`*.batching_tf.c1`: in the runs of 2026-12-01, p50 1.6-1.8 ms with idle dispatch vs 4.2-7.2 ms "
     "with TF Serving's scheduling, batch_timeout_micros 2000). What is left at c1 is the in-process "
@@ -68,10 +68,10 @@ _GATEWAY = (
     "alternating rounds): the metrics middleware is pure ASGI; uploads of at most 16 KiB and 128x128 "
     "pixels are decoded on the event loop; pixels become float32 through byte-plane translate tables; "
     "the services and admin-token dependencies are async; the heap is frozen at start (upload c64 1.18x, "
-    "then 1.10x). `gateway/hot_routes.py` answers :classify and :predict with plain query parameters "
+    "then 1.10x). `gateway/middleware/hot_routes.py` answers :classify and :predict with plain query parameters "
     "without FastAPI's router, dependency solving and response validation (same code, handlers and "
     "metrics labels; a test compares both paths): upload c64 1.19x, c1 p50 1.87 -> 1.75 ms. "
-    "`gateway/coalesce.py` sends concurrent Predicts for one model version that reach the client in the "
+    "`gateway/upstream/coalesce.py` sends concurrent Predicts for one model version that reach the client in the "
     "same event-loop turn as one Predict and splits the reply by rows (never waits for company; at most "
     "GATEWAY_MAX_FILES rows): upload c64 2.23x, c8 1.61x, c1 1.00x, because the gRPC call was the "
     "biggest single cost of an upload on both sides (grpc.aio's client 19% of the gateway's busy "
@@ -83,7 +83,7 @@ _SWAP = (
     "No request failed: the new version loads before the old one unloads. Loading is TensorFlow's C++ "
     "loader (GIL released), warm-up replay runs numpy -> C session, and the heap is frozen once at start, "
     "not per load. Since 2026-12-01 every load after the process's first runs in its thread at niceness "
-    "10 (`modelserver/loader.py`; TensorFlow's shared thread pools, made by the first load, stay at 0, "
+    "10 (`modelserver/runtime/loader.py`; TensorFlow's shared thread pools, made by the first load, stay at 0, "
     "which an end-to-end test checks), so the swap's own CPU work loses to serving when they compete. "
     "bench hotswap A/B, 4 runs before and 8 after, alternating, load 2-2.8: p99 during/before median "
     "1.68x -> 1.51x, runs 1.18-2.13x vs 1.23-1.88x: within the noise of about 2,000 requests per swap. "
@@ -96,7 +96,7 @@ _RAM = (
     "The loader estimates (saved_model.pb + variables) x 1.2 + 4.25 MiB per version, plus 16 MiB of "
     "one-time runtime set-up (thread pools, allocator arenas) charged to the first load in a process. "
     "The library pages a load touches are released after it (guard/pages.py), so they are in no "
-    "version's growth (modelserver/loader.py; re-calibrated on 2026-12-01 after that change: fashion "
+    "version's growth (modelserver/runtime/loader.py; re-calibrated on 2026-12-01 after that change: fashion "
     "+42% with the 24 MiB share of before, +5% with 16 MiB). Where it misses, the cause is a model whose "
     "graph expands much more in memory than its serialized size. Next lever: learn each model's real "
     "growth from its first load (RSS before/after) and use it for later versions."

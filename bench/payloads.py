@@ -59,7 +59,7 @@ def predict_request(model: str, inputs: dict[str, np.ndarray], signature: str = 
     (numbers packed in ``tensor_content``, a single number in its typed field, strings in ``string_val``),
     built without importing TensorFlow: the bench process must not map TensorFlow's libraries, or the model
     server's PSS would be shared with it."""
-    from modelserver.tensors import dtype_enum, to_tensor_proto
+    from modelserver.runtime.tensors import dtype_enum, to_tensor_proto
     from tfs_protos.tensorflow.core.framework import tensor_pb2
     from tfs_protos.tensorflow_serving.apis import predict_pb2
 

@@ -43,6 +43,11 @@ class Profile:
     error: str = ""
 
 
+# The stack's own packages are shown from their top folder (modelserver/runtime/tensors.py), others by
+# their last two parts.
+_PACKAGES = frozenset({"modelserver", "gateway", "guard", "export", "tfs_protos", "oip_protos"})
+
+
 def _frame(text: str) -> tuple[str, bool]:
     """``func (pkg/module.py:123)`` -> (``func (pkg/module.py)``, whether it is standard library code)."""
     match = _FRAME.match(text.strip())
@@ -52,7 +57,8 @@ def _frame(text: str) -> tuple[str, bool]:
     parts = path.split("/")
     top = parts[0].removesuffix(".py")
     stdlib = path.startswith("<frozen") or top in sys.stdlib_module_names
-    return f"{func} ({'/'.join(parts[-2:])})", stdlib
+    ours = next((i for i, part in enumerate(parts) if part in _PACKAGES), len(parts) - 2)
+    return f"{func} ({'/'.join(parts[max(ours, 0) :])})", stdlib
 
 
 def summarise(raw: str, target: str, top: int = 8) -> Profile:

@@ -3,7 +3,7 @@ Serving calls - and agree with the trained model before it may be published.
 
 ``tf.saved_model.load`` maps variables by Python object graph, so it can run a SavedModel whose graph the C++
 loader cannot (a serving function that reads a variable no restore op fills). This gate loads the staged
-directory through ``modelserver.session`` (``TF_LoadSessionFromSavedModel``: restore op, init op, assets) and
+directory through ``modelserver.runtime.session`` (``TF_LoadSessionFromSavedModel``: restore op, init op, assets) and
 runs every signature by the tensor names of its SignatureDef on the held-out rows; every output must match the
 in-memory trained function within ``TOLERANCE``. Any failure names the signature and TensorFlow's error.
 """
@@ -19,7 +19,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from export.errors import VerificationFailed
 from export.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
-from modelserver.session import Session, SessionError
+from modelserver.runtime.session import Session, SessionError
 
 __all__ = ["TOLERANCE", "check_cpp_loader"]
 

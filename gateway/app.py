@@ -13,20 +13,20 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.catalog import Catalog
-from gateway.client import ModelClient
-from gateway.contract import ContractStore
 from gateway.deps import Services
 from gateway.errors import install_handlers
-from gateway.hot_routes import HotRoutes
-from gateway.limits import BodyLimit, RateLimit
 from gateway.metrics import Metrics
-from gateway.operations import Operations
-from gateway.reconciler import Reconciler
+from gateway.middleware.hot_routes import HotRoutes
+from gateway.middleware.limits import BodyLimit, RateLimit
+from gateway.middleware.security import SecurityHeaders, add_docs
+from gateway.rollout.catalog import Catalog
+from gateway.rollout.operations import Operations
+from gateway.rollout.reconciler import Reconciler
+from gateway.rollout.traffic import Traffic
 from gateway.routes import admin, health, inference, models, versions
-from gateway.security import SecurityHeaders, add_docs
 from gateway.settings import Settings, get_settings
-from gateway.traffic import Traffic
+from gateway.upstream.client import ModelClient
+from gateway.upstream.contract import ContractStore
 
 __all__ = ["create_app"]
 

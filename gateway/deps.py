@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.catalog import Catalog
-from gateway.client import ModelClient
-from gateway.contract import ContractStore
 from gateway.metrics import Metrics
-from gateway.operations import Operations
-from gateway.reconciler import Reconciler
+from gateway.rollout.catalog import Catalog
+from gateway.rollout.operations import Operations
+from gateway.rollout.reconciler import Reconciler
+from gateway.rollout.traffic import Traffic
 from gateway.settings import Settings
-from gateway.traffic import Traffic
+from gateway.upstream.client import ModelClient
+from gateway.upstream.contract import ContractStore
 
 __all__ = ["Services", "ServicesDep"]
 

@@ -8,7 +8,7 @@
 each gRPC
   call to a model server (retries counted in ``gateway_upstream_retries_total``).
 - ``gateway_errors_total{kind}``: error replies by kind (the ``code`` of the JSON error body).
-- Version management (gateway.reconciler, gateway.operations, gateway.traffic):
+- Version management (gateway.rollout.reconciler, gateway.rollout.operations, gateway.rollout.traffic):
   ``gateway_replicas_converged{model}`` (1 when every replica serves the desired versions),
   ``gateway_reconcile_repairs_total``, ``gateway_desired_state_refusals_total`` (a models.config that does not
   parse), ``gateway_desired_generation{file}``, ``gateway_canary_weight{model}``,
@@ -60,7 +60,7 @@ class Metrics:
         )
         self.coalesced = Histogram(
             "gateway_coalesced_requests",
-            "requests answered by one upstream Predict (gateway.coalesce)",
+            "requests answered by one upstream Predict (gateway.upstream.coalesce)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=r,
         )

@@ -1,6 +1,6 @@
 """DataPlane: the protocol-neutral heart of the modelserver. The gRPC and REST adapters (TF Serving's and the
 Open Inference Protocol's) only convert and delegate to it; it resolves model specs to servable handles,
-runs requests on the version it holds (``modelserver.execution``; through the batcher when
+runs requests on the version it holds (``modelserver.runtime.execution``; through the batcher when
 ``--enable_batching``), and counts every request in the metrics - so all protocols behave and are measured
 identically.
 
@@ -26,16 +26,22 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
-from modelserver.batching import Batcher
-from modelserver.config import ModelEntry, model_entries
 from modelserver.control import ModelControl
-from modelserver.core import ServerCore
 from modelserver.errors import ConfigError, InvalidArgument, ServingError
-from modelserver.execution import Execution, Prediction, check_multi_inference, resolved_spec, spec_version
-from modelserver.handle import ServableHandle
-from modelserver.limits import DEFAULT_LIMITS, RequestLimits, check_deadline
+from modelserver.lifecycle.core import ServerCore
+from modelserver.lifecycle.handle import ServableHandle
+from modelserver.lifecycle.model_config import ModelEntry, model_entries
 from modelserver.metrics import METRICS, Metrics
-from modelserver.servable import DEFAULT_SIGNATURE, Servable, serving_error_from_tf
+from modelserver.runtime.batching import Batcher
+from modelserver.runtime.execution import (
+    Execution,
+    Prediction,
+    check_multi_inference,
+    resolved_spec,
+    spec_version,
+)
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestLimits, check_deadline
+from modelserver.runtime.servable import DEFAULT_SIGNATURE, Servable, serving_error_from_tf
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,

@@ -4,7 +4,7 @@ Python, batch 1 and batch 32 - the ceiling for anything that serves it.
 It also measures the per-call cost of the two execution paths at batch 1 and 32, alternating rounds in one
 process: the TF2 Python path (``tf.saved_model.load`` + ConcreteFunction, what the modelserver ran before) and
 the TF Serving path the modelserver runs now (TensorFlow's C++ loader and ``TF_SessionRun`` through
-``modelserver.servable``: numpy in, numpy out, the GIL released while TensorFlow runs).
+``modelserver.runtime.servable``: numpy in, numpy out, the GIL released while TensorFlow runs).
 
 Runs in a child process (``python -m bench.scenarios.inprocess MODEL_DIR SECONDS``, JSON on stdout) so
 TensorFlow's thread pools and the model's memory are gone before the servers are measured.
@@ -56,8 +56,8 @@ def execution_paths(model_dir: Path, seconds: float, batches: tuple[int, ...]) -
     import numpy as np
     import tensorflow as tf
 
-    from modelserver.loader import Loader
-    from modelserver.warmup import WarmupOptions
+    from modelserver.runtime.loader import Loader
+    from modelserver.runtime.warmup import WarmupOptions
 
     function = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     servable = Loader("fashion", 1, model_dir, WarmupOptions(enabled=False)).load()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.errors import BadRequest, TooManyItems
-from gateway.tensors import float_tensor, to_example
+from gateway.upstream.tensors import float_tensor, to_example
 from tfs_protos.tensorflow.core.example import example_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 

@@ -3,7 +3,7 @@ $GATEWAY_ADMIN_TOKEN``.
 
 Disabled (403 for every call) when no token is configured; 401 without a token or with a wrong one (compared
 in constant time). Every change is written to the model's models.config (the desired state every replica and
-every gateway reads) and applied to every replica (gateway.operations); the reply shows each replica.
+every gateway reads) and applied to every replica (gateway.rollout.operations); the reply shows each replica.
 """
 
 from __future__ import annotations

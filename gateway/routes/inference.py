@@ -22,14 +22,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from gateway.coalesce import batchable
-from gateway.contract import ModelInfo
 from gateway.deps import Services, ServicesDep
 from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
-from gateway.forms import read_form
 from gateway.preprocess.image import ImageSpec, images_to_batch, small_images
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
 from gateway.preprocess.text import texts_to_bytes
+from gateway.routes.forms import read_form
 from gateway.schemas import (
     ClassifyReply,
     ClassPrediction,
@@ -41,7 +39,9 @@ from gateway.schemas import (
     RegressReply,
     TextsBody,
 )
-from gateway.tensors import float_tensor, shape_of, string_tensor, to_list
+from gateway.upstream.coalesce import batchable
+from gateway.upstream.contract import ModelInfo
+from gateway.upstream.tensors import float_tensor, shape_of, string_tensor, to_list
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import predict_pb2
 
@@ -73,7 +73,7 @@ BODY = {
         },
     }
 }
-# The query parameters' bounds, also read by gateway.hot_routes (which takes only what these accept).
+# The query parameters' bounds, also read by gateway.middleware.hot_routes (which takes only what these accept).
 K_DEFAULT, K_MAX, VERSION_MAX = 5, 1000, 2**63 - 1
 LABEL_PATTERN = r"^[A-Za-z0-9_]+$"
 VersionQuery = Query(None, ge=1, le=VERSION_MAX, description="serve with this version number")
@@ -252,7 +252,7 @@ def _check_choice(version: int | None, label: str | None) -> None:
 async def classify_reply(
     services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
-    """``:classify`` once its parameters are valid (the route and ``gateway.hot_routes`` both answer here)."""
+    """``:classify`` once its parameters are valid (the route and ``gateway.middleware.hot_routes`` both answer here)."""
     _check_choice(version, label)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
@@ -286,7 +286,7 @@ async def classify_reply(
 async def predict_reply(
     services: Services, name: str, request: Request, version: int | None, label: str | None
 ) -> PredictReply:
-    """``:predict`` once its parameters are valid (the route and ``gateway.hot_routes`` both answer here)."""
+    """``:predict`` once its parameters are valid (the route and ``gateway.middleware.hot_routes`` both answer here)."""
     _check_choice(version, label)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)

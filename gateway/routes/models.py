@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from gateway.deps import Services, ServicesDep
 from gateway.errors import ModelNotFound
-from gateway.reconciler import ClusterView, ReplicaView
+from gateway.rollout.reconciler import ClusterView, ReplicaView
 from gateway.schemas import (
     CanaryState,
     ErrorBody,

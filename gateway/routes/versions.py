@@ -1,7 +1,7 @@
 """Published files of one version, read from the model repository when the gateway can read it:
 ``GET /v1/models/{name}/versions/{version}/card`` (model_card.json) and ``.../curves.png``
 (training_curves.png). 404 for a model that is not configured, a version that is not an integer, or a file
-the repository does not have (gateway.repository holds the path rules)."""
+the repository does not have (gateway.rollout.repository holds the path rules)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from modelserver.cli import parse_flags
-from modelserver.options import ServerOptions
+from modelserver.process.cli import parse_flags
+from modelserver.process.options import ServerOptions
 from tests.deploy.conftest import (
     COMPOSE_BASE,
     COMPOSE_MODELSERVER,
@@ -97,7 +97,7 @@ def test_modelserver_cli_accepts_every_serving_command(compose: dict[str, Any], 
 
 def test_each_model_config_file_serves_exactly_its_model(models: list[str]) -> None:
     """The seeds of MODELS_DIR/config/<model>.config (make compose-models copies them when absent)."""
-    from gateway.catalog import load_model_config
+    from gateway.rollout.catalog import load_model_config
 
     for name in models:
         config = load_model_config(REPO_ROOT / "models" / "config" / f"{name}.config")

@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from export.__main__ import parse_args as export_parse_args
-from modelserver.cli import parse_flags
+from modelserver.process.cli import parse_flags
 from tests.deploy.conftest import COMPOSE_BASE, DOCKERFILE, REPO_ROOT, gateway_settings, load_compose
 
 FINAL_STAGES = ("gateway", "modelserver", "export")

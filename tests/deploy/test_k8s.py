@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelserver.cli import parse_flags
+from modelserver.process.cli import parse_flags
 from tests.deploy.conftest import K8S_DIR, REPO_ROOT, flag_value, gateway_settings
 
 Documents = dict[str, list[dict[str, Any]]]

@@ -16,7 +16,7 @@ import export.housing
 from devtools.exported import MODEL_NAMES
 from export.api import export_model
 from export.errors import VerificationFailed
-from modelserver.session import Session
+from modelserver.runtime.session import Session
 
 SIGNATURES = {
     "fashion": {"serving_default", "classify", "contract"},

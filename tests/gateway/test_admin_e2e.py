@@ -15,7 +15,7 @@ from devtools.fashion import encode
 from devtools.procs import LOOPBACK, ServerProcess, free_port
 from devtools.servers import Gateway, modelserver_process, start_gateway
 from devtools.waiting import poll_until
-from gateway.desired import parse_desired
+from gateway.rollout.desired import parse_desired
 from tests.gateway.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.procs import LOOPBACK, ServerProcess, free_port
 from devtools.servers import Gateway, modelserver_process, start_gateway
 from devtools.tiny_models import half_plus_two
-from gateway.desired import parse_desired
-from gateway.traffic import in_canary
+from gateway.rollout.desired import parse_desired
+from gateway.rollout.traffic import in_canary
 from tests.gateway.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e

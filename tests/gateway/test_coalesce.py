@@ -1,4 +1,4 @@
-"""gateway.coalesce: concurrent Predicts share one upstream call and each caller gets exactly its own rows.
+"""gateway.upstream.coalesce: concurrent Predicts share one upstream call and each caller gets exactly its own rows.
 
 Unit tests drive ``Coalescer`` with a scripted ``send``; the client tests go through real gRPC to the fake TF
 Serving (``half``: y = 0.5 x + 2), and a gateway app on it answers concurrent requests with one Predict.
@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.client import ModelClient
-from gateway.coalesce import Coalescer, batchable
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.tensors import float_tensor, string_tensor, to_list
+from gateway.upstream.client import ModelClient
+from gateway.upstream.coalesce import Coalescer, batchable
+from gateway.upstream.tensors import float_tensor, string_tensor, to_list
 from tests.support.fake_modelserver import FakeModelServer
 from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
 from tfs_protos.tensorflow_serving.apis import predict_pb2

@@ -1,4 +1,4 @@
-"""gateway.contract: the contract derived from signatures when a model has no ``contract`` signature, and
+"""gateway.upstream.contract: the contract derived from signatures when a model has no ``contract`` signature, and
 the store's answer when a hot swap retires the version "latest" named."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.contract import ContractStore, ModelInfo, SignatureInfo, TensorSpec, derive_contract
 from gateway.errors import UpstreamError
-from gateway.tensors import string_tensor
+from gateway.upstream.contract import ContractStore, ModelInfo, SignatureInfo, TensorSpec, derive_contract
+from gateway.upstream.tensors import string_tensor
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 

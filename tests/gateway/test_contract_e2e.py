@@ -1,4 +1,4 @@
-"""gateway.contract end to end with two replicas that serve different versions, as they do while a new version
+"""gateway.upstream.contract end to end with two replicas that serve different versions, as they do while a new version
 rolls out (each replica polls the model repository on its own, so one loads it before the other).
 
 Replica A serves version 2 of ``half`` (its repository has 1 and 2, latest policy), replica B only version 1.

@@ -1,4 +1,4 @@
-"""gateway.desired: the config rendered from the desired state, the models.config header round trip, atomic
+"""gateway.rollout.desired: the config rendered from the desired state, the models.config header round trip, atomic
 writes, refusing a broken file, adopting another writer's edit, and the cluster-wide lock across processes.
 
 (Applying it to real replicas is covered end to end in test_cluster_e2e.py.)"""
@@ -17,8 +17,9 @@ import pytest
 from google.protobuf import text_format
 
 from devtools.procs import REPO_ROOT
-from gateway.catalog import Catalog
-from gateway.desired import (
+from gateway.errors import Conflict
+from gateway.rollout.catalog import Catalog
+from gateway.rollout.desired import (
     Canary,
     Desired,
     DesiredStateInvalid,
@@ -27,7 +28,6 @@ from gateway.desired import (
     parse_desired,
     render_entry,
 )
-from gateway.errors import Conflict
 from gateway.settings import Settings
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
@@ -108,7 +108,7 @@ LOCK_HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from gateway.desired import DesiredStore
+    from gateway.rollout.desired import DesiredStore
 
     async def main():
         store = DesiredStore(Path(sys.argv[1]), lambda _: None)
@@ -220,9 +220,9 @@ def test_concurrent_transactions_in_one_process_never_lose_an_update(store: Desi
 def test_a_waiting_writer_gives_up_with_conflict(
     store: DesiredStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.desired
+    import gateway.rollout.desired
 
-    monkeypatch.setattr(gateway.desired, "LOCK_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(gateway.rollout.desired, "LOCK_WAIT_SECONDS", 0.0)
     with _another_gateway_holds_the_lock(store.path), pytest.raises(Conflict, match="holds the lock"):
         _commit(store)
 

@@ -1,4 +1,4 @@
-"""gateway.hot_routes: classify and predict answered outside FastAPI's router give the route's own replies.
+"""gateway.middleware.hot_routes: classify and predict answered outside FastAPI's router give the route's own replies.
 
 Two apps in this process - hot routes on and off - against the real modelserver process of the gateway tests;
 every request of the table gets the same status, body and headers from both, and the same metrics. The hot app
@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from devtools.fashion import encode, fashion_test_images
 from gateway.app import create_app
-from gateway.hot_routes import HotRoutes
+from gateway.middleware.hot_routes import HotRoutes
 from gateway.settings import Settings
 
 PNG: list[bytes] = []

@@ -20,7 +20,7 @@ from PIL import Image
 
 from devtools.fashion import FASHION_LABELS, encode, fashion_test_images
 from devtools.servers import Gateway
-from gateway.tensors import float_tensor, to_list
+from gateway.upstream.tensors import float_tensor, to_list
 from tfs_protos.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -328,7 +328,7 @@ def test_model_without_contract_signature_works_from_metadata(http: httpx.Client
 def test_concurrent_uploads_each_get_their_own_answer(
     gateway: Gateway, http: httpx.Client, fashion: tuple[list[Image.Image], list[int]]
 ) -> None:
-    # Concurrent single-image uploads may share one Predict (gateway.coalesce): each reply must still be the
+    # Concurrent single-image uploads may share one Predict (gateway.upstream.coalesce): each reply must still be the
     # one its image gets alone (to float32 rounding: TensorFlow's kernels sum in another order per batch size).
     pngs = [encode(image, "PNG") for image in fashion[0][:24]]
     path = "/v1/models/fashion:predict"

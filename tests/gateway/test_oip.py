@@ -1,4 +1,4 @@
-"""gateway.oip (TF Serving messages <-> OIP messages, without NumPy or TensorFlow) and the per-model protocol
+"""gateway.upstream.oip (TF Serving messages <-> OIP messages, without NumPy or TensorFlow) and the per-model protocol
 setting ``GATEWAY_MODEL_PROTOCOLS``."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway import oip
 from gateway.settings import Settings
-from gateway.tensors import float_tensor, string_tensor, to_list
+from gateway.upstream import oip
+from gateway.upstream.tensors import float_tensor, string_tensor, to_list
 from oip_protos import grpc_predict_v2_pb2 as pb
 from tfs_protos.tensorflow.core.framework import types_pb2
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2

@@ -1,4 +1,4 @@
-"""gateway.repository: version folders on disk and the path rules for a version's published files."""
+"""gateway.rollout.repository: version folders on disk and the path rules for a version's published files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ModelFileNotFound
-from gateway.repository import ModelRepository
+from gateway.rollout.repository import ModelRepository
 
 
 @pytest.fixture

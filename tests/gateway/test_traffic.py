@@ -1,4 +1,4 @@
-"""gateway.traffic: consistent hashing of the canary split, the finite-answer check, and the rollback rules
+"""gateway.rollout.traffic: consistent hashing of the canary split, the finite-answer check, and the rollback rules
 of the sliding window (fed with recorded outcomes: no clock decides anything here).
 
 (The split, the fallback and the automatic rollback against real replicas: test_cluster_e2e.py.)"""
@@ -9,8 +9,8 @@ import math
 
 import pytest
 
+from gateway.rollout.traffic import Window, in_canary, is_finite
 from gateway.settings import Settings
-from gateway.traffic import Window, in_canary, is_finite
 
 SETTINGS = Settings(
     model_config_file=None,

@@ -1,11 +1,16 @@
-"""modelserver.aspired_policy: the next action of each policy, as a table."""
+"""modelserver.lifecycle.aspired_version_policy: the next action of each policy, as a table."""
 
 from __future__ import annotations
 
 import pytest
 
-from modelserver.aspired_policy import Action, AvailabilityPreserving, ResourcePreserving, VersionView
-from modelserver.harness import HarnessState
+from modelserver.lifecycle.aspired_version_policy import (
+    Action,
+    AvailabilityPreserving,
+    ResourcePreserving,
+    VersionView,
+)
+from modelserver.lifecycle.harness import HarnessState
 
 S = HarnessState
 LOAD, UNLOAD = Action.LOAD, Action.UNLOAD

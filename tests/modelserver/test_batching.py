@@ -1,4 +1,4 @@
-"""modelserver.batching: merged calls give the same answers as unbatched ones; padding; queue limits."""
+"""modelserver.runtime.batching: merged calls give the same answers as unbatched ones; padding; queue limits."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from devtools.waiting import async_wait_until
-from modelserver.batching import Batcher
-from modelserver.config import BatchingConfig
 from modelserver.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from modelserver.limits import DEADLINE
-from modelserver.loader import Loader
 from modelserver.metrics import Metrics
-from modelserver.servable import Servable
-from modelserver.warmup import WarmupOptions
+from modelserver.runtime.batching import Batcher
+from modelserver.runtime.batching_config import BatchingConfig
+from modelserver.runtime.limits import DEADLINE
+from modelserver.runtime.loader import Loader
+from modelserver.runtime.servable import Servable
+from modelserver.runtime.warmup import WarmupOptions
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""modelserver.cli: tensorflow_model_server's flag names, formats and defaults; bad flags fail at start."""
+"""modelserver.process.cli: tensorflow_model_server's flag names, formats and defaults; bad flags fail at start."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.cli import parse_flags
 from modelserver.errors import ConfigError
-from modelserver.options import usable_cores
+from modelserver.process.cli import parse_flags
+from modelserver.process.options import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""modelserver.config: model config, batching parameters and monitoring config in TF Serving's formats."""
+"""modelserver's config files: model config, batching parameters and monitoring config in TF Serving's formats."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.config import (
-    DEFAULT_PROMETHEUS_PATH,
-    BatchingConfig,
-    model_entries,
-    parse_batching_config,
-    parse_model_config,
-    parse_monitoring_config,
-    read_model_config_file,
-)
 from modelserver.errors import ConfigError
-from modelserver.policy import LatestVersions, SpecificVersions
+from modelserver.lifecycle.model_config import model_entries, parse_model_config, read_model_config_file
+from modelserver.lifecycle.version_policy import LatestVersions, SpecificVersions
+from modelserver.process.monitoring_config import DEFAULT_PROMETHEUS_PATH, parse_monitoring_config
+from modelserver.runtime.batching_config import BatchingConfig, parse_batching_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

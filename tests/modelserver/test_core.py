@@ -1,4 +1,4 @@
-"""modelserver.core: ServerCore wires a source to the manager - config applied, removed models unloaded,
+"""modelserver.lifecycle.core: ServerCore wires a source to the manager - config applied, removed models unloaded,
 labels set last, a poll racing a removal ignored (fake source and loaders: no files, no TensorFlow)."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from devtools.waiting import async_wait_until
-from modelserver.config import ModelEntry
-from modelserver.core import ServerCore
 from modelserver.errors import FailedPrecondition
-from modelserver.manager import AspiredVersionsManager
+from modelserver.lifecycle.core import ServerCore
+from modelserver.lifecycle.manager import AspiredVersionsManager
+from modelserver.lifecycle.model_config import ModelEntry
+from modelserver.lifecycle.source import AspiredCallback
+from modelserver.lifecycle.version_policy import LatestVersions
 from modelserver.metrics import Metrics
-from modelserver.policy import LatestVersions
-from modelserver.source import AspiredCallback
 from tests.support.fakes import FakeLoaders, FakeSource, versions
 
 

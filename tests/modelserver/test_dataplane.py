@@ -25,15 +25,15 @@ from tensorflow_serving.apis import (
 )
 
 from devtools.tiny_models import publish
-from modelserver.config import ModelEntry
-from modelserver.core import ServerCore
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
-from modelserver.loader import Loader
-from modelserver.manager import AspiredVersionsManager
+from modelserver.lifecycle.core import ServerCore
+from modelserver.lifecycle.manager import AspiredVersionsManager
+from modelserver.lifecycle.model_config import ModelEntry
+from modelserver.lifecycle.version_policy import AllVersions, LatestVersions
 from modelserver.metrics import Metrics
-from modelserver.policy import AllVersions, LatestVersions
-from modelserver.warmup import WarmupOptions
+from modelserver.runtime.loader import Loader
+from modelserver.runtime.warmup import WarmupOptions
 
 
 def spec(name: str = "half", version: int | None = None, label: str = "", signature: str = "") -> Any:

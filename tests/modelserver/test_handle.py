@@ -1,4 +1,4 @@
-"""modelserver.handle: ref-counted handles; a retired version is released only after its last handle."""
+"""modelserver.lifecycle.handle: ref-counted handles; a retired version is released only after its last handle."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelserver.errors import ServableNotFound
-from modelserver.handle import ServableEntry
-from modelserver.servable import Servable
+from modelserver.lifecycle.handle import ServableEntry
+from modelserver.runtime.servable import Servable
 
 
 def test_retire_waits_for_the_last_handle() -> None:

@@ -1,4 +1,4 @@
-"""modelserver.harness: the state table is the only way a version changes state, and load / unload walk it."""
+"""modelserver.lifecycle.harness: the state table is the only way a version changes state, and load / unload walk it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from typing import TypeVar
 import grpc
 import pytest
 
-from modelserver.harness import REPORTED, TRANSITIONS, HarnessState, IllegalTransition, LoaderHarness
-from modelserver.state import ManagerState
+from modelserver.lifecycle.harness import (
+    REPORTED,
+    TRANSITIONS,
+    HarnessState,
+    IllegalTransition,
+    LoaderHarness,
+)
+from modelserver.lifecycle.state import ManagerState
 from tests.support.fakes import FakeLoaders, Script, versions
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""modelserver.json_examples: classify/regress JSON <-> tf.Example and results, as TF Serving does it."""
+"""modelserver.protocols.tfs.json.examples: classify/regress JSON <-> tf.Example and results, as TF Serving does it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from modelserver.errors import InvalidArgument
-from modelserver.json_examples import ExamplesJson, classification_json, regression_json
+from modelserver.protocols.tfs.json.examples import ExamplesJson, classification_json, regression_json
 
 
 def features(example: Any) -> dict[str, tuple[str | None, list[Any]]]:

@@ -1,4 +1,4 @@
-"""modelserver.json_text, json_tensor, json_floats and json_predict: JSON <-> tensors exactly as TF Serving's util/json_tensor.cc converts them."""
+"""modelserver.protocols.tfs.json.text, json_tensor, json_floats and json_predict: JSON <-> tensors exactly as TF Serving's util/json_tensor.cc converts them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from modelserver.errors import InvalidArgument, ServingError
-from modelserver.json_floats import float32_values
-from modelserver.json_predict import JsonFormat, PredictJson, predict_response_json
-from modelserver.json_text import parse_json_object
+from modelserver.protocols.tfs.json.floats import float32_values
+from modelserver.protocols.tfs.json.predict import JsonFormat, PredictJson, predict_response_json
+from modelserver.protocols.tfs.json.text import parse_json_object
 
 F, D, I32, I64, U8, B, S = (
     types_pb2.DT_FLOAT,
@@ -406,7 +406,7 @@ def test_small_arrays_one_by_one_agree_with_the_bulk_path() -> None:
     ],
 )
 def test_the_long_integer_precheck_agrees_with_the_regex(body: bytes, has_long: bool) -> None:
-    from modelserver.json_text import _LONG_INTEGER, _has_long_integer
+    from modelserver.protocols.tfs.json.text import _LONG_INTEGER, _has_long_integer
 
     assert _has_long_integer(body) is has_long
     assert (_LONG_INTEGER.search(body) is not None) is has_long
@@ -423,7 +423,7 @@ def test_the_long_integer_precheck_agrees_with_the_regex(body: bytes, has_long: 
     ],
 )
 def test_flatten_only_regular_nesting(value: Any, shape: list[int], flat: list[Any] | None) -> None:
-    from modelserver.json_tensor import _flatten
+    from modelserver.protocols.tfs.json.tensor import _flatten
 
     assert _flatten(value, shape) == flat
 

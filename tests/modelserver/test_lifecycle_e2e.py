@@ -22,7 +22,7 @@ from devtools.servers import start_modelserver
 from devtools.tiny_models import corrupt_version, publish
 from devtools.waiting import wait_until
 from guard.pages import _mappings
-from modelserver.loader import LOAD_NICE
+from modelserver.runtime.loader import LOAD_NICE
 from tests.modelserver.test_server_e2e import Client
 
 pytestmark = pytest.mark.e2e
@@ -200,7 +200,7 @@ def test_aspired_version_policy_with_a_one_version_budget(
 ) -> None:
     """A RAM budget that holds one version: the default policy refuses the new version (RESOURCE_EXHAUSTED,
     v1 keeps serving); --aspired_version_policy=resource_preserving unloads v1 first, then serves v2."""
-    from modelserver.loader import _RUNTIME_RAM, estimate_ram_bytes
+    from modelserver.runtime.loader import _RUNTIME_RAM, estimate_ram_bytes
 
     base = tmp_path / "half"
     publish(tiny["half_plus_two"], base, 1)

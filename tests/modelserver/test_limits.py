@@ -1,4 +1,4 @@
-"""modelserver.limits and tensors.check_request_tensor: a request tensor is refused from what it declares,
+"""modelserver.runtime.limits and tensors.check_request_tensor: a request tensor is refused from what it declares,
 before anything is allocated (issue 17: a 44-byte Predict declaring [20000,28,28,1] cost gigabytes)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from modelserver.errors import InvalidArgument
-from modelserver.limits import RequestBudget, RequestLimits
-from modelserver.tensors import to_ndarray
+from modelserver.runtime.limits import RequestBudget, RequestLimits
+from modelserver.runtime.tensors import to_ndarray
 
 IMAGE = [1, 28, 28, 1]
 

@@ -1,4 +1,4 @@
-"""modelserver.loader and modelserver.warmup: estimate, load, warm-up replay, corrupt versions."""
+"""modelserver.runtime.loader and modelserver.runtime.warmup: estimate, load, warm-up replay, corrupt versions."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from devtools import tiny_models
 from modelserver.errors import InvalidArgument, ServingError
-from modelserver.loader import Loader, estimate_ram_bytes
-from modelserver.servable import check_inputs
-from modelserver.warmup import MAX_WARMUP_RECORDS, WarmupOptions
+from modelserver.runtime.loader import Loader, estimate_ram_bytes
+from modelserver.runtime.servable import check_inputs
+from modelserver.runtime.warmup import MAX_WARMUP_RECORDS, WarmupOptions
 from tfs_protos.tensorflow.core.framework import types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
@@ -35,7 +35,7 @@ def test_loads_half_plus_two_with_signatures_and_method_names(tiny: dict[str, Pa
 def test_warmup_replays_every_record(tiny: dict[str, Path], tmp_path: Path) -> None:
     version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
     tiny_models.write_warmup(version, [tiny_models.predict_log({"x": [1.0, 2.0]})] * 3)
-    from modelserver import warmup
+    from modelserver.runtime import warmup
 
     servable = Loader("half", 1, version, WarmupOptions(enabled=False)).load()
     assert warmup.replay_warmup(servable, WarmupOptions(num_request_iterations=2)) == 6

@@ -1,4 +1,4 @@
-"""modelserver.manager: both aspired-version policies, failed loads, RAM budget, labels, handles, load and
+"""modelserver.lifecycle.manager: both aspired-version policies, failed loads, RAM budget, labels, handles, load and
 unload threads (fake loaders: no TensorFlow; waits are conditions, never sleeps)."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 
 from devtools.procs import REPO_ROOT
 from devtools.waiting import async_wait_until
-from modelserver.aspired_policy import POLICIES, AvailabilityPreserving, ResourcePreserving
 from modelserver.errors import (
     FailedPrecondition,
     NotFound,
@@ -23,10 +22,11 @@ from modelserver.errors import (
     Unavailable,
     UnknownVersionLabel,
 )
-from modelserver.harness import HarnessState
-from modelserver.manager import AspiredVersionsManager
+from modelserver.lifecycle.aspired_version_policy import POLICIES, AvailabilityPreserving, ResourcePreserving
+from modelserver.lifecycle.harness import HarnessState
+from modelserver.lifecycle.manager import AspiredVersionsManager
+from modelserver.lifecycle.state import ManagerState
 from modelserver.metrics import Metrics
-from modelserver.state import ManagerState
 from tests.support.fakes import FakeLoaders, Script, versions
 
 TWO_MODELS = {"a": versions(1, name="a"), "b": versions(2, name="b")}  # own versions: own scripts
@@ -257,7 +257,7 @@ def test_default_policy_is_availability_preserving() -> None:
 
 def test_the_lifecycle_never_imports_tensorflow() -> None:
     code = (
-        "import sys, modelserver.manager, modelserver.harness, modelserver.aspired_policy, modelserver.core; "
+        "import sys, modelserver.lifecycle.manager, modelserver.lifecycle.harness, modelserver.lifecycle.aspired_version_policy, modelserver.lifecycle.core; "
         "sys.exit('tensorflow' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False).returncode == 0

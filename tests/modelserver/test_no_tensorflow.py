@@ -20,9 +20,9 @@ import modelserver, modelserver.__main__
 for info in pkgutil.walk_packages(modelserver.__path__, "modelserver."):
     importlib.import_module(info.name)
 from modelserver.dataplane import DataPlane
-from modelserver.loader import Loader
-from modelserver.warmup import WarmupOptions
-from modelserver.tensors import to_ndarray, to_tensor_proto
+from modelserver.runtime.loader import Loader
+from modelserver.runtime.warmup import WarmupOptions
+from modelserver.runtime.tensors import to_ndarray, to_tensor_proto
 import numpy as np
 
 servable = Loader("half", 1, Path(sys.argv[1]), WarmupOptions(num_request_iterations=2)).load()

@@ -1,4 +1,4 @@
-"""modelserver.oip_tensors: OIP datatypes and the JSON / raw (binary) tensor encodings, checked strictly."""
+"""modelserver.protocols.oip.tensors: OIP datatypes and the JSON / raw (binary) tensor encodings, checked strictly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelserver.errors import InvalidArgument
-from modelserver.oip_tensors import (
+from modelserver.protocols.oip.tensors import (
     array_datatype,
     check_shape,
     datatype_of,

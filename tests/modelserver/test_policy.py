@@ -1,11 +1,11 @@
-"""modelserver.policy: which versions on disk are aspired."""
+"""modelserver.lifecycle.version_policy: which versions on disk are aspired."""
 
 from __future__ import annotations
 
 import pytest
 from google.protobuf import text_format
 
-from modelserver.policy import (
+from modelserver.lifecycle.version_policy import (
     AllVersions,
     LatestVersions,
     ServableVersionPolicy,

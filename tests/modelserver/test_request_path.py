@@ -1,4 +1,4 @@
-"""One request, one version (modelserver.dataplane.prediction, modelserver.execution): a hot swap that lands
+"""One request, one version (modelserver.dataplane.prediction, modelserver.runtime.execution): a hot swap that lands
 after a request was resolved and parsed, and before its signature runs, does not change the version that
 answers it - over TF Serving's gRPC and REST APIs and the Open Inference Protocol alike.
 
@@ -21,18 +21,18 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from devtools.tiny_models import publish
-from modelserver.config import ModelEntry
-from modelserver.core import ServerCore
 from modelserver.dataplane import DataPlane
-from modelserver.harness import HarnessState
-from modelserver.loader import Loader
-from modelserver.manager import AspiredVersionsManager
+from modelserver.lifecycle.core import ServerCore
+from modelserver.lifecycle.harness import HarnessState
+from modelserver.lifecycle.manager import AspiredVersionsManager
+from modelserver.lifecycle.model_config import ModelEntry
+from modelserver.lifecycle.version_policy import LatestVersions
 from modelserver.metrics import Metrics
-from modelserver.oip import InferRequest, OipDataPlane, Tensor
-from modelserver.policy import LatestVersions
-from modelserver.rest import create_rest_app
-from modelserver.servable import Servable
-from modelserver.warmup import WarmupOptions
+from modelserver.protocols.oip.service import InferRequest, OipDataPlane, Tensor
+from modelserver.protocols.tfs.rest import create_rest_app
+from modelserver.runtime.loader import Loader
+from modelserver.runtime.servable import Servable
+from modelserver.runtime.warmup import WarmupOptions
 
 X = [1.0, 2.0]
 V1 = [2.5, 3.0]  # half_plus_two: x / 2 + 2

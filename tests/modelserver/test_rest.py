@@ -1,4 +1,4 @@
-"""modelserver.rest end to end: a real ``python -m modelserver --rest_api_port=...`` on loopback, spoken to
+"""modelserver.protocols.tfs.rest end to end: a real ``python -m modelserver --rest_api_port=...`` on loopback, spoken to
 with plain HTTP. TF Serving's documented REST examples must give the same JSON here, errors included.
 
 Repository: ``half_plus_two`` with version 1 = half_plus_three (x/2 + 3) and version 2 = half_plus_two

@@ -1,4 +1,4 @@
-"""modelserver.rest in process: URL dispatch, CORS headers, the monitoring path and body decoding - the parts
+"""modelserver.protocols.tfs.rest in process: URL dispatch, CORS headers, the monitoring path and body decoding - the parts
 of the adapter that answer before any model is involved (no data plane is needed; the model-facing behaviour
 is covered end to end in test_rest.py)."""
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelserver.rest import create_rest_app
+from modelserver.protocols.tfs.rest import create_rest_app
 
 
 class _NoModels:

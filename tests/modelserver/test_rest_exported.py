@@ -1,4 +1,4 @@
-"""modelserver.rest end to end on the stack's exported models (fashion, text, housing from the ``model_repo``
+"""modelserver.protocols.tfs.rest end to end on the stack's exported models (fashion, text, housing from the ``model_repo``
 fixture): predict in both layouts, classify and regress through their signatures, metadata, all over plain
 HTTP against a real ``python -m modelserver``."""
 

@@ -1,4 +1,4 @@
-"""modelserver.source: numeric, complete version directories and the aspired versions they give; polls that
+"""modelserver.lifecycle.source: numeric, complete version directories and the aspired versions they give; polls that
 reconcile models one after another or, with several load threads, all at once."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from devtools.waiting import async_wait_until
-from modelserver.policy import AllVersions, LatestVersions, SpecificVersions
-from modelserver.source import FileSystemSource, ModelSource, aspired_versions, scan_versions
+from modelserver.lifecycle.source import FileSystemSource, ModelSource, aspired_versions, scan_versions
+from modelserver.lifecycle.version_policy import AllVersions, LatestVersions, SpecificVersions
 
 
 def _version(base: Path, name: str, complete: bool = True) -> Path:

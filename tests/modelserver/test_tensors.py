@@ -1,4 +1,4 @@
-"""modelserver.tensors: TensorProto <-> numpy without TensorFlow gives what TensorFlow's own conversion gives
+"""modelserver.runtime.tensors: TensorProto <-> numpy without TensorFlow gives what TensorFlow's own conversion gives
 (tf.make_ndarray for requests, every encoding a client may send; typed *_val fields for replies)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from modelserver.errors import InvalidArgument
-from modelserver.tensors import make_ndarray, to_ndarray, to_tensor_proto
+from modelserver.runtime.tensors import make_ndarray, to_ndarray, to_tensor_proto
 from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
 
 ARRAYS: list[Any] = [
@@ -83,7 +83,7 @@ def test_short_typed_fields_follow_tensorflow(
 @pytest.mark.parametrize(
     ("proto", "message"),
     [
-        # refused by the request check before anything is allocated (modelserver.limits budget)
+        # refused by the request check before anything is allocated (modelserver.runtime.limits budget)
         (
             tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=b"\x00" * 7),
             "input x: tensor_content holds 7 bytes but shape [] of float needs 4",

@@ -1,4 +1,4 @@
-"""modelserver.tfrecord: reads what TensorFlow's TFRecordWriter writes; refuses corrupt or truncated files."""
+"""modelserver.runtime.tfrecord: reads what TensorFlow's TFRecordWriter writes; refuses corrupt or truncated files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from modelserver.tfrecord import TFRecordError, TooManyRecords, read_records
+from modelserver.runtime.tfrecord import TFRecordError, TooManyRecords, read_records
 
 RECORDS = [b"first", b"", b"\x00\xff" * 1000]
 

@@ -1,4 +1,4 @@
-"""modelserver.warmup: records are replayed through modelserver.execution - the code that answers clients -
+"""modelserver.runtime.warmup: records are replayed through modelserver.runtime.execution - the code that answers clients -
 on the version being loaded, before it is available (TF Serving's saved_model_warmup_util.cc)."""
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from tensorflow_serving.apis import (
 )
 
 from devtools import tiny_models
-from modelserver.config import ModelEntry
-from modelserver.core import ServerCore
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
-from modelserver.loader import Loader
-from modelserver.manager import AspiredVersionsManager
+from modelserver.lifecycle.core import ServerCore
+from modelserver.lifecycle.manager import AspiredVersionsManager
+from modelserver.lifecycle.model_config import ModelEntry
+from modelserver.lifecycle.version_policy import AllVersions
 from modelserver.metrics import Metrics
-from modelserver.policy import AllVersions
-from modelserver.servable import Servable
-from modelserver.warmup import WarmupOptions, replay_warmup
+from modelserver.runtime.loader import Loader
+from modelserver.runtime.servable import Servable
+from modelserver.runtime.warmup import WarmupOptions, replay_warmup
 
 
 def examples(x: float) -> input_pb2.Input:

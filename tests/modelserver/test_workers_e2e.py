@@ -432,9 +432,9 @@ def test_one_worker_is_the_single_process(root: Path, tmp_path: Path) -> None:
 
 def test_tensorflow_threads_are_shared_between_workers(tmp_path: Path) -> None:
     """Unless the parallelism flags are set, each of N workers' sessions gets usable cores / N threads."""
-    from modelserver.options import ServerOptions, usable_cores
-    from modelserver.server import ModelServer
-    from modelserver.supervisor import WorkerContext
+    from modelserver.process.options import ServerOptions, usable_cores
+    from modelserver.process.server import ModelServer
+    from modelserver.process.supervisor import WorkerContext
 
     config = tmp_path / "models.config"
     config.write_text("model_config_list {}\n")
@@ -465,7 +465,7 @@ def test_a_gateway_reaches_every_worker_over_its_channels(
     }
     gateway = start_gateway(env, tmp_path / "gateway.log")
     try:
-        with gateway.client() as client:
+        with gateway.upstream.client() as client:
             for _ in range(2 * CONNECTIONS):  # /readyz asks the model server for the model's status each time
                 reply = client.get("/readyz")
                 assert reply.status_code == 200, reply.text

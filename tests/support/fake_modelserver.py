@@ -26,7 +26,7 @@ from typing import TypeVar
 import grpc
 
 from devtools.procs import LOOPBACK
-from gateway.tensors import to_list
+from gateway.upstream.tensors import to_list
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 from tfs_protos.tensorflow_serving.apis import (

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, cast
 from modelserver.errors import ServingError
 
 if TYPE_CHECKING:
-    from modelserver.servable import Servable
-    from modelserver.source import ModelSource
+    from modelserver.lifecycle.source import ModelSource
+    from modelserver.runtime.servable import Servable
 
 __all__ = ["FakeLoader", "FakeLoaders", "FakeServable", "FakeSource", "Script", "versions"]
 

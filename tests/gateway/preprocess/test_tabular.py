@@ -8,7 +8,7 @@ import pytest
 
 from gateway.errors import BadRequest, TooManyItems
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
-from gateway.tensors import to_list
+from gateway.upstream.tensors import to_list
 
 FEATURES = {"rooms": {"kind": "numeric", "missing": "NaN"}, "income": {"kind": "numeric", "missing": "NaN"}}
 

@@ -1,0 +1,290 @@
+"""Traffic between a model's stable version and its canary: weighted split, shadow comparison, and automatic
+rollback over a sliding window.
+
+Contract
+--------
+- Only requests that name neither a version nor a label are split; the model's desired state (re-read from its
+  models.config at most every ``REFRESH_SECONDS``, so every gateway follows the same canary) says the stable
+  version, the candidate, its ``weight`` and ``shadow`` percentages. Both versions are pinned and loaded on
+  every replica, and each request names its version explicitly, so the reply's version is the one that
+  answered.
+- **Split.** A request with the key header (``GATEWAY_CANARY_KEY_HEADER``) goes to the canary when
+  ``sha256(model:key)`` falls in the first ``weight`` % of the hash space: the same key always lands on the
+  same side on every gateway, and raising the weight only moves keys from stable to canary (consistent
+  hashing). Without the header the side is drawn at random with probability ``weight`` %.
+- **Never a failed reply because of the candidate.** A candidate that errs or answers a non-finite number
+  (NaN, inf) is asked no more for that request: the stable version answers it, and the failure counts against
+  the candidate (only when the stable version then answers; a request that both reject is the client's).
+- **Shadow.** ``shadow`` % of stable requests are also sent to the candidate in the background (at most
+  ``GATEWAY_SHADOW_MAX_INFLIGHT`` at once, more are skipped); its answer is never returned, only compared:
+  top labels (classification) or the mean absolute difference of the numbers (regression, raw outputs) go to
+  ``gateway_shadow_requests_total{outcome=agree|disagree|failed}`` and ``gateway_shadow_difference``.
+- **Automatic rollback.** Each side keeps its last ``GATEWAY_CANARY_WINDOW`` outcomes (ok, latency). Once the
+  candidate has ``GATEWAY_CANARY_MIN_REQUESTS`` of them, it is rolled back when
+  ``error_rate(canary) - error_rate(stable) > GATEWAY_CANARY_MAX_ERROR_RATE_DELTA`` or, with at least
+  ``P99_MIN_SAMPLES`` (100) on each side,
+  ``p99(canary) > p99(stable) * GATEWAY_CANARY_MAX_P99_RATIO + GATEWAY_CANARY_P99_SLACK_SECONDS``.
+  This gateway stops sending it traffic at once; ``Operations.auto_rollback`` then sets its weight to 0 in the
+  shared state with the reason and the figures (an event, shown in the console, counted in
+  ``gateway_canary_rollbacks_total``). Promotion stays a separate admin call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from gateway.errors import GatewayError, UpstreamError
+from gateway.metrics import Metrics
+from gateway.rollout.catalog import Catalog
+from gateway.rollout.desired import Canary
+from gateway.rollout.operations import Operations
+from gateway.settings import Settings
+
+__all__ = ["Traffic", "Window", "in_canary", "is_finite"]
+
+log = logging.getLogger("gateway.traffic")
+REFRESH_SECONDS = 0.5
+P99_MIN_SAMPLES = 100  # below that a p99 is just the slowest request (one cold cache decides it)
+SHADOW_AGREE_TOLERANCE = 1e-4
+R = TypeVar("R", bound=BaseModel)
+Answer = Callable[[int | None, str | None], Awaitable[R]]
+
+
+def in_canary(model: str, key: str, weight: float) -> bool:
+    """Consistent hashing: the key's place in [0, 100) is fixed; the canary holds the first ``weight`` %."""
+    point = int.from_bytes(hashlib.sha256(f"{model}:{key}".encode()).digest()[:8], "big") / 2**64 * 100
+    return point < weight
+
+
+def is_finite(value: Any) -> bool:
+    """No NaN, inf or null (a non-finite number the reply turned into null) anywhere in ``value``."""
+    if isinstance(value, dict):
+        return all(is_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(is_finite(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is not None
+
+
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] if ordered else 0.0
+
+
+@dataclass
+class Window:
+    """The last ``size`` outcomes (ok, seconds) of each side of one canary."""
+
+    size: int
+    stable: deque[tuple[bool, float]] = field(default_factory=deque)
+    canary: deque[tuple[bool, float]] = field(default_factory=deque)
+
+    def add(self, arm: str, ok: bool, seconds: float) -> None:
+        side = self.canary if arm == "canary" else self.stable
+        side.append((ok, seconds))
+        while len(side) > self.size:
+            side.popleft()
+
+    def figures(self) -> dict[str, float]:
+        def rate(side: deque[tuple[bool, float]]) -> float:
+            return sum(1 for ok, _ in side if not ok) / len(side) if side else 0.0
+
+        return {
+            "canary_requests": len(self.canary),
+            "stable_requests": len(self.stable),
+            "canary_error_rate": round(rate(self.canary), 4),
+            "stable_error_rate": round(rate(self.stable), 4),
+            "canary_p99_seconds": round(_p99([s for _, s in self.canary]), 4),
+            "stable_p99_seconds": round(_p99([s for _, s in self.stable]), 4),
+        }
+
+    def verdict(self, settings: Settings) -> str | None:
+        """Why the candidate must go (``error_rate`` or ``p99``), or None."""
+        if len(self.canary) < settings.canary_min_requests:
+            return None
+        f = self.figures()
+        if f["canary_error_rate"] - f["stable_error_rate"] > settings.canary_max_error_rate_delta:
+            return "error_rate"
+        enough = max(settings.canary_min_requests, P99_MIN_SAMPLES)
+        if min(len(self.canary), len(self.stable)) >= enough and f["canary_p99_seconds"] > (
+            f["stable_p99_seconds"] * settings.canary_max_p99_ratio + settings.canary_p99_slack_seconds
+        ):
+            return "p99"
+        return None
+
+
+def _labels(reply: BaseModel) -> list[str] | None:
+    rows = getattr(reply, "predictions", [])
+    labels = [getattr(r, "label", None) for r in rows]
+    return [str(x) for x in labels] if labels and all(x is not None for x in labels) else None
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list | tuple):
+        return [n for v in value for n in _numbers(v)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [float(value)]
+    return []
+
+
+class Traffic:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, operations: Operations, metrics: Metrics
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._operations = operations
+        self._metrics = metrics
+        self._random = random.Random()
+        self._windows: dict[tuple[str, int], Window] = {}
+        self._tripped: set[tuple[str, int]] = set()
+        self._canaries: dict[str, tuple[float, Canary | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._shadows = 0
+
+    def forget(self, name: str) -> None:
+        """Re-read the model's canary on the next request (after this gateway changed it: its own admin
+        change takes effect at once; another gateway's within REFRESH_SECONDS)."""
+        self._canaries.pop(name, None)
+
+    def canary(self, name: str) -> Canary | None:
+        """The model's canary from its models.config (re-read at most every REFRESH_SECONDS)."""
+        now = time.monotonic()
+        cached = self._canaries.get(name)
+        if cached is not None and now - cached[0] < REFRESH_SECONDS:
+            return cached[1]
+        canary = None
+        if self._catalog.enabled and name in self._catalog.models():
+            desired = self._catalog.store_for(name).current()
+            state = desired.models.get(name) if desired else None
+            canary = state.canary if state else None
+        if canary is not None and canary.status != "running":  # decided: a later restart starts afresh
+            self._tripped.discard((name, canary.version))
+            self._windows.pop((name, canary.version), None)
+        self._canaries[name] = (now, canary)
+        return canary
+
+    def _side(self, name: str, canary: Canary, headers: Mapping[str, str]) -> str:
+        if canary.status != "running" or canary.weight <= 0 or (name, canary.version) in self._tripped:
+            return "stable"
+        key = headers.get(self._settings.canary_key_header)
+        hit = in_canary(name, key, canary.weight) if key else self._random.random() * 100 < canary.weight
+        return "canary" if hit else "stable"
+
+    async def serve(
+        self, name: str, headers: Mapping[str, str], version: int | None, label: str | None, answer: Answer[R]
+    ) -> R:
+        """Answer one request: split when the model has a canary and the request named no version."""
+        canary = self.canary(name) if version is None and label is None else None
+        if canary is None:
+            return await answer(version, label)
+        window = self._windows.setdefault((name, canary.version), Window(self._settings.canary_window))
+        if self._side(name, canary, headers) == "canary":
+            started = time.perf_counter()
+            try:
+                reply: R | None = await answer(canary.version, None)
+                ok = reply is not None and is_finite(reply.model_dump().get("predictions"))
+            except GatewayError as exc:
+                log.info("canary %s v%d failed (%s); the stable version answers", name, canary.version, exc)
+                reply, ok = None, False
+            seconds = time.perf_counter() - started
+            if ok and reply is not None:
+                window.add("canary", True, seconds)
+                self._metrics.canary_requests.labels(name, "canary", "ok").inc()
+                self._judge(name, canary, window)
+                return reply
+            fallback = await answer(canary.stable, None)  # raises when stable refuses too: the client's error
+            window.add("canary", False, seconds)
+            self._metrics.canary_requests.labels(name, "canary", "fallback").inc()
+            self._judge(name, canary, window)
+            return fallback
+        started = time.perf_counter()
+        try:
+            reply = await answer(canary.stable, None)
+        except UpstreamError:
+            window.add("stable", False, time.perf_counter() - started)
+            self._metrics.canary_requests.labels(name, "stable", "failed").inc()
+            raise
+        window.add("stable", True, time.perf_counter() - started)
+        self._metrics.canary_requests.labels(name, "stable", "ok").inc()
+        if canary.status == "running" and canary.shadow > 0 and self._random.random() * 100 < canary.shadow:
+            self._shadow(name, canary, reply, answer)
+        return reply
+
+    def _judge(self, name: str, canary: Canary, window: Window) -> None:
+        reason = window.verdict(self._settings)
+        if reason is None or (name, canary.version) in self._tripped:
+            return
+        self._tripped.add((name, canary.version))
+        figures = window.figures()
+        self._metrics.canary_rollbacks.labels(name, reason).inc()
+        self._metrics.canary_weight.labels(name).set(0)
+        log.warning(
+            "model %s: canary version %d fails the %s rule: %s", name, canary.version, reason, figures
+        )
+        self._spawn(self._operations.auto_rollback(name, canary.version, reason, figures))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background canary work failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _shadow(self, name: str, canary: Canary, stable: BaseModel, answer: Answer[R]) -> None:
+        if self._shadows >= self._settings.shadow_max_inflight:
+            return
+        self._shadows += 1
+
+        async def compare() -> None:
+            try:
+                candidate = await answer(canary.version, None)
+            except Exception:
+                self._metrics.shadow_requests.labels(name, "failed").inc()
+                return
+            finally:
+                self._shadows -= 1
+            mine, theirs = stable.model_dump().get("predictions"), candidate.model_dump().get("predictions")
+            if not is_finite(theirs):
+                self._metrics.shadow_requests.labels(name, "failed").inc()
+                return
+            a, b = _numbers(mine), _numbers(theirs)
+            diff = (
+                sum(abs(x - y) for x, y in zip(a, b, strict=False)) / len(a)
+                if a and len(a) == len(b)
+                else math.inf
+            )
+            labels = _labels(stable)
+            agree = labels == _labels(candidate) if labels is not None else diff <= SHADOW_AGREE_TOLERANCE
+            if math.isfinite(diff):
+                self._metrics.shadow_difference.labels(name).observe(diff)
+            self._metrics.shadow_requests.labels(name, "agree" if agree else "disagree").inc()
+
+        self._spawn(compare())
+
+    def window(self, name: str, version: int) -> dict[str, float] | None:
+        found = self._windows.get((name, version))
+        return found.figures() if found else None
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,467 @@
+"""The model client: the gateway's only way to talk to model servers (TF Serving's standard gRPC APIs).
+
+Contract
+--------
+- **Routing.** Each model is served by one model server address: ``Settings.server_for(model)``
+  (``GATEWAY_MODEL_SERVERS``, else ``GATEWAY_DEFAULT_MODEL_SERVER``), a name that may resolve to every replica
+  (gRPC's ``round_robin`` spreads calls over them), or by the list of replicas in ``GATEWAY_MODEL_REPLICAS``
+  (calls take turns). ``replicas(model)`` resolves every replica to one ``ip:port`` each (all A/AAAA records
+  of the name) for calls that must reach each one: status, metadata and config reloads accept
+  ``address=``. The client never assumes anything beyond
+  ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
+  against the official ``tensorflow_model_server`` and against ``modelserver/``.
+- **Channels.** ``GATEWAY_CHANNELS_PER_SERVER`` shared ``grpc.aio`` channels per address (default 4), each
+  its own connection, created lazily on first use inside the running event loop and reused by every request
+  in turn (gRPC multiplexes concurrent calls over each and reconnects by itself). A model server with
+  several processes on one port (``--num_workers``) serves each connection from one of them, so this is
+  what spreads one gateway's calls over its workers.
+  ``close()`` closes them all; call it once at shutdown. Not thread-safe: use it from one event loop.
+- **Deadlines.** Every call has one: ``GATEWAY_TIMEOUT_SECONDS`` for Predict/Classify/Regress,
+  ``GATEWAY_METADATA_TIMEOUT_SECONDS`` for metadata, status and config reloads. An expired deadline raises
+  ``UpstreamError(DEADLINE_EXCEEDED)`` (HTTP 504).
+- **Retries.** Only UNAVAILABLE (server down, restarting, connection refused) is retried: at most
+  ``GATEWAY_RETRIES`` extra attempts, sleeping ``GATEWAY_RETRY_BACKOFF_SECONDS * 2**attempt`` between them.
+  All
+  calls made are idempotent (HandleReloadConfigRequest sets the whole config, so repeating it is harmless).
+- **Sizes.** Send and receive limits are ``GATEWAY_MAX_MESSAGE_BYTES`` (the gRPC default of 4 MiB is too small
+  for image batches).
+- **Protocols.** A model is called over TF Serving's APIs unless ``GATEWAY_MODEL_PROTOCOLS`` says ``oip``:
+  then over the Open Inference Protocol's ``inference.GRPCInferenceService`` (Triton, KServe runtimes, our
+  modelserver), translated by ``gateway.upstream.oip`` so callers always get TF Serving's reply messages. Classify,
+  Regress and config reloads exist only in TF Serving's API.
+- **Errors.** Every gRPC failure is raised as ``gateway.errors.UpstreamError`` carrying the gRPC code and the
+  server's message; nothing else escapes. Latency, errors and retries are counted in ``gateway.metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from google.protobuf.wrappers_pb2 import Int64Value
+
+from gateway.errors import UpstreamError
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.upstream import oip
+from gateway.upstream.coalesce import Coalescer
+from oip_protos import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from tfs_protos.tensorflow.core.example import example_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2
+from tfs_protos.tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    input_pb2,
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+from tfs_protos.tensorflow_serving.config import model_server_config_pb2
+
+__all__ = ["ModelClient", "model_spec", "split_address"]
+
+T = TypeVar("T")
+
+
+def model_spec(
+    name: str, version: int | None = None, label: str | None = None, signature: str = ""
+) -> model_pb2.ModelSpec:
+    """A ModelSpec choosing a version number, a label, or (neither) the latest version."""
+    spec = model_pb2.ModelSpec(name=name, signature_name=signature)
+    if version is not None:
+        spec.version.CopyFrom(Int64Value(value=version))
+    elif label is not None:
+        spec.version_label = label
+    return spec
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+_READY = grpc.ChannelConnectivity.READY
+
+
+class _Connection:
+    """One channel (its own HTTP/2 connection) and its stubs."""
+
+    def __init__(self, address: str, max_bytes: int) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_send_message_length", max_bytes),
+                ("grpc.max_receive_message_length", max_bytes),
+                # Reconnect quickly after a model server restart (default max backoff is 120 s).
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+                ("grpc.enable_retries", 0),
+                # Spread calls over every address a name resolves to (k8s headless Service: all replicas).
+                ("grpc.lb_policy_name", "round_robin"),
+                # A connection of its own: channels with equal options would share one from gRPC's global
+                # subchannel pool.
+                ("grpc.use_local_subchannel_pool", 1),
+            ],
+        )
+        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+
+
+class _Server:
+    """``count`` connections to one address, taking turns call by call: a model server with several
+    processes on one port (``--num_workers``, SO_REUSEPORT) gets each connection on one of its workers."""
+
+    def __init__(self, address: str, max_bytes: int, count: int = 1) -> None:
+        self.address = address
+        self.connections = [_Connection(address, max_bytes) for _ in range(count)]
+        self._turns = itertools.cycle(self.connections)
+
+    def _next(self) -> _Connection:
+        """The next connection in turn that is READY. After a model server restart the connections
+        reconnect one by one (each with its own backoff): calls go to those already back instead of failing
+        on the others. None ready (start, or the server is down): the next in turn, and every idle one is
+        asked to connect."""
+        chosen = next(self._turns)
+        if len(self.connections) == 1 or chosen.channel.get_state(try_to_connect=True) is _READY:
+            return chosen
+        for _ in range(len(self.connections) - 1):
+            other = next(self._turns)
+            if other.channel.get_state(try_to_connect=True) is _READY:
+                return other
+        return chosen
+
+    @property
+    def prediction(self) -> prediction_service_pb2_grpc.PredictionServiceStub:
+        return self._next().prediction
+
+    @property
+    def models(self) -> model_service_pb2_grpc.ModelServiceStub:
+        return self._next().models
+
+    @property
+    def oip(self) -> grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub:
+        return self._next().oip
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            await connection.channel.close(grace=None)
+
+
+@dataclass(frozen=True)
+class _PredictCall:
+    """Everything a Predict depends on but its inputs (hashable: the key calls are coalesced by)."""
+
+    model: str
+    version: int | None
+    label: str | None
+    signature: str
+    output_filter: tuple[str, ...]
+    timeout: float | None
+    address: str | None
+
+
+def _refused_merged(exc: BaseException) -> bool:
+    """A merged Predict's error that its callers' own requests may not meet: a batch over the server's
+    ``max_batch_size`` is INVALID_ARGUMENT (so is a bad input, which each caller then gets for itself)."""
+    return isinstance(exc, UpstreamError) and exc.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelClient:
+    """Async client for Predict / Classify / Regress / GetModelMetadata / GetModelStatus / ReloadConfig."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._servers: dict[str, _Server] = {}
+        self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
+        self._coalescer = (
+            Coalescer(settings.max_files, metrics.coalesced.observe, alone=_refused_merged)
+            if settings.coalesce
+            else None
+        )
+
+    def address_for(self, model: str) -> str:
+        turns = self._turns.get(model)
+        return next(turns) if turns is not None else self._settings.server_for(model)
+
+    async def replicas(self, model: str) -> list[str]:
+        """Every replica of ``model`` as ``ip:port`` (names resolved to all their addresses), sorted."""
+        loop = asyncio.get_running_loop()
+        found: set[str] = set()
+        for target in self._settings.replica_targets(model):
+            host, port = split_address(target)
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:  # unresolvable now (e.g. no ready pod): report the name itself as unreachable
+                found.add(target)
+                continue
+            for family, _, _, _, sockaddr in infos:
+                ip = str(sockaddr[0])
+                found.add(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
+        return sorted(found)
+
+    def _oip(self, model: str) -> bool:
+        return self._settings.protocol_for(model) == "oip"
+
+    def _server(self, address: str) -> _Server:
+        server = self._servers.get(address)
+        if server is None:
+            server = self._servers[address] = _Server(
+                address, self._settings.max_message_bytes, self._settings.channels_per_server
+            )
+        return server
+
+    async def close(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            await server.close()
+
+    async def _call(
+        self,
+        pick: Callable[[], str],
+        method: str,
+        call: Callable[[_Server, float], Awaitable[T]],
+        timeout: float,  # noqa: ASYNC109 - each attempt's gRPC deadline, not an asyncio timeout
+    ) -> T:
+        """One call with retries on UNAVAILABLE; each attempt asks ``pick`` for an address, so a listed
+        replica that is down is skipped on the next attempt."""
+        attempts = self._settings.retries + 1
+        for attempt in range(attempts):
+            server = self._server(pick())
+            address = server.address
+            started = time.perf_counter()
+            try:
+                reply = await call(server, timeout)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
+                self._metrics.upstream_errors.labels(address, method, code.name).inc()
+                if code is grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
+                    self._metrics.upstream_retries.labels(address, method).inc()
+                    await asyncio.sleep(self._settings.retry_backoff_seconds * 2**attempt)
+                    continue
+                raise UpstreamError(code, _clean(exc.details()), address=address) from None
+            self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def predict(
+        self,
+        model: str,
+        inputs: dict[str, tensor_pb2.TensorProto],
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        signature: str = "serving_default",
+        output_filter: Sequence[str] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+        address: str | None = None,
+        batchable: bool = False,
+    ) -> predict_pb2.PredictResponse:
+        """Predict on ``address``, or on the model's replicas in turn when it is None. ``batchable``: the
+        signature's inputs all have an unknown first dimension, so concurrent calls may share one Predict
+        (``gateway.upstream.coalesce``, when ``GATEWAY_COALESCE`` is on)."""
+        call = _PredictCall(model, version, label, signature, tuple(output_filter), timeout, address)
+        if batchable and self._coalescer is not None:
+            return await self._coalescer.run(call, inputs, lambda tensors: self._predict(call, tensors))
+        return await self._predict(call, inputs)
+
+    async def _predict(
+        self, call: _PredictCall, inputs: Mapping[str, tensor_pb2.TensorProto]
+    ) -> predict_pb2.PredictResponse:
+        if self._oip(call.model):
+            return await self._infer(call, inputs)
+        request = predict_pb2.PredictRequest(
+            model_spec=model_spec(call.model, call.version, call.label, call.signature),
+            output_filter=list(call.output_filter),
+        )
+        for name, tensor in inputs.items():
+            request.inputs[name].CopyFrom(tensor)
+        return await self._call(
+            lambda: call.address or self.address_for(call.model),
+            "Predict",
+            lambda server, t: server.prediction.Predict(request, timeout=t),
+            call.timeout or self._settings.timeout_seconds,
+        )
+
+    async def _infer(
+        self, call: _PredictCall, inputs: Mapping[str, tensor_pb2.TensorProto]
+    ) -> predict_pb2.PredictResponse:
+        try:
+            request = oip.infer_request(
+                call.model,
+                inputs,
+                version=call.version,
+                label=call.label,
+                signature=call.signature,
+                output_filter=call.output_filter,
+            )
+        except ValueError as exc:
+            raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        reply = await self._call(
+            lambda: call.address or self.address_for(call.model),
+            "ModelInfer",
+            lambda server, t: server.oip.ModelInfer(request, timeout=t),
+            call.timeout or self._settings.timeout_seconds,
+        )
+        try:
+            return oip.predict_response(reply, call.model, call.signature)
+        except ValueError as exc:
+            raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from None
+
+    async def classify(
+        self,
+        model: str,
+        examples: Sequence[example_pb2.Example],
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        signature: str = "classify",
+    ) -> classification_pb2.ClassificationResponse:
+        request = classification_pb2.ClassificationRequest(
+            model_spec=model_spec(model, version, label, signature),
+            input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
+        )
+        return await self._call(
+            lambda: self.address_for(model),
+            "Classify",
+            lambda server, t: server.prediction.Classify(request, timeout=t),
+            self._settings.timeout_seconds,
+        )
+
+    async def regress(
+        self,
+        model: str,
+        examples: Sequence[example_pb2.Example],
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        signature: str = "regress",
+    ) -> regression_pb2.RegressionResponse:
+        request = regression_pb2.RegressionRequest(
+            model_spec=model_spec(model, version, label, signature),
+            input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
+        )
+        return await self._call(
+            lambda: self.address_for(model),
+            "Regress",
+            lambda server, t: server.prediction.Regress(request, timeout=t),
+            self._settings.timeout_seconds,
+        )
+
+    async def metadata(
+        self, model: str, *, version: int | None = None, label: str | None = None, address: str | None = None
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        if self._oip(model):
+            reply = await self._call(
+                lambda: address or self.address_for(model),
+                "ModelMetadata",
+                lambda server, t: server.oip.ModelMetadata(
+                    grpc_predict_v2_pb2.ModelMetadataRequest(
+                        name=model, version=oip.version_string(version, label)
+                    ),
+                    timeout=t,
+                ),
+                self._settings.metadata_timeout_seconds,
+            )
+            return oip.metadata_response(reply, model, version)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
+        )
+        return await self._call(
+            lambda: address or self.address_for(model),
+            "GetModelMetadata",
+            lambda server, t: server.prediction.GetModelMetadata(request, timeout=t),
+            self._settings.metadata_timeout_seconds,
+        )
+
+    async def status(
+        self, model: str, *, version: int | None = None, retry: bool = True, address: str | None = None
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
+
+        def call(server: _Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
+            if self._oip(model):
+                return self._oip_status(server, model, version, t)
+            return server.models.GetModelStatus(request, timeout=t)  # type: ignore[no-any-return]
+
+        if not retry:  # readiness probes answer at once
+            return await self._call_once(address or self.address_for(model), "GetModelStatus", call)
+        return await self._call(
+            lambda: address or self.address_for(model),
+            "GetModelStatus",
+            call,
+            self._settings.metadata_timeout_seconds,
+        )
+
+    @staticmethod
+    async def _oip_status(
+        server: _Server,
+        model: str,
+        version: int | None,
+        timeout: float,  # noqa: ASYNC109 - each call's gRPC deadline
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """Status over OIP: the versions ModelMetadata lists (or the one asked for), AVAILABLE when ready."""
+        if version is None:
+            metadata = await server.oip.ModelMetadata(
+                grpc_predict_v2_pb2.ModelMetadataRequest(name=model), timeout=timeout
+            )
+            versions = [v for v in metadata.versions if v.isdigit()]
+        else:
+            versions = [str(version)]
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for text in versions:
+            ready = await server.oip.ModelReady(
+                grpc_predict_v2_pb2.ModelReadyRequest(name=model, version=text), timeout=timeout
+            )
+            state = 30 if ready.ready else 0  # AVAILABLE / UNKNOWN
+            response.model_version_status.add(version=int(text), state=state)
+        return response
+
+    async def _call_once(
+        self, address: str, method: str, call: Callable[[_Server, float], Awaitable[T]]
+    ) -> T:
+        try:
+            return await call(self._server(address), self._settings.metadata_timeout_seconds)
+        except grpc.aio.AioRpcError as exc:
+            self._metrics.upstream_errors.labels(address, method, exc.code().name).inc()
+            raise UpstreamError(exc.code(), _clean(exc.details()), address=address) from None
+
+    async def reload_config(self, address: str, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Replace the WHOLE model config of the server at ``address`` (TF Serving semantics)."""
+        request = model_management_pb2.ReloadConfigRequest(config=config)
+        token = self._settings.model_control_token
+        metadata = (("authorization", f"Bearer {token.get_secret_value()}"),) if token else None
+        reply = await self._call(
+            lambda: address,
+            "HandleReloadConfigRequest",
+            lambda server, t: server.models.HandleReloadConfigRequest(request, timeout=t, metadata=metadata),
+            max(self._settings.metadata_timeout_seconds, 30.0),
+        )
+        if reply.status.error_code != 0:
+            raise UpstreamError(
+                _status_code(reply.status.error_code), reply.status.error_message, address=address
+            )
+
+
+def _status_code(value: int) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def _clean(details: str | None) -> str:
+    # gRPC's own connection errors are long multi-line strings; the first line says what happened.
+    return (details or "").strip().splitlines()[0][:500] if details else ""

@@ -1,0 +1,396 @@
+"""Wires one modelserver process: options -> config files -> manager/core -> data plane -> gRPC (grpc.aio)
+and, with ``--rest_api_port``, the REST app under uvicorn on the same event loop.
+
+Start-up order follows TF Serving: every config file is parsed first (a bad one fails the start), the
+configured models are loaded, then the ports open - so a client that can connect finds the models loaded.
+SIGTERM/SIGINT stop it gracefully: health goes NOT_SERVING, in-flight calls get a grace
+period, versions unload.
+
+As one of ``--num_workers`` workers (``worker`` given, started by ``modelserver.process.supervisor``) it also serves
+its control socket to its siblings (``modelserver.process.peers``), waits for all of them to load the start config
+before opening its ports, shares both ports with them (SO_REUSEPORT), holds 1/N of the RAM budget, polls the
+config file only as worker 0 (a change is applied on every worker), and stops when the supervisor is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from guard.heap import freeze_heap
+from guard.http import HttpLimits, protocol_class
+from guard.pages import release_file_pages
+from modelserver.control import ModelControl, default_roots
+from modelserver.dataplane import PROTOCOL, DataPlane
+from modelserver.errors import ConfigError
+from modelserver.lifecycle.aspired_version_policy import POLICIES
+from modelserver.lifecycle.core import ServerCore
+from modelserver.lifecycle.manager import AspiredVersionsManager
+from modelserver.lifecycle.model_config import model_entries, read_model_config_file
+from modelserver.process.options import ServerOptions, default_ram_budget, usable_cores
+from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
+from modelserver.process.startup_files import StartupFiles, read_startup_files
+from modelserver.process.supervisor import WorkerContext
+from modelserver.protocols.oip.grpc_service import add_oip_service
+from modelserver.protocols.oip.service import OipDataPlane
+from modelserver.protocols.tfs.grpc_service import add_services, server_options, set_health
+from modelserver.runtime import session
+from modelserver.runtime.batching import Batcher
+from modelserver.runtime.limits import RequestLimits
+from modelserver.runtime.loader import Loader
+from modelserver.runtime.warmup import WarmupOptions
+
+__all__ = ["ModelServer", "run"]
+
+log = logging.getLogger("modelserver")
+
+GRACE_SECONDS = 5.0
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def _rest_protocol(app: ASGIApp) -> ASGIApp:
+    """Label the REST adapter's calls as protocol "rest" in the data plane's metrics."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        PROTOCOL.set("rest")
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+class ModelServer:
+    def __init__(
+        self, options: ServerOptions, files: StartupFiles | None = None, worker: WorkerContext | None = None
+    ) -> None:
+        self.options = options
+        self.worker = worker
+        self.peers: Peers | None = None
+        files = files or read_startup_files(options)
+        self.batching = files.batching
+        self.monitoring = files.monitoring
+        self.entries = files.entries
+        self._config_text = files.model_config_text
+        self._stopping = asyncio.Event()
+        self._orphaned = False
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def control(self) -> ModelControl:
+        o = self.options
+        roots = o.allowed_roots
+        allowed = (
+            tuple(Path(r).resolve() for r in roots)
+            if roots
+            else default_roots(e.base_path for e in self.entries.values())
+        )
+        if o.enable_model_config_reload and not o.model_control_token:
+            log.warning(
+                "HandleReloadConfigRequest needs no token (set MODELSERVER_MODEL_CONTROL_TOKEN): anyone who "
+                "reaches the gRPC port can change the served models; never expose it publicly"
+            )
+        log.info("HandleReloadConfigRequest accepts base paths under %s", [str(r) for r in allowed])
+        return ModelControl(o.model_control_token, o.enable_model_config_reload, allowed)
+
+    def _loader(self, name: str, version: int, path: Path) -> Loader:
+        o = self.options
+        warmup = WarmupOptions(
+            enabled=o.enable_model_warmup,
+            num_request_iterations=o.num_request_iterations_for_warmup,
+            method_name_check=o.enable_signature_method_name_check,
+        )
+        # TF Serving: --tensorflow_session_parallelism sets both pools unless the specific flags are given.
+        both = o.tensorflow_session_parallelism or self._worker_share_of_cores()
+        return Loader(
+            name,
+            version,
+            path,
+            warmup,
+            o.tags,
+            intra_op_threads=o.tensorflow_intra_op_parallelism or both,
+            inter_op_threads=o.tensorflow_inter_op_parallelism or both,
+        )
+
+    def _worker_share_of_cores(self) -> int:
+        """0 (TensorFlow's choice: every core) for one process; with N workers each gets its share of the
+        usable cores for TensorFlow's thread pools, so N workers do not run N x cores threads."""
+        if self.worker is None or self.worker.count <= 1:
+            return 0
+        return max(1, usable_cores() // self.worker.count)
+
+    async def _poll_config_file(self) -> None:
+        path = self.options.model_config_file
+        while True:
+            await asyncio.sleep(self.options.model_config_file_poll_wait_seconds)
+            try:
+                text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+                if text == self._config_text:
+                    continue
+                config = read_model_config_file(path)
+                entries = model_entries(config, base_dir=Path.cwd())
+                self._config_text = text
+                log.info("model config file %s changed, applying it", path)
+                if self.peers is None:
+                    await self.core.apply_config(entries)
+                else:  # on every worker, in the same order as reloads
+                    config = absolute_paths(config, Path.cwd())
+                    await self.peers.apply_everywhere(config, partial(self.core.apply_config, entries))
+            except Exception as exc:  # keep serving the last good config
+                log.error("model config file %s not applied: %s", path, exc)
+
+    def _watch_supervisor(self, fd: int) -> None:
+        """The supervisor holds the pipe's write end: EOF means it is gone, and so must this worker be."""
+        loop = asyncio.get_running_loop()
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            log.error("the supervisor process is gone: stopping")
+            self._orphaned = True
+            self._stopping.set()
+
+        loop.add_reader(fd, gone)
+
+    def _ram_budget(self) -> int:
+        total = self.options.total_model_memory_limit_bytes or default_ram_budget()
+        if self.worker is None:
+            log.info("RAM budget for loaded versions: %.1f MiB", total / 2**20)
+            return total
+        budget = total // self.worker.count  # every worker holds every model
+        log.info(
+            "RAM budget for loaded versions: %.1f MiB (1/%d of %.1f MiB: each worker holds every model)",
+            budget / 2**20,
+            self.worker.count,
+            total / 2**20,
+        )
+        return budget
+
+    async def serve(self) -> int:
+        o = self.options
+        if self.worker is not None:
+            self._watch_supervisor(self.worker.parent_fd)
+        # The runtime every version runs on, loaded at start: a missing wheel fails here, not per load.
+        try:
+            await asyncio.to_thread(session.library)
+        except (session.SessionError, OSError) as exc:
+            raise ConfigError(f"TensorFlow's C API could not be loaded: {exc}") from None
+        budget = self._ram_budget()
+        log.info("aspired version policy: %s", o.aspired_version_policy)
+        log.info(
+            "num_load_threads=%d, num_unload_threads=%d (0: serially in the manager thread)",
+            o.num_load_threads,
+            o.num_unload_threads,
+        )
+        manager = AspiredVersionsManager(
+            self._loader,
+            ram_budget_bytes=budget,
+            policy=POLICIES[o.aspired_version_policy](),
+            num_load_threads=o.num_load_threads,
+            num_unload_threads=o.num_unload_threads,
+        )
+        self.core = ServerCore(
+            manager,
+            file_system_poll_wait_seconds=o.file_system_poll_wait_seconds,
+            allow_version_labels_for_unavailable_models=o.allow_version_labels_for_unavailable_models,
+        )
+        batcher = (
+            Batcher(self.batching, dispatch_when_idle=o.batching_dispatch_when_idle)
+            if self.batching
+            else None
+        )
+        self.dataplane = DataPlane(
+            self.core,
+            batcher=batcher,
+            method_name_check=o.enable_signature_method_name_check,
+            threads=max(8, 2 * (os.cpu_count() or 1)),
+            limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
+            control=self.control(),
+        )
+        self.oip = OipDataPlane(self.dataplane)
+        try:
+            await self.core.apply_config(self.entries)
+        except Exception as exc:
+            await self.core.stop()
+            raise ConfigError(f"could not apply the model config at start: {exc}") from None
+        # once, after the start-up loads; not per load (a version is a C++ session with few Python objects,
+        # and a full collection during a hot swap would hold the GIL while requests wait)
+        freeze_heap()
+        released = release_file_pages()  # TensorFlow's op and kernel registration: start-up only
+        if released:
+            log.info("released %.0f MiB of TensorFlow library pages only start-up used", released / 2**20)
+        if self.worker is not None:
+            self.peers = Peers(self.worker, self.core.apply_config)
+            await self.peers.start()
+            if not await self.peers.wait_for_siblings(self._stopping):
+                await self._release(batcher)
+                return 0
+
+        shared = self.worker is not None
+        grpc_server = grpc.aio.server(options=server_options(o.max_request_bytes, reuse_port=shared))
+        health = add_services(
+            grpc_server,
+            self.dataplane,
+            healthcheck=o.enable_grpc_healthcheck_service,
+            reload=None if self.peers is None else reload_everywhere(self.peers, self.dataplane),
+        )
+        add_oip_service(grpc_server, self.oip)  # KServe v2 beside PredictionService
+        try:
+            if o.port:
+                grpc_server.add_insecure_port(f"{o.bind_host}:{o.port}")
+            if o.grpc_socket_path:
+                grpc_server.add_insecure_port(f"unix:{o.grpc_socket_path}")
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on gRPC port {o.port}: {exc}") from None
+        await grpc_server.start()
+        addresses = ([f"{o.bind_host}:{o.port}"] if o.port else []) + (
+            [f"unix:{o.grpc_socket_path}"] if o.grpc_socket_path else []
+        )
+        log.info("Running gRPC ModelServer at %s ...", ", ".join(addresses))
+        rest = await self._start_rest() if o.rest_api_port else None
+        await set_health(health, True)
+        self.core.start_polling()
+        first = self.worker is None or self.worker.index == 0
+        if o.model_config_file and o.model_config_file_poll_wait_seconds > 0 and first:
+            self._tasks.append(asyncio.create_task(self._poll_config_file()))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        if self.worker is not None:
+            self.worker.ready_path.touch()
+        await self._stopping.wait()
+        log.info("stopping: draining requests for up to %.0f s", GRACE_SECONDS)
+        await set_health(health, False)
+        if rest is not None:
+            rest[0].should_exit = True
+        await grpc_server.stop(GRACE_SECONDS)
+        if rest is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(rest[1], GRACE_SECONDS)
+        await self._release(batcher)
+        return 0
+
+    async def _release(self, batcher: Batcher | None) -> None:
+        """Everything after the ports: tasks, sibling channels, versions, threads."""
+        for task in self._tasks:
+            task.cancel()
+        if self.peers is not None:
+            await self.peers.stop()
+        await self.core.stop()
+        if batcher is not None:
+            batcher.shutdown()
+        self.dataplane.shutdown()
+        if self.worker is not None and self._orphaned:  # nobody else will remove the workers' folder
+            shutil.rmtree(self.worker.directory, ignore_errors=True)
+        log.info("stopped")
+
+    async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
+        import uvicorn
+
+        _Uvicorn = _uvicorn_server_class()
+
+        try:
+            from modelserver.protocols.tfs.rest import create_rest_app
+        except ImportError as exc:
+            raise ConfigError(f"--rest_api_port is set but the REST API is unavailable: {exc}") from None
+        o = self.options
+        monitoring_path = self.monitoring.prometheus_path if self.monitoring.prometheus_enabled else None
+        app = create_rest_app(
+            self.dataplane,
+            monitoring_path=monitoring_path,
+            enable_cors=o.rest_api_enable_cors_support,
+            max_body_bytes=o.rest_api_max_body_bytes,
+        )
+        limits = HttpLimits(
+            max_header_bytes=o.rest_api_max_header_bytes,
+            header_timeout=o.rest_api_header_timeout_seconds,
+            body_timeout=o.rest_api_body_timeout_seconds,
+        )
+        config = uvicorn.Config(
+            with_oip_rest(_rest_protocol(app), self.oip, o.rest_api_max_body_bytes),
+            host=o.bind_host,
+            port=o.rest_api_port,
+            http=protocol_class(limits, _rest_error, "application/json"),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(GRACE_SECONDS),
+        )
+        server = _Uvicorn(config)
+        sockets = [_shared_socket(o.bind_host, o.rest_api_port)] if self.worker is not None else None
+        task = asyncio.create_task(server.serve(sockets=sockets))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise ConfigError(f"cannot listen on REST port {o.rest_api_port}")
+            await asyncio.sleep(0.02)
+        log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
+        return server, task
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: every worker binds its own and the kernel spreads new
+    connections across them (uvicorn has no option for it)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on REST port {port}: {exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _rest_error(code: str, message: str) -> bytes:
+    del code
+    from modelserver.protocols.tfs.json.text import error_json
+
+    return error_json(message)
+
+
+def with_oip_rest(app: ASGIApp, oip: OipDataPlane, max_body_bytes: int) -> ASGIApp:
+    """TF Serving's REST API with the Open Inference Protocol's ``/v2`` paths mounted beside it."""
+    from modelserver.protocols.oip.rest import OipRestApi, is_oip_path
+
+    oip_app = OipRestApi(oip, max_body_bytes)
+
+    async def routed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and is_oip_path(scope.get("path", "")):
+            await oip_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return routed
+
+
+def _uvicorn_server_class() -> type[Any]:
+    import uvicorn
+
+    class Uvicorn(uvicorn.Server):
+        """uvicorn without its own SIGINT/SIGTERM handlers: the model server owns shutdown."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Uvicorn
+
+
+def run(
+    options: ServerOptions, files: StartupFiles | None = None, worker: WorkerContext | None = None
+) -> int:
+    """Serve until SIGTERM/SIGINT; ConfigError for anything wrong at start."""
+    server = ModelServer(options, files, worker)
+    return asyncio.run(server.serve())

@@ -1,0 +1,223 @@
+"""gRPC adapters: TF Serving's ``PredictionService`` and ``ModelService`` over ``grpc.aio``, plus the standard
+health service. They only delegate to the ``DataPlane``; a ``ServingError`` becomes the call's status
+(code and TF Serving's message), and nothing else ever reaches a client as a traceback.
+
+Servicer methods are annotated with the generated message classes. The OIP messages
+(``oip_protos``) have committed type stubs (``protoc --pyi_out``, scripts/vendor_oip_protos.py),
+so mypy checks their fields and constructors. TF Serving's (``tfs_protos``, copied byte for byte from the
+pinned TensorFlow wheels, which ship no stubs) are not followed by mypy (pyproject.toml): to mypy they are
+``Any``, and their annotations document the contract. The servicers do not subclass the generated
+``*Servicer`` bases (untyped, and their default methods answer UNIMPLEMENTED silently); ``add_servicer``
+checks at start-up that every method of the service is implemented.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from guard.logs import RateLimitedLog
+from modelserver.dataplane import DataPlane
+from modelserver.errors import ServingError
+from modelserver.runtime.limits import DEADLINE
+from tfs_protos.tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2,
+    predict_pb2,
+    prediction_service_pb2,
+    regression_pb2,
+)
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Context",
+    "ModelServiceAdapter",
+    "PredictionServiceAdapter",
+    "Reload",
+    "add_servicer",
+    "add_services",
+    "answer",
+    "server_options",
+]
+
+log = logging.getLogger("modelserver.grpc")
+client_log = RateLimitedLog(log)
+
+# TF Serving lifts gRPC's 4 MB default to the protobuf limit (issue #288): 2 GB - 1.
+MAX_MESSAGE_BYTES = 2**31 - 1
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+# What an authorized HandleReloadConfigRequest runs.
+Reload: TypeAlias = Callable[
+    [model_management_pb2.ReloadConfigRequest], Awaitable[model_management_pb2.ReloadConfigResponse]
+]
+
+Reply = TypeVar("Reply")
+# grpc ships no type information either; one name for the context every servicer method receives.
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def server_options(
+    max_receive_bytes: int = MAX_MESSAGE_BYTES, *, reuse_port: bool = False
+) -> list[tuple[str, Any]]:
+    """``max_receive_bytes`` (``--max_request_bytes``): gRPC refuses a larger message (RESOURCE_EXHAUSTED)
+    from its length prefix, before it is parsed. ``reuse_port``: SO_REUSEPORT, for workers sharing the port
+    (``--num_workers``); off otherwise, so a second server on a port in use fails at start."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+    ]
+
+
+class Undecodable:
+    """A request message that did not parse (grpc would log a traceback and answer UNKNOWN); the adapters
+    receive it in place of the message and ``answer`` turns it into INVALID_ARGUMENT."""
+
+    def __init__(self, type_name: str, error: DecodeError) -> None:
+        self.type_name, self.error = type_name, error
+
+
+def _tolerant(message_class: type[Message]) -> Callable[[bytes], object]:
+    def deserialize(raw: bytes) -> object:
+        try:
+            return message_class.FromString(raw)
+        except DecodeError as exc:
+            return Undecodable(message_class.DESCRIPTOR.full_name, exc)
+
+    return deserialize
+
+
+def add_servicer(
+    server: grpc.aio.Server, file_descriptor: FileDescriptor, service: str, servicer: object
+) -> None:
+    """Register ``servicer`` like the generated ``add_*_to_server``, but with request deserializers that
+    never raise: a corrupt message reaches the adapter, which answers INVALID_ARGUMENT. Every method of the
+    service must be implemented (AttributeError otherwise, at start-up)."""
+    handlers = {}
+    for method in file_descriptor.services_by_name[service].methods:
+        if not callable(getattr(servicer, method.name, None)):
+            raise AttributeError(f"{type(servicer).__name__} does not implement {service}.{method.name}")
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    full_name = file_descriptor.services_by_name[service].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
+
+
+async def answer(context: Context, request: object, call: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run ``call`` for one RPC: an undecodable request is INVALID_ARGUMENT, the call's deadline bounds the
+    work (``limits.DEADLINE``), a ``ServingError`` becomes the status, anything else INTERNAL (logged)."""
+    if isinstance(request, Undecodable):
+        client_log.warning("refused an undecodable %s: %s", request.type_name, request.error)
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid {request.type_name} message ({request.error}); send a serialized "
+            f"{request.type_name.rsplit('.', 1)[-1]}",
+        )
+    remaining = context.time_remaining()
+    DEADLINE.set(time.monotonic() + remaining if remaining is not None else None)
+    try:
+        return await call()
+    except ServingError as exc:
+        await context.abort(exc.code, exc.message)
+    except Exception:  # the data plane maps everything; this is the last line of defence
+        log.exception("unexpected error in a gRPC call")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+    raise AssertionError("unreachable")  # context.abort always raises
+
+
+class PredictionServiceAdapter:
+    """``tensorflow.serving.PredictionService``."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dp = dataplane
+
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context: Context
+    ) -> predict_pb2.PredictResponse:
+        return await answer(context, request, lambda: self._dp.predict(request))
+
+    async def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: Context
+    ) -> classification_pb2.ClassificationResponse:
+        return await answer(context, request, lambda: self._dp.classify(request))
+
+    async def Regress(
+        self, request: regression_pb2.RegressionRequest, context: Context
+    ) -> regression_pb2.RegressionResponse:
+        return await answer(context, request, lambda: self._dp.regress(request))
+
+    async def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: Context
+    ) -> inference_pb2.MultiInferenceResponse:
+        return await answer(context, request, lambda: self._dp.multi_inference(request))
+
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Context
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        return await answer(context, request, lambda: self._dp.get_model_metadata(request))
+
+
+class ModelServiceAdapter:
+    """``tensorflow.serving.ModelService``. ``reload`` applies an authorized reload: the data plane's own by
+    default; with ``--num_workers`` > 1 the process layer passes one that applies it on every worker before
+    it answers (``modelserver.process.peers``)."""
+
+    def __init__(self, dataplane: DataPlane, reload: Reload | None = None) -> None:
+        self._dp = dataplane
+        self._reload = reload or dataplane.reload_config
+
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: Context
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        return await answer(context, request, lambda: self._dp.get_model_status(request))
+
+    async def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: Context
+    ) -> model_management_pb2.ReloadConfigResponse:
+        async def reload() -> model_management_pb2.ReloadConfigResponse:
+            self._dp.control.authorize(context.invocation_metadata())
+            return await self._reload(request)
+
+        return await answer(context, request, reload)
+
+
+def add_services(
+    server: grpc.aio.Server, dataplane: DataPlane, *, healthcheck: bool, reload: Reload | None = None
+) -> health.aio.HealthServicer | None:
+    """Register the services; with ``healthcheck`` also ``grpc.health.v1.Health`` (NOT_SERVING until the
+    caller marks it SERVING)."""
+    add_servicer(
+        server, prediction_service_pb2.DESCRIPTOR, "PredictionService", PredictionServiceAdapter(dataplane)
+    )
+    add_servicer(server, model_service_pb2.DESCRIPTOR, "ModelService", ModelServiceAdapter(dataplane, reload))
+    if not healthcheck:
+        return None
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return servicer
+
+
+async def set_health(servicer: health.aio.HealthServicer | None, serving: bool) -> None:
+    if servicer is None:
+        return
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+        await servicer.set(service, status)

@@ -1,0 +1,172 @@
+"""Loader: one per model version. Estimates the RAM the version needs, loads the SavedModel with
+TensorFlow's C++ loader (``modelserver.runtime.session``: the restore op, the init op / main_op / legacy_init_op with
+the asset paths - TF1 and TF2 SavedModels alike, exactly as TF Serving's SavedModelBundle), replays its
+warm-up requests, and unloads it.
+
+Contract (the manager is the only caller):
+- ``estimate_ram_bytes()`` is cheap (file sizes only) and is called before ``load()`` so the manager can
+  refuse a version that does not fit the RAM budget without touching TensorFlow.
+- ``load()`` blocks (the manager runs it in a worker thread) and either returns a ready ``Servable`` -
+  loaded and, if enabled, warmed - or raises ``ServingError``; it never leaves a half-loaded servable behind.
+- ``unload()`` closes the version's TensorFlow session; only called once no handle is held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from guard.pages import release_file_pages
+from modelserver.errors import ServingError
+from modelserver.runtime.servable import Servable, serving_error_from_tf
+from modelserver.runtime.session import Session, SessionError
+from modelserver.runtime.warmup import WarmupOptions, replay_warmup
+from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
+
+__all__ = ["Loader", "estimate_ram_bytes"]
+
+log = logging.getLogger("modelserver.loader")
+
+# Loaded graphs and runtime structures take more than their files (TF Serving's estimate is file based too).
+# Calibrated with bench/ on the C++ session path (RSS growth per loaded version, TF 2.21, CPU, two runs of
+# 2026-12-01: 3.9-5.4 MiB for the small models): a version costs its files x 1.2 plus ~4.25 MiB (graph,
+# session, kernels); the first load in a process also pays ~16 MiB of one-time runtime set-up (thread pools,
+# allocator arenas), though the shared libraries are loaded at start (modelserver.process.server). Since the library
+# pages a load touches are released after it (guard.pages) that share was re-measured: fashion's first load
+# grew RSS by 21 MiB, of which ~6 MiB is the version's own (bench memory scenario, 2026-12-01).
+_RAM_FACTOR = 1.2
+_RAM_OVERHEAD = 4352 * 1024
+_RUNTIME_RAM = 16 * 1024 * 1024
+_runtime_loaded = False
+# The niceness of the thread loading versions after the first (see background_thread).
+LOAD_NICE = 10
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_size
+    return total
+
+
+def estimate_ram_bytes(path: Path) -> int:
+    """RAM a version needs once loaded: graph + variables sizes times a safety factor, plus overhead."""
+    graph = (path / "saved_model.pb").stat().st_size if (path / "saved_model.pb").exists() else 0
+    return int((graph + _dir_size(path / "variables")) * _RAM_FACTOR) + _RAM_OVERHEAD
+
+
+_VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
+
+
+def _check_variables_restored(path: Path, meta_graph: meta_graph_pb2.MetaGraphDef) -> None:
+    """Refuse a version whose graph has variables but whose checkpoint is gone.
+
+    TensorFlow's loader treats a missing ``variables/variables.index`` as "a SavedModel without variables"
+    and loads it; every request that reads a variable then fails. TF Serving serves such a version; we report
+    the load as failed instead (state END, the serving version keeps serving), which is what its users expect.
+    """
+    if (path / "variables" / "variables.index").is_file():
+        return
+    count = sum(1 for node in meta_graph.graph_def.node if node.op in _VARIABLE_OPS)
+    if count:
+        raise ServingError(
+            f"the SavedModel graph at {path} has {count} variables but "
+            f"{path / 'variables' / 'variables.index'} does not exist: no checkpoint can be restored "
+            "(copy the version's variables/ folder with it)",
+            code=grpc.StatusCode.DATA_LOSS,
+        )
+
+
+def background_thread() -> None:
+    """Lower the calling worker thread's CPU priority to ``LOAD_NICE`` (Linux: niceness is per thread), so
+    that a hot swap's load and warm-up lose to the threads serving requests when they compete for cores.
+
+    Only after the process's first load: TensorFlow creates its thread pools (shared by every session) in
+    the thread of the first session, and threads inherit their creator's niceness - inference must not run
+    niced. Per thread: each of the manager's load threads (one, or ``--num_load_threads``) nices itself on
+    its first load after the process's first, and unload threads on their first unload; they stay niced
+    (raising niceness back needs privileges). Loads running concurrently with the process's first load are
+    not niced either (it may still be making the pools). Never the main thread; a no-op where the OS
+    refuses."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, thread) < LOAD_NICE:
+            os.setpriority(os.PRIO_PROCESS, thread, LOAD_NICE)
+
+
+@dataclass
+class Loader:
+    name: str
+    version: int
+    path: Path
+    warmup: WarmupOptions
+    tags: frozenset[str] = frozenset({"serve"})
+    intra_op_threads: int = 0  # 0 = TensorFlow's choice (--tensorflow_intra_op_parallelism)
+    inter_op_threads: int = 0
+
+    def estimate_ram_bytes(self) -> int:
+        return estimate_ram_bytes(self.path) + (0 if _runtime_loaded else _RUNTIME_RAM)
+
+    def load(self) -> Servable:
+        global _runtime_loaded
+        if _runtime_loaded:
+            background_thread()
+        started = time.perf_counter()
+        ram_bytes = self.estimate_ram_bytes()
+        try:
+            session = Session.load(
+                self.path,
+                self.tags,
+                intra_op_threads=self.intra_op_threads,
+                inter_op_threads=self.inter_op_threads,
+            )
+        except (SessionError, OSError) as exc:
+            raise serving_error_from_tf(exc) from None
+        meta_graph = meta_graph_pb2.MetaGraphDef.FromString(session.meta_graph_def)
+        try:
+            _check_variables_restored(self.path, meta_graph)
+        except ServingError:
+            session.close()
+            raise
+        servable = Servable(
+            name=self.name,
+            version=self.version,
+            path=self.path,
+            signature_defs=dict(meta_graph.signature_def),
+            session=session,
+            ram_bytes=ram_bytes,
+        )
+        _runtime_loaded = True
+        log.info(
+            "model %s version %d: loaded in %d ms (%s)",
+            self.name,
+            self.version,
+            (time.perf_counter() - started) * 1000,
+            ", ".join(sorted(servable.signature_defs)),
+        )
+        if self.warmup.enabled:
+            try:
+                warmed = replay_warmup(servable, self.warmup)
+            except BaseException:
+                servable.close()  # never leave a half-loaded version behind
+                raise
+            if warmed:
+                log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
+        release_file_pages()  # what the load touched of TensorFlow's libraries and serving will not use
+        return servable
+
+    @staticmethod
+    def unload(servable: Servable) -> None:
+        background_thread()  # after a load, never the thread making TensorFlow's pools
+        servable.close()

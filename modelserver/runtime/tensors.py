@@ -1,0 +1,182 @@
+"""TensorProto <-> numpy, as TF Serving writes them, without TensorFlow's Python layer.
+
+Replies fill the typed ``*_val`` fields (TF Serving's ``Tensor::AsProtoField``) because clients written for
+TF Serving read ``outputs["y"].float_val`` directly; requests may use either ``tensor_content`` or the typed
+fields, read by TensorFlow's rules (``tensor_util.MakeNdarray`` / ``Tensor::FromProto``): ``tensor_content``
+is the raw little-endian buffer; a typed field shorter than the shape repeats its last value, an empty one
+means zeros (``make_ndarray``, e.g. for warm-up records). A request tensor is stricter (``to_ndarray``
+through ``check_request_tensor``): exactly one value per element, checked against the request's budget
+before anything is allocated. Strings are numpy object arrays of ``bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from modelserver.errors import InvalidArgument
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget
+from modelserver.runtime.session import NUMPY_DTYPES
+from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+__all__ = ["dtype_enum", "dtype_name", "make_ndarray", "to_ndarray", "to_tensor_proto"]
+
+# The typed field holding each dtype's values (tensor.cc AsProtoField / FromProtoField).
+_VAL_FIELD: dict[int, str] = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_HALF: "half_val",  # the float16 bit patterns as ints
+    types_pb2.DT_COMPLEX64: "scomplex_val",  # real, imaginary interleaved
+    types_pb2.DT_COMPLEX128: "dcomplex_val",
+}
+# How a field's values are read before the view as the tensor's dtype (half and complex are stored apart).
+_FIELD_DTYPE: dict[int, np.dtype[Any]] = {
+    types_pb2.DT_HALF: np.dtype(np.uint16),
+    types_pb2.DT_COMPLEX64: np.dtype(np.float32),
+    types_pb2.DT_COMPLEX128: np.dtype(np.float64),
+}
+_DTYPE_ENUMS: dict[np.dtype[Any], int] = {dtype: enum for enum, dtype in NUMPY_DTYPES.items()}
+
+
+# Request dtypes: (bytes per element, the typed field a request may use instead of tensor_content, values per
+# element in it). DT_RESOURCE, DT_VARIANT, quantized and reference types cannot come from a client.
+_REQUEST_DTYPES: dict[int, tuple[int, str, int]] = {
+    types_pb2.DT_FLOAT: (4, "float_val", 1),
+    types_pb2.DT_DOUBLE: (8, "double_val", 1),
+    types_pb2.DT_HALF: (2, "half_val", 1),
+    types_pb2.DT_BFLOAT16: (2, "half_val", 1),
+    types_pb2.DT_INT8: (1, "int_val", 1),
+    types_pb2.DT_INT16: (2, "int_val", 1),
+    types_pb2.DT_INT32: (4, "int_val", 1),
+    types_pb2.DT_UINT8: (1, "int_val", 1),
+    types_pb2.DT_UINT16: (2, "int_val", 1),
+    types_pb2.DT_INT64: (8, "int64_val", 1),
+    types_pb2.DT_UINT32: (4, "uint32_val", 1),
+    types_pb2.DT_UINT64: (8, "uint64_val", 1),
+    types_pb2.DT_BOOL: (1, "bool_val", 1),
+    types_pb2.DT_COMPLEX64: (8, "scomplex_val", 2),
+    types_pb2.DT_COMPLEX128: (16, "dcomplex_val", 2),
+    types_pb2.DT_STRING: (0, "string_val", 1),
+}
+
+
+def dtype_name(dtype: int) -> str:
+    """``DT_FLOAT`` -> ``float`` (TF's DataTypeString, used in error messages)."""
+    if dtype in types_pb2.DataType.values():
+        return str(types_pb2.DataType.Name(dtype)).removeprefix("DT_").lower()
+    return str(dtype)
+
+
+def dtype_enum(array: np.ndarray) -> int:
+    """The TF DataType of a numpy array (DT_STRING for object/bytes/str arrays, DT_INVALID if none)."""
+    if array.dtype == object or array.dtype.kind in "SU":
+        return int(types_pb2.DT_STRING)
+    return int(_DTYPE_ENUMS.get(array.dtype, types_pb2.DT_INVALID))
+
+
+def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """``tf.make_ndarray`` without TensorFlow: TypeError for a dtype numpy cannot hold, ValueError (or
+    OverflowError) for values that do not fit the shape or the dtype."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    elements = math.prod(shape)
+    if proto.dtype == types_pb2.DT_STRING:
+        strings = list(proto.string_val)
+        if len(strings) < elements:
+            strings.extend([strings[-1] if strings else b""] * (elements - len(strings)))
+        array = np.empty(len(strings), dtype=object)
+        array[:] = strings
+        return array.reshape(shape)
+    dtype = NUMPY_DTYPES.get(proto.dtype)
+    field = _VAL_FIELD.get(proto.dtype)
+    if dtype is None or field is None:
+        raise TypeError(f"Unsupported tensor type: {dtype_name(proto.dtype)}")
+    if proto.tensor_content:
+        return np.frombuffer(proto.tensor_content, dtype=dtype).copy().reshape(shape)
+    field_values = getattr(proto, field)
+    values = np.fromiter(field_values, dtype=_FIELD_DTYPE.get(proto.dtype, dtype), count=len(field_values))
+    values = values.view(dtype)
+    if values.size == 0:
+        return np.zeros(shape, dtype)
+    if values.size != elements:
+        values = np.pad(values, (0, elements - values.size), "edge")
+    return values.reshape(shape)
+
+
+def check_request_tensor(proto: tensor_pb2.TensorProto, name: str, budget: RequestBudget) -> None:
+    """Refuse, before anything is allocated, a request tensor whose dtype no client may send, whose shape is
+    unknown, negative or over the request's budget, or whose values do not fill its shape exactly (TF
+    Serving requires it of ``tensor_content``; with the typed fields it would repeat the last value, which
+    lets a few bytes declare gigabytes, so this server asks for exactly one value per element)."""
+    spec = _REQUEST_DTYPES.get(proto.dtype)
+    if spec is None:
+        raise InvalidArgument(
+            f"input {name}: dtype {dtype_name(proto.dtype)} cannot be sent in a request; send one of "
+            + ", ".join(sorted(dtype_name(d) for d in _REQUEST_DTYPES))
+        )
+    itemsize, field, per_element = spec
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidArgument(f"input {name}: tensor_shape.unknown_rank is set; send the tensor's shape")
+    dims = [d.size for d in proto.tensor_shape.dim]
+    elements = budget.spend(name, dims, itemsize)
+    content = len(proto.tensor_content)  # one temporary copy (protobuf returns a new bytes object)
+    if content:
+        if proto.dtype == types_pb2.DT_STRING:
+            raise InvalidArgument(f"input {name}: a string tensor cannot use tensor_content; use string_val")
+        if content != elements * itemsize:
+            raise InvalidArgument(
+                f"input {name}: tensor_content holds {content} bytes but shape {dims} of "
+                f"{dtype_name(proto.dtype)} needs {elements * itemsize}"
+            )
+        return
+    values = len(getattr(proto, field))
+    if values != elements * per_element:
+        raise InvalidArgument(
+            f"input {name}: shape {dims} has {elements} elements but {field} holds {values // per_element}"
+            f" values; send exactly one value per element (or tensor_content)"
+        )
+
+
+def to_ndarray(
+    proto: tensor_pb2.TensorProto, name: str = "", budget: RequestBudget | None = None
+) -> np.ndarray:
+    """A request tensor as numpy; a malformed or over-budget proto is InvalidArgument naming the input."""
+    check_request_tensor(proto, name, budget or RequestBudget(DEFAULT_LIMITS))
+    try:
+        return make_ndarray(proto)
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+        raise InvalidArgument(f"tensor parsing error: {name}: {exc}") from None
+
+
+def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
+    )
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A reply tensor with the typed value field filled (never ``tensor_content``), like TF Serving."""
+    array = np.asarray(array)
+    dtype = dtype_enum(array)
+    if dtype == types_pb2.DT_STRING:
+        values: list[Any] = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()]
+    elif dtype in _FIELD_DTYPE:
+        values = np.ascontiguousarray(array).ravel().view(_FIELD_DTYPE[dtype]).tolist()
+    elif dtype in _VAL_FIELD:
+        values = array.ravel().tolist()
+    else:
+        raise InvalidArgument(f"an output of numpy dtype {array.dtype} has no TensorFlow type")
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape_proto(array.shape))
+    getattr(proto, _VAL_FIELD[dtype]).extend(values)
+    return proto
