@@ -239,7 +239,7 @@ def rate_limit(stack: Stack, outcome: Outcome, workdir: Path) -> dict[str, Any]:
     retry_after = message = ""
     with (
         extra_gateway(stack.grpc_target, stack.config, workdir, env) as gateway,
-        gateway.upstream.client() as client,
+        gateway.client() as client,
     ):
         for _ in range(60):
             response = client.post("/v1/models/text:classify", json={"texts": ["hello"]})

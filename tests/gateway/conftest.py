@@ -66,7 +66,7 @@ def gateway(
 
 @pytest.fixture
 def http(gateway: Gateway) -> Iterator[httpx.Client]:
-    with gateway.upstream.client() as client:
+    with gateway.client() as client:
         yield client
 
 

@@ -35,7 +35,7 @@ def oip_http(
     }
     gateway: Gateway = start_gateway(env, logs / "gateway.log")
     try:
-        with gateway.upstream.client() as client:
+        with gateway.client() as client:
             yield client
     finally:
         gateway.process.stop()

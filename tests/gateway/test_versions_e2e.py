@@ -113,7 +113,7 @@ def _half_versions(client: httpx.Client) -> dict[int, dict]:
 
 def test_failed_version_shows_as_failed_with_its_error(failing: tuple[Gateway, Path]) -> None:
     gateway, root = failing
-    with gateway.upstream.client() as client:
+    with gateway.client() as client:
         assert _half_versions(client)[1] == {"version": 1, "state": "AVAILABLE", "error": None}
         broken = corrupt_version(root / "half" / "1", root / "half" / ".tmp-2-corrupt", "missing_variables")
         broken.rename(root / "half" / "2")  # one rename, as the export publishes

@@ -465,7 +465,7 @@ def test_a_gateway_reaches_every_worker_over_its_channels(
     }
     gateway = start_gateway(env, tmp_path / "gateway.log")
     try:
-        with gateway.upstream.client() as client:
+        with gateway.client() as client:
             for _ in range(2 * CONNECTIONS):  # /readyz asks the model server for the model's status each time
                 reply = client.get("/readyz")
                 assert reply.status_code == 200, reply.text
