@@ -17,10 +17,31 @@
     ├── ModelFileInvalid(name, version, file, why)  (500, "model_file_invalid") e.g. a card that is not JSON
     └── UpstreamError(code, message)  status from the gRPC code (table below), "upstream_<code>"
 
-gRPC → HTTP follows TensorFlow Serving's own REST mapping (``http_server.cc`` ToHTTPStatusCode);
-UNAVAILABLE is
-503 with ``Retry-After``. Every reply body is ``{"error": {"code": <kind>, "message": <what to fix>}}``; a
-traceback is never sent.
+An upstream gRPC status becomes the HTTP status of ``GRPC_TO_HTTP``: TensorFlow Serving's own REST mapping
+(``ToHTTPStatusCode`` in ``model_servers/http_server.cc``) for every status the caller caused or can act on,
+and 502 Bad Gateway where TF Serving answers 500 or 401. TF Serving is the origin server, so its own faults are
+its 500s; the gateway is a proxy, and a fault of the server behind it is a bad gateway (RFC 9110 15.6.3).
+UNAUTHENTICATED from a model server means the gateway's own credentials were refused, not the caller's: a 401
+would ask the caller to authenticate, which cannot help. UNAVAILABLE is 503 with ``Retry-After``; a code
+missing from the table is 502. ``tests/gateway/test_errors.py`` checks this table against ``GRPC_TO_HTTP``.
+
+::
+
+    gRPC status                                     HTTP   TF Serving's REST
+    CANCELLED                                       499    499
+    INVALID_ARGUMENT, FAILED_PRECONDITION,
+      OUT_OF_RANGE                                  400    400
+    NOT_FOUND                                       404    404
+    ALREADY_EXISTS, ABORTED                         409    409
+    PERMISSION_DENIED                               403    403
+    RESOURCE_EXHAUSTED                              429    429
+    UNIMPLEMENTED                                   501    501
+    UNAVAILABLE                                     503    503
+    DEADLINE_EXCEEDED                               504    504
+    UNKNOWN, INTERNAL, DATA_LOSS                    502    500
+    UNAUTHENTICATED                                 502    401
+
+Every reply body is ``{"error": {"code": <kind>, "message": <what to fix>}}``; a traceback is never sent.
 """
 
 from __future__ import annotations

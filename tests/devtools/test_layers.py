@@ -1,5 +1,6 @@
 """The layers written in pyproject's [tool.importlinter] hold, and `lint-imports` (run by `make check`) fails
-when one is broken: a deliberate bad import in a copy of the tree."""
+when one is broken: a deliberate bad import in a copy of the tree. Each folder is a section of
+docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def test_the_tree_keeps_every_layer(tree: Path) -> None:
             "modelserver.protocols is below",
         ),
         ("gateway/upstream/client.py", "import tensorflow", "gateway is independent of"),
+        ("gateway/upstream/contract.py", "import gateway.routes.inference", "gateway.upstream is below"),
         ("export/card.py", "import gateway.settings", "export and modelserver never import gateway"),
         ("modelserver/dataplane.py", "import export.card", "modelserver never imports export"),
     ],
@@ -67,3 +69,20 @@ def test_a_bad_import_breaks_make_check(tree: Path, module: str, bad_import: str
     assert result.returncode != 0
     broken = [line for line in result.stdout.splitlines() if line.endswith("BROKEN")]
     assert len(broken) == 1 and broken[0].startswith(contract), result.stdout
+
+
+def test_every_folder_is_a_section_of_the_architecture_page() -> None:
+    headings = [
+        line.split("`")[1]
+        for line in (REPO / "docs" / "architecture.md").read_text().splitlines()
+        if line.startswith("#") and "`" in line
+    ]
+    folders = [
+        f"{path.relative_to(REPO)}/"
+        for package in ("modelserver", "gateway")
+        for path in sorted([REPO / package, *(REPO / package).rglob("*")])
+        if path.is_dir()
+        and "__pycache__" not in path.parts
+        and not path.is_relative_to(REPO / "gateway" / "static" / "js")
+    ]
+    assert [folder for folder in folders if folder not in headings] == []

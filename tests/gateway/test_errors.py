@@ -7,7 +7,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import gateway.errors
 from gateway.errors import (
+    GRPC_TO_HTTP,
     AdminDisabled,
     ModelNotFound,
     TooManyPixels,
@@ -35,6 +37,22 @@ def test_grpc_codes_map_to_http(code: grpc.StatusCode, status: int) -> None:
     error = UpstreamError(code, "details", address="h:1")
     assert error.status == status and error.kind == f"upstream_{code.name.lower()}"
     assert ("Retry-After" in error.headers()) == (code is grpc.StatusCode.UNAVAILABLE)
+
+
+def test_the_documented_status_table_is_the_code() -> None:
+    """The module docstring's table (with TF Serving's column) and ``GRPC_TO_HTTP`` say the same."""
+    doc = (gateway.errors.__doc__ or "").split("\n    gRPC status", 1)[1].split("\n\n", 1)[0]
+    documented: dict[grpc.StatusCode, int] = {}
+    names: list[str] = []
+    for line in doc.splitlines()[1:]:
+        words = line.replace(",", " ").split()
+        numbers = [word for word in words if word.isdigit()]
+        names += [word for word in words if not word.isdigit()]
+        if numbers:  # the row's last line: HTTP, then TF Serving's
+            documented.update({grpc.StatusCode[name]: int(numbers[0]) for name in names})
+            names = []
+    assert documented == {code: status for code, status in GRPC_TO_HTTP.items()}
+    assert set(documented) == set(grpc.StatusCode) - {grpc.StatusCode.OK}
 
 
 def _app() -> FastAPI:

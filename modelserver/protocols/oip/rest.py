@@ -1,6 +1,6 @@
 """The Open Inference Protocol's REST API (KServe v2), served on the same port as TF Serving's REST API: the
 server's REST app sends every path under ``/v2`` here. A thin adapter: it matches URLs, converts JSON and
-binary bodies (``oip_tensors``) and delegates to ``OipDataPlane``.
+binary bodies (``oip.tensors``) and delegates to ``OipDataPlane``.
 
     GET  /v2                                                   server metadata
     GET  /v2/health/live | /v2/health/ready                    {"live": true} / {"ready": bool}

@@ -1,5 +1,5 @@
 """The Open Inference Protocol (KServe v2) over the data plane: protocol-neutral requests and replies that the
-REST (``oip_rest``) and gRPC (``oip_grpc``) adapters convert to and from, and ``OipDataPlane``, which maps
+REST (``oip.rest``) and gRPC (``oip.grpc_service``) adapters convert to and from, and ``OipDataPlane``, which maps
 them onto ``DataPlane`` calls. Inference goes through ``DataPlane.prediction`` - the same handles,
 input checks, batching and metrics as TF Serving's Predict - so there is one data plane and two thin
 protocol layers on top of it.
