@@ -31,8 +31,7 @@ import grpc
 
 from gateway.errors import ModelNotFound, UpstreamError
 from gateway.upstream.client import ModelClient
-from gateway.upstream.tensors import to_list
-from tfs_protos.tensorflow.core.framework import types_pb2
+from gateway.upstream.tensors import dtype_name, to_list
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 __all__ = ["ContractStore", "ModelInfo", "SignatureInfo", "TensorSpec", "derive_contract"]
@@ -92,19 +91,12 @@ class ModelInfo:
         return {name: spec for name, spec in self.inputs.items() if spec.get("kind") == "numeric"}
 
 
-def _dtype(value: int) -> str:
-    name = types_pb2.DataType.Name(value) if value in types_pb2.DataType.values() else "DT_INVALID"
-    return {"DT_FLOAT": "float32", "DT_DOUBLE": "float64", "DT_STRING": "string"}.get(
-        name, name.removeprefix("DT_").lower()
-    )
-
-
 def _specs(infos: Any) -> dict[str, TensorSpec]:
     out = {}
     for key in sorted(infos):
         info = infos[key]
         shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
-        out[key] = TensorSpec(_dtype(info.dtype), shape)
+        out[key] = TensorSpec(dtype_name(info.dtype), shape)
     return out
 
 

@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.upstream.tensors import shape_of, shape_proto
+from gateway.upstream.tensors import by_enum, by_oip, shape_of, shape_proto
 from oip_protos import grpc_predict_v2_pb2 as pb
 from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
@@ -31,39 +31,6 @@ __all__ = ["infer_request", "metadata_response", "predict_response", "version_st
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
-# TF DataType <-> OIP datatype, with the ``array`` typecode of the numeric ones.
-_DATATYPES: dict[int, tuple[str, str | None]] = {
-    types_pb2.DT_FLOAT: ("FP32", "f"),
-    types_pb2.DT_DOUBLE: ("FP64", "d"),
-    types_pb2.DT_INT32: ("INT32", "i"),
-    types_pb2.DT_INT64: ("INT64", "q"),
-    types_pb2.DT_INT16: ("INT16", "h"),
-    types_pb2.DT_INT8: ("INT8", "b"),
-    types_pb2.DT_UINT8: ("UINT8", "B"),
-    types_pb2.DT_BOOL: ("BOOL", "B"),
-    types_pb2.DT_STRING: ("BYTES", None),
-}
-_TF_DTYPE = {name: dtype for dtype, (name, _) in _DATATYPES.items()}
-_TYPED_FIELD = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT16: "int_val",
-    types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_BOOL: "bool_val",
-}
-_CONTENTS = {
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "INT32": "int_contents",
-    "INT16": "int_contents",
-    "INT8": "int_contents",
-    "UINT8": "uint_contents",
-    "INT64": "int64_contents",
-    "BOOL": "bool_contents",
-}
 _LENGTH = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"
 
@@ -77,14 +44,15 @@ def _packed(values: Sequence[Any], code: str) -> bytes:
 
 def _raw(tensor: tensor_pb2.TensorProto) -> tuple[str, bytes]:
     """A TensorProto as (OIP datatype, raw little-endian bytes)."""
-    datatype, code = _DATATYPES.get(tensor.dtype, ("", None))
-    if not datatype:
+    row = by_enum(tensor.dtype)
+    if row is None:
         raise ValueError(f"{types_pb2.DataType.Name(tensor.dtype)} tensors cannot be sent over OIP")
+    datatype, code = row.oip, row.typecode
     if code is None:
         return datatype, b"".join(_LENGTH.pack(len(v)) + v for v in tensor.string_val)
     if tensor.tensor_content:
         return datatype, tensor.tensor_content
-    values = list(getattr(tensor, _TYPED_FIELD[tensor.dtype]))
+    values = list(getattr(tensor, row.value_field))
     count = 1
     for d in shape_of(tensor):
         count *= d
@@ -136,18 +104,18 @@ def _split(raw: bytes) -> list[bytes]:
 
 
 def _output(output: pb.ModelInferResponse.InferOutputTensor, raw: bytes | None) -> tensor_pb2.TensorProto:
-    dtype = _TF_DTYPE.get(output.datatype)
-    if dtype is None:
+    row = by_oip(output.datatype)
+    if row is None:
         raise ValueError(
             f"model output {output.name!r} has datatype {output.datatype}, which the gateway cannot read"
         )
-    tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape_proto(list(output.shape)))
-    if dtype == types_pb2.DT_STRING:
+    tensor = tensor_pb2.TensorProto(dtype=row.enum, tensor_shape=shape_proto(list(output.shape)))
+    if row.enum == types_pb2.DT_STRING:
         tensor.string_val.extend(_split(raw) if raw is not None else list(output.contents.bytes_contents))
     elif raw is not None:
-        tensor.tensor_content = raw if _LITTLE else _native(raw, _DATATYPES[dtype][1] or "B")
+        tensor.tensor_content = raw if _LITTLE else _native(raw, row.typecode or "B")
     else:
-        getattr(tensor, _TYPED_FIELD[dtype]).extend(getattr(output.contents, _CONTENTS[output.datatype]))
+        getattr(tensor, row.value_field).extend(getattr(output.contents, row.oip_contents))
     return tensor
 
 
@@ -166,7 +134,7 @@ def predict_response(reply: pb.ModelInferResponse, model: str, signature: str) -
 def _tensor_info(metadata: pb.ModelMetadataResponse.TensorMetadata) -> meta_graph_pb2.TensorInfo:
     return meta_graph_pb2.TensorInfo(
         name=metadata.name,
-        dtype=_TF_DTYPE.get(metadata.datatype, types_pb2.DT_INVALID),
+        dtype=row.enum if (row := by_oip(metadata.datatype)) is not None else types_pb2.DT_INVALID,
         tensor_shape=shape_proto(list(metadata.shape)),
     )
 

@@ -6,11 +6,25 @@ import math
 import sys
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-__all__ = ["float_tensor", "shape_of", "shape_proto", "string_tensor", "to_example", "to_list", "value_field"]
+__all__ = [
+    "DTYPES",
+    "DType",
+    "by_enum",
+    "by_oip",
+    "dtype_name",
+    "float_tensor",
+    "shape_of",
+    "shape_proto",
+    "string_tensor",
+    "to_example",
+    "to_list",
+    "value_field",
+]
 
 _LITTLE = sys.byteorder == "little"
 
@@ -47,27 +61,70 @@ def shape_of(tensor: tensor_pb2.TensorProto) -> list[int]:
     return [d.size for d in tensor.tensor_shape.dim]
 
 
-_FIELDS: dict[int, tuple[str, str | None]] = {
-    types_pb2.DT_FLOAT: ("float_val", "f"),
-    types_pb2.DT_DOUBLE: ("double_val", "d"),
-    types_pb2.DT_INT32: ("int_val", "i"),
-    types_pb2.DT_INT64: ("int64_val", "q"),
-    types_pb2.DT_BOOL: ("bool_val", "b"),
-    types_pb2.DT_STRING: ("string_val", None),
-}
+@dataclass(frozen=True)
+class DType:
+    """One row of the gateway's dtype table: a TensorFlow DataType and what each protocol calls it."""
+
+    enum: int  # types.proto DataType
+    name: str  # the input contract's dtype name
+    value_field: str  # TensorProto's typed field
+    typecode: str | None  # the ``array`` typecode of its little-endian bytes (None: length-prefixed strings)
+    oip: str  # the Open Inference Protocol datatype
+    oip_contents: str  # its gRPC InferTensorContents field
+
+
+_T = types_pb2
+# The gateway's one dtype table: every mapping below, in gateway.upstream.oip and gateway.upstream.contract
+# comes from it. Adding a dtype is adding a row.
+# fmt: off
+DTYPES: tuple[DType, ...] = (
+    DType(_T.DT_FLOAT,  "float32", "float_val",  "f",  "FP32",  "fp32_contents"),
+    DType(_T.DT_DOUBLE, "float64", "double_val", "d",  "FP64",  "fp64_contents"),
+    DType(_T.DT_INT32,  "int32",   "int_val",    "i",  "INT32", "int_contents"),
+    DType(_T.DT_INT64,  "int64",   "int64_val",  "q",  "INT64", "int64_contents"),
+    DType(_T.DT_INT16,  "int16",   "int_val",    "h",  "INT16", "int_contents"),
+    DType(_T.DT_INT8,   "int8",    "int_val",    "b",  "INT8",  "int_contents"),
+    DType(_T.DT_UINT8,  "uint8",   "int_val",    "B",  "UINT8", "uint_contents"),
+    DType(_T.DT_BOOL,   "bool",    "bool_val",   "B",  "BOOL",  "bool_contents"),
+    DType(_T.DT_STRING, "string",  "string_val", None, "BYTES", "bytes_contents"),
+)
+# fmt: on
+_BY_ENUM: dict[int, DType] = {row.enum: row for row in DTYPES}
+_BY_OIP: dict[str, DType] = {row.oip: row for row in DTYPES}
+
+
+def by_enum(dtype: int) -> DType | None:
+    """The row of a TensorFlow DataType, or None for one the gateway does not read."""
+    return _BY_ENUM.get(dtype)
+
+
+def by_oip(datatype: str) -> DType | None:
+    """The row of an Open Inference Protocol datatype, or None."""
+    return _BY_OIP.get(datatype)
+
+
+def dtype_name(dtype: int) -> str:
+    """The contract's name of a dtype: ``float32``, ``string``, ...; else TensorFlow's name in lower case."""
+    row = _BY_ENUM.get(dtype)
+    if row is not None:
+        return row.name
+    name = types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else "DT_INVALID"
+    return name.removeprefix("DT_").lower()
 
 
 def value_field(dtype: int) -> str | None:
     """The repeated field that holds a ``dtype`` tensor's values when they are not in ``tensor_content``
     (None for a dtype this module does not read)."""
-    return _FIELDS[dtype][0] if dtype in _FIELDS else None
+    row = _BY_ENUM.get(dtype)
+    return row.value_field if row is not None else None
 
 
 def to_list(tensor: tensor_pb2.TensorProto) -> list[object]:
     """Flat values of a tensor (numbers as float/int, strings as str when UTF-8 else repr of the bytes)."""
-    field, code = _FIELDS.get(tensor.dtype, ("", None))
-    if not field:
+    row = _BY_ENUM.get(tensor.dtype)
+    if row is None:
         raise ValueError(f"unsupported output dtype {types_pb2.DataType.Name(tensor.dtype)}")
+    field, code = row.value_field, row.typecode
     values: list[object]
     if code is not None and tensor.tensor_content:
         packed = array(code)

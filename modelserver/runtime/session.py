@@ -34,26 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from modelserver.runtime.dtypes import DTYPES
+from tfs_protos.tensorflow.core.framework import types_pb2
+
 __all__ = ["NUMPY_DTYPES", "Session", "SessionError", "TensorRef", "tensor_ref"]
 
-# TF_DataType (= tensorflow.DataType enum values) -> numpy dtype. DT_STRING (7) is handled apart.
+# TF_DataType (= tensorflow.DataType enum values) -> numpy dtype, from the dtype table. DT_STRING is handled
+# apart (TF_TString elements).
+DT_STRING = int(types_pb2.DT_STRING)
 NUMPY_DTYPES: dict[int, np.dtype[Any]] = {
-    1: np.dtype(np.float32),
-    2: np.dtype(np.float64),
-    3: np.dtype(np.int32),
-    4: np.dtype(np.uint8),
-    5: np.dtype(np.int16),
-    6: np.dtype(np.int8),
-    8: np.dtype(np.complex64),
-    9: np.dtype(np.int64),
-    10: np.dtype(np.bool_),
-    17: np.dtype(np.uint16),
-    18: np.dtype(np.complex128),
-    19: np.dtype(np.float16),
-    22: np.dtype(np.uint32),
-    23: np.dtype(np.uint64),
+    row.enum: row.numpy for row in DTYPES if row.numpy is not None and row.enum != DT_STRING
 }
-DT_STRING = 7
 _TSTRING_SIZE = 24  # sizeof(TF_TString): tensorflow/core/platform/ctstring_internal.h
 
 

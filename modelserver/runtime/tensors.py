@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelserver.errors import InvalidArgument
+from modelserver.runtime.dtypes import DTYPES
 from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget
 from modelserver.runtime.session import NUMPY_DTYPES
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -24,28 +25,10 @@ from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, t
 __all__ = ["dtype_enum", "dtype_name", "make_ndarray", "to_ndarray", "to_tensor_proto"]
 
 # The typed field holding each dtype's values (tensor.cc AsProtoField / FromProtoField).
-_VAL_FIELD: dict[int, str] = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT16: "int_val",
-    types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val",
-    types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val",
-    types_pb2.DT_HALF: "half_val",  # the float16 bit patterns as ints
-    types_pb2.DT_COMPLEX64: "scomplex_val",  # real, imaginary interleaved
-    types_pb2.DT_COMPLEX128: "dcomplex_val",
-}
+_VAL_FIELD: dict[int, str] = {row.enum: row.value_field for row in DTYPES if row.numpy is not None}
 # How a field's values are read before the view as the tensor's dtype (half and complex are stored apart).
 _FIELD_DTYPE: dict[int, np.dtype[Any]] = {
-    types_pb2.DT_HALF: np.dtype(np.uint16),
-    types_pb2.DT_COMPLEX64: np.dtype(np.float32),
-    types_pb2.DT_COMPLEX128: np.dtype(np.float64),
+    row.enum: row.field_numpy for row in DTYPES if row.field_numpy is not None
 }
 _DTYPE_ENUMS: dict[np.dtype[Any], int] = {dtype: enum for enum, dtype in NUMPY_DTYPES.items()}
 
@@ -53,22 +36,7 @@ _DTYPE_ENUMS: dict[np.dtype[Any], int] = {dtype: enum for enum, dtype in NUMPY_D
 # Request dtypes: (bytes per element, the typed field a request may use instead of tensor_content, values per
 # element in it). DT_RESOURCE, DT_VARIANT, quantized and reference types cannot come from a client.
 _REQUEST_DTYPES: dict[int, tuple[int, str, int]] = {
-    types_pb2.DT_FLOAT: (4, "float_val", 1),
-    types_pb2.DT_DOUBLE: (8, "double_val", 1),
-    types_pb2.DT_HALF: (2, "half_val", 1),
-    types_pb2.DT_BFLOAT16: (2, "half_val", 1),
-    types_pb2.DT_INT8: (1, "int_val", 1),
-    types_pb2.DT_INT16: (2, "int_val", 1),
-    types_pb2.DT_INT32: (4, "int_val", 1),
-    types_pb2.DT_UINT8: (1, "int_val", 1),
-    types_pb2.DT_UINT16: (2, "int_val", 1),
-    types_pb2.DT_INT64: (8, "int64_val", 1),
-    types_pb2.DT_UINT32: (4, "uint32_val", 1),
-    types_pb2.DT_UINT64: (8, "uint64_val", 1),
-    types_pb2.DT_BOOL: (1, "bool_val", 1),
-    types_pb2.DT_COMPLEX64: (8, "scomplex_val", 2),
-    types_pb2.DT_COMPLEX128: (16, "dcomplex_val", 2),
-    types_pb2.DT_STRING: (0, "string_val", 1),
+    row.enum: (row.request_itemsize, row.value_field, row.per_element) for row in DTYPES
 }
 
 

@@ -28,26 +28,16 @@ from modelserver.protocols.oip.service import (
 )
 from modelserver.protocols.oip.tensors import DATATYPES, check_shape, from_json_data, from_raw, to_raw
 from modelserver.protocols.tfs.grpc_service import Context, add_servicer, answer
+from modelserver.runtime.dtypes import DTYPES
 from oip_protos import grpc_predict_v2_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "GRPCInferenceServiceAdapter", "add_oip_service"]
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 Reply = TypeVar("Reply")
-# The typed contents field of each datatype (FP16 travels raw only).
+# The typed contents field of each datatype, from the dtype table (FP16 travels raw only).
 _CONTENTS: dict[str, str] = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
+    row.oip: row.oip_contents for row in DTYPES if row.oip is not None and row.oip_contents is not None
 }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from modelserver.errors import InvalidArgument
+from modelserver.runtime.dtypes import DTYPES
 
 __all__ = [
     "BYTES",
@@ -37,37 +38,11 @@ __all__ = [
 ]
 
 BYTES = "BYTES"
-# TensorFlow DataType enum -> OIP datatype (types.proto numbers; DT_STRING = 7).
-_FROM_TF: dict[int, str] = {
-    10: "BOOL",
-    6: "INT8",
-    5: "INT16",
-    3: "INT32",
-    9: "INT64",
-    4: "UINT8",
-    17: "UINT16",
-    22: "UINT32",
-    23: "UINT64",
-    19: "FP16",
-    1: "FP32",
-    2: "FP64",
-    7: BYTES,
-}
-# OIP datatype -> numpy dtype of the array fed to TensorFlow (little-endian on the wire).
+# TensorFlow DataType enum -> OIP datatype, and OIP datatype -> numpy dtype of the array fed to TensorFlow
+# (little-endian on the wire), in OIP's order: both from the dtype table.
+_FROM_TF: dict[int, str] = {row.enum: row.oip for row in DTYPES if row.oip is not None}
 DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    BYTES: np.dtype(object),
+    row.oip: row.numpy for row in DTYPES if row.oip is not None and row.numpy is not None
 }
 _OF_NUMPY = {dtype: name for name, dtype in DATATYPES.items() if name != BYTES}
 _LENGTH = struct.Struct("<I")

@@ -32,7 +32,9 @@ from modelserver.protocols.tfs.json.text import (
     lossy_error,
     value_to_string,
 )
+from modelserver.runtime.dtypes import DTYPES, DType
 from modelserver.runtime.limits import MAX_RANK
+from modelserver.runtime.tensors import dtype_name
 from tfs_protos.tensorflow.core.framework import types_pb2
 
 __all__ = [
@@ -57,27 +59,20 @@ class JsonDType:
     high: int = 0
 
 
-def _int(name: str, np_type: type[np.generic]) -> JsonDType:
-    info = np.iinfo(np_type)  # type: ignore[type-var]
-    return JsonDType(name, np.dtype(np_type), "int", int(info.min), int(info.max))
+def _json_dtype(row: DType) -> JsonDType:
+    """A dtype table row as JSON converts it: ints with their range, floats with their largest exact integer."""
+    assert row.numpy is not None and row.json is not None
+    name = dtype_name(row.enum)
+    if row.json == "int":
+        info = np.iinfo(row.numpy)
+        return JsonDType(name, row.numpy, "int", int(info.min), int(info.max))
+    if row.json == "float":
+        return JsonDType(name, row.numpy, "float", high=2 ** (np.finfo(row.numpy).nmant + 1) - 1)
+    return JsonDType(name, row.numpy, row.json)
 
 
 # TF Serving converts exactly these JSON types; DT_HALF and DT_UINT16 are accepted here as well.
-_DTYPES: dict[int, JsonDType] = {
-    types_pb2.DT_FLOAT: JsonDType("float", np.dtype(np.float32), "float", high=2**24 - 1),
-    types_pb2.DT_DOUBLE: JsonDType("double", np.dtype(np.float64), "float", high=2**53 - 1),
-    types_pb2.DT_HALF: JsonDType("half", np.dtype(np.float16), "float", high=2**11 - 1),
-    types_pb2.DT_INT8: _int("int8", np.int8),
-    types_pb2.DT_INT16: _int("int16", np.int16),
-    types_pb2.DT_INT32: _int("int32", np.int32),
-    types_pb2.DT_INT64: _int("int64", np.int64),
-    types_pb2.DT_UINT8: _int("uint8", np.uint8),
-    types_pb2.DT_UINT16: _int("uint16", np.uint16),
-    types_pb2.DT_UINT32: _int("uint32", np.uint32),
-    types_pb2.DT_UINT64: _int("uint64", np.uint64),
-    types_pb2.DT_BOOL: JsonDType("bool", np.dtype(np.bool_), "bool"),
-    types_pb2.DT_STRING: JsonDType("string", np.dtype(object), "string"),
-}
+_DTYPES: dict[int, JsonDType] = {row.enum: _json_dtype(row) for row in DTYPES if row.json is not None}
 _FLOAT_MAX = {"float": float(np.finfo(np.float32).max), "half": float(np.finfo(np.float16).max)}
 
 
