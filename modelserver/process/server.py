@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import uvicorn
+from grpc_health.v1 import health
 
 from guard.heap import freeze_heap
 from guard.http import HttpLimits, protocol_class
@@ -43,8 +45,11 @@ from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
 from modelserver.process.startup_files import StartupFiles, read_startup_files
 from modelserver.process.supervisor import WorkerContext
 from modelserver.protocols.oip.grpc_service import add_oip_service
+from modelserver.protocols.oip.rest import OipRestApi, is_oip_path
 from modelserver.protocols.oip.service import OipDataPlane
 from modelserver.protocols.tfs.grpc_service import add_services, server_options, set_health
+from modelserver.protocols.tfs.json.text import error_json
+from modelserver.protocols.tfs.rest import create_rest_app
 from modelserver.runtime import session
 from modelserver.runtime.batching import Batcher
 from modelserver.runtime.limits import RequestLimits
@@ -57,6 +62,14 @@ log = logging.getLogger("modelserver")
 
 GRACE_SECONDS = 5.0
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class Uvicorn(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the model server owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _rest_protocol(app: ASGIApp) -> ASGIApp:
@@ -84,6 +97,7 @@ class ModelServer:
         self._stopping = asyncio.Event()
         self._orphaned = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self.batcher: Batcher | None = None
 
     def control(self) -> ModelControl:
         o = self.options
@@ -174,14 +188,39 @@ class ModelServer:
         return budget
 
     async def serve(self) -> int:
-        o = self.options
+        """Start (runtime, start-up loads, siblings, ports), serve until a signal or the supervisor's loss,
+        drain, release."""
         if self.worker is not None:
             self._watch_supervisor(self.worker.parent_fd)
-        # The runtime every version runs on, loaded at start: a missing wheel fails here, not per load.
+        await self._load_runtime()
+        self._build()
+        await self._load_start_config()
+        _release_start_up_memory()
+        if not await self._join_siblings():
+            await self._release()
+            return 0
+        grpc_server, health_service = await self._start_grpc()
+        rest = await self._start_rest() if self.options.rest_api_port else None
+        await set_health(health_service, True)
+        self._start_polling()
+        self._handle_signals()
+        if self.worker is not None:
+            self.worker.ready_path.touch()
+        await self._stopping.wait()
+        await self._drain(grpc_server, health_service, rest)
+        await self._release()
+        return 0
+
+    async def _load_runtime(self) -> None:
+        """The runtime every version runs on, loaded at start: a missing wheel fails here, not per load."""
         try:
             await asyncio.to_thread(session.library)
         except (session.SessionError, OSError) as exc:
             raise ConfigError(f"TensorFlow's C API could not be loaded: {exc}") from None
+
+    def _build(self) -> None:
+        """Manager, core, batcher, data plane: everything requests need, before any model loads."""
+        o = self.options
         budget = self._ram_budget()
         log.info("aspired version policy: %s", o.aspired_version_policy)
         log.info(
@@ -201,41 +240,45 @@ class ModelServer:
             file_system_poll_wait_seconds=o.file_system_poll_wait_seconds,
             allow_version_labels_for_unavailable_models=o.allow_version_labels_for_unavailable_models,
         )
-        batcher = (
+        self.batcher = (
             Batcher(self.batching, dispatch_when_idle=o.batching_dispatch_when_idle)
             if self.batching
             else None
         )
         self.dataplane = DataPlane(
             self.core,
-            batcher=batcher,
+            batcher=self.batcher,
             method_name_check=o.enable_signature_method_name_check,
             threads=max(8, 2 * (os.cpu_count() or 1)),
             limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
             control=self.control(),
         )
         self.oip = OipDataPlane(self.dataplane)
+
+    async def _load_start_config(self) -> None:
+        """The configured models, loaded before any port opens (TF Serving's order)."""
         try:
             await self.core.apply_config(self.entries)
         except Exception as exc:
             await self.core.stop()
             raise ConfigError(f"could not apply the model config at start: {exc}") from None
-        # once, after the start-up loads; not per load (a version is a C++ session with few Python objects,
-        # and a full collection during a hot swap would hold the GIL while requests wait)
-        freeze_heap()
-        released = release_file_pages()  # TensorFlow's op and kernel registration: start-up only
-        if released:
-            log.info("released %.0f MiB of TensorFlow library pages only start-up used", released / 2**20)
-        if self.worker is not None:
-            self.peers = Peers(self.worker, self.core.apply_config)
-            await self.peers.start()
-            if not await self.peers.wait_for_siblings(self._stopping):
-                await self._release(batcher)
-                return 0
 
-        shared = self.worker is not None
-        grpc_server = grpc.aio.server(options=server_options(o.max_request_bytes, reuse_port=shared))
-        health = add_services(
+    async def _join_siblings(self) -> bool:
+        """As a worker: serve the control socket, then wait until every sibling has loaded the start config
+        (the start barrier). False when stopped while waiting."""
+        if self.worker is None:
+            return True
+        self.peers = Peers(self.worker, self.core.apply_config)
+        await self.peers.start()
+        return await self.peers.wait_for_siblings(self._stopping)
+
+    async def _start_grpc(self) -> tuple[grpc.aio.Server, health.aio.HealthServicer | None]:
+        """TF Serving's services and the OIP's on the gRPC port (and socket); health still NOT_SERVING."""
+        o = self.options
+        grpc_server = grpc.aio.server(
+            options=server_options(o.max_request_bytes, reuse_port=self.worker is not None)
+        )
+        health_service = add_services(
             grpc_server,
             self.dataplane,
             healthcheck=o.enable_grpc_healthcheck_service,
@@ -254,52 +297,53 @@ class ModelServer:
             [f"unix:{o.grpc_socket_path}"] if o.grpc_socket_path else []
         )
         log.info("Running gRPC ModelServer at %s ...", ", ".join(addresses))
-        rest = await self._start_rest() if o.rest_api_port else None
-        await set_health(health, True)
+        return grpc_server, health_service
+
+    def _start_polling(self) -> None:
+        """The source's polls, and (worker 0 or the only process) the model config file's."""
+        o = self.options
         self.core.start_polling()
         first = self.worker is None or self.worker.index == 0
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0 and first:
             self._tasks.append(asyncio.create_task(self._poll_config_file()))
+
+    def _handle_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        if self.worker is not None:
-            self.worker.ready_path.touch()
-        await self._stopping.wait()
+
+    async def _drain(
+        self,
+        grpc_server: grpc.aio.Server,
+        health_service: health.aio.HealthServicer | None,
+        rest: tuple[Uvicorn, asyncio.Task[Any]] | None,
+    ) -> None:
+        """Health NOT_SERVING, then in-flight calls get ``GRACE_SECONDS`` on both ports."""
         log.info("stopping: draining requests for up to %.0f s", GRACE_SECONDS)
-        await set_health(health, False)
+        await set_health(health_service, False)
         if rest is not None:
             rest[0].should_exit = True
         await grpc_server.stop(GRACE_SECONDS)
         if rest is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(rest[1], GRACE_SECONDS)
-        await self._release(batcher)
-        return 0
 
-    async def _release(self, batcher: Batcher | None) -> None:
+    async def _release(self) -> None:
         """Everything after the ports: tasks, sibling channels, versions, threads."""
         for task in self._tasks:
             task.cancel()
         if self.peers is not None:
             await self.peers.stop()
         await self.core.stop()
-        if batcher is not None:
-            batcher.shutdown()
+        if self.batcher is not None:
+            self.batcher.shutdown()
         self.dataplane.shutdown()
         if self.worker is not None and self._orphaned:  # nobody else will remove the workers' folder
             shutil.rmtree(self.worker.directory, ignore_errors=True)
         log.info("stopped")
 
-    async def _start_rest(self) -> tuple[Any, asyncio.Task[Any]]:
-        import uvicorn
-
-        _Uvicorn = _uvicorn_server_class()
-
-        try:
-            from modelserver.protocols.tfs.rest import create_rest_app
-        except ImportError as exc:
-            raise ConfigError(f"--rest_api_port is set but the REST API is unavailable: {exc}") from None
+    async def _start_rest(self) -> tuple[Uvicorn, asyncio.Task[Any]]:
+        """TF Serving's REST API with the OIP's ``/v2`` beside it, under uvicorn on this event loop."""
         o = self.options
         monitoring_path = self.monitoring.prometheus_path if self.monitoring.prometheus_enabled else None
         app = create_rest_app(
@@ -323,7 +367,7 @@ class ModelServer:
             access_log=False,
             timeout_graceful_shutdown=int(GRACE_SECONDS),
         )
-        server = _Uvicorn(config)
+        server = Uvicorn(config)
         sockets = [_shared_socket(o.bind_host, o.rest_api_port)] if self.worker is not None else None
         task = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started:
@@ -333,6 +377,15 @@ class ModelServer:
             await asyncio.sleep(0.02)
         log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
         return server, task
+
+
+def _release_start_up_memory() -> None:
+    """Once, after the start-up loads; not per load (a version is a C++ session with few Python objects, and a
+    full collection during a hot swap would hold the GIL while requests wait)."""
+    freeze_heap()
+    released = release_file_pages()  # TensorFlow's op and kernel registration: start-up only
+    if released:
+        log.info("released %.0f MiB of TensorFlow library pages only start-up used", released / 2**20)
 
 
 def _shared_socket(host: str, port: int) -> socket.socket:
@@ -355,15 +408,11 @@ def _shared_socket(host: str, port: int) -> socket.socket:
 
 def _rest_error(code: str, message: str) -> bytes:
     del code
-    from modelserver.protocols.tfs.json.text import error_json
-
     return error_json(message)
 
 
 def with_oip_rest(app: ASGIApp, oip: OipDataPlane, max_body_bytes: int) -> ASGIApp:
     """TF Serving's REST API with the Open Inference Protocol's ``/v2`` paths mounted beside it."""
-    from modelserver.protocols.oip.rest import OipRestApi, is_oip_path
-
     oip_app = OipRestApi(oip, max_body_bytes)
 
     async def routed(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -373,19 +422,6 @@ def with_oip_rest(app: ASGIApp, oip: OipDataPlane, max_body_bytes: int) -> ASGIA
             await app(scope, receive, send)
 
     return routed
-
-
-def _uvicorn_server_class() -> type[Any]:
-    import uvicorn
-
-    class Uvicorn(uvicorn.Server):
-        """uvicorn without its own SIGINT/SIGTERM handlers: the model server owns shutdown."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return Uvicorn
 
 
 def run(
