@@ -115,40 +115,35 @@ class Batcher:
                     f"Task size {rows} is larger than maximum input batch size {self.config.max_batch_size}"
                 )
             return await self._run_split(servable, signature, inputs, output_filter, rows)
-        key: QueueKey = (
-            servable.name,
-            servable.version,
-            signature,
-            tuple(output_filter),
-            tuple(sorted((n, a.shape[1:], a.dtype.str) for n, a in inputs.items())),
-        )
+        key = _queue_key(servable, signature, inputs, output_filter)
         queue = self._queues.get(key)
+        task = _Task(inputs, rows, loop.create_future(), DEADLINE.get())
         if self._lone and self._running == 0 and (queue is None or not queue.tasks):
             # Idle, nothing waiting, and the last batch was one task too (a lone client): this request is
             # the batch, run from the caller's own task without the dispatcher and batch-task hops. Under
             # load the last batch held several tasks, so arrivals still go through the queue and coalesce.
-            idle = _Queue(servable, signature, tuple(output_filter))
-            task = _Task(inputs, rows, loop.create_future(), DEADLINE.get())
-            await self._threads.acquire()  # free: nothing is running
-            self._running += 1
-            await self._execute(idle, [task], rows)
+            await self._claim_thread()  # free: nothing is running
+            await self._execute(_Queue(servable, signature, tuple(output_filter)), [task])
             return task.future.result()
-        if queue is None or queue.servable is not servable:
+        if queue is None or queue.servable is not servable:  # none yet, or an unloaded version's
             queue = self._queues[key] = _Queue(servable, signature, tuple(output_filter))
+        self._enqueue(key, queue, task)
+        return await task.future
+
+    def _enqueue(self, key: QueueKey, queue: _Queue, task: _Task) -> None:
+        """Add a task to its queue and make sure a dispatcher cuts it; UNAVAILABLE when the queue is full."""
         limit = self.config.max_enqueued_batches * self.config.max_batch_size
-        if queue.rows + rows > limit:
+        if queue.rows + task.rows > limit:
             raise Unavailable("The batch scheduling queue to which this task was submitted is full")
-        task = _Task(inputs, rows, loop.create_future(), DEADLINE.get())
         if not queue.tasks:
             queue.first_at = time.monotonic()
         queue.tasks.append(task)
-        queue.rows += rows
+        queue.rows += task.rows
         self._gauge(queue).set(queue.rows)
         if queue.rows >= self.config.max_batch_size:
             queue.wake.set()
         if queue.dispatcher is None or queue.dispatcher.done():
             queue.dispatcher = asyncio.create_task(self._dispatch(key, queue))
-        return await task.future
 
     async def _run_split(
         self,
@@ -187,22 +182,30 @@ class Batcher:
                 queue.wake.clear()
                 with contextlib.suppress(TimeoutError):  # the batch timeout: cut what is there
                     await asyncio.wait_for(queue.wake.wait(), wait)
-            await self._threads.acquire()  # the batch keeps growing while every thread is busy
-            batch: list[_Task] = []
-            size = 0
-            while queue.tasks and size + queue.tasks[0].rows <= self.config.max_batch_size:
-                task = queue.tasks.popleft()
-                batch.append(task)
-                size += task.rows
-            queue.rows -= size
-            queue.first_at = time.monotonic()
-            self._gauge(queue).set(queue.rows)
-            self._running += 1
-            running = asyncio.create_task(self._execute(queue, batch, size))
+            await self._claim_thread()  # the batch keeps growing while every thread is busy
+            running = asyncio.create_task(self._execute(queue, self._cut(queue)))
             self._batches.add(running)
             running.add_done_callback(self._batches.discard)
         if self._queues.get(key) is queue and not queue.tasks:
             del self._queues[key]
+
+    def _cut(self, queue: _Queue) -> list[_Task]:
+        """The waiting tasks that fit in one batch, oldest first (a task is never split)."""
+        batch: list[_Task] = []
+        size = 0
+        while queue.tasks and size + queue.tasks[0].rows <= self.config.max_batch_size:
+            task = queue.tasks.popleft()
+            batch.append(task)
+            size += task.rows
+        queue.rows -= size
+        queue.first_at = time.monotonic()
+        self._gauge(queue).set(queue.rows)
+        return batch
+
+    async def _claim_thread(self) -> None:
+        """Wait for a free batch thread and count a batch as running; ``_execute`` gives both back."""
+        await self._threads.acquire()
+        self._running += 1
 
     def _padded_size(self, size: int) -> int:
         sizes = self.config.allowed_batch_sizes
@@ -210,48 +213,14 @@ class Batcher:
             return size
         return sizes[bisect.bisect_left(sizes, size)]
 
-    async def _execute(self, queue: _Queue, batch: list[_Task], size: int) -> None:
+    async def _execute(self, queue: _Queue, batch: list[_Task]) -> None:
+        """Run one batch on the thread ``_claim_thread`` claimed, settle every task's future, give the thread
+        back."""
         try:
-            for task in batch:  # cancelled calls and passed deadlines: nobody waits for these rows
-                if not task.future.done() and task.deadline is not None:
-                    try:
-                        check_deadline(task.deadline)
-                    except DeadlineExceeded as exc:
-                        task.future.set_exception(exc)
-            live = [t for t in batch if not t.future.done()]
-            if not live:
-                return
-            size = sum(t.rows for t in live)
-            self._lone = self._dispatch_when_idle and len(live) == 1
-            padded = self._padded_size(size)
-            names = list(live[0].inputs)
-            merged: dict[str, np.ndarray] = {}
-            for name in names:
-                parts = [t.inputs[name] for t in live]
-                if padded > size:
-                    parts.append(np.repeat(parts[0][:1], padded - size, axis=0))
-                merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-            labels = (queue.servable.name, queue.signature)
-            self._metrics.batch_size.labels(*labels).observe(padded)
-            if padded > size:
-                self._metrics.batch_padding.labels(*labels).inc(padded - size)
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(
-                self._executor, queue.servable.run, queue.signature, merged, queue.output_filter
-            )
-            for name, value in outputs.items():
-                if value.ndim == 0 or value.shape[0] != padded:
-                    raise Internal(
-                        f"Batched output tensor {name}'s 0th dimension does not equal the sum of the 0th "
-                        f"dimension sizes of the input tensors (signature {queue.signature} cannot be "
-                        "batched)"
-                    )
-            start = 0
-            for task in live:
-                end = start + task.rows
-                if not task.future.done():
-                    task.future.set_result({n: v[start:end] for n, v in outputs.items()})
-                start = end
+            live = _live(batch)
+            if live:
+                self._lone = self._dispatch_when_idle and len(live) == 1
+                await self._run_batch(queue, live)
         except Exception as exc:
             error = exc if isinstance(exc, ServingError) else serving_error_from_tf(exc)
             for task in batch:
@@ -264,5 +233,73 @@ class Batcher:
                 for waiting in self._queues.values():  # idle now: cut what is waiting
                     waiting.wake.set()
 
+    async def _run_batch(self, queue: _Queue, live: list[_Task]) -> None:
+        """Merge the tasks' rows (padded to an allowed size), run them as one call, hand each its rows."""
+        size = sum(t.rows for t in live)
+        padded = self._padded_size(size)
+        labels = (queue.servable.name, queue.signature)
+        self._metrics.batch_size.labels(*labels).observe(padded)
+        if padded > size:
+            self._metrics.batch_padding.labels(*labels).inc(padded - size)
+        loop = asyncio.get_running_loop()
+        outputs = await loop.run_in_executor(
+            self._executor,
+            queue.servable.run,
+            queue.signature,
+            _merged(live, size, padded),
+            queue.output_filter,
+        )
+        _check_batched(outputs, padded, queue.signature)
+        start = 0
+        for task in live:
+            end = start + task.rows
+            if not task.future.done():
+                task.future.set_result({n: v[start:end] for n, v in outputs.items()})
+            start = end
+
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _queue_key(
+    servable: Servable, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]
+) -> QueueKey:
+    """Calls that may share a batch: one version, signature and output filter, the same non-batch shapes."""
+    return (
+        servable.name,
+        servable.version,
+        signature,
+        tuple(output_filter),
+        tuple(sorted((n, a.shape[1:], a.dtype.str) for n, a in inputs.items())),
+    )
+
+
+def _live(batch: list[_Task]) -> list[_Task]:
+    """The tasks still waited for: a cancelled call's are done, a passed deadline's fail DEADLINE_EXCEEDED."""
+    for task in batch:
+        if not task.future.done() and task.deadline is not None:
+            try:
+                check_deadline(task.deadline)
+            except DeadlineExceeded as exc:
+                task.future.set_exception(exc)
+    return [t for t in batch if not t.future.done()]
+
+
+def _merged(live: list[_Task], size: int, padded: int) -> dict[str, np.ndarray]:
+    """Every input's rows of all tasks along dimension 0, padded with copies of the first row."""
+    merged: dict[str, np.ndarray] = {}
+    for name in live[0].inputs:
+        parts = [t.inputs[name] for t in live]
+        if padded > size:
+            parts.append(np.repeat(parts[0][:1], padded - size, axis=0))
+        merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    return merged
+
+
+def _check_batched(outputs: Mapping[str, np.ndarray], padded: int, signature: str) -> None:
+    for name, value in outputs.items():
+        if value.ndim == 0 or value.shape[0] != padded:
+            raise Internal(
+                f"Batched output tensor {name}'s 0th dimension does not equal the sum of the 0th "
+                f"dimension sizes of the input tensors (signature {signature} cannot be batched)"
+            )
