@@ -15,16 +15,13 @@ Contract:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
-import numpy as np
 
 from modelserver.control import ModelControl
 from modelserver.errors import ConfigError, InvalidArgument, ServingError
@@ -40,7 +37,8 @@ from modelserver.runtime.execution import (
     resolved_spec,
     spec_version,
 )
-from modelserver.runtime.limits import DEFAULT_LIMITS, RequestLimits, check_deadline
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestLimits
+from modelserver.runtime.runner import Runner
 from modelserver.runtime.servable import DEFAULT_SIGNATURE, Servable, serving_error_from_tf
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
@@ -89,15 +87,16 @@ class DataPlane:
         threads: int = 8,
         limits: RequestLimits = DEFAULT_LIMITS,
         control: ModelControl | None = None,
+        runner: Runner | None = None,
     ) -> None:
+        """``runner`` (default: ``threads`` worker threads and ``batcher``) is how signatures run."""
         self.core = core
         self.limits = limits
         self.control = control or ModelControl()
         self.manager = core.manager
-        self.batcher = batcher
-        self.execution = Execution(self.run_signature, limits, method_name_check)
+        self.runner = runner or Runner(threads, batcher)
+        self.execution = Execution(self.runner, limits, method_name_check)
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
 
     # ---- shared plumbing -------------------------------------------------------------------------------
     def _call(self, api: str, spec: model_pb2.ModelSpec, signature: str = "") -> _Call:
@@ -108,20 +107,6 @@ class DataPlane:
             raise InvalidArgument("Missing ModelSpec")
         version, label = spec_version(spec)
         return self.manager.acquire(spec.name, version, label)
-
-    async def run_signature(
-        self,
-        servable: Servable,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: tuple[str, ...],
-    ) -> dict[str, np.ndarray]:
-        """Run one signature of a held version: through the batcher when batching, else a worker thread."""
-        check_deadline()
-        if self.batcher is not None and inputs:
-            return await self.batcher.run(servable, signature, inputs, output_filter)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, servable.run, signature, inputs, output_filter)
 
     @staticmethod
     @contextlib.contextmanager
@@ -241,4 +226,4 @@ class DataPlane:
             return response
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.runner.shutdown()

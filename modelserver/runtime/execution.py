@@ -7,8 +7,8 @@ Contract:
 - Nothing here resolves a model spec: the caller passes the ``Servable`` it holds. The data plane holds it
   through one ``ServableHandle`` from resolution to reply, so one request sees one version whatever hot swaps
   happen meanwhile; warm-up passes the version being loaded, before it is available.
-- ``Execution.run`` is how a signature runs: the data plane's worker threads or batcher, or inline in the
-  loader's thread for warm-up. Everything else - input, output and request-limit checks with TF Serving's
+- ``Execution.runner`` is how a signature runs (``modelserver.runtime.runner``): the data plane's worker
+  threads or batcher, or inline in the loader's thread for warm-up. Everything else - input, output and request-limit checks with TF Serving's
   messages, and the replies - is the same for both.
 - Raises ``ServingError`` for anything the caller can fix (TensorFlow failures arrive as ``ServingError``
   from ``Servable.run``).
@@ -17,7 +17,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -33,6 +33,7 @@ from modelserver.runtime.classify_regress import (
     serialized_examples,
 )
 from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits
+from modelserver.runtime.runner import Runner
 from modelserver.runtime.servable import DEFAULT_SIGNATURE, Servable, check_inputs
 from modelserver.runtime.tensors import to_ndarray, to_tensor_proto
 from tfs_protos.tensorflow.core.framework import tensor_pb2
@@ -48,24 +49,13 @@ from tfs_protos.tensorflow_serving.apis import (
 __all__ = [
     "Execution",
     "Prediction",
-    "RunSignature",
     "check_multi_inference",
     "resolved_spec",
-    "run_inline",
     "spec_version",
 ]
 
 Arrays = dict[str, np.ndarray]
-# (servable, signature key, checked inputs, output filter) -> outputs: how a signature runs.
-RunSignature = Callable[[Servable, str, Mapping[str, np.ndarray], tuple[str, ...]], Awaitable[Arrays]]
 ExampleResult: TypeAlias = classification_pb2.ClassificationResult | regression_pb2.RegressionResult
-
-
-async def run_inline(
-    servable: Servable, signature: str, inputs: Mapping[str, np.ndarray], output_filter: tuple[str, ...]
-) -> Arrays:
-    """Run in the calling thread (warm-up: the loader's thread, nothing else waits on it)."""
-    return servable.run(signature, inputs, output_filter)
 
 
 def spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
@@ -153,15 +143,17 @@ class Prediction:
     async def _run_checked(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> Arrays:
         check_inputs(self.signature_name, self.signature, inputs)
         self.servable.check_output_filter(self.signature_name, output_filter)
-        return await self._execution.run(self.servable, self.signature_name, inputs, tuple(output_filter))
+        return await self._execution.runner.run(
+            self.servable, self.signature_name, inputs, tuple(output_filter)
+        )
 
 
 @dataclass(frozen=True)
 class Execution:
-    """How requests run here: ``run`` a signature, within ``limits``, with or without TF Serving's
+    """How requests run here: through ``runner``, within ``limits``, with or without TF Serving's
     ``--enable_signature_method_name_check``."""
 
-    run: RunSignature
+    runner: Runner
     limits: RequestLimits = DEFAULT_LIMITS
     method_name_check: bool = False
 
@@ -220,7 +212,9 @@ class Execution:
             servable, signature_name, method, method_name_check=self.method_name_check
         )
         examples = serialized_examples(request_input)
-        outputs = await self.run(servable, signature.key, {signature.input_name: examples}, signature.outputs)
+        outputs = await self.runner.run(
+            servable, signature.key, {signature.input_name: examples}, signature.outputs
+        )
         if method == CLASSIFY_METHOD:
             return classification_result(outputs, len(examples))
         return regression_result(outputs, len(examples))

@@ -15,8 +15,9 @@ import asyncio
 from dataclasses import dataclass
 
 from modelserver.errors import InvalidArgument, ServingError
-from modelserver.runtime.execution import Execution, run_inline
+from modelserver.runtime.execution import Execution
 from modelserver.runtime.limits import RequestLimits
+from modelserver.runtime.runner import Runner
 from modelserver.runtime.servable import Servable
 from modelserver.runtime.tfrecord import TooManyRecords, read_records
 from tfs_protos.tensorflow_serving.apis import prediction_log_pb2
@@ -66,7 +67,7 @@ def replay_warmup(servable: Servable, options: WarmupOptions) -> int:
         ) from None
     except Exception as exc:
         raise InvalidArgument(f"Failed to read warmup requests from {path}: {exc}") from None
-    execution = Execution(run_inline, _UNBOUNDED, options.method_name_check)
+    execution = Execution(Runner.inline(), _UNBOUNDED, options.method_name_check)
     iterations = max(1, options.num_request_iterations)
 
     async def replay_all() -> None:

@@ -2,7 +2,7 @@
 after a request was resolved and parsed, and before its signature runs, does not change the version that
 answers it - over TF Serving's gRPC and REST APIs and the Open Inference Protocol alike.
 
-The swap is driven in order, not by timing: the real data plane, whose ``run_signature`` first performs the
+The swap is driven in order, not by timing: the real data plane, whose runner first performs the
 swap (version 2 loads, version 1 is retired and waits for its last handle) and then runs the signature on
 the servable the request holds. Had the request resolved its version twice (parse, then run), version 2
 (half_plus_three) would answer instead of version 1 (half_plus_two)."""
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -31,22 +30,22 @@ from modelserver.metrics import Metrics
 from modelserver.protocols.oip.service import InferRequest, OipDataPlane, Tensor
 from modelserver.protocols.tfs.rest import create_rest_app
 from modelserver.runtime.loader import Loader
+from modelserver.runtime.runner import Runner
 from modelserver.runtime.servable import Servable
 from modelserver.runtime.warmup import WarmupOptions
 
 X = [1.0, 2.0]
 V1 = [2.5, 3.0]  # half_plus_two: x / 2 + 2
 V2 = [3.5, 4.0]  # half_plus_three: x / 2 + 3
-Plane = TypeVar("Plane", bound=DataPlane)
 
 
-class SwapBeforeRun(DataPlane):
-    """The real data plane; ``swap`` (when set) runs once, between a request's parse and its run."""
+class SwapBeforeRun(Runner):
+    """The real runner; ``swap`` (when set) runs once, between a request's parse and its run."""
 
     swap: Callable[[], Awaitable[None]] | None = None
     swapped = False
 
-    async def run_signature(
+    async def run(
         self,
         servable: Servable,
         signature: str,
@@ -57,7 +56,7 @@ class SwapBeforeRun(DataPlane):
             swap, self.swap = self.swap, None
             await swap()
             self.swapped = True
-        return await super().run_signature(servable, signature, inputs, output_filter)
+        return await super().run(servable, signature, inputs, output_filter)
 
 
 def predict_request(values: list[float]) -> predict_pb2.PredictRequest:
@@ -90,14 +89,14 @@ PROTOCOLS = {"grpc": grpc_predict, "rest": rest_predict, "oip": oip_infer}
 
 
 async def _serve_half(
-    base: Path, metrics: Metrics, plane: type[Plane]
-) -> tuple[AspiredVersionsManager, ServerCore, Plane]:
+    base: Path, metrics: Metrics, runner: Runner | None = None
+) -> tuple[AspiredVersionsManager, ServerCore, DataPlane]:
     """A server core serving the latest version of ``half`` under ``base``, and its data plane."""
     manager = AspiredVersionsManager(
         lambda n, v, p: Loader(n, v, p, WarmupOptions()), ram_budget_bytes=2**33, metrics=metrics
     )
     core = ServerCore(manager, file_system_poll_wait_seconds=0)
-    dp = plane(core, metrics=metrics)
+    dp = DataPlane(core, metrics=metrics, runner=runner)
     await core.apply_config({"half": ModelEntry("half", base, LatestVersions(1))})
     return manager, core, dp
 
@@ -112,7 +111,8 @@ def test_a_swap_between_parse_and_run_does_not_change_the_answering_version(
     metrics = Metrics()
 
     async def main() -> None:
-        manager, core, dp = await _serve_half(base, metrics, SwapBeforeRun)
+        runner = SwapBeforeRun()
+        manager, core, dp = await _serve_half(base, metrics, runner)
 
         async def swap() -> None:
             publish(tiny["half_plus_three"], base, 2)
@@ -121,10 +121,10 @@ def test_a_swap_between_parse_and_run_does_not_change_the_answering_version(
             (v1,) = manager.status("half", 1)
             assert v1.harness_state is HarnessState.QUIESCING  # the request's handle keeps it loaded
 
-        dp.swap = swap
+        runner.swap = swap
         try:
             outputs, version = await call(dp)
-            assert dp.swapped  # the swap did happen between parse and run
+            assert runner.swapped  # the swap did happen between parse and run
             assert outputs == V1 and version in (1, None)
             await manager.wait_unloads()  # released with the reply: version 1 unloads now
             (v1,) = manager.status("half", 1)
@@ -153,7 +153,7 @@ def test_a_request_counts_once_and_errors_raised_while_parsing_are_counted(
     metrics = Metrics()
 
     async def main() -> None:
-        _, core, dp = await _serve_half(base, metrics, DataPlane)
+        _, core, dp = await _serve_half(base, metrics)
         try:
             transport = httpx.ASGITransport(app=create_rest_app(dp))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
