@@ -49,7 +49,7 @@ from google.protobuf.wrappers_pb2 import Int64Value
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.upstream import oip
+from gateway.upstream import DEFAULT_SIGNATURE, oip
 from gateway.upstream.coalesce import Coalescer
 from oip_protos import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from tfs_protos.tensorflow.core.example import example_pb2
@@ -263,7 +263,7 @@ class ModelClient:
         *,
         version: int | None = None,
         label: str | None = None,
-        signature: str = "serving_default",
+        signature: str = DEFAULT_SIGNATURE,
         output_filter: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
         address: str | None = None,

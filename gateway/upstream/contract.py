@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 
 from gateway.errors import ModelNotFound, UpstreamError
+from gateway.upstream import DEFAULT_SIGNATURE
 from gateway.upstream.client import ModelClient
 from gateway.upstream.tensors import dtype_name, to_list
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
@@ -73,7 +74,7 @@ class ModelInfo:
         return dict(self.contract.get("inputs", {}))
 
     def predict_signature(self) -> str:
-        return str(self.contract.get("predict", {}).get("signature", "serving_default"))
+        return str(self.contract.get("predict", {}).get("signature", DEFAULT_SIGNATURE))
 
     def image_input(self) -> tuple[str, dict[str, Any]] | None:
         for name, spec in self.inputs.items():
@@ -113,7 +114,7 @@ def parse_signatures(reply: get_model_metadata_pb2.GetModelMetadataResponse) -> 
 
 def derive_contract(name: str, signatures: dict[str, SignatureInfo]) -> dict[str, Any]:
     """A contract derived from the signatures alone (models exported without a ``contract`` signature)."""
-    default = signatures.get("serving_default")
+    default = signatures.get(DEFAULT_SIGNATURE)
     inputs: dict[str, Any] = {}
     task = "unknown"
     if default is not None:
@@ -146,7 +147,7 @@ def derive_contract(name: str, signatures: dict[str, SignatureInfo]) -> dict[str
         "labels": [],
         "inputs": inputs,
         "predict": {
-            "signature": "serving_default",
+            "signature": DEFAULT_SIGNATURE,
             "outputs": sorted(default.outputs) if default is not None else [],
         },
     }

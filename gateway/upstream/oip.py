@@ -21,6 +21,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway.upstream import DEFAULT_SIGNATURE
 from gateway.upstream.tensors import by_enum, by_oip, shape_of, shape_proto
 from oip_protos import grpc_predict_v2_pb2 as pb
 from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
@@ -29,7 +30,6 @@ from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 __all__ = ["infer_request", "metadata_response", "predict_response", "version_string"]
 
-DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 _LENGTH = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"

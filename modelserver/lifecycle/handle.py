@@ -1,7 +1,8 @@
 """Ref-counted servable handles.
 
-Contract: the manager wraps each AVAILABLE version in a ``ServableEntry``. Request paths call
-``entry.acquire()`` and use the returned ``ServableHandle`` as a context manager for the whole request; the
+Contract: the manager wraps each AVAILABLE version in a ``SharedServable`` (TF Serving's ``SharedPtrHandle``:
+the version shared by the handles of the requests on it). Request paths call
+``shared.acquire()`` and use the returned ``ServableHandle`` as a context manager for the whole request; the
 version it names keeps answering until the handle is released, even if another version takes over meanwhile.
 ``retire()`` stops new acquisitions; ``wait_released()`` resolves once the last handle is gone, and only then
 may the manager unload the version. All methods are called from the event loop thread except ``release``,
@@ -20,10 +21,10 @@ from modelserver.errors import ServableNotFound
 if TYPE_CHECKING:
     from modelserver.runtime.servable import Servable
 
-__all__ = ["ServableEntry", "ServableHandle"]
+__all__ = ["ServableHandle", "SharedServable"]
 
 
-class ServableEntry:
+class SharedServable:
     def __init__(self, servable: Servable) -> None:
         self.servable = servable
         self._refs = 0
@@ -68,20 +69,20 @@ class ServableEntry:
 class ServableHandle:
     """One request's claim on one version; release exactly once (``with`` does it)."""
 
-    __slots__ = ("_entry", "_released")
+    __slots__ = ("_released", "_shared")
 
-    def __init__(self, entry: ServableEntry) -> None:
-        self._entry = entry
+    def __init__(self, shared: SharedServable) -> None:
+        self._shared = shared
         self._released = False
 
     @property
     def servable(self) -> Servable:
-        return self._entry.servable
+        return self._shared.servable
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._entry._release()
+            self._shared._release()
 
     def __enter__(self) -> ServableHandle:
         return self

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import grpc
 
 from modelserver.errors import ResourceExhausted, ServingError
-from modelserver.lifecycle.handle import ServableEntry
+from modelserver.lifecycle.handle import SharedServable
 from modelserver.lifecycle.state import ManagerState
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def as_serving_error(exc: BaseException) -> ServingError:
 
 
 class LoaderHarness:
-    """One version: its loader, state, error, RAM reservation and (when READY) its servable entry."""
+    """One version: its loader, state, error, RAM reservation and (when READY) its shared servable."""
 
     def __init__(self, name: str, version: int, path: Path, loader: VersionLoader) -> None:
         self.name = name
@@ -147,7 +147,7 @@ class LoaderHarness:
         self.loader = loader
         self.harness_state = HarnessState.NEW
         self.error: ServingError | None = None
-        self.entry: ServableEntry | None = None
+        self.shared: SharedServable | None = None
         self.ram_bytes = 0
         self.fingerprint = fingerprint(path)
         self.load_seconds = 0.0
@@ -173,7 +173,7 @@ class LoaderHarness:
         if error is not None:
             self.error = error
         if new in (HarnessState.ERROR, HarnessState.DISABLED):
-            self.entry, self.ram_bytes = None, 0
+            self.shared, self.ram_bytes = None, 0
 
     # ---- load ------------------------------------------------------------------------------------------
     async def load(self, run_blocking: RunBlocking, free_bytes: Callable[[], int], budget: int) -> bool:
@@ -188,7 +188,7 @@ class LoaderHarness:
             assert self.error is not None
             log.error("model %s version %d: load failed: %s", self.name, self.version, self.error.message)
             return False
-        self.entry = ServableEntry(servable)
+        self.shared = SharedServable(servable)
         self._enter(HarnessState.READY)
         self.load_seconds = time.perf_counter() - started
         log.info(
@@ -221,23 +221,23 @@ class LoaderHarness:
     def quiesce(self) -> None:
         """READY -> QUIESCING: no new handle from now on (synchronous, so no request slips in)."""
         self._enter(HarnessState.QUIESCING)
-        assert self.entry is not None
-        self.entry.retire()
+        assert self.shared is not None
+        self.shared.retire()
 
     async def unload(self, run_blocking: RunBlocking) -> None:
         """QUIESCING -> QUIESCED (the last handle released) -> UNLOADING -> DISABLED."""
-        entry = self.entry
-        assert entry is not None
-        if entry.refs:
+        shared = self.shared
+        assert shared is not None
+        if shared.refs:
             log.info(
-                "model %s version %d: waiting for %d requests to finish", self.name, self.version, entry.refs
+                "model %s version %d: waiting for %d requests to finish", self.name, self.version, shared.refs
             )
-        await entry.wait_released()
+        await shared.wait_released()
         self._enter(HarnessState.QUIESCED)
         self._enter(HarnessState.UNLOADING)
         started = time.perf_counter()
         try:
-            await run_blocking(lambda: self.loader.unload(entry.servable))
+            await run_blocking(lambda: self.loader.unload(shared.servable))
         finally:
             self.unload_seconds = time.perf_counter() - started
             self._enter(HarnessState.DISABLED)

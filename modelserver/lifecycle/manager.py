@@ -53,16 +53,15 @@ from modelserver.lifecycle.aspired_version_policy import (
     AvailabilityPreserving,
     VersionView,
 )
-from modelserver.lifecycle.handle import ServableEntry, ServableHandle
+from modelserver.lifecycle.handle import ServableHandle, SharedServable
 from modelserver.lifecycle.harness import HarnessState, LoaderFactory, LoaderHarness, fingerprint
 from modelserver.metrics import METRICS, Metrics
 
-__all__ = ["AspiredVersionsManager", "VersionRecord"]
+__all__ = ["AspiredVersionsManager"]
 
 log = logging.getLogger("modelserver.manager")
 
 T = TypeVar("T")
-VersionRecord = LoaderHarness  # what status reports about one version (kept after unload, as TF Serving does)
 
 
 @dataclass
@@ -72,11 +71,11 @@ class _Model:
     labels: dict[str, int] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     unloads: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    latest: ServableEntry | None = None  # cached: the highest AVAILABLE version
+    latest: SharedServable | None = None  # cached: the highest AVAILABLE version
 
     def refresh_latest(self) -> None:
-        available = [r for r in self.versions.values() if r.harness_state is HarnessState.READY and r.entry]
-        self.latest = max(available, key=lambda r: r.version).entry if available else None
+        available = [r for r in self.versions.values() if r.harness_state is HarnessState.READY and r.shared]
+        self.latest = max(available, key=lambda r: r.version).shared if available else None
 
 
 class AspiredVersionsManager:
@@ -125,22 +124,24 @@ class AspiredVersionsManager:
         return sum(r.ram_bytes for m in self._models.values() for r in m.versions.values() if r.holds_ram)
 
     @staticmethod
-    def _wants_load(record: LoaderHarness | None, path: Path) -> bool:
-        if record is None or record.harness_state is HarnessState.DISABLED:  # new, or aspired again
+    def _wants_load(harness: LoaderHarness | None, path: Path) -> bool:
+        if harness is None or harness.harness_state is HarnessState.DISABLED:  # new, or aspired again
             return True
-        if record.harness_state is not HarnessState.ERROR:
+        if harness.harness_state is not HarnessState.ERROR:
             return False
-        if record.error is not None and record.error.code.name == "RESOURCE_EXHAUSTED":
+        if harness.error is not None and harness.error.code.name == "RESOURCE_EXHAUSTED":
             return True
-        return fingerprint(path) != record.fingerprint  # failed: retry only a changed directory
+        return fingerprint(path) != harness.fingerprint  # failed: retry only a changed directory
 
     def _views(self, model: _Model, aspired: Mapping[int, Path], tried: set[int]) -> list[VersionView]:
         views = []
         for version in sorted(set(aspired) | set(model.versions)):
-            record = model.versions.get(version)
-            wants = version in aspired and version not in tried and self._wants_load(record, aspired[version])
+            harness = model.versions.get(version)
+            wants = (
+                version in aspired and version not in tried and self._wants_load(harness, aspired[version])
+            )
             views.append(
-                VersionView(version, version in aspired, record.harness_state if record else None, wants)
+                VersionView(version, version in aspired, harness.harness_state if harness else None, wants)
             )
         return views
 
@@ -166,32 +167,32 @@ class AspiredVersionsManager:
             # a label pointing at an unloaded version keeps pointing at it (TF Serving does the same)
 
     async def _load(self, model: _Model, version: int, path: Path) -> None:
-        record = LoaderHarness(model.name, version, path, self._loader_factory(model.name, version, path))
-        model.versions[version] = record
+        harness = LoaderHarness(model.name, version, path, self._loader_factory(model.name, version, path))
+        model.versions[version] = harness
         log.info("model %s: version %d seen at %s", model.name, version, path)
         free = lambda: self._ram_budget - self._ram_in_use()  # noqa: E731 - read when the estimate is known
-        if not await record.load(self._run_load, free, self._ram_budget):
+        if not await harness.load(self._run_load, free, self._ram_budget):
             self._metrics.loads.labels(model.name, "error").inc()
             return
         model.refresh_latest()
         self._metrics.loads.labels(model.name, "ok").inc()
-        self._metrics.load_seconds.labels(model.name).observe(record.load_seconds)
+        self._metrics.load_seconds.labels(model.name).observe(harness.load_seconds)
         self._update_available(model)
 
-    def _start_unload(self, model: _Model, record: LoaderHarness) -> None:
-        record.quiesce()
+    def _start_unload(self, model: _Model, harness: LoaderHarness) -> None:
+        harness.quiesce()
         model.refresh_latest()
         self._update_available(model)
-        task = asyncio.create_task(self._unload(model, record))
+        task = asyncio.create_task(self._unload(model, harness))
         self._unloads.add(task)
-        model.unloads[record.version] = task
+        model.unloads[harness.version] = task
         task.add_done_callback(self._unloads.discard)
-        task.add_done_callback(lambda _: model.unloads.pop(record.version, None))
+        task.add_done_callback(lambda _: model.unloads.pop(harness.version, None))
 
-    async def _unload(self, model: _Model, record: LoaderHarness) -> None:
-        await record.unload(self._run_unload)
+    async def _unload(self, model: _Model, harness: LoaderHarness) -> None:
+        await harness.unload(self._run_unload)
         self._metrics.unloads.labels(model.name).inc()
-        self._metrics.unload_seconds.labels(model.name).observe(record.unload_seconds)
+        self._metrics.unload_seconds.labels(model.name).observe(harness.unload_seconds)
 
     def _update_available(self, model: _Model) -> None:
         count = sum(1 for r in model.versions.values() if r.harness_state is HarnessState.READY)
@@ -209,9 +210,9 @@ class AspiredVersionsManager:
 
     async def shutdown(self) -> None:
         for model in self._models.values():
-            for record in model.versions.values():
-                if record.harness_state is HarnessState.READY:
-                    self._start_unload(model, record)
+            for harness in model.versions.values():
+                if harness.harness_state is HarnessState.READY:
+                    self._start_unload(model, harness)
         await self.wait_unloads()
         for pool in {self._load_pool, self._unload_pool}:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -222,8 +223,8 @@ class AspiredVersionsManager:
         label with ``allow_unavailable`` (``--allow_version_labels_for_unavailable_models``)."""
         model = self._model(name)
         for label, version in labels.items():
-            record = model.versions.get(version)
-            if record is not None and record.harness_state is HarnessState.READY:
+            harness = model.versions.get(version)
+            if harness is not None and harness.harness_state is HarnessState.READY:
                 continue
             if allow_unavailable and model.labels.get(label, version) == version:
                 continue
@@ -254,14 +255,14 @@ class AspiredVersionsManager:
         if model is None or not model.versions:
             raise ServableNotFound(name, version)
         if version is None:
-            entry = model.latest
-            if entry is None:
+            shared = model.latest
+            if shared is None:
                 raise Unavailable(self._nothing_available(model))
-            return entry.acquire()
-        record = model.versions.get(version)
-        if record is None or record.harness_state is not HarnessState.READY or record.entry is None:
+            return shared.acquire()
+        harness = model.versions.get(version)
+        if harness is None or harness.harness_state is not HarnessState.READY or harness.shared is None:
             raise ServableNotFound(name, version)
-        return record.entry.acquire()
+        return harness.shared.acquire()
 
     @staticmethod
     def _nothing_available(model: _Model) -> str:

@@ -59,7 +59,7 @@ def test_load_then_unload_walks_the_table() -> None:
         assert await record.load(inline, lambda: 1000, 1000)
         assert record.ram_bytes == 123 and record.holds_ram
         seen.append((record.harness_state, record.state))
-        handle = record.entry.acquire() if record.entry else None
+        handle = record.shared.acquire() if record.shared else None
         record.quiesce()
         seen.append((record.harness_state, record.state))
         unload = asyncio.create_task(record.unload(inline))
@@ -69,7 +69,7 @@ def test_load_then_unload_walks_the_table() -> None:
         handle.release()
         await unload
         seen.append((record.harness_state, record.state))
-        assert record.ram_bytes == 0 and record.entry is None and not record.holds_ram
+        assert record.ram_bytes == 0 and record.shared is None and not record.holds_ram
         assert loaders.events == [("load", "m", 1), ("loaded", "m", 1), ("unload", "m", 1)]
         return seen
 

@@ -27,6 +27,7 @@ from modelserver import __version__
 from modelserver.dataplane import DataPlane
 from modelserver.errors import InvalidArgument, NotFound, ServableNotFound, ServingError, UnknownVersionLabel
 from modelserver.protocols.oip.tensors import array_datatype, datatype_of
+from modelserver.runtime.servable import DEFAULT_SIGNATURE
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "TensorMetadata",
 ]
 
-DEFAULT_SIGNATURE = "serving_default"
 SERVER_NAME = "tfserve-stack-modelserver"
 PLATFORM = "tensorflow_savedmodel"  # Triton's platform name for SavedModels
 # Triton's extension names for what we implement, plus ours (docs/oip.md).

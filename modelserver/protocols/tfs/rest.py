@@ -36,6 +36,7 @@ from modelserver.protocols.http import DEFAULT_MAX_BODY_BYTES, offload, read_bod
 from modelserver.protocols.tfs.json.examples import ExamplesJson, classification_json, regression_json
 from modelserver.protocols.tfs.json.predict import PredictJson, predict_response_json
 from modelserver.protocols.tfs.json.text import dumps, error_json
+from modelserver.runtime.servable import DEFAULT_SIGNATURE
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -52,7 +53,6 @@ __all__ = ["DEFAULT_MONITORING_PATH", "RestDataPlane", "create_rest_app"]
 log = logging.getLogger("modelserver.rest")
 
 DEFAULT_MONITORING_PATH = "/monitoring/prometheus/metrics"
-DEFAULT_SIGNATURE = "serving_default"
 JSON = "application/json"
 _MAX_VERSION_DIGITS = 19  # int64
 
