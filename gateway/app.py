@@ -73,15 +73,14 @@ class Measure:
                 self.metrics.errors.labels(kind).inc()
 
 
-def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> FastAPI:
-    """The gateway app; ``hot_routes=False`` leaves classify and predict to FastAPI alone (tests compare)."""
-    settings = settings or get_settings()
+def _services(settings: Settings) -> Services:
+    """One set of services per app."""
     metrics = Metrics()
     client = ModelClient(settings, metrics)
     catalog = Catalog(settings)
     reconciler = Reconciler(settings, client, catalog, metrics)
     operations = Operations(catalog, reconciler, metrics)
-    services = Services(
+    return Services(
         settings,
         metrics,
         client,
@@ -92,9 +91,16 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
         Traffic(settings, catalog, operations, metrics),
     )
 
+
+def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> FastAPI:
+    """The gateway app; ``hot_routes=False`` leaves classify and predict to FastAPI alone (tests compare)."""
+    settings = settings or get_settings()
+    services = _services(settings)
+    metrics, catalog = services.metrics, services.catalog
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(reconciler.run()) if catalog.enabled else None
+        task = asyncio.create_task(services.reconciler.run()) if catalog.enabled else None
         try:
             yield
         finally:
@@ -103,7 +109,7 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await services.traffic.close()
-            await client.close()
+            await services.client.close()
 
     app = FastAPI(
         title="tfserve-stack gateway",

@@ -29,7 +29,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class Metrics:
     """One set of collectors per app, in its own registry (several apps in one test process never clash)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:  # long: one declaration per metric
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(

@@ -31,7 +31,7 @@ class Metrics:
     """All metric families. ``api`` is predict/classify/regress/multi_inference/metadata/status/reload;
     ``protocol`` is grpc/rest; ``status`` is the gRPC status name (``OK``, ``NOT_FOUND`` ...)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:  # long: one declaration per metric
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(

@@ -32,6 +32,7 @@ Contract
 - **Errors.** Every gRPC failure is raised as ``gateway.errors.UpstreamError`` carrying the gRPC code and the
   server's message; nothing else escapes. Latency, errors and retries are counted in ``gateway.metrics``.
 """
+# long: one concept (the model client), reworked on another branch (upstream/client.py); split after it lands
 
 from __future__ import annotations
 

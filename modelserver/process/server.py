@@ -20,21 +20,17 @@ import logging
 import os
 import shutil
 import signal
-import socket
-from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
-import uvicorn
 from grpc_health.v1 import health
 
 from guard.heap import freeze_heap
-from guard.http import HttpLimits, protocol_class
 from guard.pages import release_file_pages
 from modelserver.control import ModelControl, default_roots
-from modelserver.dataplane import PROTOCOL, DataPlane
+from modelserver.dataplane import DataPlane
 from modelserver.errors import ConfigError
 from modelserver.lifecycle.aspired_version_policy import POLICIES
 from modelserver.lifecycle.core import ServerCore
@@ -42,13 +38,12 @@ from modelserver.lifecycle.manager import AspiredVersionsManager
 from modelserver.lifecycle.model_config import model_entries, read_model_config_file
 from modelserver.process.options import ServerOptions, default_ram_budget, usable_cores
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
+from modelserver.process.rest_server import Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
 from modelserver.process.supervisor import WorkerContext
 from modelserver.protocols.oip.grpc_service import add_oip_service
-from modelserver.protocols.oip.rest import OipRestApi, is_oip_path
 from modelserver.protocols.oip.service import OipDataPlane
 from modelserver.protocols.tfs.grpc_service import add_services, server_options, set_health
-from modelserver.protocols.tfs.json.text import error_json
 from modelserver.protocols.tfs.rest import create_rest_app
 from modelserver.runtime import session
 from modelserver.runtime.batching import Batcher
@@ -61,25 +56,6 @@ __all__ = ["ModelServer", "run"]
 log = logging.getLogger("modelserver")
 
 GRACE_SECONDS = 5.0
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-class Uvicorn(uvicorn.Server):
-    """uvicorn without its own SIGINT/SIGTERM handlers: the model server owns shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _rest_protocol(app: ASGIApp) -> ASGIApp:
-    """Label the REST adapter's calls as protocol "rest" in the data plane's metrics."""
-
-    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        PROTOCOL.set("rest")
-        await app(scope, receive, send)
-
-    return wrapped
 
 
 class ModelServer:
@@ -307,6 +283,20 @@ class ModelServer:
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0 and first:
             self._tasks.append(asyncio.create_task(self._poll_config_file()))
 
+    async def _start_rest(self) -> tuple[Uvicorn, asyncio.Task[Any]]:
+        """TF Serving's REST API with the OIP's ``/v2`` beside it (``modelserver.process.rest_server``)."""
+        o = self.options
+        monitoring_path = self.monitoring.prometheus_path if self.monitoring.prometheus_enabled else None
+        app = create_rest_app(
+            self.dataplane,
+            monitoring_path=monitoring_path,
+            enable_cors=o.rest_api_enable_cors_support,
+            max_body_bytes=o.rest_api_max_body_bytes,
+        )
+        return await start_rest(
+            o, app, self.oip, shared_port=self.worker is not None, grace_seconds=GRACE_SECONDS
+        )
+
     def _handle_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -342,42 +332,6 @@ class ModelServer:
             shutil.rmtree(self.worker.directory, ignore_errors=True)
         log.info("stopped")
 
-    async def _start_rest(self) -> tuple[Uvicorn, asyncio.Task[Any]]:
-        """TF Serving's REST API with the OIP's ``/v2`` beside it, under uvicorn on this event loop."""
-        o = self.options
-        monitoring_path = self.monitoring.prometheus_path if self.monitoring.prometheus_enabled else None
-        app = create_rest_app(
-            self.dataplane,
-            monitoring_path=monitoring_path,
-            enable_cors=o.rest_api_enable_cors_support,
-            max_body_bytes=o.rest_api_max_body_bytes,
-        )
-        limits = HttpLimits(
-            max_header_bytes=o.rest_api_max_header_bytes,
-            header_timeout=o.rest_api_header_timeout_seconds,
-            body_timeout=o.rest_api_body_timeout_seconds,
-        )
-        config = uvicorn.Config(
-            with_oip_rest(_rest_protocol(app), self.oip, o.rest_api_max_body_bytes),
-            host=o.bind_host,
-            port=o.rest_api_port,
-            http=protocol_class(limits, _rest_error, "application/json"),
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=int(GRACE_SECONDS),
-        )
-        server = Uvicorn(config)
-        sockets = [_shared_socket(o.bind_host, o.rest_api_port)] if self.worker is not None else None
-        task = asyncio.create_task(server.serve(sockets=sockets))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise ConfigError(f"cannot listen on REST port {o.rest_api_port}")
-            await asyncio.sleep(0.02)
-        log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_host, o.rest_api_port)
-        return server, task
-
 
 def _release_start_up_memory() -> None:
     """Once, after the start-up loads; not per load (a version is a C++ session with few Python objects, and a
@@ -386,42 +340,6 @@ def _release_start_up_memory() -> None:
     released = release_file_pages()  # TensorFlow's op and kernel registration: start-up only
     if released:
         log.info("released %.0f MiB of TensorFlow library pages only start-up used", released / 2**20)
-
-
-def _shared_socket(host: str, port: int) -> socket.socket:
-    """A listening socket with SO_REUSEPORT: every worker binds its own and the kernel spreads new
-    connections across them (uvicorn has no option for it)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on REST port {port}: {exc}") from None
-    sock.setblocking(False)
-    return sock
-
-
-def _rest_error(code: str, message: str) -> bytes:
-    del code
-    return error_json(message)
-
-
-def with_oip_rest(app: ASGIApp, oip: OipDataPlane, max_body_bytes: int) -> ASGIApp:
-    """TF Serving's REST API with the Open Inference Protocol's ``/v2`` paths mounted beside it."""
-    oip_app = OipRestApi(oip, max_body_bytes)
-
-    async def routed(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and is_oip_path(scope.get("path", "")):
-            await oip_app(scope, receive, send)
-        else:
-            await app(scope, receive, send)
-
-    return routed
 
 
 def run(

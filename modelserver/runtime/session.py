@@ -21,6 +21,8 @@ Contract:
 The shared libraries are the ones ``import tensorflow`` loads; opening them with ctypes does not need the
 TensorFlow Python layer.
 """
+# long: one concept, TensorFlow's C API session: the library and its signatures, the tensor copies in and out
+# (TF_TString included), load, run and close share the handles and memory rules
 
 from __future__ import annotations
 
@@ -83,6 +85,7 @@ def _declare(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> None:
     function.argtypes = list(argtypes)
 
 
+# long: the C API's function signatures, one row each
 def library() -> ctypes.CDLL:
     """The C API (``libtensorflow_cc.so.2`` over ``libtensorflow_framework.so.2``), opened once."""
     global _lib
@@ -323,6 +326,7 @@ class Session:
             self._outputs[name] = found
         return found
 
+    # long: one TF_SessionRun, its buffers and their cleanup in one try/finally (who frees what stays visible)
     def run(
         self,
         feeds: Mapping[str, tuple[np.ndarray, int]],

@@ -96,6 +96,32 @@ def _binary_size(parameters: dict[str, Any], name: str) -> int | None:
 
 def parse_infer_request(body: bytes, header_length: str | None, model: str, version: str) -> InferRequest:
     """An infer body (JSON, or JSON + binary with ``Inference-Header-Content-Length``) as an InferRequest."""
+    document, binary = _split_body(body, header_length)
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list):
+        raise InvalidArgument("the request needs 'inputs': a list of tensors")
+    tensors = _input_tensors(inputs, binary)
+    outputs = []
+    for item in document.get("outputs") or []:
+        item = _object(item, "each requested output")
+        if not isinstance(item.get("name"), str):
+            raise InvalidArgument("each requested output needs a string 'name'")
+        outputs.append(RequestedOutput(item["name"], _parameters(item.get("parameters"), "output")))
+    request_id = document.get("id", "")
+    if not isinstance(request_id, str):
+        raise InvalidArgument("'id' must be a string")
+    return InferRequest(
+        model_name=model,
+        model_version=version,
+        id=request_id,
+        parameters=_parameters(document.get("parameters"), "the request"),
+        inputs=tensors,
+        outputs=outputs,
+    )
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    """The JSON document (an object) and the binary data after it."""
     json_end = len(body)
     if header_length is not None:
         if not header_length.strip().isdigit():
@@ -109,13 +135,13 @@ def parse_infer_request(body: bytes, header_length: str | None, model: str, vers
         document = orjson.loads(memoryview(body)[:json_end])
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"the request JSON is malformed: {exc}") from None
-    document = _object(document, "the request")
-    binary = memoryview(body)[json_end:]
-    offset = 0
-    inputs = document.get("inputs")
-    if not isinstance(inputs, list):
-        raise InvalidArgument("the request needs 'inputs': a list of tensors")
+    return _object(document, "the request"), memoryview(body)[json_end:]
+
+
+def _input_tensors(inputs: list[Any], binary: memoryview) -> list[Tensor]:
+    """Each input from its JSON ``data`` or its slice of the binary data, which the inputs must claim whole."""
     tensors = []
+    offset = 0
     for item in inputs:
         item = _object(item, "each input")
         name, datatype = item.get("name"), item.get("datatype")
@@ -145,23 +171,7 @@ def parse_infer_request(body: bytes, header_length: str | None, model: str, vers
             f"{len(binary) - offset} bytes of binary data are not claimed by any input's binary_data_size "
             "(check Inference-Header-Content-Length)"
         )
-    outputs = []
-    for item in document.get("outputs") or []:
-        item = _object(item, "each requested output")
-        if not isinstance(item.get("name"), str):
-            raise InvalidArgument("each requested output needs a string 'name'")
-        outputs.append(RequestedOutput(item["name"], _parameters(item.get("parameters"), "output")))
-    request_id = document.get("id", "")
-    if not isinstance(request_id, str):
-        raise InvalidArgument("'id' must be a string")
-    return InferRequest(
-        model_name=model,
-        model_version=version,
-        id=request_id,
-        parameters=_parameters(document.get("parameters"), "the request"),
-        inputs=tensors,
-        outputs=outputs,
-    )
+    return tensors
 
 
 def render_infer_response(response: InferResponse, request: InferRequest) -> tuple[bytes, int | None]:
