@@ -100,11 +100,13 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(services.reconciler.run()) if catalog.enabled else None
+        tasks = [asyncio.create_task(services.reconciler.run())] if catalog.enabled else []
+        if services.client.watched:
+            tasks.append(asyncio.create_task(services.client.watch()))  # active health of the replicas
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

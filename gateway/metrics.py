@@ -6,7 +6,8 @@
   routes without a model), so cardinality stays bounded.
 - ``gateway_upstream_seconds{server,method}`` and ``gateway_upstream_errors_total{server,method,code}``:
 each gRPC
-  call to a model server (retries counted in ``gateway_upstream_retries_total``).
+  call to a model server (retries counted in ``gateway_upstream_retries_total``); ``gateway_replica_in_rotation
+  {server}`` and ``gateway_replica_ejections_total{server,reason}``: client failover across replicas.
 - ``gateway_errors_total{kind}``: error replies by kind (the ``code`` of the JSON error body).
 - Version management (gateway.rollout.reconciler, gateway.rollout.operations, gateway.rollout.traffic):
   ``gateway_replicas_converged{model}`` (1 when every replica serves the desired versions),
@@ -56,6 +57,18 @@ class Metrics:
             "gateway_upstream_retries",
             "gRPC calls retried after UNAVAILABLE",
             ["server", "method"],
+            registry=r,
+        )
+        self.replica_in_rotation = Gauge(
+            "gateway_replica_in_rotation",
+            "1 while a listed replica takes inference calls, 0 while it is ejected (gateway.upstream.client)",
+            ["server"],
+            registry=r,
+        )
+        self.replica_ejections = Counter(
+            "gateway_replica_ejections",
+            "replicas taken out of rotation, by why (error, timeout, health)",
+            ["server", "reason"],
             registry=r,
         )
         self.coalesced = Histogram(

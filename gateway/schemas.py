@@ -136,6 +136,9 @@ class ReplicaStatus(BaseModel):
     reachable: bool
     versions: list[VersionStatus]
     error: str | None = None
+    answers: int | None = Field(
+        default=None, description="measured: the version that answered a request naming no version"
+    )
 
 
 class AdminReplicaStatus(ReplicaStatus):
@@ -159,6 +162,11 @@ class ModelSummary(BaseModel):
     versions: list[VersionStatus] = Field(..., description="the versions of the first replica that answered")
     pinned: int | None = None
     labels: dict[str, int] = {}
+    answers: int | None = Field(
+        default=None,
+        description="measured on every replica: the version answering requests that name no version "
+        "(null when none answered or they differ; each replica's own is in replicas)",
+    )
     error: str | None = Field(default=None, description="why the model server could not be asked")
     replicas: list[ReplicaStatus] = Field(default=[], description="what each replica serves")
     converged: bool = Field(default=False, description="every replica answers, serving the desired versions")
@@ -229,6 +237,12 @@ class AdminReply(BaseModel):
     versions: list[VersionStatus]
     generation: int | None = None
     converged: bool = False
+    answers: int | None = Field(default=None, description="measured: see ModelSummary.answers")
+    unconfirmed: list[str] = Field(
+        default=[],
+        description="ids of the replicas that did not confirm this change within their deadline (hung, down "
+        "or partitioned); they converge later from the models.config",
+    )
     replicas: list[AdminReplicaStatus] = []
     canary: CanaryState | None = None
     events: list[dict[str, Any]] = []

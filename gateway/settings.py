@@ -14,7 +14,7 @@
 | `GATEWAY_ADMIN_TOKEN` | unset | bearer token for `/v1/admin/*`, >= 16 chars; unset = admin off |
 | `GATEWAY_TIMEOUT_SECONDS` | `10` | deadline of each Predict/Classify/Regress call |
 | `GATEWAY_METADATA_TIMEOUT_SECONDS` | `5` | deadline of metadata/status calls |
-| `GATEWAY_RETRIES` | `2` | extra attempts on UNAVAILABLE |
+| `GATEWAY_RETRIES` | `2` | extra attempts on UNAVAILABLE (and, for inference, on another replica) |
 | `GATEWAY_RETRY_BACKOFF_SECONDS` | `0.1` | first retry backoff; doubles each retry |
 | `GATEWAY_MAX_MESSAGE_BYTES` | `67108864` | gRPC send/receive limit (gRPC's own 4 MiB is too small) |
 | `GATEWAY_MAX_UPLOAD_BYTES` | `10485760` | largest file or JSON body (413 above) |
@@ -23,6 +23,11 @@
 | `GATEWAY_MAX_TEXT_CHARS` | `20000` | longest text |
 | `GATEWAY_CONTRACT_CACHE_SIZE` | `64` | model versions whose input contract is cached |
 | `GATEWAY_STATE_REFRESH_SECONDS` | `5` | period of the reconciler (re-reads the files, repairs replicas) |
+| `GATEWAY_ADMIN_RELOAD_TIMEOUT_SECONDS` | `2` | deadline of the config reload sent to each replica by an admin change |
+| `GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS` | `1` | deadline of each replica's status/version check and health probe |
+| `GATEWAY_FAILOVER_TIMEOUT_SECONDS` | `1` | an inference attempt gets this long while another replica could answer; 0 = off |
+| `GATEWAY_EJECT_SECONDS` | `10` | a replica that failed or timed out stays out of rotation this long (or until healthy) |
+| `GATEWAY_HEALTH_INTERVAL_SECONDS` | `1` | how often every listed replica is probed (grpc.health.v1); 0 = no probes |
 | `GATEWAY_CANARY_KEY_HEADER` | `x-canary-key` | requests with this header stick to one side of a canary |
 | `GATEWAY_CANARY_WINDOW` | `200` | sliding window: the last N requests of each side |
 | `GATEWAY_CANARY_MIN_REQUESTS` | `20` | candidate requests in the window before it can be judged |
@@ -107,6 +112,11 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20_000, ge=1, le=10_000_000)
     contract_cache_size: int = Field(default=64, ge=1, le=100_000)
     state_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
+    admin_reload_timeout_seconds: float = Field(default=2.0, gt=0, le=600)
+    replica_status_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    failover_timeout_seconds: float = Field(default=1.0, ge=0, le=600)
+    eject_seconds: float = Field(default=10.0, gt=0, le=3600)
+    health_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
     rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
     rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
     model_control_token: SecretStr | None = None

@@ -47,12 +47,15 @@ from gateway.errors import Conflict
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = [
+    "CANARY_LABEL",
     "Canary",
     "Desired",
     "DesiredStateInvalid",
     "DesiredStore",
     "ModelState",
     "Transaction",
+    "answering_version",
+    "live_labels",
     "parse_desired",
     "render_entry",
 ]
@@ -62,6 +65,7 @@ NOTE = "# (written by the gateway: edit the config below, not these two lines)"
 MAX_HISTORY = 50
 MAX_EVENTS = 30
 LOCK_WAIT_SECONDS = 120.0
+CANARY_LABEL = "canary"
 KnownVersions = Callable[[str], "list[int] | None"]
 
 
@@ -117,6 +121,7 @@ class Desired:
     generation: int
     models: dict[str, ModelState]
     adopted: list[str] = field(default_factory=list)  # models whose entry another writer changed
+    unconfirmed: dict[str, str] = field(default_factory=dict)  # replica address -> why it did not confirm
     preamble: str = ""  # the operator's own comment lines at the top of the file, kept
 
     def copy(self) -> Desired:
@@ -129,19 +134,50 @@ def _base_entry(state: ModelState) -> model_server_config_pb2.ModelConfig:
     return entry
 
 
+def answering_version(state: ModelState, known: list[int] | None = None) -> int | None:
+    """The version that answers requests naming no version when no canary runs ("pinned means served"):
+    the pin, else the highest version the operator's own policy loads (None when that is unknown).
+
+    TF Serving answers such a request with the highest AVAILABLE version, so no version above this one may
+    stay loaded: ``live_labels`` keeps only labels at or below it."""
+    if state.pinned is not None:
+        return state.pinned
+    policy = _base_entry(state).model_version_policy
+    if policy.HasField("specific") and policy.specific.versions:
+        return int(max(policy.specific.versions))
+    return max(known) if known else None
+
+
+def live_labels(state: ModelState, known: list[int] | None = None) -> dict[str, int]:
+    """The labels whose versions stay loaded: those at or below ``answering_version``, and the running
+    canary's (the gateway names the version of every request it splits; direct clients that name no
+    version get the highest loaded one during a canary - docs/architecture.md). A label above the answering
+    version (a rolled-back canary, an older state) stays in the header but is not loaded or served."""
+    head = answering_version(state, known)
+    canary = state.canary
+    running = canary.version if canary is not None and canary.status == "running" else None
+    return {
+        label: version
+        for label, version in state.labels.items()
+        if head is None or version <= head or (label == CANARY_LABEL and version == running)
+    }
+
+
 def render_entry(
     state: ModelState, known: list[int] | None = None, omit_labels: frozenset[str] = frozenset()
 ) -> model_server_config_pb2.ModelConfig:
-    """The ModelConfig a server must run for one model: the base entry plus pin and labels.
+    """The ModelConfig a server must run for one model: the base entry plus pin and live labels.
 
     A label's version must stay loaded (TF Serving only labels AVAILABLE versions): with a pin it joins
     ``specific``; without one, ``latest { num_versions }`` widens to reach it (``known``: versions on disk).
-    ``omit_labels`` leaves labels out while their versions load (TF Serving refuses them before).
+    Only ``live_labels`` are rendered, so nothing above the answering version is loaded (bar a running
+    canary). ``omit_labels`` leaves labels out while their versions load (TF Serving refuses them before).
     """
     entry = _base_entry(state)
-    if state.pinned is None and not state.labels:
+    labels = live_labels(state, known)
+    if state.pinned is None and not labels:
         return entry
-    keep = set(state.labels.values())
+    keep = set(labels.values())
     if state.pinned is not None:
         entry.model_version_policy.Clear()
         entry.model_version_policy.specific.versions.extend(sorted(keep | {state.pinned}))
@@ -156,7 +192,7 @@ def render_entry(
             ordered = sorted(set(known or []) | keep)
             policy.latest.num_versions = max(have, len([v for v in ordered if v >= min(keep)]))
     entry.ClearField("version_labels")
-    for label, version in sorted(state.labels.items()):
+    for label, version in sorted(labels.items()):
         if label not in omit_labels:
             entry.version_labels[label] = version
     return entry
@@ -248,6 +284,7 @@ class Transaction:
     def commit(self, desired: Desired, omit: dict[str, frozenset[str]] | None = None) -> Desired:
         desired.generation = self.desired.generation + 1
         desired.adopted = []
+        desired.unconfirmed = {}
         try:
             self.store._write(desired, omit)
         except OSError as exc:

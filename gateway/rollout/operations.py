@@ -1,10 +1,24 @@
 """Admin operations on the desired state: pin (promote), roll back, back to latest, labels, and the canary
 (start / reweigh, abort, promote, automatic rollback).
 
-Each operation holds the lock of the model's models.config (``DesiredStore.transaction``: one change at a
-time across every gateway, so none is lost), reads the file fresh, checks its input, writes the new state
-(generation + 1) and applies it to every replica (``Reconciler.apply``), waiting for the versions it needs.
-When a version fails to load, the previous state is written back and re-applied, and the error is raised.
+Each operation has three steps, and the cluster-wide lock of the model's models.config is held only for the
+middle one, never across a network wait (a hung replica must not stall every admin call on every gateway):
+
+1. what the replicas serve is observed when the change needs it (short per-replica deadlines);
+2. under the lock (``DesiredStore.transaction``: one write at a time across every gateway, so none is lost)
+   the file is read fresh, the input checked, the new state written (generation + 1);
+3. the new state is applied to every replica in parallel (``Reconciler.apply``), waiting for the versions it
+   needs on the replicas that confirm; those that do not within their deadline are named in the reply
+   (``Desired.unconfirmed``) and converge later (the reconciler, and their own poll of the file).
+
+When a version fails to load, the previous state is written back and re-applied (only when nobody wrote the
+file since: a later change wins), and the error is raised.
+
+"Pinned means served": a request that names no version gets the answering version (the pin; see
+``desired.answering_version``) on every replica. TF Serving answers such requests with the highest loaded
+version, so a label may point at the answering version or below (409 above it); a promote or rollback moves
+the ``stable`` label to the new pin and drops the other labels above it (an event says so). A running canary
+is the one exception: its candidate is loaded and the gateway names the version of every request it splits.
 
 A new label whose version is not loaded yet is applied in two writes (TF Serving only labels AVAILABLE
 versions): first the version is loaded with the label left out, then the label is added.
@@ -15,23 +29,30 @@ below the current one among those on disk and those the replicas serve.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 from gateway.errors import BadRequest, Conflict, GatewayError, ModelNotFound, NotFound
 from gateway.metrics import Metrics
 from gateway.rollout.catalog import Catalog
-from gateway.rollout.desired import Canary, Desired, ModelState, Transaction
-from gateway.rollout.reconciler import Reconciler
+from gateway.rollout.desired import (
+    CANARY_LABEL,
+    Canary,
+    Desired,
+    ModelState,
+    answering_version,
+    live_labels,
+)
+from gateway.rollout.reconciler import ClusterView, Reconciler
 
 __all__ = ["CANARY_LABEL", "STABLE_LABEL", "Operations"]
 
 log = logging.getLogger("gateway.operations")
 LABEL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 STABLE_LABEL = "stable"
-CANARY_LABEL = "canary"
+# Changes one model's state in place and returns the versions to wait for, or None: nothing to write.
+Edit = Callable[[ModelState], "list[int] | None"]
 
 
 class Operations:
@@ -40,51 +61,71 @@ class Operations:
         self._reconciler = reconciler
         self._metrics = metrics
 
-    @contextlib.asynccontextmanager
-    async def _edit(self, name: str) -> AsyncIterator[tuple[Transaction, Desired, ModelState]]:
-        """The model's file locked and read fresh; a copy of its state to change and ``_commit``."""
-        async with self._catalog.store_for(name).transaction() as txn:
-            new = txn.desired.copy()
-            if name not in new.models:
-                raise Conflict(
-                    f"model {name!r} is no longer in {txn.store.path.name} (edited by hand); restart the "
-                    "gateways to take up the new list of models"
-                )
-            yield txn, new, new.models[name]
-
     def _check_on_disk(self, name: str, version: int) -> None:
         disk = self._catalog.repository.versions(name)
         if disk is not None and version not in disk:
             raise ModelNotFound(name, version)
 
-    async def _current(self, name: str, state: ModelState) -> int | None:
-        if state.pinned is not None:
-            return state.pinned
+    def _peek(self, name: str) -> ModelState | None:
+        """The model's state as the file says now, read without the lock (to decide what to observe)."""
+        desired = self._catalog.store_for(name).current()
+        return desired.models.get(name) if desired is not None else None
+
+    async def _observed_current(self, name: str) -> int | None:
+        """The version the replicas serve now when the model is not pinned (a network wait: before the lock)."""
+        state = self._peek(name)
+        if state is not None and state.pinned is not None:
+            return None
         return (await self._reconciler.observe(name)).current()
 
-    async def _commit(self, txn: Transaction, name: str, new: Desired, wait_for: list[int]) -> Desired:
-        old = txn.desired.copy()
-        before, after = old.models[name], new.models[name]
-        added = frozenset(k for k, v in after.labels.items() if before.labels.get(k) != v)
-        try:
-            if added and wait_for:
-                omit = {name: added}
-                staged = txn.commit(new.copy(), omit)
-                await self._reconciler.apply(txn.store, staged, {name: wait_for}, omit)
-                wait_for = []
-            committed = txn.commit(new)
-            await self._reconciler.apply(txn.store, committed, {name: wait_for})
-        except GatewayError as exc:
+    async def _change(self, name: str, edit: Edit) -> Desired:
+        """Step 2 under the lock, step 3 without it (module docstring)."""
+        store = self._catalog.store_for(name)
+        known = self._catalog.repository.versions(name)
+        async with store.transaction() as txn:
+            old = txn.desired.copy()
+            new = old.copy()
+            if name not in new.models:
+                raise Conflict(
+                    f"model {name!r} is no longer in {store.path.name} (edited by hand); restart the "
+                    "gateways to take up the new list of models"
+                )
+            wait_for = edit(new.models[name])
+            if wait_for is None:
+                return old
+            before, after = live_labels(old.models[name], known), live_labels(new.models[name], known)
+            added = frozenset(k for k, v in after.items() if before.get(k) != v)
+            omit = {name: added} if added and wait_for else None
+            written = txn.commit(new.copy(), omit)
+        with self._reconciler.applying(store):
+            try:
+                report = await self._reconciler.apply(store, written, {name: wait_for}, omit)
+                if omit is not None:
+                    async with store.transaction() as txn:
+                        if txn.desired.generation == written.generation:  # else a later write has the labels
+                            written = txn.commit(new)
+                    report = await self._reconciler.apply(store, written, {})
+            except GatewayError as exc:
+                await self._restore(name, old, written.generation, exc)
+                raise
+        written.unconfirmed = {a: e for a, e in report.items() if e is not None}
+        self._metrics.desired_generation.labels(store.path.name).set(written.generation)
+        return written
+
+    async def _restore(self, name: str, old: Desired, generation: int, exc: GatewayError) -> None:
+        """Write the state before a refused change back, unless someone wrote the file since."""
+        store = self._catalog.store_for(name)
+        async with store.transaction() as txn:
+            if txn.desired.generation != generation:
+                log.warning("model %s: not restoring after %s: the file changed since", name, exc.message)
+                return
             restored = old.copy()
             restored.models[name].event("refused", reason=exc.message)
             committed = txn.commit(restored)
-            try:
-                await self._reconciler.apply(txn.store, committed, {})
-            except GatewayError as again:
-                log.error("model %s: restoring the previous state failed too: %s", name, again.message)
-            raise
-        self._metrics.desired_generation.labels(txn.store.path.name).set(committed.generation)
-        return committed
+        try:
+            await self._reconciler.apply(store, committed, {})
+        except GatewayError as again:
+            log.error("model %s: restoring the previous state failed too: %s", name, again.message)
 
     @staticmethod
     def _drop_canary(state: ModelState, why: str) -> None:
@@ -93,31 +134,61 @@ class Operations:
             state.canary = None
             state.labels.pop(CANARY_LABEL, None)
 
+    @staticmethod
+    def _follow_pin(state: ModelState) -> None:
+        """After a new pin: ``stable`` names it; a label above it would answer requests that name no
+        version (TF Serving's highest loaded version), so it is dropped."""
+        pinned = state.pinned
+        if pinned is None:
+            return
+        if STABLE_LABEL in state.labels:
+            state.labels[STABLE_LABEL] = pinned
+        for label, version in sorted(state.labels.items()):
+            if version > pinned:
+                del state.labels[label]
+                state.event(
+                    "label_dropped",
+                    label=label,
+                    version=version,
+                    reason=f"above the pinned version {pinned}: it would answer requests that name no version",
+                )
+
     # -- versions ------------------------------------------------------------------------------------------
 
     async def promote(self, name: str, version: int) -> Desired:
         self._check_on_disk(name, version)
-        async with self._edit(name) as (txn, new, state):
-            current = await self._current(name, state)
+        observed = await self._observed_current(name)
+        previous: list[int | None] = [None]
+
+        def edit(state: ModelState) -> list[int]:
+            current = previous[0] = state.pinned if state.pinned is not None else observed
             self._drop_canary(state, f"version {version} promoted")
             if current != version:
                 state.remember(current)
             state.pinned = version
+            self._follow_pin(state)
             state.event("promoted", version=version, previous=current)
-            done = await self._commit(txn, name, new, [version])
-        log.info("admin: model %s pinned to version %d (was %s)", name, version, current)
+            return [version]
+
+        done = await self._change(name, edit)
+        log.info("admin: model %s pinned to version %d (was %s)", name, version, previous[0])
         return done
 
     async def rollback(self, name: str) -> Desired:
-        async with self._edit(name) as (txn, new, state):
-            view = await self._reconciler.observe(name)
-            current = state.pinned if state.pinned is not None else view.current()
+        peek = self._peek(name)
+        view: ClusterView | None = None
+        if peek is None or peek.pinned is None or not peek.history:
+            view = await self._reconciler.observe(name)  # what they serve: before the lock
+        moved: list[int | None] = [None, None]
+
+        def edit(state: ModelState) -> list[int]:
+            current = state.pinned if state.pinned is not None else (view.current() if view else None)
             target = None
             while state.history and target is None:
                 candidate = state.history.pop()
                 target = candidate if candidate != current else None
             if target is None:
-                served = {v for r in view.replicas for v in r.available}
+                served = {v for r in view.replicas for v in r.available} if view else set()
                 known = served | set(self._catalog.repository.versions(name) or [])
                 older = [v for v in known if current is not None and v < current]
                 if not older:
@@ -125,18 +196,24 @@ class Operations:
                 target = max(older)
             self._drop_canary(state, "rolled back")
             state.pinned = target
+            self._follow_pin(state)
             state.event("rolled_back", version=target, previous=current)
-            done = await self._commit(txn, name, new, [target])
-        log.info("admin: model %s rolled back from version %s to %d", name, current, target)
+            moved[:] = [current, target]
+            return [target]
+
+        done = await self._change(name, edit)
+        log.info("admin: model %s rolled back from version %s to %s", name, moved[0], moved[1])
         return done
 
     async def latest(self, name: str) -> Desired:
-        async with self._edit(name) as (txn, new, state):
+        def edit(state: ModelState) -> list[int]:
             self._drop_canary(state, "back to the configured policy")
             state.remember(state.pinned)
             state.pinned = None
             state.event("latest")
-            done = await self._commit(txn, name, new, [])
+            return []
+
+        done = await self._change(name, edit)
         log.info("admin: model %s back to its configured policy", name)
         return done
 
@@ -145,7 +222,9 @@ class Operations:
             raise BadRequest(f"label {label!r} must match [A-Za-z0-9_]+ (at most 64 characters)")
         if version is not None:
             self._check_on_disk(name, version)
-        async with self._edit(name) as (txn, new, state):
+        known = self._catalog.repository.versions(name)
+
+        def edit(state: ModelState) -> list[int]:
             if label == CANARY_LABEL and state.canary is not None:
                 raise Conflict("the canary label belongs to the running canary; use /canary to change it")
             if version is None:
@@ -153,11 +232,19 @@ class Operations:
                     raise NotFound(f"model {name!r} has no label {label!r}")
                 del state.labels[label]
                 state.event("label_removed", label=label)
-                done = await self._commit(txn, name, new, [])
-            else:
-                state.labels[label] = version
-                state.event("labelled", label=label, version=version)
-                done = await self._commit(txn, name, new, [version])
+                return []
+            head = answering_version(state, known)
+            if head is not None and version > head:
+                raise Conflict(
+                    f"label {label!r} cannot point at version {version}: requests that name no version must "
+                    f"get version {head}, and a model server answers them with the highest version it has "
+                    f"loaded; promote {version}, or start a canary of it to send it a share of the traffic"
+                )
+            state.labels[label] = version
+            state.event("labelled", label=label, version=version)
+            return [version]
+
+        done = await self._change(name, edit)
         log.info("admin: model %s label %s -> %s", name, label, version)
         return done
 
@@ -166,24 +253,28 @@ class Operations:
     async def set_canary(self, name: str, version: int, weight: float, shadow: float) -> Desired:
         """Serve ``weight`` % of requests with ``version`` next to the stable one (mirror ``shadow`` %)."""
         self._check_on_disk(name, version)
-        async with self._edit(name) as (txn, new, state):
+        observed = await self._observed_current(name)
+
+        def edit(state: ModelState) -> list[int]:
             canary = state.canary
             if canary is not None and canary.version == version:
                 canary.weight, canary.shadow, canary.status, canary.reason = weight, shadow, "running", None
                 state.event("canary_weight", version=version, weight=weight, shadow=shadow)
-                done = await self._commit(txn, name, new, [])
-            else:
-                stable = canary.stable if canary is not None else await self._current(name, state)
-                if stable is None:
-                    raise Conflict(f"model {name!r} serves no version yet: nothing to compare a canary with")
-                if version == stable:
-                    raise BadRequest(f"version {version} is the stable version of {name!r}; pick another one")
-                state.pinned = stable
-                state.labels[STABLE_LABEL] = stable
-                state.labels[CANARY_LABEL] = version
-                state.canary = Canary(version=version, stable=stable, weight=weight, shadow=shadow)
-                state.event("canary_started", version=version, stable=stable, weight=weight, shadow=shadow)
-                done = await self._commit(txn, name, new, [stable, version])
+                return []
+            stable = canary.stable if canary is not None else state.pinned
+            stable = stable if stable is not None else observed
+            if stable is None:
+                raise Conflict(f"model {name!r} serves no version yet: nothing to compare a canary with")
+            if version == stable:
+                raise BadRequest(f"version {version} is the stable version of {name!r}; pick another one")
+            state.pinned = stable
+            state.labels[STABLE_LABEL] = stable
+            state.labels[CANARY_LABEL] = version
+            state.canary = Canary(version=version, stable=stable, weight=weight, shadow=shadow)
+            state.event("canary_started", version=version, stable=stable, weight=weight, shadow=shadow)
+            return [stable, version]
+
+        done = await self._change(name, edit)
         self._metrics.canary_weight.labels(name).set(weight)
         log.info(
             "admin: model %s canary version %d at %.1f %% (shadow %.1f %%)", name, version, weight, shadow
@@ -191,16 +282,18 @@ class Operations:
         return done
 
     async def clear_canary(self, name: str) -> Desired:
-        async with self._edit(name) as (txn, new, state):
+        def edit(state: ModelState) -> list[int]:
             if state.canary is None:
                 raise NotFound(f"model {name!r} has no canary")
             self._drop_canary(state, "aborted")
-            done = await self._commit(txn, name, new, [])
+            return []
+
+        done = await self._change(name, edit)
         self._metrics.canary_weight.labels(name).set(0)
         return done
 
     async def promote_canary(self, name: str) -> Desired:
-        async with self._edit(name) as (txn, new, state):
+        def edit(state: ModelState) -> list[int]:
             canary = state.canary
             if canary is None:
                 raise NotFound(f"model {name!r} has no canary to promote")
@@ -208,19 +301,26 @@ class Operations:
             state.remember(canary.stable)
             state.pinned = canary.version
             state.labels[STABLE_LABEL] = canary.version
+            self._follow_pin(state)
             state.event("promoted", version=canary.version, previous=canary.stable)
-            done = await self._commit(txn, name, new, [canary.version])
+            return [canary.version]
+
+        done = await self._change(name, edit)
         self._metrics.canary_weight.labels(name).set(0)
         return done
 
     async def auto_rollback(self, name: str, version: int, reason: str, figures: dict[str, float]) -> None:
-        """Weight of the running canary ``version`` to 0, with the reason and the window's figures."""
-        async with self._edit(name) as (txn, new, state):
+        """Weight of the running canary ``version`` to 0, with the reason and the window's figures. Its
+        version is no longer loaded (``live_labels``): nothing but the stable version answers."""
+
+        def edit(state: ModelState) -> list[int] | None:
             canary = state.canary
             if canary is None or canary.version != version or canary.status != "running":
-                return  # another gateway was first, or an admin changed it meanwhile
+                return None  # another gateway was first, or an admin changed it meanwhile
             canary.weight, canary.shadow, canary.status, canary.reason = 0.0, 0.0, "rolled_back", reason
             state.event("canary_auto_rollback", version=version, reason=reason, **figures)
-            await self._commit(txn, name, new, [])
+            return []
+
+        await self._change(name, edit)
         self._metrics.canary_weight.labels(name).set(0)
         log.warning("model %s: canary version %d rolled back automatically: %s", name, version, reason)

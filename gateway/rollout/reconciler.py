@@ -4,24 +4,33 @@ background loop that repairs replicas that drifted from it.
 Contract
 --------
 - ``observe(model)`` asks every replica (``ModelClient.replicas``: the list in settings, or every address the
-  model's server name resolves to) for its versions; nothing is changed. A replica that does not answer is
-  reported unreachable, never an error of the whole call. ``converged`` is true when every replica answers
-  and all serve the same AVAILABLE versions - exactly the wanted ones when the desired state pins them.
-- ``apply(store, desired, wait_for)`` sends each replica the FULL desired config of the models.config it polls
-  (HandleReloadConfigRequest replaces a server's whole config), then waits until each wanted version is
-  AVAILABLE on every replica that took the config. A replica that is down is reported and converges by
-  itself: it reads the same file at start and on every poll. A version that fails to load raises NotFound.
+  model's server name resolves to) in parallel for its versions, and measures which version answers a
+  request that names no version (GetModelMetadata without a version: ``ReplicaView.answers``); nothing is
+  changed. Each call has ``GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS``: a replica that does not answer in time
+  (down, hung, partitioned) is reported unreachable, never an error of the whole call. ``converged`` is true
+  when every replica answers and all serve the same AVAILABLE versions - exactly the wanted ones when the
+  desired state pins them, with the expected version answering unversioned requests.
+- ``apply(store, desired, wait_for)`` sends each replica in parallel the FULL desired config of the
+  models.config it polls (HandleReloadConfigRequest replaces a server's whole config; deadline
+  ``GATEWAY_ADMIN_RELOAD_TIMEOUT_SECONDS``), then waits until each wanted version is AVAILABLE on every
+  replica that took the config, polling with the short status deadline. A replica that does not confirm
+  (unreachable, reload or status past its deadline) is reported and converges by itself: it reads the same
+  file at start and on every poll, and ``run()`` repairs it. A version that fails to load raises NotFound.
+  ``apply`` holds no lock: callers write the file first and apply after.
 - ``run()`` re-reads the files every ``GATEWAY_STATE_REFRESH_SECONDS`` and re-sends the full desired config to
   a replica whose served versions or labels drifted (a restart from an older file, a reload by someone else).
-  It skips a file while another gateway holds its lock (an admin change is under way there).
+  It holds no lock either: it skips a file while this gateway applies a change to it, and re-reads the file
+  right before a push (a newer generation there waits for the next round).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -29,7 +38,14 @@ import grpc
 from gateway.errors import Conflict, GatewayError, NotFound, UpstreamError
 from gateway.metrics import Metrics
 from gateway.rollout.catalog import Catalog
-from gateway.rollout.desired import Desired, DesiredStore, ModelState, render_config, render_entry
+from gateway.rollout.desired import (
+    Desired,
+    DesiredStore,
+    ModelState,
+    live_labels,
+    render_config,
+    render_entry,
+)
 from gateway.settings import Settings
 from gateway.upstream.client import ModelClient
 from guard.logs import RateLimitedLog
@@ -63,6 +79,7 @@ class ReplicaView:
     reachable: bool
     versions: list[ServedVersion] = field(default_factory=list)
     error: str | None = None
+    answers: int | None = None  # measured: the version that answered a request naming no version
 
     @property
     def id(self) -> str:
@@ -86,8 +103,18 @@ class ClusterView:
             return False
         sets = [r.available for r in self.replicas]
         if self.wanted is not None:
-            return all(s == self.wanted for s in sets)
+            head = max(self.wanted)  # TF Serving answers unversioned requests with the highest loaded one
+            return all(s == self.wanted for s in sets) and all(
+                r.answers in (None, head) for r in self.replicas
+            )
         return bool(sets[0]) and all(s == sets[0] for s in sets)
+
+    @property
+    def answers(self) -> int | None:
+        """The version every replica answered an unversioned request with (None: none measured, or they
+        differ - each replica's own is in ``replicas``)."""
+        measured = {r.answers for r in self.replicas if r.answers is not None}
+        return measured.pop() if len(measured) == 1 else None
 
     def current(self) -> int | None:
         available = [max(r.available) for r in self.replicas if r.available]
@@ -105,7 +132,7 @@ def wanted_versions(state: ModelState | None) -> set[int] | None:
     """The exact versions the desired state asks for, or None when the server's own policy decides."""
     if state is None or state.pinned is None:
         return None
-    return {state.pinned, *state.labels.values()}
+    return {state.pinned, *live_labels(state).values()}
 
 
 def _served(reply: get_model_status_pb2.GetModelStatusResponse) -> list[ServedVersion]:
@@ -123,18 +150,28 @@ class Reconciler:
         self._client = client
         self._catalog = catalog
         self._metrics = metrics
+        self._applying: dict[DesiredStore, int] = {}  # changes this gateway is applying, per file
 
     # -- observing -----------------------------------------------------------------------------------------
 
-    async def replica(self, model: str, address: str) -> ReplicaView:
+    async def replica(self, model: str, address: str, measure: bool = True) -> ReplicaView:
+        """One replica's versions; with ``measure``, also the version that answers an unversioned request."""
+        timeout = self._settings.replica_status_timeout_seconds
         try:
-            reply = await self._client.status(model, address=address)
+            reply = await self._client.status(model, address=address, timeout=timeout)
         except UpstreamError as exc:
             if exc.code is grpc.StatusCode.NOT_FOUND:
                 return ReplicaView(address, True, [], None)
-            reachable = exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-            return ReplicaView(address, reachable, [], exc.message)
-        return ReplicaView(address, True, _served(reply))
+            return ReplicaView(address, not _unreachable(exc), [], exc.message)
+        view = ReplicaView(address, True, _served(reply))
+        if measure and view.available:
+            try:
+                answered = await self._client.metadata(model, address=address, timeout=timeout)
+            except UpstreamError:
+                pass  # measured again on the next look; the versions above still say what it serves
+            else:
+                view.answers = answered.model_spec.version.value or None
+        return view
 
     async def observe(self, model: str, state: ModelState | None = None) -> ClusterView:
         addresses = await self._client.replicas(model)
@@ -163,7 +200,9 @@ class Reconciler:
     ) -> GatewayError | None:
         config = render_config(desired, self._catalog.repository.versions, names, omit)
         try:
-            await self._client.reload_config(address, config)
+            await self._client.reload_config(
+                address, config, timeout=self._settings.admin_reload_timeout_seconds
+            )
         except GatewayError as exc:
             log.warning("replica %s did not take generation %d: %s", address, desired.generation, exc.message)
             return exc
@@ -191,30 +230,44 @@ class Reconciler:
         reached = [a for a, e in report.items() if e is None]
         if not reached:
             log.warning("no replica reachable for generation %d of %s", desired.generation, store.path)
-        waits = [
-            self._wait_available(name, version, address)
-            for address in reached
-            for name, versions in wait_for.items()
-            if name in targets[address]
-            for version in versions
-        ]
-        await asyncio.gather(*waits)
+
+        async def wait(address: str) -> None:
+            versions = [(n, v) for n, vs in wait_for.items() if n in targets[address] for v in vs]
+            for name, version in versions:
+                lost = await self._wait_available(name, version, address)
+                if lost is not None:
+                    report[address] = lost
+                    return
+
+        await asyncio.gather(*(wait(a) for a in reached))
         return report
 
-    async def _wait_available(self, name: str, version: int, address: str) -> None:
+    @contextlib.contextmanager
+    def applying(self, store: DesiredStore) -> Iterator[None]:
+        """Mark a change of ``store`` under way on this gateway: the background repair leaves it alone."""
+        self._applying[store] = self._applying.get(store, 0) + 1
+        try:
+            yield
+        finally:
+            self._applying[store] -= 1
+
+    async def _wait_available(self, name: str, version: int, address: str) -> str | None:
+        """None once ``version`` is AVAILABLE on ``address``; why not when the replica stops answering its
+        status within the short deadline (it converges later). Raises when the version fails to load."""
         deadline = time.monotonic() + LOAD_WAIT_SECONDS
+        timeout = self._settings.replica_status_timeout_seconds
         while time.monotonic() < deadline:
             try:
-                reply = await self._client.status(name, version=version, address=address)
+                reply = await self._client.status(name, version=version, address=address, timeout=timeout)
             except UpstreamError as exc:
-                if exc.code is grpc.StatusCode.UNAVAILABLE:
-                    return  # the replica went away meanwhile: it converges from the file when back
+                if _unreachable(exc):  # gone or hung meanwhile: it converges from the file when back
+                    return f"did not confirm version {version}: {exc.message}"
                 if exc.code is not grpc.StatusCode.NOT_FOUND:
                     raise
             else:
                 for status in reply.model_version_status:
                     if status.state == AVAILABLE:
-                        return
+                        return None
                     if status.state == END and status.status.error_code != 0:
                         raise NotFound(
                             f"version {version} of model {name!r} failed to load: "
@@ -228,7 +281,7 @@ class Reconciler:
     # -- repairing -----------------------------------------------------------------------------------------
 
     async def _drifted(self, name: str, state: ModelState, address: str) -> bool:
-        view = await self.replica(name, address)
+        view = await self.replica(name, address, measure=False)
         if not view.reachable or view.error is not None:
             return False  # nothing to repair through a dead connection; it converges from the file
         if not view.versions:
@@ -241,9 +294,11 @@ class Reconciler:
             wanted = self._policy_versions(name, state, failed)
         if wanted is not None and view.available != wanted:
             return True
-        for label in state.labels:
+        for label in live_labels(state, self._catalog.repository.versions(name)):
             try:
-                await self._client.metadata(name, label=label, address=address)
+                await self._client.metadata(
+                    name, label=label, address=address, timeout=self._settings.replica_status_timeout_seconds
+                )
             except UpstreamError as exc:
                 return exc.code is not grpc.StatusCode.UNAVAILABLE  # a dead link repairs nothing
         return False
@@ -263,30 +318,38 @@ class Reconciler:
         return set(usable[-(policy.latest.num_versions or 1) :]) if usable else None
 
     async def reconcile_store(self, store: DesiredStore) -> int:
-        """Repair the replicas of one file; returns how many were re-sent the desired config."""
+        """Repair the replicas of one file; returns how many were re-sent the desired config. No lock is
+        held across the checks and pushes (a hung replica must not block admin calls): a change this gateway
+        is applying is left alone, and the file is re-read right before each push."""
         repaired = 0
-        async with store.locked(wait=False) as held:
-            if not held:
-                return 0
-            desired = store.current()
-            if desired is None:
-                return 0
-            for address, names in (await self._targets(store)).items():
-                drift = [
-                    n
-                    for n in names
-                    if n in desired.models and await self._drifted(n, desired.models[n], address)
-                ]
-                if drift:
-                    drift_log.warning(
-                        "replica %s drifted from generation %d (%s); re-sending the full desired config",
-                        address,
-                        desired.generation,
-                        ", ".join(drift),
-                    )
-                    if await self._push(store, desired, address, names) is None:
-                        repaired += 1
-                        self._metrics.reconcile_repairs.inc()
+        if self._applying.get(store) or not store.path.exists():
+            return 0
+        desired = store.current()
+        if desired is None:
+            return 0
+
+        async def repair(address: str, names: list[str]) -> bool:
+            drift = [
+                n for n in names if n in desired.models and await self._drifted(n, desired.models[n], address)
+            ]
+            if not drift:
+                return False
+            latest = store.current()
+            if self._applying.get(store) or latest is None or latest.generation != desired.generation:
+                return False  # changed meanwhile: the next round looks again
+            drift_log.warning(
+                "replica %s drifted from generation %d (%s); re-sending the full desired config",
+                address,
+                desired.generation,
+                ", ".join(drift),
+            )
+            return await self._push(store, desired, address, names) is None
+
+        targets = await self._targets(store)
+        for done in await asyncio.gather(*(repair(a, n) for a, n in targets.items())):
+            if done:
+                repaired += 1
+                self._metrics.reconcile_repairs.inc()
         return repaired
 
     async def reconcile_once(self) -> None:

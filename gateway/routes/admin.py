@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header
 
 from gateway.deps import Services, ServicesDep
 from gateway.errors import AdminDisabled, Unauthorized
+from gateway.rollout.desired import Desired
 from gateway.routes.models import cluster, version_list
 from gateway.schemas import AdminReplicaStatus, AdminReply, CanaryBody, ErrorBody, LabelBody, PromoteBody
 
@@ -38,7 +39,8 @@ router = APIRouter(
 )
 
 
-async def _reply(services: Services, name: str) -> AdminReply:
+async def _reply(services: Services, name: str, done: Desired | None = None) -> AdminReply:
+    """The model's state now; ``done``: the change just made (its replicas that did not confirm)."""
     services.traffic.forget(name)  # this gateway's own change applies to its next request
     services.contracts.forget(name)
     summary, view = await cluster(services, name)
@@ -54,9 +56,16 @@ async def _reply(services: Services, name: str) -> AdminReply:
         versions=summary.versions,
         generation=summary.generation,
         converged=summary.converged,
+        answers=summary.answers,
+        unconfirmed=sorted(r.id for r in view.replicas if done is not None and r.address in done.unconfirmed),
         replicas=[
             AdminReplicaStatus(
-                id=r.id, address=r.address, reachable=r.reachable, versions=version_list(r), error=r.error
+                id=r.id,
+                address=r.address,
+                reachable=r.reachable,
+                versions=version_list(r),
+                error=r.error,
+                answers=r.answers,
             )
             for r in view.replicas
         ],
@@ -73,32 +82,32 @@ async def admin_state(name: str, services: ServicesDep) -> AdminReply:
 
 @router.post("/models/{name}:promote", response_model=AdminReply, summary="Serve exactly this version")
 async def promote(name: str, body: PromoteBody, services: ServicesDep) -> AdminReply:
-    await services.operations.promote(name, body.version)
-    return await _reply(services, name)
+    done = await services.operations.promote(name, body.version)
+    return await _reply(services, name, done)
 
 
 @router.post("/models/{name}:rollback", response_model=AdminReply, summary="Serve the previous version")
 async def rollback(name: str, services: ServicesDep) -> AdminReply:
-    await services.operations.rollback(name)
-    return await _reply(services, name)
+    done = await services.operations.rollback(name)
+    return await _reply(services, name, done)
 
 
 @router.post("/models/{name}:latest", response_model=AdminReply, summary="Unpin: back to the config's policy")
 async def latest(name: str, services: ServicesDep) -> AdminReply:
-    await services.operations.latest(name)
-    return await _reply(services, name)
+    done = await services.operations.latest(name)
+    return await _reply(services, name, done)
 
 
 @router.put("/models/{name}/labels/{label}", response_model=AdminReply, summary="Point a label at a version")
 async def set_label(name: str, label: str, body: LabelBody, services: ServicesDep) -> AdminReply:
-    await services.operations.set_label(name, label, body.version)
-    return await _reply(services, name)
+    done = await services.operations.set_label(name, label, body.version)
+    return await _reply(services, name, done)
 
 
 @router.delete("/models/{name}/labels/{label}", response_model=AdminReply, summary="Remove a label")
 async def delete_label(name: str, label: str, services: ServicesDep) -> AdminReply:
-    await services.operations.set_label(name, label, None)
-    return await _reply(services, name)
+    done = await services.operations.set_label(name, label, None)
+    return await _reply(services, name, done)
 
 
 @router.put(
@@ -107,14 +116,14 @@ async def delete_label(name: str, label: str, services: ServicesDep) -> AdminRep
     summary="Start a canary (or change its weight): a share of requests to a candidate version",
 )
 async def set_canary(name: str, body: CanaryBody, services: ServicesDep) -> AdminReply:
-    await services.operations.set_canary(name, body.version, body.weight, body.shadow)
-    return await _reply(services, name)
+    done = await services.operations.set_canary(name, body.version, body.weight, body.shadow)
+    return await _reply(services, name, done)
 
 
 @router.delete("/models/{name}/canary", response_model=AdminReply, summary="Abort the canary")
 async def clear_canary(name: str, services: ServicesDep) -> AdminReply:
-    await services.operations.clear_canary(name)
-    return await _reply(services, name)
+    done = await services.operations.clear_canary(name)
+    return await _reply(services, name, done)
 
 
 @router.post(
@@ -123,5 +132,5 @@ async def clear_canary(name: str, services: ServicesDep) -> AdminReply:
     summary="Make the candidate the stable version",
 )
 async def promote_canary(name: str, services: ServicesDep) -> AdminReply:
-    await services.operations.promote_canary(name)
-    return await _reply(services, name)
+    done = await services.operations.promote_canary(name)
+    return await _reply(services, name, done)

@@ -33,7 +33,11 @@ def version_list(replica: ReplicaView) -> list[VersionStatus]:
 
 def replica_status(replica: ReplicaView) -> ReplicaStatus:
     return ReplicaStatus(
-        id=replica.id, reachable=replica.reachable, versions=version_list(replica), error=replica.error
+        id=replica.id,
+        reachable=replica.reachable,
+        versions=version_list(replica),
+        error=replica.error,
+        answers=replica.answers,
     )
 
 
@@ -49,6 +53,7 @@ async def cluster(services: Services, name: str) -> tuple[ModelSummary, ClusterV
         versions=version_list(answered) if answered else [],
         pinned=state.pinned if state else None,
         labels=dict(state.labels) if state else {},
+        answers=view.answers,
         replicas=[replica_status(r) for r in view.replicas],
         converged=view.converged,
         generation=desired.generation if desired else None,
@@ -83,7 +88,8 @@ async def model_detail(
 ) -> ModelDetail:
     services.catalog.check_model(name)
     info = await services.contracts.get(name, version=version, label=label)
-    versions = version_list(await services.reconciler.replica(name, services.client.address_for(name)))
+    replica = await services.reconciler.replica(name, services.client.address_for(name), measure=False)
+    versions = version_list(replica)
     if not info.signatures:
         raise ModelNotFound(name, version, label)
     return ModelDetail(

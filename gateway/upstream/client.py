@@ -5,7 +5,7 @@ Contract
 - **Routing.** Each model is served by one model server address: ``Settings.server_for(model)``
   (``GATEWAY_MODEL_SERVERS``, else ``GATEWAY_DEFAULT_MODEL_SERVER``), a name that may resolve to every replica
   (gRPC's ``round_robin`` spreads calls over them), or by the list of replicas in ``GATEWAY_MODEL_REPLICAS``
-  (calls take turns). ``replicas(model)`` resolves every replica to one ``ip:port`` each (all A/AAAA records
+  (calls take turns among those in rotation, see Failover). ``replicas(model)`` resolves every replica to one ``ip:port`` each (all A/AAAA records
   of the name) for calls that must reach each one: status, metadata and config reloads accept
   ``address=``. The client never assumes anything beyond
   ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
@@ -19,10 +19,21 @@ Contract
 - **Deadlines.** Every call has one: ``GATEWAY_TIMEOUT_SECONDS`` for Predict/Classify/Regress,
   ``GATEWAY_METADATA_TIMEOUT_SECONDS`` for metadata, status and config reloads. An expired deadline raises
   ``UpstreamError(DEADLINE_EXCEEDED)`` (HTTP 504).
-- **Retries.** Only UNAVAILABLE (server down, restarting, connection refused) is retried: at most
-  ``GATEWAY_RETRIES`` extra attempts, sleeping ``GATEWAY_RETRY_BACKOFF_SECONDS * 2**attempt`` between them.
-  All
-  calls made are idempotent (HandleReloadConfigRequest sets the whole config, so repeating it is harmless).
+- **Retries.** UNAVAILABLE (server down, restarting, connection refused) is retried: at most
+  ``GATEWAY_RETRIES`` extra attempts, sleeping ``GATEWAY_RETRY_BACKOFF_SECONDS * 2**attempt`` between them
+  (no sleep when the next attempt goes to another replica in rotation). All calls made are idempotent
+  (HandleReloadConfigRequest sets the whole config, so repeating it is harmless).
+- **Failover** (a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
+  ``address``). While another replica is in rotation, an attempt gets ``GATEWAY_FAILOVER_TIMEOUT_SECONDS``
+  (the rest of the call's deadline otherwise); an attempt cut by it (a hung or partitioned replica) or
+  failing UNAVAILABLE is retried at once on another replica - Predict, Classify, Regress and metadata are
+  idempotent - and its replica leaves the rotation (passive health) for ``GATEWAY_EJECT_SECONDS``. ``watch()``
+  (run by the app) probes every listed replica each ``GATEWAY_HEALTH_INTERVAL_SECONDS`` with
+  ``grpc.health.v1.Health/Check`` under ``GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS`` (active health): one that
+  answers (SERVING, or UNIMPLEMENTED from a server without the health service, e.g. TF Serving) is back in
+  rotation at once, one that does not (or NOT_SERVING) is taken out. With every replica out, calls still go
+  to them in turn (better a try than a refusal). A model behind one DNS name relies on gRPC's round_robin,
+  which drops addresses whose connection fails, not hung ones: list the replicas for failover.
 - **Sizes.** Send and receive limits are ``GATEWAY_MAX_MESSAGE_BYTES`` (the gRPC default of 4 MiB is too small
   for image batches).
 - **Protocols.** A model is called over TF Serving's APIs unless ``GATEWAY_MODEL_PROTOCOLS`` says ``oip``:
@@ -38,14 +49,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 from google.protobuf.wrappers_pb2 import Int64Value
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
@@ -72,6 +85,9 @@ from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 __all__ = ["ModelClient", "model_spec", "split_address"]
 
 T = TypeVar("T")
+log = logging.getLogger("gateway.client")
+Pick = Callable[[Collection[str]], str]  # the next address, avoiding those already tried by this call
+_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def model_spec(
@@ -117,6 +133,7 @@ class _Connection:
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
 
 
 class _Server:
@@ -154,6 +171,10 @@ class _Server:
     def oip(self) -> grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub:
         return self._next().oip
 
+    @property
+    def health(self) -> health_pb2_grpc.HealthStub:
+        return self._next().health
+
     async def close(self) -> None:
         for connection in self.connections:
             await connection.channel.close(grace=None)
@@ -186,15 +207,84 @@ class ModelClient:
         self._metrics = metrics
         self._servers: dict[str, _Server] = {}
         self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
+        self._out_until: dict[str, float] = {}  # replica address -> monotonic time it may return
         self._coalescer = (
             Coalescer(settings.max_files, metrics.coalesced.observe, alone=_refused_merged)
             if settings.coalesce
             else None
         )
 
-    def address_for(self, model: str) -> str:
+    def address_for(self, model: str, avoid: Collection[str] = ()) -> str:
+        """The model's next replica in turn that is in rotation and not in ``avoid`` (failing that, one not
+        in ``avoid``, then the next in turn), or its one server address."""
         turns = self._turns.get(model)
-        return next(turns) if turns is not None else self._settings.server_for(model)
+        if turns is None:
+            return self._settings.server_for(model)
+        order = [next(turns) for _ in self._settings.model_replicas[model]]
+        for address in order:
+            if address not in avoid and self.in_rotation(address):
+                return address
+        return next((a for a in order if a not in avoid), order[0])
+
+    # -- failover ------------------------------------------------------------------------------------------
+
+    def _failover(self, model: str) -> bool:
+        return len(self._settings.model_replicas.get(model) or ()) > 1
+
+    def in_rotation(self, address: str) -> bool:
+        return time.monotonic() >= self._out_until.get(address, 0.0)
+
+    def _spare(self, model: str, tried: Collection[str]) -> bool:
+        """Another replica of ``model`` in rotation that this call has not tried."""
+        return any(a not in tried and self.in_rotation(a) for a in self._settings.model_replicas[model])
+
+    def _eject(self, address: str, reason: str) -> None:
+        if self.in_rotation(address):
+            log.warning("replica %s out of rotation (%s)", address, reason)
+            self._metrics.replica_ejections.labels(address, reason).inc()
+        self._out_until[address] = time.monotonic() + self._settings.eject_seconds
+        self._metrics.replica_in_rotation.labels(address).set(0)
+
+    def _readmit(self, address: str) -> None:
+        if not self.in_rotation(address):
+            log.warning("replica %s back in rotation (health check answered)", address)
+        self._out_until.pop(address, None)
+        self._metrics.replica_in_rotation.labels(address).set(1)
+
+    @property
+    def watched(self) -> list[str]:
+        """The replicas ``watch()`` probes: those of every model listed with two or more."""
+        if self._settings.health_interval_seconds <= 0:
+            return []
+        return sorted(
+            {
+                a
+                for m, addresses in self._settings.model_replicas.items()
+                for a in addresses
+                if self._failover(m)
+            }
+        )
+
+    async def watch(self) -> None:
+        """Active health (module docstring): probe every watched replica until cancelled."""
+        addresses = self.watched
+        while addresses:
+            await asyncio.gather(*(self._probe(a) for a in addresses))
+            await asyncio.sleep(self._settings.health_interval_seconds)
+
+    async def _probe(self, address: str) -> None:
+        try:
+            reply = await self._server(address).health.Check(
+                health_pb2.HealthCheckRequest(), timeout=self._settings.replica_status_timeout_seconds
+            )
+        except grpc.aio.AioRpcError as exc:
+            serving = exc.code() not in _LOST  # it answered: a server without the health service
+        else:
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        if serving:
+            self._readmit(address)
+        else:
+            self._eject(address, "health")
 
     async def replicas(self, model: str) -> list[str]:
         """Every replica of ``model`` as ``ip:port`` (names resolved to all their addresses), sorted."""
@@ -230,27 +320,45 @@ class ModelClient:
 
     async def _call(
         self,
-        pick: Callable[[], str],
+        pick: Pick,
         method: str,
         call: Callable[[_Server, float], Awaitable[T]],
-        timeout: float,  # noqa: ASYNC109 - each attempt's gRPC deadline, not an asyncio timeout
+        timeout: float,  # noqa: ASYNC109 - the call's gRPC deadline (each attempt's without failover)
+        failover: str | None = None,
     ) -> T:
         """One call with retries on UNAVAILABLE; each attempt asks ``pick`` for an address, so a listed
-        replica that is down is skipped on the next attempt."""
+        replica that is down is skipped on the next attempt. ``failover``: the model whose replicas may
+        answer instead (module docstring), for calls that may go to any of them."""
+        if failover is not None and not self._failover(failover):
+            failover = None
         attempts = self._settings.retries + 1
+        deadline = time.monotonic() + timeout
+        tried: list[str] = []
         for attempt in range(attempts):
-            server = self._server(pick())
+            server = self._server(pick(tried))
             address = server.address
+            tried.append(address)
+            budget = timeout
+            spare = False
+            if failover is not None:
+                budget = max(deadline - time.monotonic(), 0.001)
+                spare = self._spare(failover, tried) and self._settings.failover_timeout_seconds > 0
+            attempt_timeout = min(budget, self._settings.failover_timeout_seconds) if spare else budget
             started = time.perf_counter()
             try:
-                reply = await call(server, timeout)
+                reply = await call(server, attempt_timeout)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
                 self._metrics.upstream_errors.labels(address, method, code.name).inc()
-                if code is grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
+                cut = code is grpc.StatusCode.DEADLINE_EXCEEDED and attempt_timeout < budget
+                if failover is not None and (code is grpc.StatusCode.UNAVAILABLE or cut):
+                    self._eject(address, "timeout" if cut else "error")
+                again = code is grpc.StatusCode.UNAVAILABLE or cut
+                if again and attempt + 1 < attempts and (failover is None or time.monotonic() < deadline):
                     self._metrics.upstream_retries.labels(address, method).inc()
-                    await asyncio.sleep(self._settings.retry_backoff_seconds * 2**attempt)
+                    if not (failover is not None and self._spare(failover, tried)):
+                        await asyncio.sleep(self._settings.retry_backoff_seconds * 2**attempt)
                     continue
                 raise UpstreamError(code, _clean(exc.details()), address=address) from None
             self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
@@ -290,10 +398,11 @@ class ModelClient:
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
         return await self._call(
-            lambda: call.address or self.address_for(call.model),
+            lambda tried: call.address or self.address_for(call.model, tried),
             "Predict",
             lambda server, t: server.prediction.Predict(request, timeout=t),
             call.timeout or self._settings.timeout_seconds,
+            failover=None if call.address else call.model,
         )
 
     async def _infer(
@@ -311,10 +420,11 @@ class ModelClient:
         except ValueError as exc:
             raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         reply = await self._call(
-            lambda: call.address or self.address_for(call.model),
+            lambda tried: call.address or self.address_for(call.model, tried),
             "ModelInfer",
             lambda server, t: server.oip.ModelInfer(request, timeout=t),
             call.timeout or self._settings.timeout_seconds,
+            failover=None if call.address else call.model,
         )
         try:
             return oip.predict_response(reply, call.model, call.signature)
@@ -335,10 +445,11 @@ class ModelClient:
             input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
         )
         return await self._call(
-            lambda: self.address_for(model),
+            lambda tried: self.address_for(model, tried),
             "Classify",
             lambda server, t: server.prediction.Classify(request, timeout=t),
             self._settings.timeout_seconds,
+            failover=model,
         )
 
     async def regress(
@@ -355,18 +466,28 @@ class ModelClient:
             input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
         )
         return await self._call(
-            lambda: self.address_for(model),
+            lambda tried: self.address_for(model, tried),
             "Regress",
             lambda server, t: server.prediction.Regress(request, timeout=t),
             self._settings.timeout_seconds,
+            failover=model,
         )
 
     async def metadata(
-        self, model: str, *, version: int | None = None, label: str | None = None, address: str | None = None
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        address: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """Metadata from ``address``, or from the model's replicas in rotation (with failover)."""
+        deadline = timeout or self._settings.metadata_timeout_seconds
+        failover = None if address else model
         if self._oip(model):
             reply = await self._call(
-                lambda: address or self.address_for(model),
+                lambda tried: address or self.address_for(model, tried),
                 "ModelMetadata",
                 lambda server, t: server.oip.ModelMetadata(
                     grpc_predict_v2_pb2.ModelMetadataRequest(
@@ -374,21 +495,29 @@ class ModelClient:
                     ),
                     timeout=t,
                 ),
-                self._settings.metadata_timeout_seconds,
+                deadline,
+                failover,
             )
             return oip.metadata_response(reply, model, version)
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
         )
         return await self._call(
-            lambda: address or self.address_for(model),
+            lambda tried: address or self.address_for(model, tried),
             "GetModelMetadata",
             lambda server, t: server.prediction.GetModelMetadata(request, timeout=t),
-            self._settings.metadata_timeout_seconds,
+            deadline,
+            failover,
         )
 
     async def status(
-        self, model: str, *, version: int | None = None, retry: bool = True, address: str | None = None
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        retry: bool = True,
+        address: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
     ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
 
@@ -400,10 +529,10 @@ class ModelClient:
         if not retry:  # readiness probes answer at once
             return await self._call_once(address or self.address_for(model), "GetModelStatus", call)
         return await self._call(
-            lambda: address or self.address_for(model),
+            lambda tried: address or self.address_for(model, tried),
             "GetModelStatus",
             call,
-            self._settings.metadata_timeout_seconds,
+            timeout or self._settings.metadata_timeout_seconds,
         )
 
     @staticmethod
@@ -439,16 +568,21 @@ class ModelClient:
             self._metrics.upstream_errors.labels(address, method, exc.code().name).inc()
             raise UpstreamError(exc.code(), _clean(exc.details()), address=address) from None
 
-    async def reload_config(self, address: str, config: model_server_config_pb2.ModelServerConfig) -> None:
+    async def reload_config(
+        self,
+        address: str,
+        config: model_server_config_pb2.ModelServerConfig,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+    ) -> None:
         """Replace the WHOLE model config of the server at ``address`` (TF Serving semantics)."""
         request = model_management_pb2.ReloadConfigRequest(config=config)
         token = self._settings.model_control_token
         metadata = (("authorization", f"Bearer {token.get_secret_value()}"),) if token else None
         reply = await self._call(
-            lambda: address,
+            lambda _: address,
             "HandleReloadConfigRequest",
             lambda server, t: server.models.HandleReloadConfigRequest(request, timeout=t, metadata=metadata),
-            max(self._settings.metadata_timeout_seconds, 30.0),
+            timeout or max(self._settings.metadata_timeout_seconds, 30.0),
         )
         if reply.status.error_code != 0:
             raise UpstreamError(
