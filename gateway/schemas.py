@@ -235,7 +235,9 @@ class AdminReply(BaseModel):
     history: list[int] = Field(..., description="versions that served before, newest last (rollback targets)")
     seen: list[int] = Field(..., description="versions on disk or served by a replica")
     versions: list[VersionStatus]
-    generation: int | None = None
+    generation: int | None = Field(
+        default=None, description="the generation this change wrote (the file's own for a plain GET)"
+    )
     converged: bool = False
     answers: int | None = Field(default=None, description="measured: see ModelSummary.answers")
     unconfirmed: list[str] = Field(

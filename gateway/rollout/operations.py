@@ -104,7 +104,7 @@ class Operations:
                     async with store.transaction() as txn:
                         if txn.desired.generation == written.generation:  # else a later write has the labels
                             written = txn.commit(new)
-                    report = await self._reconciler.apply(store, written, {})
+                    report = await self._reconciler.apply(store, written, {}, skip=report)
             except GatewayError as exc:
                 await self._restore(name, old, written.generation, exc)
                 raise

@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -198,6 +198,9 @@ class Reconciler:
         names: list[str],
         omit: dict[str, frozenset[str]] | None = None,
     ) -> GatewayError | None:
+        newer = store.current()
+        if newer is not None and newer.generation > desired.generation:
+            desired, omit = newer, None  # a later change was written meanwhile: the file is the truth
         config = render_config(desired, self._catalog.repository.versions, names, omit)
         try:
             await self._client.reload_config(
@@ -214,12 +217,15 @@ class Reconciler:
         desired: Desired,
         wait_for: dict[str, list[int]],
         omit: dict[str, frozenset[str]] | None = None,
+        skip: Mapping[str, str | None] | None = None,
     ) -> dict[str, str | None]:
         """Push to every replica; wait for ``wait_for`` versions where the push worked. Address -> error.
 
         A replica that cannot be reached is reported (it converges from the file); one that answers and
-        refuses the config raises its error, so the caller restores the previous state."""
-        targets = await self._targets(store)
+        refuses the config raises its error, so the caller restores the previous state. ``skip``: replicas
+        (address -> why) that did not confirm a moment ago, reported again without another wait."""
+        passed = {a: e for a, e in (skip or {}).items() if e is not None}
+        targets = {a: n for a, n in (await self._targets(store)).items() if a not in passed}
         errors = await asyncio.gather(
             *(self._push(store, desired, a, names, omit) for a, names in targets.items())
         )
@@ -231,16 +237,20 @@ class Reconciler:
         if not reached:
             log.warning("no replica reachable for generation %d of %s", desired.generation, store.path)
 
+        def superseded() -> bool:
+            latest = store.current()
+            return latest is not None and latest.generation > desired.generation
+
         async def wait(address: str) -> None:
             versions = [(n, v) for n, vs in wait_for.items() if n in targets[address] for v in vs]
             for name, version in versions:
-                lost = await self._wait_available(name, version, address)
+                lost = await self._wait_available(name, version, address, superseded)
                 if lost is not None:
                     report[address] = lost
                     return
 
         await asyncio.gather(*(wait(a) for a in reached))
-        return report
+        return {**report, **passed}
 
     @contextlib.contextmanager
     def applying(self, store: DesiredStore) -> Iterator[None]:
@@ -251,12 +261,17 @@ class Reconciler:
         finally:
             self._applying[store] -= 1
 
-    async def _wait_available(self, name: str, version: int, address: str) -> str | None:
-        """None once ``version`` is AVAILABLE on ``address``; why not when the replica stops answering its
-        status within the short deadline (it converges later). Raises when the version fails to load."""
+    async def _wait_available(
+        self, name: str, version: int, address: str, superseded: Callable[[], bool]
+    ) -> str | None:
+        """None once ``version`` is AVAILABLE on ``address`` (or a later change superseded this one); why
+        not when the replica stops answering its status within the short deadline (it converges later).
+        Raises when the version fails to load."""
         deadline = time.monotonic() + LOAD_WAIT_SECONDS
         timeout = self._settings.replica_status_timeout_seconds
         while time.monotonic() < deadline:
+            if superseded():
+                return None
             try:
                 reply = await self._client.status(name, version=version, address=address, timeout=timeout)
             except UpstreamError as exc:
