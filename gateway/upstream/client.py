@@ -27,7 +27,9 @@ Contract
   ``address``). While another replica is in rotation, an attempt gets ``GATEWAY_FAILOVER_TIMEOUT_SECONDS``
   (the rest of the call's deadline otherwise); an attempt cut by it (a hung or partitioned replica) or
   failing UNAVAILABLE is retried at once on another replica - Predict, Classify, Regress and metadata are
-  idempotent - and its replica leaves the rotation (passive health) for ``GATEWAY_EJECT_SECONDS``. ``watch()``
+  idempotent - and its replica leaves the rotation (passive health) for ``GATEWAY_EJECT_SECONDS``. NOT_FOUND
+  is retried on another replica in rotation too (one still converging may not have the version yet; the
+  replica stays in rotation). ``watch()``
   (run by the app) probes every listed replica each ``GATEWAY_HEALTH_INTERVAL_SECONDS`` with
   ``grpc.health.v1.Health/Check`` under ``GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS`` (active health): one that
   answers (SERVING, or UNIMPLEMENTED from a server without the health service, e.g. TF Serving) is back in
@@ -354,7 +356,13 @@ class ModelClient:
                 cut = code is grpc.StatusCode.DEADLINE_EXCEEDED and attempt_timeout < budget
                 if failover is not None and (code is grpc.StatusCode.UNAVAILABLE or cut):
                     self._eject(address, "timeout" if cut else "error")
-                again = code is grpc.StatusCode.UNAVAILABLE or cut
+                # a replica still converging may not have the version yet: another one that has it answers
+                lagging = (
+                    code is grpc.StatusCode.NOT_FOUND
+                    and failover is not None
+                    and self._spare(failover, tried)
+                )
+                again = code is grpc.StatusCode.UNAVAILABLE or cut or lagging
                 if again and attempt + 1 < attempts and (failover is None or time.monotonic() < deadline):
                     self._metrics.upstream_retries.labels(address, method).inc()
                     if not (failover is not None and self._spare(failover, tried)):

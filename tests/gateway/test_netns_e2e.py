@@ -1,0 +1,353 @@
+"""End to end across a real network: two ``python -m modelserver`` replicas of ``half``, each in its own
+network namespace with its own address (a veth pair to the host, ``ip netns`` and ``ip link`` from iproute2),
+and one gateway on the host in front of both. Faults are real: a replica's link cut (``ip link set down``)
+and ``tc netem`` total loss or a long delay, during steady traffic, a promote and a canary.
+
+Figures (failed client requests, p99 during the fault, seconds until the lost replica is out of rotation and
+back in after healing, admin reply time with a partitioned replica) go to the test log; with
+``TFSERVE_NETNS_RESULTS=<file>`` also to that JSON file (reliability/results/netns.json holds one run).
+The only assertions are outcomes: 0 failed requests, the replica reported unconfirmed, convergence after
+healing. Waits are conditions with generous deadlines (hang guards). Needs root and ``ip netns add``;
+skipped with the reason where they are not permitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from devtools.procs import REPO_ROOT, ServerProcess
+from devtools.servers import MODELSERVER_ENV, Gateway, start_gateway
+from devtools.tiny_models import half_plus_two
+from tests.gateway.conftest import ADMIN_TOKEN
+
+pytestmark = pytest.mark.e2e
+log = logging.getLogger("tests.netns")
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+RECORD = {"records": [{"x": 2.0}]}
+PORT = 8500  # each replica has its own address: both use the same port
+CONFIG = """model_config_list {
+  config { name: "half" base_path: "%s" model_platform: "tensorflow"
+           model_version_policy { specific { versions: 1 } } }
+}
+"""
+DEADLINE_S = 90.0
+TRAFFIC_WORKERS = 3
+FAULT_SECONDS = 3.0
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def _must(result: subprocess.CompletedProcess[str]) -> None:
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(result.args)}: {result.stderr.strip()}")
+
+
+@dataclass
+class Host:
+    """One network namespace with a veth pair to the host: ``outside`` (host end) and the replica's address."""
+
+    ns: str
+    outside: str
+    address: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.address}:{PORT}"
+
+
+@contextlib.contextmanager
+def _hosts(count: int) -> Iterator[list[Host]]:
+    """``count`` namespaces 10.<n>.<i>.2 behind host ends 10.<n>.<i>.1; removed on exit (deleting a namespace
+    deletes its veth end, and with it the host end)."""
+    if os.geteuid() != 0:
+        pytest.skip("network-namespace tests need root (ip netns add); the loopback cluster tests still run")
+    tag = f"{os.getpid() % 100000}{random.randrange(100)}"
+    probe = _ip("netns", "add", f"tfsp{tag}")
+    if probe.returncode != 0:
+        pytest.skip(f"ip netns add is not permitted here: {probe.stderr.strip()}")
+    _ip("netns", "del", f"tfsp{tag}")
+    net = 100 + random.randrange(150)
+    hosts: list[Host] = []
+    try:
+        for i in range(count):
+            host = Host(f"tfs{tag}n{i}", f"tv{tag}h{i}", f"10.{net}.{i}.2")
+            hosts.append(host)
+            inside = f"tv{tag}i{i}"
+            _must(_ip("netns", "add", host.ns))
+            _must(_ip("link", "add", host.outside, "type", "veth", "peer", "name", inside))
+            _must(_ip("link", "set", inside, "netns", host.ns))
+            _must(_ip("addr", "add", f"10.{net}.{i}.1/24", "dev", host.outside))
+            _must(_ip("link", "set", host.outside, "up"))
+            for args in (
+                ("addr", "add", f"{host.address}/24", "dev", inside),
+                ("link", "set", inside, "up"),
+                ("link", "set", "lo", "up"),
+            ):
+                _must(_ip("-n", host.ns, *args))
+        yield hosts
+    finally:
+        for host in hosts:
+            _ip("link", "del", host.outside)
+            _ip("netns", "del", host.ns)
+
+
+def _reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _replica(host: Host, config: Path, log_path: Path) -> ServerProcess:
+    command = [
+        "ip", "netns", "exec", host.ns, sys.executable, "-m", "modelserver", f"--port={PORT}",
+        f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+        "--file_system_poll_wait_seconds=1",
+    ]  # fmt: skip
+    env = {**MODELSERVER_ENV, "MODELSERVER_BIND_HOST": host.address, "PYTHONPATH": str(REPO_ROOT)}
+    process = ServerProcess(
+        command, name="modelserver", log_path=log_path, env=env, ready=lambda: _reachable(host.address, PORT)
+    )
+    return process.start()
+
+
+@dataclass
+class Net:
+    root: Path
+    config: Path
+    hosts: list[Host]
+    replicas: list[ServerProcess]
+    gateway: Gateway
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    root = tmp_path_factory.mktemp("netns")
+    half_plus_two(root / "half" / "1")
+    half_plus_two(root / "half" / "2", b=3.0)
+    config = root / "models.config"
+    config.write_text(CONFIG % (root / "half"), encoding="utf-8")
+    with _hosts(2) as hosts:
+        replicas: list[ServerProcess] = []
+        gateway: Gateway | None = None
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                replicas = list(pool.map(lambda i: _replica(hosts[i], config, root / f"r{i}.log"), range(2)))
+            env = {
+                "GATEWAY_MODEL_CONFIG_FILE": str(config),
+                "GATEWAY_MODEL_REPLICAS": json.dumps({"half": [h.target for h in hosts]}),
+                "GATEWAY_DEFAULT_MODEL_SERVER": hosts[0].target,
+                "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+                "GATEWAY_STATE_REFRESH_SECONDS": "0.5",
+                "GATEWAY_TIMEOUT_SECONDS": "20",
+                "GATEWAY_CANARY_MAX_P99_RATIO": "1000",  # no clock decides a test
+                "GATEWAY_CANARY_P99_SLACK_SECONDS": "60",
+            }
+            gateway = start_gateway(env, root / "gateway.log")
+            figures: dict[str, Any] = {"replicas": 2, "gateways": 1, "fault_seconds": FAULT_SECONDS}
+            yield Net(root, config, hosts, replicas, gateway, figures)
+        finally:
+            if gateway is not None:
+                gateway.process.stop()
+            for replica in replicas:
+                replica.stop()
+    results = os.environ.get("TFSERVE_NETNS_RESULTS")
+    if results:
+        Path(results).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _wait(what: str, check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not reached within {DEADLINE_S:.0f} s (a hang guard): {what}")
+
+
+def _admin(net: Net, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    url = f"{net.gateway.url}/v1/admin/models/half{path}"
+    return httpx.request(method, url, json=body, headers=AUTH, timeout=120)
+
+
+def _half(net: Net) -> dict[str, Any]:
+    models = httpx.get(f"{net.gateway.url}/v1/models", timeout=60).json()["models"]
+    return next(m for m in models if m["name"] == "half")  # type: ignore[no-any-return]
+
+
+def _converged(net: Net, versions: set[int]) -> dict[str, Any]:
+    last: list[dict[str, Any]] = []
+
+    def check() -> dict[str, Any] | None:
+        half = _half(net)
+        last[:] = [half]
+        served = [
+            {v["version"] for v in r["versions"] if v["state"] == "AVAILABLE"} for r in half["replicas"]
+        ]
+        return half if half["converged"] and served == [versions, versions] else None
+
+    try:
+        return _wait(f"both replicas serve exactly {versions}", check)  # type: ignore[no-any-return]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {json.dumps(last[-1] if last else None)}") from None
+
+
+def _in_rotation(net: Net, target: str) -> float | None:
+    text = httpx.get(f"{net.gateway.url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "gateway_replica_in_rotation" and sample.labels.get("server") == target:
+                return sample.value
+    return None
+
+
+class Traffic:
+    """Steady Predicts through the gateway from a few threads until stopped; every outcome recorded."""
+
+    def __init__(self, net: Net) -> None:
+        self.url = f"{net.gateway.url}/v1/models/half:predict"
+        self.samples: list[tuple[float, float, bool, str]] = []  # start, seconds, ok, version or error
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(TRAFFIC_WORKERS)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    reply = client.post(self.url, json=RECORD)
+                    ok, what = reply.status_code == 200, str(reply.json().get("version", reply.text[:200]))
+                except httpx.HTTPError as exc:
+                    ok, what = False, repr(exc)
+                self.samples.append((started, time.monotonic() - started, ok, what))
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def failed(self) -> list[str]:
+        return [what for _, _, ok, what in self.samples if not ok]
+
+    def p99(self, start: float, end: float) -> float:
+        during = sorted(s for t, s, _, _ in self.samples if start <= t < end)
+        return round(during[max(0, math.ceil(0.99 * len(during)) - 1)], 3) if during else 0.0
+
+
+def _tc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tc", *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+# netem when the kernel has it; else the closest qdiscs every kernel has: a FIFO that holds no packet (total
+# loss) and a token bucket at 2 kbit/s (a link so slow that every call waits seconds).
+NETEM = {"netem_loss": ["netem", "loss", "100%"], "netem_delay": ["netem", "delay", "3000ms"]}
+FALLBACK = {
+    "netem_loss": ["pfifo", "limit", "0"],
+    "netem_delay": ["tbf", "rate", "2kbit", "burst", "1600", "latency", "60s"],
+}
+
+
+@contextlib.contextmanager
+def _fault(kind: str, host: Host, figures: dict[str, Any]) -> Iterator[None]:
+    """Cut, drop or slow the traffic from the host to ``host`` (egress of the host's veth end)."""
+    if kind == "link_down":
+        _must(_ip("link", "set", host.outside, "down"))
+        figures["emulation"] = "ip link set down"
+        try:
+            yield
+        finally:
+            _must(_ip("link", "set", host.outside, "up"))
+        return
+    added = _tc("qdisc", "add", "dev", host.outside, "root", *NETEM[kind])
+    figures["emulation"] = " ".join(NETEM[kind])
+    if added.returncode != 0 and "unknown" in added.stderr:  # a kernel without sch_netem
+        added = _tc("qdisc", "add", "dev", host.outside, "root", *FALLBACK[kind])
+        figures["emulation"] = f"{' '.join(FALLBACK[kind])} (this kernel has no netem)"
+    if added.returncode != 0:
+        raise RuntimeError(f"tc qdisc add on {host.outside}: {added.stderr.strip()}")
+    try:
+        yield
+    finally:
+        _tc("qdisc", "del", "dev", host.outside, "root")
+
+
+def _version_one(net: Net) -> None:
+    half = _half(net)
+    if half["canary"] is not None:
+        assert _admin(net, "DELETE", "/canary").status_code == 200
+    assert _admin(net, "POST", ":promote", {"version": 1}).status_code == 200
+    _converged(net, {1})
+    target = net.hosts[1].target
+    _wait("the replica back in rotation", lambda: _in_rotation(net, target) in (None, 1.0))
+
+
+@pytest.mark.parametrize("kind", ["link_down", "netem_loss", "netem_delay"])
+def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net: Net, kind: str) -> None:
+    """The gateway stops routing to the lost replica (a short per-attempt deadline, then passive and active
+    health) and retries what was in flight on the other one; it takes the replica back once healed. An admin
+    change during the fault (a promote with the link down, a canary under total loss) replies naming the
+    lost replica as unconfirmed, and converges after healing."""
+    _version_one(net)
+    lost = net.hosts[1]
+    figures: dict[str, Any] = {}
+    with Traffic(net) as traffic:
+        time.sleep(1.0)  # steady state first
+        with _fault(kind, lost, figures):
+            cut = time.monotonic()
+            _wait("the lost replica out of rotation", lambda: _in_rotation(net, lost.target) == 0.0)
+            figures["seconds_until_out_of_rotation"] = round(time.monotonic() - cut, 2)
+            if kind in ("link_down", "netem_loss"):
+                path, body = (":promote", {"version": 2}) if kind == "link_down" else ("/canary", None)
+                body = body or {"version": 2, "weight": 50}
+                started = time.monotonic()
+                reply = _admin(net, "POST" if kind == "link_down" else "PUT", path, body)
+                figures["admin_reply_seconds"] = round(time.monotonic() - started, 2)
+                assert reply.status_code == 200, reply.text
+                ids = {r["address"]: r["id"] for r in reply.json()["replicas"]}
+                assert reply.json()["unconfirmed"] == [ids[lost.target]], reply.json()
+            time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - cut)))
+            healed = time.monotonic()
+        _wait("the healed replica back in rotation", lambda: _in_rotation(net, lost.target) == 1.0)
+        figures["seconds_until_back_in_rotation"] = round(time.monotonic() - healed, 2)
+        time.sleep(1.0)
+    figures["requests"] = len(traffic.samples)
+    figures["failed_requests"] = len(traffic.failed())
+    figures["p99_seconds_during_fault"] = traffic.p99(cut, healed)
+    figures["p99_seconds_before_fault"] = traffic.p99(0.0, cut)
+    log.warning("netns %s: %s", kind, figures)
+    print(f"netns {kind}: {figures}")
+    net.figures[kind] = figures
+    assert traffic.failed() == [], traffic.failed()[:5]
+    if kind == "link_down":
+        assert _converged(net, {2})["answers"] == 2  # the partitioned replica caught up after healing
+    if kind == "netem_loss":
+        assert _converged(net, {1, 2})["canary"]["version"] == 2
