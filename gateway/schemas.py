@@ -150,7 +150,11 @@ class CanaryState(BaseModel):
     stable: int
     weight: float = Field(..., description="percent of requests the candidate answers")
     shadow: float = Field(..., description="percent of stable requests mirrored to the candidate")
-    status: str = Field(..., description="running, or rolled_back (automatically; the reason says why)")
+    status: str = Field(
+        ...,
+        description="starting (its version loading, no traffic yet), running, or rolled_back (automatically; "
+        "the reason says why)",
+    )
     reason: str | None = None
     window: dict[str, float] | None = Field(
         default=None, description="this gateway's sliding window: requests, error rates, p99 of each side"

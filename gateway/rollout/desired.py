@@ -83,7 +83,7 @@ class Canary:
     stable: int
     weight: float
     shadow: float = 0.0
-    status: str = "running"  # running | rolled_back
+    status: str = "running"  # starting (its version loading: no traffic yet) | running | rolled_back
     reason: str | None = None
 
 
@@ -155,7 +155,7 @@ def live_labels(state: ModelState, known: list[int] | None = None) -> dict[str, 
     version (a rolled-back canary, an older state) stays in the header but is not loaded or served."""
     head = answering_version(state, known)
     canary = state.canary
-    running = canary.version if canary is not None and canary.status == "running" else None
+    running = canary.version if canary is not None and canary.status in ("starting", "running") else None
     return {
         label: version
         for label, version in state.labels.items()

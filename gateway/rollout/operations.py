@@ -53,6 +53,8 @@ LABEL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 STABLE_LABEL = "stable"
 # Changes one model's state in place and returns the versions to wait for, or None: nothing to write.
 Edit = Callable[[ModelState], "list[int] | None"]
+# Completes a change once its versions are loaded (e.g. a starting canary starts taking traffic).
+Finish = Callable[[ModelState], None]
 
 
 class Operations:
@@ -78,8 +80,9 @@ class Operations:
             return None
         return (await self._reconciler.observe(name)).current()
 
-    async def _change(self, name: str, edit: Edit) -> Desired:
-        """Step 2 under the lock, step 3 without it (module docstring)."""
+    async def _change(self, name: str, edit: Edit, finish: Finish | None = None) -> Desired:
+        """Step 2 under the lock, step 3 without it (module docstring). With a new label to load first,
+        the second write re-reads the file and applies ``finish`` to the model's state then."""
         store = self._catalog.store_for(name)
         known = self._catalog.repository.versions(name)
         async with store.transaction() as txn:
@@ -96,14 +99,18 @@ class Operations:
             before, after = live_labels(old.models[name], known), live_labels(new.models[name], known)
             added = frozenset(k for k, v in after.items() if before.get(k) != v)
             omit = {name: added} if added and wait_for else None
+            if omit is None and finish is not None:
+                finish(new.models[name])
             written = txn.commit(new.copy(), omit)
         with self._reconciler.applying(store):
             try:
                 report = await self._reconciler.apply(store, written, {name: wait_for}, omit)
                 if omit is not None:
                     async with store.transaction() as txn:
-                        if txn.desired.generation == written.generation:  # else a later write has the labels
-                            written = txn.commit(new)
+                        fresh = txn.desired.copy()  # the header holds the labels; now the body gets them
+                        if finish is not None and name in fresh.models:
+                            finish(fresh.models[name])
+                        written = txn.commit(fresh)
                     report = await self._reconciler.apply(store, written, {}, skip=report)
             except GatewayError as exc:
                 await self._restore(name, old, written.generation, exc)
@@ -270,11 +277,17 @@ class Operations:
             state.pinned = stable
             state.labels[STABLE_LABEL] = stable
             state.labels[CANARY_LABEL] = version
-            state.canary = Canary(version=version, stable=stable, weight=weight, shadow=shadow)
+            # "starting" until the candidate is loaded: the gateways split no traffic to it before
+            state.canary = Canary(version, stable, weight, shadow, status="starting")
             state.event("canary_started", version=version, stable=stable, weight=weight, shadow=shadow)
             return [stable, version]
 
-        done = await self._change(name, edit)
+        def finish(state: ModelState) -> None:
+            canary = state.canary
+            if canary is not None and canary.version == version and canary.status == "starting":
+                canary.status = "running"
+
+        done = await self._change(name, edit, finish)
         self._metrics.canary_weight.labels(name).set(weight)
         log.info(
             "admin: model %s canary version %d at %.1f %% (shadow %.1f %%)", name, version, weight, shadow

@@ -33,7 +33,8 @@ Contract
   (run by the app) probes every listed replica each ``GATEWAY_HEALTH_INTERVAL_SECONDS`` with
   ``grpc.health.v1.Health/Check`` under ``GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS`` (active health): one that
   answers (SERVING, or UNIMPLEMENTED from a server without the health service, e.g. TF Serving) is back in
-  rotation at once, one that does not (or NOT_SERVING) is taken out. With every replica out, calls still go
+  rotation (after a call failed on it: once a hold of 1 s, doubling per failure in a row, has passed), one
+  that does not (or NOT_SERVING) is taken out. With every replica out, calls still go
   to them in turn (better a try than a refusal). A model behind one DNS name relies on gRPC's round_robin,
   which drops addresses whose connection fails, not hung ones: list the replicas for failover.
 - **Sizes.** Send and receive limits are ``GATEWAY_MAX_MESSAGE_BYTES`` (the gRPC default of 4 MiB is too small
@@ -90,6 +91,7 @@ T = TypeVar("T")
 log = logging.getLogger("gateway.client")
 Pick = Callable[[Collection[str]], str]  # the next address, avoiding those already tried by this call
 _LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+EJECT_HOLD_SECONDS = 1.0  # the first hold of a passive ejection (doubles per failure in a row)
 
 
 def model_spec(
@@ -210,6 +212,8 @@ class ModelClient:
         self._servers: dict[str, _Server] = {}
         self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
         self._out_until: dict[str, float] = {}  # replica address -> monotonic time it may return
+        self._hold_until: dict[str, float] = {}  # ... before which a health probe may not bring it back
+        self._strikes: dict[str, int] = {}  # passive ejections since its last answered call
         self._coalescer = (
             Coalescer(settings.max_files, metrics.coalesced.observe, alone=_refused_merged)
             if settings.coalesce
@@ -241,13 +245,23 @@ class ModelClient:
         return any(a not in tried and self.in_rotation(a) for a in self._settings.model_replicas[model])
 
     def _eject(self, address: str, reason: str) -> None:
+        """Out of rotation for ``GATEWAY_EJECT_SECONDS``. A call that failed (passive health) also holds it
+        out of the probes' reach for 1, 2, 4 ... s (up to that) per failure in a row, so a replica that
+        answers probes but not calls costs one short attempt per hold, not one per probe."""
+        now = time.monotonic()
         if self.in_rotation(address):
             log.warning("replica %s out of rotation (%s)", address, reason)
             self._metrics.replica_ejections.labels(address, reason).inc()
-        self._out_until[address] = time.monotonic() + self._settings.eject_seconds
+        self._out_until[address] = now + self._settings.eject_seconds
+        if reason != "health":
+            strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
+            hold = min(self._settings.eject_seconds, EJECT_HOLD_SECONDS * 2 ** min(strikes - 1, 16))
+            self._hold_until[address] = now + hold
         self._metrics.replica_in_rotation.labels(address).set(0)
 
     def _readmit(self, address: str) -> None:
+        if time.monotonic() < self._hold_until.get(address, 0.0):
+            return
         if not self.in_rotation(address):
             log.warning("replica %s back in rotation (health check answered)", address)
         self._out_until.pop(address, None)
@@ -370,6 +384,7 @@ class ModelClient:
                     continue
                 raise UpstreamError(code, _clean(exc.details()), address=address) from None
             self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
+            self._strikes.pop(address, None)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
 

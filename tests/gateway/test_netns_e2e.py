@@ -258,6 +258,9 @@ class Traffic:
     def failed(self) -> list[str]:
         return [what for _, _, ok, what in self.samples if not ok]
 
+    def slowest(self, start: float, end: float) -> float:
+        return round(max((s for t, s, _, _ in self.samples if start <= t < end), default=0.0), 3)
+
     def p99(self, start: float, end: float) -> float:
         during = sorted(s for t, s, _, _ in self.samples if start <= t < end)
         return round(during[max(0, math.ceil(0.99 * len(during)) - 1)], 3) if during else 0.0
@@ -343,6 +346,7 @@ def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net:
     figures["failed_requests"] = len(traffic.failed())
     figures["p99_seconds_during_fault"] = traffic.p99(cut, healed)
     figures["p99_seconds_before_fault"] = traffic.p99(0.0, cut)
+    figures["slowest_seconds_during_fault"] = traffic.slowest(cut, healed)  # an attempt cut, then failover
     log.warning("netns %s: %s", kind, figures)
     print(f"netns {kind}: {figures}")
     net.figures[kind] = figures

@@ -132,6 +132,7 @@ function replicaLine(model) {
         r.reachable
           ? r.versions.filter((v) => v.state === "available").map((v) => `v${v.version}`).join(" ") || "none"
           : "unreachable",
+        r.answers !== null ? h("span", { class: "muted replica-answers" }, ` (answers v${r.answers})`) : null,
       ),
     ),
     model.desiredError ? h("p", { class: "error desired-error" }, `models.config refused: ${model.desiredError}`)
@@ -142,7 +143,9 @@ function replicaLine(model) {
 function canaryPanel(model) {
   const c = model.canary;
   if (!c) return null;
-  const status = c.status === "running" ? "running" : `rolled back automatically (${c.reason})`;
+  const status = c.status === "running" ? "running"
+    : c.status === "starting" ? "starting (loading the candidate)"
+    : `rolled back automatically (${c.reason})`;
   const w = c.window;
   return h(
     "div",

@@ -18,7 +18,7 @@
  * @property {Canary | null} canary
  * @property {Array<Record<string, any>>} events recent version events, newest last
  */
-/** @typedef {{id: string, reachable: boolean, versions: Version[], error: string | null}} Replica */
+/** @typedef {{id: string, reachable: boolean, versions: Version[], error: string | null, answers: number | null}} Replica */
 /**
  * @typedef {object} Canary
  * @property {number | null} version
@@ -58,7 +58,8 @@ export function readVersion(raw) {
 }
 
 /** One ModelSummary of GET /v1/models. `serving` is the version that answers requests without a version or
- * label: the pinned one, else the highest AVAILABLE one (TF Serving's "latest"). */
+ * label, as measured on the replicas (`answers`); when none was measured, the pinned one, else the highest
+ * AVAILABLE one (TF Serving's "latest"). */
 /** @param {any} raw @returns {Model} */
 export function readModel(raw) {
   const versions = (raw.versions ?? []).map(readVersion).sort((a, b) => (b.version ?? 0) - (a.version ?? 0));
@@ -67,7 +68,7 @@ export function readModel(raw) {
   for (const [label, v] of Object.entries(raw.labels ?? {})) labels[label] = versionNumber(v);
   const pinned = versionNumber(raw.pinned);
   const available = versions.filter((v) => v.state === "available").map((v) => v.version);
-  const serving = pinned ?? (available.length ? Math.max(...available) : null);
+  const serving = versionNumber(raw.answers) ?? pinned ?? (available.length ? Math.max(...available) : null);
   const canary = raw.canary
     ? {
         version: versionNumber(raw.canary.version),
@@ -91,6 +92,7 @@ export function readModel(raw) {
       reachable: Boolean(r.reachable),
       versions: (r.versions ?? []).map(readVersion),
       error: r.error ?? null,
+      answers: versionNumber(r.answers),
     })),
     converged: Boolean(raw.converged),
     generation: versionNumber(raw.generation),
