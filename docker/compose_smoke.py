@@ -12,7 +12,9 @@
 5. Version management across the two fashion replicas (serving-fashion, serving-fashion-2), still under
    traffic: a promote reaches both (GET /v1/models shows each replica and ``converged``); with
    serving-fashion-2 stopped, a promote is recorded in MODELS_DIR/config/fashion.config and the replica
-   serves it as soon as it starts again; back to latest.
+   serves it as soon as it starts again; with serving-fashion-2 paused (``docker compose pause``: hung, not
+   dead) requests keep being answered by the other replica (failover), a promote replies naming the paused
+   replica as unconfirmed, and it converges once unpaused; back to latest.
 6. Takes the stack down (also on failure, after printing the services' last log lines).
 
 All traffic goes to 127.0.0.1. Figures land in .run/compose-smoke.json and are printed at the end.
@@ -382,6 +384,21 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
                 stack, f"127.0.0.1:{ports['FASHION2_GRPC_PORT']}"
             )
             wait_swap(traffic, new_version)
+
+            step("a fashion replica paused under load: failover, admin names it, it converges when unpaused")
+            traffic.phase = "serving-fashion-2 paused"
+            stack.run("pause", "serving-fashion-2")
+            try:
+                started = time.monotonic()
+                promoted = admin(gateway, token, "promote", {"version": old_version})
+                result["seconds_admin_with_a_paused_replica"] = round(time.monotonic() - started, 1)
+                if len(promoted.get("unconfirmed", [])) != 1:
+                    raise SmokeFailure(f"a promote with a replica paused must name it: {promoted}")
+                time.sleep(3)  # traffic keeps flowing meanwhile: the other replica answers it
+            finally:
+                stack.run("unpause", "serving-fashion-2")
+            result["seconds_to_converge_unpaused_replica"] = round(wait_converged(gateway, old_version), 1)
+            wait_swap(traffic, old_version)
             traffic.phase = "back to latest"
             admin(gateway, token, "latest")
             time.sleep(2)  # a little traffic after the last switch, while the old version unloads
@@ -401,7 +418,8 @@ def smoke(work: Path, data_dir: Path) -> dict[str, Any]:
         step(
             f"{old_version} -> {new_version} (export), -> {old_version} (rollback), -> {new_version} "
             f"(latest), -> {old_version} (promote, both replicas), -> {new_version} (promote with a replica "
-            f"stopped), latest: {len(traffic.outcomes)} requests, none failed"
+            f"stopped), -> {old_version} (promote with a replica paused), latest: {len(traffic.outcomes)} "
+            "requests, none failed"
         )
         result["outcome"] = "passed"
         return result

@@ -25,6 +25,8 @@ from gateway.rollout.desired import (
     DesiredStateInvalid,
     DesiredStore,
     ModelState,
+    answering_version,
+    live_labels,
     parse_desired,
     render_entry,
 )
@@ -82,6 +84,61 @@ def test_labels_without_pin_widen_latest() -> None:
         base='name: "a" model_version_policy { latest { num_versions: 1 } }', labels={"old": 1}
     )
     assert render_entry(state, known=[1, 2, 3]).model_version_policy.latest.num_versions == 3
+
+
+BASE = 'name: "a" base_path: "/m/a"'
+
+
+@pytest.mark.parametrize(
+    ("state", "known", "answering", "live", "loaded"),
+    [
+        # the issue-24 sequences: a label above the pin would answer every request naming no version
+        (ModelState(BASE, pinned=1, labels={"stable": 2}), [1, 2], 1, {}, [1]),
+        (ModelState(BASE, pinned=1, labels={"beta": 2, "old": 1}), [1, 2], 1, {"old": 1}, [1]),
+        (ModelState(BASE, pinned=2, labels={"old": 1}), [1, 2], 2, {"old": 1}, [1, 2]),
+        # a running (or starting) canary is loaded above the pin: the gateway names its versions
+        (
+            ModelState(BASE, pinned=1, labels={"stable": 1, "canary": 2}, canary=Canary(2, 1, 10.0)),
+            [1, 2],
+            1,
+            {"stable": 1, "canary": 2},
+            [1, 2],
+        ),
+        (
+            ModelState(BASE, pinned=1, labels={"canary": 2}, canary=Canary(2, 1, 10.0, status="starting")),
+            [1, 2],
+            1,
+            {"canary": 2},
+            [1, 2],
+        ),
+        # a rolled-back canary is unloaded: only the stable version answers
+        (
+            ModelState(BASE, pinned=1, labels={"canary": 3}, canary=Canary(3, 1, 0.0, status="rolled_back")),
+            [1, 2, 3],
+            1,
+            {},
+            [1],
+        ),
+        # unpinned: the top of the operator's own policy answers
+        (
+            ModelState(BASE + " model_version_policy { specific { versions: 2 } }", labels={"x": 3}),
+            [1, 2, 3],
+            2,
+            {},
+            [2],
+        ),
+        (ModelState(BASE, labels={"old": 1}), [1, 2, 3], 3, {"old": 1}, None),
+    ],
+)
+def test_nothing_above_the_answering_version_is_loaded(
+    state: ModelState, known: list[int], answering: int, live: dict[str, int], loaded: list[int] | None
+) -> None:
+    assert answering_version(state, known) == answering
+    assert live_labels(state, known) == live
+    entry = render_entry(state, known)
+    assert dict(entry.version_labels) == live
+    if loaded is not None:
+        assert list(entry.model_version_policy.specific.versions) == loaded
 
 
 def _commit(store: DesiredStore, change: Callable[[Desired], None] = lambda _: None) -> Desired:
