@@ -210,7 +210,7 @@ class ModelClient:
         self._settings = settings
         self._metrics = metrics
         self._servers: dict[str, _Server] = {}
-        self._turns = {m: itertools.cycle(a) for m, a in settings.model_replicas.items()}
+        self._turns = {m: itertools.cycle(range(len(a))) for m, a in settings.model_replicas.items()}
         self._out_until: dict[str, float] = {}  # replica address -> monotonic time it may return
         self._hold_until: dict[str, float] = {}  # ... before which a health probe may not bring it back
         self._strikes: dict[str, int] = {}  # passive ejections since its last answered call
@@ -226,7 +226,9 @@ class ModelClient:
         turns = self._turns.get(model)
         if turns is None:
             return self._settings.server_for(model)
-        order = [next(turns) for _ in self._settings.model_replicas[model]]
+        replicas = self._settings.model_replicas[model]
+        first = next(turns)  # one step per call: calls take turns over the replicas
+        order = replicas[first:] + replicas[:first]
         for address in order:
             if address not in avoid and self.in_rotation(address):
                 return address

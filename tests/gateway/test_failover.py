@@ -134,3 +134,15 @@ def test_a_replica_without_the_version_yet_is_passed_over(
     assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
     assert {r.json()["version"] for r in replies} == {2}
     assert _in_rotation(client, a.address) in (None, 1.0)  # NOT_FOUND ejects nothing
+
+
+def test_calls_take_turns_over_the_replicas_in_rotation(
+    gateway: Callable[..., TestClient], pair: tuple[FakeModelServer, FakeModelServer]
+) -> None:
+    a, b = pair
+    client = gateway(health_interval_seconds=0)
+    assert client.post("/v1/models/half:predict", json=RECORD).status_code == 200
+    before = a.calls["Predict"], b.calls["Predict"]
+    for _ in range(6):
+        assert client.post("/v1/models/half:predict", json=RECORD).status_code == 200
+    assert (a.calls["Predict"] - before[0], b.calls["Predict"] - before[1]) == (3, 3)

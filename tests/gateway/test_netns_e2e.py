@@ -225,6 +225,24 @@ def _in_rotation(net: Net, target: str) -> float | None:
     return None
 
 
+def _upstream(net: Net, target: str) -> dict[str, float]:
+    """Calls the gateway made to one replica: ``Predict`` (all) and ``<method>:<code>`` (failed)."""
+    found: dict[str, float] = {}
+    text = httpx.get(f"{net.gateway.url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("server") != target:
+                continue
+            if sample.name == "gateway_upstream_errors_total":
+                key = f"{sample.labels['method']}:{sample.labels['code']}"
+            elif sample.name == "gateway_upstream_seconds_count" and sample.labels["method"] == "Predict":
+                key = "Predict"
+            else:
+                continue
+            found[key] = found.get(key, 0) + sample.value
+    return found
+
+
 class Traffic:
     """Steady Predicts through the gateway from a few threads until stopped; every outcome recorded."""
 
@@ -258,11 +276,15 @@ class Traffic:
     def failed(self) -> list[str]:
         return [what for _, _, ok, what in self.samples if not ok]
 
+    def _during(self, start: float, end: float) -> list[float]:
+        """Seconds of every request in flight at some point between ``start`` and ``end``."""
+        return sorted(s for t, s, _, _ in self.samples if t < end and t + s > start)
+
     def slowest(self, start: float, end: float) -> float:
-        return round(max((s for t, s, _, _ in self.samples if start <= t < end), default=0.0), 3)
+        return round(max(self._during(start, end), default=0.0), 3)
 
     def p99(self, start: float, end: float) -> float:
-        during = sorted(s for t, s, _, _ in self.samples if start <= t < end)
+        during = self._during(start, end)
         return round(during[max(0, math.ceil(0.99 * len(during)) - 1)], 3) if during else 0.0
 
 
@@ -322,6 +344,7 @@ def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net:
     _version_one(net)
     lost = net.hosts[1]
     figures: dict[str, Any] = {}
+    before = {h.target: _upstream(net, h.target) for h in net.hosts}
     with Traffic(net) as traffic:
         time.sleep(1.0)  # steady state first
         with _fault(kind, lost, figures):
@@ -342,6 +365,14 @@ def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net:
         _wait("the healed replica back in rotation", lambda: _in_rotation(net, lost.target) == 1.0)
         figures["seconds_until_back_in_rotation"] = round(time.monotonic() - healed, 2)
         time.sleep(1.0)
+    for name, host in zip(("kept", "lost"), net.hosts, strict=True):
+        calls = _upstream(net, host.target)
+        # Predict: calls it answered or failed; <method>:<code>: calls that failed there (retried elsewhere)
+        figures[f"calls_to_the_{name}_replica"] = {
+            k: v - before[host.target].get(k, 0)
+            for k, v in calls.items()
+            if v > before[host.target].get(k, 0)
+        }
     figures["requests"] = len(traffic.samples)
     figures["failed_requests"] = len(traffic.failed())
     figures["p99_seconds_during_fault"] = traffic.p99(cut, healed)
