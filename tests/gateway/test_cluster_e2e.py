@@ -474,7 +474,7 @@ def test_a_hung_replica_never_holds_up_admin_calls(stable_1: Cluster) -> None:
         for reply in (promoted, labelled):
             body = reply.json()
             ids = {r["address"]: r["id"] for r in body["replicas"]}
-            assert body["unconfirmed"] == [ids[hung_address]], body
+            assert ids[hung_address] in body["unconfirmed"], body  # (a busy machine may add the other)
             assert not next(r for r in body["replicas"] if r["address"] == hung_address)["reachable"]
         assert labelled.json()["pinned"] == 2 and labelled.json()["labels"] == {"old": 1}
         log.warning("admin with a hung replica (SIGSTOP): %s", timings)

@@ -359,7 +359,7 @@ def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net:
                 figures["admin_reply_seconds"] = round(time.monotonic() - started, 2)
                 assert reply.status_code == 200, reply.text
                 ids = {r["address"]: r["id"] for r in reply.json()["replicas"]}
-                assert reply.json()["unconfirmed"] == [ids[lost.target]], reply.json()
+                assert ids[lost.target] in reply.json()["unconfirmed"], reply.json()
             time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - cut)))
             healed = time.monotonic()
         _wait("the healed replica back in rotation", lambda: _in_rotation(net, lost.target) == 1.0)
