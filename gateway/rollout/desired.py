@@ -44,18 +44,16 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from gateway.errors import Conflict
+from gateway.rollout.answering import live_labels
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
 __all__ = [
-    "CANARY_LABEL",
     "Canary",
     "Desired",
     "DesiredStateInvalid",
     "DesiredStore",
     "ModelState",
     "Transaction",
-    "answering_version",
-    "live_labels",
     "parse_desired",
     "render_entry",
 ]
@@ -65,7 +63,6 @@ NOTE = "# (written by the gateway: edit the config below, not these two lines)"
 MAX_HISTORY = 50
 MAX_EVENTS = 30
 LOCK_WAIT_SECONDS = 120.0
-CANARY_LABEL = "canary"
 KnownVersions = Callable[[str], "list[int] | None"]
 
 
@@ -134,44 +131,14 @@ def _base_entry(state: ModelState) -> model_server_config_pb2.ModelConfig:
     return entry
 
 
-def answering_version(state: ModelState, known: list[int] | None = None) -> int | None:
-    """The version that answers requests naming no version when no canary runs ("pinned means served"):
-    the pin, else the highest version the operator's own policy loads (None when that is unknown).
-
-    TF Serving answers such a request with the highest AVAILABLE version, so no version above this one may
-    stay loaded: ``live_labels`` keeps only labels at or below it."""
-    if state.pinned is not None:
-        return state.pinned
-    policy = _base_entry(state).model_version_policy
-    if policy.HasField("specific") and policy.specific.versions:
-        return int(max(policy.specific.versions))
-    return max(known) if known else None
-
-
-def live_labels(state: ModelState, known: list[int] | None = None) -> dict[str, int]:
-    """The labels whose versions stay loaded: those at or below ``answering_version``, and the running
-    canary's (the gateway names the version of every request it splits; direct clients that name no
-    version get the highest loaded one during a canary - docs/architecture.md). A label above the answering
-    version (a rolled-back canary, an older state) stays in the header but is not loaded or served."""
-    head = answering_version(state, known)
-    canary = state.canary
-    running = canary.version if canary is not None and canary.status in ("starting", "running") else None
-    return {
-        label: version
-        for label, version in state.labels.items()
-        if head is None or version <= head or (label == CANARY_LABEL and version == running)
-    }
-
-
 def render_entry(
     state: ModelState, known: list[int] | None = None, omit_labels: frozenset[str] = frozenset()
 ) -> model_server_config_pb2.ModelConfig:
-    """The ModelConfig a server must run for one model: the base entry plus pin and live labels.
+    """The ModelConfig a server must run for one model: the base entry plus pin and ``live_labels``.
 
     A label's version must stay loaded (TF Serving only labels AVAILABLE versions): with a pin it joins
     ``specific``; without one, ``latest { num_versions }`` widens to reach it (``known``: versions on disk).
-    Only ``live_labels`` are rendered, so nothing above the answering version is loaded (bar a running
-    canary). ``omit_labels`` leaves labels out while their versions load (TF Serving refuses them before).
+    ``omit_labels`` leaves labels out while their versions load (TF Serving refuses them before).
     """
     entry = _base_entry(state)
     labels = live_labels(state, known)

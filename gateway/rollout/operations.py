@@ -15,7 +15,7 @@ When a version fails to load, the previous state is written back and re-applied 
 file since: a later change wins), and the error is raised.
 
 "Pinned means served": a request that names no version gets the answering version (the pin; see
-``desired.answering_version``) on every replica. TF Serving answers such requests with the highest loaded
+``gateway.rollout.answering``) on every replica. TF Serving answers such requests with the highest loaded
 version, so a label may point at the answering version or below (409 above it); a promote or rollback moves
 the ``stable`` label to the new pin and drops the other labels above it (an event says so). A running canary
 is the one exception: its candidate is loaded and the gateway names the version of every request it splits.
@@ -35,15 +35,9 @@ from collections.abc import Callable
 
 from gateway.errors import BadRequest, Conflict, GatewayError, ModelNotFound, NotFound
 from gateway.metrics import Metrics
+from gateway.rollout.answering import CANARY_LABEL, answering_version, live_labels
 from gateway.rollout.catalog import Catalog
-from gateway.rollout.desired import (
-    CANARY_LABEL,
-    Canary,
-    Desired,
-    ModelState,
-    answering_version,
-    live_labels,
-)
+from gateway.rollout.desired import Canary, Desired, ModelState
 from gateway.rollout.reconciler import ClusterView, Reconciler
 
 __all__ = ["CANARY_LABEL", "STABLE_LABEL", "Operations"]

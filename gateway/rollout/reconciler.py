@@ -37,15 +37,9 @@ import grpc
 
 from gateway.errors import Conflict, GatewayError, NotFound, UpstreamError
 from gateway.metrics import Metrics
+from gateway.rollout.answering import live_labels
 from gateway.rollout.catalog import Catalog
-from gateway.rollout.desired import (
-    Desired,
-    DesiredStore,
-    ModelState,
-    live_labels,
-    render_config,
-    render_entry,
-)
+from gateway.rollout.desired import Desired, DesiredStore, ModelState, render_config, render_entry
 from gateway.settings import Settings
 from gateway.upstream.client import ModelClient
 from guard.logs import RateLimitedLog

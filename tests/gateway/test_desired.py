@@ -18,6 +18,7 @@ from google.protobuf import text_format
 
 from devtools.procs import REPO_ROOT
 from gateway.errors import Conflict
+from gateway.rollout.answering import answering_version, live_labels
 from gateway.rollout.catalog import Catalog
 from gateway.rollout.desired import (
     Canary,
@@ -25,8 +26,6 @@ from gateway.rollout.desired import (
     DesiredStateInvalid,
     DesiredStore,
     ModelState,
-    answering_version,
-    live_labels,
     parse_desired,
     render_entry,
 )
