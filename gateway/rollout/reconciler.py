@@ -193,7 +193,8 @@ class Reconciler:
         omit: dict[str, frozenset[str]] | None = None,
     ) -> GatewayError | None:
         newer = store.current()
-        if newer is not None and newer.generation > desired.generation:
+        superseded = newer is not None and newer.generation > desired.generation
+        if superseded and newer is not None:
             desired, omit = newer, None  # a later change was written meanwhile: the file is the truth
         config = render_config(desired, self._catalog.repository.versions, names, omit)
         try:
@@ -202,7 +203,8 @@ class Reconciler:
             )
         except GatewayError as exc:
             log.warning("replica %s did not take generation %d: %s", address, desired.generation, exc.message)
-            return exc
+            # a refusal of a later change is that change's to report, not this one's
+            return None if superseded and not _unreachable(exc) else exc
         return None
 
     async def apply(
