@@ -135,23 +135,20 @@ class Operations:
             state.canary = None
             state.labels.pop(CANARY_LABEL, None)
 
-    @staticmethod
-    def _follow_pin(state: ModelState) -> None:
-        """After a new pin: ``stable`` names it; a label above it would answer requests that name no
-        version (TF Serving's highest loaded version), so it is dropped."""
-        pinned = state.pinned
-        if pinned is None:
-            return
-        if STABLE_LABEL in state.labels:
-            state.labels[STABLE_LABEL] = pinned
+    def _follow_pin(self, name: str, state: ModelState) -> None:
+        """After a new pin (or none): ``stable`` names the pin; a label above the answering version would
+        answer requests that name no version (TF Serving's highest loaded version), so it is dropped."""
+        if state.pinned is not None and STABLE_LABEL in state.labels:
+            state.labels[STABLE_LABEL] = state.pinned
+        head = answering_version(state, self._catalog.repository.versions(name))
         for label, version in sorted(state.labels.items()):
-            if version > pinned:
+            if head is not None and version > head:
                 del state.labels[label]
                 state.event(
                     "label_dropped",
                     label=label,
                     version=version,
-                    reason=f"above the pinned version {pinned}: it would answer requests that name no version",
+                    reason=f"above version {head}, which answers requests that name no version",
                 )
 
     # -- versions ------------------------------------------------------------------------------------------
@@ -167,7 +164,7 @@ class Operations:
             if current != version:
                 state.remember(current)
             state.pinned = version
-            self._follow_pin(state)
+            self._follow_pin(name, state)
             state.event("promoted", version=version, previous=current)
             return [version]
 
@@ -197,7 +194,7 @@ class Operations:
                 target = max(older)
             self._drop_canary(state, "rolled back")
             state.pinned = target
-            self._follow_pin(state)
+            self._follow_pin(name, state)
             state.event("rolled_back", version=target, previous=current)
             moved[:] = [current, target]
             return [target]
@@ -211,6 +208,7 @@ class Operations:
             self._drop_canary(state, "back to the configured policy")
             state.remember(state.pinned)
             state.pinned = None
+            self._follow_pin(name, state)
             state.event("latest")
             return []
 
@@ -308,7 +306,7 @@ class Operations:
             state.remember(canary.stable)
             state.pinned = canary.version
             state.labels[STABLE_LABEL] = canary.version
-            self._follow_pin(state)
+            self._follow_pin(name, state)
             state.event("promoted", version=canary.version, previous=canary.stable)
             return [canary.version]
 
