@@ -16,8 +16,9 @@ file since: a later change wins), and the error is raised.
 
 "Pinned means served": a request that names no version gets the answering version (the pin; see
 ``gateway.rollout.answering``) on every replica. TF Serving answers such requests with the highest loaded
-version, so a label may point at the answering version or below (409 above it); a promote or rollback moves
-the ``stable`` label to the new pin and drops the other labels above it (an event says so). A running canary
+version, so a label may point at the answering version or below (409 above it); a promote, rollback or back
+to latest moves the ``stable`` label to the new pin and drops the labels above the new answering version (an
+event says so). A running canary
 is the one exception: its candidate is loaded and the gateway names the version of every request it splits.
 
 A new label whose version is not loaded yet is applied in two writes (TF Serving only labels AVAILABLE
