@@ -94,7 +94,17 @@ def environment() -> dict[str, Any]:
 
 
 def run_scenarios(ctx: Context) -> None:
-    from bench.scenarios import baselines, crosscheck, floor, gateway, hotswap, inprocess, memory, modelserver
+    from bench.scenarios import (
+        baselines,
+        crosscheck,
+        floor,
+        gateway,
+        hotswap,
+        inprocess,
+        memory,
+        modelserver,
+        tflite,
+    )
     from bench.servers import start_modelserver
 
     only = set(ctx.settings.only)
@@ -158,6 +168,8 @@ def run_scenarios(ctx: Context) -> None:
         guarded("modelserver batching on", batching_on)
     if "modelserver" in only:
         guarded("modelserver TF Serving scheduling", lambda: modelserver.run_tf_scheduling(ctx))
+    if "tflite" in only:
+        guarded("tflite", lambda: tflite.run(ctx))
     guarded("answers", lambda: crosscheck.run(ctx))
 
 

@@ -22,6 +22,7 @@ SCENARIOS: tuple[str, ...] = (
     "gateway",
     "hotswap",
     "memory",
+    "tflite",
 )
 
 

@@ -4,7 +4,8 @@
 fast tests), then in a staging directory writes the SavedModel, rewrites and verifies method names, freezes
 the graph and checks it against the SavedModel, writes warm-up records, labels, curves and the card, reloads
 and runs every signature - in Python and under TensorFlow's C++ loader (``export.gate``) - and only then
-renames the directory into place (see ``export.publish``).
+renames the directory into place (see ``export.publish``). ``model.tflite`` is written beside the SavedModel
+when TF Lite's converter takes ``serving_default`` and agrees with it on the held-out rows (``export.tflite``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from export import card, fashion, frozen, gate, housing, signatures, text, verify, warmup
+from export import card, fashion, frozen, gate, housing, signatures, text, tflite, verify, warmup
 from export.errors import UnknownModel
 from export.publish import staging
 from export.servable import Servable
@@ -73,7 +74,10 @@ def export_model(
     # Validate the version before the (long) training, and again at the rename.
     with staging(models_dir, name, version) as stage:
         servable = MODELS[name](data_dir=data_dir, epochs=epochs, limit=limit)
-        write_version(servable, stage.path, stage.version)
+        written = write_version(servable, stage.path, stage.version)
+        tflite.write(
+            servable, stage.path, written
+        )  # model.tflite beside the SavedModel, checked, in the card
         published = stage.commit()
     print(servable.summary())
     print(f"   published {published}")

@@ -88,6 +88,7 @@ class DataPlane:
         limits: RequestLimits = DEFAULT_LIMITS,
         control: ModelControl | None = None,
         runner: Runner | None = None,
+        tensor_content: bool = False,
     ) -> None:
         """``runner`` (default: ``threads`` worker threads and ``batcher``) is how signatures run."""
         self.core = core
@@ -95,7 +96,7 @@ class DataPlane:
         self.control = control or ModelControl()
         self.manager = core.manager
         self.runner = runner or Runner(threads, batcher)
-        self.execution = Execution(self.runner, limits, method_name_check)
+        self.execution = Execution(self.runner, limits, method_name_check, tensor_content)
         self._metrics = metrics
 
     # ---- shared plumbing -------------------------------------------------------------------------------

@@ -401,9 +401,16 @@ CASES: tuple[Case, ...] = (
     ),
     Case("REST: 1e400", "modelserver", lambda _: _raw(FASHION_REST, b'{"instances": [[1e400]]}'), BAD),
     Case(
-        "REST: regress integer above int64",
+        "REST: regress integer above uint64",
         "modelserver",
         lambda _: _raw(HOUSING_REST, b'{"examples": [{"median_income": 1180591620717411303424}]}'),
+        BAD,
+        "a float feature, as in TF Serving (rapidjson holds it as a double); the lone feature fails the parse",
+    ),
+    Case(
+        "REST: regress integer in uint64 only",
+        "modelserver",
+        lambda _: _raw(HOUSING_REST, b'{"examples": [{"median_income": 18446744073709551603}]}'),
         BAD,
     ),
     Case(

@@ -123,12 +123,15 @@ class IllegalTransition(RuntimeError):
 
 
 def fingerprint(path: Path) -> tuple[int, int]:
-    """(mtime, size) of the version's saved_model.pb: a failed version is retried only once it changes."""
-    try:
-        stat = (path / "saved_model.pb").stat()
-        return stat.st_mtime_ns, stat.st_size
-    except OSError:
-        return 0, 0
+    """(mtime, size) of the version's saved_model.pb (or model.tflite): a failed version is retried only once
+    it changes."""
+    for name in ("saved_model.pb", "model.tflite"):
+        try:
+            stat = (path / name).stat()
+            return stat.st_mtime_ns, stat.st_size
+        except OSError:
+            continue
+    return 0, 0
 
 
 def as_serving_error(exc: BaseException) -> ServingError:

@@ -57,7 +57,7 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
             continue
         path = Path(entry.path)
         try:
-            complete = (path / "saved_model.pb").is_file()
+            complete = (path / "saved_model.pb").is_file() or (path / "model.tflite").is_file()
         except OSError:  # an unreadable version directory is a version: its load fails and status says why
             complete = True
         if complete:

@@ -18,9 +18,10 @@ from pydantic import ValidationError
 
 from modelserver import __version__
 from modelserver.errors import ConfigError
-from modelserver.process.options import IGNORED_FLAGS, UNSUPPORTED_FLAGS, ServerOptions
+from modelserver.process.options import ServerOptions
 from modelserver.process.startup_files import read_startup_files
 from modelserver.process.supervisor import WorkerContext, supervise
+from modelserver.process.tfs_flags import TFS_FLAGS, refusal
 
 __all__ = ["main", "parse_flags"]
 
@@ -29,10 +30,25 @@ _FALSE = {"false", "0"}
 
 
 def _usage() -> str:
-    lines = ["usage: python -m modelserver [--flag=value ...]", "", "flags (tensorflow_model_server names):"]
-    for name, info in ServerOptions.model_fields.items():
-        lines.append(f"  --{name}={info.default!r}")
-    lines.append("accepted and ignored: " + ", ".join(f"--{n}" for n in sorted(IGNORED_FLAGS)))
+    lines = [
+        "usage: python -m modelserver [--flag=value ...]",
+        "",
+        "tensorflow_model_server's flags (docs/flags.md):",
+    ]
+    fields = ServerOptions.model_fields
+    for name, flag in TFS_FLAGS.items():
+        if flag.status == "refused":
+            accepts = " (accepts " + ", ".join(a or "''" for a in flag.accepts or ("nothing",)) + ")"
+            lines.append(f"  --{name}: refused at start{accepts}: {flag.note}")
+        elif name == "version":
+            lines.append("  --version: implemented: prints the version")
+        else:
+            how = "implemented" if flag.status == "implemented" else "implemented differently"
+            lines.append(
+                f"  --{name}={fields[name].default!r}: {how}" + (f": {flag.note}" if flag.note else "")
+            )
+    lines += ["", "this server's own flags:"]
+    lines += [f"  --{name}={info.default!r}" for name, info in fields.items() if name not in TFS_FLAGS]
     return "\n".join(lines)
 
 
@@ -44,10 +60,11 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
         if not arg.startswith("-") or arg in ("-", "--"):
             raise ConfigError(f"unexpected argument {arg!r}: flags are written --name=value")
         name, has_value, raw = arg.lstrip("-").partition("=")
-        if name in IGNORED_FLAGS:
-            continue
-        if name in UNSUPPORTED_FLAGS:
-            raise ConfigError(f"--{name} is not supported by this model server")
+        if name in TFS_FLAGS and TFS_FLAGS[name].status == "refused":
+            message = refusal(name, raw if has_value else "true")
+            if message is not None:
+                raise ConfigError(message)
+            continue  # a value that asks for what this server does anyway
         info = fields.get(name)
         if info is None:
             raise ConfigError(f"unknown flag --{name} (see --help for the flags)")

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from modelserver.errors import ConfigError
 from modelserver.lifecycle.aspired_version_policy import PolicyName
 
-__all__ = ["IGNORED_FLAGS", "UNSUPPORTED_FLAGS", "ServerOptions", "default_ram_budget", "usable_cores"]
+__all__ = ["ServerOptions", "default_ram_budget", "parse_channel_arguments", "usable_cores"]
 
 
 class ServerOptions(BaseSettings):
@@ -73,6 +73,24 @@ class ServerOptions(BaseSettings):
     rest_api_header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     rest_api_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     num_workers: int = Field(1, ge=0, le=64, description="serving processes; 0 = one per usable core")
+    # TF Serving flags whose meaning is mapped onto this server: modelserver.process.tfs_flags says how.
+    rest_api_num_threads: int = Field(0, ge=0, le=1024)
+    rest_api_timeout_in_ms: int = Field(30000, ge=0)
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = Field(0, ge=0)
+    flush_filesystem_caches: bool = True
+    tensorflow_session_config_file: str = ""
+    remove_unused_fields_from_bundle_metagraph: bool = False
+    prefer_tflite_model: bool = False
+    num_tflite_pools: int = Field(0, ge=0, le=256, description="0 = one per usable core, as TF Serving")
+    num_tflite_interpreters_per_pool: int = Field(1, ge=1, le=256)
+    xla_cpu_compilation_enabled: bool = False
+    enable_serialization_as_tensor_content: bool = False
+    ssl_config_file: str = ""
+    enable_per_model_batching_parameters: bool = False
+    max_num_load_retries: int = Field(0, ge=0, le=1000, description="TF Serving's default is 5")
+    load_retry_interval_micros: int = 60_000_000  # negative: no wait, as TF Serving
+    skip_initialize_tpu: bool = False
 
     def validate_combination(self) -> None:
         if not self.model_base_path and not self.model_config_file:
@@ -82,12 +100,15 @@ class ServerOptions(BaseSettings):
             )
         if self.batching_parameters_file and not self.enable_batching:
             raise ConfigError("--batching_parameters_file requires --enable_batching=true")
+        if self.enable_per_model_batching_parameters and not self.enable_batching:
+            raise ConfigError("--enable_per_model_batching_parameters requires --enable_batching=true")
         if self.port == 0 and not self.grpc_socket_path:
             raise ConfigError("--port=0 disables the gRPC port, which requires --grpc_socket_path")
         if self.model_control_token and len(self.model_control_token) < 16:
             raise ConfigError("--model_control_token must be at least 16 characters (openssl rand -hex 24)")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ConfigError(f"--rest_api_port ({self.rest_api_port}) must be different from --port")
+        parse_channel_arguments(self.grpc_channel_arguments)
         if self.workers > 1 and self.grpc_socket_path:
             raise ConfigError(
                 f"--grpc_socket_path cannot be shared by {self.workers} workers (--num_workers): "
@@ -108,32 +129,23 @@ class ServerOptions(BaseSettings):
         return frozenset(t.strip() for t in self.saved_model_tags.split(",") if t.strip())
 
 
-# Accepted for command-line compatibility with tensorflow_model_server; tuning knobs that do not apply here.
-IGNORED_FLAGS: frozenset[str] = frozenset(
-    {
-        "rest_api_num_threads",
-        "rest_api_timeout_in_ms",
-        "grpc_max_threads",
-        "max_num_load_retries",
-        "load_retry_interval_micros",
-        "flush_filesystem_caches",
-        "enable_profiler",
-        "per_process_gpu_memory_fraction",
-        "grpc_channel_arguments",
-        "xla_cpu_compilation_enabled",
-    }
-)
-# TF Serving flags this server cannot honour: setting them fails at start rather than being silently ignored.
-UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
-    {
-        "ssl_config_file",
-        "use_alts_credentials",
-        "platform_config_file",
-        "tensorflow_session_config_file",
-        "enable_per_model_batching_parameters",
-        "model_platform",
-    }
-)
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """``--grpc_channel_arguments``: ``key=value,...`` as TF Serving's parseGrpcChannelArgs splits it; a value
+    that reads as an int32 is passed as an integer, any other as a string. ConfigError names a bad item."""
+    arguments: list[tuple[str, int | str]] = []
+    for item in text.split(",") if text else []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or "=" in value:
+            raise ConfigError(
+                f"--grpc_channel_arguments: {item!r} is not key=value (e.g. grpc.max_connection_age_ms=2000)"
+            )
+        try:
+            number = int(value)
+        except ValueError:
+            arguments.append((key.strip(), value))
+            continue
+        arguments.append((key.strip(), number if -(2**31) <= number < 2**31 else value))
+    return arguments
 
 
 def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:

@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio.to_thread
 import uvicorn
 
 from guard.http import HttpLimits, protocol_class
@@ -21,6 +23,7 @@ from modelserver.process.options import ServerOptions
 from modelserver.protocols.oip.rest import OipRestApi, is_oip_path
 from modelserver.protocols.oip.service import OipDataPlane
 from modelserver.protocols.tfs.json.text import error_json
+from modelserver.runtime.limits import DEADLINE
 
 __all__ = ["ASGIApp", "Uvicorn", "start_rest", "with_oip_rest"]
 
@@ -37,11 +40,14 @@ class Uvicorn(uvicorn.Server):
         yield
 
 
-def _rest_protocol(app: ASGIApp) -> ASGIApp:
-    """Label the REST adapter's calls as protocol "rest" in the data plane's metrics."""
+def _rest_protocol(app: ASGIApp, timeout_ms: int = 0) -> ASGIApp:
+    """Label the REST adapter's calls as protocol "rest" in the data plane's metrics, and give each call the
+    deadline ``--rest_api_timeout_in_ms`` (TF Serving runs REST calls with it as their timeout)."""
 
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         PROTOCOL.set("rest")
+        if timeout_ms > 0 and scope.get("type") == "http":
+            DEADLINE.set(time.monotonic() + timeout_ms / 1000)
         await app(scope, receive, send)
 
     return wrapped
@@ -52,13 +58,15 @@ async def start_rest(
 ) -> tuple[Uvicorn, asyncio.Task[Any]]:
     """Serve ``app`` (TF Serving's REST app) and the OIP's REST API on ``--rest_api_port``; returns once the port
     is open (ConfigError when it cannot be)."""
+    if o.rest_api_num_threads:  # the threads that parse and write large bodies (protocols.http.offload)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = o.rest_api_num_threads
     limits = HttpLimits(
         max_header_bytes=o.rest_api_max_header_bytes,
         header_timeout=o.rest_api_header_timeout_seconds,
         body_timeout=o.rest_api_body_timeout_seconds,
     )
     config = uvicorn.Config(
-        with_oip_rest(_rest_protocol(app), oip, o.rest_api_max_body_bytes),
+        with_oip_rest(_rest_protocol(app, o.rest_api_timeout_in_ms), oip, o.rest_api_max_body_bytes),
         host=o.bind_host,
         port=o.rest_api_port,
         http=protocol_class(limits, _rest_error, "application/json"),

@@ -36,7 +36,12 @@ from modelserver.lifecycle.aspired_version_policy import POLICIES
 from modelserver.lifecycle.core import ServerCore
 from modelserver.lifecycle.manager import AspiredVersionsManager
 from modelserver.lifecycle.model_config import model_entries, read_model_config_file
-from modelserver.process.options import ServerOptions, default_ram_budget, usable_cores
+from modelserver.process.options import (
+    ServerOptions,
+    default_ram_budget,
+    parse_channel_arguments,
+    usable_cores,
+)
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
 from modelserver.process.rest_server import Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
@@ -69,6 +74,8 @@ class ModelServer:
         self.batching = files.batching
         self.monitoring = files.monitoring
         self.entries = files.entries
+        self.session_config = files.session_config
+        self.ssl = files.ssl
         self._config_text = files.model_config_text
         self._stopping = asyncio.Event()
         self._orphaned = False
@@ -108,6 +115,14 @@ class ModelServer:
             o.tags,
             intra_op_threads=o.tensorflow_intra_op_parallelism or both,
             inter_op_threads=o.tensorflow_inter_op_parallelism or both,
+            session_config=self.session_config,
+            keep_meta_graph=not o.remove_unused_fields_from_bundle_metagraph,
+            release_pages=o.flush_filesystem_caches,
+            prefer_tflite=o.prefer_tflite_model,
+            tflite_interpreters=(o.num_tflite_pools or usable_cores()) * o.num_tflite_interpreters_per_pool,
+            per_model_batching=o.enable_per_model_batching_parameters,
+            max_load_retries=o.max_num_load_retries,
+            load_retry_interval_s=max(0, o.load_retry_interval_micros) / 1e6,
         )
 
     def _worker_share_of_cores(self) -> int:
@@ -171,7 +186,7 @@ class ModelServer:
         await self._load_runtime()
         self._build()
         await self._load_start_config()
-        _release_start_up_memory()
+        _release_start_up_memory(self.options.flush_filesystem_caches)
         if not await self._join_siblings():
             await self._release()
             return 0
@@ -228,6 +243,7 @@ class ModelServer:
             threads=max(8, 2 * (os.cpu_count() or 1)),
             limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
             control=self.control(),
+            tensor_content=o.enable_serialization_as_tensor_content,
         )
         self.oip = OipDataPlane(self.dataplane)
 
@@ -251,8 +267,12 @@ class ModelServer:
     async def _start_grpc(self) -> tuple[grpc.aio.Server, health.aio.HealthServicer | None]:
         """TF Serving's services and the OIP's on the gRPC port (and socket); health still NOT_SERVING."""
         o = self.options
+        channel_options = dict(server_options(o.max_request_bytes, reuse_port=self.worker is not None))
+        channel_options.update(
+            parse_channel_arguments(o.grpc_channel_arguments)
+        )  # the user's last, as TF Serving
         grpc_server = grpc.aio.server(
-            options=server_options(o.max_request_bytes, reuse_port=self.worker is not None)
+            options=list(channel_options.items()), maximum_concurrent_rpcs=o.grpc_max_threads or None
         )
         health_service = add_services(
             grpc_server,
@@ -261,11 +281,19 @@ class ModelServer:
             reload=None if self.peers is None else reload_everywhere(self.peers, self.dataplane),
         )
         add_oip_service(grpc_server, self.oip)  # KServe v2 beside PredictionService
+        credentials = self.ssl.credentials() if self.ssl else None  # --ssl_config_file
+
+        def listen(address: str) -> None:
+            if credentials is None:
+                grpc_server.add_insecure_port(address)
+            else:
+                grpc_server.add_secure_port(address, credentials)
+
         try:
             if o.port:
-                grpc_server.add_insecure_port(f"{o.bind_host}:{o.port}")
+                listen(f"{o.bind_host}:{o.port}")
             if o.grpc_socket_path:
-                grpc_server.add_insecure_port(f"unix:{o.grpc_socket_path}")
+                listen(f"unix:{o.grpc_socket_path}")
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on gRPC port {o.port}: {exc}") from None
         await grpc_server.start()
@@ -333,11 +361,12 @@ class ModelServer:
         log.info("stopped")
 
 
-def _release_start_up_memory() -> None:
+def _release_start_up_memory(release_pages: bool) -> None:
     """Once, after the start-up loads; not per load (a version is a C++ session with few Python objects, and a
     full collection during a hot swap would hold the GIL while requests wait)."""
     freeze_heap()
-    released = release_file_pages()  # TensorFlow's op and kernel registration: start-up only
+    # TensorFlow's op and kernel registration: start-up only (--flush_filesystem_caches)
+    released = release_file_pages() if release_pages else 0
     if released:
         log.info("released %.0f MiB of TensorFlow library pages only start-up used", released / 2**20)
 

@@ -1,6 +1,7 @@
 """The files a server starts from, read and validated before TensorFlow is imported so bad ones fail fast:
-the model config (or ``--model_name``/``--model_base_path``), the batching parameters and the monitoring
-config."""
+the model config (or ``--model_name``/``--model_base_path``), the batching parameters, the monitoring config
+the session config (``--tensorflow_session_config_file``, a text ConfigProto, kept serialized) and the gRPC
+port's TLS (``--ssl_config_file``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from modelserver.lifecycle.model_config import ModelEntry, model_entries, parse_
 from modelserver.lifecycle.version_policy import LatestVersions
 from modelserver.process.monitoring_config import MonitoringConfig, parse_monitoring_config
 from modelserver.process.options import ServerOptions
+from modelserver.process.ssl_config import SslConfig, parse_ssl_config
 from modelserver.runtime.batching_config import BatchingConfig, parse_batching_config
-from modelserver.textproto import read_text_file
+from modelserver.textproto import parse_text, read_text_file
+from tfs_protos.tensorflow.core.protobuf import config_pb2
 
 __all__ = ["StartupFiles", "read_startup_files"]
 
@@ -25,6 +28,8 @@ class StartupFiles:
     model_config_text: str
     batching: BatchingConfig | None
     monitoring: MonitoringConfig
+    session_config: bytes = b""
+    ssl: SslConfig | None = None
 
 
 def read_startup_files(options: ServerOptions, cwd: Path | None = None) -> StartupFiles:
@@ -49,4 +54,14 @@ def read_startup_files(options: ServerOptions, cwd: Path | None = None) -> Start
         base = Path(options.model_base_path)
         entry = ModelEntry(options.model_name, base if base.is_absolute() else cwd / base, LatestVersions(1))
         entries = {options.model_name: entry}
-    return StartupFiles(entries, text, batching, monitoring)
+    session_config = b""
+    if options.tensorflow_session_config_file:
+        path = options.tensorflow_session_config_file
+        what = "TensorFlow session config file"
+        session_config = parse_text(read_text_file(path, what), config_pb2.ConfigProto(), what, path)
+        session_config = session_config.SerializeToString()
+    ssl = None
+    if options.ssl_config_file:
+        path = options.ssl_config_file
+        ssl = parse_ssl_config(read_text_file(path, "SSL config file"), path)
+    return StartupFiles(entries, text, batching, monitoring, session_config, ssl)

@@ -83,8 +83,12 @@ class Batcher:
         self._running = 0  # batches cut and not yet finished, over all queues
         self._queues: dict[QueueKey, _Queue] = {}
         self._batches: set[asyncio.Task[None]] = set()  # running batches (the loop keeps weak refs only)
-        self._timeout = config.batch_timeout_micros / 1e6
         self._lone = dispatch_when_idle  # the last batch held one task (dispatch_when_idle only)
+
+    def params(self, servable: Servable) -> BatchingConfig:
+        """The version's own batching parameters (--enable_per_model_batching_parameters: its
+        batching_params.pbtxt) or the server's; the batch threads are always the server's."""
+        return servable.batching or self.config
 
     def queued_rows(self) -> int:
         """Rows waiting in every queue (not yet cut into a batch)."""
@@ -109,10 +113,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if rows is None or rows == 0:
             return await loop.run_in_executor(self._executor, servable.run, signature, inputs, output_filter)
-        if rows > self.config.max_batch_size:
-            if not self.config.enable_large_batch_splitting:
+        params = self.params(servable)
+        if rows > params.max_batch_size:
+            if not params.enable_large_batch_splitting:
                 raise InvalidArgument(
-                    f"Task size {rows} is larger than maximum input batch size {self.config.max_batch_size}"
+                    f"Task size {rows} is larger than maximum input batch size {params.max_batch_size}"
                 )
             return await self._run_split(servable, signature, inputs, output_filter, rows)
         key = _queue_key(servable, signature, inputs, output_filter)
@@ -132,7 +137,8 @@ class Batcher:
 
     def _enqueue(self, key: QueueKey, queue: _Queue, task: _Task) -> None:
         """Add a task to its queue and make sure a dispatcher cuts it; UNAVAILABLE when the queue is full."""
-        limit = self.config.max_enqueued_batches * self.config.max_batch_size
+        params = self.params(queue.servable)
+        limit = params.max_enqueued_batches * params.max_batch_size
         if queue.rows + task.rows > limit:
             raise Unavailable("The batch scheduling queue to which this task was submitted is full")
         if not queue.tasks:
@@ -140,7 +146,7 @@ class Batcher:
         queue.tasks.append(task)
         queue.rows += task.rows
         self._gauge(queue).set(queue.rows)
-        if queue.rows >= self.config.max_batch_size:
+        if queue.rows >= params.max_batch_size:
             queue.wake.set()
         if queue.dispatcher is None or queue.dispatcher.done():
             queue.dispatcher = asyncio.create_task(self._dispatch(key, queue))
@@ -154,9 +160,8 @@ class Batcher:
         rows: int,
     ) -> dict[str, np.ndarray]:
         """enable_large_batch_splitting: run an oversize task as chunks of max_execution_batch_size rows."""
-        chunk = min(
-            self.config.max_execution_batch_size or self.config.max_batch_size, self.config.max_batch_size
-        )
+        params = self.params(servable)
+        chunk = min(params.max_execution_batch_size or params.max_batch_size, params.max_batch_size)
         parts = await asyncio.gather(
             *(
                 self.run(
@@ -175,10 +180,11 @@ class Batcher:
 
     async def _dispatch(self, key: QueueKey, queue: _Queue) -> None:
         """Cut batches from one queue until it is empty."""
+        params = self.params(queue.servable)
         while queue.tasks:
-            wait = queue.first_at + self._timeout - time.monotonic()
+            wait = queue.first_at + params.batch_timeout_micros / 1e6 - time.monotonic()
             idle = self._dispatch_when_idle and self._running == 0
-            if wait > 0 and queue.rows < self.config.max_batch_size and not idle:
+            if wait > 0 and queue.rows < params.max_batch_size and not idle:
                 queue.wake.clear()
                 with contextlib.suppress(TimeoutError):  # the batch timeout: cut what is there
                     await asyncio.wait_for(queue.wake.wait(), wait)
@@ -193,7 +199,8 @@ class Batcher:
         """The waiting tasks that fit in one batch, oldest first (a task is never split)."""
         batch: list[_Task] = []
         size = 0
-        while queue.tasks and size + queue.tasks[0].rows <= self.config.max_batch_size:
+        limit = self.params(queue.servable).max_batch_size
+        while queue.tasks and size + queue.tasks[0].rows <= limit:
             task = queue.tasks.popleft()
             batch.append(task)
             size += task.rows
@@ -207,8 +214,8 @@ class Batcher:
         await self._threads.acquire()
         self._running += 1
 
-    def _padded_size(self, size: int) -> int:
-        sizes = self.config.allowed_batch_sizes
+    def _padded_size(self, size: int, params: BatchingConfig) -> int:
+        sizes = params.allowed_batch_sizes
         if not sizes:
             return size
         return sizes[bisect.bisect_left(sizes, size)]
@@ -236,7 +243,7 @@ class Batcher:
     async def _run_batch(self, queue: _Queue, live: list[_Task]) -> None:
         """Merge the tasks' rows (padded to an allowed size), run them as one call, hand each its rows."""
         size = sum(t.rows for t in live)
-        padded = self._padded_size(size)
+        padded = self._padded_size(size, self.params(queue.servable))
         labels = (queue.servable.name, queue.signature)
         self._metrics.batch_size.labels(*labels).observe(padded)
         if padded > size:

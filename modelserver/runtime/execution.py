@@ -133,7 +133,7 @@ class Prediction:
         outputs = await self._run_checked(inputs, tuple(request.output_filter))
         response = predict_pb2.PredictResponse(model_spec=self.spec)
         for name, array in outputs.items():
-            response.outputs[name].CopyFrom(to_tensor_proto(array))
+            response.outputs[name].CopyFrom(to_tensor_proto(array, as_content=self._execution.tensor_content))
         return response
 
     def from_protos(self, protos: Mapping[str, tensor_pb2.TensorProto]) -> Arrays:
@@ -156,6 +156,7 @@ class Execution:
     runner: Runner
     limits: RequestLimits = DEFAULT_LIMITS
     method_name_check: bool = False
+    tensor_content: bool = False  # --enable_serialization_as_tensor_content: Predict replies as raw bytes
 
     def prediction(self, servable: Servable, signature_name: str) -> Prediction:
         return Prediction(self, servable, signature_name)

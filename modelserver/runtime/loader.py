@@ -18,19 +18,23 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 
 from guard.pages import release_file_pages
-from modelserver.errors import ServingError
+from modelserver.errors import ConfigError, InvalidArgument, ServingError
+from modelserver.runtime.batching_config import parse_batching_config
 from modelserver.runtime.servable import Servable, serving_error_from_tf
 from modelserver.runtime.session import Session, SessionError
+from modelserver.runtime.tflite import TFLITE_FILE, load_tflite, tflite_ram_bytes
 from modelserver.runtime.warmup import WarmupOptions, replay_warmup
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
 
-__all__ = ["Loader", "estimate_ram_bytes"]
+__all__ = ["BATCHING_FILE", "Loader", "estimate_ram_bytes"]
+
+BATCHING_FILE = "batching_params.pbtxt"  # TF Serving's per-model batching parameters, in the version dir
 
 log = logging.getLogger("modelserver.loader")
 
@@ -114,26 +118,106 @@ class Loader:
     tags: frozenset[str] = frozenset({"serve"})
     intra_op_threads: int = 0  # 0 = TensorFlow's choice (--tensorflow_intra_op_parallelism)
     inter_op_threads: int = 0
+    session_config: bytes = b""  # a serialized ConfigProto (--tensorflow_session_config_file)
+    keep_meta_graph: bool = True  # False: --remove_unused_fields_from_bundle_metagraph
+    release_pages: bool = True  # --flush_filesystem_caches
+    prefer_tflite: bool = False  # --prefer_tflite_model: model.tflite, when present, runs in LiteRT
+    tflite_interpreters: int = 1  # --num_tflite_pools x --num_tflite_interpreters_per_pool
+    per_model_batching: bool = (
+        False  # --enable_per_model_batching_parameters: <version>/batching_params.pbtxt
+    )
+    max_load_retries: int = 0  # --max_num_load_retries (TF Serving's default is 5)
+    load_retry_interval_s: float = 0.0  # --load_retry_interval_micros
+
+    @property
+    def is_tflite(self) -> bool:
+        """TF Serving's --prefer_tflite_model: model.tflite when the version holds one, else the SavedModel."""
+        return self.prefer_tflite and (self.path / TFLITE_FILE).is_file()
 
     def estimate_ram_bytes(self) -> int:
+        if self.is_tflite:
+            return tflite_ram_bytes(self.path, self.tflite_interpreters)
         return estimate_ram_bytes(self.path) + (0 if _runtime_loaded else _RUNTIME_RAM)
 
     def load(self) -> Servable:
-        global _runtime_loaded
+        """``load_once``, retried ``max_load_retries`` times ``load_retry_interval_s`` apart when it fails
+        (TF Serving's --max_num_load_retries / --load_retry_interval_micros; the wait is in the load thread)."""
+        for attempt in range(self.max_load_retries + 1):
+            try:
+                return self.load_once()
+            except ServingError as exc:
+                if attempt == self.max_load_retries:
+                    raise
+                log.warning(
+                    "model %s version %d: load failed (%s); retry %d of %d in %.1f s",
+                    self.name,
+                    self.version,
+                    exc.message,
+                    attempt + 1,
+                    self.max_load_retries,
+                    self.load_retry_interval_s,
+                )
+                time.sleep(self.load_retry_interval_s)
+        raise AssertionError("unreachable")
+
+    def load_once(self) -> Servable:
         if _runtime_loaded:
             background_thread()
         started = time.perf_counter()
         ram_bytes = self.estimate_ram_bytes()
+        servable = self._load_tflite(ram_bytes) if self.is_tflite else self._load_saved_model(ram_bytes)
+        if self.per_model_batching and (self.path / BATCHING_FILE).is_file():
+            try:
+                servable.batching = parse_batching_config(
+                    (self.path / BATCHING_FILE).read_text(encoding="utf-8"), str(self.path / BATCHING_FILE)
+                )
+            except (ConfigError, OSError, UnicodeDecodeError) as exc:
+                servable.close()
+                raise InvalidArgument(f"model {self.name} version {self.version}: {exc}") from None
+        log.info(
+            "model %s version %d: loaded in %d ms (%s%s)",
+            self.name,
+            self.version,
+            (time.perf_counter() - started) * 1000,
+            ", ".join(sorted(servable.signature_defs)),
+            "; TF Lite" if self.is_tflite else "",
+        )
+        if self.warmup.enabled:
+            options = replace(self.warmup, skip_unknown_signatures=True) if self.is_tflite else self.warmup
+            try:
+                warmed = replay_warmup(servable, options)
+            except BaseException:
+                servable.close()  # never leave a half-loaded version behind
+                raise
+            if warmed:
+                log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
+        if self.release_pages:
+            release_file_pages()  # what the load touched of TensorFlow's libraries and serving will not use
+        return servable
+
+    def _load_tflite(self, ram_bytes: int) -> Servable:
+        try:
+            return load_tflite(self.name, self.version, self.path, self.tflite_interpreters, ram_bytes)
+        except OSError as exc:
+            raise serving_error_from_tf(exc) from None
+
+    def _load_saved_model(self, ram_bytes: int) -> Servable:
+        global _runtime_loaded
         try:
             session = Session.load(
                 self.path,
                 self.tags,
                 intra_op_threads=self.intra_op_threads,
                 inter_op_threads=self.inter_op_threads,
+                session_config=self.session_config,
             )
         except (SessionError, OSError) as exc:
             raise serving_error_from_tf(exc) from None
         meta_graph = meta_graph_pb2.MetaGraphDef.FromString(session.meta_graph_def)
+        if not self.keep_meta_graph:
+            session.meta_graph_def = (
+                b""  # the graph is TensorFlow's now; the servable keeps its SignatureDefs
+            )
         try:
             _check_variables_restored(self.path, meta_graph)
         except ServingError:
@@ -148,22 +232,6 @@ class Loader:
             ram_bytes=ram_bytes,
         )
         _runtime_loaded = True
-        log.info(
-            "model %s version %d: loaded in %d ms (%s)",
-            self.name,
-            self.version,
-            (time.perf_counter() - started) * 1000,
-            ", ".join(sorted(servable.signature_defs)),
-        )
-        if self.warmup.enabled:
-            try:
-                warmed = replay_warmup(servable, self.warmup)
-            except BaseException:
-                servable.close()  # never leave a half-loaded version behind
-                raise
-            if warmed:
-                log.info("model %s version %d: warmed up with %d requests", self.name, self.version, warmed)
-        release_file_pages()  # what the load touched of TensorFlow's libraries and serving will not use
         return servable
 
     @staticmethod

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 
 from modelserver.errors import InvalidArgument, ServingError
+from modelserver.runtime.batching_config import BatchingConfig
 from modelserver.runtime.session import NUMPY_DTYPES, Session, SessionError
 from modelserver.runtime.tensors import dtype_enum, dtype_name
 from tfs_protos.tensorflow.core.framework import types_pb2
@@ -118,6 +119,9 @@ class Servable:
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
     session: Session | None = field(default=None, repr=False)
     ram_bytes: int = 0
+    batching: BatchingConfig | None = (
+        None  # its batching_params.pbtxt (--enable_per_model_batching_parameters)
+    )
 
     def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         key = signature_name or DEFAULT_SIGNATURE

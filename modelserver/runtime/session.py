@@ -280,6 +280,7 @@ class Session:
         *,
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
+        session_config: bytes = b"",
     ) -> Session:
         lib = library()
         tag_list = [t.encode("utf-8") for t in sorted(tags)]
@@ -289,7 +290,8 @@ class Session:
         meta = lib.TF_NewBuffer()
         try:
             with _Status(lib) as status:
-                config = _config_proto(intra_op_threads, inter_op_threads)
+                # A serialized message followed by another merges them: the thread-pool sizes win.
+                config = session_config + _config_proto(intra_op_threads, inter_op_threads)
                 if config:
                     lib.TF_SetConfig(options, config, len(config), status.ptr)
                     status.check()

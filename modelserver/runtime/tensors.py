@@ -133,10 +133,17 @@ def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
     )
 
 
-def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """A reply tensor with the typed value field filled (never ``tensor_content``), like TF Serving."""
+def to_tensor_proto(array: np.ndarray, *, as_content: bool = False) -> tensor_pb2.TensorProto:
+    """A reply tensor with the typed value field filled, like TF Serving; ``as_content`` (its
+    --enable_serialization_as_tensor_content): the raw little-endian bytes in ``tensor_content`` instead,
+    strings excepted (``Tensor::AsProtoTensorContent`` writes them to ``string_val`` too)."""
     array = np.asarray(array)
     dtype = dtype_enum(array)
+    if as_content and dtype != types_pb2.DT_STRING and dtype in _VAL_FIELD:
+        content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        return tensor_pb2.TensorProto(
+            dtype=dtype, tensor_shape=_shape_proto(array.shape), tensor_content=content
+        )
     if dtype == types_pb2.DT_STRING:
         values: list[Any] = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()]
     elif dtype in _FIELD_DTYPE:

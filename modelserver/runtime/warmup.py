@@ -12,17 +12,20 @@ and without the per-request limits (the records come with the model, not from a 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from modelserver.errors import InvalidArgument, ServingError
 from modelserver.runtime.execution import Execution
 from modelserver.runtime.limits import RequestLimits
 from modelserver.runtime.runner import Runner
-from modelserver.runtime.servable import Servable
+from modelserver.runtime.servable import DEFAULT_SIGNATURE, Servable
 from modelserver.runtime.tfrecord import TooManyRecords, read_records
 from tfs_protos.tensorflow_serving.apis import prediction_log_pb2
 
 __all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "WarmupOptions", "replay_warmup"]
+
+log = logging.getLogger("modelserver.warmup")
 
 MAX_WARMUP_RECORDS = 1000  # WarmupConsts::kMaxNumRecords
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
@@ -34,6 +37,21 @@ class WarmupOptions:
     enabled: bool = True
     num_request_iterations: int = 0
     method_name_check: bool = False
+    # TF Lite versions: records for a signature the version does not have are skipped, not failed (the export
+    # writes classify/regress records that only its SavedModel has; TF Serving would fail the load).
+    skip_unknown_signatures: bool = False
+
+
+def _signatures_of(record: prediction_log_pb2.PredictionLog) -> list[str]:
+    """The signatures a record asks for (an empty name is serving_default)."""
+    kind = record.WhichOneof("log_type")
+    if kind in ("predict_log", "classify_log", "regress_log"):
+        names = [getattr(record, kind).request.model_spec.signature_name]
+    elif kind == "multi_inference_log":
+        names = [task.model_spec.signature_name for task in record.multi_inference_log.request.tasks]
+    else:
+        names = []
+    return [name or DEFAULT_SIGNATURE for name in names]
 
 
 async def _replay(execution: Execution, servable: Servable, record: prediction_log_pb2.PredictionLog) -> None:
@@ -67,6 +85,15 @@ def replay_warmup(servable: Servable, options: WarmupOptions) -> int:
         ) from None
     except Exception as exc:
         raise InvalidArgument(f"Failed to read warmup requests from {path}: {exc}") from None
+    if options.skip_unknown_signatures:
+        kept = [r for r in records if all(n in servable.signature_defs for n in _signatures_of(r))]
+        if len(kept) < len(records):
+            log.info(
+                "%s: %d warm-up records skipped (signatures this version lacks)",
+                path,
+                len(records) - len(kept),
+            )
+        records = kept
     execution = Execution(Runner.inline(), _UNBOUNDED, options.method_name_check)
     iterations = max(1, options.num_request_iterations)
 

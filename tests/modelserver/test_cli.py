@@ -122,7 +122,7 @@ def test_aspired_version_policy_flag(policy: str) -> None:
         ([], "Both server_options.model_base_path and server_options.model_config_file are empty"),
         (["--model_base_path=/m", "--batching_parameters_file=/b"], "requires --enable_batching"),
         (["--model_base_path=/m", "--port=8500", "--rest_api_port=8500"], "must be different"),
-        (["--model_base_path=/m", "--ssl_config_file=/s"], "not supported"),
+        (["--model_base_path=/m", "--platform_config_file=/p"], "not supported"),
         (["--model_base_path=/m", "--aspired_version_policy=fastest"], "--aspired_version_policy='fastest'"),
         (["--model_base_path=/m", "--num_workers=-1"], "--num_workers='-1'"),
         (["--model_base_path=/m", "--num_load_threads=-1"], "--num_load_threads='-1'"),

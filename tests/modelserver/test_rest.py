@@ -271,7 +271,7 @@ ERRORS = [
         f"{HP2}:predict",
         b'{"instances": [1.0,',
         400,
-        "JSON Parse error: Expecting value at offset: 19",
+        "JSON Parse error: Invalid value. at offset: 19",
     ),
     (
         "POST",

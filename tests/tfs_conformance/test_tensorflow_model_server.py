@@ -41,6 +41,8 @@ pytestmark = pytest.mark.e2e
 HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu"
 HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu"
 HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three"
+HALF_PLUS_TWO_TFLITE = TESTDATA / "saved_model_half_plus_two_tflite"
+HALF_PLUS_TWO_TFLITE_WITH_SIGDEF = TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef"
 BAD_MODEL_CONFIG = TESTDATA / "bad_model_config.txt"
 MODEL_METADATA = TESTDATA / "half_plus_two_model_metadata.json"
 MONITORING_CONFIG = TESTDATA / "monitoring_config.txt"
@@ -202,6 +204,28 @@ def test_predict_saved_model(pool: ServerPool) -> None:
     verify_predict_request(address, expected_output=3.0, expected_version=expected_version)
     verify_predict_request(
         address, expected_output=3.0, specify_output=False, expected_version=expected_version
+    )
+
+
+def test_predict_on_tflite(pool: ServerPool) -> None:
+    """testPredictOnTfLite (``model_type='tflite'``: ``--prefer_tflite_model=true``)"""
+    address = pool.run("default", HALF_PLUS_TWO_TFLITE, model_type="tflite")[1]
+    verify_predict_request(
+        address,
+        expected_output=3.0,
+        specify_output=False,
+        expected_version=get_model_version(HALF_PLUS_TWO_TFLITE),
+    )
+
+
+def test_predict_with_signature_def_on_tflite(pool: ServerPool) -> None:
+    """testPredictWithSignatureDefOnTfLite (the signature def is in the model's metadata)"""
+    address = pool.run("default", HALF_PLUS_TWO_TFLITE_WITH_SIGDEF, model_type="tflite")[1]
+    verify_predict_request(
+        address,
+        expected_output=3.0,
+        specify_output=False,
+        expected_version=get_model_version(HALF_PLUS_TWO_TFLITE),
     )
 
 
@@ -424,10 +448,6 @@ def test_keras_sequential_saved_model_save(pool: ServerPool, written_models: Pat
 
 # ---- not applicable to this server (see README.md) -----------------------------------------------------
 NOT_APPLICABLE = {
-    "testPredictOnTfLite": "--prefer_tflite_model serves a .tflite file with the TF Lite interpreter; this "
-    "server runs SavedModels through TensorFlow's session only (no TF Lite servable)",
-    "testPredictWithSignatureDefOnTfLite": "--prefer_tflite_model (TF Lite interpreter with signature defs); "
-    "this server has no TF Lite servable",
     "test_profiler_service_with_valid_trace_request": "needs TensorFlow's profiler gRPC service "
     "(tensorflow.ProfilerService) on the model server's gRPC port, which this server does not host",
     "test_tf_text": "the tf_text_regression model needs TF Text's custom ops (tensorflow-text is not a "

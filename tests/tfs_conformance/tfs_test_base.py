@@ -134,6 +134,7 @@ class ServerPool:
         batching_parameters_file: str | Path | None = None,
         grpc_channel_arguments: str = "",
         model_config_file_poll_period: int | None = None,
+        model_type: str = "tf",
     ) -> list[str]:
         """The original's command line, ``tensorflow_model_server`` replaced by ``python -m modelserver``."""
         port = port or free_port()
@@ -157,6 +158,8 @@ class ServerPool:
         if batching_parameters_file:
             command += " --enable_batching"
             command += " --batching_parameters_file=" + shlex.quote(str(batching_parameters_file))
+        if model_type == "tflite":
+            command += " --prefer_tflite_model=true"
         args_list = [arg for arg in (grpc_channel_arguments, "grpc.so_reuseaddr=1") if arg]
         command += " --grpc_channel_arguments=" + ",".join(args_list)
         return shlex.split(command)

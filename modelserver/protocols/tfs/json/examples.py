@@ -13,7 +13,6 @@ REST document writes ``"result"``; its code, and so this module, write ``"result
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from modelserver.errors import InvalidArgument
@@ -23,7 +22,6 @@ from modelserver.protocols.tfs.json.text import (
     dumps,
     is_b64_object,
     json_type,
-    lossy_error,
     parse_json_object,
     signature_name_of,
     value_to_string,
@@ -33,8 +31,9 @@ from tfs_protos.tensorflow_serving.apis import classification_pb2, input_pb2, re
 
 __all__ = ["ExamplesJson", "classification_json", "regression_json"]
 
-_FLOAT32_MAX = 3.4028234663852886e38
 _INT64_MAX = 2**63 - 1
+_EXAMPLES_KEYS = frozenset({"signature_name", "context", "examples"})  # all TF Serving reads from the body
+_UINT64_MAX = 2**64 - 1
 _KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64", None: "UNKNOWN"}
 
 
@@ -45,19 +44,17 @@ def _kind_of(name: str, value: Any) -> tuple[str, Any]:
     if isinstance(value, str):
         return "bytes_list", value.encode("utf-8", "surrogatepass")
     if isinstance(value, float):
-        if math.isfinite(value) and abs(value) > _FLOAT32_MAX:
-            raise lossy_error(value, "float")
-        return "float_list", value
+        return "float_list", value  # rounded to float32 by the proto (beyond its range: +-inf), as GetFloat
     if isinstance(value, int):
-        if value > 2**64 - 1:
-            raise InvalidArgument(
-                f"Feature: {name} has an integer above the uint64 range. Only int64 is supported."
-            )
-        if value > _INT64_MAX:
-            raise InvalidArgument(f"Feature: {name} has uint64 element. Only int64 is supported.")
-        if value < -_INT64_MAX - 1:
-            raise lossy_error(value, "int64")
-        return "int64_list", value
+        if -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            return "int64_list", value
+        if _INT64_MAX < value <= _UINT64_MAX:
+            raise InvalidArgument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+        # Beyond both integer ranges rapidjson holds a double: a float feature.
+        try:
+            return "float_list", float(value)
+        except OverflowError:
+            raise InvalidArgument("JSON Parse error: Number too big to be stored in double.") from None
     if is_b64_object(value):
         return "bytes_list", decode_b64(value)
     raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
@@ -67,9 +64,6 @@ def _feature(name: str, content: Any) -> feature_pb2.Feature:
     values = content if isinstance(content, list) else [content]
     feature = feature_pb2.Feature()
     if values and all(type(v) is float for v in values):  # the common dense case, without a per-value walk
-        lossy = [v for v in values if math.isfinite(v) and abs(v) > _FLOAT32_MAX]
-        if lossy:
-            raise lossy_error(lossy[0], "float")
         feature.float_list.value.extend(values)
         return feature
     kind: str | None = None
@@ -106,7 +100,7 @@ class ExamplesJson:
 
     @classmethod
     def from_body(cls, body: bytes) -> ExamplesJson:
-        doc = parse_json_object(body)
+        doc = parse_json_object(body, _EXAMPLES_KEYS)
         signature_name = signature_name_of(doc)
         request_input = input_pb2.Input()
         has_context = "context" in doc

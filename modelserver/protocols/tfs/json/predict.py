@@ -39,6 +39,8 @@ from modelserver.protocols.tfs.json.text import (
 
 __all__ = ["JsonFormat", "PredictJson", "predict_response_json"]
 
+_PREDICT_KEYS = frozenset({"signature_name", "instances", "inputs"})  # all TF Serving reads from the body
+
 
 class JsonFormat(enum.Enum):
     """Which request layout a predict call used; it decides the reply layout."""
@@ -63,7 +65,7 @@ class PredictJson:
 
     @classmethod
     def from_body(cls, body: bytes) -> PredictJson:
-        doc = parse_json_object(body)
+        doc = parse_json_object(body, _PREDICT_KEYS)
         # A bool literal anywhere means numeric fast paths cannot tell true from 1: walk carefully then.
         may_hold_bools = b"true" in body or b"false" in body
         return cls(doc, signature_name_of(doc), may_hold_bools)
@@ -84,7 +86,7 @@ class PredictJson:
         if has_instances:
             instances = doc["instances"]
             if not isinstance(instances, list):
-                raise format_error(doc, "Excepting 'instances' to be an list/array")
+                raise format_error(doc, "Expecting 'instances' to be an list/array")
             if not instances:
                 raise format_error(doc, "No values in 'instances' array")
             return JsonFormat.ROW, self._from_instances(instances, input_dtypes)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +23,11 @@ from typing import Any
 import numpy as np
 
 from modelserver.errors import InvalidArgument, Unimplemented
-from modelserver.protocols.tfs.json.floats import float32_values
+from modelserver.protocols.tfs.json.floats import float_tensor_json
 from modelserver.protocols.tfs.json.text import (
     BASE64_KEY,
     decode_b64,
     json_type,
-    lossy_error,
     value_to_string,
 )
 from modelserver.runtime.dtypes import DTYPES, DType
@@ -60,20 +58,17 @@ class JsonDType:
 
 
 def _json_dtype(row: DType) -> JsonDType:
-    """A dtype table row as JSON converts it: ints with their range, floats with their largest exact integer."""
+    """A dtype table row as JSON converts it: ints with their range."""
     assert row.numpy is not None and row.json is not None
     name = dtype_name(row.enum)
     if row.json == "int":
         info = np.iinfo(row.numpy)
         return JsonDType(name, row.numpy, "int", int(info.min), int(info.max))
-    if row.json == "float":
-        return JsonDType(name, row.numpy, "float", high=2 ** (np.finfo(row.numpy).nmant + 1) - 1)
     return JsonDType(name, row.numpy, row.json)
 
 
 # TF Serving converts exactly these JSON types; DT_HALF and DT_UINT16 are accepted here as well.
 _DTYPES: dict[int, JsonDType] = {row.enum: _json_dtype(row) for row in DTYPES if row.json is not None}
-_FLOAT_MAX = {"float": float(np.finfo(np.float32).max), "half": float(np.finfo(np.float16).max)}
 
 
 def _type_error(value: Any, dtype: JsonDType) -> InvalidArgument:
@@ -126,12 +121,12 @@ def _convert_scalar(value: Any, dtype: JsonDType) -> Any:
     if kind == "bool" or isinstance(value, (dict, list, str)) or value is None:
         raise _type_error(value, dtype)
     if kind == "float":
-        if isinstance(value, int):
-            if abs(value) > dtype.high:
-                raise lossy_error(value, dtype.name)
-        elif math.isfinite(value) and abs(value) > _FLOAT_MAX.get(dtype.name, math.inf):
-            raise lossy_error(value, dtype.name)
-        return value
+        # Any JSON number, rounded as rapidjson's GetFloat/GetDouble round it: an integer to the nearest double
+        # first, beyond float32's range to +-inf (TF Serving dropped its precision check in 2021, b/181409782).
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond any double: rapidjson refuses it while parsing
+            raise InvalidArgument("JSON Parse error: Number too big to be stored in double.") from None
     # Integer types take JSON integers only (a JSON 1.0 is a double, as in rapidjson).
     if not isinstance(value, int) or not dtype.low <= value <= dtype.high:
         raise _type_error(value, dtype)
@@ -168,7 +163,15 @@ def careful_tensor(value: Any, dtype: JsonDType) -> np.ndarray:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array.reshape(shape)
+    if dtype.kind == "float":
+        return _to_float(np.array(flat, dtype=np.float64), dtype).reshape(shape)
     return np.array(flat, dtype=dtype.numpy).reshape(shape)
+
+
+def _to_float(array: np.ndarray, dtype: JsonDType) -> np.ndarray:
+    """Numbers -> the float type through a double, as rapidjson's GetFloat; beyond its range +-inf."""
+    with np.errstate(over="ignore"):
+        return array.astype(np.float64, copy=False).astype(dtype.numpy, copy=False)
 
 
 def fast_tensor(value: Any, dtype: JsonDType, may_hold_bools: bool) -> np.ndarray | None:
@@ -190,10 +193,7 @@ def fast_tensor(value: Any, dtype: JsonDType, may_hold_bools: bool) -> np.ndarra
     if array.size == 0:
         return array.astype(dtype.numpy)
     if dtype.kind == "float":
-        finite = array if kind != "f" else array[np.isfinite(array)]
-        if finite.size and float(np.max(np.abs(finite))) > dtype.high:
-            return None  # possibly lossy; the walk decides per JSON token (int vs double) like TF
-        return array.astype(dtype.numpy)
+        return _to_float(array, dtype)
     if kind == "f":
         return None  # a JSON double for an integer input is a type error
     if int(array.min()) < dtype.low or int(array.max()) > dtype.high:
@@ -241,9 +241,7 @@ def tensor_to_json(name: str, array: np.ndarray) -> Any:
     """An output tensor -> nested Python lists ready for ``json.dumps`` (scalars stay scalars)."""
     kind = array.dtype.kind
     if kind == "f":
-        if array.dtype == np.float64:
-            return array.tolist()
-        return float32_values(array).reshape(array.shape).tolist()
+        return float_tensor_json(array)
     if kind in "iub":
         return array.tolist()
     if kind in "OSU":

@@ -1,0 +1,176 @@
+"""``model.tflite`` beside the SavedModel: what ``--prefer_tflite_model`` serves (TF Serving's TfLiteSession).
+
+``write`` converts the staged version's ``serving_default`` with TensorFlow's TF Lite converter (float32,
+builtin ops only: what LiteRT's interpreter runs without TensorFlow), embeds TF Serving's
+``signature_defs_metadata`` (a FlexBuffer map of serialized SignatureDefs naming the TF Lite tensors, so the
+model server reports the SavedModel's input and output names), runs the held-out rows through LiteRT and
+compares every output with the SavedModel's within ``TOLERANCE``. The card gets a ``tflite`` section: the file,
+its size and the largest difference - or, when the graph cannot be converted (e.g. string lookup tables) or
+disagrees, why there is no ``model.tflite``. The export never fails because of TF Lite: the SavedModel is the
+servable, the TF Lite file an alternative.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from flatbuffers import flexbuffers
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+
+from export.card import CARD_FILE
+from export.servable import Servable
+
+__all__ = ["TFLITE_FILE", "TOLERANCE", "convert", "write"]
+
+TFLITE_FILE = "model.tflite"
+# float32 kernels of TF Lite (XNNPACK) vs TensorFlow's: the same math in another summation order, so outputs
+# agree to float32 precision: |tflite - saved_model| <= TOLERANCE + RELATIVE * |saved_model|.
+TOLERANCE = 1e-4
+RELATIVE = 1e-5
+SIGNATURE = "serving_default"
+_METADATA = "signature_defs_metadata"  # TF Serving reads it (tensorflow/lite/tools/signature)
+
+
+def _why(exc: BaseException) -> str:
+    """The converter's error, short: the ops it has no builtin for, else its first line."""
+    text = str(exc).strip()
+    ops = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
+    if ops:
+        return "no TF Lite builtin for " + ", ".join(ops)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _with_signature_defs(model: bytes, signature: meta_graph_pb2.SignatureDef) -> bytes:
+    """``model`` with TF Serving's signature_defs_metadata holding ``signature`` as serving_default."""
+    builder = flexbuffers.Builder()
+    with builder.Map():
+        builder.Key(SIGNATURE)
+        builder.Blob(signature.SerializeToString())
+    blob = bytes(builder.Finish())
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(blob, dtype=np.uint8)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = _METADATA
+    entry.buffer = len(tree.buffers) - 1
+    tree.metadata = [*(tree.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+
+
+def _signature(interpreter: Any) -> meta_graph_pb2.SignatureDef:
+    """serving_default as the SavedModel names it, pointing at the TF Lite tensors."""
+    details = interpreter.get_signature_runner(SIGNATURE)
+    signature = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+    for infos, side in (
+        (signature.inputs, details.get_input_details()),
+        (signature.outputs, details.get_output_details()),
+    ):
+        for alias, detail in side.items():
+            info = infos[alias]
+            info.name = interpreter.get_tensor_details()[detail["index"]]["name"]
+            info.dtype = tf.as_dtype(detail["dtype"]).as_datatype_enum
+            for size in detail["shape_signature"]:
+                info.tensor_shape.dim.add(size=int(size))
+    return signature
+
+
+def _run(
+    model: bytes, signature: meta_graph_pb2.SignatureDef, inputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The held-out rows through LiteRT's interpreter, fed and fetched by the embedded SignatureDef."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    index = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    for alias, array in inputs.items():
+        interpreter.resize_tensor_input(index[signature.inputs[alias].name], list(array.shape), strict=False)
+    interpreter.allocate_tensors()
+    for alias, array in inputs.items():
+        interpreter.set_tensor(index[signature.inputs[alias].name], np.ascontiguousarray(array))
+    interpreter.invoke()
+    return {alias: interpreter.get_tensor(index[info.name]) for alias, info in signature.outputs.items()}
+
+
+def convert(
+    directory: Path, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Write ``directory/model.tflite`` when the SavedModel converts and agrees on ``inputs``; the card section."""
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(directory), signature_keys=[SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        model = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError, ValueError, ...
+        return {"file": None, "reason": f"TF Lite's converter cannot convert {SIGNATURE}: {_why(exc)}"}
+    from ai_edge_litert.interpreter import Interpreter
+
+    signature = _signature(Interpreter(model_content=model))
+    model = _with_signature_defs(model, signature)
+    got = _run(model, signature, inputs)
+    worst, ratio = 0.0, 0.0  # largest difference, and largest difference / its bound
+    for alias, want in expected.items():
+        if got[alias].shape != want.shape:
+            return {
+                "file": None,
+                "reason": f"output {alias}: shape {list(got[alias].shape)}, SavedModel {list(want.shape)}",
+            }
+        if want.dtype.kind == "f":
+            difference = np.abs(got[alias].astype(np.float64) - want.astype(np.float64))
+            bound = TOLERANCE + RELATIVE * np.abs(want.astype(np.float64))
+            worst = max(worst, float(np.max(difference, initial=0.0)))
+            ratio = max(ratio, float(np.max(difference / bound, initial=0.0)))
+        elif not np.array_equal(got[alias], want):
+            return {"file": None, "reason": f"output {alias} differs from the SavedModel's"}
+    rows = int(next(iter(inputs.values())).shape[0]) if inputs else 0
+    if ratio > 1.0:
+        return {
+            "file": None,
+            "reason": f"differs from the SavedModel by {worst:.3g} (bound {TOLERANCE:g} + {RELATIVE:g} x |value|)",
+            "rows": rows,
+        }
+    (directory / TFLITE_FILE).write_bytes(model)
+    return {
+        "file": TFLITE_FILE,
+        "bytes": len(model),
+        "rows": rows,
+        "max_abs_difference": worst,
+        "bound": f"{TOLERANCE:g} + {RELATIVE:g} x |value|",
+    }
+
+
+def write(servable: Servable, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The export's one call: convert, check against the trained model on the held-out rows, record in the card."""
+    inputs = {k: np.asarray(v) for k, v in servable.predict_inputs.items()}
+    outputs = servable.signatures[SIGNATURE](**{k: tf.constant(v) for k, v in inputs.items()})
+    section = convert(directory, inputs, {k: v.numpy() for k, v in outputs.items()})
+    card["tflite"] = section
+    if section["file"]:
+        card["sizes"]["tflite"] = section["bytes"]
+        card["sizes"]["version_total"] += section["bytes"]
+    (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def convert_published(directory: Path, rows: int = 8, seed: int = 0) -> dict[str, Any]:
+    """``convert`` for a version already published (no trained model at hand, e.g. the bench's copy): random
+    rows of ``serving_default``'s input types, checked against the SavedModel's own answers to them."""
+    function = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
+    rng = np.random.default_rng(seed)
+    inputs: dict[str, np.ndarray] = {}
+    for name, spec in function.structured_input_signature[1].items():
+        shape = [rows if i == 0 else (d or 1) for i, d in enumerate(spec.shape)]
+        if spec.dtype.is_floating:
+            inputs[name] = rng.random(shape).astype(spec.dtype.as_numpy_dtype)
+        elif spec.dtype.is_integer:
+            inputs[name] = rng.integers(0, 10, shape).astype(spec.dtype.as_numpy_dtype)
+        else:
+            return {"file": None, "reason": f"input {name} is {spec.dtype.name}: no random rows for it"}
+    expected = function(**{k: tf.constant(v) for k, v in inputs.items()})
+    return convert(directory, inputs, {k: v.numpy() for k, v in expected.items()})
