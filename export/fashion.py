@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import signatures
+from export import explain, signatures
 from export.data import FASHION_LABELS, load_fashion
 from export.servable import CLASSIFY_METHOD, Servable
 from export.training import fit, float_example, seeded_permutation, set_seed, track_weights
@@ -30,6 +30,7 @@ CONTRACT: dict[str, Any] = {
     "labels": LABELS,
     "predict": {"signature": "serving_default", "outputs": ["probabilities"]},
     "classify": {"signature": "classify", "feature": "image"},
+    "explain": explain.contract_section("black image", classes=True),
     "inputs": {
         "image": {
             "dtype": "float32",
@@ -118,6 +119,8 @@ def train(
     module.serving_default = serving_default
     module.classify = signatures.example_function(parse)
     module.contract = signatures.contract_function(CONTRACT)
+    image_spec = tf.TensorSpec([None, 28, 28, 1], tf.float32, name="image")
+    module.explain = explain.explain_signature(model, image_spec, baseline=0.0)  # black image
     held_out = x_test[:HELD_OUT]
     return Servable(
         name="fashion",
@@ -128,6 +131,7 @@ def train(
             "serving_default": serving_default.get_concrete_function(),
             "classify": module.classify.get_concrete_function(),
             "contract": module.contract.get_concrete_function(),
+            "explain": module.explain.get_concrete_function(),
         },
         method_names={"classify": CLASSIFY_METHOD},
         contract=CONTRACT,
@@ -135,6 +139,7 @@ def train(
         frozen_note="serving_default with every variable folded into a constant",
         predict_inputs={"image": held_out},
         examples=[float_example({"image": row.reshape(-1).tolist()}) for row in held_out],
+        signature_inputs={"explain": explain.feeds({"image": held_out}, classes=True)},
         metrics={"accuracy": accuracy, "baseline_accuracy": baseline},
         history=history,
         training={

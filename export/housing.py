@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import signatures
+from export import explain, signatures
 from export.data import HOUSING_FEATURES, load_housing
 from export.servable import REGRESS_METHOD, Servable
 from export.training import fit, float_example, seeded_permutation, set_seed, track_weights
@@ -184,7 +184,19 @@ def train(
 
     module.serving_default = serving_default
     module.regress = signatures.example_function(parse)
-    module.contract = signatures.contract_function(CONTRACT)
+    # The explain baseline: the training mean of each feature (as the model sees it, unknowns imputed).
+    means = [float(np.nanmean(data.features[name][train_idx])) for name in FEATURES]
+    contract = {
+        **CONTRACT,
+        "explain": explain.contract_section(
+            "training mean",
+            classes=False,
+            per="feature",
+            baseline_values=dict(zip(FEATURES, means, strict=True)),
+        ),
+    }
+    module.contract = signatures.contract_function(contract)
+    module.explain = explain.columns_explain(predict, FEATURES, fill=preprocessor.medians, baseline=means)
     held = test_idx[:HELD_OUT]
     held_columns = {name: data.features[name][held].astype(np.float32) for name in FEATURES}
     held_columns["total_bedrooms"][0] = np.nan  # one unknown, so verification covers the imputation path
@@ -197,15 +209,17 @@ def train(
             "serving_default": serving_default.get_concrete_function(),
             "regress": module.regress.get_concrete_function(),
             "contract": module.contract.get_concrete_function(),
+            "explain": module.explain.get_concrete_function(),
         },
         method_names={"regress": REGRESS_METHOD},
-        contract=CONTRACT,
+        contract=contract,
         frozen_source=serving_default.get_concrete_function(),
         frozen_note="serving_default with every variable folded into a constant",
         predict_inputs=held_columns,
         examples=[
             float_example({name: [held_columns[name][i]] for name in FEATURES}) for i in range(len(held))
         ],
+        signature_inputs={"explain": explain.feeds(held_columns, classes=False)},
         metrics={
             "rmse": rmse,
             "baseline_rmse": baseline,

@@ -48,6 +48,19 @@ class Servable:
     data: dict[str, Any]
     parameters: int
     curves: dict[str, tuple[str, ...]] = field(default_factory=dict)  # panel title -> history keys
+    # Inputs of signatures that take neither ``predict_inputs`` nor the examples (``explain``: + class, steps).
+    signature_inputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def feeds(self, key: str) -> dict[str, np.ndarray]:
+        """The held-out inputs of signature ``key``: none for the contract, examples for classify / regress,
+        otherwise the predict inputs."""
+        if key in self.signature_inputs:
+            return dict(self.signature_inputs[key])
+        if key == "contract":
+            return {}
+        if self.method_names.get(key) in (CLASSIFY_METHOD, REGRESS_METHOD):
+            return {"inputs": np.asarray(self.examples, dtype=object)}
+        return dict(self.predict_inputs)
 
     def summary(self) -> str:
         """One line per metric, each beside its baseline, for the end of an export."""

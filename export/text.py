@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import signatures
+from export import explain, signatures
 from export.data import SMS_LABELS, load_sms
 from export.servable import CLASSIFY_METHOD, Servable
 from export.training import bytes_example, fit, seeded_permutation, set_seed, track_weights
@@ -43,6 +43,7 @@ CONTRACT: dict[str, Any] = {
     "labels": LABELS,
     "predict": {"signature": "serving_default", "outputs": ["probabilities"]},
     "classify": {"signature": "classify", "feature": "text"},
+    "explain": explain.contract_section("empty-string embedding", classes=True, per="token"),
     "inputs": {"text": {"dtype": "string", "shape": [-1], "kind": "text"}},
 }
 
@@ -185,6 +186,12 @@ def train(
     module.serving_default = serving_default
     module.classify = signatures.example_function(parse)
     module.contract = signatures.contract_function(CONTRACT)
+    module.explain = explain.embedding_explain(
+        model,
+        module.tokenizer,
+        lambda text: standardize(text).to_tensor(default_value="", shape=[None, MAX_TOKENS]),
+        pad_id=PAD,
+    )
     # Held-out rows: the test messages, with at least one spam among them when the test split has any.
     chosen = list(test_idx[:HELD_OUT])
     spam_rows = [i for i in test_idx if labels[i] == spam]
@@ -200,6 +207,7 @@ def train(
             "serving_default": serving_default.get_concrete_function(),
             "classify": module.classify.get_concrete_function(),
             "contract": module.contract.get_concrete_function(),
+            "explain": module.explain.get_concrete_function(),
         },
         method_names={"classify": CLASSIFY_METHOD},
         contract=CONTRACT,
@@ -210,6 +218,9 @@ def train(
         ),
         predict_inputs={"text": np.asarray(held_out, dtype=object)},
         examples=[bytes_example("text", raw) for raw in held_out],
+        signature_inputs={
+            "explain": explain.feeds({"text": np.asarray(held_out, dtype=object)}, classes=True)
+        },
         metrics=metrics,
         history=history,
         training={

@@ -59,9 +59,10 @@ def records(servable: Servable) -> list[prediction_log_pb2.PredictionLog]:
             predict = predict_pb2.PredictRequest()
             predict.model_spec.name = servable.name
             predict.model_spec.signature_name = key
-            if key != "contract":
-                for name, values in servable.predict_inputs.items():
-                    predict.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values[:batch])))
+            for name, values in servable.feeds(key).items():
+                values = np.asarray(values)
+                rows = values[:batch] if values.ndim else values  # a scalar (explain's steps) as it is
+                predict.inputs[name].CopyFrom(tf.make_tensor_proto(rows))
             logs.append(
                 prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict))
             )
