@@ -22,7 +22,7 @@ matrices); the text and housing models call :func:`integrated_gradients` on thei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -220,18 +220,18 @@ def embedding_explain(
 
 def columns_explain(
     predict: Callable[[dict[str, tf.Tensor]], tf.Tensor],
-    names: list[str],
+    names: Sequence[str],
     *,
-    fill: list[float],
-    baseline: list[float],
+    fill: Sequence[float],
+    baseline: Sequence[float],
 ) -> Any:
     """The ``explain`` tf.function of a regressor on named float32 columns (``predict``: columns -> [b]),
     attributing in the output's unit per feature against ``baseline`` (one value per feature, e.g. the
     training mean). A NaN (unknown) input is first replaced by its ``fill`` value (what the model imputes),
     so an unknown feature is explained as that value."""
     specs = [tf.TensorSpec([None], tf.float32, name=name) for name in names]
-    fills = tf.constant(fill, tf.float32)
-    reference = tf.constant(baseline, tf.float32)
+    fills = tf.constant(list(fill), tf.float32)
+    reference = tf.constant(list(baseline), tf.float32)
 
     def value(matrix: tf.Tensor, _classes: tf.Tensor) -> tf.Tensor:
         return predict({name: matrix[:, i] for i, name in enumerate(names)})

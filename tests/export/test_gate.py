@@ -14,14 +14,15 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 import export.housing
 from devtools.exported import MODEL_NAMES
+from export import explain
 from export.api import export_model
 from export.errors import VerificationFailed
 from modelserver.runtime.session import Session
 
 SIGNATURES = {
-    "fashion": {"serving_default", "classify", "contract"},
-    "text": {"serving_default", "classify", "contract"},
-    "housing": {"serving_default", "regress", "contract"},
+    "fashion": {"serving_default", "classify", "contract", "explain"},
+    "text": {"serving_default", "classify", "contract", "explain"},
+    "housing": {"serving_default", "regress", "contract", "explain"},
 }
 
 
@@ -39,6 +40,8 @@ def _feeds(name: str, key: str, card: dict[str, Any], rows: int) -> dict[str, np
     if key == "contract":
         return {}
     inputs = _predict_inputs(name, card, rows)
+    if key == "explain":
+        return explain.feeds(inputs, classes=name != "housing", steps=4)
     if key not in ("classify", "regress"):
         return inputs
     examples = []
@@ -59,7 +62,7 @@ def _feeds(name: str, key: str, card: dict[str, Any], rows: int) -> dict[str, np
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_published_signature_runs_under_the_cpp_loader(versions: dict[str, Path], name: str) -> None:
     """Part of `make test`: the freshly exported versions load through TF_LoadSessionFromSavedModel (restore
-    op, init op, assets) and every signature runs by its SignatureDef's tensor names (3 per model, 9 in
+    op, init op, assets) and every signature runs by its SignatureDef's tensor names (4 per model, 12 in
     all)."""
     card = json.loads((versions[name] / "model_card.json").read_text())
     assert set(card["serving_check"]["signatures"]) == SIGNATURES[name]

@@ -18,6 +18,12 @@ from export.text import LABELS as TEXT_LABELS
 PREDICT = "tensorflow/serving/predict"
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
+# What every explain signature returns beside its attributions (export.explain).
+EXPLAINED = {
+    "class_id": ("int32", [-1]),
+    "score": ("float32", [-1]),
+    "baseline_score": ("float32", [-1]),
+}
 
 EXPECTED: dict[
     str, dict[str, tuple[str, dict[str, tuple[str, list[int]]], dict[str, tuple[str, list[int]]]]]
@@ -34,6 +40,11 @@ EXPECTED: dict[
             {"classes": ("string", [-1, 10]), "scores": ("float32", [-1, 10])},
         ),
         "contract": (PREDICT, {}, {"contract": ("string", [])}),
+        "explain": (
+            PREDICT,
+            {"image": ("float32", [-1, 28, 28, 1]), "class_id": ("int32", [-1]), "steps": ("int32", [])},
+            {"attributions": ("float32", [-1, 28, 28, 1]), **EXPLAINED},
+        ),
     },
     "text": {
         "serving_default": (PREDICT, {"text": ("string", [-1])}, {"probabilities": ("float32", [-1, 2])}),
@@ -43,6 +54,11 @@ EXPECTED: dict[
             {"classes": ("string", [-1, 2]), "scores": ("float32", [-1, 2])},
         ),
         "contract": (PREDICT, {}, {"contract": ("string", [])}),
+        "explain": (
+            PREDICT,
+            {"text": ("string", [-1]), "class_id": ("int32", [-1]), "steps": ("int32", [])},
+            {"attributions": ("float32", [-1, 64]), "tokens": ("string", [-1, 64]), **EXPLAINED},
+        ),
     },
     "housing": {
         "serving_default": (
@@ -52,6 +68,11 @@ EXPECTED: dict[
         ),
         "regress": (REGRESS, {"inputs": ("string", [-1])}, {"outputs": ("float32", [-1])}),
         "contract": (PREDICT, {}, {"contract": ("string", [])}),
+        "explain": (
+            PREDICT,
+            {**{name: ("float32", [-1]) for name in FEATURES}, "steps": ("int32", [])},
+            {"attributions": ("float32", [-1, 8]), **EXPLAINED},
+        ),
     },
 }
 
