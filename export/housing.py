@@ -184,7 +184,7 @@ def train(
 
     module.serving_default = serving_default
     module.regress = signatures.example_function(parse)
-    # The explain baseline: the training mean of each feature (as the model sees it, unknowns imputed).
+    # The explain baseline: the training mean of each feature (unknowns left out).
     means = [float(np.nanmean(data.features[name][train_idx])) for name in FEATURES]
     contract = {
         **CONTRACT,
@@ -192,6 +192,7 @@ def train(
             "training mean",
             classes=False,
             per="feature",
+            features=list(FEATURES),
             baseline_values=dict(zip(FEATURES, means, strict=True)),
         ),
     }

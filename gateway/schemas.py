@@ -12,6 +12,9 @@ __all__ = [
     "ClassifyReply",
     "ErrorBody",
     "ErrorDetail",
+    "ExplainReply",
+    "Explanation",
+    "FeatureContribution",
     "Health",
     "LabelBody",
     "LabelScore",
@@ -28,6 +31,7 @@ __all__ = [
     "SignatureDetail",
     "TensorDetail",
     "TextsBody",
+    "TokenWeight",
     "VersionStatus",
 ]
 
@@ -94,6 +98,47 @@ class RegressPrediction(BaseModel):
 class RegressReply(_Answered):
     unit: str | None = None
     predictions: list[RegressPrediction]
+
+
+class TokenWeight(BaseModel):
+    token: str
+    weight: float = Field(..., description="the token's share of score - baseline_score")
+
+
+class FeatureContribution(BaseModel):
+    feature: str
+    value: float | None = Field(..., description="the value sent (null: unknown, explained as imputed)")
+    baseline: float | None = Field(
+        default=None, description="the feature's baseline value (e.g. its training mean)"
+    )
+    contribution: float = Field(..., description="in the output's unit; all of them sum to score - baseline")
+
+
+class Explanation(BaseModel):
+    input: str = Field(..., description="the uploaded file name, or texts[i] / records[i]")
+    class_id: int | None = Field(default=None, description="the class explained (null for a regressor)")
+    label: str | None = Field(default=None, description="its label")
+    score: float = Field(..., description="the explained output at the input")
+    baseline_score: float = Field(..., description="the explained output at the baseline")
+    total: float = Field(..., description="the sum of the attributions (close to score - baseline_score)")
+    attributions: list[Any] | None = Field(
+        default=None, description="images: one per pixel and channel, [h][w][c]"
+    )
+    heatmap: str | None = Field(
+        default=None,
+        description="images: base64 PNG of the attributions as a transparent layer (red +, blue -)",
+    )
+    tokens: list[TokenWeight] | None = Field(default=None, description="texts: the model's tokens in order")
+    features: list[FeatureContribution] | None = Field(default=None, description="records: one per feature")
+
+
+class ExplainReply(_Answered):
+    signature: str
+    method: str = Field(..., description="integrated_gradients")
+    baseline: str = Field(..., description="what the attributions are measured from, e.g. 'black image'")
+    steps: int
+    unit: str | None = Field(default=None, description="the unit of score and contributions (regressors)")
+    predictions: list[Explanation]
 
 
 class VersionStatus(BaseModel):

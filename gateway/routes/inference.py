@@ -166,6 +166,24 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
 async def _predict(
     services: Services, name: str, info: ModelInfo, inputs: _Inputs, version: int | None, label: str | None
 ) -> predict_pb2.PredictResponse:
+    tensors = await input_tensors(services, name, info, inputs)
+    signature = info.signatures.get(info.predict_signature())
+    declared = signature.inputs if signature is not None else {}
+    shapes = {key: declared[key].shape if key in declared else None for key in tensors}
+    return await services.client.predict(
+        name,
+        tensors,
+        version=version,
+        label=label,
+        signature=info.predict_signature(),
+        batchable=batchable(shapes),
+    )
+
+
+async def input_tensors(
+    services: Services, name: str, info: ModelInfo, inputs: _Inputs
+) -> dict[str, tensor_pb2.TensorProto]:
+    """The model's input tensors for what the client sent, as its contract describes them (also ``:explain``)."""
     settings = services.settings
     tensors: dict[str, tensor_pb2.TensorProto]
     if inputs.files:
@@ -194,17 +212,7 @@ async def _predict(
             raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
         records = validate_records(inputs.records or [], features, max_items=settings.max_files)
         tensors = records_to_tensors(records, list(features))
-    signature = info.signatures.get(info.predict_signature())
-    declared = signature.inputs if signature is not None else {}
-    shapes = {key: declared[key].shape if key in declared else None for key in tensors}
-    return await services.client.predict(
-        name,
-        tensors,
-        version=version,
-        label=label,
-        signature=info.predict_signature(),
-        batchable=batchable(shapes),
-    )
+    return tensors
 
 
 def _hint(info: ModelInfo) -> str:

@@ -1,0 +1,243 @@
+"""``POST /v1/models/{name}:explain`` - why the model answered what it did: the same inputs as ``:classify``
+(images as multipart ``file``, ``{"texts": [...]}``, ``{"records": [...]}``), integrated-gradients
+attributions out.
+
+It is one Predict call on the signature the contract names under ``explain`` (export/explain.py writes it
+into the SavedModel), so it works against the official TensorFlow Serving too. TF Serving fails a Predict that
+leaves out a signature input, so the gateway always sends ``steps`` and ``class_id``, from the query or from
+the contract's defaults. Replies: images get their attributions [h][w][c] and a base64 PNG heat layer (or,
+with ``?format=png``, the overlay of one image as ``image/png``); texts the model's tokens with their weights;
+records each feature's contribution in the output's unit. A model without the signature gets a 400 that says
+so.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from gateway import heatmap
+from gateway.deps import Services, ServicesDep
+from gateway.errors import BadRequest
+from gateway.preprocess.image import ImageSpec
+from gateway.routes.inference import (
+    BODY,
+    ERRORS,
+    LabelQuery,
+    VersionQuery,
+    _answered,
+    _check_choice,
+    _Inputs,
+    _read_inputs,
+    input_tensors,
+)
+from gateway.schemas import ExplainReply, Explanation, FeatureContribution, TokenWeight
+from gateway.upstream.contract import ModelInfo
+from gateway.upstream.tensors import shape_of, shape_proto, to_list
+from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
+from tfs_protos.tensorflow_serving.apis import predict_pb2
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["inference"])
+
+TOP_CLASS = -1  # the signature's class_id for "the top class"
+PNG_SIDE = 224  # ?format=png and the heat layer: scaled up to about this many pixels a side
+
+FormatQuery = Query("json", pattern="^(json|png)$", description="json, or png: the overlay of one image")
+ClassQuery = Query(
+    None,
+    alias="class",
+    max_length=200,
+    description="the label (or class index) to explain; default the top one",
+)
+StepsQuery = Query(None, ge=1, le=4096, description="integration steps; default the contract's (e.g. 32)")
+
+
+def _int32(values: list[int], dims: list[int]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape_proto(dims), int_val=values)
+
+
+def _section(name: str, info: ModelInfo) -> dict[str, Any]:
+    section = info.contract.get("explain")
+    key = section.get("signature") if isinstance(section, dict) else None
+    if not isinstance(section, dict) or not key or key not in info.signatures:
+        raise BadRequest(
+            f"model {name!r} version {info.version} has no explain signature (its contract names none); "
+            "export it again with a current `python -m export` to get one"
+        )
+    return section
+
+
+def _class_index(name: str, info: ModelInfo, requested: str | None) -> int:
+    if requested is None:
+        return TOP_CLASS
+    if not info.labels:
+        raise BadRequest(f"model {name!r} has no classes to choose from; leave out class")
+    if requested in info.labels:
+        return info.labels.index(requested)
+    if requested.isdigit() and int(requested) < len(info.labels):
+        return int(requested)
+    raise BadRequest(f"class {requested!r} is not one of {name!r}'s labels: {', '.join(info.labels)}")
+
+
+def _steps(section: dict[str, Any], requested: int | None) -> int:
+    most = int(section.get("max_steps", 256))
+    steps = int(section.get("steps", 32)) if requested is None else requested
+    if steps > most:
+        raise BadRequest(f"steps={steps} is over this model's limit of {most}")
+    return steps
+
+
+def _output(reply: predict_pb2.PredictResponse, key: str, signature: str) -> tensor_pb2.TensorProto:
+    if key not in reply.outputs:
+        raise BadRequest(f"the {signature!r} signature has no output {key!r}; it is not an explain signature")
+    return reply.outputs[key]
+
+
+def _nest(flat: list[float], dims: list[int]) -> Any:
+    if not dims:
+        return flat[0]
+    step = math.prod(dims[1:])
+    return [_nest(flat[i * step : (i + 1) * step], dims[1:]) for i in range(dims[0])]
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _image_scale(spec: ImageSpec) -> int:
+    return max(1, PNG_SIDE // max(spec.height, spec.width))
+
+
+async def explain_reply(
+    services: Services,
+    name: str,
+    request: Request,
+    version: int | None,
+    label: str | None,
+    output: str,
+    requested_class: str | None,
+    requested_steps: int | None,
+) -> Any:
+    _check_choice(version, label)
+    services.catalog.check_model(name)
+    inputs: _Inputs = await _read_inputs(request, services)
+
+    async def answer(version: int | None, label: str | None) -> ExplainReply:
+        info = await services.contracts.get(name, version=version, label=label)
+        section = _section(name, info)
+        signature = str(section["signature"])
+        steps = _steps(section, requested_steps)
+        class_id = _class_index(name, info, requested_class)
+        if output == "png" and (not inputs.files or len(inputs.files) != 1):
+            raise BadRequest("format=png draws one image: upload exactly one file")
+        tensors = await input_tensors(services, name, info, inputs)
+        count = len(inputs.names)
+        tensors["steps"] = _int32([steps], [])
+        if "class_id" in info.signatures[signature].inputs:
+            tensors["class_id"] = _int32([class_id] * count, [count])
+        reply = await services.client.predict(
+            name, tensors, version=version, label=label, signature=signature
+        )
+        attributions = _output(reply, "attributions", signature)
+        flat = [float(v) for v in to_list(attributions)]  # type: ignore[arg-type]
+        dims = shape_of(attributions)
+        per_input = math.prod(dims[1:]) if len(dims) > 1 else 1
+        classes = [int(v) for v in to_list(_output(reply, "class_id", signature))]  # type: ignore[call-overload]
+        scores = to_list(_output(reply, "score", signature))
+        baselines = to_list(_output(reply, "baseline_score", signature))
+        tokens = to_list(reply.outputs["tokens"]) if "tokens" in reply.outputs else None
+        image = info.image_input() if inputs.files else None
+        spec = ImageSpec.from_contract(image[1]) if image else None
+        pixels = to_list(tensors[image[0]]) if image else []
+        features = list(section.get("features") or info.numeric_inputs())
+        reference = section.get("baseline_values") or {}
+        overlay: str | None = None
+
+        if output == "png" and spec is not None:
+            weights = heatmap.pixel_weights(flat[:per_input], spec.channels)
+            span = (spec.high - spec.low) or 1.0
+            unit = [(float(v) - spec.low) / span for v in pixels[:per_input]]  # type: ignore[arg-type]
+            picture = await run_in_threadpool(
+                heatmap.overlay, unit, spec.channels, weights, spec.height, spec.width, _image_scale(spec)
+            )
+            overlay = base64.b64encode(heatmap.png(picture)).decode("ascii")
+
+        explanations = []
+        for i, input_name in enumerate(inputs.names):
+            row = flat[i * per_input : (i + 1) * per_input]
+            item = Explanation(
+                input=input_name,
+                class_id=classes[i] if classes[i] >= 0 else None,
+                label=info.labels[classes[i]] if 0 <= classes[i] < len(info.labels) else None,
+                score=float(scores[i]),  # type: ignore[arg-type]
+                baseline_score=float(baselines[i]),  # type: ignore[arg-type]
+                total=math.fsum(row),
+            )
+            if overlay is not None:  # ?format=png: the route sends it as the body
+                item.heatmap = overlay
+            elif spec is not None:
+                item.attributions = _nest(row, dims[1:])
+                weights = heatmap.pixel_weights(row, spec.channels)
+                layer = heatmap.heat_layer(weights, spec.height, spec.width, _image_scale(spec))
+                item.heatmap = base64.b64encode(heatmap.png(layer)).decode("ascii")
+            elif tokens is not None:
+                words = tokens[i * per_input : (i + 1) * per_input]
+                item.tokens = [
+                    TokenWeight(token=str(t), weight=w) for t, w in zip(words, row, strict=True) if t
+                ]
+            elif features and len(features) == per_input:
+                item.features = [
+                    FeatureContribution(
+                        feature=feature,
+                        value=_finite(to_list(tensors[feature])[i]) if feature in tensors else None,
+                        baseline=_finite(reference[feature]) if feature in reference else None,
+                        contribution=w,
+                    )
+                    for feature, w in zip(features, row, strict=True)
+                ]
+            else:
+                item.attributions = _nest(row, dims[1:])
+            explanations.append(item)
+        out_unit = info.contract.get("output", {}).get("unit") if info.task == "regression" else None
+        return ExplainReply(
+            model=name,
+            version=_answered(reply, info),
+            signature=signature,
+            method=str(section.get("method", "integrated_gradients")),
+            baseline=str(section.get("baseline", "")),
+            steps=steps,
+            unit=str(out_unit) if out_unit else None,
+            predictions=explanations,
+        )
+
+    reply: ExplainReply = await services.traffic.serve(name, request.headers, version, label, answer)
+    if output == "png":
+        return Response(base64.b64decode(reply.predictions[0].heatmap or ""), media_type="image/png")
+    return reply
+
+
+@router.post(
+    "/v1/models/{name}:explain",
+    response_model=ExplainReply,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    openapi_extra=BODY,
+    summary="Integrated-gradients attributions for images, texts or records (the model's explain signature)",
+)
+async def explain(
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    version: int | None = VersionQuery,
+    label: str | None = LabelQuery,
+    format: str = FormatQuery,
+    explained: str | None = ClassQuery,
+    steps: int | None = StepsQuery,
+) -> Any:
+    return await explain_reply(services, name, request, version, label, format, explained, steps)
