@@ -120,6 +120,16 @@ export const api = {
     request("POST", withQuery(`v1/models/${enc(name)}:classify`, selector(choice)), { json: { texts } }),
   regress: (name, records, choice) =>
     request("POST", withQuery(`v1/models/${enc(name)}:regress`, selector(choice)), { json: { records } }),
+  // Why: integrated-gradients attributions from the model's explain signature (same inputs as above).
+  explainImages(name, files, choice) {
+    const form = new FormData();
+    for (const f of files) form.append("file", f, f.name);
+    return request("POST", withQuery(`v1/models/${enc(name)}:explain`, selector(choice)), { form });
+  },
+  explainTexts: (name, texts, choice) =>
+    request("POST", withQuery(`v1/models/${enc(name)}:explain`, selector(choice)), { json: { texts } }),
+  explainRecords: (name, records, choice) =>
+    request("POST", withQuery(`v1/models/${enc(name)}:explain`, selector(choice)), { json: { records } }),
 
   // Admin (Bearer token; 401 without it, 403 when the gateway has none configured). The gateway writes them
   // to the shared models.config and applies them to every replica (HandleReloadConfigRequest).

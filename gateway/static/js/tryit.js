@@ -1,11 +1,13 @@
 // @ts-check
 // The "Try it" screen: pick a model and a version, then images (drag and drop or pick), a text, or the
 // features of a record; shows the top-k labels as bars, a binary classifier's verdict, or the predicted
-// value, with the version that answered. Everything model-specific (class names, example values, units)
+// value, with the version that answered, and an "Explain" button beside each answer when the model has an
+// explain signature (explain.js). Everything model-specific (class names, example values, units)
 // comes from the model's contract, never from this file.
 
 import { api } from "./api.js";
 import { all, byId, clear, formatNumber, h, messageOf, showError } from "./dom.js";
+import { contributionChart, explainControl, explainable, imageExplanation, tokenExplanation } from "./explain.js";
 import { readClassification, readDetail, readRegression } from "./shapes.js";
 import { store } from "./store.js";
 
@@ -78,7 +80,8 @@ function classifyImages(files) {
   submit(async () => {
     clear(ui.results, h("p", { class: "muted" }, `Classifying ${images.length} image(s)…`));
     const model = current();
-    const reply = readClassification(await api.classifyImages(model.name, images, k, choice()));
+    const picked = choice();
+    const reply = readClassification(await api.classifyImages(model.name, images, k, picked));
     clear(
       ui.results,
       answeredBy(reply.model ?? model.name, reply.version),
@@ -90,7 +93,11 @@ function classifyImages(files) {
           h("figcaption", {},
             h("div", { class: "file-name" }, file.name),
             top.length ? h("div", { class: "top-label" }, top[0].label) : null,
-            bars(top.slice(0, k))));
+            bars(top.slice(0, k)),
+            explainable(model)
+              ? explainControl(async () =>
+                imageExplanation(file, await api.explainImages(model.name, [file], picked)))
+              : null));
       })),
     );
   });
@@ -106,9 +113,13 @@ function classifyText(e) {
   }
   submit(async () => {
     const model = current();
-    const reply = readClassification(await api.classifyTexts(model.name, [text], choice()));
+    const picked = choice();
+    const reply = readClassification(await api.classifyTexts(model.name, [text], picked));
     const pairs = reply.items[0] ?? [];
-    clear(ui.results, answeredBy(reply.model ?? model.name, reply.version), verdict(model, pairs), bars(pairs));
+    clear(ui.results, answeredBy(reply.model ?? model.name, reply.version), verdict(model, pairs), bars(pairs),
+      explainable(model)
+        ? explainControl(async () => tokenExplanation(await api.explainTexts(model.name, [text], picked)))
+        : null);
   });
 }
 
@@ -168,7 +179,8 @@ function regress(e) {
   submit(async () => {
     const model = current();
     const record = recordFromForm();
-    const reply = readRegression(await api.regress(model.name, [record], choice()));
+    const picked = choice();
+    const reply = readRegression(await api.regress(model.name, [record], picked));
     const value = reply.values[0];
     // What the value means comes from the contract's "output" (name, unit, description); a currency unit
     // (ISO 4217, e.g. USD) is shown as money.
@@ -182,6 +194,10 @@ function regress(e) {
         h("span", { class: "muted" }, `${String(name).replaceAll("_", " ")}: `),
         h("strong", { class: "predicted-value" }, formatValue(value, unit))),
       meaning.description ? h("p", { class: "muted small" }, meaning.description) : null,
+      explainable(model)
+        ? explainControl(async () => contributionChart(await api.explainRecords(model.name, [record], picked),
+          (v) => formatValue(v, unit)))
+        : null,
     );
   });
 }
