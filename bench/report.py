@@ -31,6 +31,7 @@ _LABELS = {
     "grpc.batching_tf": "modelserver gRPC, batching on, TF Serving scheduling",
     "rest.batching_tf": "modelserver REST, batching on, TF Serving scheduling",
     "gateway.upload": "gateway PNG upload (fashion)",
+    "gateway.explain": "gateway PNG upload, :explain (fashion, 32 steps)",
     "gateway.text": "gateway text classify",
     "gateway.housing": "gateway housing regress",
     "grpc.text": "modelserver gRPC text",

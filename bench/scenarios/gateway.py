@@ -1,6 +1,7 @@
 """Scenarios 4 and 7: the gateway's image-upload path (PNG upload -> label) against direct gRPC Predict of
 the same image on the same model server, and text / housing through the gateway at concurrency 8 against
-direct gRPC Predict of the same input. Also the gateway's RSS after the load."""
+direct gRPC Predict of the same input; ``:explain`` of the same upload at the lowest concurrency. Also the
+gateway's RSS after the load."""
 
 from __future__ import annotations
 
@@ -30,6 +31,32 @@ def _check(url: str, body: bytes, content_type: str, expect: str) -> str:
         detail = exc.read().decode(errors="replace")[:200] if hasattr(exc, "read") else ""
         return f"{exc} {detail}".strip()
     return "" if expect in text else f"unexpected answer: {text[:200]}"
+
+
+def _explain_point(ctx: Any, gateway: ServerProcess, url: str, p: Any) -> None:
+    """The cost of ``:explain`` (the model runs ``steps`` times, 32 by default): one image at concurrency 1,
+    the lowest concurrency, beside the upload -> label point there. Skipped for models exported without the
+    explain signature."""
+    s = ctx.settings
+    problem = _check(url, p.upload_fashion.read_bytes(), p.upload_content_type, '"attributions"')
+    ctx.results.setdefault("verified", {})["gateway.explain"] = problem or "ok"
+    if problem:
+        ctx.skip("gateway explain", f"the gateway does not explain the upload: {problem}")
+        return
+    c = min(s.concurrencies)
+    ctx.point(
+        f"gateway.explain.c{c}",
+        gateway,
+        lambda: http_load(
+            url,
+            p.upload_fashion,
+            p.upload_content_type,
+            concurrency=c,
+            duration_s=s.duration_s,
+            timeout_s=s.http_timeout_s,
+            warmup_s=s.warmup_s,
+        ),
+    )
 
 
 def run(ctx: Any, modelserver: ServerProcess) -> None:
@@ -73,6 +100,8 @@ def run(ctx: Any, modelserver: ServerProcess) -> None:
                     duration_s=s.profile_s + 2,
                 ),
             )
+
+        _explain_point(ctx, gateway, f"{base}/v1/models/fashion:explain", p)
 
         c = 8 if 8 in s.concurrencies else max(s.concurrencies)
         bodies = {

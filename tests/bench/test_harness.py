@@ -41,6 +41,7 @@ def test_smoke_run_measures_every_selected_scenario(measured: dict) -> None:
         "rest.batching_on.c4",
         "gateway.upload.c1",
         "gateway.upload.c4",
+        "gateway.explain.c1",
         "gateway.text.c4",
         "gateway.housing.c4",
         "grpc.text.c4",
