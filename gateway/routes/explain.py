@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -115,110 +116,158 @@ def _image_scale(spec: ImageSpec) -> int:
     return max(1, PNG_SIDE // max(spec.height, spec.width))
 
 
+@dataclass
+class _Explained:
+    """The explain signature's reply, flat: ``per_input`` attributions per input, row after row."""
+
+    flat: list[float]
+    dims: list[int]
+    classes: list[int]
+    scores: list[float]
+    baselines: list[float]
+    tokens: list[object] | None
+
+    @property
+    def per_input(self) -> int:
+        return math.prod(self.dims[1:]) if len(self.dims) > 1 else 1
+
+    def row(self, i: int) -> list[float]:
+        return self.flat[i * self.per_input : (i + 1) * self.per_input]
+
+    @classmethod
+    def read(cls, reply: predict_pb2.PredictResponse, signature: str) -> _Explained:
+        attributions = _output(reply, "attributions", signature)
+        return cls(
+            flat=[float(v) for v in to_list(attributions)],  # type: ignore[arg-type]
+            dims=shape_of(attributions),
+            classes=[int(v) for v in to_list(_output(reply, "class_id", signature))],  # type: ignore[call-overload]
+            scores=[float(v) for v in to_list(_output(reply, "score", signature))],  # type: ignore[arg-type]
+            baselines=[float(v) for v in to_list(_output(reply, "baseline_score", signature))],  # type: ignore[arg-type]
+            tokens=to_list(reply.outputs["tokens"]) if "tokens" in reply.outputs else None,
+        )
+
+
+def _b64(picture: Any) -> str:
+    return base64.b64encode(heatmap.png(picture)).decode("ascii")
+
+
+async def _overlay(spec: ImageSpec, pixels: tensor_pb2.TensorProto, out: _Explained) -> str:
+    """The first image with its heat layer on top, as base64 PNG (``?format=png``)."""
+    span = (spec.high - spec.low) or 1.0
+    unit = [(float(v) - spec.low) / span for v in to_list(pixels)[: out.per_input]]  # type: ignore[arg-type]
+    weights = heatmap.pixel_weights(out.row(0), spec.channels)
+    picture = await run_in_threadpool(
+        heatmap.overlay, unit, spec.channels, weights, spec.height, spec.width, _image_scale(spec)
+    )
+    return _b64(picture)
+
+
+def _detail(
+    item: Explanation,
+    i: int,
+    out: _Explained,
+    spec: ImageSpec | None,
+    section: dict[str, Any],
+    tensors: dict[str, tensor_pb2.TensorProto],
+) -> None:
+    """Fill what an input kind shows: pixels and a heat layer, tokens, or feature contributions."""
+    row = out.row(i)
+    features = list(section.get("features") or [])
+    reference = section.get("baseline_values") or {}
+    if spec is not None:
+        item.attributions = _nest(row, out.dims[1:])
+        weights = heatmap.pixel_weights(row, spec.channels)
+        item.heatmap = _b64(heatmap.heat_layer(weights, spec.height, spec.width, _image_scale(spec)))
+    elif out.tokens is not None:
+        words = out.tokens[i * out.per_input : (i + 1) * out.per_input]
+        item.tokens = [TokenWeight(token=str(t), weight=w) for t, w in zip(words, row, strict=True) if t]
+    elif features and len(features) == out.per_input:
+        item.features = [
+            FeatureContribution(
+                feature=feature,
+                value=_finite(to_list(tensors[feature])[i]) if feature in tensors else None,
+                baseline=_finite(reference[feature]) if feature in reference else None,
+                contribution=w,
+            )
+            for feature, w in zip(features, row, strict=True)
+        ]
+    else:
+        item.attributions = _nest(row, out.dims[1:])
+
+
+async def _explain(
+    services: Services,
+    name: str,
+    info: ModelInfo,
+    inputs: _Inputs,
+    choice: tuple[int | None, str | None],
+    query: tuple[str, str | None, int | None],
+) -> ExplainReply:
+    """One Predict on the explain signature; ``query`` is (format, class, steps) as the client sent them."""
+    output, requested_class, requested_steps = query
+    section = _section(name, info)
+    signature = str(section["signature"])
+    steps = _steps(section, requested_steps)
+    class_id = _class_index(name, info, requested_class)
+    if output == "png" and len(inputs.files) != 1:
+        raise BadRequest("format=png draws one image: upload exactly one file")
+    tensors = await input_tensors(services, name, info, inputs)
+    count = len(inputs.names)
+    tensors["steps"] = _int32([steps], [])
+    if "class_id" in info.signatures[signature].inputs:
+        tensors["class_id"] = _int32([class_id] * count, [count])
+    version, label = choice
+    reply = await services.client.predict(name, tensors, version=version, label=label, signature=signature)
+    out = _Explained.read(reply, signature)
+    image = info.image_input() if inputs.files else None
+    spec = ImageSpec.from_contract(image[1]) if image else None
+    overlay = await _overlay(spec, tensors[image[0]], out) if spec and image and output == "png" else None
+    explanations = []
+    for i, input_name in enumerate(inputs.names):
+        item = Explanation(
+            input=input_name,
+            class_id=out.classes[i] if out.classes[i] >= 0 else None,
+            label=info.labels[out.classes[i]] if 0 <= out.classes[i] < len(info.labels) else None,
+            score=out.scores[i],
+            baseline_score=out.baselines[i],
+            total=math.fsum(out.row(i)),
+        )
+        if overlay is not None:  # ?format=png: the route sends it as the body
+            item.heatmap = overlay
+        else:
+            _detail(item, i, out, spec, section, tensors)
+        explanations.append(item)
+    unit = info.contract.get("output", {}).get("unit") if info.task == "regression" else None
+    return ExplainReply(
+        model=name,
+        version=_answered(reply, info),
+        signature=signature,
+        method=str(section.get("method", "integrated_gradients")),
+        baseline=str(section.get("baseline", "")),
+        steps=steps,
+        unit=str(unit) if unit else None,
+        predictions=explanations,
+    )
+
+
 async def explain_reply(
     services: Services,
     name: str,
     request: Request,
-    version: int | None,
-    label: str | None,
-    output: str,
-    requested_class: str | None,
-    requested_steps: int | None,
+    choice: tuple[int | None, str | None],
+    query: tuple[str, str | None, int | None],
 ) -> Any:
-    _check_choice(version, label)
+    """``:explain`` once its parameters are valid: JSON, or with ``?format=png`` the overlay's bytes."""
+    _check_choice(*choice)
     services.catalog.check_model(name)
-    inputs: _Inputs = await _read_inputs(request, services)
+    inputs = await _read_inputs(request, services)
 
     async def answer(version: int | None, label: str | None) -> ExplainReply:
         info = await services.contracts.get(name, version=version, label=label)
-        section = _section(name, info)
-        signature = str(section["signature"])
-        steps = _steps(section, requested_steps)
-        class_id = _class_index(name, info, requested_class)
-        if output == "png" and (not inputs.files or len(inputs.files) != 1):
-            raise BadRequest("format=png draws one image: upload exactly one file")
-        tensors = await input_tensors(services, name, info, inputs)
-        count = len(inputs.names)
-        tensors["steps"] = _int32([steps], [])
-        if "class_id" in info.signatures[signature].inputs:
-            tensors["class_id"] = _int32([class_id] * count, [count])
-        reply = await services.client.predict(
-            name, tensors, version=version, label=label, signature=signature
-        )
-        attributions = _output(reply, "attributions", signature)
-        flat = [float(v) for v in to_list(attributions)]  # type: ignore[arg-type]
-        dims = shape_of(attributions)
-        per_input = math.prod(dims[1:]) if len(dims) > 1 else 1
-        classes = [int(v) for v in to_list(_output(reply, "class_id", signature))]  # type: ignore[call-overload]
-        scores = to_list(_output(reply, "score", signature))
-        baselines = to_list(_output(reply, "baseline_score", signature))
-        tokens = to_list(reply.outputs["tokens"]) if "tokens" in reply.outputs else None
-        image = info.image_input() if inputs.files else None
-        spec = ImageSpec.from_contract(image[1]) if image else None
-        pixels = to_list(tensors[image[0]]) if image else []
-        features = list(section.get("features") or info.numeric_inputs())
-        reference = section.get("baseline_values") or {}
-        overlay: str | None = None
+        return await _explain(services, name, info, inputs, (version, label), query)
 
-        if output == "png" and spec is not None:
-            weights = heatmap.pixel_weights(flat[:per_input], spec.channels)
-            span = (spec.high - spec.low) or 1.0
-            unit = [(float(v) - spec.low) / span for v in pixels[:per_input]]  # type: ignore[arg-type]
-            picture = await run_in_threadpool(
-                heatmap.overlay, unit, spec.channels, weights, spec.height, spec.width, _image_scale(spec)
-            )
-            overlay = base64.b64encode(heatmap.png(picture)).decode("ascii")
-
-        explanations = []
-        for i, input_name in enumerate(inputs.names):
-            row = flat[i * per_input : (i + 1) * per_input]
-            item = Explanation(
-                input=input_name,
-                class_id=classes[i] if classes[i] >= 0 else None,
-                label=info.labels[classes[i]] if 0 <= classes[i] < len(info.labels) else None,
-                score=float(scores[i]),  # type: ignore[arg-type]
-                baseline_score=float(baselines[i]),  # type: ignore[arg-type]
-                total=math.fsum(row),
-            )
-            if overlay is not None:  # ?format=png: the route sends it as the body
-                item.heatmap = overlay
-            elif spec is not None:
-                item.attributions = _nest(row, dims[1:])
-                weights = heatmap.pixel_weights(row, spec.channels)
-                layer = heatmap.heat_layer(weights, spec.height, spec.width, _image_scale(spec))
-                item.heatmap = base64.b64encode(heatmap.png(layer)).decode("ascii")
-            elif tokens is not None:
-                words = tokens[i * per_input : (i + 1) * per_input]
-                item.tokens = [
-                    TokenWeight(token=str(t), weight=w) for t, w in zip(words, row, strict=True) if t
-                ]
-            elif features and len(features) == per_input:
-                item.features = [
-                    FeatureContribution(
-                        feature=feature,
-                        value=_finite(to_list(tensors[feature])[i]) if feature in tensors else None,
-                        baseline=_finite(reference[feature]) if feature in reference else None,
-                        contribution=w,
-                    )
-                    for feature, w in zip(features, row, strict=True)
-                ]
-            else:
-                item.attributions = _nest(row, dims[1:])
-            explanations.append(item)
-        out_unit = info.contract.get("output", {}).get("unit") if info.task == "regression" else None
-        return ExplainReply(
-            model=name,
-            version=_answered(reply, info),
-            signature=signature,
-            method=str(section.get("method", "integrated_gradients")),
-            baseline=str(section.get("baseline", "")),
-            steps=steps,
-            unit=str(out_unit) if out_unit else None,
-            predictions=explanations,
-        )
-
-    reply: ExplainReply = await services.traffic.serve(name, request.headers, version, label, answer)
-    if output == "png":
+    reply: ExplainReply = await services.traffic.serve(name, request.headers, *choice, answer)
+    if query[0] == "png":
         return Response(base64.b64decode(reply.predictions[0].heatmap or ""), media_type="image/png")
     return reply
 
@@ -240,4 +289,4 @@ async def explain(
     explained: str | None = ClassQuery,
     steps: int | None = StepsQuery,
 ) -> Any:
-    return await explain_reply(services, name, request, version, label, format, explained, steps)
+    return await explain_reply(services, name, request, (version, label), (format, explained, steps))
