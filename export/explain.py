@@ -16,7 +16,8 @@ Predict call. Contract of the signature (also written into the JSON input contra
   string, the training mean of each feature.
 
 ``explain_signature`` builds it for a differentiable Keras model with one float input (images, feature
-matrices); the text and housing models call :func:`integrated_gradients` on their own differentiable part
+matrices), and ``explain_for`` decides from a contract whether a model qualifies (the hook for
+``python -m export publish``); the text and housing models call :func:`integrated_gradients` on their own differentiable part
 (the embedding output, the raw features before the in-graph preprocessing).
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "columns_explain",
     "contract_section",
     "embedding_explain",
+    "explain_for",
     "explain_signature",
     "feeds",
     "integrated_gradients",
@@ -246,3 +248,35 @@ def columns_explain(
         return {"attributions": attributions, "class_id": rows, "score": score, "baseline_score": base}
 
     return explain
+
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def explain_for(model: Any, contract: Mapping[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """The ``explain`` tf.function and the contract's ``explain`` entry for a differentiable ``model`` whose
+    contract has exactly one float input (an image, or a feature vector ``[-1, n]``) - or None when the model
+    does not qualify (strings, integer ids, several inputs: their attributions need the model's own
+    differentiable part, as text.py and housing.py do). The baseline is the image's background (black unless
+    the contract says white: the top of its range) or zeros."""
+    inputs = contract.get("inputs") or {}
+    if len(inputs) != 1:
+        return None
+    ((name, spec),) = inputs.items()
+    if spec.get("dtype") not in FLOAT_DTYPES or not spec.get("shape"):
+        return None
+    shape = [None if d is None or int(d) < 0 else int(d) for d in spec["shape"]]
+    if spec.get("kind") == "image":
+        white = spec.get("background") == "white"
+        low, high = (float(v) for v in spec.get("range", (0.0, 1.0)))
+        baseline, described = (high, "white image") if white else (low, "black image")
+    else:
+        baseline, described = 0.0, "zeros"
+    classifier = contract.get("task") != "regression"
+    function = explain_signature(
+        model,
+        tf.TensorSpec(shape, tf.as_dtype(spec["dtype"]), name=name),
+        baseline=baseline,
+        classifier=classifier,
+    )
+    return function, contract_section(described, classes=classifier)

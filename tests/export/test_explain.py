@@ -102,3 +102,52 @@ def test_a_named_class_is_explained_instead_of_the_top_one(loaded: dict[str, Any
         image=tf.constant(image), class_id=tf.constant([3, 7]), steps=tf.constant(8)
     )
     assert out["class_id"].numpy().tolist() == [3, 7]
+
+
+def test_explain_for_a_users_keras_model_saves_and_stays_complete(data_dir: Path, tmp_path: Path) -> None:
+    """The hook for ``python -m export publish``: a differentiable Keras model with one float input gets the
+    signature and the contract entry from its contract alone; the saved signature stays complete."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    fashion = load_fashion(data_dir)
+    x = (fashion.x_train[:1000].astype(np.float32) / 255.0)[..., None]
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, fashion.y_train[:1000].astype(np.int64), epochs=1, verbose=0)
+    contract = {
+        "task": "image_classification",
+        "inputs": {
+            "pixels": {"dtype": "float32", "shape": [-1, 28, 28, 1], "kind": "image", "range": [0, 1]}
+        },
+    }
+    found = explain.explain_for(model, contract)
+    assert found is not None
+    function, section = found
+    assert section["baseline"] == "black image" and section["class_id"] == explain.TOP_CLASS
+    module = tf.Module()
+    module.weights_ = model.weights
+    module.explain = function
+    tf.saved_model.save(module, str(tmp_path), signatures={"explain": function.get_concrete_function()})
+    images = (fashion.x_test[:8].astype(np.float32) / 255.0)[..., None]
+    feeds = explain.feeds({"pixels": images}, classes=True)
+    out = tf.saved_model.load(str(tmp_path)).signatures["explain"](
+        **{k: tf.constant(v) for k, v in feeds.items()}
+    )
+    total = out["attributions"].numpy().reshape(8, -1).sum(axis=1)
+    delta = out["score"].numpy() - out["baseline_score"].numpy()
+    assert np.all(np.abs(total - delta) <= RELATIVE * np.abs(delta) + FLOOR["fashion"]), (total, delta)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"text": {"dtype": "string", "shape": [-1], "kind": "text"}},
+        {"ids": {"dtype": "int64", "shape": [-1, 16], "kind": "numeric"}},
+        {"a": {"dtype": "float32", "shape": [-1]}, "b": {"dtype": "float32", "shape": [-1]}},
+    ],
+)
+def test_explain_for_declines_models_it_cannot_differentiate(inputs: dict[str, Any]) -> None:
+    assert explain.explain_for(object(), {"task": "text_classification", "inputs": inputs}) is None

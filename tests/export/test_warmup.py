@@ -12,10 +12,26 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from export.warmup import WARMUP_FILE
 
+EXPLAIN = {"explain": "predict_log"}  # export.explain: the model's inputs + class_id + steps
 EXPECTED_KINDS = {
-    "fashion": {"serving_default": "predict_log", "classify": "classify_log", "contract": "predict_log"},
-    "text": {"serving_default": "predict_log", "classify": "classify_log", "contract": "predict_log"},
-    "housing": {"serving_default": "predict_log", "regress": "regress_log", "contract": "predict_log"},
+    "fashion": {
+        "serving_default": "predict_log",
+        "classify": "classify_log",
+        "contract": "predict_log",
+        **EXPLAIN,
+    },
+    "text": {
+        "serving_default": "predict_log",
+        "classify": "classify_log",
+        "contract": "predict_log",
+        **EXPLAIN,
+    },
+    "housing": {
+        "serving_default": "predict_log",
+        "regress": "regress_log",
+        "contract": "predict_log",
+        **EXPLAIN,
+    },
 }
 
 
