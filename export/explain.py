@@ -3,11 +3,14 @@
 Every server that runs the SavedModel - ours and the official TensorFlow Serving - serves it as a plain
 Predict call. Contract of the signature (also written into the JSON input contract under ``explain``):
 
-- inputs: the model's own inputs, plus ``steps`` (int32 scalar: points on the straight path from the baseline
-  to the input, clipped to [1, ``MAX_STEPS``]) and, for classifiers, ``class_id`` (int32 [batch]: the class to
-  explain, -1 for the top class). TF Serving fails a request that leaves out a signature input, so clients
-  send both; the gateway takes the defaults from the contract (``explain.steps``, ``explain.class_id``). Not ``class``: TensorFlow
-  canonicalises signature inputs to Python parameter names, and ``class`` is a keyword.
+- inputs: the model's own inputs, plus ``steps`` (int32 [batch]: points on the straight path from the
+  baseline to the input; the most in the batch is used, clipped to [1, ``MAX_STEPS``]) and, for classifiers,
+  ``class_id`` (int32 [batch]: the class to explain, -1 for the top class). Every input has the batch
+  dimension, so TF Serving's batching (which refuses scalar inputs) can merge explain requests; a merged
+  batch runs with the most steps any of its requests asked for. TF Serving fails a request that leaves out
+  a signature input, so clients send both; the gateway takes the defaults from the contract
+  (``explain.steps``, ``explain.class_id``). Not ``class``: TensorFlow canonicalises signature inputs to
+  Python parameter names, and ``class`` is a keyword.
 - outputs: ``attributions`` (one per input element: pixel and channel, token, feature), ``class_id`` (the class
   explained; -1 for a regressor), ``score`` (the explained output at the input) and ``baseline_score`` (at
   the baseline). Completeness: ``attributions`` sum to ``score - baseline_score`` up to the Riemann error of
@@ -47,7 +50,7 @@ SIGNATURE = "explain"
 DEFAULT_STEPS = 32
 MAX_STEPS = 256  # a request asking for more gets this many: the batch the graph runs is steps x inputs
 TOP_CLASS = -1
-_STEPS = tf.TensorSpec([], tf.int32, name="steps")
+_STEPS = tf.TensorSpec([None], tf.int32, name="steps")
 _CLASS = tf.TensorSpec([None], tf.int32, name="class_id")
 
 Forward = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (inputs [n, ...], classes [n]) -> scores [n]
@@ -69,7 +72,9 @@ def contract_section(baseline: str, *, classes: bool, **extra: Any) -> dict[str,
 
 
 def _steps(steps: tf.Tensor) -> tf.Tensor:
-    return tf.clip_by_value(tf.cast(steps, tf.int32), 1, MAX_STEPS)
+    """One step count from the batch's (a scalar works too); an empty batch gets 1."""
+    most = tf.reduce_max(tf.reshape(tf.cast(steps, tf.int32), [-1]))
+    return tf.clip_by_value(most, 1, MAX_STEPS)
 
 
 def integrated_gradients(
@@ -173,10 +178,10 @@ def feeds(
     model's inputs, the top class of each row and the default steps. The model's inputs come first (the
     verifier reads the batch size from the first)."""
     out = dict(inputs)
+    rows = len(next(iter(inputs.values())))
     if classes:
-        rows = len(next(iter(inputs.values())))
         out["class_id"] = np.full([rows], TOP_CLASS, dtype=np.int32)
-    out["steps"] = np.asarray(steps, dtype=np.int32)
+    out["steps"] = np.full([rows], steps, dtype=np.int32)
     return out
 
 

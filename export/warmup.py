@@ -61,7 +61,7 @@ def records(servable: Servable) -> list[prediction_log_pb2.PredictionLog]:
             predict.model_spec.signature_name = key
             for name, values in servable.feeds(key).items():
                 values = np.asarray(values)
-                rows = values[:batch] if values.ndim else values  # a scalar (explain's steps) as it is
+                rows = values[:batch] if values.ndim else values  # a scalar as it is
                 predict.inputs[name].CopyFrom(tf.make_tensor_proto(rows))
             logs.append(
                 prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict))

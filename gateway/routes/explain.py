@@ -4,7 +4,7 @@ attributions out.
 
 It is one Predict call on the signature the contract names under ``explain`` (export/explain.py writes it
 into the SavedModel), so it works against the official TensorFlow Serving too. TF Serving fails a Predict that
-leaves out a signature input, so the gateway always sends ``steps`` and ``class_id``, from the query or from
+leaves out a signature input, so the gateway always sends ``steps`` and ``class_id`` (one per input), from the query or from
 the contract's defaults. Replies: images get their attributions [h][w][c] and a base64 PNG heat layer (or,
 with ``?format=png``, the overlay of one image as ``image/png``); texts the model's tokens with their weights;
 records each feature's contribution in the output's unit. A model without the signature gets a 400 that says
@@ -213,7 +213,7 @@ async def _explain(
         raise BadRequest("format=png draws one image: upload exactly one file")
     tensors = await input_tensors(services, name, info, inputs)
     count = len(inputs.names)
-    tensors["steps"] = _int32([steps], [])
+    tensors["steps"] = _int32([steps] * count, [count])  # per row: TF Serving's batching needs a batch dim
     if "class_id" in info.signatures[signature].inputs:
         tensors["class_id"] = _int32([class_id] * count, [count])
     version, label = choice

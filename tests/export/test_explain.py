@@ -99,7 +99,7 @@ def test_a_named_class_is_explained_instead_of_the_top_one(loaded: dict[str, Any
     image = np.zeros((2, 28, 28, 1), np.float32)
     image[:, 8:20, 10:18] = 0.8
     out = loaded["fashion"].signatures["explain"](
-        image=tf.constant(image), class_id=tf.constant([3, 7]), steps=tf.constant(8)
+        image=tf.constant(image), class_id=tf.constant([3, 7]), steps=tf.constant([8, 8])
     )
     assert out["class_id"].numpy().tolist() == [3, 7]
 

@@ -44,7 +44,9 @@ def _fit(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, loss: st
 def _image_maps(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spec = tf.TensorSpec([None, 28, 28, 1], tf.float32, name="image")
     out = explain.explain_signature(model, spec)(
-        tf.constant(images), tf.fill([len(images)], explain.TOP_CLASS), tf.constant(explain.DEFAULT_STEPS)
+        tf.constant(images),
+        tf.fill([len(images)], explain.TOP_CLASS),
+        tf.fill([len(images)], explain.DEFAULT_STEPS),
     )
     return out["attributions"].numpy()[..., 0], out["class_id"].numpy()
 
@@ -167,7 +169,8 @@ def test_a_tabular_model_whose_target_is_one_feature_attributes_to_it(data_dir: 
     signature = explain.columns_explain(predict, HOUSING_FEATURES, fill=preprocessor.medians, baseline=means)
     test = columns(test_rows)
     out = signature(
-        *[tf.constant(test[name]) for name in HOUSING_FEATURES], tf.constant(explain.DEFAULT_STEPS)
+        *[tf.constant(test[name]) for name in HOUSING_FEATURES],
+        tf.fill([len(test_rows)], explain.DEFAULT_STEPS),
     )
     magnitude = np.abs(out["attributions"].numpy())
     index = HOUSING_FEATURES.index(planted)

@@ -42,7 +42,7 @@ EXPECTED: dict[
         "contract": (PREDICT, {}, {"contract": ("string", [])}),
         "explain": (
             PREDICT,
-            {"image": ("float32", [-1, 28, 28, 1]), "class_id": ("int32", [-1]), "steps": ("int32", [])},
+            {"image": ("float32", [-1, 28, 28, 1]), "class_id": ("int32", [-1]), "steps": ("int32", [-1])},
             {"attributions": ("float32", [-1, 28, 28, 1]), **EXPLAINED},
         ),
     },
@@ -56,7 +56,7 @@ EXPECTED: dict[
         "contract": (PREDICT, {}, {"contract": ("string", [])}),
         "explain": (
             PREDICT,
-            {"text": ("string", [-1]), "class_id": ("int32", [-1]), "steps": ("int32", [])},
+            {"text": ("string", [-1]), "class_id": ("int32", [-1]), "steps": ("int32", [-1])},
             {"attributions": ("float32", [-1, 64]), "tokens": ("string", [-1, 64]), **EXPLAINED},
         ),
     },
@@ -70,7 +70,7 @@ EXPECTED: dict[
         "contract": (PREDICT, {}, {"contract": ("string", [])}),
         "explain": (
             PREDICT,
-            {**{name: ("float32", [-1]) for name in FEATURES}, "steps": ("int32", [])},
+            {**{name: ("float32", [-1]) for name in FEATURES}, "steps": ("int32", [-1])},
             {"attributions": ("float32", [-1, 8]), **EXPLAINED},
         ),
     },

@@ -103,9 +103,9 @@ def test_metadata_lists_contract_signatures(client: Client) -> None:
     # Every SignatureDef of the MetaGraphDef, the init op's included, as TF Serving lists them
     # (testdata/saved_model_half_plus_two_tf2_2_versions_metadata.json).
     expected = {
-        "fashion": {"serving_default", "contract", "classify", "__saved_model_init_op"},
-        "text": {"serving_default", "contract", "classify", "__saved_model_init_op"},
-        "housing": {"serving_default", "contract", "regress", "__saved_model_init_op"},
+        "fashion": {"serving_default", "contract", "classify", "explain", "__saved_model_init_op"},
+        "text": {"serving_default", "contract", "classify", "explain", "__saved_model_init_op"},
+        "housing": {"serving_default", "contract", "regress", "explain", "__saved_model_init_op"},
     }
     for model, keys in expected.items():
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
