@@ -18,21 +18,12 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from export.errors import VerificationFailed
-from export.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
+from export.servable import Servable
 from modelserver.runtime.session import Session, SessionError
 
 __all__ = ["TOLERANCE", "check_cpp_loader"]
 
 TOLERANCE = 1e-5
-
-
-def _feeds(servable: Servable, key: str) -> dict[str, np.ndarray]:
-    """The held-out inputs of signature ``key``: examples for classify/regress, none for the contract."""
-    if key == "contract":
-        return {}
-    if servable.method_names.get(key) in (CLASSIFY_METHOD, REGRESS_METHOD):
-        return {"inputs": np.asarray(servable.examples, dtype=object)}
-    return dict(servable.predict_inputs)
 
 
 def _agree(key: str, name: str, got: np.ndarray, want: np.ndarray) -> str | None:
@@ -62,7 +53,7 @@ def check_cpp_loader(servable: Servable, directory: Path) -> dict[str, Any]:
             signature = meta_graph.signature_def.get(key)
             if signature is None:
                 raise VerificationFailed(servable.name, f"signature {key!r} is not in the C++-loaded graph")
-            inputs = _feeds(servable, key)
+            inputs = servable.feeds(key)
             feeds = {signature.inputs[n].name: (v, signature.inputs[n].dtype) for n, v in inputs.items()}
             names = sorted(signature.outputs)
             try:

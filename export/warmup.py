@@ -59,13 +59,13 @@ def records(servable: Servable) -> list[prediction_log_pb2.PredictionLog]:
             predict = predict_pb2.PredictRequest()
             predict.model_spec.name = servable.name
             predict.model_spec.signature_name = key
-            if key != "contract":
-                for name, values in servable.predict_inputs.items():
-                    predict.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values[:batch])))
+            feeds = servable.feeds(key)
+            for name, values in feeds.items():
+                predict.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(values[:batch])))
             logs.append(
                 prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict))
             )
-            if key == "contract":
+            if not feeds:
                 break  # no inputs: one request is all there is to warm up
     return logs
 

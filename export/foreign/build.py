@@ -1,0 +1,237 @@
+"""``python -m export publish``: a user's model as a version exactly as rich as the built-in ones.
+
+The user's signatures are saved as they are (same functions, same outputs); beside them the export adds
+``contract``, ``classify`` (``[-1, K]`` scores; a softmax only for declared logits) or ``regress`` (one number
+per row) unless the model has its own, and ``serving_default`` when the model has none. Everything else -
+staging, method names, frozen graph, warm-up, card, the C++ loader gate against the SOURCE model's own
+outputs, the atomic rename - is the built-in models' path (``export.api.write_version``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from export import signatures
+from export.errors import InvalidSource
+from export.foreign import evaluation, samples
+from export.foreign.contract import Declared, Inferred, infer, input_specs
+from export.foreign.source import Source, load
+from export.publish import resolve_version, staging
+from export.servable import CLASSIFY_METHOD, CONTRACT_SIGNATURE, REGRESS_METHOD, Servable
+
+__all__ = ["Request", "build", "publish"]
+
+EXAMPLE_METHODS = (CLASSIFY_METHOD, REGRESS_METHOD)
+TABLE_OPS = ("HashTable", "LookupTable", "MutableHashTable", "MutableDenseHashTable", "InitializeTable")
+
+
+@dataclass
+class Request:
+    """One ``publish`` call: the SOURCE, where it goes, and what the user states about it."""
+
+    source: Path
+    name: str
+    models_dir: Path = Path("models")
+    version: str | int = "auto"
+    declared: Declared = field(default_factory=Declared)
+    samples: Sequence[Path] = ()
+    eval: Path | None = None
+
+
+def _cast(parsed: dict[str, tf.Tensor], specs: dict[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:
+    return {name: tf.cast(parsed[name], spec.dtype) for name, spec in specs.items()}
+
+
+def _example_signature(
+    inferred: Inferred, function: Any, labels: list[str], logits: bool
+) -> tuple[str, Any, str]:
+    """``classify`` or ``regress``: parse the examples by the contract's inputs, run the serving function."""
+    specs = input_specs(function)
+    spec = samples.parse_spec(inferred.contract["inputs"])
+    score = inferred.score_output
+
+    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = _cast(tf.io.parse_example(serialized, spec), specs)
+        result = function(**parsed)[score]
+        if inferred.task == "regression":
+            return {"outputs": tf.reshape(tf.cast(result, tf.float32), [-1])}
+        scores = tf.cast(result, tf.float32)
+        return signatures.class_outputs(labels, tf.nn.softmax(scores) if logits else scores)
+
+    if inferred.task == "regression":
+        return "regress", signatures.example_function(parse), REGRESS_METHOD
+    return "classify", signatures.example_function(parse), CLASSIFY_METHOD
+
+
+def _own_example_spec(function: Any) -> dict[str, tf.io.FixedLenFeature] | None:
+    """The dense features a user's own classify / regress signature parses (its ParseExample op)."""
+    for op in function.graph.get_operations():
+        if op.type == "ParseExampleV2":
+            keys = tf.get_static_value(op.inputs[3])
+            shapes, dtypes = op.get_attr("dense_shapes"), op.get_attr("Tdense")
+        elif op.type == "ParseExample":
+            count = op.get_attr("Ndense")
+            first = 2 + op.get_attr("Nsparse")
+            keys = [tf.get_static_value(t) for t in op.inputs[first : first + count]]
+            shapes, dtypes = op.get_attr("dense_shapes"), op.get_attr("Tdense")
+        else:
+            continue
+        if keys is None:
+            return None
+        return {
+            (k.decode() if isinstance(k, bytes) else str(k)): tf.io.FixedLenFeature(
+                tf.TensorShape(shape).as_list(), tf.as_dtype(dtype)
+            )
+            for k, shape, dtype in zip(np.asarray(keys).reshape(-1), shapes, dtypes, strict=True)
+        }
+    return None
+
+
+def _examples_for(spec: dict[str, tf.io.FixedLenFeature], rows: int) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    values: dict[str, np.ndarray] = {}
+    for key, feature in spec.items():
+        shape = (rows, *feature.shape)
+        if feature.dtype == tf.string:
+            values[key] = np.asarray([samples.TEXTS[i % 4].encode() for i in range(rows)], dtype=object)
+            values[key] = np.resize(values[key], shape)
+        else:
+            values[key] = rng.random(shape).astype(np.float32)
+    return samples.examples(values)
+
+
+def _frozen(function: Any) -> tuple[Any, str]:
+    """The serving function when it can fold into a self-contained GraphDef, else None and why not."""
+    graph_def = function.graph.as_graph_def()
+    ops = {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
+    tables = sorted(op for op in ops if op.startswith(TABLE_OPS))
+    if tables:
+        return None, (
+            f"no frozen graph: the serving graph uses lookup tables ({', '.join(tables)}), which a frozen "
+            "GraphDef cannot initialise; serve the SavedModel"
+        )
+    return function, "the serving signature with every variable folded into a constant"
+
+
+def _inputs_of_own(source: Source, key: str) -> dict[str, np.ndarray]:
+    entries = {
+        name: {
+            "dtype": spec.dtype.name,
+            "shape": [-1 if d is None else d for d in spec.shape.as_list()],
+            "kind": "text" if spec.dtype == tf.string else "numeric",
+        }
+        for name, spec in input_specs(source.signatures[key]).items()
+    }
+    return samples.generate(entries)
+
+
+def build(request: Request) -> Servable:
+    """Load and check SOURCE, infer its contract and assemble everything a version needs."""
+    source = load(request.source)
+    declared = request.declared
+    inferred = infer(source, request.name, declared)
+    contract = inferred.contract
+    serving = source.signatures[inferred.signature]
+    if request.samples:
+        predict_inputs = samples.from_files(list(request.samples), contract["inputs"])
+    else:
+        predict_inputs = samples.generate(contract["inputs"])
+    sigs: dict[str, Any] = dict(source.signatures)
+    methods = dict(source.method_names)
+    signature_inputs: dict[str, dict[str, np.ndarray]] = {}
+    example_rows: list[bytes] = samples.examples(predict_inputs)
+    own_examples = [key for key, method in methods.items() if method in EXAMPLE_METHODS]
+    for key in sigs:
+        if key != inferred.signature and key not in own_examples:
+            signature_inputs[key] = _inputs_of_own(source, key)
+    if own_examples:
+        # The model brings its own classify / regress (TF1, Estimator): kept as it is, fed its own features.
+        key = own_examples[0]
+        spec = _own_example_spec(sigs[key])
+        if spec is None:
+            raise InvalidSource(source.path, f"cannot tell which tf.Example features {key!r} parses")
+        example_rows = _examples_for(spec, len(next(iter(predict_inputs.values()))))
+        for own in own_examples:
+            (input_key,) = input_specs(sigs[own])
+            signature_inputs[own] = {input_key: np.asarray(example_rows, dtype=object)}
+        part = "classify" if methods[key] == CLASSIFY_METHOD else "regress"
+        contract[part] = {"signature": key, "feature": sorted(spec)[0]}
+    elif inferred.task in ("classification", "regression"):
+        key, function, method = _example_signature(inferred, serving, contract["labels"], declared.logits)
+        source.attach(key, function)
+        sigs[key], methods[key] = function.get_concrete_function(), method
+        part = "classify" if method == CLASSIFY_METHOD else "regress"
+        contract[part] = {"signature": key}
+        if part == "classify":
+            contract[part]["feature"] = next(iter(contract["inputs"]))
+    if "serving_default" not in sigs:
+        sigs["serving_default"] = serving  # TF Serving's default key answers as the serving signature does
+        signature_inputs["serving_default"] = predict_inputs
+    contract_fn = signatures.contract_function(contract)
+    source.attach(CONTRACT_SIGNATURE, contract_fn)
+    sigs[CONTRACT_SIGNATURE] = contract_fn.get_concrete_function()
+    frozen_source, frozen_note = _frozen(serving)
+    metrics, eval_data = (
+        evaluation.evaluate(request.eval, serving, inferred) if request.eval is not None else ({}, {})
+    )
+    return Servable(
+        name=request.name,
+        task=contract["task"],
+        labels=contract["labels"],
+        module=source.module(),
+        signatures=sigs,
+        method_names=methods,
+        contract=contract,
+        frozen_source=frozen_source,
+        frozen_note=frozen_note,
+        predict_inputs=predict_inputs,
+        examples=example_rows,
+        metrics=metrics,
+        history={},
+        training={},
+        data={"source": str(request.source), "sha256": source.sha256, **eval_data},
+        parameters=_parameters(source),
+        predict_signature=inferred.signature,
+        score_output=inferred.score_output,
+        logits=declared.logits,
+        signature_inputs=signature_inputs,
+        own_signatures=frozenset(source.signatures),
+        card_fields={
+            "source": {
+                "path": str(Path(request.source).resolve()),
+                "kind": source.kind,
+                "sha256": source.sha256,
+            },
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+            "contract_fields": inferred.provenance,
+        },
+    )
+
+
+def _parameters(source: Source) -> int:
+    if source.keras_model is not None:
+        return int(source.keras_model.count_params())
+    variables = getattr(source.module(), "variables", None) or []
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def publish(request: Request) -> Path:
+    """Publish ``request.source`` as ``models_dir/name/<version>``; return the published directory. Nothing
+    is published (and nothing is left behind) unless every check passed."""
+    from export.api import write_version
+
+    resolve_version(Path(request.models_dir) / request.name, request.version)  # before the work
+    with staging(Path(request.models_dir), request.name, request.version) as stage:
+        servable = build(request)
+        write_version(servable, stage.path, stage.version)
+        published = stage.commit()
+    print(servable.summary())
+    print(f"   published {published}")
+    return published
