@@ -102,6 +102,9 @@ def _images_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=4, help="epochs without improvement before stopping")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--tensorboard", default=None, help="write TensorBoard logs into this folder")
+    parser.add_argument(
+        "--checkpoint", default=None, help="the best epoch's model file (default checkpoints/NAME.keras)"
+    )
     parser.add_argument("--fine-tune", default=None, help="start from this .keras model (base frozen)")
     parser.add_argument("--unfreeze", type=int, default=0, help="then train its top N layers at a small LR")
     return parser
@@ -167,6 +170,7 @@ def _run_train_images(argv: Sequence[str]) -> None:
             tensorboard=Path(args.tensorboard) if args.tensorboard else None,
             fine_tune=Path(args.fine_tune) if args.fine_tune else None,
             unfreeze=args.unfreeze,
+            checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         ),
         _declared(args),
     )

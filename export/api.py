@@ -47,6 +47,8 @@ def write_version(servable: Servable, directory: Path, version: int) -> dict[str
     serving_check = gate.check_cpp_loader(servable, directory)
     if servable.history:
         card.write_curves(servable, directory)
+    for name, content in servable.files.items():
+        (directory / name).write_bytes(content)
     return card.write(
         servable,
         directory,

@@ -59,6 +59,7 @@ class Servable:
     # Signatures kept from a user's model as they are: verified against that model, not against each other.
     own_signatures: frozenset[str] = frozenset()
     card_fields: dict[str, Any] = field(default_factory=dict)  # extra top-level model card fields
+    files: dict[str, bytes] = field(default_factory=dict)  # extra files of the version (name -> bytes)
 
     def feeds(self, key: str) -> dict[str, np.ndarray]:
         """The held-out inputs of signature ``key``: none for the contract, examples for classify / regress,

@@ -26,10 +26,23 @@ from export.foreign.source import Source, load
 from export.publish import resolve_version, staging
 from export.servable import CLASSIFY_METHOD, CONTRACT_SIGNATURE, REGRESS_METHOD, Servable
 
-__all__ = ["Request", "build", "publish"]
+__all__ = ["Request", "Trained", "build", "publish"]
 
 EXAMPLE_METHODS = (CLASSIFY_METHOD, REGRESS_METHOD)
 TABLE_OPS = ("HashTable", "LookupTable", "MutableHashTable", "MutableDenseHashTable", "InitializeTable")
+
+
+@dataclass
+class Trained:
+    """What a training run adds to the card (``train-images``): metrics, curves and extra files."""
+
+    metrics: dict[str, float]
+    history: dict[str, list[float]]
+    training: dict[str, Any]
+    data: dict[str, Any]
+    curves: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    card_fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +56,7 @@ class Request:
     declared: Declared = field(default_factory=Declared)
     samples: Sequence[Path] = ()
     eval: Path | None = None
+    trained: Trained | None = None
 
 
 def _cast(parsed: dict[str, tf.Tensor], specs: dict[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:
@@ -181,6 +195,8 @@ def build(request: Request) -> Servable:
     metrics, eval_data = (
         evaluation.evaluate(request.eval, serving, inferred) if request.eval is not None else ({}, {})
     )
+    trained = request.trained or Trained(metrics={}, history={}, training={}, data={})
+    metrics.update(trained.metrics)
     return Servable(
         name=request.name,
         task=contract["task"],
@@ -194,9 +210,11 @@ def build(request: Request) -> Servable:
         predict_inputs=predict_inputs,
         examples=example_rows,
         metrics=metrics,
-        history={},
-        training={},
-        data={"source": str(request.source), "sha256": source.sha256, **eval_data},
+        history=trained.history,
+        training=trained.training,
+        data={"source": str(request.source), "sha256": source.sha256, **eval_data, **trained.data},
+        curves=trained.curves,
+        files=trained.files,
         parameters=_parameters(source),
         predict_signature=inferred.signature,
         score_output=inferred.score_output,
@@ -211,6 +229,7 @@ def build(request: Request) -> Servable:
             },
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
             "contract_fields": inferred.provenance,
+            **trained.card_fields,
         },
     )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +32,7 @@ KINDS = ("image", "text", "numeric")
 RESIZE_RULES = ("stretch", "pad", "crop")
 TASKS = ("classification", "regression", "prediction")
 DEFAULT_SIDE = 224  # an image input of any size, with no Resizing layer and no flag
+AUGMENTATION = "Random"  # RandomFlip, RandomRotation, RandomZoom, ...: inactive when serving
 PREPROCESSING = frozenset(
     {"Rescaling", "Resizing", "Normalization", "TextVectorization", "StringLookup", "CenterCrop"}
 )
@@ -107,14 +109,29 @@ def _chain(model: Any, index: int) -> list[Any]:
         if len(consumers) != 1:
             break
         layer, node = consumers[0]
-        if hasattr(layer, "layers") and getattr(functional(layer), "inputs", None):
+        kind = type(layer).__name__
+        if isinstance(layer, keras.Model):
+            inner = [sub for sub in layer.layers if type(sub).__name__ != "InputLayer"]
+            if all(_passive(sub) for sub in inner):  # e.g. a Sequential of augmentation layers
+                layers.extend(sub for sub in inner if type(sub).__name__ in PREPROCESSING)
+                tensor = node.output_tensors[0]
+                continue
+            if not getattr(functional(layer), "inputs", None):
+                break
             graph, tensor = functional(layer), functional(layer).inputs[0]
             continue
-        if type(layer).__name__ not in PREPROCESSING:
+        if kind not in PREPROCESSING and not kind.startswith(AUGMENTATION):
             break
-        layers.append(layer)
+        if kind in PREPROCESSING:
+            layers.append(layer)
         tensor = node.output_tensors[0]
     return layers
+
+
+def _passive(layer: Any) -> bool:
+    """Preprocessing, or augmentation (the identity when serving)."""
+    kind = type(layer).__name__
+    return kind in PREPROCESSING or kind.startswith(AUGMENTATION)
 
 
 def _find(chain: list[Any], *names: str) -> Any:
