@@ -67,22 +67,20 @@ def write(servable: Servable, directory: Path) -> dict[str, Any]:
 
 
 def load_frozen(path: Path, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> Any:
-    """A callable (keyword tensors -> dict of outputs) running the frozen GraphDef at ``path``."""
+    """A callable (keyword arrays -> dict of numpy outputs) running the frozen GraphDef at ``path``, the way
+    a TF1 tool would: imported into a graph and run by a session (no re-tracing of a large graph)."""
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(path.read_bytes())
-
-    def imports() -> None:
+    graph = tf.Graph()
+    with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
-
-    wrapped = tf.compat.v1.wrap_function(imports, [])
-    keys = sorted(inputs)
-    pruned = wrapped.prune(
-        feeds=[wrapped.graph.as_graph_element(inputs[key]) for key in keys],
-        fetches={key: wrapped.graph.as_graph_element(name) for key, name in outputs.items()},
-    )
+    session = tf.compat.v1.Session(graph=graph)
+    fetches = {key: graph.get_tensor_by_name(name) for key, name in outputs.items()}
 
     def run(**kwargs: Any) -> dict[str, Any]:
-        return pruned(*[tf.convert_to_tensor(kwargs[key]) for key in keys])
+        feeds = {graph.get_tensor_by_name(inputs[key]): np.asarray(value) for key, value in kwargs.items()}
+        result: dict[str, Any] = session.run(fetches, feed_dict=feeds)
+        return result
 
     return run
 

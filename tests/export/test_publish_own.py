@@ -25,17 +25,19 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5
 
 
-def _run_cpp(version: Path, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run signature ``key`` of a published version under TensorFlow's C++ loader (what TF Serving runs)."""
-    session = Session.load(version)
-    try:
-        signature = meta_graph_pb2.MetaGraphDef.FromString(session.meta_graph_def).signature_def[key]
+class _Cpp:
+    """A published version loaded by TensorFlow's C++ loader (what TF Serving runs); signatures by key."""
+
+    def __init__(self, version: Path) -> None:
+        self.session = Session.load(version)
+        self.defs = meta_graph_pb2.MetaGraphDef.FromString(self.session.meta_graph_def).signature_def
+
+    def run(self, key: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        signature = self.defs[key]
         feeds = {signature.inputs[n].name: (v, signature.inputs[n].dtype) for n, v in inputs.items()}
         names = sorted(signature.outputs)
-        outputs = session.run(feeds, [signature.outputs[n].name for n in names])
+        outputs = self.session.run(feeds, [signature.outputs[n].name for n in names])
         return dict(zip(names, outputs, strict=True))
-    finally:
-        session.close()
 
 
 def _publish(source: Path, repo: Path, name: str, **declared: Any) -> tuple[Path, dict[str, Any]]:
@@ -52,20 +54,22 @@ def _check_serving(
     inputs = samples.generate(contract["inputs"], rows=3)
     key, output = contract["predict"]["signature"], contract["predict"]["outputs"][0]
     want = predict(inputs)
-    got = _run_cpp(version, key, inputs)[output]
-    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
-    examples = {"inputs": np.asarray(samples.examples(inputs), dtype=object)}
-    if contract.get("classify", {}).get("signature") == "classify":  # built by the export
-        scores = _run_cpp(version, "classify", examples)["scores"]
-        if logits:
-            want = np.exp(want - want.max(axis=1, keepdims=True))
-            want = want / want.sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(scores, want, rtol=0, atol=TOLERANCE)
-    if contract.get("regress", {}).get("signature") == "regress":
-        values = _run_cpp(version, "regress", examples)["outputs"]
-        np.testing.assert_allclose(values, want.reshape(-1), rtol=0, atol=TOLERANCE)
-    served = _run_cpp(version, "contract", {})["contract"][()].decode()
-    assert json.loads(served) == contract
+    cpp = _Cpp(version)
+    try:
+        np.testing.assert_allclose(cpp.run(key, inputs)[output], want, rtol=0, atol=TOLERANCE)
+        examples = {"inputs": np.asarray(samples.examples(inputs), dtype=object)}
+        if contract.get("classify", {}).get("signature") == "classify":  # built by the export
+            scores = cpp.run("classify", examples)["scores"]
+            if logits:
+                want = np.exp(want - want.max(axis=1, keepdims=True))
+                want = want / want.sum(axis=1, keepdims=True)
+            np.testing.assert_allclose(scores, want, rtol=0, atol=TOLERANCE)
+        if contract.get("regress", {}).get("signature") == "regress":
+            values = cpp.run("regress", examples)["outputs"]
+            np.testing.assert_allclose(values, want.reshape(-1), rtol=0, atol=TOLERANCE)
+        assert json.loads(cpp.run("contract", {})["contract"][()].decode()) == contract
+    finally:
+        cpp.session.close()
 
 
 ONLY = "*"  # the model's only input, whatever its name (Keras export names it keras_tensor_N)
