@@ -190,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted: nothing was published", file=sys.stderr)
             return 130
+        except Exception as err:  # TensorFlow's own failures on a model we did not build: one line, no trace
+            first = (str(err).strip().splitlines() or [""])[0]
+            print(
+                f"error: {argv[0]} failed, nothing was published: {type(err).__name__}: {first}",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     args = parse_args(argv)
     names = list(KNOWN) if args.model == "all" else [args.model]

@@ -10,7 +10,9 @@ input contract - rides along, so those steps never know which model they handle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,11 @@ class Servable:
     own_signatures: frozenset[str] = frozenset()
     card_fields: dict[str, Any] = field(default_factory=dict)  # extra top-level model card fields
     files: dict[str, bytes] = field(default_factory=dict)  # extra files of the version (name -> bytes)
+    # Writes the SavedModel itself instead of tf.saved_model.save (a TF1 graph published as it is); the
+    # Python reload is then skipped: TF2's loader is not faithful to TF1 graphs, the C++ gate judges.
+    write_saved_model: Callable[[Path], None] | None = None
+    # A frozen graph that cannot be checked is left out (the card says why) instead of failing the export.
+    frozen_optional: bool = False
 
     def feeds(self, key: str) -> dict[str, np.ndarray]:
         """The held-out inputs of signature ``key``: none for the contract, examples for classify / regress,

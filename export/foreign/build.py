@@ -9,6 +9,7 @@ outputs, the atomic rename - is the built-in models' path (``export.api.write_ve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from export import signatures
-from export.errors import InvalidSource
-from export.foreign import evaluation, samples
+from export.foreign import evaluation, graph, samples
 from export.foreign.contract import Declared, Inferred, infer, input_specs
 from export.foreign.source import Source, load
 from export.publish import resolve_version, staging
-from export.servable import CLASSIFY_METHOD, CONTRACT_SIGNATURE, REGRESS_METHOD, Servable
+from export.servable import CLASSIFY_METHOD, CONTRACT_SIGNATURE, REGRESS_METHOD, SEED, Servable
 
 __all__ = ["Request", "Trained", "build", "publish"]
 
@@ -84,41 +84,37 @@ def _example_signature(
     return "classify", signatures.example_function(parse), CLASSIFY_METHOD
 
 
-def _own_example_spec(function: Any) -> dict[str, tf.io.FixedLenFeature] | None:
-    """The dense features a user's own classify / regress signature parses (its ParseExample op)."""
-    for op in function.graph.get_operations():
-        if op.type == "ParseExampleV2":
-            keys = tf.get_static_value(op.inputs[3])
-            shapes, dtypes = op.get_attr("dense_shapes"), op.get_attr("Tdense")
-        elif op.type == "ParseExample":
-            count = op.get_attr("Ndense")
-            first = 2 + op.get_attr("Nsparse")
-            keys = [tf.get_static_value(t) for t in op.inputs[first : first + count]]
-            shapes, dtypes = op.get_attr("dense_shapes"), op.get_attr("Tdense")
-        else:
-            continue
-        if keys is None:
-            return None
-        return {
-            (k.decode() if isinstance(k, bytes) else str(k)): tf.io.FixedLenFeature(
-                tf.TensorShape(shape).as_list(), tf.as_dtype(dtype)
-            )
-            for k, shape, dtype in zip(np.asarray(keys).reshape(-1), shapes, dtypes, strict=True)
-        }
-    return None
+def _example_spec(source: Source, key: str) -> dict[str, tf.io.FixedLenFeature] | None:
+    """The tf.Example features a user's signature parses, when it takes one string input and parses it."""
+    function = source.signatures[key]
+    specs = list(input_specs(function).values())
+    if len(specs) != 1 or specs[0].dtype != tf.string:
+        return None
+    if source.graph_only:
+        (info,) = function.signature.inputs.values()
+        return graph.example_spec(source.graph_def, info.name.split(":")[0])
+    return graph.example_spec(function.graph.as_graph_def())
 
 
 def _examples_for(spec: dict[str, tf.io.FixedLenFeature], rows: int) -> list[bytes]:
-    rng = np.random.default_rng(0)
-    values: dict[str, np.ndarray] = {}
-    for key, feature in spec.items():
-        shape = (rows, *feature.shape)
-        if feature.dtype == tf.string:
-            values[key] = np.asarray([samples.TEXTS[i % 4].encode() for i in range(rows)], dtype=object)
-            values[key] = np.resize(values[key], shape)
-        else:
-            values[key] = rng.random(shape).astype(np.float32)
-    return samples.examples(values)
+    """Deterministic tf.Examples with every dense feature a user's own signature parses."""
+    rng = np.random.default_rng(SEED)
+    out = []
+    for row in range(rows):
+        feature = {}
+        for key, wanted in spec.items():
+            size = int(np.prod(wanted.shape or [1]))
+            if wanted.dtype == tf.string:
+                text = samples.TEXTS[row % len(samples.TEXTS)].encode()
+                feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text] * size))
+            elif wanted.dtype.is_integer:
+                ints = rng.integers(0, 10, size).tolist()
+                feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=ints))
+            else:
+                floats = rng.random(size).astype(np.float32).tolist()
+                feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=floats))
+        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return out
 
 
 def _frozen(function: Any) -> tuple[Any, str]:
@@ -146,9 +142,8 @@ def _inputs_of_own(source: Source, key: str) -> dict[str, np.ndarray]:
     return samples.generate(entries)
 
 
-def build(request: Request) -> Servable:
-    """Load and check SOURCE, infer its contract and assemble everything a version needs."""
-    source = load(request.source)
+def build(request: Request, source: Source) -> Servable:
+    """Infer the contract of the loaded and checked SOURCE and assemble everything a version needs."""
     declared = request.declared
     inferred = infer(source, request.name, declared)
     contract = inferred.contract
@@ -161,22 +156,30 @@ def build(request: Request) -> Servable:
     methods = dict(source.method_names)
     signature_inputs: dict[str, dict[str, np.ndarray]] = {}
     example_rows: list[bytes] = samples.examples(predict_inputs)
-    own_examples = [key for key, method in methods.items() if method in EXAMPLE_METHODS]
+    # The model's own classify / regress (TF1, Estimator, TF Serving's testdata): any signature but the
+    # serving one that parses tf.Examples; kept as it is and fed the features it parses.
+    example_specs = {
+        key: spec
+        for key in sigs
+        if key != inferred.signature and (spec := _example_spec(source, key)) is not None
+    }
     for key in sigs:
-        if key != inferred.signature and key not in own_examples:
+        if key != inferred.signature and key not in example_specs:
             signature_inputs[key] = _inputs_of_own(source, key)
-    if own_examples:
-        # The model brings its own classify / regress (TF1, Estimator): kept as it is, fed its own features.
-        key = own_examples[0]
-        spec = _own_example_spec(sigs[key])
-        if spec is None:
-            raise InvalidSource(source.path, f"cannot tell which tf.Example features {key!r} parses")
-        example_rows = _examples_for(spec, len(next(iter(predict_inputs.values()))))
-        for own in own_examples:
-            (input_key,) = input_specs(sigs[own])
-            signature_inputs[own] = {input_key: np.asarray(example_rows, dtype=object)}
-        part = "classify" if methods[key] == CLASSIFY_METHOD else "regress"
-        contract[part] = {"signature": key, "feature": sorted(spec)[0]}
+    rows = len(next(iter(predict_inputs.values())))
+    notes: list[str] = []
+    for key, spec in example_specs.items():
+        (input_key,) = input_specs(sigs[key])
+        signature_inputs[key] = {input_key: np.asarray(_examples_for(spec, rows), dtype=object)}
+        part = "classify" if methods.get(key) == CLASSIFY_METHOD else "regress"
+        wanted = (part == "classify") == (inferred.task == "classification")
+        if methods.get(key) in EXAMPLE_METHODS and part not in contract and wanted:
+            contract[part] = {"signature": key, "feature": sorted(spec)[0]}
+            example_rows = list(signature_inputs[key][input_key])
+    if "classify" in contract or "regress" in contract:
+        pass  # the model's own
+    elif source.graph_only and inferred.task in ("classification", "regression"):
+        notes.append("no classify / regress signature added: a TF1 graph is published as it is")
     elif inferred.task in ("classification", "regression"):
         key, function, method = _example_signature(inferred, serving, contract["labels"], declared.logits)
         source.attach(key, function)
@@ -185,13 +188,23 @@ def build(request: Request) -> Servable:
         contract[part] = {"signature": key}
         if part == "classify":
             contract[part]["feature"] = next(iter(contract["inputs"]))
+    alias = None
     if "serving_default" not in sigs:
+        alias = inferred.signature
         sigs["serving_default"] = serving  # TF Serving's default key answers as the serving signature does
         signature_inputs["serving_default"] = predict_inputs
-    contract_fn = signatures.contract_function(contract)
-    source.attach(CONTRACT_SIGNATURE, contract_fn)
-    sigs[CONTRACT_SIGNATURE] = contract_fn.get_concrete_function()
-    frozen_source, frozen_note = _frozen(serving)
+    write_saved_model = None
+    if source.graph_only:
+        text = json.dumps(contract)
+        sigs[CONTRACT_SIGNATURE] = lambda: {"contract": tf.constant(text)}
+        path = source.path
+        write_saved_model = lambda directory: graph.write(path, directory, text, alias)  # noqa: E731
+        frozen_source, frozen_note = None, "no frozen graph: a TF1 graph is published as it is"
+    else:
+        contract_fn = signatures.contract_function(contract)
+        source.attach(CONTRACT_SIGNATURE, contract_fn)
+        sigs[CONTRACT_SIGNATURE] = contract_fn.get_concrete_function()
+        frozen_source, frozen_note = _frozen(serving)
     metrics, eval_data = (
         evaluation.evaluate(request.eval, serving, inferred) if request.eval is not None else ({}, {})
     )
@@ -215,6 +228,8 @@ def build(request: Request) -> Servable:
         data={"source": str(request.source), "sha256": source.sha256, **eval_data, **trained.data},
         curves=trained.curves,
         files=trained.files,
+        write_saved_model=write_saved_model,
+        frozen_optional=True,
         parameters=_parameters(source),
         predict_signature=inferred.signature,
         score_output=inferred.score_output,
@@ -229,6 +244,7 @@ def build(request: Request) -> Servable:
             },
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
             "contract_fields": inferred.provenance,
+            "notes": notes,
             **trained.card_fields,
         },
     )
@@ -237,8 +253,10 @@ def build(request: Request) -> Servable:
 def _parameters(source: Source) -> int:
     if source.keras_model is not None:
         return int(source.keras_model.count_params())
-    variables = getattr(source.module(), "variables", None) or []
-    return int(sum(np.prod(v.shape) for v in variables))
+    index = source.path / "variables" / "variables.index"
+    if not index.exists():
+        return 0
+    return int(sum(np.prod(shape) for _, shape in tf.train.list_variables(str(index.with_suffix("")))))
 
 
 def publish(request: Request) -> Path:
@@ -247,10 +265,14 @@ def publish(request: Request) -> Path:
     from export.api import write_version
 
     resolve_version(Path(request.models_dir) / request.name, request.version)  # before the work
-    with staging(Path(request.models_dir), request.name, request.version) as stage:
-        servable = build(request)
-        write_version(servable, stage.path, stage.version)
-        published = stage.commit()
+    source = load(request.source)
+    try:
+        with staging(Path(request.models_dir), request.name, request.version) as stage:
+            servable = build(request, source)
+            write_version(servable, stage.path, stage.version)
+            published = stage.commit()
+    finally:
+        source.close()
     print(servable.summary())
     print(f"   published {published}")
     return published

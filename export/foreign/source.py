@@ -28,8 +28,10 @@ from tensorflow.python.framework import op_def_registry
 
 from export.data import sha256_of
 from export.errors import InvalidSource, Refused
+from export.foreign import graph
 from export.servable import PREDICT_METHOD
 from export.signatures import SERVE_TAG
+from modelserver.session import Session, SessionError
 
 __all__ = ["KERAS_SUFFIXES", "Source", "load"]
 
@@ -48,10 +50,21 @@ class Source:
     method_names: dict[str, str]  # the user's signatures whose method is not predict
     keras_model: Any = None
     _root: Any = None  # tf.saved_model.load result, or a Keras ExportArchive
+    graph_def: Any = None  # set for a TF1 graph published as it is (export.foreign.graph)
     _attached: list[str] = field(default_factory=list)
+
+    @property
+    def graph_only(self) -> bool:
+        return self.graph_def is not None
+
+    def close(self) -> None:
+        if self.graph_only:
+            self._root.close()
 
     def attach(self, name: str, function: Any) -> None:
         """Save ``function`` (a ``tf.function`` with an input signature) with the model."""
+        if self.graph_only:
+            raise TypeError("a TF1 graph is published as it is: nothing can be attached")
         if self.kind == "keras":
             self._root.add_endpoint(name, function)
         else:
@@ -60,6 +73,8 @@ class Source:
 
     def module(self) -> Any:
         """The trackable to pass to ``tf.saved_model.save``: the model's variables, tables and assets."""
+        if self.graph_only:
+            return None
         if self.kind == "keras":
             # ExportArchive tracks the variables the endpoints read and the lookup tables of the tracked
             # layers (TextVectorization, StringLookup); writing out is ours, to add signatures and methods.
@@ -131,6 +146,8 @@ def _load_saved_model(path: Path, sha256: str) -> Source:
     meta_graph = meta_graphs[0]
     refuse_ops(path, meta_graph.graph_def)
     refuse_signatures(path, meta_graph.signature_def)
+    if graph.is_graph_only(meta_graph):
+        return _load_graph(path, sha256, meta_graph)
     try:
         loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
     except Exception as err:  # the loader's own words are the reason
@@ -142,6 +159,30 @@ def _load_saved_model(path: Path, sha256: str) -> Source:
         if key in signatures and sig.method_name and sig.method_name != PREDICT_METHOD
     }
     return Source(path, "saved_model", sha256, signatures, methods, _root=loaded)
+
+
+def _load_graph(path: Path, sha256: str, meta_graph: Any) -> Source:
+    """A TF1 graph, run by TensorFlow's C++ loader only (as TF Serving runs it)."""
+    try:
+        session = Session.load(path, (SERVE_TAG,))
+    except SessionError as err:
+        raise InvalidSource(
+            path, f"TensorFlow's C++ SavedModel loader cannot load it: {err.message}"
+        ) from None
+    signature_defs = meta_graph.signature_def
+    signatures = {
+        key: graph.CppSignature(session, signature_defs[key])
+        for key in sorted(signature_defs)
+        if not key.startswith("__")
+    }
+    methods = {
+        key: signature_defs[key].method_name
+        for key in signatures
+        if signature_defs[key].method_name and signature_defs[key].method_name != PREDICT_METHOD
+    }
+    return Source(
+        path, "saved_model", sha256, signatures, methods, _root=session, graph_def=meta_graph.graph_def
+    )
 
 
 def input_name(tensor: Any, index: int) -> str:

@@ -160,6 +160,18 @@ def custom_module(directory: Path) -> tuple[Path, Predict]:
     return path, predict
 
 
+TESTDATA = Path(__file__).resolve().parent.parent / "tfs_conformance" / "testdata"
+
+
+def tfs_half_plus_two(directory: Path) -> tuple[Path, Predict]:
+    """TensorFlow Serving's own TF1 testdata (reference variables, regress / classify signatures)."""
+
+    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return inputs["x"] * np.float32(0.5) + np.float32(2.0)
+
+    return TESTDATA / "saved_model_half_plus_two_cpu" / "00000123", predict
+
+
 # -- refusals --------------------------------------------------------------------------------------------
 
 

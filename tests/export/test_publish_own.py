@@ -127,6 +127,12 @@ CASES: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any], dict[
             "classify": {"signature": "classify_iris", "feature": "x"},
         },
     ),
+    "tfs_testdata_half_plus_two_tf1": (
+        own_models.tfs_half_plus_two,
+        {},
+        {"x": {"kind": "numeric", "dtype": "float32", "shape": [-1, 1]}},
+        {"task": "regression", "regress": {"signature": "regress_x_to_y", "feature": "x"}},
+    ),
     "tf_module_custom_names": (
         own_models.custom_module,
         {},
