@@ -25,7 +25,7 @@ import numpy as np
 
 from export.errors import InvalidSource
 from export.foreign import pixels
-from export.foreign.build import Request, Trained, publish
+from export.foreign.build import MODEL_NAME, Request, Trained, publish
 from export.foreign.contract import Declared
 from export.publish import resolve_version
 from export.servable import SEED
@@ -237,6 +237,10 @@ def confusion_png(matrix: np.ndarray, labels: list[str], title: str) -> bytes:
 
 def train_and_publish(directory: Path, settings: Settings, declared: Declared | None = None) -> Path:
     """Train on the class-folder tree at ``directory`` and publish the best epoch; return the version."""
+    if not MODEL_NAME.fullmatch(settings.name):
+        raise InvalidSource(
+            "--name", f"{settings.name!r} is not a model name (letters, digits, '.', '_', '-')"
+        )
     resolve_version(Path(settings.models_dir) / settings.name, settings.version)  # before training
     split = read_tree(Path(directory))
     set_seed()

@@ -10,6 +10,7 @@ outputs, the atomic rename - is the built-in models' path (``export.api.write_ve
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from export import signatures
+from export.errors import InvalidSource
 from export.foreign import evaluation, graph, samples
 from export.foreign.contract import Declared, Inferred, infer, input_specs
 from export.foreign.source import Source, load
@@ -28,6 +30,7 @@ from export.servable import CLASSIFY_METHOD, CONTRACT_SIGNATURE, REGRESS_METHOD,
 
 __all__ = ["Request", "Trained", "build", "publish"]
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 EXAMPLE_METHODS = (CLASSIFY_METHOD, REGRESS_METHOD)
 TABLE_OPS = ("HashTable", "LookupTable", "MutableHashTable", "MutableDenseHashTable", "InitializeTable")
 
@@ -264,6 +267,10 @@ def publish(request: Request) -> Path:
     is published (and nothing is left behind) unless every check passed."""
     from export.api import write_version
 
+    if not MODEL_NAME.fullmatch(request.name):
+        raise InvalidSource(
+            "--name", f"{request.name!r} is not a model name (letters, digits, '.', '_', '-')"
+        )
     resolve_version(Path(request.models_dir) / request.name, request.version)  # before the work
     source = load(request.source)
     try:

@@ -250,3 +250,8 @@ def test_labels_count_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(args) == 2
     assert "2 labels for 3 classes" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_invalid_name_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["publish", str(tmp_path / "nothing.keras"), "--name", "../escape"]) == 2
+    assert "is not a model name" in capsys.readouterr().err
