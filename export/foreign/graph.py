@@ -21,7 +21,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow.python.saved_model import fingerprinting_utils
 
 from export.signatures import SERVE_TAG
-from modelserver.session import Session
+from modelserver.runtime.session import Session
 
 __all__ = ["CONTRACT_NODE", "CppSignature", "example_spec", "is_graph_only", "write"]
 

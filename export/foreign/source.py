@@ -31,7 +31,7 @@ from export.errors import InvalidSource, Refused
 from export.foreign import graph
 from export.servable import PREDICT_METHOD
 from export.signatures import SERVE_TAG
-from modelserver.session import Session, SessionError
+from modelserver.runtime.session import Session, SessionError
 
 __all__ = ["KERAS_SUFFIXES", "Source", "load"]
 

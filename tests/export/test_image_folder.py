@@ -15,7 +15,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from export.__main__ import main
 from export.foreign import pixels
 from export.image_folder import CONFUSION_FILE, Settings, read_tree, train_and_publish
-from modelserver.session import Session
+from modelserver.runtime.session import Session
 from tests.export.conftest import PHOTO_CLASSES, PHOTOS_PER_CLASS
 
 pytestmark = pytest.mark.trains
