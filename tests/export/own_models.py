@@ -67,6 +67,18 @@ def mobilenet_exported(directory: Path) -> tuple[Path, Predict]:
     return path, _keras_predict(model)
 
 
+def grayscale_h5(directory: Path) -> tuple[Path, Predict]:
+    """A small grayscale CNN saved in the legacy HDF5 format (``.h5``)."""
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x))
+    path = directory / "grayscale.h5"
+    model.save(path)
+    return path, _keras_predict(model)
+
+
 def text_keras(directory: Path) -> tuple[Path, Predict]:
     """The usual Keras text classifier: ``Input((1,), dtype="string")`` and TextVectorization inside."""
     keras.utils.set_random_seed(4)

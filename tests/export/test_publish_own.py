@@ -98,6 +98,12 @@ CASES: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any], dict[
             "predict": {"signature": "serving_default", "outputs": ["output_0"]},
         },
     ),
+    "grayscale_h5": (
+        own_models.grayscale_h5,
+        {},
+        {"image": {"kind": "image", "dtype": "float32", "channels": 1, "height": 28, "range": [0.0, 1.0]}},
+        {"task": "image_classification", "labels": ["0", "1", "2"]},
+    ),
     "text": (
         own_models.text_keras,
         {"labels": ["ham", "spam"]},
@@ -153,7 +159,7 @@ def test_publish_own_model(case: str, tmp_path: Path) -> None:
         assert expected.items() <= entry.items(), entry
     for key, expected in fields.items():
         assert contract[key] == expected
-    assert contract["source"]["kind"] == ("keras" if source.suffix == ".keras" else "saved_model")
+    assert contract["source"]["kind"] == ("keras" if source.suffix in (".keras", ".h5") else "saved_model")
     assert card["source"]["sha256"] == contract["source"]["sha256"]
     assert card["versions"]["tensorflow"] and card["contract_fields"]
     assert (version / "labels.txt").exists() == bool(contract["labels"])
