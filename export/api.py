@@ -33,16 +33,35 @@ DEFAULT_EPOCHS: dict[str, int] = {
 def write_version(servable: Servable, directory: Path, version: int) -> dict[str, object]:
     """Write and verify every file of one version into ``directory`` (a staging directory); return the
     card."""
-    signatures.save(servable, directory)
+    if servable.write_saved_model is not None:
+        servable.write_saved_model(directory)
+    else:
+        signatures.save(servable, directory)
     if servable.labels:
         (directory / "labels.txt").write_text("\n".join(servable.labels) + "\n", encoding="utf-8")
     frozen_names = frozen.write(servable, directory)
     records = warmup.write(servable, directory)
-    loaded = verify.reload_and_run(servable, directory)
-    frozen_names["max_abs_difference"] = frozen.check_equivalence(servable, directory, frozen_names, loaded)
+    loaded = None if servable.write_saved_model else verify.reload_and_run(servable, directory)
+    if frozen_names["file"]:
+        try:
+            frozen_names["max_abs_difference"] = frozen.check_equivalence(
+                servable, directory, frozen_names, loaded
+            )
+        except Exception as err:  # a user's graph TF1 tools cannot run as frozen: say why, publish the rest
+            if not servable.frozen_optional:
+                raise
+            (directory / frozen_names["file"]).unlink()
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            frozen_names = {
+                "file": None,
+                "note": f"no frozen graph: the frozen copy fails its check ({reason})",
+            }
     # The gate TF Serving itself would be: TensorFlow's C++ loader must load and run every signature.
     serving_check = gate.check_cpp_loader(servable, directory)
-    card.write_curves(servable, directory)
+    if servable.history:
+        card.write_curves(servable, directory)
+    for name, content in servable.files.items():
+        (directory / name).write_bytes(content)
     return card.write(
         servable,
         directory,

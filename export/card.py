@@ -90,7 +90,8 @@ def write(
             **servable.training,
             "history": {k: [_finite(round(v, 6)) for v in vs] for k, vs in servable.history.items()},
         },
-        "curves": [CURVES_FILE],
+        "curves": [CURVES_FILE] if servable.history else [],
+        **servable.card_fields,
     }
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card

@@ -7,7 +7,9 @@ ExportError                    base: ``str(err)`` says what went wrong and what 
 │   └── DataCorrupt            a checksum mismatch or a malformed file
 ├── VersionExists              the requested version is already published (never overwritten)
 ├── InvalidVersion             ``--version`` is neither ``auto`` nor a positive integer
-└── VerificationFailed         the staged SavedModel did not reload, run, or match its frozen graph
+├── VerificationFailed         the staged SavedModel did not reload, run, or match its frozen graph
+├── InvalidSource              ``publish``: the SOURCE, a flag or a side file (labels, samples, eval) is unusable
+└── Refused                    ``publish``: a model TensorFlow Serving could not run (names the cause)
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ __all__ = [
     "DataError",
     "DataNotFound",
     "ExportError",
+    "InvalidSource",
     "InvalidVersion",
+    "Refused",
     "UnknownModel",
     "VerificationFailed",
     "VersionExists",
@@ -94,4 +98,24 @@ class VerificationFailed(ExportError):
         self.reason = reason
         super().__init__(
             f"verification of the staged {model!r} export failed, nothing was published: {reason}"
+        )
+
+
+class InvalidSource(ExportError):
+    exit_code = 2
+
+    def __init__(self, what: object, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
+
+
+class Refused(ExportError):
+    exit_code = 6
+
+    def __init__(self, source: object, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(
+            f"refused to publish {source}: {cause}; TensorFlow Serving could not serve it, nothing was published"
         )

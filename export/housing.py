@@ -245,6 +245,7 @@ def train(
                 "test": len(test_idx),
             },
         },
+        score_output="median_house_value",
         parameters=int(model.count_params()),
         curves={"loss (MSE, scaled)": ("loss", "val_loss"), "RMSE (US dollars)": ("rmse", "val_rmse")},
     )

@@ -146,6 +146,8 @@ def staging(models_dir: Path, name: str, version: str | int) -> Iterator[Stage]:
     removed."""
     model_root = Path(models_dir) / name
     number = resolve_version(model_root, version)
+    # Folders this call creates go again when nothing is published: a failed export leaves no trace.
+    created = [p for p in (model_root, *model_root.parents) if not p.exists()]
     model_root.mkdir(parents=True, exist_ok=True)
     _sweep_stale(model_root)
     path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{number}-", dir=model_root))
@@ -156,3 +158,6 @@ def staging(models_dir: Path, name: str, version: str | int) -> Iterator[Stage]:
     finally:
         if stage.published is None:
             shutil.rmtree(path, ignore_errors=True)
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty

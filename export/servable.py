@@ -10,17 +10,20 @@ input contract - rides along, so those steps never know which model they handle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["CLASSIFY_METHOD", "PREDICT_METHOD", "REGRESS_METHOD", "SEED", "Servable"]
+__all__ = ["CLASSIFY_METHOD", "CONTRACT_SIGNATURE", "PREDICT_METHOD", "REGRESS_METHOD", "SEED", "Servable"]
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+CONTRACT_SIGNATURE = "contract"
 
 # One seed for every split, initialisation and shuffle: the same data gives the same model.
 SEED = 1234
@@ -48,15 +51,29 @@ class Servable:
     data: dict[str, Any]
     parameters: int
     curves: dict[str, tuple[str, ...]] = field(default_factory=dict)  # panel title -> history keys
-    # Inputs of signatures that take neither ``predict_inputs`` nor the examples (``explain``: + class, steps).
+    # The predict signature and its output that classify / regress answer from (verified against each other).
+    predict_signature: str = "serving_default"
+    score_output: str = "probabilities"
+    # classify applies a softmax to ``score_output`` (a model that outputs logits, declared by its owner).
+    logits: bool = False
+    # Inputs of signatures that take neither ``predict_inputs`` nor the examples (a user's own signatures).
     signature_inputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # Signatures kept from a user's model as they are: verified against that model, not against each other.
+    own_signatures: frozenset[str] = frozenset()
+    card_fields: dict[str, Any] = field(default_factory=dict)  # extra top-level model card fields
+    files: dict[str, bytes] = field(default_factory=dict)  # extra files of the version (name -> bytes)
+    # Writes the SavedModel itself instead of tf.saved_model.save (a TF1 graph published as it is); the
+    # Python reload is then skipped: TF2's loader is not faithful to TF1 graphs, the C++ gate judges.
+    write_saved_model: Callable[[Path], None] | None = None
+    # A frozen graph that cannot be checked is left out (the card says why) instead of failing the export.
+    frozen_optional: bool = False
 
     def feeds(self, key: str) -> dict[str, np.ndarray]:
         """The held-out inputs of signature ``key``: none for the contract, examples for classify / regress,
         otherwise the predict inputs."""
         if key in self.signature_inputs:
             return dict(self.signature_inputs[key])
-        if key == "contract":
+        if key == CONTRACT_SIGNATURE:
             return {}
         if self.method_names.get(key) in (CLASSIFY_METHOD, REGRESS_METHOD):
             return {"inputs": np.asarray(self.examples, dtype=object)}
@@ -64,10 +81,10 @@ class Servable:
 
     def summary(self) -> str:
         """One line per metric, each beside its baseline, for the end of an export."""
-        lines = [
-            f"== {self.name}: {self.parameters:,} parameters, {self.training['epochs']} epochs, "
-            f"{self.training['seconds']:.0f} s training"
-        ]
+        head = f"== {self.name}: {self.parameters:,} parameters"
+        if "epochs" in self.training:
+            head += f", {self.training['epochs']} epochs, {self.training['seconds']:.0f} s training"
+        lines = [head]
         for key, value in self.metrics.items():
             if key.startswith("baseline_"):
                 continue

@@ -66,7 +66,9 @@ def example_function(parse: Callable[[tf.Tensor], dict[str, tf.Tensor]]) -> Any:
 
 def save(servable: Servable, directory: Path) -> None:
     """Write the SavedModel of ``servable`` into ``directory`` and set and verify its method names."""
-    tf.saved_model.save(servable.module, str(directory), signatures=servable.signatures)
+    # No gradient functions: nothing trains a served model, and tracing them costs more than the save.
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    tf.saved_model.save(servable.module, str(directory), signatures=servable.signatures, options=options)
     rewrite_method_names(directory, servable.method_names)
     verify_method_names(directory, servable.method_names)
     # fingerprint.pb hashes saved_model.pb: recompute it for the rewritten file.

@@ -28,10 +28,16 @@ def records(servable: Servable) -> list[prediction_log_pb2.PredictionLog]:
     logs: list[prediction_log_pb2.PredictionLog] = []
     for key in sorted(servable.signatures):
         method = servable.method_names.get(key)
+        feeds = servable.feeds(key)
+        # Classify / Regress requests carry tf.Examples: only for signatures fed serialized examples.
+        examples = method in (CLASSIFY_METHOD, REGRESS_METHOD) and [a.dtype for a in feeds.values()] == [
+            object
+        ]
         for batch in range(1, PER_SIGNATURE + 1):
-            if method in (CLASSIFY_METHOD, REGRESS_METHOD):
+            if examples:
+                (serialized,) = feeds.values()  # this signature's own examples
                 example_list = input_pb2.ExampleList(
-                    examples=[tf.train.Example.FromString(raw) for raw in servable.examples[:batch]]
+                    examples=[tf.train.Example.FromString(raw) for raw in serialized[:batch]]
                 )
                 if method == CLASSIFY_METHOD:
                     classify = classification_pb2.ClassificationRequest(
@@ -59,14 +65,14 @@ def records(servable: Servable) -> list[prediction_log_pb2.PredictionLog]:
             predict = predict_pb2.PredictRequest()
             predict.model_spec.name = servable.name
             predict.model_spec.signature_name = key
-            for name, values in servable.feeds(key).items():
+            for name, values in feeds.items():
                 values = np.asarray(values)
                 rows = values[:batch] if values.ndim else values  # a scalar as it is
                 predict.inputs[name].CopyFrom(tf.make_tensor_proto(rows))
             logs.append(
                 prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict))
             )
-            if key == "contract":
+            if not feeds:
                 break  # no inputs: one request is all there is to warm up
     return logs
 
