@@ -51,6 +51,10 @@ def main() -> int:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        # X-Forwarded-For names the client only when a configured proxy sent it (uvicorn's own default
+        # trusts 127.0.0.1, so any local client could pick the address the rate limit keys on).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
         http=protocol_class(limits, _error_body, "application/json"),
     )
     return 0

@@ -37,6 +37,7 @@
 | `GATEWAY_SHADOW_MAX_INFLIGHT` | `8` | shadow calls in flight at once (more are skipped) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
+| `GATEWAY_TRUSTED_PROXIES` | `[]` | proxy addresses or networks (comma-separated, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client; none by default: the client is the TCP peer |
 | `GATEWAY_MODEL_CONTROL_TOKEN` | unset | `authorization: Bearer` of config reloads (the servers' token) |
 | `GATEWAY_MAX_HEADER_BYTES` | `65536` | request line + headers (431 above; 400: request line > 16 KiB) |
 | `GATEWAY_HEADER_TIMEOUT_SECONDS` | `10` | a request's headers must arrive within this (408) |
@@ -46,6 +47,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import lru_cache
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
     health_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
     rate_limit_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
     rate_limit_burst: int = Field(default=0, ge=0, le=1_000_000)
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     model_control_token: SecretStr | None = None
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
@@ -155,6 +158,27 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        # Every other value (a host name, `*`) would let any client name its own address.
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"GATEWAY_TRUSTED_PROXIES entry {entry!r} is not an IP address or network "
+                    "(e.g. 10.0.0.5 or 10.0.0.0/8)"
+                ) from None
         return value
 
     @field_validator("model_config_file", "model_control_token", mode="before")

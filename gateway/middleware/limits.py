@@ -109,7 +109,8 @@ class RateLimiter:
 
 
 class RateLimit:
-    """``GATEWAY_RATE_LIMIT_PER_SECOND`` per client address (the TCP peer: behind a proxy, limit there).
+    """``GATEWAY_RATE_LIMIT_PER_SECOND`` per client address: the TCP peer, or the ``X-Forwarded-For``
+    address only when the peer is one of ``GATEWAY_TRUSTED_PROXIES`` (uvicorn resolves it into the scope).
     Over the limit: 429 with ``Retry-After`` and the usual error body. Probes and metrics are never
     limited."""
 

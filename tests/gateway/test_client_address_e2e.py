@@ -1,0 +1,63 @@
+"""End to end, a real ``python -m gateway``: who the client is. ``X-Forwarded-For`` names the client only when
+the TCP peer is one of ``GATEWAY_TRUSTED_PROXIES`` (none by default), so a client cannot escape the rate limit
+by naming a new address in every request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.procs import LOOPBACK, free_port
+from devtools.servers import Gateway, start_gateway
+from gateway.settings import Settings
+
+pytestmark = pytest.mark.e2e
+REQUESTS = 6
+BURST = 2
+
+
+@pytest.fixture
+def gateway_with(tmp_path: Path) -> Iterator[object]:
+    started: list[Gateway] = []
+
+    def start(**env: str) -> Gateway:
+        base = {
+            "GATEWAY_MODEL_CONFIG_FILE": "",
+            "GATEWAY_MODELS": "half",
+            "GATEWAY_DEFAULT_MODEL_SERVER": f"{LOOPBACK}:{free_port()}",  # nothing listens: not needed
+            "GATEWAY_RATE_LIMIT_PER_SECOND": "0.001",  # no token comes back during the test
+            "GATEWAY_RATE_LIMIT_BURST": str(BURST),
+        }
+        gateway = start_gateway({**base, **env}, tmp_path / f"gateway-{len(started)}.log")
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.process.stop()
+
+
+def _limited(gateway: Gateway, forwarded: list[str]) -> int:
+    with gateway.client() as client:
+        replies = [client.get("/v1/models/nothing", headers={"X-Forwarded-For": f}) for f in forwarded]
+    assert {r.status_code for r in replies} <= {404, 429}
+    return sum(r.status_code == 429 for r in replies)
+
+
+def test_a_new_forwarded_address_per_request_is_still_one_client_by_default(gateway_with: object) -> None:
+    gateway = gateway_with()  # type: ignore[operator]
+    assert _limited(gateway, [f"203.0.113.{i}" for i in range(REQUESTS)]) == REQUESTS - BURST
+
+
+def test_a_configured_proxy_names_the_client(gateway_with: object) -> None:
+    gateway = gateway_with(GATEWAY_TRUSTED_PROXIES="127.0.0.1")  # type: ignore[operator]
+    assert _limited(gateway, [f"203.0.113.{i}" for i in range(REQUESTS)]) == 0
+    assert _limited(gateway, ["198.51.100.7"] * REQUESTS) == REQUESTS - BURST  # one client behind it
+
+
+@pytest.mark.parametrize("value", ["*", "proxy.example", "10.0.0.0/40"])
+def test_trusted_proxies_must_be_addresses_or_networks(value: str) -> None:
+    with pytest.raises(ValueError, match="GATEWAY_TRUSTED_PROXIES"):
+        Settings(model_config_file=None, trusted_proxies=value)  # type: ignore[arg-type]
