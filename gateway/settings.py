@@ -70,7 +70,7 @@ _EXAMPLES = {
 
 
 def _check_address(value: str) -> str:
-    match = _ADDRESS.match(value)
+    match = _ADDRESS.fullmatch(value)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise ValueError(f"model server address {value!r} must be host:port, e.g. 127.0.0.1:8500")
     return value
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_model_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for name in value:
-            if not _MODEL_NAME.match(name):
+            if not _MODEL_NAME.fullmatch(name):
                 variable = f"GATEWAY_{(info.field_name or '').upper()}"
                 raise ValueError(f"model name {name!r} in {variable} is not a valid model name")
         return value

@@ -44,7 +44,8 @@ from gateway.rollout.reconciler import ClusterView, Reconciler
 __all__ = ["CANARY_LABEL", "STABLE_LABEL", "Operations"]
 
 log = logging.getLogger("gateway.operations")
-LABEL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+LABEL = re.compile(r"[A-Za-z0-9_]{1,64}")  # fullmatch: `$` would take a trailing newline
+MAX_LABELS = 64  # per model: the desired state is written into models.config and read on every change
 STABLE_LABEL = "stable"
 # Changes one model's state in place and returns the versions to wait for, or None: nothing to write.
 Edit = Callable[[ModelState], "list[int] | None"]
@@ -218,7 +219,7 @@ class Operations:
         return done
 
     async def set_label(self, name: str, label: str, version: int | None) -> Desired:
-        if not LABEL.match(label):
+        if not LABEL.fullmatch(label):
             raise BadRequest(f"label {label!r} must match [A-Za-z0-9_]+ (at most 64 characters)")
         if version is not None:
             self._check_on_disk(name, version)
@@ -240,6 +241,8 @@ class Operations:
                     f"get version {head}, and a model server answers them with the highest version it has "
                     f"loaded; promote {version}, or start a canary of it to send it a share of the traffic"
                 )
+            if label not in state.labels and len(state.labels) >= MAX_LABELS:
+                raise Conflict(f"model {name!r} has {MAX_LABELS} labels already; remove one first")
             state.labels[label] = version
             state.event("labelled", label=label, version=version)
             return [version]

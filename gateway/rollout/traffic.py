@@ -167,14 +167,16 @@ class Traffic:
         cached = self._canaries.get(name)
         if cached is not None and now - cached[0] < REFRESH_SECONDS:
             return cached[1]
-        canary = None
-        if self._catalog.enabled and name in self._catalog.models():
-            desired = self._catalog.store_for(name).current()
-            state = desired.models.get(name) if desired else None
-            canary = state.canary if state else None
-        if canary is not None and canary.status != "running":  # decided: a later restart starts afresh
-            self._tripped.discard((name, canary.version))
-            self._windows.pop((name, canary.version), None)
+        if not self._catalog.enabled or name not in self._catalog.models():
+            return None  # nothing kept for a name the client chose (admin off: any name is asked upstream)
+        desired = self._catalog.store_for(name).current()
+        state = desired.models.get(name) if desired else None
+        canary = state.canary if state else None
+        running = canary.version if canary is not None and canary.status == "running" else None
+        # only the running canary's window is kept: a decided or replaced one starts afresh
+        for key in [k for k in self._windows if k[0] == name and k[1] != running]:
+            self._windows.pop(key, None)
+            self._tripped.discard(key)
         self._canaries[name] = (now, canary)
         return canary
 

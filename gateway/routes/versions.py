@@ -30,7 +30,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _version_file(services: Services, name: str, version: str, filename: str) -> tuple[int, Path]:
     services.catalog.check_model(name)
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise ModelFileNotFound(name, version, filename, "the version must be a whole number, e.g. 1")
     number = int(version)
     return number, services.catalog.repository.version_file(name, number, filename)

@@ -201,6 +201,10 @@ class ContractStore:
             raise
         resolved = reply.model_spec.version.value if reply.model_spec.HasField("version") else (version or 0)
         self._resolved[key] = (now, resolved)
+        # drop expired resolutions of labels and versions that came and went
+        if len(self._resolved) > 4 * self._size:
+            for stale in [k for k, (at, _) in self._resolved.items() if now - at >= RESOLVE_TTL_SECONDS]:
+                del self._resolved[stale]
         cached = self._infos.get((model, resolved))
         if cached is not None:
             return cached

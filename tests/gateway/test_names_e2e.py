@@ -1,0 +1,41 @@
+"""End to end: names a client sends (labels, versions) are matched whole - a trailing newline is not a valid
+name, is refused with a 4xx and never written into models.config (``re.match`` with ``$`` took it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.settings import Settings
+from tests.gateway.conftest import ADMIN_TOKEN
+
+pytestmark = pytest.mark.e2e
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.mark.parametrize("label", ["probe%0A", "probe%0D%0Ax", "probe%20", "a" * 65])
+def test_a_label_with_a_newline_is_400_and_nothing_is_written(
+    http: httpx.Client, live_repo: Path, label: str
+) -> None:
+    before = (live_repo / "models.config").read_text(encoding="utf-8")
+    reply = http.put(f"/v1/admin/models/fashion/labels/{label}", json={"version": 1}, headers=AUTH)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["code"] == "bad_request"
+    assert (live_repo / "models.config").read_text(encoding="utf-8") == before
+    assert http.post("/v1/models/fashion:classify", params={"label": "probe\n"}).status_code == 422
+
+
+def test_a_version_with_a_newline_is_not_a_version(http: httpx.Client) -> None:
+    reply = http.get("/v1/models/fashion/versions/1%0A/card")
+    assert reply.status_code == 404 and "whole number" in reply.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("model_servers", '{"fashion\\n": "h:1"}'), ("default_model_server", "h:8500\n")],
+)
+def test_settings_names_and_addresses_are_matched_whole(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match="model"):
+        Settings(model_config_file=None, **{field: value})  # type: ignore[arg-type]
