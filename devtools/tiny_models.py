@@ -8,7 +8,8 @@ session and copy the folders (``shutil.copytree``) into each test's model reposi
   ``x`` -> ``scores`` [-1,1]), ``regress_x_to_y`` (regress -> ``outputs`` [-1,1]), ``regress_x_to_y2``
   (feature ``x2`` -> a*x2 + 3), and ``tensorflow/serving/regress`` / ``tensorflow/serving/classify`` keys
   as in TF Serving's half_plus_three example. ``contract=`` adds the export's no-input ``contract``
-  signature answering that JSON.
+  signature answering that JSON. ``delay=(per_call, per_row)`` seconds makes ``serving_default`` sleep that
+  long (a slow version, without burning CPU: tf.data's sleep).
 - ``multi_input``: ``a`` float32 [-1,2] and ``b`` float32 [-1] -> ``sum`` = a0+a1+b [-1] and ``scaled`` = a*b
   [-1,2].
 - ``strings``: ``text`` string [-1] -> ``length`` int32 [-1], ``upper_bytes`` string [-1] (upper-cased; the
@@ -59,9 +60,15 @@ def set_method_names(version_dir: Path, methods: dict[str, str]) -> None:
 
 
 def half_plus_two(
-    version_dir: Path, *, a: float = 0.5, b: float = 2.0, contract: Mapping[str, Any] | None = None
+    version_dir: Path,
+    *,
+    a: float = 0.5,
+    b: float = 2.0,
+    contract: Mapping[str, Any] | None = None,
+    delay: tuple[float, float] = (0.0, 0.0),
 ) -> Path:
     import tensorflow as tf
+    from tensorflow.python.data.experimental.ops import testing as data_testing
 
     contract_text = json.dumps(contract) if contract is not None else ""
 
@@ -78,7 +85,14 @@ def half_plus_two(
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
         def predict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"y": self.a * x + self.b}
+            if delay == (0.0, 0.0):
+                return {"y": self.a * x + self.b}
+            micros = tf.cast(delay[0] * 1e6 + delay[1] * 1e6 * tf.cast(tf.size(x), tf.float64), tf.int64)
+            slept = (
+                tf.data.Dataset.from_tensors(0).apply(data_testing.sleep(micros)).reduce(0, lambda s, _: s)
+            )
+            with tf.control_dependencies([slept]):
+                return {"y": self.a * x + self.b}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
         def classify(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -15,15 +15,31 @@ Contract
 - **Never a failed reply because of the candidate.** A candidate that errs or answers a non-finite number
   (NaN, inf) is asked no more for that request: the stable version answers it, and the failure counts against
   the candidate (only when the stable version then answers; a request that both reject is the client's).
+  A candidate out of time or capacity (DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is not wrong but slow for that
+  request: it counts as a cost for the latency rule, not as an error (a client's expensive requests time out
+  where they are sent).
 - **Shadow.** ``shadow`` % of stable requests are also sent to the candidate in the background (at most
   ``GATEWAY_SHADOW_MAX_INFLIGHT`` at once, more are skipped); its answer is never returned, only compared:
   top labels (classification) or the mean absolute difference of the numbers (regression, raw outputs) go to
   ``gateway_shadow_requests_total{outcome=agree|disagree|failed}`` and ``gateway_shadow_difference``.
 - **Automatic rollback.** Each side keeps its last ``GATEWAY_CANARY_WINDOW`` outcomes (ok, latency). Once the
   candidate has ``GATEWAY_CANARY_MIN_REQUESTS`` of them, it is rolled back when
-  ``error_rate(canary) - error_rate(stable) > GATEWAY_CANARY_MAX_ERROR_RATE_DELTA`` or, with at least
-  ``P99_MIN_SAMPLES`` (100) on each side,
-  ``p99(canary) > p99(stable) * GATEWAY_CANARY_MAX_P99_RATIO + GATEWAY_CANARY_P99_SLACK_SECONDS``.
+  ``error_rate(canary) - error_rate(stable) > GATEWAY_CANARY_MAX_ERROR_RATE_DELTA`` with failures from at least
+  ``GATEWAY_CANARY_MIN_CLIENTS`` clients (all of the canary's, when it has fewer) or, with at least
+  ``P99_MIN_SAMPLES`` (100) on each side, by the latency rule below (``latency``; it replaced a p99 of all
+  requests, which one client sending expensive requests to the canary side decided).
+- **The latency rule compares like with like, and no few clients decide it.** The canary side is a public
+  function of the key header, so a client can choose it and send expensive requests. The rule therefore
+  measures each request's cost per row (seconds / rows answered: a batch of 32 is not 32 requests), per client
+  (the TCP peer, or the address a ``GATEWAY_TRUSTED_PROXIES`` proxy names - never the key, which a client
+  picks freely): each client's last ``CLIENT_SAMPLES`` costs are kept (one client holds at most that much of
+  the evidence) for at most ``MAX_CLIENTS`` clients per side, and a client's cost is its median (a request
+  the gateway coalesced, or the server batched, with someone's expensive one is an outlier of that client).
+  The stable reference is the median over stable clients; a canary client *regressed* when its cost is over
+  ``reference * GATEWAY_CANARY_MAX_P99_RATIO + GATEWAY_CANARY_P99_SLACK_SECONDS``. The candidate fails the
+  rule only when at least ``GATEWAY_CANARY_MIN_CLIENTS`` clients regressed (all, when it has fewer) and they
+  are more than half of the canary's clients (with ``MIN_CLIENT_SAMPLES`` each): a genuinely slow version is
+  slow for everyone.
   This gateway stops sending it traffic at once; ``Operations.auto_rollback`` then sets its weight to 0 in the
   shared state with the reason and the figures (an event, shown in the console, counted in
   ``gateway_canary_rollbacks_total``). Promotion stays a separate admin call.
@@ -37,11 +53,12 @@ import logging
 import math
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import grpc
 from pydantic import BaseModel
 
 from gateway.errors import GatewayError, UpstreamError
@@ -56,6 +73,10 @@ __all__ = ["Traffic", "Window", "in_canary", "is_finite"]
 log = logging.getLogger("gateway.traffic")
 REFRESH_SECONDS = 0.5
 P99_MIN_SAMPLES = 100  # below that a p99 is just the slowest request (one cold cache decides it)
+CLIENT_SAMPLES = 50  # costs kept per client and side: no client holds more of the latency evidence
+MIN_CLIENT_SAMPLES = 3  # a client's p99 needs this many of its requests
+SLOW_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+MAX_CLIENTS = 256  # clients kept per side (least recently seen dropped): bounded whatever the clients
 SHADOW_AGREE_TOLERANCE = 1e-4
 R = TypeVar("R", bound=BaseModel)
 Answer = Callable[[int | None, str | None], Awaitable[R]]
@@ -83,46 +104,93 @@ def _p99(samples: list[float]) -> float:
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] if ordered else 0.0
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
+
+
 @dataclass
 class Window:
-    """The last ``size`` outcomes (ok, seconds) of each side of one canary."""
+    """The last ``size`` outcomes (ok, seconds) of each side of one canary, and each client's last
+    ``CLIENT_SAMPLES`` costs per row on each side (the latency rule: module docstring)."""
 
     size: int
-    stable: deque[tuple[bool, float]] = field(default_factory=deque)
-    canary: deque[tuple[bool, float]] = field(default_factory=deque)
+    stable: deque[tuple[bool, float, str]] = field(default_factory=deque)
+    canary: deque[tuple[bool, float, str]] = field(default_factory=deque)
+    costs: dict[str, OrderedDict[str, deque[float]]] = field(
+        default_factory=lambda: {"canary": OrderedDict(), "stable": OrderedDict()}
+    )
 
-    def add(self, arm: str, ok: bool, seconds: float) -> None:
+    def add(self, arm: str, ok: bool, seconds: float, *, rows: int = 1, client: str = "") -> None:
         side = self.canary if arm == "canary" else self.stable
-        side.append((ok, seconds))
+        side.append((ok, seconds, client))
         while len(side) > self.size:
             side.popleft()
+        if not ok:
+            return  # a failure is the error rule's; its latency is not a cost
+        clients = self.costs["canary" if arm == "canary" else "stable"]
+        costs = clients.pop(client, None) or deque(maxlen=CLIENT_SAMPLES)
+        costs.append(seconds / max(1, rows))
+        clients[client] = costs
+        while len(clients) > MAX_CLIENTS:
+            clients.popitem(last=False)
 
-    def figures(self) -> dict[str, float]:
-        def rate(side: deque[tuple[bool, float]]) -> float:
-            return sum(1 for ok, _ in side if not ok) / len(side) if side else 0.0
+    def _client_costs(self, arm: str) -> dict[str, float]:
+        """Each client's median cost per row (a median: requests the gateway or the server merged with
+        someone else's expensive ones are that client's outliers, not its typical cost)."""
+        clients = self.costs[arm].items()
+        return {c: _median(list(q)) for c, q in clients if len(q) >= MIN_CLIENT_SAMPLES}
 
-        return {
+    def figures(self, settings: Settings | None = None) -> dict[str, float]:
+        def rate(side: deque[tuple[bool, float, str]]) -> float:
+            return sum(1 for ok, _, _ in side if not ok) / len(side) if side else 0.0
+
+        canary, stable = self._client_costs("canary"), self._client_costs("stable")
+        reference = _median(list(stable.values()))
+        found = {
             "canary_requests": len(self.canary),
             "stable_requests": len(self.stable),
             "canary_error_rate": round(rate(self.canary), 4),
             "stable_error_rate": round(rate(self.stable), 4),
-            "canary_p99_seconds": round(_p99([s for _, s in self.canary]), 4),
-            "stable_p99_seconds": round(_p99([s for _, s in self.stable]), 4),
+            "canary_p99_seconds": round(_p99([s for _, s, _ in self.canary]), 4),
+            "stable_p99_seconds": round(_p99([s for _, s, _ in self.stable]), 4),
+            "failing_clients": len({c for ok, _, c in self.canary if not ok}),
+            "canary_clients": len(canary),
+            "stable_clients": len(stable),
+            "canary_seconds_per_row": round(_median(list(canary.values())), 6),
+            "stable_seconds_per_row": round(reference, 6),
         }
+        if settings is not None:
+            bound = reference * settings.canary_max_p99_ratio + settings.canary_p99_slack_seconds
+            found["regressed_clients"] = sum(1 for cost in canary.values() if cost > bound)
+        return found
 
     def verdict(self, settings: Settings) -> str | None:
-        """Why the candidate must go (``error_rate`` or ``p99``), or None."""
+        """Why the candidate must go (``error_rate`` or ``latency``), or None."""
         if len(self.canary) < settings.canary_min_requests:
             return None
-        f = self.figures()
-        if f["canary_error_rate"] - f["stable_error_rate"] > settings.canary_max_error_rate_delta:
+        f = self.figures(settings)
+        # a few clients never decide: GATEWAY_CANARY_MIN_CLIENTS of them (or all, when there are fewer)
+        clients = len({c for _, _, c in self.canary})
+        if f["canary_error_rate"] - f["stable_error_rate"] > settings.canary_max_error_rate_delta and f[
+            "failing_clients"
+        ] >= min(settings.canary_min_clients, clients):
             return "error_rate"
         enough = max(settings.canary_min_requests, P99_MIN_SAMPLES)
-        if min(len(self.canary), len(self.stable)) >= enough and f["canary_p99_seconds"] > (
-            f["stable_p99_seconds"] * settings.canary_max_p99_ratio + settings.canary_p99_slack_seconds
+        if min(len(self.canary), len(self.stable)) < enough or not f["stable_clients"]:
+            return None
+        regressed = f["regressed_clients"]
+        if (
+            regressed >= min(settings.canary_min_clients, f["canary_clients"])
+            and regressed * 2 > f["canary_clients"]
         ):
-            return "p99"
+            return "latency"
         return None
+
+
+def _rows(reply: BaseModel) -> int:
+    """The rows a reply answered: the unit of work its latency is divided by."""
+    return len(getattr(reply, "predictions", None) or ()) or 1
 
 
 def _labels(reply: BaseModel) -> list[str] | None:
@@ -188,29 +256,39 @@ class Traffic:
         return "canary" if hit else "stable"
 
     async def serve(
-        self, name: str, headers: Mapping[str, str], version: int | None, label: str | None, answer: Answer[R]
+        self,
+        name: str,
+        headers: Mapping[str, str],
+        version: int | None,
+        label: str | None,
+        answer: Answer[R],
+        client: str = "",
     ) -> R:
-        """Answer one request: split when the model has a canary and the request named no version."""
+        """Answer one request: split when the model has a canary and the request named no version.
+        ``client`` is who sent it as the latency rule counts clients (the peer address, never the key)."""
         canary = self.canary(name) if version is None and label is None else None
         if canary is None:
             return await answer(version, label)
         window = self._windows.setdefault((name, canary.version), Window(self._settings.canary_window))
         if self._side(name, canary, headers) == "canary":
             started = time.perf_counter()
+            slow = False
             try:
                 reply: R | None = await answer(canary.version, None)
                 ok = reply is not None and is_finite(reply.model_dump().get("predictions"))
             except GatewayError as exc:
                 log.info("canary %s v%d failed (%s); the stable version answers", name, canary.version, exc)
                 reply, ok = None, False
+                # out of time or capacity: the request's cost (the latency rule's), not a wrong answer
+                slow = isinstance(exc, UpstreamError) and exc.code in SLOW_CODES
             seconds = time.perf_counter() - started
             if ok and reply is not None:
-                window.add("canary", True, seconds)
+                window.add("canary", True, seconds, rows=_rows(reply), client=client)
                 self._metrics.canary_requests.labels(name, "canary", "ok").inc()
                 self._judge(name, canary, window)
                 return reply
             fallback = await answer(canary.stable, None)  # raises when stable refuses too: the client's error
-            window.add("canary", False, seconds)
+            window.add("canary", slow, seconds, rows=_rows(fallback), client=client)
             self._metrics.canary_requests.labels(name, "canary", "fallback").inc()
             self._judge(name, canary, window)
             return fallback
@@ -221,7 +299,7 @@ class Traffic:
             window.add("stable", False, time.perf_counter() - started)
             self._metrics.canary_requests.labels(name, "stable", "failed").inc()
             raise
-        window.add("stable", True, time.perf_counter() - started)
+        window.add("stable", True, time.perf_counter() - started, rows=_rows(reply), client=client)
         self._metrics.canary_requests.labels(name, "stable", "ok").inc()
         if canary.status == "running" and canary.shadow > 0 and self._random.random() * 100 < canary.shadow:
             self._shadow(name, canary, reply, answer)
@@ -229,10 +307,11 @@ class Traffic:
 
     def _judge(self, name: str, canary: Canary, window: Window) -> None:
         reason = window.verdict(self._settings)
-        if reason is None or (name, canary.version) in self._tripped:
+        current = self._windows.get((name, canary.version)) is window  # not one a decision already dropped
+        if reason is None or not current or (name, canary.version) in self._tripped:
             return
         self._tripped.add((name, canary.version))
-        figures = window.figures()
+        figures = window.figures(self._settings)
         self._metrics.canary_rollbacks.labels(name, reason).inc()
         self._metrics.canary_weight.labels(name).set(0)
         log.warning(
@@ -284,7 +363,7 @@ class Traffic:
 
     def window(self, name: str, version: int) -> dict[str, float] | None:
         found = self._windows.get((name, version))
-        return found.figures() if found else None
+        return found.figures(self._settings) if found else None
 
     async def close(self) -> None:
         for task in list(self._tasks):
