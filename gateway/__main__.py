@@ -44,6 +44,7 @@ def main() -> int:
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout_seconds,
         body_timeout=settings.body_timeout_seconds,
+        body_deadline=settings.body_deadline_seconds,
     )
     uvicorn.run(
         app,

@@ -32,6 +32,8 @@ __all__ = ["create_app"]
 
 # multipart framing and form fields on top of the file bytes themselves
 _BODY_OVERHEAD = 64 * 1024
+# every body but an inference call's (admin: a version, a weight)
+_SMALL_BODY = 64 * 1024
 # The web console (static files, relative URLs), served at / after every API route when present.
 CONSOLE_DIR = Path(__file__).resolve().parent / "static"
 
@@ -128,11 +130,13 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
     if hot_routes:  # innermost: every middleware below applies to it as to the routes
         routes = {route.path: route for route in inference.router.routes if isinstance(route, APIRoute)}
         app.add_middleware(HotRoutes, services=services, routes=routes, handlers=app.exception_handlers)
-    # JSON bodies are held in memory: their limit is one upload; multipart files are spooled, up to max_files.
+    # JSON bodies are held in memory: their limit is one upload; multipart files are read into memory, up to
+    # max_request_bytes in all; the admin API's bodies are a few fields.
     app.add_middleware(
         BodyLimit,
-        limit=settings.max_upload_bytes * settings.max_files + _BODY_OVERHEAD,
+        limit=settings.max_request_bytes + _BODY_OVERHEAD,
         json_limit=settings.max_upload_bytes,
+        small_limit=_SMALL_BODY,
     )
     if settings.rate_limit_per_second > 0:  # outside the body limit, inside the metrics
         app.add_middleware(RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)

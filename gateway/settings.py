@@ -18,7 +18,9 @@
 | `GATEWAY_RETRY_BACKOFF_SECONDS` | `0.1` | first retry backoff; doubles each retry |
 | `GATEWAY_MAX_MESSAGE_BYTES` | `67108864` | gRPC send/receive limit (gRPC's own 4 MiB is too small) |
 | `GATEWAY_MAX_UPLOAD_BYTES` | `10485760` | largest file or JSON body (413 above) |
+| `GATEWAY_MAX_REQUEST_BYTES` | `0` | most bytes of all files of one request (413 above); 0 = 32 MiB (at least one file, at most `MAX_FILES` of them) |
 | `GATEWAY_MAX_IMAGE_PIXELS` | `40000000` | largest image in pixels (413 above; Pillow's bomb check) |
+| `GATEWAY_MAX_DECODE_BYTES` | `67108864` | memory the images being decoded may take at once, all requests together (channels and intermediate copies counted from the headers; a request over it alone: 413) |
 | `GATEWAY_MAX_FILES` | `32` | most files (and texts, records) per request |
 | `GATEWAY_MAX_TEXT_CHARS` | `20000` | longest text |
 | `GATEWAY_CONTRACT_CACHE_SIZE` | `64` | model versions whose input contract is cached |
@@ -32,8 +34,9 @@
 | `GATEWAY_CANARY_WINDOW` | `200` | sliding window: the last N requests of each side |
 | `GATEWAY_CANARY_MIN_REQUESTS` | `20` | candidate requests in the window before it can be judged |
 | `GATEWAY_CANARY_MAX_ERROR_RATE_DELTA` | `0.05` | roll back when candidate errors exceed stable's by this |
-| `GATEWAY_CANARY_MAX_P99_RATIO` | `2.0` | ... or candidate p99 > stable p99 x ratio + slack |
+| `GATEWAY_CANARY_MAX_P99_RATIO` | `2.0` | ... or candidate latency > stable's x ratio + slack (per row, per client) |
 | `GATEWAY_CANARY_P99_SLACK_SECONDS` | `0.05` | the slack of that p99 rule (small latencies are noisy) |
+| `GATEWAY_CANARY_MIN_CLIENTS` | `3` | the p99 rule needs this many clients (peer addresses) slower on the canary, and most of its clients |
 | `GATEWAY_SHADOW_MAX_INFLIGHT` | `8` | shadow calls in flight at once (more are skipped) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
@@ -42,6 +45,7 @@
 | `GATEWAY_MAX_HEADER_BYTES` | `65536` | request line + headers (431 above; 400: request line > 16 KiB) |
 | `GATEWAY_HEADER_TIMEOUT_SECONDS` | `10` | a request's headers must arrive within this (408) |
 | `GATEWAY_BODY_TIMEOUT_SECONDS` | `30` | a body that sends no byte for this long is dropped (408) |
+| `GATEWAY_BODY_DEADLINE_SECONDS` | `120` | a whole body must arrive within this after the headers (408; a slow drip) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |
 """
 
@@ -109,7 +113,9 @@ class Settings(BaseSettings):
     channels_per_server: int = Field(default=4, ge=1, le=64)
     coalesce: bool = True
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    max_request_bytes: int = Field(default=0, ge=0, le=16 * 1024**3)
     max_image_pixels: int = Field(default=40_000_000, ge=1024, le=1_000_000_000)
+    max_decode_bytes: int = Field(default=64 * 1024**2, ge=1024**2, le=64 * 1024**3)
     max_files: int = Field(default=32, ge=1, le=10_000)
     max_text_chars: int = Field(default=20_000, ge=1, le=10_000_000)
     contract_cache_size: int = Field(default=64, ge=1, le=100_000)
@@ -126,12 +132,14 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    body_deadline_seconds: float = Field(default=120.0, gt=0, le=86400)
     canary_key_header: str = Field(default="x-canary-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
     canary_window: int = Field(default=200, ge=10, le=100_000)
     canary_min_requests: int = Field(default=20, ge=1, le=100_000)
     canary_max_error_rate_delta: float = Field(default=0.05, ge=0, le=1)
     canary_max_p99_ratio: float = Field(default=2.0, ge=1, le=1000)
     canary_p99_slack_seconds: float = Field(default=0.05, ge=0, le=60)
+    canary_min_clients: int = Field(default=3, ge=1, le=256)
     shadow_max_inflight: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
@@ -232,6 +240,17 @@ class Settings(BaseSettings):
         for path in self.model_config_files:
             if not path.is_file():
                 raise ValueError(f"GATEWAY_MODEL_CONFIG_FILES names {path}, which does not exist")
+        return self
+
+    @model_validator(mode="after")
+    def _default_request_bytes(self) -> Settings:
+        if self.max_request_bytes == 0:
+            every_file = self.max_upload_bytes * self.max_files
+            object.__setattr__(
+                self, "max_request_bytes", min(every_file, max(32 * 1024**2, self.max_upload_bytes))
+            )
+        elif self.max_request_bytes < self.max_upload_bytes:
+            raise ValueError("GATEWAY_MAX_REQUEST_BYTES must be at least GATEWAY_MAX_UPLOAD_BYTES (one file)")
         return self
 
     @model_validator(mode="after")

@@ -9,7 +9,10 @@ connection for ever by sending its headers or body slowly.
   before the parser has to hold more than one chunk beyond the limit;
 - answers **408** and closes when the head is not complete ``header_timeout`` seconds after it began (or
   after the connection opened), or when the body stalls: no byte for ``body_timeout`` seconds while the
-  application waits for it (a paused read, where the application is the slow side, never counts).
+  application waits for it (a paused read, where the application is the slow side, never counts);
+- with ``body_deadline``, also answers **408** and closes when the whole body has not arrived that many
+  seconds after the head (a body dripping one byte every few seconds never stalls, and held a socket and a
+  descriptor for ever); a read the application paused at that moment gets until it reads again.
 
 A reply with ``Connection: close`` (the 413s of both servers) ends the connection, so the rest of an
 oversized body is never read.
@@ -39,6 +42,7 @@ class HttpLimits:
     max_request_line_bytes: int = 16 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    body_deadline: float | None = None  # whole body, from the end of the head; None: only body_timeout
 
 
 def _plain(code: str, message: str) -> bytes:
@@ -60,6 +64,7 @@ def protocol_class(
             self._in_head = True
             self._head_bytes = 0
             self._last_data = 0.0
+            self._body_started = 0.0
             self._timer: asyncio.TimerHandle | None = None
 
         def _arm(self, seconds: float) -> None:
@@ -107,7 +112,8 @@ def protocol_class(
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._arm(limits.body_timeout)
+            self._body_started = self.loop.time()
+            self._arm(self._body_wait(limits.body_timeout))
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -126,14 +132,31 @@ def protocol_class(
                 )
                 return
             idle = self.loop.time() - self._last_data
-            if self.flow.read_paused or idle < limits.body_timeout:
-                self._arm(limits.body_timeout - (0 if self.flow.read_paused else idle))
+            if self.flow.read_paused:
+                self._arm(limits.body_timeout)
+                return
+            if limits.body_deadline is not None and self._body_wait(limits.body_timeout) <= 0:
+                self._refuse(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    "body_deadline",
+                    f"request body not received within {limits.body_deadline:g} s",
+                )
+                return
+            if idle < limits.body_timeout:
+                self._arm(self._body_wait(limits.body_timeout - idle))
                 return
             self._refuse(
                 HTTPStatus.REQUEST_TIMEOUT,
                 "body_timeout",
                 f"request body stalled: no byte for {limits.body_timeout:g} s",
             )
+
+        def _body_wait(self, idle_left: float) -> float:
+            """Seconds until the next body check: the idle timeout's, or the deadline's when sooner."""
+            if limits.body_deadline is None:
+                return idle_left
+            left = self._body_started + limits.body_deadline - self.loop.time()
+            return max(0.0, min(idle_left, left))
 
         def _refuse(self, status: HTTPStatus, code: str, message: str) -> None:
             self._disarm()

@@ -649,6 +649,12 @@ def ports_guidance(outcome: Outcome, root: Path) -> dict[str, Any]:
     return {"readme_ports_guidance": said}
 
 
+def _gateway_round_2(stack: Stack, outcome: Outcome, quick: bool) -> dict[str, Any]:
+    from reliability import gateway_attack  # it builds on this module's helpers
+
+    return gateway_attack.run_steps(stack, outcome, quick=quick)
+
+
 def run(stack: Stack, *, quick: bool = False) -> Outcome:
     outcome = Outcome("attack", "Independent attack (issue 17)")
     figures: dict[str, Any] = {}
@@ -662,6 +668,7 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         ("logs", lambda: log_amplification(stack, outcome, 20 if quick else 200)),
         ("browser", lambda: browser(stack, outcome)),
         ("ports", lambda: ports_guidance(outcome, REPO_ROOT)),
+        ("gateway round 2", lambda: _gateway_round_2(stack, outcome, quick)),
         ("control", lambda: control_plane(stack, outcome)),  # last: it empties and heals the server
     ]
     for _, step in steps:

@@ -23,12 +23,19 @@ __all__ = ["BodyLimit", "RateLimit", "RateLimiter"]
 
 class BodyLimit:
     """``limit`` for multipart bodies (files are spooled), ``json_limit`` for every other body (held in
-    memory whole), so a JSON body is refused past ``json_limit`` while it streams, never after buffering."""
+    memory whole), so a JSON body is refused past ``json_limit`` while it streams, never after buffering;
+    ``small_limit`` for every body but an inference call's (FastAPI parses a JSON body before it checks the
+    admin token)."""
 
-    def __init__(self, app: ASGIApp, limit: int, json_limit: int | None = None) -> None:
+    INFERENCE = (":classify", ":predict", ":regress")
+
+    def __init__(
+        self, app: ASGIApp, limit: int, json_limit: int | None = None, small_limit: int | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.json_limit = limit if json_limit is None else json_limit
+        self.small_limit = small_limit
 
     @staticmethod
     def _message(limit: int, multipart: bool) -> str:
@@ -43,6 +50,8 @@ class BodyLimit:
         headers = dict(scope["headers"])
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         limit = self.limit if multipart else self.json_limit
+        if self.small_limit is not None and not str(scope.get("path", "")).endswith(self.INFERENCE):
+            limit = min(limit, self.small_limit)
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             body = json.dumps(error_body("payload_too_large", self._message(limit, multipart))).encode()

@@ -13,6 +13,14 @@ Limits: ``max_pixels`` is enforced BEFORE decoding, from the header: Pillow's ow
 (Pillow only warns between 1x and 2x) -> :class:`TooManyPixels` (413). Anything Pillow cannot
 identify or
 decode -> :class:`UnsupportedMediaType` (415). An empty file -> :class:`BadRequest` (400).
+
+Memory: a picture's pixel count says little about what decoding it costs (two RGBA PNGs just under the pixel
+limit took +907 MiB): Pillow keeps every multi-band mode in 4 bytes a pixel, and the alpha composite, the
+conversion and the inversion each make a copy. ``decode_cost`` counts them from the headers (after the JPEG
+draft, which lets the decoder shrink a photo by up to 8x a side while decoding) before anything is decoded;
+``images_to_batch`` refuses a request whose pictures cost more than its :class:`DecodeBudget` in all (413)
+and waits until the budget - shared by every request of the process - has room, so all decodes in flight
+together stay within it.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ from __future__ import annotations
 import functools
 import io
 import operator
+import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +39,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
 
-__all__ = ["FORMATS", "ImageSpec", "decode_image", "images_to_batch", "small_images"]
+__all__ = [
+    "FORMATS",
+    "DecodeBudget",
+    "ImageSpec",
+    "decode_budget",
+    "decode_cost",
+    "decode_image",
+    "images_to_batch",
+    "small_images",
+]
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 _LEVELS = range(256)
@@ -98,14 +117,73 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     return image
 
 
+class DecodeBudget:
+    """Bytes of image decoding in flight in the process, across worker threads: ``reserve(n)`` waits until
+    ``n`` bytes are free (``n`` at most ``total``: a larger request is refused before it asks)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def reserve(self, size: int) -> Iterator[None]:
+        size = min(size, self.total)
+        with self._free:
+            self._free.wait_for(lambda: self.used + size <= self.total)
+            self.used += size
+        try:
+            yield
+        finally:
+            with self._free:
+                self.used -= size
+                self._free.notify_all()
+
+
+_BUDGETS: dict[int, DecodeBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def decode_budget(total: int) -> DecodeBudget:
+    """The process's budget of ``total`` bytes (one per distinct setting)."""
+    with _BUDGETS_LOCK:
+        return _BUDGETS.setdefault(total, DecodeBudget(total))
+
+
+def _pixel_bytes(mode: str) -> int:
+    return 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def decode_cost(image: Image.Image, spec: ImageSpec) -> int:
+    """Bytes decoding ``image`` (opened and drafted, not loaded) into ``spec`` may allocate in all: the
+    decoded picture and its EXIF turn, the RGBA copy, canvas and composite of a transparent one, the
+    converted picture, the inversion check's gray copy and the inverted copies."""
+    width, height = image.size
+    source, target = _pixel_bytes(image.mode), 1 if spec.channels == 1 else 4
+    per_pixel = 2 * source + (12 if _has_alpha(image) else 0) + 1 + 3 * target
+    return width * height * per_pixel
+
+
+def _draft(image: Image.Image, spec: ImageSpec) -> None:
+    # JPEG: let the decoder downscale by 1/2..1/8 while decoding (fast and light on big photos).
+    image.draft("L" if spec.channels == 1 else "RGB", (spec.width * 2, spec.height * 2))
+
+
 def decode_image(data: bytes, name: str, spec: ImageSpec, max_pixels: int) -> Image.Image:
     """Decode one file into a ``spec.mode`` image of exactly ``spec.width x spec.height``."""
     image = _open(data, name, max_pixels)
+    _draft(image, spec)
+    return _decode(image, name, spec)
+
+
+def _decode(image: Image.Image, name: str, spec: ImageSpec) -> Image.Image:
     try:
-        # JPEG: let the decoder downscale by 1/2..1/8 while decoding (fast and light on big photos).
-        image.draft("L" if spec.channels == 1 else "RGB", (spec.width * 2, spec.height * 2))
         image = ImageOps.exif_transpose(image) or image
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        if _has_alpha(image):
             image = image.convert("RGBA")
             canvas = Image.new("RGBA", image.size, "white" if spec.background == "white" else "black")
             # A transparent background takes the training background; the subject stays.
@@ -153,19 +231,30 @@ def _border_means_of_bytes(gray: Image.Image) -> list[float]:
 
 
 def images_to_batch(
-    files: Sequence[tuple[str, bytes]], spec: ImageSpec, max_pixels: int
+    files: Sequence[tuple[str, bytes]], spec: ImageSpec, max_pixels: int, budget: DecodeBudget | None = None
 ) -> tuple[array[float], list[int]]:
-    """Decode, convert and scale every file; return the flat float32 batch and its shape."""
+    """Decode, convert and scale every file; return the flat float32 batch and its shape. With ``budget``,
+    the pictures' ``decode_cost`` in all must fit in it (413) and is reserved while they decode."""
+    opened = [(name, _open(data, name, max_pixels)) for name, data in files]  # headers only
+    for _, image in opened:
+        _draft(image, spec)
+    cost = sum(decode_cost(image, spec) for _, image in opened)
+    if budget is not None and cost > budget.total:
+        raise TooManyPixels(
+            f"the {len(files)} picture(s) would take {cost / 2**20:.0f} MiB to decode, over the "
+            f"{budget.total / 2**20:.0f} MiB budget; send fewer or smaller pictures (or JPEG)"
+        )
     planes = _byte_planes(spec.low, spec.high)
     values = array("f")
-    for name, data in files:
-        pixels = decode_image(data, name, spec, max_pixels).tobytes()
-        # pixel byte -> its float32 through a lookup table, one byte plane of the float at a time: each
-        # plane is a bytes.translate and a strided copy, so no Python code runs per pixel
-        packed = bytearray(4 * len(pixels))
-        for offset, plane in enumerate(planes):
-            packed[offset::4] = pixels.translate(plane)
-        values.frombytes(packed)
+    with budget.reserve(cost) if budget is not None else nullcontext():
+        for name, image in opened:
+            pixels = _decode(image, name, spec).tobytes()
+            # pixel byte -> its float32 through a lookup table, one byte plane of the float at a time: each
+            # plane is a bytes.translate and a strided copy, so no Python code runs per pixel
+            packed = bytearray(4 * len(pixels))
+            for offset, plane in enumerate(planes):
+                packed[offset::4] = pixels.translate(plane)
+            values.frombytes(packed)
     return values, [len(files), spec.height, spec.width, spec.channels]
 
 

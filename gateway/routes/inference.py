@@ -25,11 +25,12 @@ from starlette.datastructures import UploadFile
 
 from gateway.deps import Services, ServicesDep
 from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
-from gateway.preprocess.image import ImageSpec, images_to_batch, small_images
+from gateway.preprocess.image import ImageSpec, decode_budget, images_to_batch, small_images
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
 from gateway.preprocess.text import texts_to_bytes
 from gateway.routes.forms import read_form
 from gateway.schemas import (
+    MAX_RECORD_FIELDS,
     ClassifyReply,
     ClassPrediction,
     ErrorBody,
@@ -39,6 +40,9 @@ from gateway.schemas import (
     RegressPrediction,
     RegressReply,
     TextsBody,
+    check_inputs,
+    json_value_bound,
+    max_json_values,
 )
 from gateway.upstream.coalesce import batchable
 from gateway.upstream.contract import ModelInfo
@@ -111,7 +115,11 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send it uncompressed")
     if content_type == "multipart/form-data":
         form = await read_form(
-            request, max_files=settings.max_files, max_fields=10, max_file_bytes=settings.max_upload_bytes
+            request,
+            max_files=settings.max_files,
+            max_fields=10,
+            max_file_bytes=settings.max_upload_bytes,
+            max_total_bytes=settings.max_request_bytes,
         )
         try:
             uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
@@ -136,6 +144,11 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
         raw = await request.body()
         if len(raw) > settings.max_upload_bytes:
             raise PayloadTooLarge(f"JSON body is over {settings.max_upload_bytes} bytes")
+        if json_value_bound(raw) > max_json_values(settings.max_files):  # before parsing builds them all
+            raise BadRequest(
+                f"JSON body holds too many values; send at most {settings.max_files} texts or records "
+                f"of at most {MAX_RECORD_FIELDS} features"
+            )
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -148,6 +161,7 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
             raise BadRequest(
                 'send JSON {"texts": [...]} for text models or {"records": [...]} for tabular models'
             )
+        check_inputs(body, settings.max_files)  # the first wrong value, before pydantic builds every error
         try:
             if "texts" in body:
                 inputs.texts = TextsBody.model_validate(body).texts
@@ -194,8 +208,9 @@ async def input_tensors(
         if small_images(inputs.files, _INLINE_PIXELS):  # a thread hop would cost more than the decode
             values, dims = images_to_batch(inputs.files, spec, settings.max_image_pixels)
         else:
+            budget = decode_budget(settings.max_decode_bytes)
             values, dims = await run_in_threadpool(
-                images_to_batch, inputs.files, spec, settings.max_image_pixels
+                images_to_batch, inputs.files, spec, settings.max_image_pixels, budget
             )
         tensors = {image[0]: float_tensor(values, dims)}
     elif inputs.texts is not None:
@@ -253,6 +268,12 @@ def _answered(reply: Any, info: ModelInfo) -> int:
     return spec.version.value if spec.HasField("version") else info.version
 
 
+def _client(request: Request) -> str:
+    """Who sent ``request`` as the canary's latency rule counts clients: the TCP peer (or the address a
+    trusted proxy named; uvicorn resolved it)."""
+    return request.client.host if request.client else ""
+
+
 def _check_choice(version: int | None, label: str | None) -> None:
     if version is not None and label is not None:
         raise BadRequest("give either version or label, not both")
@@ -289,7 +310,7 @@ async def classify_reply(
             )
         return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
 
-    return await services.traffic.serve(name, request.headers, version, label, answer)
+    return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
 
 
 async def predict_reply(
@@ -315,7 +336,7 @@ async def predict_reply(
             predictions=predictions,
         )
 
-    return await services.traffic.serve(name, request.headers, version, label, answer)
+    return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
 
 
 @router.post(
@@ -412,4 +433,4 @@ async def regress(
             ],
         )
 
-    return await services.traffic.serve(name, request.headers, version, label, answer)
+    return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))

@@ -1,0 +1,245 @@
+"""The second attack on the gateway (issue 25), class by class: trust in client headers, names with a newline,
+memory amplification by small requests (wrong-typed JSON values, many multipart files, RGBA PNGs just under the
+pixel limit) and a body that drips forever.
+
+Each class must end in its 4xx, the gateway's anonymous RSS (``RssAnon``) growing by less than
+``attack.RSS_BOUND_BYTES`` during it and by less than ``KEPT_BOUND_BYTES`` once it is over (what the process
+keeps), with a neighbour client served without an error meanwhile. Classes that need their own settings (a rate
+limit, a short body deadline) run against one more gateway process beside the stack (``extra_gateway``).
+The canary rule (a client choosing the canary side cannot roll it back) needs a slow model version and is
+checked end to end by tests/gateway/test_canary_rule_e2e.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reliability.attack import HOUSING, RSS_BOUND_BYTES, Neighbour, _raw_http, peak_rss
+from reliability.outcome import Outcome
+from reliability.probes import usage
+from reliability.replies import error_message
+from reliability.stack import Stack, extra_gateway
+
+__all__ = [
+    "KEPT_BOUND_BYTES",
+    "forwarded_for",
+    "label_names",
+    "many_files",
+    "png_of_zeros",
+    "rgba_pngs",
+    "run_steps",
+    "slow_drip",
+    "wrong_typed_json",
+]
+
+KEPT_BOUND_BYTES = 32 * 1024 * 1024  # anonymous memory the gateway may keep after an attack
+DEADLINE_S = 4.0  # the extra gateway's GATEWAY_BODY_DEADLINE_SECONDS
+RATE, BURST = 1.0, 5
+RECORD = {"records": [{"median_income": 3.0}]}
+
+
+def png_of_zeros(width: int, height: int, channels: int = 4) -> bytes:
+    """A black ``width x height`` PNG (8-bit gray, RGB or RGBA), compressed row by row: a few hundred KiB
+    for tens of megapixels, built without holding the pixels."""
+    color = {1: 0, 3: 2, 4: 6}[channels]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    row = b"\0" * (1 + width * channels)  # filter byte + pixels
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    head = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, color, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _settled(pid: int) -> int:
+    """The process's anonymous RSS once it has had a moment to free what a request left."""
+    time.sleep(1.0)
+    return usage(pid).anon_bytes
+
+
+def _measured(stack: Stack, outcome: Outcome, name: str, send: Any, expected: set[int]) -> dict[str, Any]:
+    """Run ``send() -> (status, message)`` against the stack's gateway with a neighbour; check and report."""
+    pid = stack.pids()["gateway"]
+    before = _settled(pid)
+    with (
+        Neighbour(f"{stack.gateway_url}{HOUSING}", RECORD) as neighbour,
+        peak_rss(pid) as found,
+    ):
+        started = time.perf_counter()
+        status, message = send()
+        seconds = time.perf_counter() - started
+    grown = found["peak"] - found["start"]
+    kept = _settled(pid) - before
+    outcome.check(
+        status in expected and bool(message), f"gateway {name}: got {status} {message!r}, expected {expected}"
+    )
+    outcome.check(grown <= RSS_BOUND_BYTES, f"gateway {name}: anonymous RSS grew {grown >> 20} MiB")
+    outcome.check(kept <= KEPT_BOUND_BYTES, f"gateway {name}: kept {kept >> 20} MiB after the attack")
+    outcome.check(neighbour.failures == 0, f"gateway {name}: {neighbour.failures} neighbour calls failed")
+    key = re.sub(r"[^a-z0-9]+", "_", name.lower())
+    outcome.cases.append({"case": f"gateway: {name}", "status": status, "rss_mib": grown >> 20})
+    return {
+        f"{key}_status": status,
+        f"{key}_rss_mib": round(grown / 2**20, 1),
+        f"{key}_kept_mib": round(kept / 2**20, 1),
+        f"{key}_seconds": round(seconds, 2),
+        f"{key}_neighbour_worst_ms": neighbour.worst_ms,
+        f"{key}_neighbour_failures": neighbour.failures,
+    }
+
+
+def _reply(reply: httpx.Response) -> tuple[int, str]:
+    return reply.status_code, error_message(reply) or ""
+
+
+def wrong_typed_json(stack: Stack, outcome: Outcome, values: int) -> dict[str, Any]:
+    """``{"texts": [1, 1, ...]}`` with ``values`` wrong-typed values (250,000: 488 KiB): pydantic built one
+    error object per value to report the first (+253 MiB, 0.5 s of the event loop)."""
+    body = b'{"texts": [' + b",".join([b"1"] * values) + b"]}"
+
+    def send() -> tuple[int, str]:
+        return _reply(
+            httpx.post(
+                f"{stack.gateway_url}/v1/models/text:classify",
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=60,
+            )
+        )
+
+    figures = _measured(stack, outcome, "wrong-typed JSON", send, {400})
+    return {"wrong_typed_json_values": values, "wrong_typed_json_kib": len(body) >> 10, **figures}
+
+
+def many_files(stack: Stack, outcome: Outcome, files: int, file_bytes: int) -> dict[str, Any]:
+    """``files`` multipart files of ``file_bytes`` each, every one inside the per-file limit and their count
+    inside ``GATEWAY_MAX_FILES``: all were read into memory before the first decode (32 x 10 MB: +306 MiB)."""
+    netloc = urlsplit(stack.gateway_url).netloc.encode()
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="%d.png"\r\n\r\n'
+    block = b"\0" * 65536
+    # chunked, as a client that does not know its length sends it: refused while it streams
+    head = (
+        b"POST /v1/models/fashion:classify HTTP/1.1\r\nHost: "
+        + netloc
+        + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def body() -> Iterator[bytes]:
+        for index in range(files):
+            yield chunk(part % index)
+            for _ in range(file_bytes // len(block)):
+                yield chunk(block)
+            yield chunk(block[: file_bytes % len(block)] + b"\r\n")
+        yield chunk(b"--b--\r\n") + b"0\r\n\r\n"
+
+    def send() -> tuple[int, str]:
+        status, reply, _ = _raw_http(stack.gateway_url, head, body(), read_timeout=120)
+        return status, reply.decode(errors="replace")[:200]
+
+    figures = _measured(stack, outcome, "many files", send, {413})
+    return {"many_files": files, "many_files_mb": file_bytes // 10**6, **figures}
+
+
+def rgba_pngs(stack: Stack, outcome: Outcome, pixels: int) -> dict[str, Any]:
+    """Two RGBA PNGs of ``pixels`` each (39.6 M: just under the 40 M pixel limit, 150 KiB each): decoded,
+    composited and converted they took +907 MiB."""
+    side = int(pixels**0.5)
+    png = png_of_zeros(side, pixels // side, 4)
+
+    def send() -> tuple[int, str]:
+        files = [("file", (f"{i}.png", png, "image/png")) for i in range(2)]
+        return _reply(httpx.post(f"{stack.gateway_url}/v1/models/fashion:classify", files=files, timeout=120))
+
+    figures = _measured(stack, outcome, "RGBA PNGs", send, {413})
+    return {"rgba_png_mpx": round(pixels / 1e6, 1), "rgba_png_kib": len(png) >> 10, **figures}
+
+
+def label_names(stack: Stack, outcome: Outcome) -> dict[str, Any]:
+    """``PUT .../labels/probe%0A``: was accepted (``re.match`` with ``$``) and written into models.config."""
+    before = stack.config.read_bytes()
+    statuses = []
+    for label in ("probe%0A", "probe%0D%0Ainjected", "a" * 65):
+        reply = httpx.put(
+            f"{stack.gateway_url}/v1/admin/models/housing/labels/{label}",
+            json={"version": 1},
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            timeout=60,
+        )
+        statuses.append(reply.status_code)
+        outcome.check(
+            reply.status_code == 400, f"label {label!r}: got {reply.status_code} {reply.text[:160]}"
+        )
+    unchanged = stack.config.read_bytes() == before
+    outcome.check(unchanged, "a refused label changed models.config")
+    return {"label_newline_statuses": statuses, "label_config_unchanged": unchanged}
+
+
+def forwarded_for(gateway_url: str, outcome: Outcome, requests: int) -> dict[str, Any]:
+    """A new ``X-Forwarded-For`` on every request from 127.0.0.1: uvicorn trusted it by default, so the rate
+    limit keyed on whatever the client claimed and never limited it."""
+    with httpx.Client(base_url=gateway_url, timeout=30) as client:
+        statuses = [
+            client.get("/v1/models/housing", headers={"X-Forwarded-For": f"203.0.113.{i % 250}"}).status_code
+            for i in range(requests)
+        ]
+    limited = statuses.count(429)
+    # a token comes back every 1/RATE s: allow one per second the requests took, at most
+    outcome.check(
+        limited >= requests - BURST - 5,
+        f"forwarded-for: {limited} of {requests} requests with a new X-Forwarded-For each were rate-limited",
+    )
+    return {"xff_requests": requests, "xff_limited": limited}
+
+
+def slow_drip(gateway_url: str, outcome: Outcome, seconds: float) -> dict[str, Any]:
+    """A body that announces 100 KB and sends one byte a second (under the idle timeout): it was never ended;
+    the total-body deadline closes it with 408."""
+    netloc = urlsplit(gateway_url).netloc.encode()
+    head = (
+        b"POST /v1/models/housing:regress HTTP/1.1\r\nHost: "
+        + netloc
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+
+    def drip() -> Iterator[bytes]:
+        for _ in range(int(seconds)):
+            time.sleep(1.0)
+            yield b" "
+
+    status, _, held = _raw_http(gateway_url, head, drip(), read_timeout=seconds * 2)
+    ok = status in (408, 0) and held < DEADLINE_S + 3
+    outcome.check(ok, f"slow drip: held {held:.1f} s (status {status}); deadline {DEADLINE_S} s")
+    return {"slow_drip_status": status, "slow_drip_closed_after_s": round(held, 1), "deadline_s": DEADLINE_S}
+
+
+def run_steps(stack: Stack, outcome: Outcome, *, quick: bool = False) -> dict[str, Any]:
+    """Every class, at full scale unless ``quick``; returns the figures."""
+    figures: dict[str, Any] = {}
+    figures.update(label_names(stack, outcome))
+    figures.update(wrong_typed_json(stack, outcome, 25_000 if quick else 250_000))
+    figures.update(many_files(stack, outcome, 8 if quick else 32, 5 * 10**6 if quick else 10**7 - 10**4))
+    figures.update(rgba_pngs(stack, outcome, 4_000_000 if quick else 39_600_000))
+    env = {
+        "GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
+        "GATEWAY_RATE_LIMIT_BURST": str(BURST),
+        "GATEWAY_BODY_TIMEOUT_SECONDS": "3",
+        "GATEWAY_BODY_DEADLINE_SECONDS": str(DEADLINE_S),
+    }
+    workdir = stack.workdir / "gateway-2"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with extra_gateway(stack.grpc_target, stack.config, workdir, env) as gateway:
+        figures.update(slow_drip(gateway.url, outcome, 20))  # first: the rate limit would refuse it later
+        figures.update(forwarded_for(gateway.url, outcome, 30))
+    return figures
