@@ -144,7 +144,8 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
         raw = await request.body()
         if len(raw) > settings.max_upload_bytes:
             raise PayloadTooLarge(f"JSON body is over {settings.max_upload_bytes} bytes")
-        if json_value_bound(raw) > max_json_values(settings.max_files):  # before parsing builds them all
+        values = max_json_values(settings.max_files)
+        if json_value_bound(raw, values) > values:  # before parsing builds them all
             raise BadRequest(
                 f"JSON body holds too many values; send at most {settings.max_files} texts or records "
                 f"of at most {MAX_RECORD_FIELDS} features"

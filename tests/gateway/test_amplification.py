@@ -35,6 +35,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     ("body", "fragment"),
     [
         (b'{"texts": [' + b",".join([b"1"] * 250_000) + b"]}", "too many values"),
+        (b'{"texts": [' + b",".join([b'"a"'] * 500_000) + b"]}", "too many values"),
         (b'{"texts": ["a", 1, 2, 3]}', "texts.1"),
         (b'{"records": [{"a": 1.0, "b": "x", "c": "y"}]}', "records.0.b"),
         (b'{"records": "x"}', "valid list"),
