@@ -43,6 +43,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     ],
     ids=[
         "250,000 wrong-typed values",
+        "500,000 strings",
         "first wrong text",
         "first wrong feature",
         "not a list",
