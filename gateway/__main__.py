@@ -11,7 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.settings import get_settings
-from guard.heap import freeze_heap
+from guard.heap import freeze_heap, return_large_allocations
 from guard.http import HttpLimits, protocol_class
 
 
@@ -40,6 +40,7 @@ def main() -> int:
         stream=sys.stderr,
     )
     freeze_heap()  # after the app and its imports: see guard.heap
+    return_large_allocations()  # what one request decodes or holds goes back when it is done
     limits = HttpLimits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout_seconds,

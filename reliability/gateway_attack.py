@@ -29,6 +29,7 @@ from reliability.stack import Stack, extra_gateway
 
 __all__ = [
     "KEPT_BOUND_BYTES",
+    "decoded_within_budget",
     "forwarded_for",
     "label_names",
     "many_files",
@@ -166,6 +167,21 @@ def rgba_pngs(stack: Stack, outcome: Outcome, pixels: int) -> dict[str, Any]:
     return {"rgba_png_mpx": round(pixels / 1e6, 1), "rgba_png_kib": len(png) >> 10, **figures}
 
 
+def decoded_within_budget(stack: Stack, outcome: Outcome, pixels: int) -> dict[str, Any]:
+    """Two RGB PNGs of ``pixels`` each that fit in the decode budget together: answered, and the decode's
+    memory is given back once the request is over."""
+    side = int(pixels**0.5)
+    png = png_of_zeros(side, pixels // side, 3)
+
+    def send() -> tuple[int, str]:
+        files = [("file", (f"{i}.png", png, "image/png")) for i in range(2)]
+        reply = httpx.post(f"{stack.gateway_url}/v1/models/fashion:classify", files=files, timeout=120)
+        return reply.status_code, reply.text[:200]
+
+    figures = _measured(stack, outcome, "RGB PNGs within the budget", send, {200})
+    return {"budget_png_mpx": round(pixels / 1e6, 1), **figures}
+
+
 def label_names(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     """``PUT .../labels/probe%0A``: was accepted (``re.match`` with ``$``) and written into models.config."""
     before = stack.config.read_bytes()
@@ -231,6 +247,7 @@ def run_steps(stack: Stack, outcome: Outcome, *, quick: bool = False) -> dict[st
     figures.update(wrong_typed_json(stack, outcome, 25_000 if quick else 250_000))
     figures.update(many_files(stack, outcome, 8 if quick else 32, 5 * 10**6 if quick else 10**7 - 10**4))
     figures.update(rgba_pngs(stack, outcome, 4_000_000 if quick else 39_600_000))
+    figures.update(decoded_within_budget(stack, outcome, 2_500_000))
     env = {
         "GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
         "GATEWAY_RATE_LIMIT_BURST": str(BURST),
