@@ -36,7 +36,7 @@
 | `GATEWAY_CANARY_MAX_ERROR_RATE_DELTA` | `0.05` | roll back when candidate errors exceed stable's by this |
 | `GATEWAY_CANARY_MAX_P99_RATIO` | `2.0` | ... or candidate latency > stable's x ratio + slack (per row, per client) |
 | `GATEWAY_CANARY_P99_SLACK_SECONDS` | `0.05` | the slack of that p99 rule (small latencies are noisy) |
-| `GATEWAY_CANARY_MIN_CLIENTS` | `3` | the p99 rule needs this many clients (peer addresses) slower on the canary, and most of its clients |
+| `GATEWAY_CANARY_MIN_CLIENTS` | `3` | a rollback needs failures from this many clients (peer addresses; all when fewer), or this many and most of the canary's clients slower on it |
 | `GATEWAY_SHADOW_MAX_INFLIGHT` | `8` | shadow calls in flight at once (more are skipped) |
 | `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
