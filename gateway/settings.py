@@ -38,7 +38,7 @@
 | `GATEWAY_CANARY_P99_SLACK_SECONDS` | `0.05` | the slack of that p99 rule (small latencies are noisy) |
 | `GATEWAY_CANARY_MIN_CLIENTS` | `3` | a rollback needs failures from this many clients (peer addresses; all when fewer), or this many and most of the canary's clients slower on it |
 | `GATEWAY_SHADOW_MAX_INFLIGHT` | `8` | shadow calls in flight at once (more are skipped) |
-| `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (429 + `Retry-After`); 0 = off |
+| `GATEWAY_RATE_LIMIT_PER_SECOND` | `0` | requests/s per client address (an IPv6 client is its /64; 429 + `Retry-After`); 0 = off |
 | `GATEWAY_RATE_LIMIT_BURST` | `0` | requests a client may send at once (0 = twice the rate, at least 1) |
 | `GATEWAY_TRUSTED_PROXIES` | `[]` | proxy addresses or networks (comma-separated, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client; none by default: the client is the TCP peer |
 | `GATEWAY_MODEL_CONTROL_TOKEN` | unset | `authorization: Bearer` of config reloads (the servers' token) |

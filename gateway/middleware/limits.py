@@ -8,6 +8,7 @@ limit, so the multipart parser never spools more than the limit to disk.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import time
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge, error_body
 
-__all__ = ["BodyLimit", "RateLimit", "RateLimiter"]
+__all__ = ["BodyLimit", "RateLimit", "RateLimiter", "client_of"]
 
 
 class BodyLimit:
@@ -82,6 +83,21 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def client_of(host: str) -> str:
+    """The client a peer address stands for (rate limit, canary rule): an IPv6 address's /64 - one host may
+    pick any address of its network, so per address it would get a new bucket per request - an IPv4 address
+    (or an IPv4-mapped IPv6 one) itself; anything else (a test client's name) unchanged."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class RateLimiter:
     """A token bucket per client address: ``take(client)`` spends one token and returns 0.0, or - when the
     bucket is empty - the seconds until a token is back. Buckets refill at ``rate`` per second up to
@@ -134,7 +150,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.limiter.take(str(client))
+        wait = self.limiter.take(client_of(str(client)))
         if wait <= 0:
             await self.app(scope, receive, send)
             return

@@ -25,6 +25,7 @@ from starlette.datastructures import UploadFile
 
 from gateway.deps import Services, ServicesDep
 from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
+from gateway.middleware.limits import client_of
 from gateway.preprocess.image import ImageSpec, decode_budget, images_to_batch, small_images
 from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
 from gateway.preprocess.text import texts_to_bytes
@@ -272,7 +273,7 @@ def _answered(reply: Any, info: ModelInfo) -> int:
 def _client(request: Request) -> str:
     """Who sent ``request`` as the canary's latency rule counts clients: the TCP peer (or the address a
     trusted proxy named; uvicorn resolved it)."""
-    return request.client.host if request.client else ""
+    return client_of(request.client.host) if request.client else ""
 
 
 def _check_choice(version: int | None, label: str | None) -> None:

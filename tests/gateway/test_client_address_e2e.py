@@ -1,16 +1,19 @@
-"""End to end, a real ``python -m gateway``: who the client is. ``X-Forwarded-For`` names the client only when
-the TCP peer is one of ``GATEWAY_TRUSTED_PROXIES`` (none by default), so a client cannot escape the rate limit
-by naming a new address in every request."""
+"""Who the client is. End to end (a real ``python -m gateway``): ``X-Forwarded-For`` names the client only
+when the TCP peer is one of ``GATEWAY_TRUSTED_PROXIES`` (none by default), so a client cannot escape the rate
+limit by naming a new address in every request; in process: nor by taking a new IPv6 address of its /64."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devtools.procs import LOOPBACK, free_port
 from devtools.servers import Gateway, start_gateway
+from gateway.middleware.limits import RateLimit, client_of
 from gateway.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -61,3 +64,42 @@ def test_a_configured_proxy_names_the_client(gateway_with: object) -> None:
 def test_trusted_proxies_must_be_addresses_or_networks(value: str) -> None:
     with pytest.raises(ValueError, match="GATEWAY_TRUSTED_PROXIES"):
         Settings(model_config_file=None, trusted_proxies=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("host", "client"),
+    [
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::ffff:7", "2001:db8::/64"),  # another address of the same network: the same client
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("192.0.2.1", "192.0.2.1"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_an_ipv6_client_is_its_64_network(host: str, client: str) -> None:
+    assert client_of(host) == client
+
+
+def test_new_ipv6_addresses_of_one_network_share_a_bucket() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limit = RateLimit(app, rate=0.001, burst=BURST)
+
+    async def statuses() -> list[int]:
+        found = []
+        for i in range(REQUESTS):
+            sent: list[int] = []
+
+            async def send(message: Any, sent: list[int] = sent) -> None:
+                if message["type"] == "http.response.start":
+                    sent.append(message["status"])
+
+            scope = {"type": "http", "path": "/v1/models", "client": (f"2001:db8::{i + 1:x}", 1)}
+            await limit(scope, None, send)  # type: ignore[arg-type]
+            found += sent
+        return found
+
+    assert asyncio.run(statuses()).count(429) == REQUESTS - BURST
