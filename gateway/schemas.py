@@ -8,10 +8,11 @@ value, with the message pydantic would give for it.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from gateway.errors import BadRequest, TooManyItems
 
@@ -46,6 +47,7 @@ __all__ = [
     "check_inputs",
     "json_value_bound",
     "max_json_values",
+    "parse_inputs",
 ]
 
 MAX_RECORD_FIELDS = 256  # features per record (a model's contract names a few)
@@ -75,6 +77,36 @@ def json_value_bound(raw: bytes, limit: int) -> int:
 def max_json_values(max_items: int) -> int:
     """The most values a texts or records body of ``max_items`` items may hold."""
     return 2 * (max_items * (MAX_RECORD_FIELDS + 2) + 8)
+
+
+def parse_inputs(raw: bytes, max_items: int) -> TextsBody | RecordsBody:
+    """A ``{"texts": [...]}`` or ``{"records": [...]}`` body of at most ``max_items`` items, or a
+    :class:`BadRequest` naming its first problem - found before anything is built per value."""
+    values = max_json_values(max_items)
+    if json_value_bound(raw, values) > values:  # before parsing builds them all
+        raise BadRequest(
+            f"JSON body holds too many values; send at most {max_items} texts or records "
+            f"of at most {MAX_RECORD_FIELDS} features"
+        )
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # the stdlib parser recurses per nesting level
+        raise BadRequest("body is not valid JSON: nested too deeply; send a flat object") from None
+    except ValueError as exc:  # an integer literal over Python's digit limit
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:120]}; send numbers as decimals") from None
+    if not isinstance(body, dict) or len(body.keys() & {"texts", "records"}) != 1:
+        raise BadRequest(
+            'send JSON {"texts": [...]} for text models or {"records": [...]} for tabular models'
+        )
+    check_inputs(body, max_items)  # the first wrong value, before pydantic builds every error
+    try:
+        return TextsBody.model_validate(body) if "texts" in body else RecordsBody.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise BadRequest(f"wrong JSON shape at {where}: {first.get('msg')}") from None
 
 
 def _wrong(where: str, message: str) -> BadRequest:

@@ -14,12 +14,10 @@ regress signature). ``:predict`` returns the raw outputs, one object per input.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -31,7 +29,6 @@ from gateway.preprocess.tabular import records_to_examples, records_to_tensors, 
 from gateway.preprocess.text import texts_to_bytes
 from gateway.routes.forms import read_form
 from gateway.schemas import (
-    MAX_RECORD_FIELDS,
     ClassifyReply,
     ClassPrediction,
     ErrorBody,
@@ -41,9 +38,7 @@ from gateway.schemas import (
     RegressPrediction,
     RegressReply,
     TextsBody,
-    check_inputs,
-    json_value_bound,
-    max_json_values,
+    parse_inputs,
 )
 from gateway.upstream.coalesce import batchable
 from gateway.upstream.contract import ModelInfo
@@ -145,34 +140,11 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
         raw = await request.body()
         if len(raw) > settings.max_upload_bytes:
             raise PayloadTooLarge(f"JSON body is over {settings.max_upload_bytes} bytes")
-        values = max_json_values(settings.max_files)
-        if json_value_bound(raw, values) > values:  # before parsing builds them all
-            raise BadRequest(
-                f"JSON body holds too many values; send at most {settings.max_files} texts or records "
-                f"of at most {MAX_RECORD_FIELDS} features"
-            )
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
-        except RecursionError:  # the stdlib parser recurses per nesting level
-            raise BadRequest("body is not valid JSON: nested too deeply; send a flat object") from None
-        except ValueError as exc:  # an integer literal over Python's digit limit
-            raise BadRequest(f"body is not valid JSON: {str(exc)[:120]}; send numbers as decimals") from None
-        if not isinstance(body, dict) or len(body.keys() & {"texts", "records"}) != 1:
-            raise BadRequest(
-                'send JSON {"texts": [...]} for text models or {"records": [...]} for tabular models'
-            )
-        check_inputs(body, settings.max_files)  # the first wrong value, before pydantic builds every error
-        try:
-            if "texts" in body:
-                inputs.texts = TextsBody.model_validate(body).texts
-            else:
-                inputs.records = list(RecordsBody.model_validate(body).records)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise BadRequest(f"wrong JSON shape at {where}: {first.get('msg')}") from None
+        body = parse_inputs(raw, settings.max_files)
+        if isinstance(body, TextsBody):
+            inputs.texts = body.texts
+        else:
+            inputs.records = list(body.records)
         return inputs
     raise UnsupportedMediaType(
         f"content type {content_type!r} is not accepted; use multipart/form-data (images) or application/json"
