@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.rollout.operations import MAX_LABELS
 from gateway.settings import Settings
 from tests.gateway.conftest import ADMIN_TOKEN
 
@@ -39,3 +40,25 @@ def test_a_version_with_a_newline_is_not_a_version(http: httpx.Client) -> None:
 def test_settings_names_and_addresses_are_matched_whole(field: str, value: str) -> None:
     with pytest.raises(ValueError, match="model"):
         Settings(model_config_file=None, **{field: value})  # type: ignore[arg-type]
+
+
+def test_a_model_holds_at_most_64_labels(http: httpx.Client) -> None:
+    made = []
+    try:
+        for index in range(MAX_LABELS + 1):
+            reply = http.put(f"/v1/admin/models/housing/labels/l{index}", json={"version": 1}, headers=AUTH)
+            if reply.status_code != 200:
+                break
+            made.append(f"l{index}")
+        assert reply.status_code == 409 and "64 labels" in reply.json()["error"]["message"], reply.text
+        assert len(_labels(http)) == MAX_LABELS  # the ones it held before count too
+        again = http.put(f"/v1/admin/models/housing/labels/{made[0]}", json={"version": 1}, headers=AUTH)
+        assert again.status_code == 200  # moving an existing label is no new one
+    finally:
+        for label in made:
+            http.delete(f"/v1/admin/models/housing/labels/{label}", headers=AUTH)
+
+
+def _labels(http: httpx.Client) -> dict[str, int]:
+    models = {m["name"]: m for m in http.get("/v1/models").json()["models"]}
+    return dict(models["housing"]["labels"])
