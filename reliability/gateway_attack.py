@@ -6,29 +6,33 @@ Each class must end in its 4xx, the gateway's anonymous RSS (``RssAnon``) growin
 ``attack.RSS_BOUND_BYTES`` during it and by less than ``KEPT_BOUND_BYTES`` once it is over (what the process
 keeps), with a neighbour client served without an error meanwhile. Classes that need their own settings (a rate
 limit, a short body deadline) run against one more gateway process beside the stack (``extra_gateway``).
-The canary rule (a client choosing the canary side cannot roll it back) needs a slow model version and is
-checked end to end by tests/gateway/test_canary_rule_e2e.py.
+The canary class runs against a copy of housing/1 published as housing/2 (the same cost per row): one client
+choosing the canary side with 1000-row requests must not roll it back (that a genuinely slow version still is
+rolled back needs a slow model: tests/gateway/test_canary_rule_e2e.py).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from reliability.attack import HOUSING, RSS_BOUND_BYTES, Neighbour, _raw_http, peak_rss
+from reliability.attack import HOUSING, RSS_BOUND_BYTES, Neighbour, _raw_http, control_token, peak_rss
 from reliability.outcome import Outcome
 from reliability.probes import usage
 from reliability.replies import error_message
-from reliability.stack import Stack, extra_gateway
+from reliability.stack import Stack, extra_gateway, wait_until
 
 __all__ = [
     "KEPT_BOUND_BYTES",
+    "canary_by_one_client",
     "decoded_within_budget",
     "forwarded_for",
     "label_names",
@@ -44,6 +48,7 @@ KEPT_BOUND_BYTES = 32 * 1024 * 1024  # anonymous memory the gateway may keep aft
 DEADLINE_S = 4.0  # the extra gateway's GATEWAY_BODY_DEADLINE_SECONDS
 RATE, BURST = 1.0, 5
 RECORD = {"records": [{"median_income": 3.0}]}
+CANARY_ROWS = 1000  # records in each of the canary attacker's requests
 
 
 def png_of_zeros(width: int, height: int, channels: int = 4) -> bytes:
@@ -240,6 +245,68 @@ def slow_drip(gateway_url: str, outcome: Outcome, seconds: float) -> dict[str, A
     return {"slow_drip_status": status, "slow_drip_closed_after_s": round(held, 1), "deadline_s": DEADLINE_S}
 
 
+def _canary_key(model: str) -> str:
+    from gateway.rollout.traffic import in_canary  # the gateway's own split: the key is public
+
+    return next(k for k in (f"pick-{i}" for i in range(1000)) if in_canary(model, k, 50))
+
+
+def canary_by_one_client(stack: Stack, outcome: Outcome, gateway_url: str) -> dict[str, Any]:
+    """A canary at 50 %; five neighbours (distinct X-Forwarded-For through a trusted proxy) send one record
+    each; one more client picks the canary side with its key and sends 1000-record requests. The old rule (p99
+    of all requests > stable's x 2 + slack, slack 0 here) would roll it back; it must keep running."""
+    base = stack.repo / "housing"
+    if not (base / "2").exists():
+        shutil.copytree(base / "1", base / ".publish-2")
+        (base / ".publish-2").rename(base / "2")  # whole, as the export publishes
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    url = f"{gateway_url}/v1/admin/models/housing"
+    started = httpx.put(f"{url}/canary", json={"version": 2, "weight": 50}, headers=admin, timeout=120)
+    outcome.check(
+        started.status_code == 200, f"canary: start refused: {started.status_code} {started.text[:200]}"
+    )
+    if started.status_code != 200:
+        return {}
+    key, neighbours = _canary_key("housing"), [f"198.51.100.{i}" for i in range(5)]
+
+    def call(client: str, rows: int = 1, canary_key: str | None = None) -> int:
+        headers = {"X-Forwarded-For": client, **({"X-Canary-Key": canary_key} if canary_key else {})}
+        body = {"records": [{"median_income": 3.0}] * rows}
+        reply = httpx.post(f"{gateway_url}{HOUSING}", json=body, headers=headers, timeout=60)
+        return reply.status_code
+
+    def window() -> dict[str, Any]:
+        found = httpx.get(url, headers=admin, timeout=60).json().get("canary") or {}
+        return {"status": found.get("status"), **(found.get("window") or {})}
+
+    statuses: list[int] = []
+    with ThreadPoolExecutor(6) as pool:
+
+        def judged() -> bool:
+            jobs = [pool.submit(call, "203.0.113.66", CANARY_ROWS, key)]
+            jobs += [pool.submit(call, client) for _ in range(4) for client in neighbours]
+            statuses.extend(job.result() for job in jobs)
+            found = window()
+            return min(found.get("canary_requests", 0), found.get("stable_requests", 0)) >= 120
+
+        enough = wait_until(judged, 120, interval=0)
+    found = window()
+    outcome.check(enough, f"canary: 120 requests on each side not reached in 120 s: {found}")
+    httpx.delete(f"{url}/canary", headers=admin, timeout=120)
+    httpx.post(f"{url}:latest", headers=admin, timeout=120)
+    old_rule = found.get("canary_p99_seconds", 0) > found.get("stable_p99_seconds", 0) * 2
+    outcome.check(found.get("status") == "running", f"canary: one client rolled it back: {found}")
+    outcome.check(set(statuses) == {200}, f"canary: replies {sorted(set(statuses))}")
+    return {
+        "canary_status": found.get("status"),
+        "canary_old_rule_fires": old_rule,
+        "canary_p99_ms": round(found.get("canary_p99_seconds", 0) * 1000, 1),
+        "stable_p99_ms": round(found.get("stable_p99_seconds", 0) * 1000, 1),
+        "canary_regressed_clients": found.get("regressed_clients"),
+        "canary_clients": found.get("canary_clients"),
+    }
+
+
 def run_steps(stack: Stack, outcome: Outcome, *, quick: bool = False) -> dict[str, Any]:
     """Every class, at full scale unless ``quick``; returns the figures."""
     figures: dict[str, Any] = {}
@@ -254,9 +321,19 @@ def run_steps(stack: Stack, outcome: Outcome, *, quick: bool = False) -> dict[st
         "GATEWAY_BODY_TIMEOUT_SECONDS": "3",
         "GATEWAY_BODY_DEADLINE_SECONDS": str(DEADLINE_S),
     }
+    canary_env = {
+        "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
+        "GATEWAY_CANARY_P99_SLACK_SECONDS": "0",
+        "GATEWAY_ADMIN_TOKEN": stack.admin_token,
+        "GATEWAY_MODEL_CONTROL_TOKEN": control_token(stack),
+        "GATEWAY_MAX_FILES": str(CANARY_ROWS),
+        "GATEWAY_STATE_REFRESH_SECONDS": "1",
+    }
     workdir = stack.workdir / "gateway-2"
-    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "canary").mkdir(parents=True, exist_ok=True)
     with extra_gateway(stack.grpc_target, stack.config, workdir, env) as gateway:
         figures.update(slow_drip(gateway.url, outcome, 20))  # first: the rate limit would refuse it later
         figures.update(forwarded_for(gateway.url, outcome, 30))
+    with extra_gateway(stack.grpc_target, stack.config, workdir / "canary", canary_env) as gateway:
+        figures.update(canary_by_one_client(stack, outcome, gateway.url))
     return figures
