@@ -28,7 +28,7 @@ class BodyLimit:
     ``small_limit`` for every body but an inference call's (FastAPI parses a JSON body before it checks the
     admin token)."""
 
-    INFERENCE = (":classify", ":predict", ":regress")
+    INFERENCE = (":classify", ":predict", ":regress", ":explain")
 
     def __init__(
         self, app: ASGIApp, limit: int, json_limit: int | None = None, small_limit: int | None = None

@@ -32,6 +32,7 @@ from gateway.routes.inference import (
     VersionQuery,
     _answered,
     _check_choice,
+    _client,
     _Inputs,
     _read_inputs,
     input_tensors,
@@ -266,7 +267,9 @@ async def explain_reply(
         info = await services.contracts.get(name, version=version, label=label)
         return await _explain(services, name, info, inputs, (version, label), query)
 
-    reply: ExplainReply = await services.traffic.serve(name, request.headers, *choice, answer)
+    reply: ExplainReply = await services.traffic.serve(
+        name, request.headers, *choice, answer, _client(request)
+    )
     if query[0] == "png":
         return Response(base64.b64decode(reply.predictions[0].heatmap or ""), media_type="image/png")
     return reply

@@ -70,6 +70,9 @@ def test_admin_bodies_are_small(client: TestClient) -> None:
         "/v1/admin/models/fashion:promote", content=body, headers={"content-type": "application/json"}
     )
     assert reply.status_code == 413
+    text = {"texts": ["a" * 100_000]}  # inference bodies keep the upload limit
+    for verb in (":classify", ":predict", ":explain"):
+        assert client.post(f"/v1/models/text{verb}", json=text).status_code != 413, verb
 
 
 def test_images_are_costed_from_their_headers_before_any_decode() -> None:
