@@ -39,6 +39,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--limit", type=int, default=None, help="train on a fixed slice of N rows (smoke runs)"
     )
+    parser.add_argument(
+        "--tflite-quantize",
+        action="store_true",
+        help="also write model.int8.tflite, int8 dynamic-range quantized and checked (model.tflite stays float)",
+    )
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -60,6 +65,11 @@ def _publish_parser() -> argparse.ArgumentParser:
         "--samples", nargs="+", default=(), help="warm-up and check inputs: photos, .txt, .csv"
     )
     parser.add_argument("--eval", default=None, help="labelled samples: a class-folder directory or a .csv")
+    parser.add_argument(
+        "--tflite-quantize",
+        action="store_true",
+        help="also write model.int8.tflite, int8 dynamic-range quantized and checked (model.tflite stays float)",
+    )
     return parser
 
 
@@ -145,6 +155,7 @@ def _run_publish(argv: Sequence[str]) -> None:
             declared=_declared(args),
             samples=[Path(p) for p in args.samples],
             eval=Path(args.eval) if args.eval else None,
+            tflite_quantize=args.tflite_quantize,
         )
     )
 
@@ -216,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 epochs=args.epochs,
                 limit=args.limit,
                 data_dir=args.data_dir,
+                tflite_quantize=args.tflite_quantize,
             )
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -4,8 +4,10 @@
 fast tests), then in a staging directory writes the SavedModel, rewrites and verifies method names, freezes
 the graph and checks it against the SavedModel, writes warm-up records, labels, curves and the card, reloads
 and runs every signature - in Python and under TensorFlow's C++ loader (``export.gate``) - and only then
-renames the directory into place (see ``export.publish``). ``model.tflite`` is written beside the SavedModel
-when TF Lite's converter takes ``serving_default`` and agrees with it on the held-out rows (``export.tflite``).
+renames the directory into place (see ``export.publish``). ``model.tflite`` (and with ``tflite_quantize`` the
+int8 ``model.int8.tflite``) is written beside the SavedModel when TF Lite's converter takes ``serving_default``
+and agrees with it on the held-out rows (``export.tflite``), by ``write_version``: built-in and published
+models alike.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ DEFAULT_EPOCHS: dict[str, int] = {
 }
 
 
-def write_version(servable: Servable, directory: Path, version: int) -> dict[str, object]:
+def write_version(
+    servable: Servable, directory: Path, version: int, *, tflite_quantize: bool = False
+) -> dict[str, object]:
     """Write and verify every file of one version into ``directory`` (a staging directory); return the
     card."""
     if servable.write_saved_model is not None:
@@ -62,7 +66,7 @@ def write_version(servable: Servable, directory: Path, version: int) -> dict[str
         card.write_curves(servable, directory)
     for name, content in servable.files.items():
         (directory / name).write_bytes(content)
-    return card.write(
+    written = card.write(
         servable,
         directory,
         version=version,
@@ -71,6 +75,8 @@ def write_version(servable: Servable, directory: Path, version: int) -> dict[str
         warmup_records=records,
         serving_check=serving_check,
     )
+    # model.tflite beside the SavedModel, checked, in the card (rewritten); never fails the export
+    return tflite.write(servable, directory, written, quantize=tflite_quantize)
 
 
 def export_model(
@@ -81,6 +87,7 @@ def export_model(
     epochs: int | None = None,
     limit: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    tflite_quantize: bool = False,
 ) -> Path:
     """Train ``name`` and publish it under ``models_dir/name/<version>``; return the published directory.
 
@@ -93,10 +100,7 @@ def export_model(
     # Validate the version before the (long) training, and again at the rename.
     with staging(models_dir, name, version) as stage:
         servable = MODELS[name](data_dir=data_dir, epochs=epochs, limit=limit)
-        written = write_version(servable, stage.path, stage.version)
-        tflite.write(
-            servable, stage.path, written
-        )  # model.tflite beside the SavedModel, checked, in the card
+        write_version(servable, stage.path, stage.version, tflite_quantize=tflite_quantize)
         published = stage.commit()
     print(servable.summary())
     print(f"   published {published}")

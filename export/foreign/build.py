@@ -60,6 +60,7 @@ class Request:
     samples: Sequence[Path] = ()
     eval: Path | None = None
     trained: Trained | None = None
+    tflite_quantize: bool = False  # also model.int8.tflite (export.tflite)
 
 
 def _cast(parsed: dict[str, tf.Tensor], specs: dict[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:
@@ -281,7 +282,7 @@ def publish(request: Request) -> Path:
     try:
         with staging(Path(request.models_dir), request.name, request.version) as stage:
             servable = build(request, source)
-            write_version(servable, stage.path, stage.version)
+            write_version(servable, stage.path, stage.version, tflite_quantize=request.tflite_quantize)
             published = stage.commit()
     finally:
         source.close()

@@ -79,6 +79,18 @@ def grayscale_h5(directory: Path) -> tuple[Path, Predict]:
     return path, _keras_predict(model)
 
 
+def fashion_dense_keras(directory: Path) -> tuple[Path, Predict]:
+    """A fashion-sized classifier (28x28x1, 10 classes) with dense weights large enough for TF Lite's
+    dynamic-range quantization to take (it leaves tensors under 1024 elements float)."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(x))
+    path = directory / "fashion_dense.keras"
+    model.save(path)
+    return path, _keras_predict(model)
+
+
 def text_keras(directory: Path) -> tuple[Path, Predict]:
     """The usual Keras text classifier: ``Input((1,), dtype="string")`` and TextVectorization inside."""
     keras.utils.set_random_seed(4)

@@ -194,6 +194,8 @@ def test_text_model_published_with_samples_and_eval(tmp_path: Path) -> None:
     assert set(card["metrics"]) == {"accuracy", "baseline_accuracy"}
     assert card["metrics"]["baseline_accuracy"] == pytest.approx(2 / 3, abs=1e-6)
     assert card["frozen_graph"]["file"] is None and "lookup tables" in card["frozen_graph"]["note"]
+    assert card["tflite"]["file"] is None  # the vocabulary table has no TF Lite builtin: the card says so
+    assert card["tflite"]["reason"].startswith("TF Lite's converter cannot convert serving_default: ")
     assert card["data"]["eval"]["samples"] == 3
 
 
