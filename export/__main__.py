@@ -1,5 +1,5 @@
 """``python -m export {fashion,text,housing,all} [--version auto|N] [--epochs E] [--models-dir models]
-[--data-dir D] [--limit N]``, ``python -m export publish SOURCE --name NAME ...`` (a user's own model) and
+[--data-dir D] [--limit N] [--tflite-quantize]``, ``python -m export publish SOURCE --name NAME ...`` (a user's own model) and
 ``python -m export train-images DIR --name NAME ...`` (a classifier trained from a class-folder tree).
 
 Errors (unknown model, missing or corrupt data, an existing version) print one line saying what to fix and

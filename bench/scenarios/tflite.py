@@ -3,7 +3,10 @@ Predict at the lowest and highest concurrency, latency, throughput and the serve
 
 The TF Lite file is made from the bench's copy of the published version by ``export.tflite.convert_published``
 (in a child process: the bench never imports TensorFlow) when the version has none; a model that does not
-convert is reported as skipped with the converter's reason.
+convert is reported as skipped with the converter's reason. The int8 dynamic-range variant
+(``model.int8.tflite``, ``--tflite-quantize``) is a third row, ``tflite_int8``: served the way a user opts in to
+it, as a version whose ``model.tflite`` is the int8 file; made like the float one when the version has none,
+and left out (its reason in the results) when it falls outside its bound.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ __all__ = ["run"]
 
 _CONVERT = (
     "import json, sys; from pathlib import Path; from export.tflite import convert_published; "
-    "print(json.dumps(convert_published(Path(sys.argv[1]))))"
+    "print(json.dumps(convert_published(Path(sys.argv[1]), quantize=True)))"
 )
+_INT8 = "model.int8.tflite"  # export.tflite.INT8_FILE (the bench never imports export)
 
 
 def run(ctx: Any) -> None:
@@ -34,7 +38,7 @@ def run(ctx: Any) -> None:
     version = root / "fashion" / "1"
     if not version.exists():
         shutil.copytree(ctx.model_path("fashion"), version, symlinks=True)
-    if not (version / "model.tflite").exists():
+    if not (version / "model.tflite").exists() or not (version / _INT8).exists():
         done = subprocess.run(
             [sys.executable, "-c", _CONVERT, str(version)],
             capture_output=True,
@@ -48,10 +52,18 @@ def run(ctx: Any) -> None:
         ctx.results["tflite_conversion"] = section
         if not section["file"]:
             raise BenchError(f"fashion does not convert to TF Lite: {section['reason']}")
-    config = write_models_config(ctx.work / "tflite.config", root, ["fashion"])
+    runs = [("saved_model", root, ()), ("tflite", root, ("--prefer_tflite_model=true",))]
+    if (version / _INT8).exists():
+        int8_root = ctx.work / "tflite_int8_repo"
+        int8_version = int8_root / "fashion" / "1"
+        if not int8_version.exists():
+            shutil.copytree(version, int8_version, symlinks=True)
+            shutil.copyfile(version / _INT8, int8_version / "model.tflite")
+        runs.append(("tflite_int8", int8_root, ("--prefer_tflite_model=true",)))
     s = ctx.settings
     body = ctx.payloads.grpc_fashion
-    for label, flags in (("saved_model", ()), ("tflite", ("--prefer_tflite_model=true",))):
+    for label, repo, flags in runs:
+        config = write_models_config(ctx.work / f"{label}.config", repo, ["fashion"])
         with start_modelserver(
             ctx, f"modelserver-{label}", config, batching=False, wait_for=("fashion",), extra_flags=flags
         ) as server:

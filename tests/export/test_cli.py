@@ -92,3 +92,11 @@ def test_cli_publishes_the_next_version(
     out = capsys.readouterr().out
     assert "rmse" in out and "baseline" in out
     assert sorted(p.name for p in (tmp_path / "housing").iterdir()) == ["1", "2"]
+
+
+def test_tflite_quantize_is_a_flag_of_export_and_publish() -> None:
+    from export.__main__ import _publish_parser, parse_args
+
+    assert parse_args(["fashion", "--tflite-quantize"]).tflite_quantize
+    assert not parse_args(["fashion"]).tflite_quantize
+    assert _publish_parser().parse_args(["m.keras", "--name", "m", "--tflite-quantize"]).tflite_quantize

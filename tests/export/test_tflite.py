@@ -91,7 +91,7 @@ def test_quantized_variant_within_its_bound_and_opt_in(tmp_path: Path) -> None:
     assert check["top1_agreement"] >= tflite.QUANTIZED_BOUND["top1_agreement_min"]
     assert check["max_score_difference"] <= tflite.QUANTIZED_BOUND["max_score_difference"]
     assert int8["bytes"] < float_section["bytes"] / 2  # int8 weights: about a quarter
-    assert card["sizes"]["tflite_int8"] == int8["bytes"]
+    assert card["sizes"]["tflite_int8"] == int8["bytes"] and "publish a version" in int8["serving"]
     served, rows = _served(version, card, tflite.INT8_FILE)  # the opt-in: a version whose model.tflite is it
     got, want = served.run("serving_default", rows)["probs"], predict(rows)
     assert np.max(np.abs(got - want)) <= tflite.QUANTIZED_BOUND["max_score_difference"]
