@@ -29,6 +29,7 @@ from modelserver.lifecycle.core import ServerCore
 from modelserver.lifecycle.handle import ServableHandle
 from modelserver.lifecycle.model_config import ModelEntry, model_entries
 from modelserver.metrics import METRICS, Metrics
+from modelserver.observe.request_log import RecordBuilder, RequestLog, predict_record
 from modelserver.runtime.batching import Batcher
 from modelserver.runtime.execution import (
     Execution,
@@ -48,6 +49,7 @@ from tfs_protos.tensorflow_serving.apis import (
     model_management_pb2,
     model_pb2,
     predict_pb2,
+    prediction_log_pb2,
     regression_pb2,
 )
 
@@ -89,8 +91,10 @@ class DataPlane:
         control: ModelControl | None = None,
         runner: Runner | None = None,
         tensor_content: bool = False,
+        request_log: RequestLog | None = None,
     ) -> None:
-        """``runner`` (default: ``threads`` worker threads and ``batcher``) is how signatures run."""
+        """``runner`` (default: ``threads`` worker threads and ``batcher``) is how signatures run;
+        ``request_log`` writes the requests of models with a ``logging_config`` (none without it)."""
         self.core = core
         self.limits = limits
         self.control = control or ModelControl()
@@ -98,6 +102,7 @@ class DataPlane:
         self.runner = runner or Runner(threads, batcher)
         self.execution = Execution(self.runner, limits, method_name_check, tensor_content)
         self._metrics = metrics
+        self.request_log = request_log
 
     # ---- shared plumbing -------------------------------------------------------------------------------
     def _call(self, api: str, spec: model_pb2.ModelSpec, signature: str = "") -> _Call:
@@ -137,6 +142,16 @@ class DataPlane:
                 call.version = str(handle.servable.version)
                 yield handle.servable
 
+    def _log(self, servable: Servable, signature: str, build: RecordBuilder) -> None:
+        """Log this successful call if its model logs requests and it is sampled (``build`` then runs on the
+        log's writer thread: nothing is converted on the request path)."""
+        if self.request_log is None:
+            return
+        entry = self.core.entry(servable.name)
+        if entry is not None and entry.logging is not None and self.request_log.sampled(entry.logging):
+            spec = resolved_spec(servable, signature)
+            self.request_log.submit(entry.logging, servable.name, spec, build)
+
     # ---- predict ---------------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def prediction(self, spec: model_pb2.ModelSpec) -> AsyncIterator[Prediction]:
@@ -145,7 +160,10 @@ class DataPlane:
         one version. Counted in the metrics as one predict call (errors raised in the block included)."""
         signature_name = spec.signature_name or DEFAULT_SIGNATURE
         async with self._serving(self._call("predict", spec, signature_name), spec) as servable:
-            yield self.execution.prediction(servable, signature_name)
+            prediction = self.execution.prediction(servable, signature_name)
+            yield prediction
+            if (ran := prediction.ran) is not None:
+                self._log(servable, signature_name, lambda: predict_record(prediction.spec, *ran))
 
     async def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         async with self.prediction(request.model_spec) as prediction:
@@ -158,13 +176,17 @@ class DataPlane:
         spec = request.model_spec
         call = self._call("classify", spec, spec.signature_name or DEFAULT_SIGNATURE)
         async with self._serving(call, spec) as servable:
-            return await self.execution.classify(servable, request)
+            response = await self.execution.classify(servable, request)
+            self._log(servable, call.signature, _logged("classify", request, response))
+            return response
 
     async def regress(self, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
         spec = request.model_spec
         call = self._call("regress", spec, spec.signature_name or DEFAULT_SIGNATURE)
         async with self._serving(call, spec) as servable:
-            return await self.execution.regress(servable, request)
+            response = await self.execution.regress(servable, request)
+            self._log(servable, call.signature, _logged("regress", request, response))
+            return response
 
     async def multi_inference(
         self, request: inference_pb2.MultiInferenceRequest
@@ -173,7 +195,9 @@ class DataPlane:
         call = self._call("multi_inference", first)
         # the tasks are checked before the model is looked up (TF Serving's order)
         async with self._serving(call, first, lambda: check_multi_inference(request)) as servable:
-            return await self.execution.multi_inference(servable, request)
+            response = await self.execution.multi_inference(servable, request)
+            self._log(servable, "", _logged("multi_inference", request, response))
+            return response
 
     # ---- metadata / status / config --------------------------------------------------------------------
     async def get_model_metadata(
@@ -228,3 +252,18 @@ class DataPlane:
 
     def shutdown(self) -> None:
         self.runner.shutdown()
+        if self.request_log is not None:
+            self.request_log.close()
+
+
+_LOGS = {
+    "classify": ("classify_log", prediction_log_pb2.ClassifyLog),
+    "regress": ("regress_log", prediction_log_pb2.RegressLog),
+    "multi_inference": ("multi_inference_log", prediction_log_pb2.MultiInferenceLog),
+}
+
+
+def _logged(api: str, request: object, response: object) -> RecordBuilder:
+    """The PredictionLog of a call answered with protos (built later, on the log's writer thread)."""
+    field, message = _LOGS[api]
+    return lambda: prediction_log_pb2.PredictionLog(**{field: message(request=request, response=response)})

@@ -48,6 +48,10 @@ class ServerCore:
     def entries(self) -> dict[str, ModelEntry]:
         return dict(self._entries)
 
+    def entry(self, name: str) -> ModelEntry | None:
+        """The configured model ``name`` (its config as applied last), if any; cheap (the request path)."""
+        return self._entries.get(name)
+
     def is_configured(self, name: str) -> bool:
         return name in self._entries
 

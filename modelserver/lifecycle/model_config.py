@@ -12,7 +12,17 @@ from modelserver.lifecycle.version_policy import VersionPolicy, policy_from_prot
 from modelserver.textproto import parse_text, read_text_file
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
 
-__all__ = ["ModelEntry", "model_entries", "parse_model_config", "read_model_config_file"]
+__all__ = ["ModelEntry", "RequestLogging", "model_entries", "parse_model_config", "read_model_config_file"]
+
+
+@dataclass(frozen=True)
+class RequestLogging:
+    """A model's ``logging_config``: the fraction of its requests logged (``sampling_config.sampling_rate``)
+    and the path prefix of the log files (``log_collector_config.filename_prefix``; relative to the cwd).
+    Written by ``modelserver.observe.request_log``."""
+
+    sampling_rate: float
+    filename_prefix: Path
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class ModelEntry:
     base_path: Path
     policy: VersionPolicy
     labels: dict[str, int] = field(default_factory=dict)
+    logging: RequestLogging | None = None
 
     @property
     def source(self) -> ModelSource:
@@ -60,6 +71,38 @@ def model_entries(
             base = base_dir / base
         policy = policy_from_proto(model.model_version_policy)
         entries[model.name] = ModelEntry(
-            model.name, base, policy, {k: int(v) for k, v in model.version_labels.items()}
+            model.name,
+            base,
+            policy,
+            {k: int(v) for k, v in model.version_labels.items()},
+            _request_logging(model, base_dir),
         )
     return entries
+
+
+def _request_logging(
+    model: model_server_config_pb2.ModelConfig, base_dir: Path | None
+) -> RequestLogging | None:
+    """The model's ``logging_config``, checked; None when absent or sampling nothing."""
+    if not model.HasField("logging_config"):
+        return None
+    config = model.logging_config
+    rate = config.sampling_config.sampling_rate
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"model {model.name}: logging_config sampling_rate {rate} is not within [0, 1]")
+    if config.HasField("custom_logging_config"):
+        raise ConfigError(f"model {model.name}: logging_config custom_logging_config is not supported")
+    collector = config.log_collector_config
+    if collector.type and collector.type != "tfrecord":
+        raise ConfigError(
+            f"model {model.name}: log_collector_config type {collector.type!r} is not supported "
+            "(only 'tfrecord' or empty)"
+        )
+    if rate == 0.0:
+        return None
+    if not collector.filename_prefix:
+        raise ConfigError(f"model {model.name}: logging_config needs log_collector_config.filename_prefix")
+    prefix = Path(collector.filename_prefix)
+    if not prefix.is_absolute() and base_dir is not None:
+        prefix = base_dir / prefix
+    return RequestLogging(rate, prefix)

@@ -16,7 +16,9 @@ limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bod
 and ``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
 running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
 ``modelserver.runtime.batching``); and ``num_workers`` (serving processes sharing the ports, see
-``modelserver.process.supervisor``; 0 = one per usable core).
+``modelserver.process.supervisor``; 0 = one per usable core); and the request log's bounds
+(``modelserver.observe.request_log``): ``request_log_max_file_bytes``, ``request_log_max_file_age_seconds``,
+``request_log_max_total_bytes`` (per ``filename_prefix``), ``request_log_queue_size``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class ServerOptions(BaseSettings):
     max_num_load_retries: int = Field(0, ge=0, le=1000, description="TF Serving's default is 5")
     load_retry_interval_micros: int = 60_000_000  # negative: no wait, as TF Serving
     skip_initialize_tpu: bool = False
+    # request logging (models.config logging_config; modelserver.observe): each log's files and queue
+    request_log_max_file_bytes: int = Field(16 << 20, ge=1024)
+    request_log_max_file_age_seconds: float = Field(300.0, gt=0)
+    request_log_max_total_bytes: int = Field(1 << 30, ge=1024, description="per filename_prefix")
+    request_log_queue_size: int = Field(1024, ge=1, description="records waiting for the writer")
 
     def validate_combination(self) -> None:
         if not self.model_base_path and not self.model_config_file:

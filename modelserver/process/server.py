@@ -42,6 +42,9 @@ from modelserver.process.options import (
     parse_channel_arguments,
     usable_cores,
 )
+from modelserver.metrics import METRICS
+from modelserver.observe.log_files import FileLimits
+from modelserver.observe.request_log import RequestLog
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
 from modelserver.process.rest_server import Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
@@ -244,8 +247,18 @@ class ModelServer:
             limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
             control=self.control(),
             tensor_content=o.enable_serialization_as_tensor_content,
+            request_log=self._request_log(),
         )
         self.oip = OipDataPlane(self.dataplane)
+
+    def _request_log(self) -> RequestLog:
+        o = self.options
+        limits = FileLimits(
+            max_file_bytes=o.request_log_max_file_bytes,
+            max_file_age_seconds=o.request_log_max_file_age_seconds,
+            max_total_bytes=o.request_log_max_total_bytes,
+        )
+        return RequestLog(limits, queue_size=o.request_log_queue_size, registry=METRICS.registry)
 
     async def _load_start_config(self) -> None:
         """The configured models, loaded before any port opens (TF Serving's order)."""

@@ -111,6 +111,8 @@ class Prediction:
         self.signature = servable.signature(self.signature_name)
         self._execution = execution
         self._budget = RequestBudget(execution.limits)
+        # (inputs, outputs, output_filter) of the last run: what a request log records (the arrays, no copy)
+        self.ran: tuple[Mapping[str, np.ndarray], Arrays, Sequence[str]] | None = None
 
     @property
     def spec(self) -> model_pb2.ModelSpec:
@@ -143,9 +145,11 @@ class Prediction:
     async def _run_checked(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> Arrays:
         check_inputs(self.signature_name, self.signature, inputs)
         self.servable.check_output_filter(self.signature_name, output_filter)
-        return await self._execution.runner.run(
+        outputs = await self._execution.runner.run(
             self.servable, self.signature_name, inputs, tuple(output_filter)
         )
+        self.ran = (inputs, outputs, output_filter)
+        return outputs
 
 
 @dataclass(frozen=True)

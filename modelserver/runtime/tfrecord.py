@@ -1,4 +1,4 @@
-"""A TFRecord file reader (the format of SavedModel warm-up files), without TensorFlow.
+"""TFRecord files (the format of SavedModel warm-up files and request logs), read and framed without TensorFlow.
 
 Each record is ``uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)``, little
 endian, as ``tensorflow/core/lib/io/record_writer.cc`` writes them; both checksums are verified. Reading is
@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import google_crc32c
 
-__all__ = ["TFRecordError", "TooManyRecords", "masked_crc32c", "read_records"]
+__all__ = ["TFRecordError", "TooManyRecords", "frame_record", "masked_crc32c", "read_records"]
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
@@ -34,6 +34,12 @@ def masked_crc32c(data: bytes) -> int:
     """TFRecord's checksum: crc32c rotated right by 15 bits plus a constant (``crc32c::Mask``)."""
     crc: int = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame_record(data: bytes) -> bytes:
+    """``data`` as one TFRecord record (header, data, footer), ready to append to a file."""
+    length = struct.pack("<Q", len(data))
+    return length + _FOOTER.pack(masked_crc32c(length)) + data + _FOOTER.pack(masked_crc32c(data))
 
 
 def _read_exact(stream: BinaryIO, size: int, what: str, index: int) -> bytes:

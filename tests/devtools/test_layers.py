@@ -60,6 +60,11 @@ def test_the_tree_keeps_every_layer(tree: Path) -> None:
         ("gateway/upstream/contract.py", "import gateway.routes.inference", "gateway.upstream is below"),
         ("export/card.py", "import gateway.settings", "export and modelserver never import gateway"),
         ("modelserver/dataplane.py", "import export.card", "modelserver never imports export"),
+        (
+            "modelserver/lifecycle/manager.py",
+            "import modelserver.observe.request_log",
+            "modelserver.lifecycle and runtime never",
+        ),
     ],
 )
 def test_a_bad_import_breaks_make_check(tree: Path, module: str, bad_import: str, contract: str) -> None:
