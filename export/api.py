@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from export import card, fashion, frozen, gate, housing, signatures, text, tflite, verify, warmup
+from export import card, fashion, frozen, gate, housing, profile, signatures, text, tflite, verify, warmup
 from export.errors import UnknownModel
 from export.publish import staging
 from export.servable import Servable
@@ -45,6 +45,7 @@ def write_version(
         (directory / "labels.txt").write_text("\n".join(servable.labels) + "\n", encoding="utf-8")
     frozen_names = frozen.write(servable, directory)
     records = warmup.write(servable, directory)
+    profile.write(servable, directory)  # built-in models only: their reference rows
     loaded = None if servable.write_saved_model else verify.reload_and_run(servable, directory)
     if frozen_names["file"]:
         try:

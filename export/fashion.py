@@ -160,4 +160,5 @@ def train(
         },
         parameters=int(model.count_params()),
         curves={"loss": ("loss", "val_loss"), "accuracy": ("accuracy", "val_accuracy")},
+        reference={"image": x_all[train_idx[:5000]]},  # the drift profile's reference (export.profile)
     )

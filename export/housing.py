@@ -27,6 +27,7 @@ TARGET_SCALE = 100_000.0
 LOG_SCALED = ("total_rooms", "total_bedrooms", "population", "households")
 TEST_FRACTION = 0.1
 VALIDATION_FRACTION = 0.1
+REFERENCE = 5000  # training rows profiled for drift (export.profile)
 HELD_OUT = 64  # test rows carried for verification, frozen-graph equivalence and warm-up
 
 # A typical California block (the first row of the data): the console's "Fill an example" reads it from the
@@ -248,4 +249,7 @@ def train(
         score_output="median_house_value",
         parameters=int(model.count_params()),
         curves={"loss (MSE, scaled)": ("loss", "val_loss"), "RMSE (US dollars)": ("rmse", "val_rmse")},
+        reference={
+            name: values.astype(np.float32) for name, values in columns(train_idx[:REFERENCE]).items()
+        },
     )

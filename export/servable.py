@@ -68,6 +68,9 @@ class Servable:
     # A frozen graph that cannot be checked is left out (the card says why) instead of failing the export.
     frozen_optional: bool = False
 
+    # A sample of the training split as serving_default inputs: the reference of the drift profile
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+
     def feeds(self, key: str) -> dict[str, np.ndarray]:
         """The held-out inputs of signature ``key``: none for the contract, examples for classify / regress,
         otherwise the predict inputs."""

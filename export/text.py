@@ -243,4 +243,5 @@ def train(
         },
         parameters=int(model.count_params()),
         curves={"loss": ("loss", "val_loss"), "accuracy": ("accuracy", "val_accuracy")},
+        reference={"text": np.asarray([texts[i].encode("utf-8") for i in train_idx[:5000]], dtype=object)},
     )

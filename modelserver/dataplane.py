@@ -29,6 +29,7 @@ from modelserver.lifecycle.core import ServerCore
 from modelserver.lifecycle.handle import ServableHandle
 from modelserver.lifecycle.model_config import ModelEntry, model_entries
 from modelserver.metrics import METRICS, Metrics
+from modelserver.observe.drift import DriftMonitor
 from modelserver.observe.request_log import RecordBuilder, RequestLog, predict_record
 from modelserver.runtime.batching import Batcher
 from modelserver.runtime.execution import (
@@ -92,9 +93,11 @@ class DataPlane:
         runner: Runner | None = None,
         tensor_content: bool = False,
         request_log: RequestLog | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         """``runner`` (default: ``threads`` worker threads and ``batcher``) is how signatures run;
-        ``request_log`` writes the requests of models with a ``logging_config`` (none without it)."""
+        ``request_log`` writes the requests of models with a ``logging_config`` (none without it); ``drift``
+        compares serving_default traffic with each version's reference profile (none without it)."""
         self.core = core
         self.limits = limits
         self.control = control or ModelControl()
@@ -103,6 +106,7 @@ class DataPlane:
         self.execution = Execution(self.runner, limits, method_name_check, tensor_content)
         self._metrics = metrics
         self.request_log = request_log
+        self.drift = drift
 
     # ---- shared plumbing -------------------------------------------------------------------------------
     def _call(self, api: str, spec: model_pb2.ModelSpec, signature: str = "") -> _Call:
@@ -164,6 +168,8 @@ class DataPlane:
             yield prediction
             if (ran := prediction.ran) is not None:
                 self._log(servable, signature_name, lambda: predict_record(prediction.spec, *ran))
+                if self.drift is not None and signature_name == DEFAULT_SIGNATURE:
+                    self.drift.observe(servable.name, servable.version, servable.path, ran[0], ran[1])
 
     async def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         async with self.prediction(request.model_spec) as prediction:
@@ -254,6 +260,8 @@ class DataPlane:
         self.runner.shutdown()
         if self.request_log is not None:
             self.request_log.close()
+        if self.drift is not None:
+            self.drift.close()
 
 
 _LOGS = {

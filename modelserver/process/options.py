@@ -18,7 +18,9 @@ running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact 
 ``modelserver.runtime.batching``); and ``num_workers`` (serving processes sharing the ports, see
 ``modelserver.process.supervisor``; 0 = one per usable core); and the request log's bounds
 (``modelserver.observe.request_log``): ``request_log_max_file_bytes``, ``request_log_max_file_age_seconds``,
-``request_log_max_total_bytes`` (per ``filename_prefix``), ``request_log_queue_size``.
+``request_log_max_total_bytes`` (per ``filename_prefix``), ``request_log_queue_size``; and drift
+(``modelserver.observe.drift``): ``enable_drift_monitor``, ``drift_psi_threshold``, ``drift_window_rows``,
+``drift_min_rows``, ``drift_sample_rate``.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ class ServerOptions(BaseSettings):
     request_log_max_file_age_seconds: float = Field(300.0, gt=0)
     request_log_max_total_bytes: int = Field(1 << 30, ge=1024, description="per filename_prefix")
     request_log_queue_size: int = Field(1024, ge=1, description="records waiting for the writer")
+    # drift against each version's reference profile (modelserver.observe.drift)
+    enable_drift_monitor: bool = True
+    drift_psi_threshold: float = Field(0.25, gt=0, description="PSI at or above which a version drifts")
+    drift_window_rows: int = Field(1000, ge=10)
+    drift_min_rows: int = Field(200, ge=1)
+    drift_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests observed")
 
     def validate_combination(self) -> None:
         if not self.model_base_path and not self.model_config_file:

@@ -43,6 +43,7 @@ from modelserver.process.options import (
     usable_cores,
 )
 from modelserver.metrics import METRICS
+from modelserver.observe.drift import DriftMonitor, DriftSettings
 from modelserver.observe.log_files import FileLimits
 from modelserver.observe.request_log import RequestLog
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
@@ -248,6 +249,7 @@ class ModelServer:
             control=self.control(),
             tensor_content=o.enable_serialization_as_tensor_content,
             request_log=self._request_log(),
+            drift=self._drift(),
         )
         self.oip = OipDataPlane(self.dataplane)
 
@@ -259,6 +261,18 @@ class ModelServer:
             max_total_bytes=o.request_log_max_total_bytes,
         )
         return RequestLog(limits, queue_size=o.request_log_queue_size, registry=METRICS.registry)
+
+    def _drift(self) -> DriftMonitor | None:
+        o = self.options
+        if not o.enable_drift_monitor:
+            return None
+        settings = DriftSettings(
+            threshold=o.drift_psi_threshold,
+            window_rows=o.drift_window_rows,
+            min_rows=o.drift_min_rows,
+            sample_rate=o.drift_sample_rate,
+        )
+        return DriftMonitor(settings, registry=METRICS.registry)
 
     async def _load_start_config(self) -> None:
         """The configured models, loaded before any port opens (TF Serving's order)."""

@@ -1,0 +1,164 @@
+"""Drift against the export's reference profile (modelserver.observe.profile and .drift), with real data and
+real shifts on a real modelserver serving the exported models (the ``model_repo`` fixture: housing, fashion
+and text trained by the export on small slices; each version carries assets.extra/reference_profile.json).
+
+Traffic from rows the export never trained on raises no alarm over every window evaluated (the false-alarm
+rate is measured and printed); a real shift - housing's median_income doubled, Fashion-MNIST inverted, SMS
+upper-cased - raises the drift state within a stated number of requests. Each test prints its figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from devtools.exported import LIMITS
+from devtools.servers import ModelServerHandle, start_modelserver
+from export.data import load_fashion, load_housing, load_sms
+from export.training import seeded_permutation
+from modelserver.observe.profile import PROFILE_FILE, ks_test, psi
+from tests.modelserver.test_request_log import MONITORING, metric
+from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
+from tfs_protos.tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+ROWS_PER_REQUEST = 5
+CLEAN_ROWS = 2000  # 400 requests; with the default window (1000 rows, from 200, every 50) ~37 evaluations
+MAX_SHIFT_REQUESTS = 200  # 1000 rows: one full window
+# Requests (of 5 rows) after which each shift must have raised the drift state; measured (deterministic data,
+# a window evaluated every 50 rows): housing 70 (350 rows), fashion 50 (250), text 40 (200).
+STATED = {"housing": 80, "fashion": 60, "text": 50}
+
+
+def test_psi_and_ks_separate_same_from_shifted() -> None:
+    rng = np.random.default_rng(1)
+    reference, same, shifted = rng.normal(size=5000), rng.normal(size=1000), rng.normal(0.5, size=1000)
+    edges = np.quantile(reference, np.linspace(0, 1, 11)[1:-1])
+
+    def counts(values: np.ndarray) -> np.ndarray:
+        return np.bincount(np.searchsorted(edges, values, side="right"), minlength=10)
+
+    assert psi(counts(reference), counts(same)) < 0.05 < 0.2 < psi(counts(reference), counts(shifted))
+    assert ks_test(reference, same)[1] > 0.01 and ks_test(reference, shifted)[1] < 1e-6
+
+
+def tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT if array.dtype != object else types_pb2.DT_STRING)
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if array.dtype == object:
+        proto.string_val.extend(array.tolist())
+    else:
+        proto.tensor_content = np.ascontiguousarray(array, np.float32).tobytes()
+    return proto
+
+
+Rows = dict[str, np.ndarray]
+
+
+def housing_rows(data_dir: Path) -> Rows:
+    data = load_housing(data_dir)
+    unseen = seeded_permutation(len(data.target))[LIMITS["housing"] :]  # never in the export's slice
+    return {name: values[unseen].astype(np.float32) for name, values in data.features.items()}
+
+
+def fashion_rows(data_dir: Path) -> Rows:
+    return {"image": (load_fashion(data_dir).x_test.astype(np.float32) / 255.0)[..., None]}
+
+
+def text_rows(data_dir: Path) -> Rows:
+    data = load_sms(data_dir)
+    unseen = seeded_permutation(len(data.texts))[LIMITS["text"] :]
+    return {"text": np.asarray([data.texts[i].encode() for i in unseen], dtype=object)}
+
+
+def doubled_income(rows: Rows) -> Rows:
+    return {**rows, "median_income": rows["median_income"] * 2}
+
+
+def inverted(rows: Rows) -> Rows:
+    return {"image": 1.0 - rows["image"]}
+
+
+def upper_cased(rows: Rows) -> Rows:
+    return {"text": np.asarray([text.upper() for text in rows["text"]], dtype=object)}
+
+
+CASES: dict[str, tuple[Callable[[Path], Rows], Callable[[Rows], Rows]]] = {
+    "housing": (housing_rows, doubled_income),
+    "fashion": (fashion_rows, inverted),
+    "text": (text_rows, upper_cased),
+}
+
+
+@pytest.fixture(scope="module")
+def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerHandle]:
+    monitoring = tmp_path_factory.mktemp("drift") / "monitoring.config"
+    monitoring.write_text(MONITORING)
+    with start_modelserver(
+        model_repo / "models.config", extra_flags=[f"--monitoring_config_file={monitoring}"]
+    ) as handle:
+        yield handle  # type: ignore[misc]
+
+
+class Traffic:
+    """Predict requests of ROWS_PER_REQUEST rows through gRPC, waiting for the monitor to catch up."""
+
+    def __init__(self, server: ModelServerHandle, model: str, rows: Rows) -> None:
+        self.server, self.model, self.rows = server, model, rows
+        self.channel = grpc.insecure_channel(server.grpc_target)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.sent = 0
+
+    def send(self, requests: int, transform: Callable[[Rows], Rows] | None = None) -> None:
+        total = len(next(iter(self.rows.values())))
+        for _ in range(requests):
+            index = np.arange(self.sent, self.sent + ROWS_PER_REQUEST) % total
+            batch = {name: values[index] for name, values in self.rows.items()}
+            batch = transform(batch) if transform else batch
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=self.model))
+            for name, values in batch.items():
+                request.inputs[name].CopyFrom(tensor(values))
+            self.stub.Predict(request, timeout=30)
+            self.sent += ROWS_PER_REQUEST
+        self.server.wait_until(
+            lambda: self.value("modelserver_drift_rows_total") >= self.sent, 60, "the monitor caught up"
+        )
+
+    def value(self, name: str) -> float:
+        return metric(self.server, name, model=self.model, version="1")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("model", list(CASES))
+def test_served_test_split_raises_no_alarm_and_a_real_shift_does(
+    server: ModelServerHandle, model_repo: Path, data_dir: Path, model: str
+) -> None:
+    assert (model_repo / model / "1" / PROFILE_FILE).is_file()
+    load, shift = CASES[model]
+    traffic = Traffic(server, model, load(data_dir))
+    traffic.send(CLEAN_ROWS // ROWS_PER_REQUEST)
+    evaluations = traffic.value("modelserver_drift_evaluations_total")
+    alarms = traffic.value("modelserver_drift_alarms_total")
+    features = json.loads((model_repo / model / "1" / PROFILE_FILE).read_text())["features"]
+    worst = max(
+        metric(server, "modelserver_drift_score", model=model, version="1", feature=feature)
+        for feature in features
+    )
+    print(
+        f"{model}: {CLEAN_ROWS} unseen rows, {evaluations:.0f} windows evaluated, {alarms:.0f} alarms "
+        f"(false-alarm rate {alarms / max(evaluations, 1):.3f}); last window's max PSI {worst:.3f}"
+    )
+    assert evaluations >= 30 and alarms == 0 and traffic.value("modelserver_drift_state") == 0
+
+    requests = 0
+    while traffic.value("modelserver_drift_state") == 0 and requests < MAX_SHIFT_REQUESTS:
+        traffic.send(5, shift)
+        requests += 5
+    print(
+        f"{model}: {shift.__name__} raised the drift state after {requests} requests ({requests * ROWS_PER_REQUEST} rows)"
+    )
+    assert traffic.value("modelserver_drift_state") == 1 and requests <= STATED[model]
