@@ -23,7 +23,7 @@ from gateway.rollout.catalog import Catalog
 from gateway.rollout.operations import Operations
 from gateway.rollout.reconciler import Reconciler
 from gateway.rollout.traffic import Traffic
-from gateway.routes import admin, explain, health, inference, models, versions
+from gateway.routes import admin, explain, health, inference, models, monitor, versions
 from gateway.settings import Settings, get_settings
 from gateway.upstream.client import ModelClient
 from gateway.upstream.contract import ContractStore
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
     )
     app.state.services = services
     install_handlers(app)
-    for module in (inference, explain, models, versions, admin, health):
+    for module in (inference, explain, models, versions, admin, health, monitor):
         app.include_router(module.router)
     if hot_routes:  # innermost: every middleware below applies to it as to the routes
         routes = {route.path: route for route in inference.router.routes if isinstance(route, APIRoute)}

@@ -47,6 +47,8 @@
 | `GATEWAY_BODY_TIMEOUT_SECONDS` | `30` | a body that sends no byte for this long is dropped (408) |
 | `GATEWAY_BODY_DEADLINE_SECONDS` | `120` | a whole body must arrive within this after the headers (408; a slow drip) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |
+| `GATEWAY_MONITOR_URL` | unset | the model server's REST address (`http://host:8501`): `GET /v1/models/{name}/drift` and the console's Monitor view read its drift reports |
+| `GATEWAY_MONITOR_URLS` | `{}` | JSON `{"model": "http://host:8501"}`: per model, overriding `MONITOR_URL` |
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ Protocol = Literal["tfserving", "oip"]
 _EXAMPLES = {
     "GATEWAY_MODEL_SERVERS": '{"fashion": "host:8500"}',
     "GATEWAY_MODEL_REPLICAS": '{"fashion": ["host-a:8500", "host-b:8500"]}',
+    "GATEWAY_MONITOR_URLS": '{"fashion": "http://host:8501"}',
     "GATEWAY_MODEL_PROTOCOLS": '{"fashion": "oip"}',
 }
 
@@ -142,8 +145,10 @@ class Settings(BaseSettings):
     canary_min_clients: int = Field(default=3, ge=1, le=256)
     shadow_max_inflight: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    monitor_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    monitor_urls: Annotated[dict[str, str], NoDecode] = {}
 
-    @field_validator("model_servers", "model_replicas", "model_protocols", mode="before")
+    @field_validator("model_servers", "model_replicas", "model_protocols", "monitor_urls", mode="before")
     @classmethod
     def _parse_json_maps(cls, value: object, info: ValidationInfo) -> object:
         name = f"GATEWAY_{(info.field_name or '').upper()}"
@@ -262,6 +267,10 @@ class Settings(BaseSettings):
     def server_for(self, model: str) -> str:
         """The gRPC address serving ``model``."""
         return self.model_servers.get(model, self.default_model_server)
+
+    def monitor_url_for(self, model: str) -> str:
+        """The REST address of the model server whose drift report of ``model`` the gateway reads ("": off)."""
+        return self.monitor_urls.get(model, self.monitor_url)
 
     def protocol_for(self, model: str) -> Protocol:
         """How ``model`` is called: TF Serving's API (default) or the Open Inference Protocol."""

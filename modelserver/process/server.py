@@ -47,9 +47,10 @@ from modelserver.observe.drift import DriftMonitor, DriftSettings
 from modelserver.observe.log_files import FileLimits
 from modelserver.observe.request_log import RequestLog
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
-from modelserver.process.rest_server import Uvicorn, start_rest
+from modelserver.process.rest_server import ASGIApp, Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
 from modelserver.process.supervisor import WorkerContext
+from modelserver.protocols.drift_rest import with_drift_rest
 from modelserver.protocols.oip.grpc_service import add_oip_service
 from modelserver.protocols.oip.service import OipDataPlane
 from modelserver.protocols.tfs.grpc_service import add_services, server_options, set_health
@@ -348,8 +349,11 @@ class ModelServer:
             enable_cors=o.rest_api_enable_cors_support,
             max_body_bytes=o.rest_api_max_body_bytes,
         )
+        served: ASGIApp = app
+        if self.dataplane.drift is not None:
+            served = with_drift_rest(app, self.dataplane.drift, self.dataplane.manager.is_known)
         return await start_rest(
-            o, app, self.oip, shared_port=self.worker is not None, grace_seconds=GRACE_SECONDS
+            o, served, self.oip, shared_port=self.worker is not None, grace_seconds=GRACE_SECONDS
         )
 
     def _handle_signals(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 
@@ -162,3 +163,7 @@ def test_served_test_split_raises_no_alarm_and_a_real_shift_does(
         f"{model}: {shift.__name__} raised the drift state after {requests} requests ({requests * ROWS_PER_REQUEST} rows)"
     )
     assert traffic.value("modelserver_drift_state") == 1 and requests <= STATED[model]
+    report = httpx.get(f"{server.url}/v1/models/{model}/drift", timeout=10).json()["versions"]["1"]
+    assert report["latest"]["drift"] and report["latest"]["max_psi"] >= report["threshold"]
+    assert set(report["reference"]) == set(features) and len(report["history"]) >= 30
+    assert httpx.get(f"{server.url}/v1/models/nope/drift", timeout=10).status_code == 404

@@ -152,6 +152,7 @@ export const api = {
   abortCanary: (name) => request("DELETE", `v1/admin/models/${enc(name)}/canary`, { admin: true }),
   promoteCanary: (name) => request("POST", `v1/admin/models/${enc(name)}/canary:promote`, { admin: true }),
 
+  drift: (name, signal) => request("GET", `v1/models/${enc(name)}/drift`, { signal }),
   metrics: (signal) => request("GET", "metrics", { signal }),
   ready: (signal) => request("GET", "readyz", { signal }),
 };

@@ -6,11 +6,12 @@ import { ApiError, api } from "./api.js";
 import { all, byId, messageOf, one } from "./dom.js";
 import { initLive } from "./live.js";
 import { initModels } from "./models.js";
+import { initMonitor } from "./monitor.js";
 import { startPolling, store } from "./store.js";
 import { token } from "./token.js";
 import { initTry } from "./tryit.js";
 
-const SCREENS = ["models", "try", "live"];
+const SCREENS = ["models", "try", "live", "monitor"];
 const READY_MS = 5000;
 
 /** @param {Event} [event] */
@@ -90,6 +91,7 @@ initToken();
 initModels();
 initTry();
 initLive();
+initMonitor();
 store.subscribe(() => document.body.classList.toggle("loaded", true));
 startPolling();
 checkReady();
