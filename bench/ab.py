@@ -1,10 +1,12 @@
-"""``python -m bench.ab [--a-workers 1] [--b-workers 2] [--rounds 4] [--concurrency 64] [--duration 6]``
+"""``python -m bench.ab [--a-workers 1] [--b-workers 2] [--a-flags ...] [--b-flags ...] [--name workers]
+[--rounds 4] [--concurrency 64] [--duration 6]``
 
-An interleaved A/B of the model server's ``--num_workers``: both servers (fashion, batching on as the bench's
+An interleaved A/B of the model server's ``--num_workers`` (or of any other flags, ``--a-flags``/``--b-flags``,
+e.g. ``--a-flags=--enable_drift_monitor=false --name drift``): both servers (fashion, batching on as the bench's
 main matrix, or ``--no-batching``) are up at once, and each round runs gRPC Predict (h2load) then REST predict (wrk) at one
 concurrency against A and B, alternating which goes first, so drift in the machine's load hits both alike.
 Prints every point, the B/A ratio per round and the load average, and writes
-``<results-dir>/ab-workers-<date>.json``. gRPC answers are checked against the servers' request counters,
+``<results-dir>/ab-<name>-<date>.json``. gRPC answers are checked against the servers' request counters,
 as in the modelserver scenario.
 """
 
@@ -40,6 +42,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
     parser.add_argument("--a-workers", type=int, default=1)
     parser.add_argument("--b-workers", type=int, default=2)
+    parser.add_argument("--a-flags", default="", help="extra modelserver flags of A (space-separated)")
+    parser.add_argument("--b-flags", default="", help="extra modelserver flags of B (space-separated)")
+    parser.add_argument("--name", default="workers", help="results file: ab-<name>-<date>.json")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per point")
@@ -55,6 +60,7 @@ def _load_average() -> str:
 
 def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     sides = {"A": args.a_workers, "B": args.b_workers}
+    flags = {"A": tuple(args.a_flags.split()), "B": tuple(args.b_flags.split())}
     config = ctx.work / "fashion.config"
     servers = {
         side: start_modelserver(
@@ -64,6 +70,7 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
             batching=not args.no_batching,
             wait_for=("fashion",),
             workers=n,
+            extra_flags=flags[side],
         )
         for side, n in sides.items()
     }
@@ -116,6 +123,7 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     }
     return {
         "workers": sides,
+        "flags": {side: " ".join(f) for side, f in flags.items()},
         "batching": not args.no_batching,
         "concurrency": args.concurrency,
         "rounds": rounds,
@@ -158,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"mean {result[f'{proto}.ratio_mean']:.2f}, max {result[f'{proto}.ratio_max']:.2f}"
             )
         args.results_dir.mkdir(parents=True, exist_ok=True)
-        out = args.results_dir / f"ab-workers-{started[:10]}.json"
+        out = args.results_dir / f"ab-{args.name}-{started[:10]}.json"
         out.write_text(json.dumps(result, indent=1) + "\n")
         ctx.say(f"wrote {out}")
     except BenchError as exc:

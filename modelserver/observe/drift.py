@@ -4,7 +4,11 @@
 Contract:
 - The data plane calls ``observe(...)`` after each successful ``serving_default`` Predict of any protocol,
   with the arrays it ran; it never blocks or raises: the arrays (no copy) go on a bounded queue, a full
-  queue drops them (``modelserver_drift_dropped_total``). ``sample_rate`` < 1 observes only that share.
+  queue drops them (``modelserver_drift_dropped_total``). ``sample_rate`` < 1 observes only that share, and
+  the thread keeps to ``cpu_budget`` (CPU seconds per second, default 0.03: 3 % of one core): when a second
+  of its work used more, requests are skipped (counted in ``report``) for as long as it takes that work to
+  average out to the budget (at most 5 s at a time), so the cost under load stays bounded whatever the
+  traffic; at low rates every request is observed.
 - One background thread derives the features (``row_features``), keeps the last ``window_rows`` rows of each
   in a ring per version, and every ``every_rows`` rows - once ``min_rows`` are in - compares the window with
   the reference: PSI per feature (``modelserver_drift_score{model,version,feature}``), the two-sample KS
@@ -49,6 +53,7 @@ class DriftSettings:
     min_rows: int = 200
     every_rows: int = 50
     sample_rate: float = 1.0
+    cpu_budget: float = 0.03
     queue_size: int = 1024
 
 
@@ -123,6 +128,8 @@ class DriftMonitor:
         self._windows: dict[tuple[str, int], _Window | None] = {}
         self._lock = threading.Lock()  # guards _windows against report()
         self._random = random.Random()
+        self._skip_until = 0.0  # time.monotonic() before which requests are skipped (the CPU budget)
+        self.skipped = 0  # requests not observed because the thread was over its CPU budget
         labels = ["model", "version"]
         self.score = Gauge(
             "modelserver_drift_score",
@@ -172,6 +179,9 @@ class DriftMonitor:
 
     # ---- request path ----------------------------------------------------------------------------------
     def observe(self, model: str, version: int, path: Path, inputs: Arrays, outputs: Arrays) -> None:
+        if self._skip_until and time.monotonic() < self._skip_until:
+            self.skipped += 1
+            return
         if self.settings.sample_rate < 1.0 and self._random.random() >= self.settings.sample_rate:
             return
         try:
@@ -181,11 +191,19 @@ class DriftMonitor:
 
     # ---- background thread -----------------------------------------------------------------------------
     def _run(self) -> None:
+        second, cpu = time.monotonic(), time.thread_time()
         while (item := self._queue.get()) is not None:
             try:
                 self._add(*item)
             except Exception:  # a bug here must never stop monitoring or reach a request
                 log.exception("drift: could not process a request of model %s", item[0])
+            now = time.monotonic()
+            if now - second >= 1.0:  # the CPU budget, judged once a second on this thread's own CPU time
+                used = time.thread_time()
+                share = (used - cpu) / (now - second)
+                if share > self.settings.cpu_budget:
+                    self._skip_until = now + min(5.0, share / self.settings.cpu_budget - 1.0)
+                second, cpu = now, used
 
     def _window(self, model: str, version: int, path: Path) -> _Window | None:
         key = (model, version)
@@ -245,7 +263,7 @@ class DriftMonitor:
                 for (name, version), window in self._windows.items()
                 if name == model and window is not None
             }
-        return {"model": model, "versions": versions}
+        return {"model": model, "skipped_over_cpu_budget": self.skipped, "versions": versions}
 
     def close(self) -> None:
         try:

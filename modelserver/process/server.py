@@ -272,6 +272,7 @@ class ModelServer:
             window_rows=o.drift_window_rows,
             min_rows=o.drift_min_rows,
             sample_rate=o.drift_sample_rate,
+            cpu_budget=o.drift_cpu_budget,
         )
         return DriftMonitor(settings, registry=METRICS.registry)
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from devtools.servers import Gateway, ModelServerHandle, start_gateway, start_modelserver
 from tests.console.browser import Console
-from tests.modelserver.test_drift import Traffic, fashion_rows, inverted
+from tests.modelserver.test_drift import EVERY_REQUEST, Traffic, fashion_rows, inverted
 from tests.modelserver.test_request_log import MONITORING
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 def monitored(model_repo: Path, tmp_path: Path) -> Iterator[tuple[ModelServerHandle, Gateway]]:
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text(MONITORING)
-    flags = [f"--monitoring_config_file={monitoring}"]
+    flags = [f"--monitoring_config_file={monitoring}", *EVERY_REQUEST]
     with start_modelserver(
         model_repo / "models.config", extra_flags=flags, log_path=tmp_path / "modelserver.log"
     ) as server:

@@ -32,6 +32,8 @@ MAX_SHIFT_REQUESTS = 200  # 1000 rows: one full window
 # Requests (of 5 rows) after which each shift must have raised the drift state; measured (deterministic data,
 # a window evaluated every 50 rows): housing 70 (350 rows), fashion 50 (250), text 40 (200).
 STATED = {"housing": 80, "fashion": 60, "text": 50}
+# Every request observed, whatever this shared machine's speed (the default CPU budget samples under load).
+EVERY_REQUEST = ["--drift_cpu_budget=1"]
 
 
 def test_psi_and_ks_separate_same_from_shifted() -> None:
@@ -100,7 +102,7 @@ def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     monitoring = tmp_path_factory.mktemp("drift") / "monitoring.config"
     monitoring.write_text(MONITORING)
     with start_modelserver(
-        model_repo / "models.config", extra_flags=[f"--monitoring_config_file={monitoring}"]
+        model_repo / "models.config", extra_flags=[f"--monitoring_config_file={monitoring}", *EVERY_REQUEST]
     ) as handle:
         yield handle  # type: ignore[misc]
 
