@@ -115,6 +115,7 @@ class _Window:
 
 
 class DriftMonitor:
+    # long: one declaration per metric
     def __init__(
         self,
         settings: DriftSettings = DriftSettings(),

@@ -36,16 +36,13 @@ from modelserver.lifecycle.aspired_version_policy import POLICIES
 from modelserver.lifecycle.core import ServerCore
 from modelserver.lifecycle.manager import AspiredVersionsManager
 from modelserver.lifecycle.model_config import model_entries, read_model_config_file
+from modelserver.process.observers import drift_monitor, request_log
 from modelserver.process.options import (
     ServerOptions,
     default_ram_budget,
     parse_channel_arguments,
     usable_cores,
 )
-from modelserver.metrics import METRICS
-from modelserver.observe.drift import DriftMonitor, DriftSettings
-from modelserver.observe.log_files import FileLimits
-from modelserver.observe.request_log import RequestLog
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
 from modelserver.process.rest_server import ASGIApp, Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
@@ -249,32 +246,10 @@ class ModelServer:
             limits=RequestLimits(o.max_request_elements, o.max_request_bytes, o.max_request_batch_size),
             control=self.control(),
             tensor_content=o.enable_serialization_as_tensor_content,
-            request_log=self._request_log(),
-            drift=self._drift(),
+            request_log=request_log(o),
+            drift=drift_monitor(o),
         )
         self.oip = OipDataPlane(self.dataplane)
-
-    def _request_log(self) -> RequestLog:
-        o = self.options
-        limits = FileLimits(
-            max_file_bytes=o.request_log_max_file_bytes,
-            max_file_age_seconds=o.request_log_max_file_age_seconds,
-            max_total_bytes=o.request_log_max_total_bytes,
-        )
-        return RequestLog(limits, queue_size=o.request_log_queue_size, registry=METRICS.registry)
-
-    def _drift(self) -> DriftMonitor | None:
-        o = self.options
-        if not o.enable_drift_monitor:
-            return None
-        settings = DriftSettings(
-            threshold=o.drift_psi_threshold,
-            window_rows=o.drift_window_rows,
-            min_rows=o.drift_min_rows,
-            sample_rate=o.drift_sample_rate,
-            cpu_budget=o.drift_cpu_budget,
-        )
-        return DriftMonitor(settings, registry=METRICS.registry)
 
     async def _load_start_config(self) -> None:
         """The configured models, loaded before any port opens (TF Serving's order)."""

@@ -1,0 +1,34 @@
+"""What watches served traffic (``modelserver.observe``), built from the server's options: the request log
+(``logging_config`` of models.config) and the drift monitor (reference profiles)."""
+
+from __future__ import annotations
+
+from modelserver.metrics import METRICS
+from modelserver.observe.drift import DriftMonitor, DriftSettings
+from modelserver.observe.log_files import FileLimits
+from modelserver.observe.request_log import RequestLog
+from modelserver.process.options import ServerOptions
+
+__all__ = ["drift_monitor", "request_log"]
+
+
+def request_log(o: ServerOptions) -> RequestLog:
+    limits = FileLimits(
+        max_file_bytes=o.request_log_max_file_bytes,
+        max_file_age_seconds=o.request_log_max_file_age_seconds,
+        max_total_bytes=o.request_log_max_total_bytes,
+    )
+    return RequestLog(limits, queue_size=o.request_log_queue_size, registry=METRICS.registry)
+
+
+def drift_monitor(o: ServerOptions) -> DriftMonitor | None:
+    if not o.enable_drift_monitor:
+        return None
+    settings = DriftSettings(
+        threshold=o.drift_psi_threshold,
+        window_rows=o.drift_window_rows,
+        min_rows=o.drift_min_rows,
+        sample_rate=o.drift_sample_rate,
+        cpu_budget=o.drift_cpu_budget,
+    )
+    return DriftMonitor(settings, registry=METRICS.registry)
