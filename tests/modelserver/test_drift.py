@@ -169,3 +169,32 @@ def test_served_test_split_raises_no_alarm_and_a_real_shift_does(
     assert report["latest"]["drift"] and report["latest"]["max_psi"] >= report["threshold"]
     assert set(report["reference"]) == set(features) and len(report["history"]) >= 30
     assert httpx.get(f"{server.url}/v1/models/nope/drift", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("model", ["housing", "fashion", "text"])
+def test_false_alarm_rate_of_the_input_features_over_many_windows(
+    model_repo: Path, data_dir: Path, model: str
+) -> None:
+    """The drift window itself (no server, no model outputs: the input features only) fed every unseen row of
+    the model's data in a random order, one row at a time: every evaluation (each 50 rows of a 1000-row
+    window) is a chance of a false alarm. Measured: 0 alarms in 389 (housing, 19,640 rows, largest PSI 0.111),
+    197 (fashion, 10,000 test images, 0.107) and 92 (text, 4,774 messages, 0.068) evaluations."""
+    from modelserver.observe.drift import DriftSettings, _Window
+    from modelserver.observe.profile import row_features
+
+    profile = json.loads((model_repo / model / "1" / PROFILE_FILE).read_text())
+    window = _Window(profile, DriftSettings())
+    rows = CASES[model][0](data_dir)
+    total = len(next(iter(rows.values())))
+    order = np.random.default_rng(7).permutation(total)
+    features = row_features({name: values[order] for name, values in rows.items()}, {}, profile["task"])
+    evaluations = alarms = 0
+    worst = 0.0
+    for start in range(0, total, 50):
+        if window.add({name: values[start : start + 50] for name, values in features.items()}):
+            result = window.evaluate()
+            evaluations += 1
+            alarms += result["drift"]
+            worst = max(worst, result["max_psi"])
+    print(f"{model}: {total} unseen rows, {evaluations} windows, {alarms} alarms, largest PSI {worst:.3f}")
+    assert evaluations > 50 and alarms == 0
