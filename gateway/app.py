@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -22,6 +22,7 @@ from gateway.middleware.security import SecurityHeaders, add_docs
 from gateway.rollout.catalog import Catalog
 from gateway.rollout.operations import Operations
 from gateway.rollout.reconciler import Reconciler
+from gateway.rollout.registry import Registry
 from gateway.rollout.traffic import Traffic
 from gateway.routes import admin, explain, health, inference, models, monitor, versions
 from gateway.settings import Settings, get_settings
@@ -40,9 +41,9 @@ CONSOLE_DIR = Path(__file__).resolve().parent / "static"
 
 class Measure:
     """Counts and times every request by route template, method, status and configured model (pure ASGI:
-    ``configured`` are the only values of the ``model`` label)."""
+    ``configured`` are the only values of the ``model`` label: the catalog, so models added at run time too)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, configured: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, configured: Container[str]) -> None:
         self.app = app
         self.metrics = metrics
         self.configured = configured
@@ -78,8 +79,8 @@ class Measure:
 def _services(settings: Settings) -> Services:
     """One set of services per app."""
     metrics = Metrics()
-    client = ModelClient(settings, metrics)
     catalog = Catalog(settings)
+    client = ModelClient(settings, metrics, catalog.replica_targets)
     reconciler = Reconciler(settings, client, catalog, metrics)
     operations = Operations(catalog, reconciler, metrics)
     return Services(
@@ -91,6 +92,7 @@ def _services(settings: Settings) -> Services:
         reconciler,
         operations,
         Traffic(settings, catalog, operations, metrics),
+        Registry(settings, client, catalog, reconciler, metrics),
     )
 
 
@@ -124,6 +126,9 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
         redoc_url=None,
     )
     app.state.services = services
+    # a model added or removed (here or by another gateway): nothing cached about an earlier one stays
+    catalog.on_change(services.contracts.drop)
+    catalog.on_change(services.traffic.forget)
     install_handlers(app)
     for module in (inference, explain, models, versions, admin, health, monitor):
         app.include_router(module.router)
@@ -140,7 +145,7 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
     )
     if settings.rate_limit_per_second > 0:  # outside the body limit, inside the metrics
         app.add_middleware(RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
-    app.add_middleware(Measure, metrics=metrics, configured=frozenset(catalog.models()))
+    app.add_middleware(Measure, metrics=metrics, configured=catalog)
     app.add_middleware(SecurityHeaders)
     add_docs(app)
     if (CONSOLE_DIR / "index.html").is_file():

@@ -11,6 +11,7 @@ from gateway.metrics import Metrics
 from gateway.rollout.catalog import Catalog
 from gateway.rollout.operations import Operations
 from gateway.rollout.reconciler import Reconciler
+from gateway.rollout.registry import Registry
 from gateway.rollout.traffic import Traffic
 from gateway.settings import Settings
 from gateway.upstream.client import ModelClient
@@ -29,6 +30,7 @@ class Services:
     reconciler: Reconciler
     operations: Operations
     traffic: Traffic
+    registry: Registry
 
 
 async def _services(request: Request) -> Services:

@@ -4,7 +4,9 @@
 
     GatewayError                      (500, "internal")
     ├── BadRequest                    (400, "bad_request")       wrong JSON shape, empty file, bad parameter
-    │   └── TooManyItems              (400, "too_many_items")    more files / texts / records than allowed
+    │   ├── TooManyItems              (400, "too_many_items")    more files / texts / records than allowed
+    │   └── InputsNotMappable         (400, "inputs_not_mappable") the model takes inputs the gateway cannot
+    │                                                            build (several images, other tensors)
     ├── Unauthorized                  (401, "unauthorized")      admin call without / with a wrong token
     ├── AdminDisabled                 (403, "admin_disabled")    no GATEWAY_ADMIN_TOKEN configured
     ├── NotFound                      (404, "not_found")
@@ -62,6 +64,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "GatewayError",
+    "InputsNotMappable",
     "ModelFileInvalid",
     "ModelFileNotFound",
     "ModelNotFound",
@@ -123,6 +126,20 @@ class TooManyItems(BadRequest):
 
     def __init__(self, what: str, count: int, limit: int) -> None:
         super().__init__(f"{count} {what} sent; at most {limit} per request - split the request")
+
+
+class InputsNotMappable(BadRequest):
+    """The model's inputs are not what images, texts or records become: the message lists them and points at
+    the model server's own Predict, which serves any signature."""
+
+    kind = "inputs_not_mappable"
+
+    def __init__(self, name: str, sent: str, inputs: str, why: str) -> None:
+        super().__init__(
+            f"model {name!r} cannot be fed {sent} through the gateway: {why}. Its inputs: {inputs}. Call the "
+            f"model server's Predict with every input instead (REST: POST /v1/models/{name}:predict on the "
+            'model server, {"inputs": {"<input>": [...], ...}})'
+        )
 
 
 class Unauthorized(GatewayError):

@@ -5,6 +5,7 @@ pydantic builds one error object per wrong value to report the first, so 250,000
 488 KiB body cost +253 MiB and half a second of the event loop. ``check_inputs`` stops at the first wrong
 value, with the message pydantic would give for it.
 """
+# long: 440 lines: the add/remove-model bodies joined the models; the body bounds (json_value_bound .. check_inputs) are the concept to split out
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from gateway.errors import BadRequest, TooManyItems
 
@@ -132,8 +133,11 @@ def check_inputs(body: dict[str, Any], max_items: int) -> None:
         if len(item) > MAX_RECORD_FIELDS:
             raise BadRequest(f"records[{index}] has {len(item)} features, over {MAX_RECORD_FIELDS}")
         for feature, value in item.items():
-            if value is not None and (type(value) not in (int, float)):
-                raise _wrong(f"records.{index}.{feature}", "Input should be a valid number")
+            # a number, a string (a category) or a list of them (a [-1, K] feature); which one a feature
+            # needs is its contract's business (gateway.preprocess.tabular)
+            values = value if type(value) is list else [value]
+            if any(v is not None and type(v) not in (int, float, str) for v in values):
+                raise _wrong(f"records.{index}.{feature}", "Input should be a valid number or string")
 
 
 class _Strict(BaseModel):
@@ -146,11 +150,16 @@ class TextsBody(_Strict):
     texts: list[str] = Field(..., description="raw UTF-8 texts", examples=[["Free entry! Text WIN to 80086"]])
 
 
-class RecordsBody(_Strict):
-    """Tabular models: one prediction per record; a missing feature or null means unknown."""
+Scalar = StrictFloat | StrictInt | StrictStr
 
-    # Strict: "37.88" or true is not a number (lax pydantic would take them as 37.88 and 1.0).
-    records: list[dict[str, StrictFloat | StrictInt | None]] = Field(
+
+class RecordsBody(_Strict):
+    """Tabular models: one prediction per record; a missing feature or null means unknown. A string feature (a
+    category) is text; a feature the model takes as a vector (input ``[-1, K]``) is a list of K values."""
+
+    # Strict: "37.88" or true is not a number (lax pydantic would take them as 37.88 and 1.0); which type a
+    # feature needs is the model's contract's business (gateway.preprocess.tabular).
+    records: list[dict[str, Scalar | list[Scalar | None] | None]] = Field(
         ..., examples=[[{"longitude": -122.23, "latitude": 37.88, "median_income": 8.3}]]
     )
 
@@ -366,6 +375,38 @@ class Readiness(BaseModel):
 
 class PromoteBody(_Strict):
     version: int = Field(..., ge=1, le=2**63 - 1)
+
+
+class AddModelBody(_Strict):
+    base_path: str = Field(
+        ...,
+        max_length=4096,
+        description="the model's folder (holding 1/, 2/, ...) as the model servers see it, under the model roots",
+    )
+    model_version_policy: dict[str, Any] | None = Field(
+        None,
+        description='TF Serving\'s policy as JSON: {"latest": {"num_versions": 1}} (default), {"all": {}}, '
+        '{"specific": {"versions": [1, 2]}}',
+    )
+    config_file: str | None = Field(
+        None,
+        max_length=255,
+        description="which models.config (file name) gets it, i.e. which servers serve it; default the first",
+    )
+
+
+class RemovedReplica(BaseModel):
+    id: str
+    address: str
+    unloaded: bool
+    error: str | None = None
+
+
+class RemovedReply(BaseModel):
+    model: str
+    removed: bool = True
+    generation: int
+    replicas: list[RemovedReplica]
 
 
 class LabelBody(_Strict):

@@ -9,6 +9,7 @@
 | `GATEWAY_MODEL_PROTOCOLS` | `{}` | JSON `{"model": "oip"}`: models called over OIP (KServe v2) gRPC |
 | `GATEWAY_MODEL_CONFIG_FILE` | `models/models.config` | the servers' models.config: models, desired state |
 | `GATEWAY_MODEL_CONFIG_FILES` | `[]` | more models.config files, one per group of servers (comma-separated) |
+| `GATEWAY_MODEL_ROOTS` | `[]` | folders under which `PUT /v1/admin/models/{name}` takes a base path (comma-separated; default: the folders of the models.config files and of the configured models) |
 | `GATEWAY_MODEL_REPLICAS` | `{}` | JSON `{"model": ["host:port", ...]}`: every replica of a model |
 | `GATEWAY_MODELS` | `[]` | model names to offer when the config file is empty (admin off) |
 | `GATEWAY_ADMIN_TOKEN` | unset | bearer token for `/v1/admin/*`, >= 16 chars; unset = admin off |
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
     model_config_file: Path | None = Path("models/models.config")
     model_config_files: Annotated[list[Path], NoDecode] = []
     model_replicas: Annotated[dict[str, list[str]], NoDecode] = {}
+    model_roots: Annotated[list[Path], NoDecode] = []
     models: Annotated[list[str], NoDecode] = []
     admin_token: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
@@ -163,7 +165,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"model name {name!r} in {variable} is not a valid model name")
         return value
 
-    @field_validator("models", "model_config_files", mode="before")
+    @field_validator("models", "model_config_files", "model_roots", mode="before")
     @classmethod
     def _parse_models(cls, value: object) -> object:
         if isinstance(value, str):
@@ -280,6 +282,10 @@ class Settings(BaseSettings):
         """Where the replicas of ``model`` are: its list in ``MODEL_REPLICAS``, else its one server address
         (a name that may resolve to many replicas, e.g. a Kubernetes headless Service)."""
         return list(self.model_replicas.get(model) or [self.server_for(model)])
+
+    def allowed_roots(self) -> list[Path]:
+        """``MODEL_ROOTS`` resolved ([]: the catalog derives them from the configured models)."""
+        return list(dict.fromkeys(root.resolve() for root in self.model_roots))
 
     def config_files(self) -> list[Path]:
         """Every models.config holding desired state, without repeats."""

@@ -1,12 +1,18 @@
-"""Images -> a float batch ``[n, height, width, channels]`` as the model's input contract describes it.
+"""Images -> a batch ``[n, height, width, channels]`` (float32 or uint8) as the model's input contract says.
 
-Per file: decode with Pillow (PNG, JPEG, WebP, BMP, GIF - first frame), honour the EXIF orientation, drop
-alpha
-by compositing on the contract's background, convert to the model's channels (RGB -> L for one channel, L
--> RGB
-for three), invert when the picture's background is the opposite of the training data's (a dark garment
-photographed on a white table for a model trained white-on-black), fit into the model's size keeping the
-aspect ratio (padding with the background), and scale 0..255 to the contract's ``range``.
+Per file: decode with Pillow (PNG, JPEG, WebP, BMP, GIF - first frame), honour the EXIF orientation, bring
+16-bit grey levels to 8 bits (scaled, not clipped), drop alpha by compositing on the contract's background,
+convert to the model's channels (RGB, palette, CMYK -> L for one channel, a colour JPEG decoded straight to
+its luma as TensorFlow's ``decode_jpeg(channels=1)`` does; L -> RGB for three), invert when the picture's
+background is the opposite of the training data's (a dark garment photographed on a white table for a model
+trained white-on-black), bring it to the model's size by the contract's ``resize`` rule, and map the pixel
+levels 0..255 onto the contract's ``range`` (float32) or send them as they are (uint8).
+
+Resize rules (``resize``): ``stretch`` scales both sides to the model's size (Keras ``Resizing`` and
+``image_dataset_from_directory`` do this, so it is the default); ``pad`` keeps the aspect ratio and pads with
+the background (the default when the contract names a ``background``: objects photographed on a plain
+ground); ``crop`` keeps the aspect ratio and cuts the centre (``Resizing(crop_to_aspect_ratio=True)``). All
+three resample with Lanczos.
 
 Limits: ``max_pixels`` is enforced BEFORE decoding, from the header: Pillow's own decompression-bomb check
 (``MAX_IMAGE_PIXELS`` = the limit; it raises above twice the limit) plus the same test on the size Pillow read
@@ -32,17 +38,17 @@ import threading
 from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gateway.errors import BadRequest, TooManyPixels, UnsupportedMediaType
+from gateway.upstream.spec import ImageSpec  # the contract's image part: what this module produces
 
 __all__ = [
     "FORMATS",
     "DecodeBudget",
     "ImageSpec",
+    "centre_box",
     "decode_budget",
     "decode_cost",
     "decode_image",
@@ -51,39 +57,12 @@ __all__ = [
 ]
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+# 16-bit grey (PNG: "I;16", or "I" in older Pillow) -> 8 bits, scaled: Pillow's own conversion clips at 255
+_WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I"})
+_WIDE_SCALE = 255 / 65535
 _LEVELS = range(256)
 # Pixels up to which the border is summed from bytes (histograms beyond: C-speed on big bands).
 _SMALL = 128 * 128
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """The image part of an input contract."""
-
-    height: int
-    width: int
-    channels: int
-    low: float = 0.0
-    high: float = 1.0
-    background: str | None = None  # "black" | "white" | None (no inversion, pad with black)
-
-    @classmethod
-    def from_contract(cls, spec: dict[str, Any]) -> ImageSpec:
-        shape = list(spec.get("shape") or [])
-        height = int(spec.get("height") or (shape[1] if len(shape) == 4 else 0))
-        width = int(spec.get("width") or (shape[2] if len(shape) == 4 else 0))
-        channels = int(spec.get("channels") or (shape[3] if len(shape) == 4 else 0))
-        if height <= 0 or width <= 0 or channels not in (1, 3, 4):
-            raise BadRequest(f"the model's image input has no usable size ({height}x{width}x{channels})")
-        low, high = (float(v) for v in spec.get("range", (0.0, 1.0)))
-        background = spec.get("background")
-        return cls(
-            height, width, channels, low, high, background if background in ("black", "white") else None
-        )
-
-    @property
-    def mode(self) -> str:
-        return {1: "L", 3: "RGB", 4: "RGBA"}[self.channels]
 
 
 def _fill(spec: ImageSpec) -> int | tuple[int, ...]:
@@ -164,7 +143,8 @@ def decode_cost(image: Image.Image, spec: ImageSpec) -> int:
     converted picture, the inversion check's gray copy and the inverted copies."""
     width, height = image.size
     source, target = _pixel_bytes(image.mode), 1 if spec.channels == 1 else 4
-    per_pixel = 2 * source + (12 if _has_alpha(image) else 0) + 1 + 3 * target
+    wide = 9 if image.mode in _WIDE_MODES else 0  # the 32-bit copy, its scaled copy, the 8-bit one
+    per_pixel = 2 * source + wide + (12 if _has_alpha(image) else 0) + 1 + 3 * target
     return width * height * per_pixel
 
 
@@ -183,6 +163,8 @@ def decode_image(data: bytes, name: str, spec: ImageSpec, max_pixels: int) -> Im
 def _decode(image: Image.Image, name: str, spec: ImageSpec) -> Image.Image:
     try:
         image = ImageOps.exif_transpose(image) or image
+        if image.mode in _WIDE_MODES:
+            image = image.convert("I").point(lambda level: level * _WIDE_SCALE).convert("L")
         if _has_alpha(image):
             image = image.convert("RGBA")
             canvas = Image.new("RGBA", image.size, "white" if spec.background == "white" else "black")
@@ -193,7 +175,29 @@ def _decode(image: Image.Image, name: str, spec: ImageSpec) -> Image.Image:
         raise UnsupportedMediaType(f"file {name!r} could not be decoded: {exc}") from None
     if spec.background is not None and _needs_inversion(image, spec.background):
         image = ImageOps.invert(image if image.mode != "RGBA" else image.convert("RGB")).convert(spec.mode)
-    return ImageOps.pad(image, (spec.width, spec.height), method=Image.Resampling.LANCZOS, color=_fill(spec))
+    return _resize(image, spec)
+
+
+def _resize(image: Image.Image, spec: ImageSpec) -> Image.Image:
+    size, lanczos = (spec.width, spec.height), Image.Resampling.LANCZOS
+    if image.size == size:
+        return image
+    if spec.resize == "crop":
+        image = image.crop(centre_box(image.size, size))  # cut first: nothing outside the box bleeds in
+    if spec.resize == "pad":
+        return ImageOps.pad(image, size, method=lanczos, color=_fill(spec))
+    return image.resize(size, lanczos)
+
+
+def centre_box(have: tuple[int, int], want: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred box of ``have`` (width, height) with the aspect ratio of ``want``."""
+    (w, h), (tw, th) = have, want
+    if w * th > h * tw:  # wider than wanted: cut the sides
+        cw, ch = max(1, round(h * tw / th)), h
+    else:
+        cw, ch = w, max(1, round(w * th / tw))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return left, top, left + cw, top + ch
 
 
 def _needs_inversion(image: Image.Image, background: str) -> bool:
@@ -232,9 +236,10 @@ def _border_means_of_bytes(gray: Image.Image) -> list[float]:
 
 def images_to_batch(
     files: Sequence[tuple[str, bytes]], spec: ImageSpec, max_pixels: int, budget: DecodeBudget | None = None
-) -> tuple[array[float], list[int]]:
-    """Decode, convert and scale every file; return the flat float32 batch and its shape. With ``budget``,
-    the pictures' ``decode_cost`` in all must fit in it (413) and is reserved while they decode."""
+) -> tuple[array[float] | bytes, list[int]]:
+    """Decode, convert and scale every file; return the flat batch (float32 values, or the pixel bytes for a
+    uint8 input) and its shape. With ``budget``, the pictures' ``decode_cost`` in all must fit in it (413) and
+    is reserved while they decode."""
     opened = [(name, _open(data, name, max_pixels)) for name, data in files]  # headers only
     for _, image in opened:
         _draft(image, spec)
@@ -244,6 +249,10 @@ def images_to_batch(
             f"the {len(files)} picture(s) would take {cost / 2**20:.0f} MiB to decode, over the "
             f"{budget.total / 2**20:.0f} MiB budget; send fewer or smaller pictures (or JPEG)"
         )
+    dims = [len(files), spec.height, spec.width, spec.channels]
+    if spec.dtype == "uint8":
+        with budget.reserve(cost) if budget is not None else nullcontext():
+            return b"".join(_decode(image, name, spec).tobytes() for name, image in opened), dims
     planes = _byte_planes(spec.low, spec.high)
     values = array("f")
     with budget.reserve(cost) if budget is not None else nullcontext():
@@ -255,7 +264,7 @@ def images_to_batch(
             for offset, plane in enumerate(planes):
                 packed[offset::4] = pixels.translate(plane)
             values.frombytes(packed)
-    return values, [len(files), spec.height, spec.width, spec.channels]
+    return values, dims
 
 
 @functools.lru_cache(maxsize=16)

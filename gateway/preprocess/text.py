@@ -1,4 +1,5 @@
-"""Texts -> a string tensor ``[n]`` of raw UTF-8 (the contract's ``kind: text`` input gets the text as is)."""
+"""Texts -> the raw UTF-8 of each text, one per row (the contract's ``kind: text`` input gets the text as is,
+as a string tensor ``[n]`` or ``[n, 1]`` as the input's shape says: ``gateway.upstream.spec.TextInput``)."""
 
 from __future__ import annotations
 

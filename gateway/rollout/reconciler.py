@@ -338,6 +338,7 @@ class Reconciler:
         desired = store.current()
         if desired is None:
             return 0
+        self._catalog.sync(store, desired)  # models another gateway added or removed
 
         async def repair(address: str, names: list[str]) -> bool:
             drift = [

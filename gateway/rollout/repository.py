@@ -25,6 +25,13 @@ class ModelRepository:
     def __init__(self, base_paths: dict[str, str]) -> None:
         self._base_paths = dict(base_paths)
 
+    def set_base_path(self, name: str, raw: str | None) -> None:
+        """Configure (or, with None, forget) a model added or removed at run time."""
+        if raw is None:
+            self._base_paths.pop(name, None)
+        else:
+            self._base_paths[name] = raw
+
     def base_path(self, name: str) -> Path | None:
         """The model's folder as seen from the gateway, or None when not configured or not readable."""
         raw = self._base_paths.get(name)

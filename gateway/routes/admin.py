@@ -1,5 +1,5 @@
-"""Admin: pin (promote), roll back, label, back to latest, and the canary - behind ``Authorization: Bearer
-$GATEWAY_ADMIN_TOKEN``.
+"""Admin: add and remove models, pin (promote), roll back, label, back to latest, and the canary - behind
+``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``.
 
 Disabled (403 for every call) when no token is configured; 401 without a token or with a wrong one (compared
 in constant time). Every change is written to the model's models.config (the desired state every replica and
@@ -16,8 +16,19 @@ from fastapi import APIRouter, Depends, Header
 from gateway.deps import Services, ServicesDep
 from gateway.errors import AdminDisabled, Unauthorized
 from gateway.rollout.desired import Desired
+from gateway.rollout.reconciler import ReplicaView
 from gateway.routes.models import cluster, version_list
-from gateway.schemas import AdminReplicaStatus, AdminReply, CanaryBody, ErrorBody, LabelBody, PromoteBody
+from gateway.schemas import (
+    AddModelBody,
+    AdminReplicaStatus,
+    AdminReply,
+    CanaryBody,
+    ErrorBody,
+    LabelBody,
+    PromoteBody,
+    RemovedReplica,
+    RemovedReply,
+)
 
 
 async def require_admin(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -78,6 +89,34 @@ async def _reply(services: Services, name: str, done: Desired | None = None) -> 
 async def admin_state(name: str, services: ServicesDep) -> AdminReply:
     services.catalog.store_for(name)
     return await _reply(services, name)
+
+
+@router.put(
+    "/models/{name}",
+    response_model=AdminReply,
+    status_code=201,
+    summary="Add a model: every replica loads it (base_path under the model roots)",
+)
+async def add_model(name: str, body: AddModelBody, services: ServicesDep) -> AdminReply:
+    done = await services.registry.add(name, body.base_path, body.model_version_policy, body.config_file)
+    return await _reply(services, name, done)
+
+
+@router.delete(
+    "/models/{name}",
+    response_model=RemovedReply,
+    summary="Remove a model: every replica unloads it once its in-flight requests finish",
+)
+async def remove_model(name: str, services: ServicesDep) -> RemovedReply:
+    desired, unloaded = await services.registry.remove(name)
+    return RemovedReply(
+        model=name,
+        generation=desired.generation,
+        replicas=[
+            RemovedReplica(id=ReplicaView(a, True).id, address=a, unloaded=e is None, error=e)
+            for a, e in unloaded.items()
+        ],
+    )
 
 
 @router.post("/models/{name}:promote", response_model=AdminReply, summary="Serve exactly this version")

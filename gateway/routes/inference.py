@@ -15,18 +15,26 @@ regress signature). ``:predict`` returns the raw outputs, one object per input.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import grpc
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from gateway.deps import Services, ServicesDep
-from gateway.errors import BadRequest, PayloadTooLarge, TooManyItems, UnsupportedMediaType
+from gateway.errors import (
+    BadRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    TooManyItems,
+    UnsupportedMediaType,
+    UpstreamError,
+)
 from gateway.middleware.limits import client_of
-from gateway.preprocess.image import ImageSpec, decode_budget, images_to_batch, small_images
-from gateway.preprocess.tabular import records_to_examples, records_to_tensors, validate_records
-from gateway.preprocess.text import texts_to_bytes
+from gateway.preprocess.inputs import feature_tensors, tensors_for
+from gateway.preprocess.tabular import records_to_examples, validate_records
 from gateway.routes.forms import read_form
 from gateway.schemas import (
     ClassifyReply,
@@ -42,11 +50,12 @@ from gateway.schemas import (
 )
 from gateway.upstream.coalesce import batchable
 from gateway.upstream.contract import ModelInfo
-from gateway.upstream.tensors import float_tensor, shape_of, string_tensor, to_list
+from gateway.upstream.tensors import shape_of, to_list
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import predict_pb2
 
 router = APIRouter(tags=["inference"])
+R = TypeVar("R", bound=BaseModel)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503, 504)
@@ -79,9 +88,6 @@ K_DEFAULT, K_MAX, VERSION_MAX = 5, 1000, 2**63 - 1
 LABEL_PATTERN = r"^[A-Za-z0-9_]+$"
 VersionQuery = Query(None, ge=1, le=VERSION_MAX, description="serve with this version number")
 KQuery = Query(K_DEFAULT, ge=1, le=K_MAX, description="how many labels per input, best first")
-# Uploads of at most 16 KiB with at most this many pixels in all (header sizes) are decoded on the event loop:
-# a few 28x28 images take tens of microseconds, less than the hop to a worker thread; others go to a thread.
-_INLINE_PIXELS = 128 * 128
 LabelQuery = Query(None, description="serve with the version that has this label", pattern=LABEL_PATTERN)
 
 
@@ -155,7 +161,7 @@ async def _predict(
     services: Services, name: str, info: ModelInfo, inputs: _Inputs, version: int | None, label: str | None
 ) -> predict_pb2.PredictResponse:
     tensors = await input_tensors(services, name, info, inputs)
-    signature = info.signatures.get(info.predict_signature())
+    signature = info.signatures.get(info.spec.predict_signature)
     declared = signature.inputs if signature is not None else {}
     shapes = {key: declared[key].shape if key in declared else None for key in tensors}
     return await services.client.predict(
@@ -163,7 +169,7 @@ async def _predict(
         tensors,
         version=version,
         label=label,
-        signature=info.predict_signature(),
+        signature=info.spec.predict_signature,
         batchable=batchable(shapes),
     )
 
@@ -171,47 +177,11 @@ async def _predict(
 async def input_tensors(
     services: Services, name: str, info: ModelInfo, inputs: _Inputs
 ) -> dict[str, tensor_pb2.TensorProto]:
-    """The model's input tensors for what the client sent, as its contract describes them (also ``:explain``)."""
-    settings = services.settings
-    tensors: dict[str, tensor_pb2.TensorProto]
-    if inputs.files:
-        image = info.image_input()
-        if image is None:
-            raise UnsupportedMediaType(f"model {name!r} does not take images; {_hint(info)}")
-        spec = ImageSpec.from_contract(image[1])
-        if small_images(inputs.files, _INLINE_PIXELS):  # a thread hop would cost more than the decode
-            values, dims = images_to_batch(inputs.files, spec, settings.max_image_pixels)
-        else:
-            budget = decode_budget(settings.max_decode_bytes)
-            values, dims = await run_in_threadpool(
-                images_to_batch, inputs.files, spec, settings.max_image_pixels, budget
-            )
-        tensors = {image[0]: float_tensor(values, dims)}
-    elif inputs.texts is not None:
-        text = info.text_input()
-        if text is None:
-            raise BadRequest(f"model {name!r} does not take texts; {_hint(info)}")
-        encoded = texts_to_bytes(
-            inputs.texts, max_items=settings.max_files, max_chars=settings.max_text_chars
-        )
-        tensors = {text[0]: string_tensor(encoded)}
-    else:
-        features = info.numeric_inputs()
-        if not features:
-            raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
-        records = validate_records(inputs.records or [], features, max_items=settings.max_files)
-        tensors = records_to_tensors(records, list(features))
-    return tensors
-
-
-def _hint(info: ModelInfo) -> str:
-    if info.image_input():
-        return "upload images as multipart field 'file'"
-    if info.text_input():
-        return 'send JSON {"texts": [...]}'
-    if info.numeric_inputs():
-        return f'send JSON {{"records": [{{...}}]}} with features {", ".join(info.numeric_inputs())}'
-    return "see GET /v1/models/{name} for its inputs"
+    """The model's input tensors for what the client sent, as its contract describes them (also ``:explain``;
+    ``name`` is ``info.name``, kept for its callers)."""
+    return await tensors_for(
+        info.spec, services.settings, files=inputs.files, texts=inputs.texts, records=inputs.records
+    )
 
 
 def _rows(tensor: tensor_pb2.TensorProto) -> list[Any]:
@@ -235,6 +205,24 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
+
+
+async def _serve(
+    services: Services,
+    name: str,
+    request: Request,
+    version: int | None,
+    label: str | None,
+    answer: Callable[[int | None, str | None], Awaitable[R]],
+) -> R:
+    """``answer`` through the traffic split. A model removed while the request ran (its versions are
+    unloading: UNAVAILABLE) is reported as the model not found, which is what every later request gets."""
+    try:
+        return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
+    except UpstreamError as exc:
+        if exc.code is grpc.StatusCode.UNAVAILABLE and name not in services.catalog:
+            raise ModelNotFound(name) from None
+        raise
 
 
 def _answered(reply: Any, info: ModelInfo) -> int:
@@ -266,7 +254,7 @@ async def classify_reply(
         if inputs.records is not None or (info.task == "regression"):
             raise BadRequest(f"model {name!r} is a regressor; use POST /v1/models/{name}:regress")
         reply = await _predict(services, name, info, inputs, version, label)
-        outputs = info.contract.get("predict", {}).get("outputs") or sorted(reply.outputs)
+        outputs = info.spec.predict_outputs or sorted(reply.outputs)
         probabilities = reply.outputs.get(outputs[0]) if outputs else None
         if probabilities is None or len(shape_of(probabilities)) != 2:
             raise BadRequest(f"model {name!r} has no class-score output; use :predict for its raw outputs")
@@ -284,7 +272,7 @@ async def classify_reply(
             )
         return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
 
-    return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
+    return await _serve(services, name, request, version, label, answer)
 
 
 async def predict_reply(
@@ -310,7 +298,7 @@ async def predict_reply(
             predictions=predictions,
         )
 
-    return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
+    return await _serve(services, name, request, version, label, answer)
 
 
 @router.post(
@@ -376,11 +364,9 @@ async def regress(
 
     async def answer(version: int | None, label: str | None) -> RegressReply:
         info = await services.contracts.get(name, version=version, label=label)
-        features = info.numeric_inputs()
-        if not features:
-            raise BadRequest(f"model {name!r} does not take records; {_hint(info)}")
+        features = info.spec.for_records()
         records = validate_records(records_in, features, max_items=services.settings.max_files)
-        regress_sig = info.contract.get("regress", {}).get("signature")
+        regress_sig = info.spec.regress_signature
         values: list[float]
         if regress_sig and regress_sig in info.signatures:
             reply: Any = await services.client.regress(
@@ -390,14 +376,14 @@ async def regress(
         else:
             reply = await services.client.predict(
                 name,
-                records_to_tensors(records, list(features)),
+                feature_tensors(records, features),
                 version=version,
                 label=label,
                 signature=info.predict_signature(),
             )
             first = sorted(reply.outputs)[0]
             values = [float(v) for v in to_list(reply.outputs[first])]  # type: ignore[arg-type]
-        unit = next((str(s.get("unit")) for s in [info.contract.get("output", {})] if s.get("unit")), None)
+        unit = info.spec.unit
         return RegressReply(
             model=name,
             version=_answered(reply, info),
@@ -407,4 +393,4 @@ async def regress(
             ],
         )
 
-    return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
+    return await _serve(services, name, request, version, label, answer)

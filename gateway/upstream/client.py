@@ -206,9 +206,14 @@ def _refused_merged(exc: BaseException) -> bool:
 class ModelClient:
     """Async client for Predict / Classify / Regress / GetModelMetadata / GetModelStatus / ReloadConfig."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, targets: Callable[[str], list[str]] | None = None
+    ) -> None:
+        """``targets``: model -> where its replicas are (default ``settings.replica_targets``; the app
+        passes ``Catalog.replica_targets``, which also knows models added at run time)."""
         self._settings = settings
         self._metrics = metrics
+        self._targets = targets or settings.replica_targets
         self._servers: dict[str, _Server] = {}
         self._turns = {m: itertools.cycle(range(len(a))) for m, a in settings.model_replicas.items()}
         self._out_until: dict[str, float] = {}  # replica address -> monotonic time it may return
@@ -308,7 +313,7 @@ class ModelClient:
         """Every replica of ``model`` as ``ip:port`` (names resolved to all their addresses), sorted."""
         loop = asyncio.get_running_loop()
         found: set[str] = set()
-        for target in self._settings.replica_targets(model):
+        for target in self._targets(model):
             host, port = split_address(target)
             try:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -13,14 +13,17 @@ own reply, never from this cache. With several replicas, the ``contract`` call g
 the version the metadata named: during a rollout one replica may serve a new version before the others.
 
 Fallback: a model without a ``contract`` signature (any SavedModel served by TF Serving) still works: the
-contract is derived from ``serving_default`` - a float input of shape ``[-1,H,W,C]`` is an image scaled to
-[0, 1], a string input is text, several ``[-1]`` numeric inputs are tabular features - and labels are class
-indices.
+contract is derived from ``serving_default`` (else the first predict signature with inputs) - a float32
+``[-1,H,W,C]`` input (C = 1 or 3) is an image scaled to [0, 1], a uint8 one takes the pixel levels, a string
+``[-1]`` or ``[-1,1]`` input is text, float32 ``[-1]`` / ``[-1,1]`` inputs are tabular features, anything else
+is ``kind: other`` (with why) - and labels are class indices. The typed form and the rule that maps a request
+onto the inputs: ``gateway.upstream.spec``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import OrderedDict
@@ -32,6 +35,7 @@ import grpc
 from gateway.errors import ModelNotFound, UpstreamError
 from gateway.upstream import DEFAULT_SIGNATURE
 from gateway.upstream.client import ModelClient
+from gateway.upstream.spec import FEATURE_DTYPES, ROW_SHAPES, Contract
 from gateway.upstream.tensors import dtype_name, to_list
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
@@ -56,7 +60,7 @@ class SignatureInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One model version as the gateway sees it."""
+    """One model version as the gateway sees it: ``contract`` is the JSON, ``spec`` the same typed."""
 
     name: str
     version: int
@@ -65,31 +69,27 @@ class ModelInfo:
     from_signature: bool  # True when read from the ``contract`` signature, False when derived
     labels: list[str] = field(default_factory=list)
 
+    @functools.cached_property
+    def spec(self) -> Contract:
+        return Contract.parse(self.name, self.contract)
+
     @property
     def task(self) -> str:
-        return str(self.contract.get("task", "unknown"))
+        return self.spec.task
 
     @property
     def inputs(self) -> dict[str, dict[str, Any]]:
         return dict(self.contract.get("inputs", {}))
 
     def predict_signature(self) -> str:
-        return str(self.contract.get("predict", {}).get("signature", DEFAULT_SIGNATURE))
+        return self.spec.predict_signature
 
     def image_input(self) -> tuple[str, dict[str, Any]] | None:
-        for name, spec in self.inputs.items():
-            if spec.get("kind") == "image":
-                return name, spec
+        """The image input's name and contract entry, when the model takes images (``:explain`` draws on it)."""
+        for name, entry in self.inputs.items():
+            if isinstance(entry, dict) and entry.get("kind") == "image":
+                return name, entry
         return None
-
-    def text_input(self) -> tuple[str, dict[str, Any]] | None:
-        for name, spec in self.inputs.items():
-            if spec.get("kind") == "text":
-                return name, spec
-        return None
-
-    def numeric_inputs(self) -> dict[str, dict[str, Any]]:
-        return {name: spec for name, spec in self.inputs.items() if spec.get("kind") == "numeric"}
 
 
 def _specs(infos: Any) -> dict[str, TensorSpec]:
@@ -112,31 +112,68 @@ def parse_signatures(reply: get_model_metadata_pb2.GetModelMetadataResponse) -> 
     }
 
 
+def _is_predict(sig: SignatureInfo) -> bool:
+    return not sig.method or sig.method.endswith("/predict")
+
+
+def _default_signature(signatures: dict[str, SignatureInfo]) -> str | None:
+    """``serving_default`` when it is a predict signature, else the first predict signature with inputs (TF1
+    exports name theirs freely; an Estimator's ``serving_default`` is often a classify signature), else
+    ``serving_default`` whatever it is."""
+    default = signatures.get(DEFAULT_SIGNATURE)
+    if default is not None and _is_predict(default):
+        return DEFAULT_SIGNATURE
+    for key, sig in signatures.items():
+        if key != CONTRACT_SIGNATURE and sig.inputs and _is_predict(sig):
+            return key
+    return DEFAULT_SIGNATURE if default is not None else None
+
+
+def derive_input(spec: TensorSpec) -> dict[str, Any]:
+    """One input's contract entry from its dtype and shape alone (the module docstring's rules)."""
+    shape = spec.shape
+    entry: dict[str, Any] = {"dtype": spec.dtype, "shape": shape}
+    rows = shape is None or tuple(shape) in ROW_SHAPES
+    if spec.dtype == "string" and rows:
+        return {**entry, "kind": "text"}
+    vector = shape is not None and len(shape) == 2 and shape[0] == -1 and shape[1] > 1
+    if spec.dtype in FEATURE_DTYPES and (rows or vector):
+        return {**entry, "kind": "numeric", **({"missing": "NaN"} if spec.dtype.startswith("float") else {})}
+    if shape is not None and len(shape) == 4 and spec.dtype in ("float32", "uint8"):
+        height, width, channels = shape[1:]
+        if height > 0 and width > 0 and channels in (1, 3):
+            levels = [0.0, 255.0] if spec.dtype == "uint8" else [0.0, 1.0]
+            size = {"height": height, "width": width, "channels": channels}
+            return {**entry, "kind": "image", **size, "range": levels}
+        why = f"image size {height}x{width}x{channels}: the gateway needs a fixed size and 1 or 3 channels"
+        return {**entry, "kind": "other", "why": why}
+    why = (
+        f"{spec.dtype} {shape if shape is not None else '?'} is not an image (float32 or uint8 [-1,H,W,1|3]), "
+        "a text (string [-1] or [-1,1]) or a record feature (float32, float64, int32 or int64 [-1], [-1,1] "
+        "or [-1,K])"
+    )
+    return {**entry, "kind": "other", "why": why}
+
+
 def derive_contract(name: str, signatures: dict[str, SignatureInfo]) -> dict[str, Any]:
     """A contract derived from the signatures alone (models exported without a ``contract`` signature)."""
-    default = signatures.get(DEFAULT_SIGNATURE)
-    inputs: dict[str, Any] = {}
+    key = _default_signature(signatures)
+    default = signatures.get(key) if key is not None else None
+    inputs = {k: derive_input(spec) for k, spec in default.inputs.items()} if default is not None else {}
+    if default is not None and not _is_predict(default):  # classify / regress: serialized tf.Examples
+        why = (
+            f"{default.method.rsplit('/', 1)[-1]} signature {key!r} takes serialized tf.Examples whose features "
+            "its signature does not name"
+        )
+        inputs = {k: {**entry, "kind": "other", "why": why} for k, entry in inputs.items()}
+    kinds = {entry["kind"] for entry in inputs.values()}
     task = "unknown"
-    if default is not None:
-        for key, spec in default.inputs.items():
-            shape = spec.shape or []
-            if spec.dtype == "string":
-                inputs[key] = {"dtype": "string", "shape": shape, "kind": "text"}
-                task = "text_classification"
-            elif len(shape) == 4 and spec.dtype.startswith("float"):
-                inputs[key] = {
-                    "dtype": spec.dtype,
-                    "shape": shape,
-                    "kind": "image",
-                    "height": shape[1],
-                    "width": shape[2],
-                    "channels": shape[3],
-                    "range": [0.0, 1.0],
-                }
-                task = "image_classification"
-            elif len(shape) <= 1:
-                inputs[key] = {"dtype": spec.dtype, "shape": shape, "kind": "numeric", "missing": "NaN"}
-                task = "regression"
+    if kinds == {"image"} and len(inputs) == 1:
+        task = "image_classification"
+    elif kinds == {"text"} and len(inputs) == 1:
+        task = "text_classification"
+    elif kinds == {"numeric"}:
+        task = "regression"
     if "classify" in signatures and task == "unknown":
         task = "classification"
     if "regress" in signatures and "classify" not in signatures and inputs:
@@ -147,7 +184,7 @@ def derive_contract(name: str, signatures: dict[str, SignatureInfo]) -> dict[str
         "labels": [],
         "inputs": inputs,
         "predict": {
-            "signature": DEFAULT_SIGNATURE,
+            "signature": key or DEFAULT_SIGNATURE,
             "outputs": sorted(default.outputs) if default is not None else [],
         },
     }
@@ -172,6 +209,12 @@ class ContractStore:
         """Drop version resolutions of ``model`` (after an admin change)."""
         for key in [k for k in self._resolved if k[0] == model]:
             del self._resolved[key]
+
+    def drop(self, model: str) -> None:
+        """Forget everything about ``model`` (it was removed, or added anew: its versions may differ)."""
+        self.forget(model)
+        for key in [k for k in self._infos if k[0] == model]:
+            del self._infos[key]
 
     async def get(self, model: str, *, version: int | None = None, label: str | None = None) -> ModelInfo:
         try:

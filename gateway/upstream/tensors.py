@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
@@ -15,14 +15,17 @@ __all__ = [
     "DTYPES",
     "DType",
     "by_enum",
+    "by_name",
     "by_oip",
     "dtype_name",
     "float_tensor",
+    "number_tensor",
     "shape_of",
     "shape_proto",
     "string_tensor",
     "to_example",
     "to_list",
+    "uint8_tensor",
     "value_field",
 ]
 
@@ -35,16 +38,35 @@ def shape_proto(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
     )
 
 
-def float_tensor(values: Sequence[float] | array[float], dims: Sequence[int]) -> tensor_pb2.TensorProto:
-    """A DT_FLOAT tensor; ``values`` flat row-major with ``prod(dims)`` items (packed as tensor_content)."""
-    packed = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
+def number_tensor(
+    values: Sequence[float] | array[float], dims: Sequence[int], dtype: str = "float32"
+) -> tensor_pb2.TensorProto:
+    """A tensor of a numeric dtype of :data:`DTYPES` (by its contract name); ``values`` flat row-major with
+    ``prod(dims)`` items (packed as tensor_content; integer dtypes take integral values)."""
+    row = _BY_NAME[dtype]
+    code, typecode = row.enum, row.typecode
+    if typecode is None:
+        raise ValueError(f"{dtype} is not a numeric dtype")
+    packed = values if isinstance(values, array) and values.typecode == typecode else array(typecode, values)
     if math.prod(dims) != len(packed):
         raise ValueError(f"{len(packed)} values do not fill shape {list(dims)}")
     if not _LITTLE:  # tensor_content is little-endian on the wire
-        packed = array("f", packed)
+        packed = array(typecode, packed)
         packed.byteswap()
+    return tensor_pb2.TensorProto(dtype=code, tensor_shape=shape_proto(dims), tensor_content=packed.tobytes())
+
+
+def float_tensor(values: Sequence[float] | array[float], dims: Sequence[int]) -> tensor_pb2.TensorProto:
+    """A DT_FLOAT tensor; ``values`` flat row-major with ``prod(dims)`` items (packed as tensor_content)."""
+    return number_tensor(values, dims, "float32")
+
+
+def uint8_tensor(data: bytes, dims: Sequence[int]) -> tensor_pb2.TensorProto:
+    """A DT_UINT8 tensor from its bytes, row-major (packed as tensor_content)."""
+    if math.prod(dims) != len(data):
+        raise ValueError(f"{len(data)} bytes do not fill shape {list(dims)}")
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_shape=shape_proto(dims), tensor_content=packed.tobytes()
+        dtype=types_pb2.DT_UINT8, tensor_shape=shape_proto(dims), tensor_content=data
     )
 
 
@@ -91,6 +113,7 @@ DTYPES: tuple[DType, ...] = (
 # fmt: on
 _BY_ENUM: dict[int, DType] = {row.enum: row for row in DTYPES}
 _BY_OIP: dict[str, DType] = {row.oip: row for row in DTYPES}
+_BY_NAME: dict[str, DType] = {row.name: row for row in DTYPES}
 
 
 def by_enum(dtype: int) -> DType | None:
@@ -101,6 +124,11 @@ def by_enum(dtype: int) -> DType | None:
 def by_oip(datatype: str) -> DType | None:
     """The row of an Open Inference Protocol datatype, or None."""
     return _BY_OIP.get(datatype)
+
+
+def by_name(name: str) -> DType | None:
+    """The row of a contract dtype name (``float32``, ``uint8``, ...), or None."""
+    return _BY_NAME.get(name)
 
 
 def dtype_name(dtype: int) -> str:
@@ -151,12 +179,16 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def to_example(features: dict[str, list[float] | list[bytes]]) -> example_pb2.Example:
-    """A tf.Example with float_list / bytes_list features."""
+def to_example(
+    features: Mapping[str, Sequence[float] | Sequence[int] | Sequence[bytes]],
+) -> example_pb2.Example:
+    """A tf.Example with float_list / int64_list (Python ints) / bytes_list features."""
     mapped: dict[str, feature_pb2.Feature] = {}
     for name, values in features.items():
         if values and isinstance(values[0], bytes):
             mapped[name] = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=values))
+        elif values and all(type(v) is int for v in values):
+            mapped[name] = feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
         else:
             mapped[name] = feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
     return example_pb2.Example(features=feature_pb2.Features(feature=mapped))

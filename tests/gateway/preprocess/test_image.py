@@ -7,6 +7,7 @@ import random
 import struct
 import zlib
 from array import array
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,11 +137,50 @@ def test_dark_garment_on_white_is_inverted(garments: list[Image.Image]) -> None:
     assert diff < 20
 
 
-def test_aspect_ratio_is_kept_with_padding() -> None:
+@pytest.mark.parametrize(
+    ("resize", "background", "probes"),
+    [
+        # a 280x140 picture: left quarter black, the rest white. (x, y) -> level in the 28x28 result
+        ("stretch", None, {(3, 0): 0, (3, 27): 0, (20, 14): 255}),  # no padding, the whole picture
+        ("pad", None, {(14, 0): 0, (3, 14): 0, (20, 14): 255}),  # black bands top and bottom
+        ("pad", "white", {(14, 0): 255, (3, 14): 0, (20, 14): 255}),  # bands in the background's colour
+        ("crop", None, {(0, 14): 255, (14, 0): 255, (27, 27): 255}),  # centre 140x140: the black quarter cut
+        (None, "black", {(14, 0): 0, (20, 14): 255}),  # no rule + a background: pad (the fashion contract)
+        (None, None, {(3, 0): 0, (20, 14): 255}),  # no rule at all: stretch
+    ],
+)
+def test_resize_rules(resize: str | None, background: str | None, probes: dict[tuple[int, int], int]) -> None:
     wide = Image.new("L", (280, 140), 255)
-    decoded = decode_image(encode(wide, "PNG"), "w.png", ImageSpec(28, 28, 1, background=None), LIMIT)
+    wide.paste(0, (0, 0, 70, 140))
+    contract = {"shape": [-1, 28, 28, 1], "resize": resize, "background": background}
+    spec = ImageSpec.from_contract(contract)
+    decoded = decode_image(encode(wide, "PNG"), "w.png", replace(spec, background=None), LIMIT)
     assert decoded.size == (28, 28)
-    assert decoded.getpixel((14, 0)) == 0 and decoded.getpixel((14, 14)) == 255
+    if background == "white":  # the padding colour comes from the background (no inversion here)
+        decoded = decode_image(encode(wide, "PNG"), "w.png", replace(spec, background="white"), LIMIT)
+    for (x, y), level in probes.items():
+        assert abs(decoded.getpixel((x, y)) - level) < 8, (x, y)
+
+
+@pytest.mark.parametrize(
+    ("mode", "channels"), [("I;16", 1), ("I;16", 3), ("P", 3), ("P", 1), ("RGBA", 3), ("LA", 1), ("CMYK", 3)]
+)
+def test_every_upload_mode_becomes_the_models_channels(mode: str, channels: int) -> None:
+    gray = Image.linear_gradient("L").resize((64, 48))  # levels 0..255 top to bottom
+    if mode == "I;16":
+        image = Image.new("I;16", gray.size)
+        image.putdata([level * 257 for level in gray.tobytes()])  # the same levels on 16 bits
+    elif mode == "P":
+        image = gray.convert("RGB").quantize(256)
+    else:
+        image = gray.convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    spec = ImageSpec(48, 64, channels, 0.0, 255.0, background=None, dtype="uint8")
+    data, dims = images_to_batch([(f"x.{fmt}", encode(image, fmt))], spec, LIMIT)
+    assert isinstance(data, bytes) and dims == [1, 48, 64, channels] and len(data) == 48 * 64 * channels
+    rows = [data[y * 64 * channels] for y in (0, 24, 47)]  # first pixel, first channel, of three rows
+    want = [gray.getpixel((0, y)) for y in (0, 24, 47)]
+    assert all(abs(a - b) <= 6 for a, b in zip(rows, want, strict=True)), (rows, want)
 
 
 def test_gif_uses_the_first_frame() -> None:
