@@ -98,6 +98,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--logits", action="store_true", help="the scores are logits: classify applies softmax"
     )
     parser.add_argument("--task", choices=("classification", "regression", "prediction"), default=None)
+    parser.add_argument(
+        "--register",
+        metavar="GATEWAY_URL",
+        default=None,
+        help="then have the running stack behind this gateway serve it (admin token: $GATEWAY_ADMIN_TOKEN, "
+        "else .run/admin-token; a model it serves already just picks up the new version)",
+    )
 
 
 def _images_parser() -> argparse.ArgumentParser:
@@ -141,6 +148,22 @@ def _declared(args: argparse.Namespace) -> Declared:
     )
 
 
+def _register(args: argparse.Namespace) -> None:
+    """``--register``: add ``--models-dir/--name`` to the stack behind the gateway (export.register)."""
+    from export.register import RegisterFailed, register
+
+    token = os.environ.get("GATEWAY_ADMIN_TOKEN", "").strip()
+    saved = Path(".run/admin-token")
+    if not token and saved.is_file():
+        token = saved.read_text(encoding="utf-8").strip()
+    if not token:
+        raise RegisterFailed(
+            args.name, "no admin token: set GATEWAY_ADMIN_TOKEN (make run keeps it in .run/admin-token)"
+        )
+    outcome = register(args.register, token, args.name, Path(args.models_dir) / args.name)
+    print(f"   {args.register}: {args.name} {outcome}")
+
+
 def _run_publish(argv: Sequence[str]) -> None:
     args = _publish_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -158,6 +181,8 @@ def _run_publish(argv: Sequence[str]) -> None:
             tflite_quantize=args.tflite_quantize,
         )
     )
+    if args.register:
+        _register(args)
 
 
 def _run_train_images(argv: Sequence[str]) -> None:
@@ -185,6 +210,8 @@ def _run_train_images(argv: Sequence[str]) -> None:
         ),
         _declared(args),
     )
+    if args.register:
+        _register(args)
 
 
 COMMANDS = {"publish": _run_publish, "train-images": _run_train_images}
