@@ -65,6 +65,12 @@ class Metrics:
             buckets=_LOAD_BUCKETS,
             registry=r,
         )
+        self.scan_errors = Counter(
+            "modelserver_model_scan_errors",
+            "Polls that could not list a model's base path (kept serving), by errno name.",
+            ["model", "error"],
+            registry=r,
+        )
         self.available_versions = Gauge(
             "modelserver_available_versions",
             "Versions currently AVAILABLE.",

@@ -3,8 +3,13 @@
 Contract: ``scan_versions(base_path)`` lists the complete version directories - numeric names only (``00123``
 is version 123; ``.tmp-2-x``, ``v1`` and ``0.1`` are ignored) that already hold ``saved_model.pb`` (a
 directory still being copied in is skipped until complete; an unreadable one counts, so its load fails and
-status says why). ``aspired_versions(config)`` applies the model's version policy; an unreadable base path
-gives None (keep serving), never "no versions" (unload all). The ``FileSystemSource`` polls every model
+status says why); it raises ``OSError`` when the base path cannot be listed. ``aspired_versions(config)``
+applies the model's version policy; a missing or unreadable base path gives None (keep serving), never "no
+versions" (unload all). Only a listing that succeeds and holds no complete version is "no versions", as in
+TF Serving. An OS error while listing (EMFILE when a connection flood took every descriptor, EIO, EACCES) is
+"unknown": that model aspires nothing new this round (the manager keeps what it serves), the next poll
+retries, ``modelserver_model_scan_errors`` counts it and the log says so once per model and then at most
+every ``SCAN_ERROR_LOG_SECONDS`` (no traceback). The ``FileSystemSource`` polls every model
 every ``poll_wait_seconds`` (0 = once, negative = never after the first scan) and hands each result to the
 callback, which the manager reconciles: one model after another, or with ``concurrent`` (the manager has
 several load threads) all models at once, so their loads overlap; ``poll_once`` returns when every model's
@@ -15,16 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from modelserver.lifecycle.version_policy import LatestVersions, VersionPolicy
+from modelserver.metrics import METRICS, Metrics
 
 __all__ = [
+    "SCAN_ERROR_LOG_SECONDS",
     "AspiredCallback",
     "AspiredVersionsSource",
     "FileSystemSource",
@@ -34,6 +43,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelserver.source")
+
+# A model whose scans keep failing is logged again at most this often (with the count since the last line).
+SCAN_ERROR_LOG_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -46,12 +58,11 @@ class ModelSource:
 
 
 def scan_versions(base_path: Path) -> dict[int, Path]:
-    """Complete numeric version directories under ``base_path``: {version: path}."""
+    """Complete numeric version directories under ``base_path``: {version: path}. Raises ``OSError`` when
+    ``base_path`` cannot be listed: the caller must read that as "unknown", never as "no versions"."""
     found: dict[int, Path] = {}
-    try:
-        entries = list(os.scandir(base_path))
-    except OSError:
-        return found
+    with os.scandir(base_path) as listing:
+        entries = list(listing)
     for entry in entries:
         if not entry.name.isdigit() or not entry.is_dir():
             continue
@@ -70,7 +81,8 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
 
 def aspired_versions(model: ModelSource) -> dict[int, Path] | None:
     """The policy's choice among the complete versions; None when the base path is not a readable folder
-    (the manager then keeps what it serves, as TF Serving does on a storage error)."""
+    (the manager then keeps what it serves, as TF Serving does on a storage error). Raises ``OSError`` when
+    the folder exists but cannot be listed (same meaning: keep serving, retry next poll)."""
     if not model.base_path.is_dir() or not os.access(model.base_path, os.R_OK | os.X_OK):
         return None  # unreadable reads as "no versions" otherwise, which would unload everything
     found = scan_versions(model.base_path)
@@ -95,13 +107,21 @@ class FileSystemSource:
     """Polls the configured models and reports their aspired versions (the manager's input)."""
 
     def __init__(
-        self, callback: AspiredCallback, poll_wait_seconds: float, *, concurrent: bool = False
+        self,
+        callback: AspiredCallback,
+        poll_wait_seconds: float,
+        *,
+        concurrent: bool = False,
+        metrics: Metrics = METRICS,
     ) -> None:
         self._callback = callback
         self._poll_wait = poll_wait_seconds
         self._concurrent = concurrent
+        self._metrics = metrics
         self._models: dict[str, ModelSource] = {}
         self._warned: set[str] = set()
+        # model -> (monotonic time of its last scan-error line, errors since that line)
+        self._scan_errors: dict[str, tuple[float, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def set_models(self, models: Mapping[str, ModelSource]) -> None:
@@ -122,9 +142,17 @@ class FileSystemSource:
     async def _poll_model(self, model: ModelSource) -> None:
         try:
             aspired = await asyncio.to_thread(aspired_versions, model)
-        except OSError as exc:  # one model's storage error must not stop the others' polls
-            log.error("model %s: cannot scan %s: %s", model.name, model.base_path, exc)
-            aspired = None
+        except OSError as exc:  # unknown, not "no versions": keep serving, retry next poll
+            self._scan_failed(model, exc)
+            return
+        if model.name in self._scan_errors:
+            _, missed = self._scan_errors.pop(model.name)
+            log.warning(
+                "model %s: %s can be scanned again (%d more failed scans since the last line)",
+                model.name,
+                model.base_path,
+                missed,
+            )
         if aspired is None:
             if model.name not in self._warned:
                 self._warned.add(model.name)
@@ -145,6 +173,23 @@ class FileSystemSource:
         elif aspired:
             self._warned.discard(model.name)
         await self._callback(model.name, aspired)
+
+    def _scan_failed(self, model: ModelSource, exc: OSError) -> None:
+        code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        self._metrics.scan_errors.labels(model.name, code).inc()
+        now = time.monotonic()
+        last, missed = self._scan_errors.get(model.name, (-SCAN_ERROR_LOG_SECONDS, 0))
+        if now - last < SCAN_ERROR_LOG_SECONDS:
+            self._scan_errors[model.name] = (last, missed + 1)
+            return
+        self._scan_errors[model.name] = (now, 0)
+        log.error(
+            "model %s: cannot scan %s (%s%s): keeping the versions it serves, retrying at the next poll",
+            model.name,
+            model.base_path,
+            exc.strerror or exc,
+            f"; {missed} more failed scans since the last line" if missed else "",
+        )
 
     def start(self) -> None:
         if self._poll_wait > 0 and self._task is None:
