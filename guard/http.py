@@ -12,7 +12,9 @@ connection for ever by sending its headers or body slowly.
   application waits for it (a paused read, where the application is the slow side, never counts);
 - with ``body_deadline``, also answers **408** and closes when the whole body has not arrived that many
   seconds after the head (a body dripping one byte every few seconds never stalls, and held a socket and a
-  descriptor for ever); a read the application paused at that moment gets until it reads again.
+  descriptor for ever); a read the application paused at that moment gets until it reads again;
+- with ``max_connections``, answers **503** and closes a new connection at once when that many are already
+  open on this server (``guard.descriptors.connection_budget`` leaves the process descriptors of its own).
 
 A reply with ``Connection: close`` (the 413s of both servers) ends the connection, so the rest of an
 oversized body is never read.
@@ -43,6 +45,7 @@ class HttpLimits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     body_deadline: float | None = None  # whole body, from the end of the head; None: only body_timeout
+    max_connections: int = 0  # open connections; 0 = no bound
 
 
 def _plain(code: str, message: str) -> bytes:
@@ -78,6 +81,13 @@ def protocol_class(
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if limits.max_connections and len(self.server_state.connections) > limits.max_connections:
+                self._refuse(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "too_many_connections",
+                    f"the server holds {limits.max_connections} connections; retry later",
+                )
+                return
             self._arm(limits.header_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:

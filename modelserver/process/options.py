@@ -12,7 +12,10 @@ for a budget that holds one version at a time; see ``modelserver.lifecycle.aspir
 ``allowed_model_base_paths``; bounds per request (``modelserver.runtime.limits``): ``max_request_elements``,
 ``max_request_bytes`` (also gRPC's receive limit), ``max_request_batch_size``; and the REST server's HTTP
 limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bodies),
-``rest_api_max_header_bytes``, ``rest_api_header_timeout_seconds``, ``rest_api_body_timeout_seconds``;
+``rest_api_max_header_bytes``, ``rest_api_header_timeout_seconds``, ``rest_api_body_timeout_seconds`` (no
+byte for that long: 408), ``rest_api_body_deadline_seconds`` (the whole body, however it trickles: 408);
+``max_connections_per_port`` (gRPC and REST each; 0 = as many as the open-file limit allows after the
+descriptors reserved for the server's own work, ``guard.descriptors``);
 and ``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
 running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
 ``modelserver.runtime.batching``); and ``num_workers`` (serving processes sharing the ports, see
@@ -76,6 +79,8 @@ class ServerOptions(BaseSettings):
     rest_api_max_header_bytes: int = Field(64 << 10, ge=1024, le=16 << 20)
     rest_api_header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     rest_api_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    rest_api_body_deadline_seconds: float = Field(120.0, gt=0, le=3600)
+    max_connections_per_port: int = Field(1000, ge=0)
     num_workers: int = Field(1, ge=0, le=64, description="serving processes; 0 = one per usable core")
     # TF Serving flags whose meaning is mapped onto this server: modelserver.process.tfs_flags says how.
     rest_api_num_threads: int = Field(0, ge=0, le=1024)

@@ -54,16 +54,24 @@ def _rest_protocol(app: ASGIApp, timeout_ms: int = 0) -> ASGIApp:
 
 
 async def start_rest(
-    o: ServerOptions, app: ASGIApp, oip: OipDataPlane, *, shared_port: bool, grace_seconds: float
+    o: ServerOptions,
+    app: ASGIApp,
+    oip: OipDataPlane,
+    *,
+    shared_port: bool,
+    grace_seconds: float,
+    max_connections: int = 0,
 ) -> tuple[Uvicorn, asyncio.Task[Any]]:
     """Serve ``app`` (TF Serving's REST app) and the OIP's REST API on ``--rest_api_port``; returns once the port
-    is open (ConfigError when it cannot be)."""
+    is open (ConfigError when it cannot be). ``max_connections``: past it a new connection gets 503 (0: none)."""
     if o.rest_api_num_threads:  # the threads that parse and write large bodies (protocols.http.offload)
         anyio.to_thread.current_default_thread_limiter().total_tokens = o.rest_api_num_threads
     limits = HttpLimits(
         max_header_bytes=o.rest_api_max_header_bytes,
         header_timeout=o.rest_api_header_timeout_seconds,
         body_timeout=o.rest_api_body_timeout_seconds,
+        body_deadline=o.rest_api_body_deadline_seconds,
+        max_connections=max_connections,
     )
     config = uvicorn.Config(
         with_oip_rest(_rest_protocol(app, o.rest_api_timeout_in_ms), oip, o.rest_api_max_body_bytes),

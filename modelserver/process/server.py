@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health
 
+from guard.descriptors import AcceptGuard, connection_budget
 from guard.heap import freeze_heap
 from guard.pages import release_file_pages
 from modelserver.control import ModelControl, default_roots
@@ -50,7 +51,12 @@ from modelserver.process.supervisor import WorkerContext
 from modelserver.protocols.drift_rest import with_drift_rest
 from modelserver.protocols.oip.grpc_service import add_oip_service
 from modelserver.protocols.oip.service import OipDataPlane
-from modelserver.protocols.tfs.grpc_service import add_services, server_options, set_health
+from modelserver.protocols.tfs.grpc_service import (
+    MAX_CONCURRENT_RPCS,
+    add_services,
+    server_options,
+    set_health,
+)
 from modelserver.protocols.tfs.rest import create_rest_app
 from modelserver.runtime import session
 from modelserver.runtime.batching import Batcher
@@ -83,6 +89,7 @@ class ModelServer:
         self._orphaned = False
         self._tasks: list[asyncio.Task[Any]] = []
         self.batcher: Batcher | None = None
+        self._connections = 0  # per port, set at start (guard.descriptors.connection_budget)
 
     def control(self) -> ModelControl:
         o = self.options
@@ -271,12 +278,21 @@ class ModelServer:
     async def _start_grpc(self) -> tuple[grpc.aio.Server, health.aio.HealthServicer | None]:
         """TF Serving's services and the OIP's on the gRPC port (and socket); health still NOT_SERVING."""
         o = self.options
-        channel_options = dict(server_options(o.max_request_bytes, reuse_port=self.worker is not None))
+        AcceptGuard(asyncio.get_running_loop())  # accept() out of descriptors: one line, no traceback storm
+        ports = (1 if o.port else 0) + (1 if o.grpc_socket_path else 0) + (1 if o.rest_api_port else 0)
+        self._connections = connection_budget(o.max_connections_per_port, ports)
+        log.info("connections per port: at most %d", self._connections)
+        channel_options = dict(
+            server_options(
+                o.max_request_bytes, reuse_port=self.worker is not None, max_connections=self._connections
+            )
+        )
         channel_options.update(
             parse_channel_arguments(o.grpc_channel_arguments)
         )  # the user's last, as TF Serving
         grpc_server = grpc.aio.server(
-            options=list(channel_options.items()), maximum_concurrent_rpcs=o.grpc_max_threads or None
+            options=list(channel_options.items()),
+            maximum_concurrent_rpcs=o.grpc_max_threads or MAX_CONCURRENT_RPCS,
         )
         health_service = add_services(
             grpc_server,
@@ -329,7 +345,12 @@ class ModelServer:
         if self.dataplane.drift is not None:
             served = with_drift_rest(app, self.dataplane.drift, self.dataplane.manager.is_known)
         return await start_rest(
-            o, served, self.oip, shared_port=self.worker is not None, grace_seconds=GRACE_SECONDS
+            o,
+            served,
+            self.oip,
+            shared_port=self.worker is not None,
+            grace_seconds=GRACE_SECONDS,
+            max_connections=self._connections,
         )
 
     def _handle_signals(self) -> None:

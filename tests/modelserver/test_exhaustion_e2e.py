@@ -1,5 +1,10 @@
 """End to end: a real ``python -m modelserver`` under resource exhaustion keeps serving what it serves.
 
+Connections, streams and bodies: past ``--max_connections_per_port`` a gRPC connection is closed as soon as
+it is accepted and a REST one gets 503; HTTP/2 rapid reset and message-less stream floods leave a neighbour
+on its own connection served (streams past MAX_CONCURRENT_STREAMS refused); a body dripped a byte at a time
+gets 408 at ``--rest_api_body_deadline_seconds``.
+
 Descriptors: the server's open-file limit is lowered (``prlimit``) to a little above what it holds, then idle
 TCP connections to its gRPC port take the rest, so the next version scan fails with EMFILE - the probe of
 issue 25 (20,000 idle HTTP/2 connections unloaded every model). The version stays AVAILABLE and answers a
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +33,8 @@ from devtools.procs import LOOPBACK
 from devtools.servers import ModelServerHandle, start_modelserver
 from devtools.tiny_models import publish
 from devtools.waiting import wait_until
+from modelserver.protocols.tfs.grpc_service import MAX_CONCURRENT_STREAMS
+from reliability.http2 import idle_streams, rapid_reset
 
 pytestmark = pytest.mark.e2e
 
@@ -94,3 +102,135 @@ def test_descriptor_exhaustion_never_unloads_a_serving_version(server: ModelServ
     metrics = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=30).text
     assert 'modelserver_model_scan_errors_total{error="EMFILE",model="half"}' in metrics
     channel.close()
+
+
+# ------------------------------------------------------------------ connection, stream and body bounds
+
+CAP = 8  # --max_connections_per_port
+BODY_DEADLINE = 2.0
+
+
+@pytest.fixture(scope="module")
+def bounded(tiny: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerHandle]:
+    root = tmp_path_factory.mktemp("bounded")
+    publish(tiny["half_plus_two"], root / "half", 1)
+    flags = [f"--max_connections_per_port={CAP}", f"--rest_api_body_deadline_seconds={BODY_DEADLINE}"]
+    with start_modelserver(
+        model_name="half", model_base_path=root / "half", extra_flags=flags, log_path=root / "ms.log"
+    ) as handle:
+        yield handle
+
+
+class GrpcNeighbour:
+    """A well-behaved client on its own connection: Predict every 20 ms in a thread, errors counted."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.stub = prediction_grpc.PredictionServiceStub(self.channel)
+        self.request = predict_pb2.PredictRequest()
+        self.request.model_spec.name = "half"
+        self.request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.asarray([2.0], np.float32)))
+        self.answers = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                self.stub.Predict(self.request, timeout=30)
+                self.answers += 1
+            except grpc.RpcError as exc:
+                self.errors.append(exc.code().name)  # type: ignore[attr-defined]
+
+    def __enter__(self) -> GrpcNeighbour:
+        self.stub.Predict(self.request, timeout=30)  # connected before the abuse starts
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        self.channel.close()
+
+
+def _closed_at_once(sock: socket.socket) -> bool:
+    """True when the server closes the connection (or answers and closes) without being asked anything."""
+    sock.settimeout(30)  # hang guard
+    try:
+        data = sock.recv(1 << 16)
+        while data and not data.startswith(b"HTTP/1.1 503"):
+            if data.startswith(b"\x00"):  # an HTTP/2 frame: the server took the connection
+                return False
+            data = sock.recv(1 << 16)
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_grpc_connections_past_the_cap_are_closed_and_neighbours_served(bounded: ModelServerHandle) -> None:
+    with GrpcNeighbour(bounded.grpc_target) as neighbour:
+        flood = [socket.create_connection((LOOPBACK, bounded.grpc_port)) for _ in range(3 * CAP)]
+        try:
+            for sock in flood:  # the HTTP/2 preface: a taken connection answers with SETTINGS
+                sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            closed = sum(_closed_at_once(sock) for sock in flood)
+        finally:
+            for sock in flood:
+                sock.close()
+        assert closed >= 2 * CAP, closed
+        wait_until(lambda: neighbour.answers > 5, "the neighbour answered during the flood")
+    assert neighbour.errors == []
+
+
+def test_rest_connections_past_the_cap_get_503(bounded: ModelServerHandle) -> None:
+    flood = [socket.create_connection((LOOPBACK, bounded.rest_port or 0)) for _ in range(2 * CAP)]
+    try:
+        wait_until(lambda: sum(_closed_at_once(s) for s in flood[CAP:]) == CAP, "503 past the cap")
+    finally:
+        for sock in flood:
+            sock.close()
+    assert httpx.get(f"{bounded.url}/v1/models/half", timeout=30).status_code == 200  # freed again
+
+
+def test_http2_rapid_reset_and_idle_stream_flood_leave_neighbours_served(bounded: ModelServerHandle) -> None:
+    """CVE-2023-44487's loop on one connection, then message-less streams past MAX_CONCURRENT_STREAMS on
+    another: the neighbour (its own connection) gets no error; the idle streams past the limit are refused."""
+    with GrpcNeighbour(bounded.grpc_target) as neighbour:
+        reset = rapid_reset(LOOPBACK, bounded.grpc_port, 5000)
+        idle = idle_streams(LOOPBACK, bounded.grpc_port, 3 * MAX_CONCURRENT_STREAMS)
+        try:
+            assert idle.refused >= 2 * MAX_CONCURRENT_STREAMS, idle
+            wait_until(lambda: neighbour.answers > 5, "the neighbour answered during the abuse")
+        finally:
+            idle.close()
+    assert reset.sent == 5000 or reset.goaway or reset.closed, reset
+    assert neighbour.errors == []
+    assert bounded.alive()
+
+
+def test_a_dripped_rest_body_gets_408_at_the_total_deadline(bounded: ModelServerHandle) -> None:
+    """One byte every 0.5 s never stalls (the idle timeout is 30 s) but never ends: 408 at the deadline."""
+    with socket.create_connection((LOOPBACK, bounded.rest_port or 0), timeout=60) as sock:
+        sock.sendall(
+            b"POST /v1/models/half:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n"
+        )
+        reply = b""
+        for _ in range(200):  # hang guard: 100 s of dripping
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            sock.settimeout(0.5)
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            reply += chunk
+            if not chunk or b"\r\n\r\n" in reply:
+                break
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert b"not complete within 2 s" in reply, reply

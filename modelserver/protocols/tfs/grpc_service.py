@@ -41,6 +41,7 @@ from tfs_protos.tensorflow_serving.apis import (
 )
 
 __all__ = [
+    "MAX_CONCURRENT_RPCS",
     "MAX_MESSAGE_BYTES",
     "Context",
     "ModelServiceAdapter",
@@ -69,17 +70,39 @@ Reply = TypeVar("Reply")
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
+# HTTP/2 bounds per connection, so that one abusive connection cannot take the server from its neighbours
+# (issue 25: a rapid-reset loop and tens of thousands of message-less streams on one connection cancelled
+# the calls of every other client). Names are grpc-core's channel arguments (grpc_types.h).
+MAX_CONCURRENT_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS; grpc-core's default is unbounded
+HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that never sends the HTTP/2 preface is closed
+MAX_CONNECTION_IDLE_MS = 5 * 60_000  # a connection with no call for that long gets GOAWAY (clients reconnect)
+# Calls held at once by the whole server (grpc.aio answers RESOURCE_EXHAUSTED past it): streams that never
+# send their message cost ~6 KiB each, so connections x streams must not be the only bound.
+MAX_CONCURRENT_RPCS = 10_000
+
+
 def server_options(
-    max_receive_bytes: int = MAX_MESSAGE_BYTES, *, reuse_port: bool = False
+    max_receive_bytes: int = MAX_MESSAGE_BYTES, *, reuse_port: bool = False, max_connections: int = 0
 ) -> list[tuple[str, Any]]:
     """``max_receive_bytes`` (``--max_request_bytes``): gRPC refuses a larger message (RESOURCE_EXHAUSTED)
     from its length prefix, before it is parsed. ``reuse_port``: SO_REUSEPORT, for workers sharing the port
-    (``--num_workers``); off otherwise, so a second server on a port in use fails at start."""
-    return [
+    (``--num_workers``); off otherwise, so a second server on a port in use fails at start.
+    ``max_connections`` (0 = no bound): connections past it are closed as soon as they are accepted, so a
+    flood cannot take the descriptors the server needs (``guard.descriptors.connection_budget``). Every
+    connection also gets at most ``MAX_CONCURRENT_STREAMS`` streams (grpc-core refuses more with
+    RST_STREAM REFUSED_STREAM, and answers a rapid-reset loop past it with GOAWAY), a handshake deadline and
+    an idle timeout."""
+    options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
     ]
+    if max_connections > 0:
+        options.append(("grpc.max_allowed_incoming_connections", max_connections))
+    return options
 
 
 class Undecodable:
