@@ -120,7 +120,7 @@ def _rest_error(code: str, message: str) -> bytes:
 
 def with_oip_rest(app: ASGIApp, oip: OipDataPlane, max_body_bytes: int) -> ASGIApp:
     """TF Serving's REST API with the Open Inference Protocol's ``/v2`` paths mounted beside it."""
-    oip_app = OipRestApi(oip, max_body_bytes)
+    oip_app = OipRestApi(oip, max_body_bytes, oip.limits)
 
     async def routed(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and is_oip_path(scope.get("path", "")):

@@ -340,6 +340,7 @@ class ModelServer:
             monitoring_path=monitoring_path,
             enable_cors=o.rest_api_enable_cors_support,
             max_body_bytes=o.rest_api_max_body_bytes,
+            limits=self.dataplane.limits,
         )
         served: ASGIApp = app
         if self.dataplane.drift is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelserver.errors import InvalidArgument
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestLimits
 from modelserver.runtime.servable import DEFAULT_SIGNATURE, Servable
 from tfs_protos.tensorflow.core.framework import types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
@@ -36,14 +37,19 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 
-def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
+def serialized_examples(request_input: input_pb2.Input, limits: RequestLimits = DEFAULT_LIMITS) -> np.ndarray:
     """The request's examples as a DT_STRING vector; a context is merged into each example the way TF Serving
-    does it (context bytes followed by example bytes: proto merge semantics)."""
+    does it (context bytes followed by example bytes: proto merge semantics). Checked against ``limits``
+    before anything is serialized: the count and the bytes (a context counts once per example)."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
-        examples = [e.SerializeToString() for e in request_input.example_list.examples]
+        listed = request_input.example_list.examples
+        limits.check_examples(len(listed), request_input.ByteSize())
+        examples = [e.SerializeToString() for e in listed]
     elif kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
+        context_bytes = with_context.context.ByteSize()
+        limits.check_examples(len(with_context.examples), request_input.ByteSize(), context_bytes)
         context = with_context.context.SerializeToString()
         examples = [context + e.SerializeToString() for e in with_context.examples]
     else:

@@ -32,7 +32,7 @@ from modelserver.runtime.classify_regress import (
     regression_result,
     serialized_examples,
 )
-from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits
+from modelserver.runtime.limits import DEFAULT_LIMITS, STRING_ELEMENT_BYTES, RequestBudget, RequestLimits
 from modelserver.runtime.runner import Runner
 from modelserver.runtime.servable import DEFAULT_SIGNATURE, Servable, check_inputs
 from modelserver.runtime.tensors import to_ndarray, to_tensor_proto
@@ -126,7 +126,9 @@ class Prediction:
     async def run(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()) -> Arrays:
         """Run on arrays an adapter built (REST JSON, OIP tensors); they count against the request limits."""
         for name, array in inputs.items():
-            self._budget.spend(name, array.shape, array.itemsize if array.dtype != object else 0)
+            self._budget.spend(
+                name, array.shape, array.itemsize if array.dtype != object else STRING_ELEMENT_BYTES
+            )
         return await self._run_checked(inputs, output_filter)
 
     async def answer(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -216,7 +218,7 @@ class Execution:
         signature = example_signature(
             servable, signature_name, method, method_name_check=self.method_name_check
         )
-        examples = serialized_examples(request_input)
+        examples = serialized_examples(request_input, self.limits)
         outputs = await self.runner.run(
             servable, signature.key, {signature.input_name: examples}, signature.outputs
         )

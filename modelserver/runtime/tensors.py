@@ -18,7 +18,7 @@ import numpy as np
 
 from modelserver.errors import InvalidArgument
 from modelserver.runtime.dtypes import DTYPES
-from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget
+from modelserver.runtime.limits import DEFAULT_LIMITS, STRING_ELEMENT_BYTES, RequestBudget
 from modelserver.runtime.session import NUMPY_DTYPES
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -97,7 +97,7 @@ def check_request_tensor(proto: tensor_pb2.TensorProto, name: str, budget: Reque
     if proto.tensor_shape.unknown_rank:
         raise InvalidArgument(f"input {name}: tensor_shape.unknown_rank is set; send the tensor's shape")
     dims = [d.size for d in proto.tensor_shape.dim]
-    elements = budget.spend(name, dims, itemsize)
+    elements = budget.spend(name, dims, itemsize or STRING_ELEMENT_BYTES)
     content = len(proto.tensor_content)  # one temporary copy (protobuf returns a new bytes object)
     if content:
         if proto.dtype == types_pb2.DT_STRING:

@@ -1,5 +1,7 @@
 """modelserver.runtime.limits and tensors.check_request_tensor: a request tensor is refused from what it declares,
-before anything is allocated (issue 17: a 44-byte Predict declaring [20000,28,28,1] cost gigabytes)."""
+before anything is allocated (issue 17: a 44-byte Predict declaring [20000,28,28,1] cost gigabytes); strings by
+their count, JSON bodies from their quotes and commas, tf.Example inputs by count and bytes with the context
+once per example (issue 25)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import pytest
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from modelserver.errors import InvalidArgument
-from modelserver.runtime.limits import RequestBudget, RequestLimits
+from modelserver.runtime.limits import STRING_ELEMENT_BYTES, RequestBudget, RequestLimits
 from modelserver.runtime.tensors import to_ndarray
 
 IMAGE = [1, 28, 28, 1]
@@ -79,3 +81,79 @@ def test_byte_and_batch_bounds_name_their_flags() -> None:
     with pytest.raises(InvalidArgument, match="--max_request_batch_size"):
         limits.check_tensor("x", [4, 1], 1)
     assert RequestLimits(0, 0, 0).check_tensor("x", [10**9, 10**9], 8) == 10**18  # 0 = no bound
+
+
+# ------------------------------------------ issue 25: strings and examples counted before allocation
+
+TINY_STRINGS = 1_500_000
+
+
+def test_tiny_strings_are_refused_by_their_count_before_they_are_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1.5 M one-byte strings in [1, N]: under the batch and element bounds, but each costs the server
+    STRING_ELEMENT_BYTES, so the request is over --max_request_bytes before any string object exists."""
+    import modelserver.runtime.tensors as tensors
+
+    def no_decoding(proto: object) -> None:
+        raise AssertionError("decoded a refused tensor")
+
+    monkeypatch.setattr(tensors, "make_ndarray", no_decoding)
+    proto = _tensor([1, TINY_STRINGS], types_pb2.DT_STRING, string_val=[b"a"] * TINY_STRINGS)
+    with pytest.raises(InvalidArgument, match=r"--max_request_bytes; a string element counts 256"):
+        to_ndarray(proto, "text")
+    assert RequestLimits().max_bytes < TINY_STRINGS * STRING_ELEMENT_BYTES
+
+
+def test_a_json_body_is_costed_from_its_strings_and_values_before_parsing() -> None:
+    limits = RequestLimits()
+    strings = b'{"instances": [' + b",".join([b'"a"'] * TINY_STRINGS) + b"]}"
+    with pytest.raises(InvalidArgument, match=r"about 1500001 strings .* send fewer strings"):
+        limits.check_json_body(strings)
+    b64 = b'{"instances": [' + b",".join([b'{"b64": "YQ=="}'] * 600_000) + b"]}"
+    with pytest.raises(InvalidArgument, match="--max_request_bytes"):
+        limits.check_json_body(b64)
+    floats = b'{"instances": [' + b",".join([b"0.123456"] * 1_000_000) + b"]}"
+    limits.check_json_body(floats)  # a million numbers: 32 MB of Python floats, within the bound
+    limits.check_json_body(strings, end=20)  # only the JSON part of an OIP binary body counts
+    RequestLimits(max_bytes=0).check_json_body(strings)  # 0 = no bound
+
+
+@pytest.mark.parametrize(
+    ("count", "example_bytes", "context_bytes", "match"),
+    [
+        (250_000, 500_000, 0, r"250000 examples is over .*\(--max_request_batch_size\)"),
+        (200, 200, 1 << 20, r"1048576-byte context .*\(--max_request_bytes\)"),
+        (60_000, 8 << 20, 4096, "--max_request_bytes"),
+    ],
+)
+def test_example_inputs_are_bounded_by_count_and_bytes_with_the_context_per_example(
+    count: int, example_bytes: int, context_bytes: int, match: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        RequestLimits().check_examples(count, example_bytes, context_bytes)
+
+
+def test_example_inputs_within_bounds_pass() -> None:
+    RequestLimits().check_examples(1000, 200_000, 1000)
+
+
+def test_serialized_examples_refuses_before_serializing_a_context_per_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tensorflow_serving.apis import input_pb2
+
+    from modelserver.runtime.classify_regress import serialized_examples
+
+    request_input = input_pb2.Input()
+    with_context = request_input.example_list_with_context
+    with_context.context.features.feature["c"].bytes_list.value.append(b"x" * (1 << 20))
+    for _ in range(300):
+        with_context.examples.add()
+    with pytest.raises(InvalidArgument, match="merged into every example"):
+        serialized_examples(request_input)
+    empty = input_pb2.Input()
+    for _ in range(70_000):
+        empty.example_list.examples.add()
+    with pytest.raises(InvalidArgument, match="70000 examples"):
+        serialized_examples(empty)

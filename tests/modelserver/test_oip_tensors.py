@@ -133,3 +133,58 @@ def test_json_output_bytes_utf8_or_base64() -> None:
     assert to_json_data(np.array([b"ok"], object), "BYTES") == (["ok"], {})
     assert to_json_data(np.array([b"\xff"], object), "BYTES") == (["/w=="], {"content_type": "base64"})
     assert to_json_data(np.array([[1.5, 2]], np.float32), "FP32") == ([1.5, 2.0], {})
+
+
+# ------------------------------------------- issue 25: BYTES counted before they are decoded
+
+TINY = 1_500_000
+
+
+def _no_decoding(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded a refused input")
+
+    monkeypatch.setattr(module, "from_raw", refuse)
+    monkeypatch.setattr(module, "from_json_data", refuse)
+
+
+def test_rest_bytes_inputs_are_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1.5 M tiny BYTES elements, as JSON data or as length-prefixed binary: INVALID_ARGUMENT before any
+    element object is made (the JSON from its estimated cost, the binary from its declared shape)."""
+    import orjson
+
+    from modelserver.protocols.oip import rest
+
+    _no_decoding(monkeypatch, rest)
+    data = orjson.dumps(
+        {"inputs": [{"name": "t", "shape": [1, TINY], "datatype": "BYTES", "data": ["a"] * TINY}]}
+    )
+    with pytest.raises(InvalidArgument, match="--max_request_bytes"):
+        rest.parse_infer_request(data, None, "m", "")
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "t",
+                    "shape": [1, TINY],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 5 * TINY},
+                }
+            ]
+        }
+    )
+    binary = header + (struct.pack("<I", 1) + b"a") * TINY
+    with pytest.raises(InvalidArgument, match=r"input t: .*a string element counts"):
+        rest.parse_infer_request(binary, str(len(header)), "m", "")
+
+
+def test_grpc_bytes_inputs_are_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelserver.protocols.oip import grpc_service
+    from oip_protos import grpc_predict_v2_pb2 as pb
+
+    _no_decoding(monkeypatch, grpc_service)
+    message = pb.ModelInferRequest(model_name="m")
+    tensor = message.inputs.add(name="t", datatype="BYTES", shape=[1, TINY])
+    tensor.contents.bytes_contents.extend([b"a"] * TINY)
+    with pytest.raises(InvalidArgument, match=r"input t: .*a string element counts"):
+        grpc_service.infer_request(message)

@@ -26,9 +26,17 @@ from modelserver.protocols.oip.service import (
     RequestedOutput,
     Tensor,
 )
-from modelserver.protocols.oip.tensors import DATATYPES, check_shape, from_json_data, from_raw, to_raw
+from modelserver.protocols.oip.tensors import (
+    DATATYPES,
+    check_shape,
+    from_json_data,
+    from_raw,
+    spend_declared,
+    to_raw,
+)
 from modelserver.protocols.tfs.grpc_service import Context, add_servicer, answer
 from modelserver.runtime.dtypes import DTYPES
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits
 from oip_protos import grpc_predict_v2_pb2 as pb
 
 __all__ = ["SERVICE_NAME", "GRPCInferenceServiceAdapter", "add_oip_service"]
@@ -70,8 +78,9 @@ def _contents(
     return from_json_data(name, datatype, shape, values)
 
 
-def infer_request(message: pb.ModelInferRequest) -> InferRequest:
-    """A ModelInferRequest as an InferRequest (checks every tensor)."""
+def infer_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAULT_LIMITS) -> InferRequest:
+    """A ModelInferRequest as an InferRequest (checks every tensor; declared shapes against ``limits``
+    before any is decoded)."""
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
         raise InvalidArgument(
@@ -79,8 +88,10 @@ def infer_request(message: pb.ModelInferRequest) -> InferRequest:
             "send every input raw or none"
         )
     tensors = []
+    budget = RequestBudget(limits)
     for index, item in enumerate(message.inputs):
         shape = check_shape(item.name, list(item.shape))
+        spend_declared(budget, item.name, item.datatype, shape)
         parameters = _parameters(item.parameters)
         if any(key.startswith("shared_memory") for key in parameters):
             raise InvalidArgument("the shared memory extensions are not supported (docs/oip.md)")
@@ -164,7 +175,7 @@ class GRPCInferenceServiceAdapter:
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         async def call() -> pb.ModelInferResponse:
-            return infer_response(await self._oip.infer(infer_request(request)))
+            return infer_response(await self._oip.infer(infer_request(request, self._oip.limits)))
 
         return await self._answer(context, request, call)
 

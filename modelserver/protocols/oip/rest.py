@@ -41,7 +41,15 @@ from modelserver.protocols.oip.service import (
     RequestedOutput,
     Tensor,
 )
-from modelserver.protocols.oip.tensors import check_shape, from_json_data, from_raw, to_json_data, to_raw
+from modelserver.protocols.oip.tensors import (
+    check_shape,
+    from_json_data,
+    from_raw,
+    spend_declared,
+    to_json_data,
+    to_raw,
+)
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestBudget, RequestLimits
 
 __all__ = ["HEADER_LENGTH", "OipRestApi", "is_oip_path"]
 
@@ -94,13 +102,17 @@ def _binary_size(parameters: dict[str, Any], name: str) -> int | None:
     return size
 
 
-def parse_infer_request(body: bytes, header_length: str | None, model: str, version: str) -> InferRequest:
-    """An infer body (JSON, or JSON + binary with ``Inference-Header-Content-Length``) as an InferRequest."""
-    document, binary = _split_body(body, header_length)
+def parse_infer_request(
+    body: bytes, header_length: str | None, model: str, version: str, limits: RequestLimits = DEFAULT_LIMITS
+) -> InferRequest:
+    """An infer body (JSON, or JSON + binary with ``Inference-Header-Content-Length``) as an InferRequest;
+    the JSON's estimated cost and each input's declared shape are checked against ``limits`` before they
+    are parsed or decoded."""
+    document, binary = _split_body(body, header_length, limits)
     inputs = document.get("inputs")
     if not isinstance(inputs, list):
         raise InvalidArgument("the request needs 'inputs': a list of tensors")
-    tensors = _input_tensors(inputs, binary)
+    tensors = _input_tensors(inputs, binary, RequestBudget(limits))
     outputs = []
     for item in document.get("outputs") or []:
         item = _object(item, "each requested output")
@@ -120,8 +132,10 @@ def parse_infer_request(body: bytes, header_length: str | None, model: str, vers
     )
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
-    """The JSON document (an object) and the binary data after it."""
+def _split_body(
+    body: bytes, header_length: str | None, limits: RequestLimits
+) -> tuple[dict[str, Any], memoryview]:
+    """The JSON document (an object) and the binary data after it; the JSON costed before it is parsed."""
     json_end = len(body)
     if header_length is not None:
         if not header_length.strip().isdigit():
@@ -131,6 +145,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any],
             raise InvalidArgument(
                 f"Inference-Header-Content-Length is {json_end} but the body has only {len(body)} bytes"
             )
+    limits.check_json_body(body, json_end)
     try:
         document = orjson.loads(memoryview(body)[:json_end])
     except orjson.JSONDecodeError as exc:
@@ -138,8 +153,9 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any],
     return _object(document, "the request"), memoryview(body)[json_end:]
 
 
-def _input_tensors(inputs: list[Any], binary: memoryview) -> list[Tensor]:
-    """Each input from its JSON ``data`` or its slice of the binary data, which the inputs must claim whole."""
+def _input_tensors(inputs: list[Any], binary: memoryview, budget: RequestBudget) -> list[Tensor]:
+    """Each input from its JSON ``data`` or its slice of the binary data, which the inputs must claim whole;
+    each declared shape charged to ``budget`` before its data is decoded."""
     tensors = []
     offset = 0
     for item in inputs:
@@ -148,6 +164,7 @@ def _input_tensors(inputs: list[Any], binary: memoryview) -> list[Tensor]:
         if not isinstance(name, str) or not isinstance(datatype, str):
             raise InvalidArgument("each input needs a string 'name' and 'datatype'")
         shape = check_shape(name, item.get("shape"))
+        spend_declared(budget, name, datatype, shape)
         parameters = _parameters(item.get("parameters"), f"input '{name}'")
         size = _binary_size(parameters, name)
         if size is not None:
@@ -204,8 +221,14 @@ def render_infer_response(response: InferResponse, request: InferRequest) -> tup
 class OipRestApi:
     """ASGI app for the ``/v2`` paths; holds no per-request state."""
 
-    def __init__(self, oip: OipDataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        oip: OipDataPlane,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: RequestLimits = DEFAULT_LIMITS,
+    ) -> None:
         self._oip = oip
+        self._limits = limits
         self._max_body_bytes = max_body_bytes  # after inflation, as TF Serving's REST API here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,7 +282,7 @@ class OipRestApi:
         header = request.headers.get(HEADER_LENGTH)
         # big bodies are parsed and written off the event loop (http.offload), so small requests keep flowing
         parsed: InferRequest = await offload(
-            lambda: parse_infer_request(body, header, model, version), len(body)
+            lambda: parse_infer_request(body, header, model, version, self._limits), len(body)
         )
         response = await self._oip.infer(parsed)
         size = sum(t.array.nbytes for t in response.outputs)

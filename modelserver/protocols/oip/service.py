@@ -27,6 +27,7 @@ from modelserver import __version__
 from modelserver.dataplane import DataPlane
 from modelserver.errors import InvalidArgument, NotFound, ServableNotFound, ServingError, UnknownVersionLabel
 from modelserver.protocols.oip.tensors import array_datatype, datatype_of
+from modelserver.runtime.limits import RequestLimits
 from modelserver.runtime.servable import DEFAULT_SIGNATURE
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
@@ -156,6 +157,11 @@ class OipDataPlane:
 
     def __init__(self, dataplane: DataPlane) -> None:
         self._dp = dataplane
+
+    @property
+    def limits(self) -> RequestLimits:
+        """The request limits (``--max_request_*``), checked by the adapters before decoding."""
+        return self._dp.limits
 
     # ---- health and server metadata -----------------------------------------------------------------
     def server_live(self) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 
 from modelserver.errors import InvalidArgument
 from modelserver.runtime.dtypes import DTYPES
+from modelserver.runtime.limits import STRING_ELEMENT_BYTES, RequestBudget
 
 __all__ = [
     "BYTES",
@@ -33,6 +34,7 @@ __all__ = [
     "datatype_of",
     "from_json_data",
     "from_raw",
+    "spend_declared",
     "to_json_data",
     "to_raw",
 ]
@@ -43,6 +45,10 @@ BYTES = "BYTES"
 _FROM_TF: dict[int, str] = {row.enum: row.oip for row in DTYPES if row.oip is not None}
 DATATYPES: dict[str, np.dtype[Any]] = {
     row.oip: row.numpy for row in DTYPES if row.oip is not None and row.numpy is not None
+}
+# What one element costs the request budget before it is decoded (a BYTES element: a string's).
+_ELEMENT_COST = {name: dtype.itemsize for name, dtype in DATATYPES.items() if name != BYTES} | {
+    BYTES: STRING_ELEMENT_BYTES
 }
 _OF_NUMPY = {dtype: name for name, dtype in DATATYPES.items() if name != BYTES}
 _LENGTH = struct.Struct("<I")
@@ -78,6 +84,12 @@ def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"input '{name}': shape {list(shape)} has a negative dimension")
     return tuple(int(d) for d in shape)
+
+
+def spend_declared(budget: RequestBudget, name: str, datatype: str, shape: tuple[int, ...]) -> None:
+    """Charge an input's declared shape to the request budget before its data is decoded (InvalidArgument
+    past a limit): a BYTES tensor of 1.5 M tiny strings is refused before 1.5 M objects exist."""
+    budget.spend(name, shape, _ELEMENT_COST.get(datatype, 1))
 
 
 def _numpy_dtype(name: str, datatype: str) -> np.dtype[Any]:

@@ -36,6 +36,7 @@ from modelserver.protocols.http import DEFAULT_MAX_BODY_BYTES, offload, read_bod
 from modelserver.protocols.tfs.json.examples import ExamplesJson, classification_json, regression_json
 from modelserver.protocols.tfs.json.predict import PredictJson, predict_response_json
 from modelserver.protocols.tfs.json.text import dumps, error_json
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestLimits
 from modelserver.runtime.servable import DEFAULT_SIGNATURE
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
@@ -165,9 +166,11 @@ class RestApi:
         render_metrics: Callable[[], tuple[bytes, str]] | None = None,
         enable_cors: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
         self._dataplane = dataplane
         self._max_body_bytes = max_body_bytes
+        self._limits = limits
         self._monitoring_path = monitoring_path
         self._render_metrics = render_metrics
         self._cors = dict(_CORS_HEADERS) if enable_cors else {}
@@ -207,6 +210,7 @@ class RestApi:
                 name, version, label, verb = match.groups()
                 target = _Target(name, version, label)
                 body = await read_body(request, self._max_body_bytes)
+                self._limits.check_json_body(body)  # before parsing: its strings and values, estimated
                 if verb == "predict":
                     return await self._predict(target, body)
                 if verb == "classify":
@@ -327,12 +331,14 @@ def create_rest_app(
     enable_cors: bool = False,
     render_metrics: Callable[[], tuple[bytes, str]] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: RequestLimits = DEFAULT_LIMITS,
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The REST API as an ASGI app (the server runs it with uvicorn when ``--rest_api_port`` > 0).
 
     ``monitoring_path``: where Prometheus metrics are served (None: not served). ``enable_cors``: add the
     CORS headers of ``--rest_api_enable_cors_support``. ``render_metrics`` defaults to
     ``modelserver.metrics.render``. ``max_body_bytes``: the largest request body (after decompression).
+    ``limits``: the request limits a body's estimated cost is checked against before it is parsed.
     """
     return RestApi(
         dataplane,
@@ -340,4 +346,5 @@ def create_rest_app(
         render_metrics=render_metrics,
         enable_cors=enable_cors,
         max_body_bytes=max_body_bytes,
+        limits=limits,
     )
