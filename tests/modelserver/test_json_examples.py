@@ -140,3 +140,16 @@ def test_empty_results_raise() -> None:
         classification_json(classification_pb2.ClassificationResult())
     with pytest.raises(InvalidArgument, match="Cannot convert empty RegressionResults to JSON"):
         regression_json(regression_pb2.RegressionResult())
+
+
+def test_too_many_examples_are_refused_before_any_example_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: 250,000 empty examples in 0.5 MiB built +164 MiB; the count is checked first."""
+    from modelserver.protocols.tfs.json import examples
+
+    def no_building(value: object) -> None:
+        raise AssertionError("built an example of a refused request")
+
+    monkeypatch.setattr(examples, "_example", no_building)
+    body = b'{"examples": [' + b",".join([b"{}"] * 250_000) + b"]}"
+    with pytest.raises(InvalidArgument, match=r"250000 examples .*--max_request_batch_size"):
+        examples.ExamplesJson.from_body(body)

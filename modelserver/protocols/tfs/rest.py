@@ -250,7 +250,7 @@ class RestApi:
         return _json_response(await offload(lambda: predict_response_json(outputs, fmt), size))
 
     async def _classify(self, target: _Target, body: bytes) -> Response:
-        parsed: ExamplesJson = await offload(lambda: ExamplesJson.from_body(body), len(body))
+        parsed: ExamplesJson = await offload(lambda: ExamplesJson.from_body(body, self._limits), len(body))
         request = classification_pb2.ClassificationRequest(
             model_spec=target.spec(parsed.signature_name), input=parsed.input
         )
@@ -258,7 +258,7 @@ class RestApi:
         return _json_response(classification_json(response.result))
 
     async def _regress(self, target: _Target, body: bytes) -> Response:
-        parsed: ExamplesJson = await offload(lambda: ExamplesJson.from_body(body), len(body))
+        parsed: ExamplesJson = await offload(lambda: ExamplesJson.from_body(body, self._limits), len(body))
         request = regression_pb2.RegressionRequest(
             model_spec=target.spec(parsed.signature_name), input=parsed.input
         )

@@ -26,6 +26,7 @@ from modelserver.protocols.tfs.json.text import (
     signature_name_of,
     value_to_string,
 )
+from modelserver.runtime.limits import DEFAULT_LIMITS, RequestLimits
 from tfs_protos.tensorflow.core.example import example_pb2, feature_pb2
 from tfs_protos.tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
@@ -99,7 +100,8 @@ class ExamplesJson:
         self.input = input
 
     @classmethod
-    def from_body(cls, body: bytes) -> ExamplesJson:
+    def from_body(cls, body: bytes, limits: RequestLimits = DEFAULT_LIMITS) -> ExamplesJson:
+        """``limits``: the number of examples is checked before any Example proto is built."""
         doc = parse_json_object(body, _EXAMPLES_KEYS)
         signature_name = signature_name_of(doc)
         request_input = input_pb2.Input()
@@ -118,6 +120,7 @@ class ExamplesJson:
             )
         if not examples:
             raise InvalidArgument(f"JSON Value: {value_to_string(doc)} 'examples' value is an empty array")
+        limits.check_examples(len(examples), 0)  # the bytes are checked once serialized (serialized_examples)
         target = (
             request_input.example_list_with_context.examples
             if has_context
