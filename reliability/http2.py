@@ -80,7 +80,8 @@ def _read(sock: socket.socket, conn: h2.connection.H2Connection, report: Abuse, 
                 if isinstance(event, h2.events.StreamReset) and event.remote_reset:
                     report.refused += 1
                 elif isinstance(event, h2.events.ConnectionTerminated):
-                    report.goaway = h2.errors.ErrorCodes(event.error_code).name
+                    code = event.error_code
+                    report.goaway = code.name if isinstance(code, h2.errors.ErrorCodes) else str(code)
             with contextlib.suppress(OSError):
                 sock.sendall(conn.data_to_send())
             sock.settimeout(0.0 if wait <= 0 else wait)

@@ -86,6 +86,13 @@ def headline(outcome: Outcome) -> str:
             f"{f.get('streamed_body_mib')} MiB JSON: {f.get('chunked_JSON_status')} "
             f"(+{f.get('chunked_JSON_rss_mib')} MiB); logs: {f.get('log_tracebacks')} tracebacks"
         )
+    if outcome.name == "exhaustion":
+        return "; ".join(
+            f"{name}: {item.get('reply') or item.get('status') or ''} +{item.get('rss_anon_peak_mib')}/"
+            f"+{item.get('rss_anon_kept_mib')} MiB, {item.get('neighbour_errors')} neighbour errors"
+            for name, item in f.items()
+            if isinstance(item, dict)
+        )
     return ""
 
 

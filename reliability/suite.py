@@ -7,6 +7,9 @@ Stacks (each a private copy of the model repository, real processes on loopback)
   B  versions                      text + housing; modelserver as an unprivileged user when we are root
   C  faults                        modelserver as an unprivileged user when we are root
   D  hotswap, soak
+  E  exhaustion                    default settings plus ``exhaustion.exhaustion_options`` (a short total
+                                   body deadline); its own stack: it takes the model server to its open-file
+                                   limit
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reliability import attack, faults, fuzz, hostile, hotswap, security, soak, versions
+from reliability import attack, exhaustion, faults, fuzz, hostile, hotswap, security, soak, versions
 from reliability.outcome import Outcome
 from reliability.repo import copy_repo
 from reliability.stack import Stack, StackOptions
@@ -31,6 +34,7 @@ SCENARIOS: tuple[str, ...] = (
     "security",
     "fuzz",
     "attack",
+    "exhaustion",
     "versions",
     "faults",
     "hotswap",
@@ -134,6 +138,17 @@ def run_suite(
                         lambda: attack.run(running, quick=scale is QUICK),
                     )
                 )
+    if "exhaustion" in only:
+        log("== stack E: resource exhaustion of the model server")
+        e = stack("e")
+        with Stack.start(e.repo, e.workdir, exhaustion.exhaustion_options(e.options)) as running:
+            done(
+                _guard(
+                    "exhaustion",
+                    "Resource exhaustion (issue 25)",
+                    lambda: exhaustion.run(running, quick=scale is QUICK),
+                )
+            )
     if "versions" in only:
         log("== stack B: bad model versions")
         b = stack("b", ("text", "housing"), modelserver_user=uid)

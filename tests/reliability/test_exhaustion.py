@@ -1,0 +1,34 @@
+"""reliability.exhaustion on real processes, at a small scale: string tensors and tf.Example inputs refused
+before they are decoded, HTTP/2 rapid reset and idle streams, a connection flood - each with its neighbours
+served and the model server's RssAnon under the bound (the dripped body and the descriptor exhaustion need
+their own settings: tests/modelserver/test_exhaustion_e2e.py covers them at this scale)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from reliability import exhaustion
+from reliability.outcome import Outcome
+from reliability.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CLASSES: list[tuple[str, Callable[[Stack, Outcome], dict[str, Any]]]] = [
+    ("string tensors", lambda s, o: exhaustion.string_tensors(s, o, exhaustion.TINY_STRINGS)),
+    ("examples", exhaustion.examples),
+    ("http2 rapid reset", lambda s, o: exhaustion.http2_rapid_reset(s, o, 2_000)),
+    ("http2 idle streams", lambda s, o: exhaustion.http2_idle_streams(s, o, 2, 500)),
+    ("connection flood", lambda s, o: exhaustion.connection_flood(s, o, 200)),
+]
+
+
+@pytest.mark.parametrize(("name", "attack"), CLASSES, ids=[name for name, _ in CLASSES])
+def test_exhaustion_class_is_refused_with_bounded_cost(
+    stack: Stack, name: str, attack: Callable[[Stack, Outcome], dict[str, Any]]
+) -> None:
+    outcome = Outcome("exhaustion", name)
+    figures = attack(stack, outcome)
+    assert outcome.failures == [], (outcome.failures, figures)
