@@ -114,9 +114,13 @@ class RequestLimits:
         """Before parsing: the Python objects a JSON body (up to ``end``) would become (strings from its
         quotes, other values from its commas) must fit ``max_bytes``; InvalidArgument saying what to send
         otherwise."""
-        if not self.max_bytes:
-            return
         end = len(body) if end is None else end
+        # at most one string per 2 bytes and one value per byte: small bodies cannot be over, skip the scan
+        if (
+            not self.max_bytes
+            or end * (STRING_ELEMENT_BYTES // 2 + JSON_VALUE_BYTES) + JSON_VALUE_BYTES <= self.max_bytes
+        ):
+            return
         strings = body.count(b'"', 0, end) // 2
         values = body.count(b",", 0, end) + 1
         cost = strings * STRING_ELEMENT_BYTES + values * JSON_VALUE_BYTES
