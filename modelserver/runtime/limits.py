@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from guard.heap import trim_soon
+from guard.trim import trim_soon
 from modelserver.errors import DeadlineExceeded, InvalidArgument
 
 __all__ = [

@@ -233,4 +233,4 @@ def test_a_dripped_rest_body_gets_408_at_the_total_deadline(bounded: ModelServer
             if not chunk or b"\r\n\r\n" in reply:
                 break
     assert reply.startswith(b"HTTP/1.1 408"), reply
-    assert b"not complete within 2 s" in reply, reply
+    assert b"not received within 2 s" in reply, reply
