@@ -65,11 +65,14 @@ PROTOCOL: contextvars.ContextVar[str] = contextvars.ContextVar("modelserver_prot
 class _Call:
     """Times one request and counts it with its final labels."""
 
-    __slots__ = ("api", "metrics", "model", "signature", "started", "version")
+    __slots__ = ("api", "metrics", "model", "requested", "signature", "started", "version")
 
     def __init__(self, metrics: Metrics, api: str, model: str, known: bool, signature: str = "") -> None:
-        self.metrics, self.api, self.signature = metrics, api, signature
+        self.metrics, self.api, self.requested = metrics, api, signature
         self.model = model if known else "_unknown"  # bounded label cardinality
+        # likewise the signature: a client's name only once the served version has it (``serving``), so
+        # random signature names cannot grow the metrics without bound (issue 25: what a client makes us keep)
+        self.signature = signature if signature in ("", DEFAULT_SIGNATURE) else "_unknown"
         self.version = ""
         self.started = time.perf_counter()
 
@@ -144,6 +147,8 @@ class DataPlane:
             check()
             with self._acquire(spec) as handle:
                 call.version = str(handle.servable.version)
+                if call.requested in handle.servable.signature_defs:
+                    call.signature = call.requested
                 yield handle.servable
 
     def _log(self, servable: Servable, signature: str, build: RecordBuilder) -> None:

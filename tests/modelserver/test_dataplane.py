@@ -305,3 +305,29 @@ def test_reload_config_serves_exactly_the_new_config(tiny: dict[str, Path], tmp_
         assert isinstance(dp.core.entries["multi"].policy, LatestVersions)
 
     run(tiny, tmp_path, scenario)
+
+
+def test_signature_names_a_client_invents_share_one_metrics_label(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 25 (what a client can make the server keep): 50 made-up signature names on a known and on an
+    unknown model add one label value, ``_unknown``; a signature the version has keeps its name."""
+
+    async def scenario(dp: DataPlane, _: Path) -> None:
+        for index in range(50):
+            for name in ("half", f"nope{index}"):
+                await expect_error(
+                    dp.predict(predict_request([1.0], name=name, signature=f"made-up-{index}")),
+                    grpc.StatusCode.INVALID_ARGUMENT if name == "half" else grpc.StatusCode.NOT_FOUND,
+                    "",
+                )
+        await dp.predict(predict_request([1.0], version=1, signature="serving_default"))
+
+    metrics = run(tiny, tmp_path, scenario)
+    signatures = {
+        sample.labels["signature"]
+        for family in metrics.registry.collect()
+        if family.name == "modelserver_requests"
+        for sample in family.samples
+    }
+    assert signatures == {"_unknown", "serving_default"}
