@@ -89,6 +89,11 @@ def test_descriptor_exhaustion_never_unloads_a_serving_version(server: ModelServ
         for _ in range(3):  # polls keep failing; the version stays AVAILABLE and answers
             serving()
         first = server.log_text().count("cannot scan")
+        # the REST port cannot accept either: one line (no traceback per retry), the waiting clients shed
+        rest = [socket.create_connection((LOOPBACK, server.rest_port or 0)) for _ in range(5)]
+        flood.extend(rest)
+        wait_until(lambda: "accept() failed" in server.log_text(), "the accept failure logged", interval=0.2)
+        wait_until(lambda: all(_closed_at_once(sock) for sock in rest), "the waiting REST clients shed")
     finally:
         for sock in flood:
             sock.close()
@@ -97,7 +102,8 @@ def test_descriptor_exhaustion_never_unloads_a_serving_version(server: ModelServ
     serving()
     log = server.log_text()
     assert first == 1 and log.count("cannot scan") == 1, log  # rate-limited: one line, no traceback
-    assert "Traceback" not in log, log
+    assert "Traceback" not in log and "out of system resource" not in log, log
+    assert log.count("accept() failed") == 1, log  # asyncio retries every second: one line a minute
     assert "unloaded" not in log and "version 1 seen" not in log.split("cannot scan")[1], log
     metrics = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=30).text
     assert 'modelserver_model_scan_errors_total{error="EMFILE",model="half"}' in metrics
