@@ -89,6 +89,8 @@ class AcceptGuard:
         )
 
     def _shed(self, listening: socket.socket | None) -> int:
+        if self._spare is None:  # taken by another part of the process last time: try again
+            self._spare = _open_spare()
         if self._spare is None or not isinstance(listening, socket.socket):
             return 0
         os.close(self._spare)
