@@ -1,4 +1,4 @@
-"""reliability.exhaustion on real processes, at a small scale: string tensors and tf.Example inputs refused
+"""reliability.exhaustion and reliability.amplification on real processes, at a small scale: string tensors and tf.Example inputs refused
 before they are decoded, HTTP/2 rapid reset and idle streams, a connection flood - each with its neighbours
 served and the model server's RssAnon under the bound (the dripped body and the descriptor exhaustion need
 their own settings: tests/modelserver/test_exhaustion_e2e.py covers them at this scale)."""
@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from reliability import exhaustion
+from reliability import amplification, exhaustion
 from reliability.outcome import Outcome
 from reliability.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CLASSES: list[tuple[str, Callable[[Stack, Outcome], dict[str, Any]]]] = [
-    ("string tensors", lambda s, o: exhaustion.string_tensors(s, o, exhaustion.TINY_STRINGS)),
-    ("examples", exhaustion.examples),
+    ("string tensors", lambda s, o: amplification.string_tensors(s, o, amplification.TINY_STRINGS)),
+    ("examples", amplification.examples),
     ("http2 rapid reset", lambda s, o: exhaustion.http2_rapid_reset(s, o, 2_000)),
     ("http2 idle streams", lambda s, o: exhaustion.http2_idle_streams(s, o, 2, 500)),
     ("connection flood", lambda s, o: exhaustion.connection_flood(s, o, 200)),
