@@ -23,7 +23,7 @@ import grpc
 
 from reliability.amplification import TINY_STRINGS, examples, string_tensors
 from reliability.attack import _raw_http
-from reliability.http2 import idle_streams, rapid_reset
+from reliability.http2 import idle_streams, ping_flood, rapid_reset
 from reliability.measured import measured
 from reliability.outcome import Outcome
 from reliability.probes import usage
@@ -37,6 +37,7 @@ __all__ = [
     "dripped_body",
     "exhaustion_options",
     "http2_idle_streams",
+    "http2_ping_flood",
     "http2_rapid_reset",
     "run",
 ]
@@ -106,6 +107,17 @@ def http2_rapid_reset(stack: Stack, outcome: Outcome, streams: int) -> dict[str,
             "server_cpu_s": round((server.cpu_seconds() if server else 0.0) - cpu, 2),
         }
     )
+    return figures
+
+
+def http2_ping_flood(stack: Stack, outcome: Outcome, pings: int) -> dict[str, Any]:
+    """PING frames in a loop with no call on the connection: GOAWAY (ENHANCE_YOUR_CALM) from grpc-core's
+    ping strikes."""
+    figures: dict[str, Any] = {}
+    with measured(stack, outcome, "http2_ping_flood", figures):
+        report = ping_flood("127.0.0.1", stack.grpc_port, pings)
+    figures["http2_ping_flood"].update({"pings_sent": report.sent, "goaway": report.goaway})
+    outcome.check(bool(report.goaway), f"ping flood: {report.sent} pings and no GOAWAY")
     return figures
 
 
@@ -238,6 +250,7 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         lambda: examples(stack, outcome),
         lambda: http2_rapid_reset(stack, outcome, 2_000 if quick else 20_000),
         lambda: http2_idle_streams(stack, outcome, 2 if quick else 10, 1_000),
+        lambda: http2_ping_flood(stack, outcome, 2_000),
         lambda: dripped_body(stack, outcome),
         lambda: connection_flood(stack, outcome, 300 if quick else 3_000),
         lambda: descriptor_exhaustion(stack, outcome),  # last: it takes the server to its open-file limit

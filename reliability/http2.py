@@ -23,7 +23,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-__all__ = ["PREDICT_PATH", "Abuse", "idle_streams", "rapid_reset"]
+__all__ = ["PREDICT_PATH", "Abuse", "idle_streams", "ping_flood", "rapid_reset"]
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 
@@ -138,4 +138,25 @@ def idle_streams(host: str, port: int, streams: int, connections: int = 1) -> Ab
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline and not report.closed:  # collect the refusals
             _read(sock, conn, report, 0.2)
+    return report
+
+
+def ping_flood(host: str, port: int, pings: int, batch: int = 50) -> Abuse:
+    """``pings`` PING frames with no call on the connection; stops early on GOAWAY or a closed socket."""
+    report = Abuse()
+    sock, conn = _connect(host, port)
+    try:
+        while report.sent < pings and not report.goaway and not report.closed:
+            for _ in range(min(batch, pings - report.sent)):
+                conn.ping(report.sent.to_bytes(8, "big"))
+                report.sent += 1
+            try:
+                sock.sendall(conn.data_to_send())
+            except OSError:
+                report.closed = True
+                break
+            _read(sock, conn, report, 0.05)
+        _read(sock, conn, report, 2.0)
+    finally:
+        sock.close()
     return report

@@ -34,7 +34,7 @@ from devtools.servers import ModelServerHandle, start_modelserver
 from devtools.tiny_models import publish
 from devtools.waiting import wait_until
 from modelserver.protocols.tfs.grpc_service import MAX_CONCURRENT_STREAMS
-from reliability.http2 import idle_streams, rapid_reset
+from reliability.http2 import idle_streams, ping_flood, rapid_reset
 
 pytestmark = pytest.mark.e2e
 
@@ -215,6 +215,15 @@ def test_http2_rapid_reset_and_idle_stream_flood_leave_neighbours_served(bounded
     assert reset.sent == 5000 or reset.goaway or reset.closed, reset
     assert neighbour.errors == []
     assert bounded.alive()
+
+
+def test_a_ping_flood_gets_goaway(bounded: ModelServerHandle) -> None:
+    """PINGs with no call: grpc-core's ping strikes end the connection (GOAWAY ENHANCE_YOUR_CALM)."""
+    with GrpcNeighbour(bounded.grpc_target) as neighbour:
+        report = ping_flood(LOOPBACK, bounded.grpc_port, 2000)
+        wait_until(lambda: neighbour.answers > 5, "the neighbour answered")
+    assert report.goaway == "ENHANCE_YOUR_CALM" and report.sent < 2000, report
+    assert neighbour.errors == []
 
 
 def test_a_dripped_rest_body_gets_408_at_the_total_deadline(bounded: ModelServerHandle) -> None:
