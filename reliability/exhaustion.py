@@ -168,10 +168,12 @@ def descriptor_exhaustion(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     pid = stack.pids()["modelserver"]
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-    served_before = _available(stack)
+    # status on one channel connected now and reused at the limit (no new descriptor needed there)
+    status = grpc.insecure_channel(stack.grpc_target)
+    served_before = _available(stack, status)
     before = _log_text(stack)
     flood: list[socket.socket] = []
-    with measured(stack, outcome, "descriptor_exhaustion", figures):
+    with status, measured(stack, outcome, "descriptor_exhaustion", figures):
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (usage(pid).fds + 48, hard))
         try:
             for _ in range(400):  # hang guard: the limit is reached long before
@@ -184,7 +186,7 @@ def descriptor_exhaustion(stack: Stack, outcome: Outcome) -> dict[str, Any]:
                 with contextlib.suppress(OSError):
                     flood.append(socket.create_connection(("127.0.0.1", stack.rest_port), timeout=10))
             wait_until(lambda: "accept() failed" in _log_text(stack)[len(before) :], 30, interval=0.2)
-            served_during = _available(stack)
+            served_during = _available(stack, status)
         finally:
             for sock in flood:
                 sock.close()
@@ -213,12 +215,9 @@ def descriptor_exhaustion(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     return figures
 
 
-def _available(stack: Stack) -> dict[str, list[int]]:
-    """{model: AVAILABLE versions}, on one channel opened before and reused (no new descriptor needed)."""
-    global _status_channel
-    if _status_channel is None:
-        _status_channel = grpc.insecure_channel(stack.grpc_target)
-    stub = model_service_pb2_grpc.ModelServiceStub(_status_channel)
+def _available(stack: Stack, channel: grpc.Channel) -> dict[str, list[int]]:
+    """{model: AVAILABLE versions}."""
+    stub = model_service_pb2_grpc.ModelServiceStub(channel)
     served: dict[str, list[int]] = {}
     for model in stack.models:
         request = get_model_status_pb2.GetModelStatusRequest()
@@ -232,19 +231,14 @@ def _available(stack: Stack) -> dict[str, list[int]]:
     return served
 
 
-_status_channel: grpc.Channel | None = None
-
-
 def _log_text(stack: Stack) -> str:
     server = stack.modelserver
     return server.log_path.read_text(encoding="utf-8", errors="replace") if server else ""
 
 
 def run(stack: Stack, *, quick: bool = False) -> Outcome:
-    global _status_channel
     outcome = Outcome("exhaustion", "Resource exhaustion (issue 25)")
     figures: dict[str, Any] = {}
-    _available(stack)  # the status channel connects while descriptors are plentiful
     steps: list[Callable[[], dict[str, Any]]] = [
         lambda: string_tensors(stack, outcome, TINY_STRINGS),
         lambda: examples(stack, outcome),
@@ -255,13 +249,8 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         lambda: connection_flood(stack, outcome, 300 if quick else 3_000),
         lambda: descriptor_exhaustion(stack, outcome),  # last: it takes the server to its open-file limit
     ]
-    try:
-        for step in steps:
-            figures.update(step())
-    finally:
-        if _status_channel is not None:
-            _status_channel.close()
-            _status_channel = None
+    for step in steps:
+        figures.update(step())
     outcome.check(bool(stack.modelserver and stack.modelserver.alive()), "the model server died")
     outcome.figures = figures
     return outcome.finish()

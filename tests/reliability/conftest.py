@@ -2,6 +2,9 @@
 
 - ``stack``: all three exported models, default gateway settings plus ``attack.attack_options`` (hostile
   uploads, security, fuzzing, the independent attack).
+- ``exhaustion_stack``: all three models, ``exhaustion.exhaustion_options`` (a short body deadline), alone:
+  its attacks take the model server to its open-file limit and trim its heap, which would move the memory
+  baselines of the other scenarios (``make reliability`` gives it its own stack too).
 - ``housing_stack``: the housing model only, the modelserver as ``nobody`` when the tests run as root, so
   file permissions apply to it (bad versions, faults, hot swaps). Tests may change its repository.
 
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from reliability.attack import attack_options
+from reliability.exhaustion import exhaustion_options
 from reliability.repo import copy_repo
 from reliability.stack import Stack, StackOptions
 from reliability.suite import MAX_UPLOAD_BYTES, privileges, workdir
@@ -37,6 +41,17 @@ def stack(model_repo: Path) -> Iterator[Stack]:
     options = attack_options(StackOptions(gateway_env={"GATEWAY_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}))
     try:
         with Stack.start(repo, work / "run", options) as running:
+            yield running
+    finally:
+        _remove(work)
+
+
+@pytest.fixture(scope="module")
+def exhaustion_stack(model_repo: Path) -> Iterator[Stack]:
+    work = workdir("tfserve-reliability-test-")
+    repo = copy_repo(model_repo, work / "repo")
+    try:
+        with Stack.start(repo, work / "run", exhaustion_options()) as running:
             yield running
     finally:
         _remove(work)

@@ -1,7 +1,7 @@
 """reliability.exhaustion and reliability.amplification on real processes, at a small scale: string tensors and tf.Example inputs refused
-before they are decoded, HTTP/2 rapid reset and idle streams, a connection flood - each with its neighbours
-served and the model server's RssAnon under the bound (the dripped body and the descriptor exhaustion need
-their own settings: tests/modelserver/test_exhaustion_e2e.py covers them at this scale)."""
+before they are decoded, HTTP/2 rapid reset, idle streams and pings, a connection flood, a dripped body and the
+open-file limit - each with its neighbours served and the model server's RssAnon under the bound, on a stack
+of its own (``exhaustion_stack``)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,15 @@ CLASSES: list[tuple[str, Callable[[Stack, Outcome], dict[str, Any]]]] = [
     ("http2 idle streams", lambda s, o: exhaustion.http2_idle_streams(s, o, 2, 500)),
     ("http2 ping flood", lambda s, o: exhaustion.http2_ping_flood(s, o, 2_000)),
     ("connection flood", lambda s, o: exhaustion.connection_flood(s, o, 200)),
+    ("dripped body", exhaustion.dripped_body),
+    ("descriptor exhaustion", exhaustion.descriptor_exhaustion),  # last: the open-file limit
 ]
 
 
 @pytest.mark.parametrize(("name", "attack"), CLASSES, ids=[name for name, _ in CLASSES])
 def test_exhaustion_class_is_refused_with_bounded_cost(
-    stack: Stack, name: str, attack: Callable[[Stack, Outcome], dict[str, Any]]
+    exhaustion_stack: Stack, name: str, attack: Callable[[Stack, Outcome], dict[str, Any]]
 ) -> None:
     outcome = Outcome("exhaustion", name)
-    figures = attack(stack, outcome)
+    figures = attack(exhaustion_stack, outcome)
     assert outcome.failures == [], (outcome.failures, figures)
