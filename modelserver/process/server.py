@@ -282,14 +282,10 @@ class ModelServer:
         ports = (1 if o.port else 0) + (1 if o.grpc_socket_path else 0) + (1 if o.rest_api_port else 0)
         self._connections = connection_budget(o.max_connections_per_port, ports)
         log.info("connections per port: at most %d", self._connections)
-        channel_options = dict(
-            server_options(
-                o.max_request_bytes, reuse_port=self.worker is not None, max_connections=self._connections
-            )
-        )
-        channel_options.update(
-            parse_channel_arguments(o.grpc_channel_arguments)
-        )  # the user's last, as TF Serving
+        reuse, budget = self.worker is not None, self._connections
+        channel_options = dict(server_options(o.max_request_bytes, reuse_port=reuse, max_connections=budget))
+        # the user's channel arguments last, as TF Serving
+        channel_options.update(parse_channel_arguments(o.grpc_channel_arguments))
         grpc_server = grpc.aio.server(
             options=list(channel_options.items()),
             maximum_concurrent_rpcs=o.grpc_max_threads or MAX_CONCURRENT_RPCS,
