@@ -55,7 +55,14 @@ def connection_budget(requested: int, ports: int, limit: int | None = None) -> i
     that ``RESERVED_DESCRIPTORS`` of the open-file ``limit`` stay free; at least a few per port."""
     limit = open_file_limit() if limit is None else limit
     fits = max(_MIN_PER_PORT, (limit - RESERVED_DESCRIPTORS) // max(1, ports))
-    return min(requested, fits) if requested > 0 else fits
+    budget = min(requested, fits) if requested > 0 else fits
+    logging.getLogger("guard.descriptors").info(
+        "connections per port: at most %d (open-file limit %d, %d kept for the server)",
+        budget,
+        limit,
+        RESERVED_DESCRIPTORS,
+    )
+    return budget
 
 
 class AcceptGuard:

@@ -280,8 +280,7 @@ class ModelServer:
         o = self.options
         AcceptGuard(asyncio.get_running_loop())  # accept() out of descriptors: one line, no traceback storm
         ports = (1 if o.port else 0) + (1 if o.grpc_socket_path else 0) + (1 if o.rest_api_port else 0)
-        self._connections = connection_budget(o.max_connections_per_port, ports)
-        log.info("connections per port: at most %d", self._connections)
+        self._connections = connection_budget(o.max_connections_per_port, ports)  # logged there
         reuse, budget = self.worker is not None, self._connections
         channel_options = dict(server_options(o.max_request_bytes, reuse_port=reuse, max_connections=budget))
         # the user's channel arguments last, as TF Serving
@@ -341,13 +340,9 @@ class ModelServer:
         served: ASGIApp = app
         if self.dataplane.drift is not None:
             served = with_drift_rest(app, self.dataplane.drift, self.dataplane.manager.is_known)
+        shared, budget = self.worker is not None, self._connections
         return await start_rest(
-            o,
-            served,
-            self.oip,
-            shared_port=self.worker is not None,
-            grace_seconds=GRACE_SECONDS,
-            max_connections=self._connections,
+            o, served, self.oip, shared_port=shared, grace_seconds=GRACE_SECONDS, max_connections=budget
         )
 
     def _handle_signals(self) -> None:
