@@ -81,6 +81,9 @@ async def start_rest(
         lifespan="off",
         log_level="warning",
         access_log=False,
+        # TF Serving's REST server reads no X-Forwarded-* header: the TCP peer is the client (uvicorn would
+        # otherwise trust them from 127.0.0.1).
+        proxy_headers=False,
         timeout_graceful_shutdown=int(grace_seconds),
     )
     server = Uvicorn(config)
