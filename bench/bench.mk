@@ -1,6 +1,6 @@
 # Included by the main Makefile (-include bench/bench.mk); uses its $(PY), $(VENV) and install /
 # models-if-absent targets.
-.PHONY: bench bench-smoke bench-tools bench-loadgen bench-oip
+.PHONY: bench bench-smoke bench-tools bench-peers bench-loadgen bench-oip
 
 # The C load generators from Debian (h2load: unary gRPC; wrk: HTTP); tests/bench needs them too.
 bench-loadgen:
@@ -11,10 +11,22 @@ bench-loadgen:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client wrk >/dev/null) || exit 1; \
 	  else echo "missing:$$missing - install Debian's nghttp2-client and wrk"; exit 1; fi; fi
 
-# ... plus the bench extra (the peers BentoML, Ray Serve and KServe; py-spy).
-bench-tools: install bench-loadgen
-	@$(PY) -c "from importlib.metadata import version as v; v('bentoml'); v('ray'); v('kserve')" >/dev/null 2>&1 \
-	  && test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
+# The peers (BentoML, Ray Serve, KServe), each in a venv of its own (.venv-<peer>) from
+# bench/baselines/requirements/<peer>.txt: never beside the stack (kserve holds protobuf < 7, the stack runs 7),
+# so `make bench` never changes the environment it measures (bench/peer_envs.py). Only each peer venv's own pip
+# installs peer packages; the stack's venv gets the bench extra alone (py-spy).
+PEERS := bentoml ray kserve
+PEER_VENV_STAMPS := $(foreach peer,$(PEERS),.venv-$(peer)/.installed)
+$(PEER_VENV_STAMPS): .venv-%/.installed: bench/baselines/requirements/%.txt
+	@test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --upgrade --quiet pip
+	.venv-$*/bin/python -m pip install --quiet -r bench/baselines/requirements/$*.txt
+	@touch $@
+
+bench-peers: $(PEER_VENV_STAMPS)  ## the peers' own venvs (.venv-bentoml, .venv-ray, .venv-kserve)
+
+bench-tools: install bench-loadgen bench-peers
+	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
 
 bench: bench-tools models-if-absent  ## measure the serving path (~6 min): bench/results/<date>.json, latest.md, latest.png
 	$(PY) -m bench

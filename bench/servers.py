@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import ServerFailed
+from bench.peer_envs import peer_python
 from bench.procs import ServerProcess, free_port, http_get
 from devtools.files import write_atomic
 
@@ -188,9 +189,8 @@ def start_floor(ctx: Context) -> ServerProcess:
 
 def start_bentoml(ctx: Context) -> ServerProcess:
     port = free_port()
-    bentoml = Path(sys.executable).with_name("bentoml")
-    argv = [
-        str(bentoml),
+    argv = [  # BentoML's CLI from its own venv (bench/peer_envs.py)
+        str(peer_python(ctx.repo_root, "bentoml").with_name("bentoml")),
         "serve",
         "bench.baselines.bento_service:FashionService",
         "--host",
@@ -213,15 +213,17 @@ def start_bentoml(ctx: Context) -> ServerProcess:
 def _start_peer(
     ctx: Context,
     name: str,
+    venv: str,
     module: str,
     extra_argv: list[str],
     env: dict[str, str],
     *,
     exposed_ok: bool = False,
 ) -> ServerProcess:
-    """A peer from ``bench.baselines`` on a free port, ready once ``GET /v1/models/fashion`` answers 200."""
+    """A peer from ``bench.baselines`` on a free port, run by its own venv's python (bench/peer_envs.py),
+    ready once ``GET /v1/models/fashion`` answers 200."""
     port = free_port()
-    argv = [sys.executable, "-m", module, str(port), *extra_argv]
+    argv = [str(peer_python(ctx.repo_root, venv)), "-m", module, str(port), *extra_argv]
     env = {**_TF_QUIET, "BENCH_MODEL_DIR": str(ctx.model_path("fashion")), **env}
     server = ctx.server(name, argv, env=env, cwd=ctx.repo_root)
     server.ports = {"http": port}
@@ -235,9 +237,9 @@ def start_ray(ctx: Context) -> ServerProcess:
         "RAY_USAGE_STATS_ENABLED": "0",  # no usage report: nothing leaves 127.0.0.1
     }
     argv = [str(ctx.work / "ray")]
-    return _start_peer(ctx, "ray-serve", "bench.baselines.ray_service", argv, env, exposed_ok=True)
+    return _start_peer(ctx, "ray-serve", "ray", "bench.baselines.ray_service", argv, env, exposed_ok=True)
 
 
 def start_kserve(ctx: Context) -> ServerProcess:
     """KServe's Python model server, v1 protocol, REST only (its gRPC server would listen on ``[::]``)."""
-    return _start_peer(ctx, "kserve", "bench.baselines.kserve_service", [], {})
+    return _start_peer(ctx, "kserve", "kserve", "bench.baselines.kserve_service", [], {})

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from bench.answers import fetch_answer
 from bench.errors import BenchError
 from bench.goals import PEERS as PEER_LABELS
+from bench.peer_envs import peer_venv, peer_version
 from bench.procs import ServerProcess
 from bench.scenarios.modelserver import rest_point
 from bench.servers import RAY_EXPOSED, is_loopback, start_bentoml, start_kserve, start_naive, start_ray
@@ -25,15 +25,14 @@ PREDICT_PATH = "/v1/models/fashion:predict"
 
 @dataclass(frozen=True)
 class Peer:
-    package: str  # its distribution: installed or not, and its version (not imported into the bench)
     start: Callable[[Any], ServerProcess]
     exposed: str = ""  # why it may listen beyond loopback (recorded with its listeners); "" = it may not
 
 
 PEERS: dict[str, Peer] = {
-    "bentoml": Peer("bentoml", start_bentoml),
-    "ray": Peer("ray", start_ray, RAY_EXPOSED),
-    "kserve": Peer("kserve", start_kserve),
+    "bentoml": Peer(start_bentoml),
+    "ray": Peer(start_ray, RAY_EXPOSED),
+    "kserve": Peer(start_kserve),
 }
 
 
@@ -68,10 +67,10 @@ def run_peer(ctx: Any, name: str) -> None:
     """Measure one peer of ``PEERS``; skipped (with the reason printed) when it is not installed or cannot
     start on this machine."""
     peer, label = PEERS[name], PEER_LABELS[name]
-    try:
-        version = metadata.version(peer.package)
-    except metadata.PackageNotFoundError:
-        ctx.skip(name, f"{label} is not installed: `make bench-tools` installs the bench extra")
+    version = peer_version(ctx.repo_root, name)
+    if version is None:
+        venv = peer_venv(ctx.repo_root, name)
+        ctx.skip(name, f"{label} is not installed in {venv}: `make bench-tools` creates its own venv")
         return
     ctx.results.setdefault("versions", {})[name] = version
     try:

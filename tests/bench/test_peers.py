@@ -1,6 +1,6 @@
 """The peers (Ray Serve, KServe) and what measuring them needs: PSS of a process tree, the listening-address
 check every bench server passes, stopping descendants that left the process group, the answers cross-check,
-and - when the bench extra is installed - both peers end to end through ``python -m bench --smoke``."""
+and - when their own venvs exist (`make bench-tools`) - both peers end to end through ``python -m bench --smoke``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import socket
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,9 +20,11 @@ import pytest
 from bench.answers import TOLERANCE, compare, fetch_answer
 from bench.baselines.ray_service import parse_instances, split_rows, stack_rows
 from bench.errors import ServerFailed
+from bench.peer_envs import peer_version
 from bench.procs import ServerProcess, listening_addresses, tree_pss_bytes, tree_rss_bytes
 from bench.servers import is_loopback, serving
 from tests.bench.conftest import run_smoke
+from tests.conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize(
@@ -190,21 +191,16 @@ def test_ray_parses_the_rest_body_and_rejects_bad_ones() -> None:
             parse_instances(bad)
 
 
-def _installed(*dists: str) -> str:
-    missing = []
-    for dist in dists:
-        try:
-            metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            missing.append(dist)
-    return ", ".join(missing)
+def _installed(*peers: str) -> str:
+    """The peers missing from their own venvs (bench/peer_envs.py), comma-separated."""
+    return ", ".join(peer for peer in peers if peer_version(REPO_ROOT, peer) is None)
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(
     bool(_installed("ray", "kserve")),
-    reason=f"the bench extra is not installed ({_installed('ray', 'kserve')} missing): `make bench-tools`",
+    reason=f"no venv of their own for {_installed('ray', 'kserve')}: `make bench-tools`",
 )
 def test_peers_end_to_end(load_tools: None, model_repo: Path, data_dir: Path, tmp_path: Path) -> None:
     """Both peers started, driven by wrk, measured and cross-checked against our modelserver's answer."""
