@@ -102,6 +102,7 @@ def run_scenarios(ctx: Context) -> None:
         hotswap,
         inprocess,
         memory,
+        mobilenet,
         modelserver,
         tflite,
     )
@@ -170,6 +171,8 @@ def run_scenarios(ctx: Context) -> None:
         guarded("modelserver TF Serving scheduling", lambda: modelserver.run_tf_scheduling(ctx))
     if "tflite" in only:
         guarded("tflite", lambda: tflite.run(ctx))
+    if "mobilenet" in only:
+        guarded("mobilenet", lambda: mobilenet.run(ctx))
     guarded("answers", lambda: crosscheck.run(ctx))
 
 

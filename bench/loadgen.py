@@ -186,6 +186,8 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
+local extra = os.getenv("BENCH_HEADER_NAME")
+if extra and extra ~= "" then wrk.headers[extra] = os.getenv("BENCH_HEADER_VALUE") end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -206,14 +208,18 @@ def http_load(
     duration_s: float,
     timeout_s: int = 5,
     warmup_s: float = 0.0,
+    header: tuple[str, str] | None = None,
 ) -> LoadResult:
     """POST ``body`` to ``url`` with wrk for ``duration_s`` over ``concurrency`` connections (one thread:
-    the machine has two cores and the server needs them). A reply slower than ``timeout_s`` is dropped."""
+    the machine has two cores and the server needs them). A reply slower than ``timeout_s`` is dropped.
+    ``header``: one more request header (e.g. OIP's ``Inference-Header-Content-Length``)."""
     _check_loopback(url)
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(_WRK_SCRIPT)
         env = {"BENCH_BODY": str(body), "BENCH_CONTENT_TYPE": content_type}  # read by the Lua script
+        if header is not None:
+            env["BENCH_HEADER_NAME"], env["BENCH_HEADER_VALUE"] = header
 
         def run(seconds: float) -> tuple[str, float, int]:
             argv = [

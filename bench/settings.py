@@ -23,6 +23,7 @@ SCENARIOS: tuple[str, ...] = (
     "hotswap",
     "memory",
     "tflite",
+    "mobilenet",
 )
 
 
@@ -36,6 +37,8 @@ class BenchSettings(BaseSettings):
     work_dir: Path | None = None  # default: a fresh temporary directory, removed at the end
 
     concurrencies: tuple[int, ...] = (1, 8, 64)
+    # The real-size model (MobileNetV2, bench/scenarios/mobilenet.py): its goals are at 16 and 64.
+    mobilenet_concurrencies: tuple[int, ...] = (1, 16, 64)
     duration_s: float = Field(default=6.0, gt=0, le=60)  # one measured load point
     warmup_s: float = Field(default=1.0, ge=0, le=10)
     inprocess_s: float = Field(default=4.0, gt=0, le=60)
@@ -54,6 +57,7 @@ class BenchSettings(BaseSettings):
         """Seconds, not minutes: every scenario still runs end to end, with tiny loads and no profiles."""
         values: dict[str, object] = {
             "concurrencies": (1, 4),
+            "mobilenet_concurrencies": (1, 2),
             "duration_s": 0.5,
             "warmup_s": 0.0,
             "inprocess_s": 0.3,

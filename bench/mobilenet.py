@@ -1,0 +1,125 @@
+"""The real-size model of the bench (issue 30): MobileNetV2 (alpha 1.0, 224x224x3, 1000 classes) with random
+weights - nothing downloaded; the architecture is what costs - as a SavedModel the modelserver loads.
+
+``serving_default``: ``image`` float32 [-1, 224, 224, 3] in [0, 1] -> ``probabilities`` float32 [-1, 1000].
+
+TODO(issue 30): publish it through the stack's own export path once ``python -m export publish model.keras
+--name mobilenet`` (branch ``publish``) is on main: save the Keras model as ``model.keras`` here and replace
+``build`` below by that command (it adds the contract signature the gateway's image route needs). Until then
+this fixture-like builder exports the SavedModel itself, and the gateway JPEG points are not measured.
+
+Child-process entry points (TensorFlow stays out of the bench process, whose PSS would share its pages):
+
+    python -m bench.mobilenet build OUT_DIR            # OUT_DIR/<version 1> written by one rename
+    python -m bench.mobilenet inprocess MODEL_DIR SECONDS BATCH[,BATCH...]   # JSON on stdout
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["INPUT", "OUTPUT", "SIDE", "build", "inprocess", "sample_images"]
+
+SIDE = 224
+INPUT, OUTPUT = "image", "probabilities"
+
+
+def build(out: Path) -> Path:
+    """Write the SavedModel to ``out`` (a version folder; staged beside it, then one rename)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(
+        input_shape=(SIDE, SIDE, 3), alpha=1.0, include_top=True, weights=None, classes=1000
+    )
+
+    from export.training import track_weights  # the export's way: the C++ loader restores every weight
+
+    @tf.function(input_signature=[tf.TensorSpec([None, SIDE, SIDE, 3], tf.float32, name=INPUT)])
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        # MobileNetV2 takes [-1, 1]; the served input is [0, 1] like the fashion model's.
+        return {OUTPUT: model(image * 2.0 - 1.0, training=False)}
+
+    servable = tf.Module()
+    track_weights(servable, model)
+    servable.serve = serve
+    stage = out.with_name(f".tmp-{out.name}")
+    tf.saved_model.save(servable, str(stage), signatures={"serving_default": servable.serve})
+    os.rename(stage, out)
+    return out
+
+
+def sample_images(data_dir: Path, count: int) -> list[Any]:
+    """``count`` real photos-to-be: Fashion-MNIST test images upscaled to mixed sizes (112-448 px) as RGB
+    uint8 arrays - what a client would send as JPEG and the gateway decodes and resizes."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.payloads import fashion_images
+
+    out = []
+    for i, image in enumerate(fashion_images(data_dir, count)):
+        side = (112, 224, 320, 448)[i % 4]
+        picture = Image.fromarray(image, mode="L").resize(
+            (side, side + 16 * (i % 3)), Image.Resampling.BICUBIC
+        )
+        out.append(np.asarray(picture.convert("RGB")))
+    return out
+
+
+def as_input(image: Any) -> Any:
+    """An RGB uint8 picture -> the model's input row: resized to 224x224, float32 in [0, 1], [1, 224, 224, 3]."""
+    import numpy as np
+    from PIL import Image
+
+    resized = Image.fromarray(image).resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+    return (np.asarray(resized, dtype=np.float32) / 255.0).reshape(1, SIDE, SIDE, 3)
+
+
+def inprocess(model_dir: Path, seconds: float, batches: tuple[int, ...]) -> dict[str, Any]:
+    """images/s and ms per call at each batch through the C++ session the modelserver runs
+    (``modelserver.runtime``: TensorFlow's loader and ``TF_SessionRun``, GIL released); ``best`` is the batch
+    with the most images/s - the limit any server of this model has on this machine."""
+    import numpy as np
+
+    from modelserver.runtime.loader import Loader
+    from modelserver.runtime.warmup import WarmupOptions
+
+    servable = Loader("mobilenet", 1, model_dir, WarmupOptions(enabled=False)).load()
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for batch in batches:
+        image = rng.random((batch, SIDE, SIDE, 3), dtype=np.float32)
+        for _ in range(2):  # warm
+            servable.run("serving_default", {INPUT: image})
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds or calls < 2:
+            servable.run("serving_default", {INPUT: image})
+            calls += 1
+        out[f"batch{batch}"] = {
+            "batch": batch,
+            "calls": calls,
+            "seconds": elapsed,
+            "images_per_s": calls * batch / elapsed,
+            "ms_per_call": elapsed / calls * 1000,
+        }
+    Loader.unload(servable)
+    best = max((v for v in out.values()), key=lambda v: v["images_per_s"])
+    out["best"] = dict(best)
+    return out
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "build":
+        build(Path(sys.argv[2]))
+    elif sys.argv[1] == "inprocess":
+        batches = tuple(int(b) for b in sys.argv[4].split(","))
+        print(json.dumps(inprocess(Path(sys.argv[2]), float(sys.argv[3]), batches)))
+    else:
+        raise SystemExit(f"unknown command {sys.argv[1]!r}: build or inprocess")
