@@ -125,7 +125,20 @@ _PEER_P50 = (
     "model runs and nothing coalesces at high concurrency (the req/s goal above). Ours runs the model "
     "in a worker thread to keep the loop serving; that hop is most of what separates the two at c1."
 )
+_MOBILENET = (
+    "Issue 30's real-size model; the bottleneck of a run that misses is in its own figures: the server "
+    "CPU column of the MobileNetV2 table next to the in-process limit (tens of ms of TensorFlow per "
+    "image, the in-process rows). At this size serving's per-request Python is small beside the model, so "
+    "what separates gRPC from the limit is how full the batches are: the batcher cuts at most "
+    "max_batch_size 64 after batch_timeout_micros 2 ms, so at c16 a batch is whatever arrived while the "
+    "previous one ran, and the in-process table says which batch size the limit needs. The TF Serving "
+    "REST JSON path also pays the parse of 150,528 JSON numbers per image (its rows against the OIP "
+    "binary rows: same server, same picture). Not yet measured (see Not measured): the gateway's JPEG "
+    "route (needs export publish's contract signature) and the peers on this model."
+)
 FINDINGS: dict[str, str] = {
+    "mobilenet_grpc_vs_inprocess": _MOBILENET,
+    "mobilenet_gateway_vs_inprocess": _MOBILENET,
     "grpc_vs_inprocess": _GRPC,
     "grpc_vs_naive": _GRPC,
     "rest_vs_grpc": _REST,

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PEERS", "Goal", "best_peer", "evaluate"]
+__all__ = ["PEERS", "Goal", "best_peer", "evaluate", "mobilenet_concurrencies"]
 
 # The other servers people choose between, by their results key (points "<key>.c<N>").
 PEERS: dict[str, str] = {"bentoml": "BentoML", "ray": "Ray Serve", "kserve": "KServe"}
@@ -65,26 +65,31 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.0f} {unit}".strip()
 
 
-def best_peer(points: dict[str, dict[str, Any]], concurrency: int, field: str) -> tuple[str, float] | None:
+def best_peer(
+    points: dict[str, dict[str, Any]], concurrency: int, field: str, prefix: str = ""
+) -> tuple[str, float] | None:
     """The peer with the most req/s (``field="rps"``) or the lowest latency (a ``*_ms`` field) at
-    ``concurrency``, among those measured: (key, value), or None when none was."""
+    ``concurrency``, among those measured: (key, value), or None when none was. ``prefix``: the points of
+    another model (``"mobilenet."``: ``mobilenet.<peer>.c<N>``)."""
     found = [
-        (key, float(points[f"{key}.c{concurrency}"][field]))
+        (key, float(points[f"{prefix}{key}.c{concurrency}"][field]))
         for key in PEERS
-        if points.get(f"{key}.c{concurrency}", {}).get(field) is not None
-        and not math.isnan(float(points[f"{key}.c{concurrency}"][field]))
-        and points[f"{key}.c{concurrency}"].get("ok", 1) > 0
+        if points.get(f"{prefix}{key}.c{concurrency}", {}).get(field) is not None
+        and not math.isnan(float(points[f"{prefix}{key}.c{concurrency}"][field]))
+        and points[f"{prefix}{key}.c{concurrency}"].get("ok", 1) > 0
     ]
     if not found:
         return None
     return max(found, key=lambda kv: kv[1]) if field == "rps" else min(found, key=lambda kv: kv[1])
 
 
-def _peer_figures(points: dict[str, dict[str, Any]], concurrency: int, field: str, fmt: str) -> str:
+def _peer_figures(
+    points: dict[str, dict[str, Any]], concurrency: int, field: str, fmt: str, prefix: str = ""
+) -> str:
     return ", ".join(
-        f"{label} {format(points[f'{key}.c{concurrency}'][field], fmt)}"
+        f"{label} {format(points[f'{prefix}{key}.c{concurrency}'][field], fmt)}"
         for key, label in PEERS.items()
-        if f"{key}.c{concurrency}" in points
+        if f"{prefix}{key}.c{concurrency}" in points
     )
 
 
@@ -287,6 +292,59 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
     g.missing = "" if rows else "memory not measured (or no estimate in the server log)"
     goals.append(g)
     goals += _issue14_goals(results, pt, low)
+    goals += _mobilenet_goals(results, pt)
+    return goals
+
+
+def mobilenet_concurrencies(results: dict[str, Any]) -> tuple[int, int]:
+    """The concurrencies the real-size goals are judged at: 16 and 64 in a full run (the run's middle and
+    highest ``mobilenet_concurrencies``)."""
+    conc = sorted(results.get("settings", {}).get("mobilenet_concurrencies") or [1, 16, 64])
+    return conc[len(conc) // 2], conc[-1]
+
+
+def _mobilenet_goals(results: dict[str, Any], pt: Any) -> list[Goal]:
+    """Issue 30: the real-size model (MobileNetV2 224x224x3), each a ratio against the in-process best batch
+    throughput of the same run (the model is what should cost) or the best peer on the same model and body."""
+    goals: list[Goal] = []
+    mid, top = mobilenet_concurrencies(results)
+    best = results.get("mobilenet", {}).get("inprocess", {}).get("best", {})
+    limit = best.get("images_per_s")
+    for key, what, target, point in (
+        ("mobilenet_grpc_vs_inprocess", "TF Serving gRPC Predict", 0.9, f"mobilenet.grpc.c{mid}"),
+        ("mobilenet_gateway_vs_inprocess", "gateway JPEG upload", 0.8, f"mobilenet.gateway.c{mid}"),
+    ):
+        ours = pt(point)
+        g = Goal(
+            key,
+            f"MobileNetV2: {what} c{mid} / in-process best batch",
+            target,
+            ">=",
+            "x",
+            None if ours is None or not limit else ours / limit,
+        )
+        g.detail = f"{ours or 0:.1f} req/s vs {limit or 0:.1f} images/s (batch {best.get('batch', '?')})"
+        g.missing = (point if ours is None else "") or (
+            "" if limit else "MobileNetV2 in-process not measured"
+        )
+        goals.append(g)
+    for c in sorted({mid, top}):
+        ours, peer = pt(f"mobilenet.rest.c{c}"), best_peer(results.get("points", {}), c, "rps", "mobilenet.")
+        g = Goal(
+            f"mobilenet_vs_best_peer_c{c}",
+            f"MobileNetV2: REST predict c{c} req/s / best peer, same model and body",
+            1.5,
+            ">=",
+            "x",
+            None if ours is None or peer is None or not peer[1] else ours / peer[1],
+        )
+        g.detail = f"{ours or 0:.1f} req/s vs " + (
+            _peer_figures(results.get("points", {}), c, "rps", ".1f", "mobilenet.") or "no peer"
+        )
+        g.missing = (
+            f"mobilenet.rest.c{c}" if ours is None else ("" if peer else "no peer measured on MobileNetV2")
+        )
+        goals.append(g)
     return goals
 
 

@@ -17,7 +17,128 @@ from bench.goals import PEERS, Goal, evaluate
 from bench.settings import SCENARIOS
 from devtools.files import write_atomic
 
-__all__ = ["goals_table", "render_markdown", "render_plot", "update_readme", "write_report"]
+__all__ = [
+    "MOBILENET",
+    "goals_table",
+    "mobilenet_png",
+    "mobilenet_section",
+    "render_markdown",
+    "render_mobilenet_plot",
+    "render_plot",
+    "update_readme",
+    "write_report",
+]
+
+MOBILENET = "mobilenet."  # the real-size model's points: mobilenet.<path>.c<N> (bench/scenarios/mobilenet.py)
+_MOBILENET_PATHS = {
+    "grpc": "TF Serving gRPC Predict",
+    "oip": "OIP REST, binary tensor",
+    "rest": "TF Serving REST JSON",
+    "gateway": "gateway JPEG upload",
+    **{peer: f"{label} (REST JSON)" for peer, label in PEERS.items()},
+}
+
+
+def mobilenet_png(png_name: str) -> str:
+    """``latest.png`` -> ``latest-mobilenet.png`` (beside the fashion picture)."""
+    stem, dot, ext = png_name.rpartition(".")
+    return f"{stem}-mobilenet{dot}{ext}" if dot else f"{png_name}-mobilenet"
+
+
+def _mobilenet_points(results: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
+    series: dict[str, dict[int, dict[str, Any]]] = {}
+    for key, p in results.get("points", {}).items():
+        if key.startswith(MOBILENET):
+            stem, c = _split(key.removeprefix(MOBILENET))
+            series.setdefault(stem, {})[c] = p
+    return series
+
+
+def mobilenet_section(results: dict[str, Any], png_name: str) -> list[str]:
+    """The real-size model's table: every path at every concurrency against the in-process best batch of
+    the same run; the server's memory; empty when the scenario did not run."""
+    mobilenet = results.get("mobilenet")
+    if not mobilenet:
+        return []
+    limit = mobilenet.get("inprocess", {})
+    best = limit.get("best", {}).get("images_per_s")
+    lines = [
+        "",
+        "## Real-size model: MobileNetV2 (224x224x3, 1000 classes, random weights)",
+        "",
+        f"![MobileNetV2 throughput per concurrency]({mobilenet_png(png_name)})",
+        "",
+        f"Model: {mobilenet.get('source', '?')}. In-process limit (the C++ session the model server runs, "
+        "one process, no serving): "
+        + ", ".join(
+            f"batch {v['batch']} {v['images_per_s']:.1f} images/s ({v['ms_per_call']:.1f} ms/call)"
+            for k, v in limit.items()
+            if k.startswith("batch")
+        )
+        + ". `vs limit`: req/s over the best batch's images/s. The same picture (a Fashion-MNIST test image "
+        "upscaled to 224x224 RGB) through every path.",
+        "",
+        "| path | conc. | req/s | p50 ms | p90 ms | p99 ms | errors | vs limit | server CPU | load-gen CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for stem, by_c in _mobilenet_points(results).items():
+        for c in sorted(by_c):
+            p = by_c[c]
+            errors = f"{p['errors']}" + (f" of {p['requests']}" if p["errors"] else "")
+            server = "-" if p.get("server_cores") is None else f"{p['server_cores']:.2f}"
+            vs_limit = f"{p['rps'] / best:.2f}x" if best else "-"
+            lines.append(
+                f"| {_MOBILENET_PATHS.get(stem, stem)} | {c} | {p['rps']:.1f} | {_ms(p['p50_ms'])} | "
+                f"{_ms(p['p90_ms'])} | {_ms(p['p99_ms'])} | {errors} | "
+                f"{vs_limit} | {server} | "
+                f"{p['loadgen_cores']:.2f} |"
+            )
+    rss, pss = results.get("rss_bytes", {}), results.get("pss_bytes", {})
+    served = [name for name in rss if "mobilenet" in name]
+    if served:
+        lines += [""] + [
+            f"{name}: RSS {_mib(rss[name])} MiB, PSS {_mib(pss.get(name))} MiB (whole process tree)."
+            for name in served
+        ]
+    return lines
+
+
+def render_mobilenet_plot(results: dict[str, Any], path: Path) -> bool:
+    """req/s per concurrency of every MobileNetV2 path, the in-process limit as a line, and p50 per path;
+    False (nothing written) when the scenario did not run."""
+    series = _mobilenet_points(results)
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = results.get("mobilenet", {}).get("inprocess", {}).get("best", {})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(16, 5.5))
+    for stem, by_c in series.items():
+        cs = sorted(by_c)
+        label = _MOBILENET_PATHS.get(stem, stem)
+        style = ":" if stem in PEERS else "-"
+        left.plot(cs, [by_c[c]["rps"] for c in cs], style, marker="o", label=label)
+        right.plot(cs, [by_c[c]["p50_ms"] for c in cs], style, marker="o", label=label)
+    if best.get("images_per_s"):
+        left.axhline(
+            best["images_per_s"], color="black", linestyle="--", label=f"in-process, batch {best['batch']}"
+        )
+    left.set(xscale="log", xlabel="concurrency", ylabel="req/s (= images/s)", title="MobileNetV2: throughput")
+    right.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p50 ms", title="MobileNetV2: p50")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    png = io.BytesIO()
+    try:
+        fig.savefig(png, dpi=90, format="png")
+    finally:
+        plt.close(fig)
+    write_atomic(path, png.getvalue())
+    return True
+
 
 _LABELS = {
     "naive": "naive FastAPI + model.predict",
@@ -136,7 +257,7 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
         "",
         f"![throughput, latency and hot swap]({png_name})",
         "",
-        "## Goals (issues 8 and 14)",
+        "## Goals (issues 8, 14 and 30)",
         "",
         *goals_table(goals),
     ]
@@ -182,6 +303,8 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
     ]
     for key, p in points.items():
         stem, c = _split(key)
+        if stem.startswith(MOBILENET):  # its own section, against its own limit
+            continue
         naive = points.get(f"naive.c{c}", {}).get("rps")
         vs_naive = f"{p['rps'] / naive:.0f}x" if naive and not stem.startswith(("naive", "floor")) else "-"
         vs_inproc = f"{p['rps'] / b32:.2f}x" if b32 else "-"
@@ -193,6 +316,7 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
             f"{p['loadgen_cores']:.2f} |"
         )
     lines += _peers_section(results)
+    lines += mobilenet_section(results, png_name)
     swap = results.get("hotswap")
     if swap:
         lines += [
@@ -309,7 +433,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     series: dict[str, dict[int, dict[str, Any]]] = {}
     for key, p in points.items():
         stem, c = _split(key)
-        if stem != "hotswap":
+        if stem != "hotswap" and not stem.startswith(MOBILENET):
             series.setdefault(stem, {})[c] = p
     ax = axes[0]
     colors = plt.get_cmap("tab10")
@@ -430,6 +554,8 @@ def write_report(ctx: Any) -> list[Path]:
     render_plot(results, png_path)
     write_atomic(md_path, render_markdown(results, goals, png_path.name))
     written = [json_path, md_path, png_path]
+    if render_mobilenet_plot(results, out / mobilenet_png(png_path.name)):
+        written.append(out / mobilenet_png(png_path.name))
     # Only a full run of every scenario into the committed results folder speaks for README.
     full = not ctx.settings.smoke and set(ctx.settings.only) == set(SCENARIOS)
     readme = ctx.repo_root / "README.md"

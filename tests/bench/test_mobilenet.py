@@ -1,0 +1,92 @@
+"""The real-size model (issue 30): its goals against the in-process best batch and the best peer of the same
+run, its section and picture in the report, and its request bodies - from a results dict and numpy, no
+TensorFlow and no server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.goals import Goal, evaluate
+from bench.report import mobilenet_png, render_markdown, render_mobilenet_plot
+from bench.scenarios.mobilenet import bodies, picture
+from tests.bench.conftest import point
+
+
+@pytest.fixture
+def mobilenet_results(results: dict[str, Any]) -> dict[str, Any]:
+    points = {
+        "mobilenet.grpc.c16": point(95, 160, 240),
+        "mobilenet.grpc.c64": point(98, 640, 900),
+        "mobilenet.rest.c16": point(60, 260, 400),
+        "mobilenet.rest.c64": point(62, 1000, 1400),
+        "mobilenet.gateway.c16": point(70, 220, 330),
+        "mobilenet.bentoml.c16": point(30, 500, 700),
+        "mobilenet.ray.c16": point(50, 320, 500),
+        "mobilenet.ray.c64": point(45, 1400, 2000),
+    }
+    limit = {"batch": 8, "images_per_s": 100.0, "ms_per_call": 80.0, "calls": 10, "seconds": 0.8}
+    return {
+        **results,
+        "settings": {**results["settings"], "mobilenet_concurrencies": [1, 16, 64]},
+        "points": {**results["points"], **points},
+        "mobilenet": {"source": "built", "inprocess": {"batch8": limit, "best": limit}},
+        "rss_bytes": {**results.get("rss_bytes", {}), "modelserver mobilenet": 300 * 2**20},
+    }
+
+
+def by_key(results: dict[str, Any]) -> dict[str, Goal]:
+    return {g.key: g for g in evaluate(results)}
+
+
+def test_goals_are_ratios_to_the_inprocess_limit_and_the_best_peer(mobilenet_results: dict[str, Any]) -> None:
+    goals = by_key(mobilenet_results)
+    grpc, gateway = goals["mobilenet_grpc_vs_inprocess"], goals["mobilenet_gateway_vs_inprocess"]
+    assert (grpc.status, grpc.value) == ("met", pytest.approx(0.95))
+    assert (gateway.status, gateway.value) == ("missed", pytest.approx(0.7))
+    c16, c64 = goals["mobilenet_vs_best_peer_c16"], goals["mobilenet_vs_best_peer_c64"]
+    assert (c16.status, c16.value) == ("missed", pytest.approx(60 / 50))  # Ray Serve is the best peer
+    assert "BentoML 30.0, Ray Serve 50.0" in c16.detail
+    assert (c64.status, c64.value) == ("missed", pytest.approx(62 / 45))  # 1.38x < 1.5x
+
+
+def test_goals_without_the_scenario_are_not_measured(results: dict[str, Any]) -> None:
+    goals = by_key(results)
+    assert goals["mobilenet_grpc_vs_inprocess"].verdict().startswith("not measured: mobilenet.grpc.c16")
+    assert goals["mobilenet_vs_best_peer_c64"].status == "not measured"
+
+
+def test_report_has_the_mobilenet_table_and_picture(
+    mobilenet_results: dict[str, Any], tmp_path: Path
+) -> None:
+    text = render_markdown(mobilenet_results, evaluate(mobilenet_results), "latest.png")
+    assert "## Real-size model: MobileNetV2" in text and "(latest-mobilenet.png)" in text
+    assert "| TF Serving gRPC Predict | 16 | 95.0 |" in text and "| 0.95x |" in text
+    assert "| Ray Serve (REST JSON) | 64 | 45.0 |" in text
+    assert "modelserver mobilenet: RSS 300 MiB" in text
+    fashion_table = text.split("## Load points")[1].split("##")[0]
+    assert "mobilenet" not in fashion_table  # its own section, against its own limit
+    png = tmp_path / mobilenet_png("latest.png")
+    assert render_mobilenet_plot(mobilenet_results, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not render_mobilenet_plot({"points": {}}, tmp_path / "none.png")
+
+
+def test_bodies_carry_the_same_picture(tmp_path: Path) -> None:
+    tensor = picture(np.arange(784, dtype=np.uint8).reshape(28, 28))
+    assert tensor.shape == (1, 224, 224, 3) and tensor.dtype == np.float32
+    assert tensor.min() >= 0.0 and tensor.max() <= 1.0
+    paths = bodies(tensor, tmp_path)
+    header_len = int((tmp_path / "mobilenet.oip.header_length").read_text())
+    raw = paths["oip"].read_bytes()
+    header = json.loads(raw[:header_len])
+    assert header["inputs"][0]["shape"] == [1, 224, 224, 3]
+    assert np.array_equal(np.frombuffer(raw[header_len:], "<f4").reshape(tensor.shape), tensor)
+    rest = json.loads(paths["rest"].read_bytes())
+    assert np.allclose(np.asarray(rest["instances"], dtype=np.float32), tensor)
+    grpc = paths["grpc"].read_bytes()
+    assert int.from_bytes(grpc[1:5], "big") == len(grpc) - 5
