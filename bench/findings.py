@@ -134,7 +134,7 @@ _MOBILENET = (
     "previous one ran, and the in-process table says which batch size the limit needs. The TF Serving "
     "REST JSON path also pays the parse of 150,528 JSON numbers per image (its rows against the OIP "
     "binary rows: same server, same picture). Not yet measured (see Not measured): the gateway's JPEG "
-    "route (needs export publish's contract signature) and the peers on this model."
+    "route (needs export publish's contract signature)."
 )
 FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,

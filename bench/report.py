@@ -54,7 +54,7 @@ def _mobilenet_points(results: dict[str, Any]) -> dict[str, dict[int, dict[str, 
     return series
 
 
-def mobilenet_section(results: dict[str, Any], png_name: str) -> list[str]:
+def mobilenet_section(results: dict[str, Any], png_name: str, heading: str = "## ") -> list[str]:
     """The real-size model's table: every path at every concurrency against the in-process best batch of
     the same run; the server's memory; empty when the scenario did not run."""
     mobilenet = results.get("mobilenet")
@@ -64,7 +64,7 @@ def mobilenet_section(results: dict[str, Any], png_name: str) -> list[str]:
     best = limit.get("best", {}).get("images_per_s")
     lines = [
         "",
-        "## Real-size model: MobileNetV2 (224x224x3, 1000 classes, random weights)",
+        f"{heading}Real-size model: MobileNetV2 (224x224x3, 1000 classes, random weights)",
         "",
         f"![MobileNetV2 throughput per concurrency]({mobilenet_png(png_name)})",
         "",
@@ -534,6 +534,8 @@ def update_readme(readme: Path, results: dict[str, Any], goals: list[Goal]) -> b
         "",
         *goals_table(goals),
         *_peers_table(results),  # the peers of the same run
+        # the real-size model of the same run, its picture beside the fashion one (bench/results/)
+        *mobilenet_section(results, "bench/results/latest.png", heading="#### "),
         "",
     ]
     write_atomic(readme, text[:start] + "\n".join(block) + text[end:])

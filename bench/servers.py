@@ -187,7 +187,22 @@ def start_floor(ctx: Context) -> ServerProcess:
     return _serving_http(ctx, server, "/healthz")
 
 
-def start_bentoml(ctx: Context) -> ServerProcess:
+# What a peer serves: the fashion model by default; the real-size scenario passes MobileNetV2's name and shape.
+FASHION_SHAPE = (28, 28, 1)
+
+
+def _model_env(ctx: Context, model: str, shape: tuple[int, ...]) -> dict[str, str]:
+    """The peer service's model (bench/baselines/*_service.py): its version folder, name, one image's shape."""
+    return {
+        "BENCH_MODEL_DIR": str(ctx.model_path(model)),
+        "BENCH_MODEL_NAME": model,
+        "BENCH_INPUT_SHAPE": ",".join(str(d) for d in shape),
+    }
+
+
+def start_bentoml(
+    ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FASHION_SHAPE
+) -> ServerProcess:
     port = free_port()
     argv = [  # BentoML's CLI from its own venv (bench/peer_envs.py)
         str(peer_python(ctx.repo_root, "bentoml").with_name("bentoml")),
@@ -200,12 +215,14 @@ def start_bentoml(ctx: Context) -> ServerProcess:
     ]
     env = {
         **_TF_QUIET,
-        "BENCH_MODEL_DIR": str(ctx.model_path("fashion")),
+        **_model_env(ctx, model, shape),
         "BENTOML_HOME": str(ctx.work / "bentoml-home"),
         "BENTOML_DO_NOT_TRACK": "true",  # no usage analytics: nothing leaves 127.0.0.1
         "BENTOML_CONFIG_OPTIONS": "api_server.metrics.enabled=false",
     }
-    server = ctx.server("bentoml", argv, env=env, cwd=ctx.repo_root)
+    server = ctx.server(
+        "bentoml" if model == "fashion" else f"bentoml-{model}", argv, env=env, cwd=ctx.repo_root
+    )
     server.ports = {"http": port}
     return _serving_http(ctx, server, "/readyz")
 
@@ -217,29 +234,36 @@ def _start_peer(
     module: str,
     extra_argv: list[str],
     env: dict[str, str],
+    model: str,
+    shape: tuple[int, ...],
     *,
     exposed_ok: bool = False,
 ) -> ServerProcess:
     """A peer from ``bench.baselines`` on a free port, run by its own venv's python (bench/peer_envs.py),
-    ready once ``GET /v1/models/fashion`` answers 200."""
+    ready once ``GET /v1/models/<model>`` answers 200."""
     port = free_port()
     argv = [str(peer_python(ctx.repo_root, venv)), "-m", module, str(port), *extra_argv]
-    env = {**_TF_QUIET, "BENCH_MODEL_DIR": str(ctx.model_path("fashion")), **env}
-    server = ctx.server(name, argv, env=env, cwd=ctx.repo_root)
+    env = {**_TF_QUIET, **_model_env(ctx, model, shape), **env}
+    server = ctx.server(name if model == "fashion" else f"{name}-{model}", argv, env=env, cwd=ctx.repo_root)
     server.ports = {"http": port}
-    return _serving_http(ctx, server, "/v1/models/fashion", exposed_ok=exposed_ok)
+    return _serving_http(ctx, server, f"/v1/models/{model}", exposed_ok=exposed_ok)
 
 
-def start_ray(ctx: Context) -> ServerProcess:
+def start_ray(ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FASHION_SHAPE) -> ServerProcess:
     """Ray Serve, one replica, ``max_ongoing_requests`` = the run's highest concurrency."""
+    top = max(*ctx.settings.concurrencies, *ctx.settings.mobilenet_concurrencies)
     env = {
-        "BENCH_MAX_CONCURRENCY": str(max(ctx.settings.concurrencies)),
+        "BENCH_MAX_CONCURRENCY": str(top),
         "RAY_USAGE_STATS_ENABLED": "0",  # no usage report: nothing leaves 127.0.0.1
     }
-    argv = [str(ctx.work / "ray")]
-    return _start_peer(ctx, "ray-serve", "ray", "bench.baselines.ray_service", argv, env, exposed_ok=True)
+    argv = [str(ctx.work / f"ray-{model}")]
+    return _start_peer(
+        ctx, "ray-serve", "ray", "bench.baselines.ray_service", argv, env, model, shape, exposed_ok=True
+    )
 
 
-def start_kserve(ctx: Context) -> ServerProcess:
+def start_kserve(
+    ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FASHION_SHAPE
+) -> ServerProcess:
     """KServe's Python model server, v1 protocol, REST only (its gRPC server would listen on ``[::]``)."""
-    return _start_peer(ctx, "kserve", "kserve", "bench.baselines.kserve_service", [], {})
+    return _start_peer(ctx, "kserve", "kserve", "bench.baselines.kserve_service", [], {}, model, shape)

@@ -16,6 +16,11 @@ import numpy as np
 
 __all__ = ["FashionService"]
 
+# The model it serves (BENCH_MODEL_NAME, default fashion) and one image's shape (BENCH_INPUT_SHAPE, "H,W,C"):
+# the real-size scenario serves MobileNetV2 (224,224,3) through the same service.
+MODEL = os.environ.get("BENCH_MODEL_NAME", "fashion")
+SHAPE = tuple(int(x) for x in os.environ.get("BENCH_INPUT_SHAPE", "28,28,1").split(","))
+
 
 @bentoml.service(workers=1, traffic={"timeout": 30})
 class FashionService:
@@ -26,12 +31,12 @@ class FashionService:
         self._predict = tf.saved_model.load(os.environ["BENCH_MODEL_DIR"]).signatures["serving_default"]
 
     @bentoml.api(
-        route="/v1/models/fashion:predict",
+        route=f"/v1/models/{MODEL}:predict",
         batchable=True,
         batch_dim=(0, 0),
         max_batch_size=64,
         max_latency_ms=1000,
     )
     def predict(self, instances: np.ndarray) -> np.ndarray:
-        image = self._tf.constant(np.asarray(instances, dtype=np.float32).reshape(-1, 28, 28, 1))
+        image = self._tf.constant(np.asarray(instances, dtype=np.float32).reshape(-1, *SHAPE))
         return self._predict(image=image)["probabilities"].numpy()

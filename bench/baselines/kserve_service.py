@@ -25,6 +25,9 @@ import numpy as np
 __all__ = ["LOOPBACK", "build_model", "serve"]
 
 LOOPBACK = "127.0.0.1"
+# The model it serves (BENCH_MODEL_NAME, default fashion) and one image's shape (BENCH_INPUT_SHAPE, "H,W,C").
+MODEL = os.environ.get("BENCH_MODEL_NAME", "fashion")
+SHAPE = tuple(int(x) for x in os.environ.get("BENCH_INPUT_SHAPE", "28,28,1").split(","))
 
 
 def build_model(model_dir: str) -> Any:
@@ -34,7 +37,7 @@ def build_model(model_dir: str) -> Any:
 
     class FashionModel(kserve.Model):  # type: ignore[misc]
         def __init__(self) -> None:
-            super().__init__("fashion")
+            super().__init__(MODEL)
             self._tf: Any = None
             self._predict: Any = None
 
@@ -48,9 +51,9 @@ def build_model(model_dir: str) -> Any:
 
         def predict(self, payload: Any, headers: Any = None) -> dict[str, Any]:
             try:
-                rows = np.asarray(payload["instances"], dtype=np.float32).reshape(-1, 28, 28, 1)
+                rows = np.asarray(payload["instances"], dtype=np.float32).reshape(-1, *SHAPE)
             except (KeyError, TypeError, ValueError) as exc:
-                raise InvalidInput(f'the body must be {{"instances": [28x28x1 images]}}: {exc}') from None
+                raise InvalidInput(f'the body must be {{"instances": [{SHAPE} images]}}: {exc}') from None
             outputs = self._predict(image=self._tf.constant(rows))["probabilities"].numpy()
             return {"predictions": outputs.tolist()}
 

@@ -33,6 +33,9 @@ __all__ = ["main", "parse_instances", "split_rows", "stack_rows"]
 # Same as the modelserver's batching (max_batch_size 64, batch_timeout_micros 2000).
 MAX_BATCH = 64
 BATCH_WAIT_S = 0.002
+# The model it serves (BENCH_MODEL_NAME, default fashion) and one image's shape (BENCH_INPUT_SHAPE, "H,W,C").
+MODEL = os.environ.get("BENCH_MODEL_NAME", "fashion")
+SHAPE = tuple(int(x) for x in os.environ.get("BENCH_INPUT_SHAPE", "28,28,1").split(","))
 
 
 def stack_rows(parts: list[np.ndarray]) -> np.ndarray:
@@ -46,13 +49,14 @@ def split_rows(outputs: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]
     return list(np.split(outputs, ends))
 
 
-def parse_instances(body: bytes) -> np.ndarray:
-    """``{"instances": [28x28x1 images]}`` -> float32 [n, 28, 28, 1]; ValueError saying what is wrong."""
+def parse_instances(body: bytes, shape: tuple[int, ...] = (28, 28, 1)) -> np.ndarray:
+    """``{"instances": [HxWxC images]}`` -> float32 [n, *shape]; ValueError saying what is wrong."""
     try:
         instances = json.loads(body)["instances"]
-        return np.asarray(instances, dtype=np.float32).reshape(-1, 28, 28, 1)
+        return np.asarray(instances, dtype=np.float32).reshape(-1, *shape)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f'the body must be {{"instances": [28x28x1 images]}}: {exc}') from None
+        size = "x".join(str(d) for d in shape)
+        raise ValueError(f'the body must be {{"instances": [{size} images]}}: {exc}') from None
 
 
 def _deployment(max_ongoing: int) -> Any:
@@ -75,9 +79,9 @@ def _deployment(max_ongoing: int) -> Any:
 
         async def __call__(self, request: Request) -> JSONResponse:
             if request.method == "GET":
-                return JSONResponse({"model": "fashion", "state": "AVAILABLE"})
+                return JSONResponse({"model": MODEL, "state": "AVAILABLE"})
             try:
-                rows = parse_instances(await request.body())
+                rows = parse_instances(await request.body(), SHAPE)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             return JSONResponse({"predictions": (await self._batch(rows)).tolist()})
@@ -103,7 +107,7 @@ def main(port: int, temp_dir: str) -> None:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         model = _deployment(int(os.environ.get("BENCH_MAX_CONCURRENCY", "64")))
-        serve.run(model.bind(os.environ["BENCH_MODEL_DIR"]), name="fashion", route_prefix="/v1/models")
+        serve.run(model.bind(os.environ["BENCH_MODEL_DIR"]), name=MODEL, route_prefix="/v1/models")
         print(f"ray serve ready on 127.0.0.1:{port}", flush=True)
         stop.wait()
     finally:

@@ -10,9 +10,11 @@ the same run:
   the same picture through all three: the first Fashion-MNIST test image upscaled to 224x224 RGB; latency
   percentiles and server cores per point, the server's RSS and PSS after the heaviest point.
 
+- the peers (BentoML, Ray Serve, KServe), each from its own venv, on the same model with the same TF Serving
+  JSON body (``mobilenet.<peer>.c<N>``), their RSS and PSS.
+
 Not yet measured here (listed under "Not measured" with the reason): the gateway's JPEG upload (needs the
-model published with the export's contract signature: the TODO in bench/mobilenet.py) and the peers on this
-model (their services serve the fashion model only).
+model published with the export's contract signature: the TODO in bench/mobilenet.py).
 
 The model comes from ``<models-dir>/mobilenet`` when one is published there, else it is built into the run's
 repository (about 40 s on 2 cores).
@@ -34,11 +36,13 @@ from bench.errors import BenchError
 from bench.loadgen import LoadResult, http_load
 from bench.mobilenet import INPUT, OUTPUT, SIDE
 from bench.payloads import grpc_frame, predict_request
+from bench.peer_envs import peer_venv, peer_version
 from bench.repo import latest_version, write_models_config
+from bench.scenarios.baselines import PEERS
 from bench.scenarios.modelserver import grpc_point, verify_grpc
 from bench.servers import start_modelserver
 
-__all__ = ["INPROCESS_BATCHES", "bodies", "run"]
+__all__ = ["INPROCESS_BATCHES", "bodies", "picture", "run", "run_peer"]
 
 INPROCESS_BATCHES = (1, 8, 32)
 OIP_HEADER = "Inference-Header-Content-Length"
@@ -187,4 +191,23 @@ def run(ctx: Any) -> None:
         "the gateway's JPEG route needs the model published with the export's contract signature "
         "(`python -m export publish`, not on main yet: TODO in bench/mobilenet.py)",
     )
-    ctx.skip("mobilenet peers", "the peer services serve the fashion model only (issue 30: still to do)")
+    for name, peer in PEERS.items():
+        run_peer(ctx, name, peer.start, paths["rest"])
+
+
+def run_peer(ctx: Any, name: str, start: Any, body: Path) -> None:
+    """One peer (from its own venv) on MobileNetV2 with the TF Serving JSON body our REST path gets:
+    ``mobilenet.<peer>.c<N>``; skipped with the reason when its venv is missing or it cannot start."""
+    if peer_version(ctx.repo_root, name) is None:
+        ctx.skip(
+            f"mobilenet {name}", f"not installed in {peer_venv(ctx.repo_root, name)}: `make bench-tools`"
+        )
+        return
+    try:
+        with start(ctx, "mobilenet", (SIDE, SIDE, 3)) as server:
+            url = f"http://127.0.0.1:{server.ports['http']}/v1/models/mobilenet:predict"
+            for c in ctx.settings.mobilenet_concurrencies:
+                _http_point(ctx, server, f"mobilenet.{name}.c{c}", url, body, "application/json", c)
+            ctx.measure_server(f"{name} mobilenet", server)
+    except BenchError as exc:
+        ctx.skip(f"mobilenet {name}", str(exc).splitlines()[0])

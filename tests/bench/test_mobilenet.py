@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from bench.goals import Goal, evaluate
-from bench.report import mobilenet_png, render_markdown, render_mobilenet_plot
+from bench.report import (
+    README_END,
+    README_START,
+    mobilenet_png,
+    render_markdown,
+    render_mobilenet_plot,
+    update_readme,
+)
 from bench.scenarios.mobilenet import bodies, picture
 from tests.bench.conftest import point
 
@@ -90,3 +97,17 @@ def test_bodies_carry_the_same_picture(tmp_path: Path) -> None:
     assert np.allclose(np.asarray(rest["instances"], dtype=np.float32), tensor)
     grpc = paths["grpc"].read_bytes()
     assert int.from_bytes(grpc[1:5], "big") == len(grpc) - 5
+
+
+def test_readme_block_gets_the_mobilenet_table_and_picture(
+    mobilenet_results: dict[str, Any], tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\nold\n{README_END}\n", encoding="utf-8")
+    assert update_readme(readme, mobilenet_results, evaluate(mobilenet_results))
+    text = readme.read_text(encoding="utf-8")
+    block = text[: text.index(README_END)]
+    assert "#### Real-size model: MobileNetV2" in block
+    assert (
+        "(bench/results/latest-mobilenet.png)" in block and "| TF Serving gRPC Predict | 16 | 95.0 |" in block
+    )
