@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.answers import compare, fetch_answer
 from bench.errors import BenchError
 from bench.loadgen import LoadResult, http_load
 from bench.mobilenet import INPUT, OUTPUT, SIDE
@@ -164,6 +165,7 @@ def run(ctx: Any) -> None:
         if problem:
             ctx.say(f"mobilenet gRPC answers are wrong ({problem}); the figures below count them as served")
         rest = f"http://127.0.0.1:{server.ports['rest']}"
+        ours = _answer(ctx, "modelserver", f"{rest}/v1/models/mobilenet:predict", paths["rest"])
         for c in ctx.settings.mobilenet_concurrencies:
             grpc_point(ctx, server, f"mobilenet.grpc.c{c}", paths["grpc"], c)
             _http_point(
@@ -192,10 +194,21 @@ def run(ctx: Any) -> None:
         "(`python -m export publish`, not on main yet: TODO in bench/mobilenet.py)",
     )
     for name, peer in PEERS.items():
-        run_peer(ctx, name, peer.start, paths["rest"])
+        run_peer(ctx, name, peer.start, paths["rest"], ours)
 
 
-def run_peer(ctx: Any, name: str, start: Any, body: Path) -> None:
+def _answer(ctx: Any, name: str, url: str, body: Path) -> list[float] | None:
+    """One request before any load (it also warms the server: a first call traces and allocates), its
+    first row kept for the cross-check; a failure is recorded under ``verified``, not raised."""
+    try:
+        return fetch_answer(url, body, timeout_s=180)
+    except ValueError as exc:
+        ctx.results.setdefault("verified", {})[f"mobilenet {name} answer"] = str(exc)
+        ctx.say(f"mobilenet {name}: no usable answer to the JSON body ({exc})")
+        return None
+
+
+def run_peer(ctx: Any, name: str, start: Any, body: Path, ours: list[float] | None = None) -> None:
     """One peer (from its own venv) on MobileNetV2 with the TF Serving JSON body our REST path gets:
     ``mobilenet.<peer>.c<N>``; skipped with the reason when its venv is missing or it cannot start."""
     if peer_version(ctx.repo_root, name) is None:
@@ -206,6 +219,9 @@ def run_peer(ctx: Any, name: str, start: Any, body: Path) -> None:
     try:
         with start(ctx, "mobilenet", (SIDE, SIDE, 3)) as server:
             url = f"http://127.0.0.1:{server.ports['http']}/v1/models/mobilenet:predict"
+            answer = _answer(ctx, name, url, body)
+            if answer is not None and ours is not None:  # same SavedModel, same picture: same answer
+                ctx.results.setdefault("verified", {})[f"mobilenet {name}"] = compare(ours, answer)
             for c in ctx.settings.mobilenet_concurrencies:
                 _http_point(ctx, server, f"mobilenet.{name}.c{c}", url, body, "application/json", c)
             ctx.measure_server(f"{name} mobilenet", server)
