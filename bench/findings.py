@@ -133,8 +133,9 @@ _MOBILENET = (
     "max_batch_size 64 after batch_timeout_micros 2 ms, so at c16 a batch is whatever arrived while the "
     "previous one ran, and the in-process table says which batch size the limit needs. The TF Serving "
     "REST JSON path also pays the parse of 150,528 JSON numbers per image (its rows against the OIP "
-    "binary rows: same server, same picture). Not yet measured (see Not measured): the gateway's JPEG "
-    "route (needs export publish's contract signature)."
+    "binary rows: same server, same picture). The gateway's JPEG rows add the multipart parse, Pillow's "
+    "decode and the resize to 224x224 per upload in the gateway process (its own CPU column), on the "
+    "same 2 cores the model needs."
 )
 FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,

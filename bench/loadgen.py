@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,23 @@ f:close()
 wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
 local extra = os.getenv("BENCH_HEADER_NAME")
 if extra and extra ~= "" then wrk.headers[extra] = os.getenv("BENCH_HEADER_VALUE") end
+-- BENCH_BODIES (paths joined by newlines): several bodies, sent in turn (mixed-size uploads)
+local bodies = {}
+local list = os.getenv("BENCH_BODIES")
+if list and list ~= "" then
+  for path in string.gmatch(list, "[^\n]+") do
+    local g = assert(io.open(path, "rb"))
+    bodies[#bodies + 1] = g:read("*a")
+    g:close()
+  end
+end
+local turn = 0
+if #bodies > 0 then  -- only then: a request() function costs wrk a Lua call per request
+  function request()
+    turn = turn % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[turn])
+  end
+end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -209,10 +227,12 @@ def http_load(
     timeout_s: int = 5,
     warmup_s: float = 0.0,
     header: tuple[str, str] | None = None,
+    more_bodies: Sequence[Path] = (),
 ) -> LoadResult:
     """POST ``body`` to ``url`` with wrk for ``duration_s`` over ``concurrency`` connections (one thread:
     the machine has two cores and the server needs them). A reply slower than ``timeout_s`` is dropped.
-    ``header``: one more request header (e.g. OIP's ``Inference-Header-Content-Length``)."""
+    ``header``: one more request header (e.g. OIP's ``Inference-Header-Content-Length``). ``more_bodies``:
+    the requests cycle through ``body`` and these (same content type)."""
     _check_loopback(url)
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
@@ -220,6 +240,8 @@ def http_load(
         env = {"BENCH_BODY": str(body), "BENCH_CONTENT_TYPE": content_type}  # read by the Lua script
         if header is not None:
             env["BENCH_HEADER_NAME"], env["BENCH_HEADER_VALUE"] = header
+        if more_bodies:
+            env["BENCH_BODIES"] = "\n".join(str(b) for b in (body, *more_bodies))
 
         def run(seconds: float) -> tuple[str, float, int]:
             argv = [

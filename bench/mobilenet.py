@@ -5,8 +5,9 @@ weights - nothing downloaded; the architecture is what costs - as a SavedModel t
 
 TODO(issue 30): publish it through the stack's own export path once ``python -m export publish model.keras
 --name mobilenet`` (branch ``publish``) is on main: save the Keras model as ``model.keras`` here and replace
-``build`` below by that command (it adds the contract signature the gateway's image route needs). Until then
-this fixture-like builder exports the SavedModel itself, and the gateway JPEG points are not measured.
+``build`` below by that command (it adds the contract signature with the model's own statements). Until then
+this fixture-like builder exports the SavedModel itself; the gateway infers the image contract from
+``serving_default`` (a float32 [-1, 224, 224, 3] input: an image in [0, 1]).
 
 Child-process entry points (TensorFlow stays out of the bench process, whose PSS would share its pages):
 
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INPUT", "OUTPUT", "SIDE", "build", "inprocess", "sample_images"]
+__all__ = ["INPUT", "OUTPUT", "SIDE", "build", "inprocess", "sample_jpegs"]
 
 SIDE = 224
 INPUT, OUTPUT = "image", "probabilities"
@@ -55,10 +56,11 @@ def build(out: Path) -> Path:
     return out
 
 
-def sample_images(data_dir: Path, count: int) -> list[Any]:
-    """``count`` real photos-to-be: Fashion-MNIST test images upscaled to mixed sizes (112-448 px) as RGB
-    uint8 arrays - what a client would send as JPEG and the gateway decodes and resizes."""
-    import numpy as np
+def sample_jpegs(data_dir: Path, count: int) -> list[bytes]:
+    """``count`` JPEG photos of mixed sizes (112x112 to 448x480): Fashion-MNIST test images upscaled
+    (bicubic), as RGB JPEG (quality 90) - what a client uploads and the gateway decodes and resizes."""
+    import io
+
     from PIL import Image
 
     from bench.payloads import fashion_images
@@ -69,17 +71,10 @@ def sample_images(data_dir: Path, count: int) -> list[Any]:
         picture = Image.fromarray(image, mode="L").resize(
             (side, side + 16 * (i % 3)), Image.Resampling.BICUBIC
         )
-        out.append(np.asarray(picture.convert("RGB")))
+        buffer = io.BytesIO()
+        picture.convert("RGB").save(buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
     return out
-
-
-def as_input(image: Any) -> Any:
-    """An RGB uint8 picture -> the model's input row: resized to 224x224, float32 in [0, 1], [1, 224, 224, 3]."""
-    import numpy as np
-    from PIL import Image
-
-    resized = Image.fromarray(image).resize((SIDE, SIDE), Image.Resampling.BILINEAR)
-    return (np.asarray(resized, dtype=np.float32) / 255.0).reshape(1, SIDE, SIDE, 3)
 
 
 def inprocess(model_dir: Path, seconds: float, batches: tuple[int, ...]) -> dict[str, Any]:

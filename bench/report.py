@@ -126,6 +126,11 @@ def render_mobilenet_plot(results: dict[str, Any], path: Path) -> bool:
         left.axhline(
             best["images_per_s"], color="black", linestyle="--", label=f"in-process, batch {best['batch']}"
         )
+    ticks = sorted({c for by_c in series.values() for c in by_c})
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(c) for c in ticks])
+        ax.minorticks_off()
     left.set(xscale="log", xlabel="concurrency", ylabel="req/s (= images/s)", title="MobileNetV2: throughput")
     right.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p50 ms", title="MobileNetV2: p50")
     left.legend(fontsize=8)

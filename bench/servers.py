@@ -153,7 +153,7 @@ def start_modelserver(
     return serving(server, wait)
 
 
-def start_gateway(ctx: Context, grpc_port: int, config: Path) -> ServerProcess:
+def start_gateway(ctx: Context, grpc_port: int, config: Path, name: str = "gateway") -> ServerProcess:
     port = free_port()
     env = {
         "GATEWAY_HOST": "127.0.0.1",
@@ -164,7 +164,7 @@ def start_gateway(ctx: Context, grpc_port: int, config: Path) -> ServerProcess:
         "GATEWAY_LOG_LEVEL": "warning",
         "PYTHONUNBUFFERED": "1",
     }
-    server = ctx.server("gateway", [sys.executable, "-m", "gateway"], env=env)
+    server = ctx.server(name, [sys.executable, "-m", "gateway"], env=env)
     server.ports = {"http": port}
     return _serving_http(ctx, server, "/readyz")
 

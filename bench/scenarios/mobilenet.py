@@ -13,8 +13,9 @@ the same run:
 - the peers (BentoML, Ray Serve, KServe), each from its own venv, on the same model with the same TF Serving
   JSON body (``mobilenet.<peer>.c<N>``), their RSS and PSS.
 
-Not yet measured here (listed under "Not measured" with the reason): the gateway's JPEG upload (needs the
-model published with the export's contract signature: the TODO in bench/mobilenet.py).
+- the gateway (its defaults) in front of that model server: JPEG photos of mixed sizes (Fashion-MNIST test
+  images upscaled to 112x112 ... 448x480, cycled) uploaded to ``:classify`` - multipart parse, JPEG decode,
+  resize to 224x224, gRPC Predict - ``mobilenet.gateway.c<N>``, and the gateway's RSS.
 
 The model comes from ``<models-dir>/mobilenet`` when one is published there, else it is built into the run's
 repository (about 40 s on 2 cores).
@@ -35,18 +36,20 @@ import numpy as np
 from bench.answers import compare, fetch_answer
 from bench.errors import BenchError
 from bench.loadgen import LoadResult, http_load
-from bench.mobilenet import INPUT, OUTPUT, SIDE
-from bench.payloads import grpc_frame, predict_request
+from bench.mobilenet import INPUT, OUTPUT, SIDE, sample_jpegs
+from bench.payloads import grpc_frame, multipart, predict_request
 from bench.peer_envs import peer_venv, peer_version
 from bench.repo import latest_version, write_models_config
 from bench.scenarios.baselines import PEERS
+from bench.scenarios.gateway import _check
 from bench.scenarios.modelserver import grpc_point, verify_grpc
-from bench.servers import start_modelserver
+from bench.servers import start_gateway, start_modelserver
 
 __all__ = ["INPROCESS_BATCHES", "bodies", "picture", "run", "run_peer"]
 
 INPROCESS_BATCHES = (1, 8, 32)
 OIP_HEADER = "Inference-Header-Content-Length"
+JPEGS = 8  # mixed-size photos the gateway points cycle through
 
 
 def _child(ctx: Any, args: list[str], timeout_s: float) -> str:
@@ -188,13 +191,49 @@ def run(ctx: Any) -> None:
                 c,
             )
         ctx.measure_server("modelserver mobilenet", server)
-    ctx.skip(
-        "mobilenet gateway",
-        "the gateway's JPEG route needs the model published with the export's contract signature "
-        "(`python -m export publish`, not on main yet: TODO in bench/mobilenet.py)",
-    )
+        try:
+            run_gateway(ctx, server, config)
+        except BenchError as exc:
+            ctx.skip("mobilenet gateway", str(exc).splitlines()[0])
     for name, peer in PEERS.items():
         run_peer(ctx, name, peer.start, paths["rest"], ours)
+
+
+def run_gateway(ctx: Any, modelserver: Any, config: Path) -> None:
+    """JPEG photos of mixed sizes uploaded to the gateway's ``:classify`` (decode, resize to 224x224, Predict
+    over gRPC to ``modelserver``), cycling through ``JPEGS`` photos: ``mobilenet.gateway.c<N>``; the
+    gateway's RSS after."""
+    from bench.__main__ import find_data_dir
+
+    bodies_dir = ctx.work / "bodies"
+    uploads = []
+    for i, jpeg in enumerate(sample_jpegs(find_data_dir(ctx.settings), JPEGS)):
+        body, content_type = multipart("file", f"photo{i}.jpg", "image/jpeg", jpeg)
+        uploads.append(bodies_dir / f"mobilenet-upload{i}.multipart")
+        uploads[-1].write_bytes(body)
+    with start_gateway(ctx, modelserver.ports["grpc"], config, name="gateway-mobilenet") as gateway:
+        url = f"http://127.0.0.1:{gateway.ports['http']}/v1/models/mobilenet:classify"
+        problem = _check(url, uploads[0].read_bytes(), content_type, '"label"')
+        ctx.results.setdefault("verified", {})["gateway.mobilenet"] = problem or "ok"
+        if problem:
+            raise BenchError(f"the gateway does not answer the JPEG upload correctly: {problem}")
+        s = ctx.settings
+        for c in s.mobilenet_concurrencies:
+            ctx.point(
+                f"mobilenet.gateway.c{c}",
+                gateway,
+                lambda c=c: http_load(
+                    url,
+                    uploads[0],
+                    content_type,
+                    concurrency=c,
+                    duration_s=s.duration_s,
+                    timeout_s=max(s.http_timeout_s, 10),
+                    warmup_s=s.warmup_s,
+                    more_bodies=uploads[1:],
+                ),
+            )
+        ctx.measure_server("gateway mobilenet", gateway)
 
 
 def _answer(ctx: Any, name: str, url: str, body: Path) -> list[float] | None:

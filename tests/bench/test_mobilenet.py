@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.goals import Goal, evaluate
+from bench.goals import PEERS, Goal, evaluate
 from bench.report import (
     README_END,
     README_START,
@@ -21,7 +21,7 @@ from bench.report import (
     update_readme,
 )
 from bench.scenarios.mobilenet import bodies, picture
-from tests.bench.conftest import point
+from tests.bench.conftest import point, run_smoke
 
 
 @pytest.fixture
@@ -111,3 +111,30 @@ def test_readme_block_gets_the_mobilenet_table_and_picture(
     assert (
         "(bench/results/latest-mobilenet.png)" in block and "| TF Serving gRPC Predict | 16 | 95.0 |" in block
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_mobilenet_end_to_end(
+    load_tools: None,
+    model_repo: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real-size scenario through ``python -m bench --smoke --only mobilenet``: MobileNetV2 built and
+    served, every path answered (the gateway's mixed-size JPEG uploads too), the in-process limit and the goals judged. The peers are left out here
+    (an empty BENCH_PEER_VENVS: test_peers.py runs them), which the run records as not measured."""
+    monkeypatch.setenv("BENCH_PEER_VENVS", str(tmp_path / "no-peers"))
+    measured = run_smoke("mobilenet", model_repo, data_dir, tmp_path / "out", timeout_s=840)
+    assert measured["mobilenet"]["inprocess"]["best"]["images_per_s"] > 0
+    for path in ("grpc", "oip", "rest", "gateway"):
+        for c in (1, 2):
+            p = measured["points"][f"mobilenet.{path}.c{c}"]
+            assert p["ok"] > 0 and p["errors"] == 0, (path, c, p)
+    assert measured["verified"]["grpc.mobilenet"] == "ok"
+    assert measured["verified"]["gateway.mobilenet"] == "ok"  # a JPEG upload answered with a label
+    assert set(measured["skipped"]) == {f"mobilenet {peer}" for peer in PEERS}
+    goals = {g["key"]: g for g in measured["goals"]}
+    assert goals["mobilenet_grpc_vs_inprocess"]["status"] in ("met", "missed")
+    assert {"modelserver mobilenet", "gateway mobilenet"} <= set(measured["rss_bytes"])
