@@ -1,6 +1,6 @@
 # Included by the main Makefile (-include bench/bench.mk); uses its $(PY), $(VENV) and install /
 # models-if-absent targets.
-.PHONY: bench bench-smoke bench-tools bench-peers bench-loadgen bench-oip
+.PHONY: bench bench-smoke bench-tools bench-peers bench-loadgen bench-oip models-mobilenet
 
 # The C load generators from Debian (h2load: unary gRPC; wrk: HTTP); tests/bench needs them too.
 bench-loadgen:
@@ -28,7 +28,16 @@ bench-peers: $(PEER_VENV_STAMPS)  ## the peers' own venvs (.venv-bentoml, .venv-
 bench-tools: install bench-loadgen bench-peers
 	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
 
-bench: bench-tools models-if-absent  ## measure the serving path (~6 min): bench/results/<date>.json, latest.md, latest.png
+# The real-size model (issue 30), published once through the stack's own export path (bench/mobilenet.py):
+# MobileNetV2 with random weights, 2-4 minutes on 2 cores. The bench copies the latest version.
+models-mobilenet: install
+	@if ! ls -d models/mobilenet/[0-9]* >/dev/null 2>&1; then \
+	  mkdir -p .run && echo "== publishing MobileNetV2 (random weights) through python -m export publish" && \
+	  TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.mobilenet keras .run/mobilenet.keras && \
+	  TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m export publish .run/mobilenet.keras --name mobilenet --models-dir models; \
+	fi
+
+bench: bench-tools models-if-absent models-mobilenet  ## measure the serving path (~6 min): bench/results/<date>.json, latest.md, latest.png
 	$(PY) -m bench
 
 bench-smoke: bench-tools models-if-absent  ## the bench harness end to end at a tiny scale (results in bench/results/smoke)

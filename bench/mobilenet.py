@@ -3,15 +3,18 @@ weights - nothing downloaded; the architecture is what costs - as a SavedModel t
 
 ``serving_default``: ``image`` float32 [-1, 224, 224, 3] in [0, 1] -> ``probabilities`` float32 [-1, 1000].
 
-TODO(issue 30): publish it through the stack's own export path once ``python -m export publish model.keras
---name mobilenet`` (branch ``publish``) is on main: save the Keras model as ``model.keras`` here and replace
-``build`` below by that command (it adds the contract signature with the model's own statements). Until then
-this fixture-like builder exports the SavedModel itself; the gateway infers the image contract from
-``serving_default`` (a float32 [-1, 224, 224, 3] input: an image in [0, 1]).
+``make bench`` publishes it through the stack's own export path once (``make models-mobilenet``: ``keras``
+below writes ``mobilenet.keras`` - raw pixels in, ``Rescaling`` to MobileNetV2's [-1, 1] inside - then
+``python -m export publish mobilenet.keras --name mobilenet`` into ``models/``, about 2-4 minutes on 2 cores:
+contract, warm-up, frozen graph and the C++ loader gate included); the bench copies the latest published
+version. Without one (``make bench-smoke``, the tests), ``build`` below exports a SavedModel with the same
+architecture directly, in about 40 s (``serving_default``: ``image`` in [0, 1]; the gateway infers its image
+contract from that signature).
 
 Child-process entry points (TensorFlow stays out of the bench process, whose PSS would share its pages):
 
-    python -m bench.mobilenet build OUT_DIR            # OUT_DIR/<version 1> written by one rename
+    python -m bench.mobilenet keras FILE.keras         # the Keras model export publish takes
+    python -m bench.mobilenet build OUT_DIR            # OUT_DIR (a version folder) written by one rename
     python -m bench.mobilenet inprocess MODEL_DIR SECONDS BATCH[,BATCH...]   # JSON on stdout
 """
 
@@ -24,10 +27,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INPUT", "OUTPUT", "SIDE", "build", "inprocess", "sample_jpegs"]
+__all__ = ["INPUT", "OUTPUT", "SIDE", "build", "inprocess", "keras_model", "sample_jpegs"]
 
 SIDE = 224
 INPUT, OUTPUT = "image", "probabilities"
+
+
+def keras_model() -> Any:
+    """MobileNetV2 taking raw pixels [0, 255] (``Rescaling`` inside, which export publish reads as the input
+    range), input ``image`` [-1, 224, 224, 3], random weights (seed 0)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIDE, SIDE, 3), name=INPUT)
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    base = keras.applications.MobileNetV2(
+        input_shape=(SIDE, SIDE, 3), alpha=1.0, include_top=True, weights=None, classes=1000
+    )
+    return keras.Model(inputs, base(scaled), name="mobilenet_v2")
 
 
 def build(out: Path) -> Path:
@@ -111,10 +128,12 @@ def inprocess(model_dir: Path, seconds: float, batches: tuple[int, ...]) -> dict
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "build":
+    if sys.argv[1] == "keras":
+        keras_model().save(sys.argv[2])
+    elif sys.argv[1] == "build":
         build(Path(sys.argv[2]))
     elif sys.argv[1] == "inprocess":
         batches = tuple(int(b) for b in sys.argv[4].split(","))
         print(json.dumps(inprocess(Path(sys.argv[2]), float(sys.argv[3]), batches)))
     else:
-        raise SystemExit(f"unknown command {sys.argv[1]!r}: build or inprocess")
+        raise SystemExit(f"unknown command {sys.argv[1]!r}: keras, build or inprocess")

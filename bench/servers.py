@@ -191,17 +191,22 @@ def start_floor(ctx: Context) -> ServerProcess:
 FASHION_SHAPE = (28, 28, 1)
 
 
-def _model_env(ctx: Context, model: str, shape: tuple[int, ...]) -> dict[str, str]:
-    """The peer service's model (bench/baselines/*_service.py): its version folder, name, one image's shape."""
+def _model_env(ctx: Context, model: str, shape: tuple[int, ...], output: str) -> dict[str, str]:
+    """The peer service's model (bench/baselines/*_service.py): its version folder, name, one image's shape
+    and the ``serving_default`` output it answers with."""
     return {
         "BENCH_MODEL_DIR": str(ctx.model_path(model)),
         "BENCH_MODEL_NAME": model,
         "BENCH_INPUT_SHAPE": ",".join(str(d) for d in shape),
+        "BENCH_OUTPUT_NAME": output,
     }
 
 
 def start_bentoml(
-    ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FASHION_SHAPE
+    ctx: Context,
+    model: str = "fashion",
+    shape: tuple[int, ...] = FASHION_SHAPE,
+    output: str = "probabilities",
 ) -> ServerProcess:
     port = free_port()
     argv = [  # BentoML's CLI from its own venv (bench/peer_envs.py)
@@ -215,7 +220,7 @@ def start_bentoml(
     ]
     env = {
         **_TF_QUIET,
-        **_model_env(ctx, model, shape),
+        **_model_env(ctx, model, shape, output),
         "BENTOML_HOME": str(ctx.work / "bentoml-home"),
         "BENTOML_DO_NOT_TRACK": "true",  # no usage analytics: nothing leaves 127.0.0.1
         "BENTOML_CONFIG_OPTIONS": "api_server.metrics.enabled=false",
@@ -236,6 +241,7 @@ def _start_peer(
     env: dict[str, str],
     model: str,
     shape: tuple[int, ...],
+    output: str,
     *,
     exposed_ok: bool = False,
 ) -> ServerProcess:
@@ -243,13 +249,18 @@ def _start_peer(
     ready once ``GET /v1/models/<model>`` answers 200."""
     port = free_port()
     argv = [str(peer_python(ctx.repo_root, venv)), "-m", module, str(port), *extra_argv]
-    env = {**_TF_QUIET, **_model_env(ctx, model, shape), **env}
+    env = {**_TF_QUIET, **_model_env(ctx, model, shape, output), **env}
     server = ctx.server(name if model == "fashion" else f"{name}-{model}", argv, env=env, cwd=ctx.repo_root)
     server.ports = {"http": port}
     return _serving_http(ctx, server, f"/v1/models/{model}", exposed_ok=exposed_ok)
 
 
-def start_ray(ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FASHION_SHAPE) -> ServerProcess:
+def start_ray(
+    ctx: Context,
+    model: str = "fashion",
+    shape: tuple[int, ...] = FASHION_SHAPE,
+    output: str = "probabilities",
+) -> ServerProcess:
     """Ray Serve, one replica, ``max_ongoing_requests`` = the run's highest concurrency."""
     top = max(*ctx.settings.concurrencies, *ctx.settings.mobilenet_concurrencies)
     env = {
@@ -258,12 +269,26 @@ def start_ray(ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FAS
     }
     argv = [str(ctx.work / f"ray-{model}")]
     return _start_peer(
-        ctx, "ray-serve", "ray", "bench.baselines.ray_service", argv, env, model, shape, exposed_ok=True
+        ctx,
+        "ray-serve",
+        "ray",
+        "bench.baselines.ray_service",
+        argv,
+        env,
+        model,
+        shape,
+        output,
+        exposed_ok=True,
     )
 
 
 def start_kserve(
-    ctx: Context, model: str = "fashion", shape: tuple[int, ...] = FASHION_SHAPE
+    ctx: Context,
+    model: str = "fashion",
+    shape: tuple[int, ...] = FASHION_SHAPE,
+    output: str = "probabilities",
 ) -> ServerProcess:
     """KServe's Python model server, v1 protocol, REST only (its gRPC server would listen on ``[::]``)."""
-    return _start_peer(ctx, "kserve", "kserve", "bench.baselines.kserve_service", [], {}, model, shape)
+    return _start_peer(
+        ctx, "kserve", "kserve", "bench.baselines.kserve_service", [], {}, model, shape, output
+    )

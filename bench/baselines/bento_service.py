@@ -20,6 +20,7 @@ __all__ = ["FashionService"]
 # the real-size scenario serves MobileNetV2 (224,224,3) through the same service.
 MODEL = os.environ.get("BENCH_MODEL_NAME", "fashion")
 SHAPE = tuple(int(x) for x in os.environ.get("BENCH_INPUT_SHAPE", "28,28,1").split(","))
+OUTPUT = os.environ.get("BENCH_OUTPUT_NAME", "probabilities")  # serving_default's output it answers with
 
 
 @bentoml.service(workers=1, traffic={"timeout": 30})
@@ -39,4 +40,4 @@ class FashionService:
     )
     def predict(self, instances: np.ndarray) -> np.ndarray:
         image = self._tf.constant(np.asarray(instances, dtype=np.float32).reshape(-1, *SHAPE))
-        return self._predict(image=image)["probabilities"].numpy()
+        return self._predict(image=image)[OUTPUT].numpy()

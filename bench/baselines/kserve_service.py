@@ -28,6 +28,7 @@ LOOPBACK = "127.0.0.1"
 # The model it serves (BENCH_MODEL_NAME, default fashion) and one image's shape (BENCH_INPUT_SHAPE, "H,W,C").
 MODEL = os.environ.get("BENCH_MODEL_NAME", "fashion")
 SHAPE = tuple(int(x) for x in os.environ.get("BENCH_INPUT_SHAPE", "28,28,1").split(","))
+OUTPUT = os.environ.get("BENCH_OUTPUT_NAME", "probabilities")  # serving_default's output it answers with
 
 
 def build_model(model_dir: str) -> Any:
@@ -54,7 +55,7 @@ def build_model(model_dir: str) -> Any:
                 rows = np.asarray(payload["instances"], dtype=np.float32).reshape(-1, *SHAPE)
             except (KeyError, TypeError, ValueError) as exc:
                 raise InvalidInput(f'the body must be {{"instances": [{SHAPE} images]}}: {exc}') from None
-            outputs = self._predict(image=self._tf.constant(rows))["probabilities"].numpy()
+            outputs = self._predict(image=self._tf.constant(rows))[OUTPUT].numpy()
             return {"predictions": outputs.tolist()}
 
     model = FashionModel()

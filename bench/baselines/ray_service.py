@@ -36,6 +36,7 @@ BATCH_WAIT_S = 0.002
 # The model it serves (BENCH_MODEL_NAME, default fashion) and one image's shape (BENCH_INPUT_SHAPE, "H,W,C").
 MODEL = os.environ.get("BENCH_MODEL_NAME", "fashion")
 SHAPE = tuple(int(x) for x in os.environ.get("BENCH_INPUT_SHAPE", "28,28,1").split(","))
+OUTPUT = os.environ.get("BENCH_OUTPUT_NAME", "probabilities")  # serving_default's output it answers with
 
 
 def stack_rows(parts: list[np.ndarray]) -> np.ndarray:
@@ -75,7 +76,7 @@ def _deployment(max_ongoing: int) -> Any:
         @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
         async def _batch(self, parts: list[np.ndarray]) -> list[np.ndarray]:
             image = self._tf.constant(stack_rows(parts))
-            return split_rows(self._predict(image=image)["probabilities"].numpy(), parts)
+            return split_rows(self._predict(image=image)[OUTPUT].numpy(), parts)
 
         async def __call__(self, request: Request) -> JSONResponse:
             if request.method == "GET":

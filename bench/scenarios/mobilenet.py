@@ -36,7 +36,7 @@ import numpy as np
 from bench.answers import compare, fetch_answer
 from bench.errors import BenchError
 from bench.loadgen import LoadResult, http_load
-from bench.mobilenet import INPUT, OUTPUT, SIDE, sample_jpegs
+from bench.mobilenet import INPUT, SIDE, sample_jpegs
 from bench.payloads import grpc_frame, multipart, predict_request
 from bench.peer_envs import peer_venv, peer_version
 from bench.repo import latest_version, write_models_config
@@ -81,7 +81,10 @@ def _model(ctx: Any) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         ctx.say("mobilenet: building MobileNetV2 (random weights) into the run's repository")
         _child(ctx, ["build", str(target)], 900)
-        ctx.results["mobilenet"]["source"] = "built by bench/mobilenet.py (not yet through export publish)"
+        ctx.results["mobilenet"]["source"] = (
+            "built by bench/mobilenet.py (no published mobilenet: `make models-mobilenet` publishes one "
+            "through export publish)"
+        )
     ctx.versions["mobilenet"] = int(target.name)
     return target
 
@@ -163,11 +166,12 @@ def run(ctx: Any) -> None:
     with start_modelserver(
         ctx, "modelserver-mobilenet", config, batching=True, wait_for=("mobilenet",)
     ) as server:
-        problem = verify_grpc(server.ports["grpc"], paths["grpc"].read_bytes(), OUTPUT, samples=2)
+        rest = f"http://127.0.0.1:{server.ports['rest']}"
+        output = _output_name(rest)  # the export names it after the Keras model's last layer
+        problem = verify_grpc(server.ports["grpc"], paths["grpc"].read_bytes(), output, samples=2)
         ctx.results.setdefault("verified", {})["grpc.mobilenet"] = problem or "ok"
         if problem:
             ctx.say(f"mobilenet gRPC answers are wrong ({problem}); the figures below count them as served")
-        rest = f"http://127.0.0.1:{server.ports['rest']}"
         ours = _answer(ctx, "modelserver", f"{rest}/v1/models/mobilenet:predict", paths["rest"])
         for c in ctx.settings.mobilenet_concurrencies:
             grpc_point(ctx, server, f"mobilenet.grpc.c{c}", paths["grpc"], c)
@@ -196,7 +200,19 @@ def run(ctx: Any) -> None:
         except BenchError as exc:
             ctx.skip("mobilenet gateway", str(exc).splitlines()[0])
     for name, peer in PEERS.items():
-        run_peer(ctx, name, peer.start, paths["rest"], ours)
+        run_peer(ctx, name, peer.start, paths["rest"], ours, output)
+
+
+def _output_name(rest: str) -> str:
+    """``serving_default``'s first output, from the model server's REST metadata (``OUTPUT`` for the model
+    bench/mobilenet.py builds)."""
+    from bench.procs import http_get
+
+    status, body = http_get(f"{rest}/v1/models/mobilenet/metadata")
+    if status != 200:
+        raise BenchError(f"no metadata for mobilenet (HTTP {status})")
+    signatures = json.loads(body)["metadata"]["signature_def"]["signature_def"]
+    return str(sorted(signatures["serving_default"]["outputs"])[0])
 
 
 def run_gateway(ctx: Any, modelserver: Any, config: Path) -> None:
@@ -247,7 +263,14 @@ def _answer(ctx: Any, name: str, url: str, body: Path) -> list[float] | None:
         return None
 
 
-def run_peer(ctx: Any, name: str, start: Any, body: Path, ours: list[float] | None = None) -> None:
+def run_peer(
+    ctx: Any,
+    name: str,
+    start: Any,
+    body: Path,
+    ours: list[float] | None = None,
+    output: str = "probabilities",
+) -> None:
     """One peer (from its own venv) on MobileNetV2 with the TF Serving JSON body our REST path gets:
     ``mobilenet.<peer>.c<N>``; skipped with the reason when its venv is missing or it cannot start."""
     if peer_version(ctx.repo_root, name) is None:
@@ -256,7 +279,7 @@ def run_peer(ctx: Any, name: str, start: Any, body: Path, ours: list[float] | No
         )
         return
     try:
-        with start(ctx, "mobilenet", (SIDE, SIDE, 3)) as server:
+        with start(ctx, "mobilenet", (SIDE, SIDE, 3), output) as server:
             url = f"http://127.0.0.1:{server.ports['http']}/v1/models/mobilenet:predict"
             answer = _answer(ctx, name, url, body)
             if answer is not None and ours is not None:  # same SavedModel, same picture: same answer
