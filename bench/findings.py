@@ -23,7 +23,12 @@ _GRPC = (
     "(`python -m bench.ab`, 2026-12-01, bench/results/ab-workers-2026-12-01.json) gave gRPC c64 "
     "1.01-1.08x the req/s (mean of each of 4 A/B runs) and REST c64 1.31-1.57x, for 1099 vs 524 MiB "
     "RSS, since one worker already keeps both cores busy (event loop, grpc's threads, TensorFlow). "
-    "The default stays 1 worker; more are for machines with cores to spare."
+    "The default stays 1 worker; more are for machines with cores to spare. Issue 30 (2026-12-06, one "
+    "process, best of 5 rounds, load average ~8): the request tensor's conversion is not where the time "
+    "goes - `make_ndarray` of the fashion image (`tensor_content`, 3 KB) takes 7.1 us against 0.7 us for "
+    "a zero-copy `np.frombuffer` view and 0.6 us for parsing the whole PredictRequest (MobileNetV2's "
+    "602 KB: 186 vs 14 vs 14 us), at most 2% of a core at 3,000 req/s; the levers left are per-RPC: "
+    "grpc.aio's completion-queue work and the data plane's task hops (not yet measured as A/Bs)."
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
