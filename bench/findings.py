@@ -140,7 +140,11 @@ _MOBILENET = (
     "REST JSON path also pays the parse of 150,528 JSON numbers per image (its rows against the OIP "
     "binary rows: same server, same picture). The gateway's JPEG rows add the multipart parse, Pillow's "
     "decode and the resize to 224x224 per upload in the gateway process (its own CPU column), on the "
-    "same 2 cores the model needs."
+    "same 2 cores the model needs. Memory: a MobileNetV2 published by `python -m export publish` also "
+    "carries the `explain` signature (integrated gradients), which its warm-up replays at start; in the "
+    "smoke runs of 2026-12-06 (load ~8) that server held 3.0 GB RSS after 52 s of start-up against 0.3 GB "
+    "after 4 s for the same architecture exported without it (bench/mobilenet.py `build`): the RSS row "
+    "of the MobileNetV2 table is mostly TensorFlow's allocator keeping what the gradient warm-up used."
 )
 FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,
