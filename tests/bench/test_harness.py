@@ -85,7 +85,7 @@ def test_memory_compares_rss_growth_with_the_loader_estimate(measured: dict) -> 
 def test_report_files_are_written(smoke_run: Path) -> None:
     text = (smoke_run / "latest.md").read_text()
     assert (
-        "## Goals (issues 8 and 14)" in text
+        "## Goals (issues 8, 14 and 30)" in text
         and "| gRPC Predict c4 batching on / in-process batch 32 |" in text
     )
     assert "| transport floor: grpc.aio, canned reply | 4 |" in text
