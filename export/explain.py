@@ -71,6 +71,11 @@ def contract_section(baseline: str, *, classes: bool, **extra: Any) -> dict[str,
     return section
 
 
+# The most input values one chunk of the integrated-gradients path holds (4 MiB of float32): MobileNetV2
+# at 224x224x3 runs 6 path rows at a time, the 28x28 fashion model up to 1,337 (every step of a small batch).
+PATH_ELEMENTS = 1 << 20
+
+
 def _steps(steps: tf.Tensor) -> tf.Tensor:
     """One step count from the batch's (a scalar works too); an empty batch gets 1."""
     most = tf.reduce_max(tf.reshape(tf.cast(steps, tf.int32), [-1]))
@@ -81,23 +86,38 @@ def integrated_gradients(
     forward: Forward, x: tf.Tensor, baseline: tf.Tensor, classes: tf.Tensor, steps: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Attributions of ``forward(., classes)`` for ``x`` [b, ...] against ``baseline`` (broadcastable to
-    ``x``), with ``steps`` midpoint samples on the straight path, all in one batch of ``steps * b`` rows.
+    ``x``), with ``steps`` midpoint samples on the straight path. The ``steps * b`` path rows run in chunks
+    of at most ``PATH_ELEMENTS`` input values (at least one step), one chunk at a time, so a real-size
+    image model's gradients hold a bounded number of rows whatever ``steps`` and the batch ask for.
     Returns (attributions like ``x``, score [b], baseline score [b])."""
     steps = _steps(steps)
     x = tf.convert_to_tensor(x)
     baseline = tf.broadcast_to(tf.cast(baseline, x.dtype), tf.shape(x))
     delta = x - baseline
-    alphas = (tf.cast(tf.range(steps), x.dtype) + 0.5) / tf.cast(steps, x.dtype)
-    alphas = tf.reshape(alphas, tf.concat([[steps], tf.ones([tf.rank(x)], tf.int32)], axis=0))
     inner = tf.shape(x)[1:]
-    path = tf.reshape(baseline[None] + alphas * delta[None], tf.concat([[-1], inner], axis=0))
-    tiled = tf.tile(classes, [steps])  # path row i * b + j belongs to input j
-    with tf.GradientTape() as tape:
-        tape.watch(path)
-        scores = forward(path, tiled)
-    grads = tape.gradient(scores, path)
-    grads = tf.reshape(grads, tf.concat([[steps], tf.shape(x)], axis=0))
-    attributions = delta * tf.reduce_mean(grads, axis=0)
+    per_step = tf.maximum(tf.size(x), 1)  # input values of one step (all b rows)
+    chunk = tf.maximum(PATH_ELEMENTS // per_step, 1)  # steps per chunk
+    ones = tf.ones([tf.rank(x)], tf.int32)
+
+    def run_chunk(start: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        count = tf.minimum(chunk, steps - start)
+        alphas = (tf.cast(tf.range(start, start + count), x.dtype) + 0.5) / tf.cast(steps, x.dtype)
+        alphas = tf.reshape(alphas, tf.concat([[count], ones], axis=0))
+        path = tf.reshape(baseline[None] + alphas * delta[None], tf.concat([[-1], inner], axis=0))
+        tiled = tf.tile(classes, [count])  # path row i * b + j belongs to input j
+        with tf.GradientTape() as tape:
+            tape.watch(path)
+            scores = forward(path, tiled)
+        grads = tf.reshape(tape.gradient(scores, path), tf.concat([[count], tf.shape(x)], axis=0))
+        return start + count, total + tf.reduce_sum(grads, axis=0)
+
+    _, total = tf.while_loop(
+        lambda start, _: start < steps,
+        run_chunk,
+        (tf.constant(0, tf.int32), tf.zeros_like(x)),
+        parallel_iterations=1,  # one chunk's activations alive at a time
+    )
+    attributions = delta * total / tf.cast(steps, x.dtype)
     return attributions, forward(x, classes), forward(baseline, classes)
 
 

@@ -151,3 +151,31 @@ def test_explain_for_a_users_keras_model_saves_and_stays_complete(data_dir: Path
 )
 def test_explain_for_declines_models_it_cannot_differentiate(inputs: dict[str, Any]) -> None:
     assert explain.explain_for(object(), {"task": "text_classification", "inputs": inputs}) is None
+
+
+def test_the_path_runs_in_bounded_chunks_with_the_same_attributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real-size image model must not hold steps x batch rows of gradients at once: with a chunk of a few
+    input values the path runs in many chunks (counted), and the attributions equal the one-chunk ones."""
+    rng = np.random.default_rng(0)
+    weights = tf.constant(rng.normal(size=(12, 3)).astype(np.float32))
+    x = tf.constant(rng.normal(size=(2, 12)).astype(np.float32))
+    classes = tf.constant([0, 2], tf.int32)
+    calls = tf.Variable(0)  # forward calls that ran: one per chunk, plus the input's and the baseline's
+
+    def forward(inputs: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        calls.assign_add(1)
+        scores = tf.nn.softmax(tf.tanh(inputs) @ weights)
+        return tf.gather(scores, rows, axis=1, batch_dims=1)
+
+    def attributions(elements: int) -> tuple[np.ndarray, int]:
+        monkeypatch.setattr(explain, "PATH_ELEMENTS", elements)
+        calls.assign(0)
+        chunked = tf.function(lambda: explain.integrated_gradients(forward, x, 0.0, classes, tf.constant(32)))
+        return np.asarray(chunked()[0]), int(calls.numpy()) - 2
+
+    whole, one = attributions(1 << 20)  # 32 steps x 24 values: one chunk
+    pieces, seven = attributions(24 * 5)  # 5 steps a chunk: 7 chunks, the last of 2 steps
+    assert (one, seven) == (1, 7)
+    assert np.allclose(pieces, whole, rtol=1e-5, atol=1e-6), np.abs(pieces - whole).max()
+    first = explain.integrated_gradients(forward, x, 0.0, classes, tf.constant(32))
+    assert np.allclose(np.asarray(first[0]), pieces, rtol=1e-5, atol=1e-6)  # eager runs the same loop
