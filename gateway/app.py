@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import tracing
 from gateway.deps import Services
 from gateway.errors import install_handlers
 from gateway.metrics import Metrics
@@ -99,6 +100,7 @@ def _services(settings: Settings) -> Services:
 def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> FastAPI:
     """The gateway app; ``hot_routes=False`` leaves classify and predict to FastAPI alone (tests compare)."""
     settings = settings or get_settings()
+    tracing.configure(settings.otlp_endpoint, settings.trace_file)
     services = _services(settings)
     metrics, catalog = services.metrics, services.catalog
 

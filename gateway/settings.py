@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = []
     model_control_token: SecretStr | None = None
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Traces (gateway.tracing), off unless one is set: an OTLP/gRPC collector (the ``otlp`` extra), or a file
+    # receiving each span as a JSON line (tests, debugging).
+    otlp_endpoint: str = ""
+    trace_file: str = ""
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     body_deadline_seconds: float = Field(default=120.0, gt=0, le=86400)
