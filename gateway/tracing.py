@@ -24,9 +24,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-__all__ = ["TRACER", "JsonLinesExporter", "configure", "metadata", "span"]
+__all__ = ["TRACER", "JsonLinesExporter", "configure", "flush", "metadata", "span"]
 
 TRACER: trace.Tracer | None = None
+_provider: TracerProvider | None = None
 _OFF = contextlib.nullcontext()
 
 
@@ -60,7 +61,7 @@ def span_record(s: ReadableSpan) -> dict[str, Any]:
 
 def configure(otlp_endpoint: str = "", trace_file: str = "", service: str = "tfserve-gateway") -> None:
     """Turn tracing on when an exporter is configured (idempotent per process)."""
-    global TRACER
+    global TRACER, _provider
     if not otlp_endpoint and not trace_file:
         TRACER = None
         return
@@ -75,6 +76,7 @@ def configure(otlp_endpoint: str = "", trace_file: str = "", service: str = "tfs
         )
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    _provider = provider
     TRACER = provider.get_tracer("gateway")
 
 
@@ -102,3 +104,9 @@ def metadata() -> list[tuple[str, str]] | None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return list(carrier.items())
+
+
+def flush() -> None:
+    """Export the spans still buffered (the provider also does at interpreter exit)."""
+    if _provider is not None:
+        _provider.force_flush()

@@ -28,10 +28,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from modelserver.runtime.batching import RUN_TRACE, RunTrace
 
-__all__ = ["TRACER", "configure", "traced"]
+__all__ = ["TRACER", "configure", "flush", "traced"]
 
 T = TypeVar("T")
 TRACER: trace.Tracer | None = None
+_provider: TracerProvider | None = None
 TRACE_FILE_ENV = "MODELSERVER_TRACE_FILE"
 
 
@@ -66,7 +67,7 @@ def _record(s: ReadableSpan) -> dict[str, Any]:
 def configure(otlp_endpoint: str = "", service: str = "tfserve-modelserver") -> None:
     """Turn tracing on when an exporter is configured: ``otlp_endpoint`` (the flag), else
     ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``MODELSERVER_TRACE_FILE`` adds the JSON-lines file."""
-    global TRACER
+    global TRACER, _provider
     endpoint = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
     trace_file = os.environ.get(TRACE_FILE_ENV, "")
     if not endpoint and not trace_file:
@@ -83,6 +84,7 @@ def configure(otlp_endpoint: str = "", service: str = "tfserve-modelserver") -> 
         )
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    _provider = provider
     TRACER = provider.get_tracer("modelserver")
 
 
@@ -110,3 +112,9 @@ async def traced(name: str, carrier: Iterable[tuple[str, Any]], call: Callable[[
             return reply
     finally:
         RUN_TRACE.reset(token)
+
+
+def flush() -> None:
+    """Export the spans still buffered (the provider also does at interpreter exit)."""
+    if _provider is not None:
+        _provider.force_flush()
