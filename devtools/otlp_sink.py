@@ -28,7 +28,7 @@ class Sink(trace_service_pb2_grpc.TraceServiceServicer):
 def main(port: int) -> None:
     sink = Sink()
     server = grpc.server(futures.ThreadPoolExecutor(2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     try:
