@@ -32,7 +32,7 @@ def main(port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     try:
-        while not server.wait_for_termination(5):
+        while server.wait_for_termination(5):  # True: timed out, still serving
             print(f"spans received: {sink.spans}", flush=True)
     except KeyboardInterrupt:
         pass

@@ -27,6 +27,7 @@ from gateway.rollout.registry import Registry
 from gateway.rollout.traffic import Traffic
 from gateway.routes import admin, explain, health, inference, models, monitor, versions
 from gateway.settings import Settings, get_settings
+from gateway.upload_log import UploadLog
 from gateway.upstream.client import ModelClient
 from gateway.upstream.contract import ContractStore
 
@@ -94,6 +95,7 @@ def _services(settings: Settings) -> Services:
         operations,
         Traffic(settings, catalog, operations, metrics),
         Registry(settings, client, catalog, reconciler, metrics),
+        UploadLog(settings, metrics) if UploadLog.enabled(settings) else None,
     )
 
 
@@ -118,6 +120,8 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
                     await task
             await services.traffic.close()
             await services.client.close()
+            if services.upload_log is not None:
+                services.upload_log.close()
 
     app = FastAPI(
         title="tfserve-stack gateway",

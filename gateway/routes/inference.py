@@ -274,7 +274,10 @@ async def classify_reply(
             )
         return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
 
-    return await _serve(services, name, request, version, label, answer)
+    reply = await _serve(services, name, request, version, label, answer)
+    if services.upload_log is not None:
+        services.upload_log.offer(name, "classify", inputs.files, inputs.texts, inputs.records, reply)
+    return reply
 
 
 async def predict_reply(
@@ -310,7 +313,10 @@ async def _predict_reply(
             predictions=predictions,
         )
 
-    return await _serve(services, name, request, version, label, answer)
+    reply = await _serve(services, name, request, version, label, answer)
+    if services.upload_log is not None:
+        services.upload_log.offer(name, "predict", inputs.files, inputs.texts, inputs.records, reply)
+    return reply
 
 
 @router.post(

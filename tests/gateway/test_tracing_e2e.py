@@ -8,6 +8,7 @@ parent links. The model server runs with batching on so its spans include the qu
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -52,6 +53,8 @@ def traced(
             "GATEWAY_DEFAULT_MODEL_SERVER": server.grpc_target,
             "GATEWAY_MODEL_CONFIG_FILE": str(fashion_repo / "models.config"),
             "GATEWAY_TRACE_FILE": str(logs / "gateway.jsonl"),
+            "GATEWAY_UPLOAD_LOG_DIR": str(logs / "uploads"),
+            "GATEWAY_UPLOAD_LOG_SAMPLE_RATE": "1",
         }
         gateway = start_gateway(env, logs / "gateway.log")
         try:
@@ -107,6 +110,29 @@ def test_one_upload_is_one_trace(traced: tuple[Gateway, ModelServerHandle, Path]
         assert theirs[name]["parent_id"] == server["span_id"], name
     assert theirs["session run"]["attributes"]["batch_size"] >= 1
     assert theirs["queue wait"]["end"] <= theirs["session run"]["start"]
+
+
+def test_upload_logged_with_its_answer(
+    traced: tuple[Gateway, ModelServerHandle, Path], data_dir: Path
+) -> None:
+    """Raw-upload logging (gateway.upload_log) through the real gateway: the PNG's bytes and the reply."""
+    gateway, _, logs = traced
+    png = encode(fashion_test_images(data_dir, 1, start=7)[0][0], "PNG")
+    with gateway.client() as http:
+        reply = http.post("/v1/models/fashion:classify", files={"file": ("seven.png", png, "image/png")})
+    assert reply.status_code == 200, reply.text
+    deadline = time.monotonic() + 60  # a hang guard only
+    while True:
+        lines = [
+            json.loads(x) for p in (logs / "uploads").glob("uploads-*") for x in p.read_text().splitlines()
+        ]
+        logged = [r for r in lines if r["route"] == "classify"]
+        if logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(logged) == 1
+    assert base64.b64decode(logged[0]["files"][0]["data"]) == png
+    assert logged[0]["reply"] == reply.json()
 
 
 def test_rest_traceparent_header(traced: tuple[Gateway, ModelServerHandle, Path]) -> None:
