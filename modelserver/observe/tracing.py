@@ -101,6 +101,8 @@ async def traced(name: str, carrier: Iterable[tuple[str, Any]], call: Callable[[
         ) as parent:
             reply = await call()
             done = time.time_ns()
+            if not parent.is_recording():  # sampled out (OTEL_TRACES_SAMPLER): no children either
+                return reply
             parent.set_attribute("session_runs", len(runs))
             for queued, batch, began, ended in runs:
                 if began > queued:
