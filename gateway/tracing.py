@@ -1,7 +1,7 @@
 """OpenTelemetry traces of the gateway's requests: off unless configured, a no-op when off.
 
-Spans (when on): ``gateway.predict`` (one ``:predict`` request, the trace's root unless the caller sent a
-W3C ``traceparent``), its children ``upload decode`` (reading the body: multipart or JSON),
+Spans (when on): ``gateway.predict`` / ``gateway.classify`` (one ``:predict`` / ``:classify`` request, the
+trace's root unless the caller sent a W3C ``traceparent``), its children ``upload decode`` (reading the body: multipart or JSON),
 ``preprocessing`` (uploads into tensors) and ``upstream call`` (the Predict to the model server, whose
 gRPC metadata carries the ``traceparent`` so the model server's spans join the same trace).
 

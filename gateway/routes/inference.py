@@ -247,9 +247,19 @@ async def classify_reply(
     services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
     """``:classify`` once its parameters are valid (the route and ``gateway.middleware.hot_routes`` both answer here)."""
+    if tracing.TRACER is not None:
+        with tracing.root("gateway.classify", request.headers, model=name):
+            return await _classify_reply(services, name, request, k, version, label)
+    return await _classify_reply(services, name, request, k, version, label)
+
+
+async def _classify_reply(
+    services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
+) -> ClassifyReply:
     _check_choice(version, label)
     services.catalog.check_model(name)
-    inputs = await _read_inputs(request, services)
+    with tracing.span("upload decode"):
+        inputs = await _read_inputs(request, services)
 
     async def answer(version: int | None, label: str | None) -> ClassifyReply:
         info = await services.contracts.get(name, version=version, label=label)

@@ -131,6 +131,9 @@ def test_upload_logged_with_its_answer(
             break
         time.sleep(0.1)
     assert len(logged) == 1
+    while "gateway.classify" not in (logs / "gateway.jsonl").read_text():  # :classify is traced as well
+        assert time.monotonic() < deadline, "no gateway.classify span"
+        time.sleep(0.1)
     assert base64.b64decode(logged[0]["files"][0]["data"]) == png
     assert logged[0]["reply"] == reply.json()
 
