@@ -45,7 +45,7 @@ def write_version(
         (directory / "labels.txt").write_text("\n".join(servable.labels) + "\n", encoding="utf-8")
     frozen_names = frozen.write(servable, directory)
     records = warmup.write(servable, directory)
-    profile.write(servable, directory)  # built-in models only: their reference rows
+    profile.write(servable, directory)  # built-in models' training sample, or a published model's --eval data
     loaded = None if servable.write_saved_model else verify.reload_and_run(servable, directory)
     if frozen_names["file"]:
         try:

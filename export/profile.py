@@ -35,7 +35,8 @@ def profile(servable: Servable) -> dict[str, Any] | None:
     if not servable.reference:
         return None
     inputs = servable.reference
-    extra: dict[str, Any] = {"source": servable.data.get("source", ""), "reference_split": "train (sample)"}
+    split = "eval (--eval)" if "eval" in servable.data else "train (sample)"
+    extra: dict[str, Any] = {"source": servable.data.get("source", ""), "reference_split": split}
     for name, values in inputs.items():
         if values.ndim == 4:  # what the gateway's preprocessing produces: the source size the model sees
             extra.setdefault("image_sizes", {})[name] = {"height": values.shape[1], "width": values.shape[2]}

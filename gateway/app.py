@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import tracing
 from gateway.deps import Services
 from gateway.errors import install_handlers
 from gateway.metrics import Metrics
@@ -26,6 +27,7 @@ from gateway.rollout.registry import Registry
 from gateway.rollout.traffic import Traffic
 from gateway.routes import admin, explain, health, inference, models, monitor, versions
 from gateway.settings import Settings, get_settings
+from gateway.upload_log import UploadLog
 from gateway.upstream.client import ModelClient
 from gateway.upstream.contract import ContractStore
 
@@ -93,12 +95,14 @@ def _services(settings: Settings) -> Services:
         operations,
         Traffic(settings, catalog, operations, metrics),
         Registry(settings, client, catalog, reconciler, metrics),
+        UploadLog(settings, metrics) if UploadLog.enabled(settings) else None,
     )
 
 
 def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> FastAPI:
     """The gateway app; ``hot_routes=False`` leaves classify and predict to FastAPI alone (tests compare)."""
     settings = settings or get_settings()
+    tracing.configure(settings.otlp_endpoint, settings.trace_file)
     services = _services(settings)
     metrics, catalog = services.metrics, services.catalog
 
@@ -116,6 +120,8 @@ def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> 
                     await task
             await services.traffic.close()
             await services.client.close()
+            if services.upload_log is not None:
+                services.upload_log.close()
 
     app = FastAPI(
         title="tfserve-stack gateway",

@@ -14,6 +14,7 @@ from gateway.rollout.reconciler import Reconciler
 from gateway.rollout.registry import Registry
 from gateway.rollout.traffic import Traffic
 from gateway.settings import Settings
+from gateway.upload_log import UploadLog
 from gateway.upstream.client import ModelClient
 from gateway.upstream.contract import ContractStore
 
@@ -31,6 +32,7 @@ class Services:
     operations: Operations
     traffic: Traffic
     registry: Registry
+    upload_log: UploadLog | None = None  # raw-upload logging, opt-in (gateway.upload_log)
 
 
 async def _services(request: Request) -> Services:

@@ -43,6 +43,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.upload_log_written = Counter(
+            "gateway_upload_log_records", "sampled raw uploads written (gateway.upload_log)", registry=r
+        )
+        self.upload_log_dropped = Counter(
+            "gateway_upload_log_dropped",
+            "sampled raw uploads not written: queue_full (the writer is behind) or write_error (the disk)",
+            ["reason"],
+            registry=r,
+        )
         self.upstream_latency = Histogram(
             "gateway_upstream_seconds",
             "gRPC call latency to model servers",

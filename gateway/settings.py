@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = []
     model_control_token: SecretStr | None = None
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Traces (gateway.tracing), off unless one is set: an OTLP/gRPC collector (the ``otlp`` extra), or a file
+    # receiving each span as a JSON line (tests, debugging).
+    otlp_endpoint: str = ""
+    trace_file: str = ""
+    # Raw-upload logging (gateway.upload_log), opt-in for privacy: off unless a folder is set and the rate > 0.
+    upload_log_dir: str = ""
+    upload_log_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    upload_log_max_file_bytes: int = Field(default=64 * 1024**2, ge=1024, le=16 * 1024**3)
+    upload_log_max_total_bytes: int = Field(default=1024**3, ge=1024, le=1024**5)
+    upload_log_queue_size: int = Field(default=256, ge=1, le=1_000_000)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     body_deadline_seconds: float = Field(default=120.0, gt=0, le=86400)

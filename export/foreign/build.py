@@ -32,6 +32,7 @@ __all__ = ["Request", "Trained", "build", "publish"]
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 EXAMPLE_METHODS = (CLASSIFY_METHOD, REGRESS_METHOD)
+REFERENCE_ROWS = 5000  # --eval rows kept as the drift profile's reference (the built-in models keep 5000 too)
 TABLE_OPS = ("HashTable", "LookupTable", "MutableHashTable", "MutableDenseHashTable", "InitializeTable")
 
 
@@ -214,9 +215,12 @@ def build(request: Request, source: Source) -> Servable:
         source.attach(CONTRACT_SIGNATURE, contract_fn)
         sigs[CONTRACT_SIGNATURE] = contract_fn.get_concrete_function()
         frozen_source, frozen_note = _frozen(serving)
-    metrics, eval_data = (
-        evaluation.evaluate(request.eval, serving, inferred) if request.eval is not None else ({}, {})
+    metrics, eval_data, eval_inputs = (
+        evaluation.evaluate(request.eval, serving, inferred) if request.eval is not None else ({}, {}, {})
     )
+    # --eval data is the drift profile's reference (export.profile), as the training split is for built-in
+    # models; a TF1 graph published as it is has no callable serving_default here to profile outputs with.
+    reference = {} if source.graph_only else {k: v[:REFERENCE_ROWS] for k, v in eval_inputs.items()}
     trained = request.trained or Trained(metrics={}, history={}, training={}, data={})
     metrics.update(trained.metrics)
     return Servable(
@@ -244,6 +248,7 @@ def build(request: Request, source: Source) -> Servable:
         score_output=inferred.score_output,
         logits=declared.logits,
         signature_inputs=signature_inputs,
+        reference=reference,
         own_signatures=frozenset(source.signatures),
         card_fields={
             "source": {

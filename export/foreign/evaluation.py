@@ -68,8 +68,12 @@ def _folder(path: Path, inferred: Inferred) -> tuple[dict[str, np.ndarray], np.n
     return {name: values}, np.asarray(truth), files
 
 
-def evaluate(path: Path, function: Any, inferred: Inferred) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics (each with its baseline) and what was evaluated (for the card's ``data``)."""
+Evaluated = tuple[dict[str, float], dict[str, Any], dict[str, np.ndarray]]
+
+
+def evaluate(path: Path, function: Any, inferred: Inferred) -> Evaluated:
+    """Metrics (each with its baseline), what was evaluated (for the card's ``data``) and the inputs it was
+    evaluated on (the reference of the version's drift profile, ``export.profile``)."""
     path = Path(path)
     task, output = inferred.task, inferred.score_output
     labels = inferred.contract["labels"]
@@ -78,7 +82,11 @@ def evaluate(path: Path, function: Any, inferred: Inferred) -> tuple[dict[str, f
             raise InvalidSource(path, "a class-folder --eval needs a classifier; give a CSV for a regressor")
         inputs, truth, files = _folder(path, inferred)
         metrics = accuracy(predict(function, output, inputs), truth, len(labels))
-        return metrics, {"eval": {"path": str(path), "layout": "class folders", "samples": len(files)}}
+        return (
+            metrics,
+            {"eval": {"path": str(path), "layout": "class folders", "samples": len(files)}},
+            inputs,
+        )
     if path.suffix.lower() != ".csv" or not path.is_file():
         raise InvalidSource(path, "--eval takes a class-folder directory or a .csv file")
     with path.open(newline="", encoding="utf-8") as handle:
@@ -99,4 +107,4 @@ def evaluate(path: Path, function: Any, inferred: Inferred) -> tuple[dict[str, f
         metrics = accuracy(predicted, truth, len(labels))
     else:
         raise InvalidSource(path, "--eval needs a classifier or a regressor")
-    return metrics, {"eval": {"path": str(path), "target": targets[0], "samples": len(records)}}
+    return metrics, {"eval": {"path": str(path), "target": targets[0], "samples": len(records)}}, inputs

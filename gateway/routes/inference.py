@@ -23,6 +23,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from gateway import tracing
 from gateway.deps import Services, ServicesDep
 from gateway.errors import (
     BadRequest,
@@ -160,7 +161,8 @@ async def _read_inputs(request: Request, services: Services) -> _Inputs:
 async def _predict(
     services: Services, name: str, info: ModelInfo, inputs: _Inputs, version: int | None, label: str | None
 ) -> predict_pb2.PredictResponse:
-    tensors = await input_tensors(services, name, info, inputs)
+    with tracing.span("preprocessing"):
+        tensors = await input_tensors(services, name, info, inputs)
     signature = info.signatures.get(info.spec.predict_signature)
     declared = signature.inputs if signature is not None else {}
     shapes = {key: declared[key].shape if key in declared else None for key in tensors}
@@ -245,9 +247,19 @@ async def classify_reply(
     services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
     """``:classify`` once its parameters are valid (the route and ``gateway.middleware.hot_routes`` both answer here)."""
+    if tracing.TRACER is not None:
+        with tracing.root("gateway.classify", request.headers, model=name):
+            return await _classify_reply(services, name, request, k, version, label)
+    return await _classify_reply(services, name, request, k, version, label)
+
+
+async def _classify_reply(
+    services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
+) -> ClassifyReply:
     _check_choice(version, label)
     services.catalog.check_model(name)
-    inputs = await _read_inputs(request, services)
+    with tracing.span("upload decode"):
+        inputs = await _read_inputs(request, services)
 
     async def answer(version: int | None, label: str | None) -> ClassifyReply:
         info = await services.contracts.get(name, version=version, label=label)
@@ -272,16 +284,29 @@ async def classify_reply(
             )
         return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
 
-    return await _serve(services, name, request, version, label, answer)
+    reply = await _serve(services, name, request, version, label, answer)
+    if services.upload_log is not None:
+        services.upload_log.offer(name, "classify", inputs.files, inputs.texts, inputs.records, reply)
+    return reply
 
 
 async def predict_reply(
     services: Services, name: str, request: Request, version: int | None, label: str | None
 ) -> PredictReply:
     """``:predict`` once its parameters are valid (the route and ``gateway.middleware.hot_routes`` both answer here)."""
+    if tracing.TRACER is not None:
+        with tracing.root("gateway.predict", request.headers, model=name):
+            return await _predict_reply(services, name, request, version, label)
+    return await _predict_reply(services, name, request, version, label)
+
+
+async def _predict_reply(
+    services: Services, name: str, request: Request, version: int | None, label: str | None
+) -> PredictReply:
     _check_choice(version, label)
     services.catalog.check_model(name)
-    inputs = await _read_inputs(request, services)
+    with tracing.span("upload decode"):
+        inputs = await _read_inputs(request, services)
 
     async def answer(version: int | None, label: str | None) -> PredictReply:
         info = await services.contracts.get(name, version=version, label=label)
@@ -298,7 +323,10 @@ async def predict_reply(
             predictions=predictions,
         )
 
-    return await _serve(services, name, request, version, label, answer)
+    reply = await _serve(services, name, request, version, label, answer)
+    if services.upload_log is not None:
+        services.upload_log.offer(name, "predict", inputs.files, inputs.texts, inputs.records, reply)
+    return reply
 
 
 @router.post(

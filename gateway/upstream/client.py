@@ -63,6 +63,7 @@ import grpc
 from google.protobuf.wrappers_pb2 import Int64Value
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import tracing
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -427,6 +428,16 @@ class ModelClient:
         )
         for name, tensor in inputs.items():
             request.inputs[name].CopyFrom(tensor)
+        if tracing.TRACER is not None:
+            with tracing.span("upstream call", model=call.model):
+                md = tracing.metadata()
+                return await self._call(
+                    lambda tried: call.address or self.address_for(call.model, tried),
+                    "Predict",
+                    lambda server, t: server.prediction.Predict(request, timeout=t, metadata=md),
+                    call.timeout or self._settings.timeout_seconds,
+                    failover=None if call.address else call.model,
+                )
         return await self._call(
             lambda tried: call.address or self.address_for(call.model, tried),
             "Predict",

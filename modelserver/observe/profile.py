@@ -44,6 +44,9 @@ NEAR_CONSTANT = ("no", "yes")
 _EPSILON = 1e-4  # PSI smoothing: an empty bin counts as 0.01 %
 
 
+MAX_COLUMNS = 64  # columns of a [batch, k] numeric input profiled one by one
+
+
 def row_features(
     inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], task: str
 ) -> dict[str, np.ndarray]:
@@ -69,12 +72,17 @@ def row_features(
             features[f"{name}.near_constant"] = (std < 0.01 * span).astype(np.int64)
         elif array.ndim == 1 and array.dtype.kind in "fiu":
             features[name] = array.astype(np.float64)
+        elif array.ndim == 2 and array.dtype.kind in "fiu" and array.shape[1] <= MAX_COLUMNS:
+            # a user's model taking a [batch, k] numeric tensor: one feature per column ("name" when k is 1)
+            for column in range(array.shape[1]):
+                key = name if array.shape[1] == 1 else f"{name}.{column}"
+                features[key] = array[:, column].astype(np.float64)
     for name, array in outputs.items():
         if task.endswith("classification") and array.ndim == 2 and array.dtype.kind == "f":
             features["predicted_class"] = array.argmax(axis=1).astype(np.int64)
             features["confidence"] = array.max(axis=1).astype(np.float64)
-        elif task == "regression" and array.ndim == 1 and array.dtype.kind == "f":
-            features[f"output.{name}"] = array.astype(np.float64)
+        elif task == "regression" and array.dtype.kind == "f" and array.size == len(array):
+            features[f"output.{name}"] = array.reshape(-1).astype(np.float64)  # [batch] or [batch, 1]
     return features
 
 

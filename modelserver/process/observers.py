@@ -1,15 +1,22 @@
 """What watches served traffic (``modelserver.observe``), built from the server's options: the request log
-(``logging_config`` of models.config) and the drift monitor (reference profiles)."""
+(``logging_config`` of models.config), the drift monitor (reference profiles) and traces."""
 
 from __future__ import annotations
 
 from modelserver.metrics import METRICS
+from modelserver.observe import tracing
 from modelserver.observe.drift import DriftMonitor, DriftSettings
 from modelserver.observe.log_files import FileLimits
 from modelserver.observe.request_log import RequestLog
 from modelserver.process.options import ServerOptions
 
-__all__ = ["drift_monitor", "request_log"]
+__all__ = ["drift_monitor", "request_log", "start_tracing"]
+
+
+def start_tracing(o: ServerOptions) -> None:
+    """Traces (modelserver.observe.tracing): on when --otlp_endpoint, OTEL_EXPORTER_OTLP_ENDPOINT or
+    MODELSERVER_TRACE_FILE is set."""
+    tracing.configure(o.otlp_endpoint)
 
 
 def request_log(o: ServerOptions) -> RequestLog:

@@ -37,7 +37,7 @@ from modelserver.lifecycle.aspired_version_policy import POLICIES
 from modelserver.lifecycle.core import ServerCore
 from modelserver.lifecycle.manager import AspiredVersionsManager
 from modelserver.lifecycle.model_config import model_entries, read_model_config_file
-from modelserver.process.observers import drift_monitor, request_log
+from modelserver.process.observers import drift_monitor, request_log, start_tracing
 from modelserver.process.options import (
     ServerOptions,
     default_ram_budget,
@@ -192,6 +192,7 @@ class ModelServer:
         drain, release."""
         if self.worker is not None:
             self._watch_supervisor(self.worker.parent_fd)
+        start_tracing(self.options)
         await self._load_runtime()
         self._build()
         await self._load_start_config()

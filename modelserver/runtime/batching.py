@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,11 @@ from modelserver.runtime.servable import Servable, serving_error_from_tf
 
 __all__ = ["Batcher"]
 
+# A traced request's session runs (modelserver.observe.tracing): a list only while a traced request runs; each
+# run appends (queued, batch size or 0 when not batched, run start, run end), wall-clock ns.
+RunTrace = list[tuple[int, int, int, int]]
+RUN_TRACE: ContextVar[RunTrace | None] = ContextVar("RUN_TRACE", default=None)
+
 QueueKey = tuple[str, int, str, tuple[str, ...], tuple[tuple[str, tuple[int, ...], str], ...]]
 
 
@@ -56,6 +62,8 @@ class _Task:
     rows: int
     future: asyncio.Future[dict[str, np.ndarray]]
     deadline: float | None = None  # the caller's (limits.DEADLINE); past it, the task is dropped unrun
+    trace: RunTrace | None = None  # the caller's RUN_TRACE
+    queued: int = 0  # when it was queued (time.time_ns), traced tasks only
 
 
 @dataclass
@@ -122,7 +130,9 @@ class Batcher:
             return await self._run_split(servable, signature, inputs, output_filter, rows)
         key = _queue_key(servable, signature, inputs, output_filter)
         queue = self._queues.get(key)
-        task = _Task(inputs, rows, loop.create_future(), DEADLINE.get())
+        task = _Task(inputs, rows, loop.create_future(), DEADLINE.get(), RUN_TRACE.get())
+        if task.trace is not None:
+            task.queued = time.time_ns()
         if self._lone and self._running == 0 and (queue is None or not queue.tasks):
             # Idle, nothing waiting, and the last batch was one task too (a lone client): this request is
             # the batch, run from the caller's own task without the dispatcher and batch-task hops. Under
@@ -249,6 +259,7 @@ class Batcher:
         if padded > size:
             self._metrics.batch_padding.labels(*labels).inc(padded - size)
         loop = asyncio.get_running_loop()
+        began = time.time_ns()
         outputs = await loop.run_in_executor(
             self._executor,
             queue.servable.run,
@@ -256,9 +267,12 @@ class Batcher:
             _merged(live, size, padded),
             queue.output_filter,
         )
+        ended = time.time_ns()
         _check_batched(outputs, padded, queue.signature)
         start = 0
         for task in live:
+            if task.trace is not None:
+                task.trace.append((task.queued, padded, began, ended))
             end = start + task.rows
             if not task.future.done():
                 task.future.set_result({n: v[start:end] for n, v in outputs.items()})

@@ -13,12 +13,13 @@ Contract: ``await runner.run(servable, signature, inputs, output_filter)`` retur
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from modelserver.runtime.batching import Batcher
+from modelserver.runtime.batching import RUN_TRACE, Batcher
 from modelserver.runtime.limits import check_deadline
 from modelserver.runtime.servable import Servable
 
@@ -52,7 +53,13 @@ class Runner:
         if self.batcher is not None and inputs:
             return await self.batcher.run(servable, signature, inputs, output_filter)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, servable.run, signature, inputs, output_filter)
+        trace = RUN_TRACE.get()
+        if trace is None:
+            return await loop.run_in_executor(self._executor, servable.run, signature, inputs, output_filter)
+        began = time.time_ns()
+        outputs = await loop.run_in_executor(self._executor, servable.run, signature, inputs, output_filter)
+        trace.append((began, 0, began, time.time_ns()))
+        return outputs
 
     def shutdown(self) -> None:
         """Stop the worker threads (queued runs are cancelled); the batcher is its owner's to stop."""

@@ -17,6 +17,7 @@ from export.__main__ import main
 from export.foreign import samples
 from export.foreign.build import Request, publish
 from export.foreign.contract import Declared
+from modelserver.observe.profile import PROFILE_FILE
 from modelserver.runtime.session import Session
 from tests.export import own_models
 
@@ -209,6 +210,26 @@ def test_regressor_eval_csv(tmp_path: Path) -> None:
     assert card["metrics"]["baseline_rmse"] == pytest.approx(np.sqrt(1 / 6), abs=1e-5)
     assert card["frozen_graph"]["file"] == "frozen_graph.pb"
     assert card["contract"]["inputs"]["income"]["mean"][0] == pytest.approx(40.0, abs=2.0)
+
+
+def test_eval_data_becomes_the_reference_profile(tmp_path: Path) -> None:
+    """``--eval`` stores a drift profile of the eval rows and the model's outputs on them (issue 28), as the
+    built-in models' training sample does, so the model server's drift monitor works for users' models."""
+    source, _predict = own_models.tabular_keras(tmp_path)
+    rows = [(4 + i % 5, 20 + (i * 7) % 40) for i in range(60)]
+    csv = tmp_path / "eval.csv"
+    csv.write_text(
+        "rooms,income,value\n" + "".join(f"{r},{m},{m / 20:.2f}\n" for r, m in rows), encoding="utf-8"
+    )
+    version = publish(Request(source=source, name="houses", models_dir=tmp_path / "models", eval=csv))
+    profile = json.loads((version / PROFILE_FILE).read_text())
+    assert profile["rows"] == 60 and profile["reference_split"] == "eval (--eval)"
+    assert {"rooms", "income"} <= set(profile["features"])
+    assert profile["features"]["income"]["mean"] == pytest.approx(np.mean([m for _, m in rows]), rel=1e-4)
+    outputs = set(profile["features"]) - {"rooms", "income"}
+    assert outputs and all(
+        profile["features"][n]["kind"] == "numeric" for n in outputs
+    )  # the regression output
 
 
 def _listing(root: Path) -> list[str]:

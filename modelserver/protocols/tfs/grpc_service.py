@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from guard.logs import RateLimitedLog
 from modelserver.dataplane import DataPlane
 from modelserver.errors import ServingError
+from modelserver.observe import tracing
 from modelserver.runtime.limits import DEADLINE
 from tfs_protos.tensorflow_serving.apis import (
     classification_pb2,
@@ -177,6 +178,12 @@ class PredictionServiceAdapter:
     async def Predict(
         self, request: predict_pb2.PredictRequest, context: Context
     ) -> predict_pb2.PredictResponse:
+        if tracing.TRACER is not None:
+            return await tracing.traced(
+                "modelserver.Predict",
+                context.invocation_metadata() or (),
+                lambda: answer(context, request, lambda: self._dp.predict(request)),
+            )
         return await answer(context, request, lambda: self._dp.predict(request))
 
     async def Classify(

@@ -32,6 +32,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelserver.errors import FailedPrecondition, Internal, InvalidArgument, PayloadTooLarge, ServingError
+from modelserver.observe import tracing
 from modelserver.protocols.http import DEFAULT_MAX_BODY_BYTES, offload, read_body
 from modelserver.protocols.tfs.json.examples import ExamplesJson, classification_json, regression_json
 from modelserver.protocols.tfs.json.predict import PredictJson, predict_response_json
@@ -212,6 +213,12 @@ class RestApi:
                 body = await read_body(request, self._max_body_bytes)
                 self._limits.check_json_body(body)  # before parsing: its strings and values, estimated
                 if verb == "predict":
+                    if tracing.TRACER is not None:
+                        return await tracing.traced(
+                            "modelserver.Predict",
+                            request.headers.items(),
+                            lambda: self._predict(target, body),
+                        )
                     return await self._predict(target, body)
                 if verb == "classify":
                     return await self._classify(target, body)

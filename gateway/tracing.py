@@ -1,0 +1,112 @@
+"""OpenTelemetry traces of the gateway's requests: off unless configured, a no-op when off.
+
+Spans (when on): ``gateway.predict`` / ``gateway.classify`` (one ``:predict`` / ``:classify`` request, the
+trace's root unless the caller sent a W3C ``traceparent``), its children ``upload decode`` (reading the body: multipart or JSON),
+``preprocessing`` (uploads into tensors) and ``upstream call`` (the Predict to the model server, whose
+gRPC metadata carries the ``traceparent`` so the model server's spans join the same trace).
+
+Configuration (``gateway.settings``): ``GATEWAY_OTLP_ENDPOINT`` exports over OTLP/gRPC (needs the
+``otlp`` extra: ``pip install tfserve-stack[otlp]``); ``GATEWAY_TRACE_FILE`` writes each span as one JSON
+line (for tests and debugging). Neither set: ``TRACER`` stays None and each call site costs one module
+attribute check (``span`` hands back a shared no-op context manager).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+__all__ = ["TRACER", "JsonLinesExporter", "configure", "flush", "metadata", "span"]
+
+TRACER: trace.Tracer | None = None
+_provider: TracerProvider | None = None
+_OFF = contextlib.nullcontext()
+
+
+class JsonLinesExporter(SpanExporter):
+    """Each finished span as one JSON line (name, trace and span ids, parent id, times, attributes)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [json.dumps(span_record(s)) + "\n" for s in spans]
+        with self._lock, open(self._path, "a", encoding="utf-8") as out:
+            out.writelines(lines)
+        return SpanExportResult.SUCCESS
+
+
+def span_record(s: ReadableSpan) -> dict[str, Any]:
+    ctx = s.context
+    return {
+        "name": s.name,
+        "trace_id": f"{ctx.trace_id:032x}" if ctx else "",
+        "span_id": f"{ctx.span_id:016x}" if ctx else "",
+        "parent_id": f"{s.parent.span_id:016x}" if s.parent else None,
+        "start": s.start_time,
+        "end": s.end_time,
+        "attributes": dict(s.attributes or {}),
+        "service": str(s.resource.attributes.get("service.name", "")),
+    }
+
+
+def configure(otlp_endpoint: str = "", trace_file: str = "", service: str = "tfserve-gateway") -> None:
+    """Turn tracing on when an exporter is configured (idempotent per process)."""
+    global TRACER, _provider
+    if not otlp_endpoint and not trace_file:
+        TRACER = None
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if trace_file:
+        provider.add_span_processor(
+            BatchSpanProcessor(JsonLinesExporter(trace_file), schedule_delay_millis=200)
+        )
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
+            OTLPSpanExporter,
+        )
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    _provider = provider
+    TRACER = provider.get_tracer("gateway")
+
+
+def span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Any]:
+    """A span under the current one; a shared no-op when tracing is off."""
+    if TRACER is None:
+        return _OFF
+    return TRACER.start_as_current_span(name, attributes=attributes or None)
+
+
+@contextlib.contextmanager
+def root(name: str, headers: Any, **attributes: Any) -> Iterator[None]:
+    """A request's span, child of the caller's ``traceparent`` header when it sent one (tracing on only)."""
+    assert TRACER is not None
+    with TRACER.start_as_current_span(
+        name, context=propagate.extract(headers), kind=trace.SpanKind.SERVER, attributes=attributes or None
+    ):
+        yield
+
+
+def metadata() -> list[tuple[str, str]] | None:
+    """gRPC metadata carrying the current span's ``traceparent``; None when tracing is off."""
+    if TRACER is None:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return list(carrier.items())
+
+
+def flush() -> None:
+    """Export the spans still buffered (the provider also does at interpreter exit)."""
+    if _provider is not None:
+        _provider.force_flush()

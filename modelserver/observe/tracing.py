@@ -1,0 +1,122 @@
+"""OpenTelemetry traces of the model server's Predict calls: off unless configured, a no-op when off.
+
+A traced call is one ``modelserver.Predict`` span (kind SERVER), the child of the caller's W3C
+``traceparent`` (gRPC metadata, or the REST port's HTTP header) so a gateway upload and its model server
+work share one trace, with children built from the runtime's timings (``runtime.batching.RUN_TRACE``):
+``queue wait`` (queued until its batch ran), ``session run`` (attribute ``batch_size``: the padded batch it
+ran in, absent when the call was not batched) and ``response encoding`` (the run's end until the reply
+message was built). Calls the batcher splits (larger than ``max_batch_size``) get no children.
+
+Configuration: ``--otlp_endpoint`` or OpenTelemetry's own ``OTEL_EXPORTER_OTLP_ENDPOINT`` (OTLP/gRPC, the
+``otlp`` extra), or ``MODELSERVER_TRACE_FILE`` (each span as one JSON line; tests, debugging). None set:
+``TRACER`` stays None and each call costs one module attribute check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from modelserver.runtime.batching import RUN_TRACE, RunTrace
+
+__all__ = ["TRACER", "configure", "flush", "traced"]
+
+T = TypeVar("T")
+TRACER: trace.Tracer | None = None
+_provider: TracerProvider | None = None
+TRACE_FILE_ENV = "MODELSERVER_TRACE_FILE"
+
+
+class JsonLinesExporter(SpanExporter):
+    """Each finished span as one JSON line (name, trace and span ids, parent id, times, attributes)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [json.dumps(_record(s)) + "\n" for s in spans]
+        with self._lock, open(self._path, "a", encoding="utf-8") as out:
+            out.writelines(lines)
+        return SpanExportResult.SUCCESS
+
+
+def _record(s: ReadableSpan) -> dict[str, Any]:
+    ctx = s.context
+    return {
+        "name": s.name,
+        "trace_id": f"{ctx.trace_id:032x}" if ctx else "",
+        "span_id": f"{ctx.span_id:016x}" if ctx else "",
+        "parent_id": f"{s.parent.span_id:016x}" if s.parent else None,
+        "start": s.start_time,
+        "end": s.end_time,
+        "attributes": dict(s.attributes or {}),
+        "service": str(s.resource.attributes.get("service.name", "")),
+    }
+
+
+def configure(otlp_endpoint: str = "", service: str = "tfserve-modelserver") -> None:
+    """Turn tracing on when an exporter is configured: ``otlp_endpoint`` (the flag), else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``MODELSERVER_TRACE_FILE`` adds the JSON-lines file."""
+    global TRACER, _provider
+    endpoint = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    trace_file = os.environ.get(TRACE_FILE_ENV, "")
+    if not endpoint and not trace_file:
+        TRACER = None
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if trace_file:
+        provider.add_span_processor(
+            BatchSpanProcessor(JsonLinesExporter(trace_file), schedule_delay_millis=200)
+        )
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
+            OTLPSpanExporter,
+        )
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    _provider = provider
+    TRACER = provider.get_tracer("modelserver")
+
+
+async def traced(name: str, carrier: Iterable[tuple[str, Any]], call: Callable[[], Awaitable[T]]) -> T:
+    """Run ``call`` in a span continuing the caller's trace (``carrier``: gRPC metadata or HTTP headers)."""
+    assert TRACER is not None
+    tracer = TRACER
+    headers = {str(k).lower(): str(v) for k, v in carrier if isinstance(v, str)}
+    runs: RunTrace = []
+    token = RUN_TRACE.set(runs)
+    try:
+        with tracer.start_as_current_span(
+            name, context=propagate.extract(headers), kind=trace.SpanKind.SERVER
+        ) as parent:
+            reply = await call()
+            done = time.time_ns()
+            if not parent.is_recording():  # sampled out (OTEL_TRACES_SAMPLER): no children either
+                return reply
+            parent.set_attribute("session_runs", len(runs))
+            for queued, batch, began, ended in runs:
+                if began > queued:
+                    tracer.start_span("queue wait", start_time=queued).end(end_time=began)
+                attributes = {"batch_size": batch} if batch else None
+                tracer.start_span("session run", start_time=began, attributes=attributes).end(end_time=ended)
+            if runs:
+                tracer.start_span("response encoding", start_time=runs[-1][3]).end(end_time=done)
+            return reply
+    finally:
+        RUN_TRACE.reset(token)
+
+
+def flush() -> None:
+    """Export the spans still buffered (the provider also does at interpreter exit)."""
+    if _provider is not None:
+        _provider.force_flush()
