@@ -76,7 +76,9 @@ def test_train_images_cli(photo_tree: Path, tmp_path: Path) -> None:
     assert card["metrics"]["baseline_accuracy"] == pytest.approx(3 / 9)
     assert np.asarray(card["confusion_matrix"]["counts"]).sum() == 9
     assert (version / CONFUSION_FILE).stat().st_size > 0 and (version / "training_curves.png").exists()
-    assert set(card["serving_check"]["signatures"]) == {"serving_default", "classify", "contract"}
+    # a trained image classifier is differentiable: published with its explain signature, gated too
+    assert set(card["serving_check"]["signatures"]) == {"serving_default", "classify", "contract", "explain"}
+    assert contract["explain"]["baseline"] == "black image"
     assert checkpoint.exists() and any(logs.rglob("events.out.tfevents.*"))
     photos = read_tree(photo_tree).files["test"][:3]
     want = keras.models.load_model(checkpoint, compile=False).predict(

@@ -15,6 +15,7 @@ import pytest
 from devtools.exported import models_config
 from devtools.procs import ServerProcess
 from devtools.servers import Gateway, start_gateway, start_modelserver
+from devtools.waiting import wait_until
 
 ADMIN_TOKEN = "gateway-test-token-5f1c9a7e"
 MODELS = ("fashion", "text", "housing", "half")
@@ -74,3 +75,15 @@ def tf_serving_api_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("tensorflow_serving") is not None and "CI_NO_TF" not in os.environ
+
+
+def settled(http: httpx.Client, *models: str) -> None:
+    """Wait (a hang guard, never a verdict) until ``GET /v1/models`` shows each model converged: an admin
+    reply does not wait for a slow replica (it names it as unconfirmed), so a test that reads right after a
+    change on a busy machine waits for the cluster first."""
+
+    def converged() -> bool:
+        listing = {m["name"]: m for m in http.get("/v1/models").json()["models"]}
+        return all(listing[name]["converged"] for name in models)
+
+    wait_until(converged, f"{', '.join(models)} converged after an admin change")

@@ -16,7 +16,7 @@ from devtools.procs import LOOPBACK, ServerProcess, free_port
 from devtools.servers import Gateway, modelserver_process, start_gateway
 from devtools.waiting import poll_until
 from gateway.rollout.desired import parse_desired
-from tests.gateway.conftest import ADMIN_TOKEN
+from tests.gateway.conftest import ADMIN_TOKEN, settled
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -44,19 +44,23 @@ def test_admin_refuses_without_the_right_token(http: httpx.Client, headers: dict
 
 
 def test_promote_rollback_label_latest_change_the_version_in_replies(http: httpx.Client) -> None:
+    settled(http, "fashion")
     assert _version(http) == 2  # latest
     promoted = http.post("/v1/admin/models/fashion:promote", json={"version": 1}, headers=AUTH)
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["pinned"] == 1 and promoted.json()["history"] == [2]
+    settled(http, "fashion")
     assert _version(http) == 1
 
     rolled = http.post("/v1/admin/models/fashion:rollback", headers=AUTH)
     assert rolled.status_code == 200, rolled.text
     assert rolled.json()["pinned"] == 2
+    settled(http, "fashion")
     assert _version(http) == 2
 
     labelled = http.put("/v1/admin/models/fashion/labels/stable", json={"version": 1}, headers=AUTH)
     assert labelled.status_code == 200, labelled.text
+    settled(http, "fashion")
     assert _version(http, label="stable") == 1 and _version(http) == 2
     listing = {m["name"]: m for m in http.get("/v1/models").json()["models"]}
     assert listing["fashion"]["labels"] == {"stable": 1} and listing["fashion"]["pinned"] == 2
@@ -64,6 +68,7 @@ def test_promote_rollback_label_latest_change_the_version_in_replies(http: httpx
     assert http.delete("/v1/admin/models/fashion/labels/stable", headers=AUTH).status_code == 200
     back = http.post("/v1/admin/models/fashion:latest", headers=AUTH)
     assert back.status_code == 200 and back.json()["pinned"] is None
+    settled(http, "fashion")
     assert _version(http) == 2
 
 
