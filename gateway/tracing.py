@@ -14,70 +14,26 @@ attribute check (``span`` hands back a shared no-op context manager).
 from __future__ import annotations
 
 import contextlib
-import json
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
 
-__all__ = ["TRACER", "JsonLinesExporter", "configure", "flush", "metadata", "span"]
+from guard.tracing import tracer_provider
+
+__all__ = ["TRACER", "configure", "flush", "metadata", "span"]
 
 TRACER: trace.Tracer | None = None
 _provider: TracerProvider | None = None
 _OFF = contextlib.nullcontext()
 
 
-class JsonLinesExporter(SpanExporter):
-    """Each finished span as one JSON line (name, trace and span ids, parent id, times, attributes)."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = [json.dumps(span_record(s)) + "\n" for s in spans]
-        with self._lock, open(self._path, "a", encoding="utf-8") as out:
-            out.writelines(lines)
-        return SpanExportResult.SUCCESS
-
-
-def span_record(s: ReadableSpan) -> dict[str, Any]:
-    ctx = s.context
-    return {
-        "name": s.name,
-        "trace_id": f"{ctx.trace_id:032x}" if ctx else "",
-        "span_id": f"{ctx.span_id:016x}" if ctx else "",
-        "parent_id": f"{s.parent.span_id:016x}" if s.parent else None,
-        "start": s.start_time,
-        "end": s.end_time,
-        "attributes": dict(s.attributes or {}),
-        "service": str(s.resource.attributes.get("service.name", "")),
-    }
-
-
 def configure(otlp_endpoint: str = "", trace_file: str = "", service: str = "tfserve-gateway") -> None:
     """Turn tracing on when an exporter is configured (idempotent per process)."""
     global TRACER, _provider
-    if not otlp_endpoint and not trace_file:
-        TRACER = None
-        return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if trace_file:
-        provider.add_span_processor(
-            BatchSpanProcessor(JsonLinesExporter(trace_file), schedule_delay_millis=200)
-        )
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
-            OTLPSpanExporter,
-        )
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
-    _provider = provider
-    TRACER = provider.get_tracer("gateway")
+    _provider = tracer_provider(service, otlp_endpoint, trace_file)
+    TRACER = None if _provider is None else _provider.get_tracer("gateway")
 
 
 def span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Any]:

@@ -14,18 +14,15 @@ Configuration: ``--otlp_endpoint`` or OpenTelemetry's own ``OTEL_EXPORTER_OTLP_E
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
 
+from guard.tracing import tracer_provider
 from modelserver.runtime.batching import RUN_TRACE, RunTrace
 
 __all__ = ["TRACER", "configure", "flush", "traced"]
@@ -36,56 +33,13 @@ _provider: TracerProvider | None = None
 TRACE_FILE_ENV = "MODELSERVER_TRACE_FILE"
 
 
-class JsonLinesExporter(SpanExporter):
-    """Each finished span as one JSON line (name, trace and span ids, parent id, times, attributes)."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = [json.dumps(_record(s)) + "\n" for s in spans]
-        with self._lock, open(self._path, "a", encoding="utf-8") as out:
-            out.writelines(lines)
-        return SpanExportResult.SUCCESS
-
-
-def _record(s: ReadableSpan) -> dict[str, Any]:
-    ctx = s.context
-    return {
-        "name": s.name,
-        "trace_id": f"{ctx.trace_id:032x}" if ctx else "",
-        "span_id": f"{ctx.span_id:016x}" if ctx else "",
-        "parent_id": f"{s.parent.span_id:016x}" if s.parent else None,
-        "start": s.start_time,
-        "end": s.end_time,
-        "attributes": dict(s.attributes or {}),
-        "service": str(s.resource.attributes.get("service.name", "")),
-    }
-
-
 def configure(otlp_endpoint: str = "", service: str = "tfserve-modelserver") -> None:
     """Turn tracing on when an exporter is configured: ``otlp_endpoint`` (the flag), else
     ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``MODELSERVER_TRACE_FILE`` adds the JSON-lines file."""
     global TRACER, _provider
     endpoint = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-    trace_file = os.environ.get(TRACE_FILE_ENV, "")
-    if not endpoint and not trace_file:
-        TRACER = None
-        return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if trace_file:
-        provider.add_span_processor(
-            BatchSpanProcessor(JsonLinesExporter(trace_file), schedule_delay_millis=200)
-        )
-    if endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
-            OTLPSpanExporter,
-        )
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    _provider = provider
-    TRACER = provider.get_tracer("modelserver")
+    _provider = tracer_provider(service, endpoint, os.environ.get(TRACE_FILE_ENV, ""))
+    TRACER = None if _provider is None else _provider.get_tracer("modelserver")
 
 
 async def traced(name: str, carrier: Iterable[tuple[str, Any]], call: Callable[[], Awaitable[T]]) -> T:
