@@ -54,7 +54,7 @@ import math
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -79,7 +79,6 @@ SLOW_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOU
 MAX_CLIENTS = 256  # clients kept per side (least recently seen dropped): bounded whatever the clients
 SHADOW_AGREE_TOLERANCE = 1e-4
 R = TypeVar("R", bound=BaseModel)
-Answer = Callable[[int | None, str | None], Awaitable[R]]
 
 
 def in_canary(model: str, key: str, weight: float) -> bool:
@@ -209,6 +208,27 @@ def _numbers(value: Any) -> list[float]:
     return []
 
 
+@dataclass
+class Choice:
+    """Which side answers one request (``Traffic.choose``) and what ``Traffic.record`` learnt of it."""
+
+    name: str
+    version: int | None
+    label: str | None
+    client: str = ""
+    side: str = ""  # "canary" or "stable" when the model has a canary; "" when there is no split
+    canary: Canary | None = None
+    window: Window | None = None
+    shadow: int | None = None  # the canary version to compare in the background, set after a stable answer
+    slow: bool = False  # the refused canary answer was out of time or capacity
+    seconds: float = 0.0  # how long the refused canary answer took
+
+    @property
+    def stable(self) -> int | None:
+        """The version that answers when the canary's answer is refused."""
+        return self.canary.stable if self.canary is not None else self.version
+
+
 class Traffic:
     def __init__(
         self, settings: Settings, catalog: Catalog, operations: Operations, metrics: Metrics
@@ -255,54 +275,75 @@ class Traffic:
         hit = in_canary(name, key, canary.weight) if key else self._random.random() * 100 < canary.weight
         return "canary" if hit else "stable"
 
-    async def serve(
+    def choose(
         self,
         name: str,
         headers: Mapping[str, str],
         version: int | None,
         label: str | None,
-        answer: Answer[R],
         client: str = "",
-    ) -> R:
-        """Answer one request: split when the model has a canary and the request named no version.
+    ) -> Choice:
+        """Which side answers one request: split when the model has a canary and the request named no version.
         ``client`` is who sent it as the latency rule counts clients (the peer address, never the key)."""
         canary = self.canary(name) if version is None and label is None else None
         if canary is None:
-            return await answer(version, label)
+            return Choice(name, version, label, client)
         window = self._windows.setdefault((name, canary.version), Window(self._settings.canary_window))
-        if self._side(name, canary, headers) == "canary":
-            started = time.perf_counter()
-            slow = False
+        side = self._side(name, canary, headers)
+        chosen = canary.version if side == "canary" else canary.stable
+        return Choice(name, chosen, None, client, side=side, canary=canary, window=window)
+
+    async def record(self, choice: Choice, answer: Awaitable[R]) -> R | None:
+        """``answer`` (the plain call for ``choice``), timed and counted in the canary's window. None when the
+        canary's answer is refused (it failed, or its predictions are not finite): then the stable version
+        answers through ``fallback``. After a stable answer ``choice.shadow`` names the version to compare."""
+        if choice.canary is None or choice.window is None:
+            return await answer
+        started = time.perf_counter()
+        if choice.side == "canary":
             try:
-                reply: R | None = await answer(canary.version, None)
+                reply: R | None = await answer
                 ok = reply is not None and is_finite(reply.model_dump().get("predictions"))
             except GatewayError as exc:
-                log.info("canary %s v%d failed (%s); the stable version answers", name, canary.version, exc)
+                log.info(
+                    "canary %s v%d failed (%s); the stable version answers", choice.name, choice.version, exc
+                )
                 reply, ok = None, False
                 # out of time or capacity: the request's cost (the latency rule's), not a wrong answer
-                slow = isinstance(exc, UpstreamError) and exc.code in SLOW_CODES
-            seconds = time.perf_counter() - started
+                choice.slow = isinstance(exc, UpstreamError) and exc.code in SLOW_CODES
+            choice.seconds = time.perf_counter() - started
             if ok and reply is not None:
-                window.add("canary", True, seconds, rows=_rows(reply), client=client)
-                self._metrics.canary_requests.labels(name, "canary", "ok").inc()
-                self._judge(name, canary, window)
+                choice.window.add("canary", True, choice.seconds, rows=_rows(reply), client=choice.client)
+                self._metrics.canary_requests.labels(choice.name, "canary", "ok").inc()
+                self._judge(choice.name, choice.canary, choice.window)
                 return reply
-            fallback = await answer(canary.stable, None)  # raises when stable refuses too: the client's error
-            window.add("canary", slow, seconds, rows=_rows(fallback), client=client)
-            self._metrics.canary_requests.labels(name, "canary", "fallback").inc()
-            self._judge(name, canary, window)
-            return fallback
-        started = time.perf_counter()
+            return None
         try:
-            reply = await answer(canary.stable, None)
+            reply = await answer
         except UpstreamError:
-            window.add("stable", False, time.perf_counter() - started)
-            self._metrics.canary_requests.labels(name, "stable", "failed").inc()
+            choice.window.add("stable", False, time.perf_counter() - started)
+            self._metrics.canary_requests.labels(choice.name, "stable", "failed").inc()
             raise
-        window.add("stable", True, time.perf_counter() - started, rows=_rows(reply), client=client)
-        self._metrics.canary_requests.labels(name, "stable", "ok").inc()
-        if canary.status == "running" and canary.shadow > 0 and self._random.random() * 100 < canary.shadow:
-            self._shadow(name, canary, reply, answer)
+        seconds = time.perf_counter() - started
+        choice.window.add("stable", True, seconds, rows=_rows(reply), client=choice.client)
+        self._metrics.canary_requests.labels(choice.name, "stable", "ok").inc()
+        canary = choice.canary
+        drawn = (
+            canary.status == "running" and canary.shadow > 0 and self._random.random() * 100 < canary.shadow
+        )
+        if drawn and self._shadows < self._settings.shadow_max_inflight:
+            self._shadows += 1  # the slot ``compare`` releases
+            choice.shadow = canary.version
+        return reply
+
+    async def fallback(self, choice: Choice, answer: Awaitable[R]) -> R:
+        """The stable version's answer (``answer``, the plain call for ``choice.stable``) after ``record``
+        refused the canary's; counted as the canary's request. Raises when stable refuses too."""
+        assert choice.canary is not None and choice.window is not None
+        reply = await answer  # raises when stable refuses too: the client's error
+        choice.window.add("canary", choice.slow, choice.seconds, rows=_rows(reply), client=choice.client)
+        self._metrics.canary_requests.labels(choice.name, "canary", "fallback").inc()
+        self._judge(choice.name, choice.canary, choice.window)
         return reply
 
     def _judge(self, name: str, canary: Canary, window: Window) -> None:
@@ -330,20 +371,23 @@ class Traffic:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _shadow(self, name: str, canary: Canary, stable: BaseModel, answer: Answer[R]) -> None:
-        if self._shadows >= self._settings.shadow_max_inflight:
-            return
-        self._shadows += 1
+    def compare(self, choice: Choice, stable: BaseModel, candidate: Awaitable[BaseModel]) -> None:
+        """Compare in the background the stable answer with ``candidate`` (the plain call for
+        ``choice.shadow``, which ``record`` set after reserving an in-flight slot)."""
+        name = choice.name
 
         async def compare() -> None:
             try:
-                candidate = await answer(canary.version, None)
+                theirs_reply = await candidate
             except Exception:
                 self._metrics.shadow_requests.labels(name, "failed").inc()
                 return
             finally:
                 self._shadows -= 1
-            mine, theirs = stable.model_dump().get("predictions"), candidate.model_dump().get("predictions")
+            mine, theirs = (
+                stable.model_dump().get("predictions"),
+                theirs_reply.model_dump().get("predictions"),
+            )
             if not is_finite(theirs):
                 self._metrics.shadow_requests.labels(name, "failed").inc()
                 return
@@ -354,7 +398,7 @@ class Traffic:
                 else math.inf
             )
             labels = _labels(stable)
-            agree = labels == _labels(candidate) if labels is not None else diff <= SHADOW_AGREE_TOLERANCE
+            agree = labels == _labels(theirs_reply) if labels is not None else diff <= SHADOW_AGREE_TOLERANCE
             if math.isfinite(diff):
                 self._metrics.shadow_difference.labels(name).observe(diff)
             self._metrics.shadow_requests.labels(name, "agree" if agree else "disagree").inc()

@@ -251,25 +251,36 @@ async def _explain(
     )
 
 
+async def _answer(
+    services: Services,
+    name: str,
+    inputs: _Inputs,
+    version: int | None,
+    label: str | None,
+    query: tuple[str, str | None, int | None],
+) -> ExplainReply:
+    info = await services.contracts.get(name, version=version, label=label)
+    return await _explain(services, name, info, inputs, (version, label), query)
+
+
 async def explain_reply(
     services: Services,
     name: str,
     request: Request,
-    choice: tuple[int | None, str | None],
+    picked: tuple[int | None, str | None],
     query: tuple[str, str | None, int | None],
 ) -> Any:
     """``:explain`` once its parameters are valid: JSON, or with ``?format=png`` the overlay's bytes."""
-    _check_choice(*choice)
+    _check_choice(*picked)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
-
-    async def answer(version: int | None, label: str | None) -> ExplainReply:
-        info = await services.contracts.get(name, version=version, label=label)
-        return await _explain(services, name, info, inputs, (version, label), query)
-
-    reply: ExplainReply = await services.traffic.serve(
-        name, request.headers, *choice, answer, _client(request)
-    )
+    traffic = services.traffic
+    choice = traffic.choose(name, request.headers, *picked, _client(request))
+    reply = await traffic.record(choice, _answer(services, name, inputs, choice.version, choice.label, query))
+    if reply is None:  # the canary's answer was refused: the stable version answers
+        reply = await traffic.fallback(choice, _answer(services, name, inputs, choice.stable, None, query))
+    if choice.shadow is not None:
+        traffic.compare(choice, reply, _answer(services, name, inputs, choice.shadow, None, query))
     if query[0] == "png":
         return Response(base64.b64decode(reply.predictions[0].heatmap or ""), media_type="image/png")
     return reply

@@ -15,12 +15,12 @@ regress signature). ``:predict`` returns the raw outputs, one object per input.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import grpc
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from gateway import tracing
@@ -36,6 +36,7 @@ from gateway.errors import (
 from gateway.middleware.limits import client_of
 from gateway.preprocess.inputs import feature_tensors, tensors_for
 from gateway.preprocess.tabular import records_to_examples, validate_records
+from gateway.rollout.traffic import Choice
 from gateway.routes.forms import read_form
 from gateway.schemas import (
     ClassifyReply,
@@ -56,7 +57,6 @@ from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import predict_pb2
 
 router = APIRouter(tags=["inference"])
-R = TypeVar("R", bound=BaseModel)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503, 504)
@@ -209,22 +209,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-async def _serve(
-    services: Services,
-    name: str,
-    request: Request,
-    version: int | None,
-    label: str | None,
-    answer: Callable[[int | None, str | None], Awaitable[R]],
-) -> R:
-    """``answer`` through the traffic split. A model removed while the request ran (its versions are
-    unloading: UNAVAILABLE) is reported as the model not found, which is what every later request gets."""
+@contextmanager
+def _unloading(services: Services, name: str) -> Iterator[None]:
+    """A model removed while the request ran (its versions are unloading: UNAVAILABLE) is reported as the
+    model not found, which is what every later request gets."""
     try:
-        return await services.traffic.serve(name, request.headers, version, label, answer, _client(request))
+        yield
     except UpstreamError as exc:
         if exc.code is grpc.StatusCode.UNAVAILABLE and name not in services.catalog:
             raise ModelNotFound(name) from None
         raise
+
+
+def _choose(
+    services: Services, name: str, request: Request, version: int | None, label: str | None
+) -> Choice:
+    """The traffic split's side for ``request`` (the canary's or the stable version when it named neither)."""
+    return services.traffic.choose(name, request.headers, version, label, _client(request))
 
 
 def _answered(reply: Any, info: ModelInfo) -> int:
@@ -260,34 +261,42 @@ async def _classify_reply(
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
         inputs = await _read_inputs(request, services)
-
-    async def answer(version: int | None, label: str | None) -> ClassifyReply:
-        info = await services.contracts.get(name, version=version, label=label)
-        if inputs.records is not None or (info.task == "regression"):
-            raise BadRequest(f"model {name!r} is a regressor; use POST /v1/models/{name}:regress")
-        reply = await _predict(services, name, info, inputs, version, label)
-        outputs = info.spec.predict_outputs or sorted(reply.outputs)
-        probabilities = reply.outputs.get(outputs[0]) if outputs else None
-        if probabilities is None or len(shape_of(probabilities)) != 2:
-            raise BadRequest(f"model {name!r} has no class-score output; use :predict for its raw outputs")
-        rows = _rows(probabilities)
-        labels = info.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
-        predictions = []
-        for input_name, scores in zip(inputs.names, rows, strict=False):
-            ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
-            top = [
-                LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i]))
-                for i in ranked
-            ]
-            predictions.append(
-                ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top)
-            )
-        return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
-
-    reply = await _serve(services, name, request, version, label, answer)
+    traffic = services.traffic
+    with _unloading(services, name):
+        choice = _choose(services, name, request, version, label)
+        reply = await traffic.record(
+            choice, _classify(services, name, inputs, k, choice.version, choice.label)
+        )
+        if reply is None:  # the canary's answer was refused: the stable version answers
+            reply = await traffic.fallback(choice, _classify(services, name, inputs, k, choice.stable, None))
+        if choice.shadow is not None:
+            traffic.compare(choice, reply, _classify(services, name, inputs, k, choice.shadow, None))
     if services.upload_log is not None:
         services.upload_log.offer(name, "classify", inputs.files, inputs.texts, inputs.records, reply)
     return reply
+
+
+async def _classify(
+    services: Services, name: str, inputs: _Inputs, k: int, version: int | None, label: str | None
+) -> ClassifyReply:
+    info = await services.contracts.get(name, version=version, label=label)
+    if inputs.records is not None or (info.task == "regression"):
+        raise BadRequest(f"model {name!r} is a regressor; use POST /v1/models/{name}:regress")
+    reply = await _predict(services, name, info, inputs, version, label)
+    outputs = info.spec.predict_outputs or sorted(reply.outputs)
+    probabilities = reply.outputs.get(outputs[0]) if outputs else None
+    if probabilities is None or len(shape_of(probabilities)) != 2:
+        raise BadRequest(f"model {name!r} has no class-score output; use :predict for its raw outputs")
+    rows = _rows(probabilities)
+    labels = info.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
+    predictions = []
+    for input_name, scores in zip(inputs.names, rows, strict=False):
+        ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
+        top = [
+            LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i])) for i in ranked
+        ]
+        predictions.append(ClassPrediction(input=input_name, label=top[0].label, score=top[0].score, top=top))
+    return ClassifyReply(model=name, version=_answered(reply, info), predictions=predictions)
 
 
 async def predict_reply(
@@ -307,26 +316,35 @@ async def _predict_reply(
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
         inputs = await _read_inputs(request, services)
-
-    async def answer(version: int | None, label: str | None) -> PredictReply:
-        info = await services.contracts.get(name, version=version, label=label)
-        reply = await _predict(services, name, info, inputs, version, label)
-        columns = {key: _rows(tensor) for key, tensor in sorted(reply.outputs.items())}
-        predictions = [
-            {key: _json_safe(values[i]) for key, values in columns.items() if i < len(values)}
-            for i in range(len(inputs.names))
-        ]
-        return PredictReply(
-            model=name,
-            version=_answered(reply, info),
-            signature=info.predict_signature(),
-            predictions=predictions,
-        )
-
-    reply = await _serve(services, name, request, version, label, answer)
+    traffic = services.traffic
+    with _unloading(services, name):
+        choice = _choose(services, name, request, version, label)
+        reply = await traffic.record(choice, _raw(services, name, inputs, choice.version, choice.label))
+        if reply is None:  # the canary's answer was refused: the stable version answers
+            reply = await traffic.fallback(choice, _raw(services, name, inputs, choice.stable, None))
+        if choice.shadow is not None:
+            traffic.compare(choice, reply, _raw(services, name, inputs, choice.shadow, None))
     if services.upload_log is not None:
         services.upload_log.offer(name, "predict", inputs.files, inputs.texts, inputs.records, reply)
     return reply
+
+
+async def _raw(
+    services: Services, name: str, inputs: _Inputs, version: int | None, label: str | None
+) -> PredictReply:
+    info = await services.contracts.get(name, version=version, label=label)
+    reply = await _predict(services, name, info, inputs, version, label)
+    columns = {key: _rows(tensor) for key, tensor in sorted(reply.outputs.items())}
+    predictions = [
+        {key: _json_safe(values[i]) for key, values in columns.items() if i < len(values)}
+        for i in range(len(inputs.names))
+    ]
+    return PredictReply(
+        model=name,
+        version=_answered(reply, info),
+        signature=info.predict_signature(),
+        predictions=predictions,
+    )
 
 
 @router.post(
@@ -389,36 +407,55 @@ async def regress(
     if inputs.records is None:
         raise BadRequest('regress takes JSON {"records": [{"feature": value, ...}]}')
     records_in = inputs.records
-
-    async def answer(version: int | None, label: str | None) -> RegressReply:
-        info = await services.contracts.get(name, version=version, label=label)
-        features = info.spec.for_records()
-        records = validate_records(records_in, features, max_items=services.settings.max_files)
-        regress_sig = info.spec.regress_signature
-        values: list[float]
-        if regress_sig and regress_sig in info.signatures:
-            reply: Any = await services.client.regress(
-                name, records_to_examples(records), version=version, label=label, signature=regress_sig
-            )
-            values = [r.value for r in reply.result.regressions]
-        else:
-            reply = await services.client.predict(
-                name,
-                feature_tensors(records, features),
-                version=version,
-                label=label,
-                signature=info.predict_signature(),
-            )
-            first = sorted(reply.outputs)[0]
-            values = [float(v) for v in to_list(reply.outputs[first])]  # type: ignore[arg-type]
-        unit = info.spec.unit
-        return RegressReply(
-            model=name,
-            version=_answered(reply, info),
-            unit=unit,
-            predictions=[
-                RegressPrediction(input=n, value=float(v)) for n, v in zip(inputs.names, values, strict=False)
-            ],
+    traffic = services.traffic
+    with _unloading(services, name):
+        choice = _choose(services, name, request, version, label)
+        reply = await traffic.record(
+            choice, _regress(services, name, inputs, records_in, choice.version, choice.label)
         )
+        if reply is None:  # the canary's answer was refused: the stable version answers
+            reply = await traffic.fallback(
+                choice, _regress(services, name, inputs, records_in, choice.stable, None)
+            )
+        if choice.shadow is not None:
+            traffic.compare(choice, reply, _regress(services, name, inputs, records_in, choice.shadow, None))
+    return reply
 
-    return await _serve(services, name, request, version, label, answer)
+
+async def _regress(
+    services: Services,
+    name: str,
+    inputs: _Inputs,
+    records_in: list[dict[str, Any]],
+    version: int | None,
+    label: str | None,
+) -> RegressReply:
+    info = await services.contracts.get(name, version=version, label=label)
+    features = info.spec.for_records()
+    records = validate_records(records_in, features, max_items=services.settings.max_files)
+    regress_sig = info.spec.regress_signature
+    values: list[float]
+    if regress_sig and regress_sig in info.signatures:
+        reply: Any = await services.client.regress(
+            name, records_to_examples(records), version=version, label=label, signature=regress_sig
+        )
+        values = [r.value for r in reply.result.regressions]
+    else:
+        reply = await services.client.predict(
+            name,
+            feature_tensors(records, features),
+            version=version,
+            label=label,
+            signature=info.predict_signature(),
+        )
+        first = sorted(reply.outputs)[0]
+        values = [float(v) for v in to_list(reply.outputs[first])]  # type: ignore[arg-type]
+    unit = info.spec.unit
+    return RegressReply(
+        model=name,
+        version=_answered(reply, info),
+        unit=unit,
+        predictions=[
+            RegressPrediction(input=n, value=float(v)) for n, v in zip(inputs.names, values, strict=False)
+        ],
+    )
