@@ -5,8 +5,8 @@ decoding its image.
 Contract:
 - A request is taken here only when the route would accept its parameters unchanged: no ``root_path``, and
   every query parameter one the route declares, given once, in plain decimal (``k``, ``version``) or label form
-  and within the route's bounds (``K_MAX``, ``VERSION_MAX``, ``LABEL_PATTERN``: the same constants the route's
-  ``Query`` declarations use). Anything else passes to the FastAPI app untouched, nothing read, and gets the
+  and within the route's bounds: ``gateway.routes.query.simple``, the same module whose ``Query``
+  declarations the route uses. Anything else passes to the FastAPI app untouched, nothing read, and gets the
   route's own answer (its 422s among them).
 - A taken request is answered by the route's own code (``classify_reply`` / ``predict_reply``: body reading,
   limits, preprocessing, traffic split) and its errors by the app's own exception handlers, so status, body and
@@ -21,9 +21,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -32,49 +30,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.deps import Services
-from gateway.routes.inference import (
-    K_DEFAULT,
-    K_MAX,
-    LABEL_PATTERN,
-    VERSION_MAX,
-    classify_reply,
-    predict_reply,
-)
+from gateway.routes import query
+from gateway.routes.inference import classify_reply, predict_reply
 
 __all__ = ["HotRoutes"]
 
 _PATH = re.compile(r"/v1/models/([^/]+):(classify|predict)")
-_NUMBER = re.compile(r"[1-9][0-9]{0,18}")  # what the route's int parameters take unchanged: no sign, no zeros
-_LABEL = re.compile(LABEL_PATTERN.removeprefix("^").removesuffix("$"))
 _ALLOWED = {"classify": frozenset({"k", "version", "label"}), "predict": frozenset({"version", "label"})}
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
-
-
-@dataclass
-class _Params:
-    k: int = K_DEFAULT
-    version: int | None = None
-    label: str | None = None
-
-
-def _params(raw: bytes, allowed: frozenset[str]) -> _Params | None:
-    """The query's parameters as the route would validate them, or None when they are not that simple."""
-    params, seen = _Params(), set()
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        if key not in allowed or key in seen:
-            return None
-        seen.add(key)
-        if key == "label":
-            if not _LABEL.fullmatch(value):
-                return None
-            params.label = value
-        elif not _NUMBER.fullmatch(value) or int(value) > (K_MAX if key == "k" else VERSION_MAX):
-            return None
-        elif key == "k":
-            params.k = int(value)
-        else:
-            params.version = int(value)
-    return params
 
 
 class HotRoutes:
@@ -106,7 +69,7 @@ class HotRoutes:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             match = _PATH.fullmatch(scope["path"])
             if match is not None:
-                params = _params(scope["query_string"], _ALLOWED[match[2]])
+                params = query.simple(scope["query_string"], _ALLOWED[match[2]])
         if match is None or params is None:
             await self.app(scope, receive, send)
             return

@@ -28,15 +28,13 @@ from gateway.preprocess.image import ImageSpec
 from gateway.routes.inference import (
     BODY,
     ERRORS,
-    LabelQuery,
-    VersionQuery,
     _answered,
-    _check_choice,
     _client,
     _Inputs,
     _read_inputs,
     input_tensors,
 )
+from gateway.routes.query import LabelQuery, VersionQuery, check_choice
 from gateway.schemas import ExplainReply, Explanation, FeatureContribution, TokenWeight
 from gateway.upstream.contract import ModelInfo
 from gateway.upstream.tensors import shape_of, shape_proto, to_list
@@ -271,7 +269,7 @@ async def explain_reply(
     query: tuple[str, str | None, int | None],
 ) -> Any:
     """``:explain`` once its parameters are valid: JSON, or with ``?format=png`` the overlay's bytes."""
-    _check_choice(*picked)
+    check_choice(*picked)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
     traffic = services.traffic

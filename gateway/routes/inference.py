@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
 from gateway import tracing
@@ -38,6 +38,7 @@ from gateway.preprocess.inputs import feature_tensors, tensors_for
 from gateway.preprocess.tabular import records_to_examples, validate_records
 from gateway.rollout.traffic import Choice
 from gateway.routes.forms import read_form
+from gateway.routes.query import KQuery, LabelQuery, VersionQuery, check_choice
 from gateway.schemas import (
     ClassifyReply,
     ClassPrediction,
@@ -84,12 +85,6 @@ BODY = {
         },
     }
 }
-# The query parameters' bounds, also read by gateway.middleware.hot_routes (which takes only what these accept).
-K_DEFAULT, K_MAX, VERSION_MAX = 5, 1000, 2**63 - 1
-LABEL_PATTERN = r"^[A-Za-z0-9_]+$"
-VersionQuery = Query(None, ge=1, le=VERSION_MAX, description="serve with this version number")
-KQuery = Query(K_DEFAULT, ge=1, le=K_MAX, description="how many labels per input, best first")
-LabelQuery = Query(None, description="serve with the version that has this label", pattern=LABEL_PATTERN)
 
 
 class _Inputs:
@@ -239,11 +234,6 @@ def _client(request: Request) -> str:
     return client_of(request.client.host) if request.client else ""
 
 
-def _check_choice(version: int | None, label: str | None) -> None:
-    if version is not None and label is not None:
-        raise BadRequest("give either version or label, not both")
-
-
 async def classify_reply(
     services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
@@ -257,7 +247,7 @@ async def classify_reply(
 async def _classify_reply(
     services: Services, name: str, request: Request, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
-    _check_choice(version, label)
+    check_choice(version, label)
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
         inputs = await _read_inputs(request, services)
@@ -312,7 +302,7 @@ async def predict_reply(
 async def _predict_reply(
     services: Services, name: str, request: Request, version: int | None, label: str | None
 ) -> PredictReply:
-    _check_choice(version, label)
+    check_choice(version, label)
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
         inputs = await _read_inputs(request, services)
@@ -401,7 +391,7 @@ async def regress(
     version: int | None = VersionQuery,
     label: str | None = LabelQuery,
 ) -> RegressReply:
-    _check_choice(version, label)
+    check_choice(version, label)
     services.catalog.check_model(name)
     inputs = await _read_inputs(request, services)
     if inputs.records is None:
