@@ -30,10 +30,8 @@ from gateway.routes.inference import (
     ERRORS,
     _answered,
     _client,
-    _Inputs,
-    _read_inputs,
-    input_tensors,
 )
+from gateway.routes.inputs import Inputs, input_tensors, read_inputs
 from gateway.routes.query import LabelQuery, VersionQuery, check_choice
 from gateway.schemas import ExplainReply, Explanation, FeatureContribution, TokenWeight
 from gateway.upstream.contract import ModelInfo
@@ -198,7 +196,7 @@ async def _explain(
     services: Services,
     name: str,
     info: ModelInfo,
-    inputs: _Inputs,
+    inputs: Inputs,
     choice: tuple[int | None, str | None],
     query: tuple[str, str | None, int | None],
 ) -> ExplainReply:
@@ -252,7 +250,7 @@ async def _explain(
 async def _answer(
     services: Services,
     name: str,
-    inputs: _Inputs,
+    inputs: Inputs,
     version: int | None,
     label: str | None,
     query: tuple[str, str | None, int | None],
@@ -271,7 +269,7 @@ async def explain_reply(
     """``:explain`` once its parameters are valid: JSON, or with ``?format=png`` the overlay's bytes."""
     check_choice(*picked)
     services.catalog.check_model(name)
-    inputs = await _read_inputs(request, services)
+    inputs = await read_inputs(request, services)
     traffic = services.traffic
     choice = traffic.choose(name, request.headers, *picked, _client(request))
     reply = await traffic.record(choice, _answer(services, name, inputs, choice.version, choice.label, query))

@@ -10,7 +10,6 @@ labels: one packed float tensor per batch instead of one tf.Example of 784 float
 for images and texts. ``:regress`` calls TF Serving's Regress with tf.Examples (Predict when a model has no
 regress signature). ``:predict`` returns the raw outputs, one object per input.
 """
-# long: 6 lines over; the route closures go with traffic.choose()/record() (issue 27), which shortens it
 
 from __future__ import annotations
 
@@ -21,23 +20,15 @@ from typing import Any
 
 import grpc
 from fastapi import APIRouter, Request
-from starlette.datastructures import UploadFile
 
 from gateway import tracing
 from gateway.deps import Services, ServicesDep
-from gateway.errors import (
-    BadRequest,
-    ModelNotFound,
-    PayloadTooLarge,
-    TooManyItems,
-    UnsupportedMediaType,
-    UpstreamError,
-)
+from gateway.errors import BadRequest, ModelNotFound, UpstreamError
 from gateway.middleware.limits import client_of
-from gateway.preprocess.inputs import feature_tensors, tensors_for
+from gateway.preprocess.inputs import feature_tensors
 from gateway.preprocess.tabular import records_to_examples, validate_records
 from gateway.rollout.traffic import Choice
-from gateway.routes.forms import read_form
+from gateway.routes.inputs import Inputs, input_tensors, read_inputs
 from gateway.routes.query import KQuery, LabelQuery, VersionQuery, check_choice
 from gateway.schemas import (
     ClassifyReply,
@@ -49,7 +40,6 @@ from gateway.schemas import (
     RegressPrediction,
     RegressReply,
     TextsBody,
-    parse_inputs,
 )
 from gateway.upstream.coalesce import batchable
 from gateway.upstream.contract import ModelInfo
@@ -87,74 +77,8 @@ BODY = {
 }
 
 
-class _Inputs:
-    """What the client sent, decoded: exactly one of files / texts / records."""
-
-    def __init__(self) -> None:
-        self.files: list[tuple[str, bytes]] = []
-        self.texts: list[str] | None = None
-        self.records: list[dict[str, Any]] | None = None
-
-    @property
-    def names(self) -> list[str]:
-        if self.files:
-            return [name for name, _ in self.files]
-        count = len(self.texts or self.records or [])
-        kind = "texts" if self.texts is not None else "records"
-        return [f"{kind}[{i}]" for i in range(count)]
-
-
-async def _read_inputs(request: Request, services: Services) -> _Inputs:
-    settings = services.settings
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    inputs = _Inputs()
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send it uncompressed")
-    if content_type == "multipart/form-data":
-        form = await read_form(
-            request,
-            max_files=settings.max_files,
-            max_fields=10,
-            max_file_bytes=settings.max_upload_bytes,
-            max_total_bytes=settings.max_request_bytes,
-        )
-        try:
-            uploads = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
-            if not uploads:
-                raise BadRequest(
-                    'no file sent; upload images as multipart form field "file" (curl -F file=@x.png)'
-                )
-            if len(uploads) > settings.max_files:
-                raise TooManyItems("files", len(uploads), settings.max_files)
-            for index, upload in enumerate(uploads):
-                data = await upload.read(settings.max_upload_bytes + 1)
-                name = upload.filename or f"file[{index}]"
-                if len(data) > settings.max_upload_bytes:
-                    raise PayloadTooLarge(
-                        f"file {name!r} is over {settings.max_upload_bytes} bytes; send a smaller file"
-                    )
-                inputs.files.append((name, data))
-        finally:
-            await form.close()
-        return inputs
-    if content_type in ("application/json", ""):
-        raw = await request.body()
-        if len(raw) > settings.max_upload_bytes:
-            raise PayloadTooLarge(f"JSON body is over {settings.max_upload_bytes} bytes")
-        body = parse_inputs(raw, settings.max_files)
-        if isinstance(body, TextsBody):
-            inputs.texts = body.texts
-        else:
-            inputs.records = list(body.records)
-        return inputs
-    raise UnsupportedMediaType(
-        f"content type {content_type!r} is not accepted; use multipart/form-data (images) or application/json"
-    )
-
-
 async def _predict(
-    services: Services, name: str, info: ModelInfo, inputs: _Inputs, version: int | None, label: str | None
+    services: Services, name: str, info: ModelInfo, inputs: Inputs, version: int | None, label: str | None
 ) -> predict_pb2.PredictResponse:
     with tracing.span("preprocessing"):
         tensors = await input_tensors(services, name, info, inputs)
@@ -168,16 +92,6 @@ async def _predict(
         label=label,
         signature=info.spec.predict_signature,
         batchable=batchable(shapes),
-    )
-
-
-async def input_tensors(
-    services: Services, name: str, info: ModelInfo, inputs: _Inputs
-) -> dict[str, tensor_pb2.TensorProto]:
-    """The model's input tensors for what the client sent, as its contract describes them (also ``:explain``;
-    ``name`` is ``info.name``, kept for its callers)."""
-    return await tensors_for(
-        info.spec, services.settings, files=inputs.files, texts=inputs.texts, records=inputs.records
     )
 
 
@@ -250,7 +164,7 @@ async def _classify_reply(
     check_choice(version, label)
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
-        inputs = await _read_inputs(request, services)
+        inputs = await read_inputs(request, services)
     traffic = services.traffic
     with _unloading(services, name):
         choice = _choose(services, name, request, version, label)
@@ -267,7 +181,7 @@ async def _classify_reply(
 
 
 async def _classify(
-    services: Services, name: str, inputs: _Inputs, k: int, version: int | None, label: str | None
+    services: Services, name: str, inputs: Inputs, k: int, version: int | None, label: str | None
 ) -> ClassifyReply:
     info = await services.contracts.get(name, version=version, label=label)
     if inputs.records is not None or (info.task == "regression"):
@@ -305,7 +219,7 @@ async def _predict_reply(
     check_choice(version, label)
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
-        inputs = await _read_inputs(request, services)
+        inputs = await read_inputs(request, services)
     traffic = services.traffic
     with _unloading(services, name):
         choice = _choose(services, name, request, version, label)
@@ -320,7 +234,7 @@ async def _predict_reply(
 
 
 async def _raw(
-    services: Services, name: str, inputs: _Inputs, version: int | None, label: str | None
+    services: Services, name: str, inputs: Inputs, version: int | None, label: str | None
 ) -> PredictReply:
     info = await services.contracts.get(name, version=version, label=label)
     reply = await _predict(services, name, info, inputs, version, label)
@@ -393,7 +307,7 @@ async def regress(
 ) -> RegressReply:
     check_choice(version, label)
     services.catalog.check_model(name)
-    inputs = await _read_inputs(request, services)
+    inputs = await read_inputs(request, services)
     if inputs.records is None:
         raise BadRequest('regress takes JSON {"records": [{"feature": value, ...}]}')
     records_in = inputs.records
@@ -415,7 +329,7 @@ async def regress(
 async def _regress(
     services: Services,
     name: str,
-    inputs: _Inputs,
+    inputs: Inputs,
     records_in: list[dict[str, Any]],
     version: int | None,
     label: str | None,
