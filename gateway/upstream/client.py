@@ -10,7 +10,7 @@ Contract
   ``address=``. The client never assumes anything beyond
   ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
   against the official ``tensorflow_model_server`` and against ``modelserver/``.
-- **Channels.** ``GATEWAY_CHANNELS_PER_SERVER`` shared ``grpc.aio`` channels per address (default 4), each
+- **Channels** (``gateway.upstream.channels``). ``GATEWAY_CHANNELS_PER_SERVER`` shared ``grpc.aio`` channels per address (default 4), each
   its own connection, created lazily on first use inside the running event loop and reused by every request
   in turn (gRPC multiplexes concurrent calls over each and reconnects by itself). A model server with
   several processes on one port (``--num_workers``) serves each connection from one of them, so this is
@@ -23,7 +23,7 @@ Contract
   ``GATEWAY_RETRIES`` extra attempts, sleeping ``GATEWAY_RETRY_BACKOFF_SECONDS * 2**attempt`` between them
   (no sleep when the next attempt goes to another replica in rotation). All calls made are idempotent
   (HandleReloadConfigRequest sets the whole config, so repeating it is harmless).
-- **Failover** (a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
+- **Failover** (``gateway.upstream.replicas``; a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
   ``address``). While another replica is in rotation, an attempt gets ``GATEWAY_FAILOVER_TIMEOUT_SECONDS``
   (the rest of the call's deadline otherwise); an attempt cut by it (a hung or partitioned replica) or
   failing UNAVAILABLE is retried at once on another replica - Predict, Classify, Regress and metadata are
@@ -46,14 +46,12 @@ Contract
 - **Errors.** Every gRPC failure is raised as ``gateway.errors.UpstreamError`` carrying the gRPC code and the
   server's message; nothing else escapes. Latency, errors and retries are counted in ``gateway.metrics``.
 """
-# long: one concept (the model client), reworked on another branch (upstream/client.py); split after it lands
+# long: 440 lines: the OIP path (_infer, _oip_status) is the next cut; left for after the traces branch lands
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,15 +59,16 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.wrappers_pb2 import Int64Value
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import tracing
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.upstream import DEFAULT_SIGNATURE, oip
+from gateway.upstream.channels import Server
 from gateway.upstream.coalesce import Coalescer
-from oip_protos import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from gateway.upstream.replicas import Rotation, split_address
+from oip_protos import grpc_predict_v2_pb2
 from tfs_protos.tensorflow.core.example import example_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import (
@@ -79,9 +78,7 @@ from tfs_protos.tensorflow_serving.apis import (
     input_pb2,
     model_management_pb2,
     model_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
-    prediction_service_pb2_grpc,
     regression_pb2,
 )
 from tfs_protos.tensorflow_serving.config import model_server_config_pb2
@@ -91,8 +88,6 @@ __all__ = ["ModelClient", "model_spec", "split_address"]
 T = TypeVar("T")
 log = logging.getLogger("gateway.client")
 Pick = Callable[[Collection[str]], str]  # the next address, avoiding those already tried by this call
-_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-EJECT_HOLD_SECONDS = 1.0  # the first hold of a passive ejection (doubles per failure in a row)
 
 
 def model_spec(
@@ -105,84 +100,6 @@ def model_spec(
     elif label is not None:
         spec.version_label = label
     return spec
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-_READY = grpc.ChannelConnectivity.READY
-
-
-class _Connection:
-    """One channel (its own HTTP/2 connection) and its stubs."""
-
-    def __init__(self, address: str, max_bytes: int) -> None:
-        self.channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", max_bytes),
-                ("grpc.max_receive_message_length", max_bytes),
-                # Reconnect quickly after a model server restart (default max backoff is 120 s).
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 2000),
-                ("grpc.enable_retries", 0),
-                # Spread calls over every address a name resolves to (k8s headless Service: all replicas).
-                ("grpc.lb_policy_name", "round_robin"),
-                # A connection of its own: channels with equal options would share one from gRPC's global
-                # subchannel pool.
-                ("grpc.use_local_subchannel_pool", 1),
-            ],
-        )
-        self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        self.oip = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-
-class _Server:
-    """``count`` connections to one address, taking turns call by call: a model server with several
-    processes on one port (``--num_workers``, SO_REUSEPORT) gets each connection on one of its workers."""
-
-    def __init__(self, address: str, max_bytes: int, count: int = 1) -> None:
-        self.address = address
-        self.connections = [_Connection(address, max_bytes) for _ in range(count)]
-        self._turns = itertools.cycle(self.connections)
-
-    def _next(self) -> _Connection:
-        """The next connection in turn that is READY. After a model server restart the connections
-        reconnect one by one (each with its own backoff): calls go to those already back instead of failing
-        on the others. None ready (start, or the server is down): the next in turn, and every idle one is
-        asked to connect."""
-        chosen = next(self._turns)
-        if len(self.connections) == 1 or chosen.channel.get_state(try_to_connect=True) is _READY:
-            return chosen
-        for _ in range(len(self.connections) - 1):
-            other = next(self._turns)
-            if other.channel.get_state(try_to_connect=True) is _READY:
-                return other
-        return chosen
-
-    @property
-    def prediction(self) -> prediction_service_pb2_grpc.PredictionServiceStub:
-        return self._next().prediction
-
-    @property
-    def models(self) -> model_service_pb2_grpc.ModelServiceStub:
-        return self._next().models
-
-    @property
-    def oip(self) -> grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub:
-        return self._next().oip
-
-    @property
-    def health(self) -> health_pb2_grpc.HealthStub:
-        return self._next().health
-
-    async def close(self) -> None:
-        for connection in self.connections:
-            await connection.channel.close(grace=None)
 
 
 @dataclass(frozen=True)
@@ -204,7 +121,7 @@ def _refused_merged(exc: BaseException) -> bool:
     return isinstance(exc, UpstreamError) and exc.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
-class ModelClient:
+class ModelClient(Rotation):
     """Async client for Predict / Classify / Regress / GetModelMetadata / GetModelStatus / ReloadConfig."""
 
     def __init__(
@@ -212,127 +129,21 @@ class ModelClient:
     ) -> None:
         """``targets``: model -> where its replicas are (default ``settings.replica_targets``; the app
         passes ``Catalog.replica_targets``, which also knows models added at run time)."""
-        self._settings = settings
-        self._metrics = metrics
-        self._targets = targets or settings.replica_targets
-        self._servers: dict[str, _Server] = {}
-        self._turns = {m: itertools.cycle(range(len(a))) for m, a in settings.model_replicas.items()}
-        self._out_until: dict[str, float] = {}  # replica address -> monotonic time it may return
-        self._hold_until: dict[str, float] = {}  # ... before which a health probe may not bring it back
-        self._strikes: dict[str, int] = {}  # passive ejections since its last answered call
+        super().__init__(settings, metrics, targets)
+        self._servers: dict[str, Server] = {}
         self._coalescer = (
             Coalescer(settings.max_files, metrics.coalesced.observe, alone=_refused_merged)
             if settings.coalesce
             else None
         )
 
-    def address_for(self, model: str, avoid: Collection[str] = ()) -> str:
-        """The model's next replica in turn that is in rotation and not in ``avoid`` (failing that, one not
-        in ``avoid``, then the next in turn), or its one server address."""
-        turns = self._turns.get(model)
-        if turns is None:
-            return self._settings.server_for(model)
-        replicas = self._settings.model_replicas[model]
-        first = next(turns)  # one step per call: calls take turns over the replicas
-        order = replicas[first:] + replicas[:first]
-        for address in order:
-            if address not in avoid and self.in_rotation(address):
-                return address
-        return next((a for a in order if a not in avoid), order[0])
-
-    # -- failover ------------------------------------------------------------------------------------------
-
-    def _failover(self, model: str) -> bool:
-        return len(self._settings.model_replicas.get(model) or ()) > 1
-
-    def in_rotation(self, address: str) -> bool:
-        return time.monotonic() >= self._out_until.get(address, 0.0)
-
-    def _spare(self, model: str, tried: Collection[str]) -> bool:
-        """Another replica of ``model`` in rotation that this call has not tried."""
-        return any(a not in tried and self.in_rotation(a) for a in self._settings.model_replicas[model])
-
-    def _eject(self, address: str, reason: str) -> None:
-        """Out of rotation for ``GATEWAY_EJECT_SECONDS``. A call that failed (passive health) also holds it
-        out of the probes' reach for 1, 2, 4 ... s (up to that) per failure in a row, so a replica that
-        answers probes but not calls costs one short attempt per hold, not one per probe."""
-        now = time.monotonic()
-        if self.in_rotation(address):
-            log.warning("replica %s out of rotation (%s)", address, reason)
-            self._metrics.replica_ejections.labels(address, reason).inc()
-        self._out_until[address] = now + self._settings.eject_seconds
-        if reason != "health":
-            strikes = self._strikes[address] = self._strikes.get(address, 0) + 1
-            hold = min(self._settings.eject_seconds, EJECT_HOLD_SECONDS * 2 ** min(strikes - 1, 16))
-            self._hold_until[address] = now + hold
-        self._metrics.replica_in_rotation.labels(address).set(0)
-
-    def _readmit(self, address: str) -> None:
-        if time.monotonic() < self._hold_until.get(address, 0.0):
-            return
-        if not self.in_rotation(address):
-            log.warning("replica %s back in rotation (health check answered)", address)
-        self._out_until.pop(address, None)
-        self._metrics.replica_in_rotation.labels(address).set(1)
-
-    @property
-    def watched(self) -> list[str]:
-        """The replicas ``watch()`` probes: those of every model listed with two or more."""
-        if self._settings.health_interval_seconds <= 0:
-            return []
-        return sorted(
-            {
-                a
-                for m, addresses in self._settings.model_replicas.items()
-                for a in addresses
-                if self._failover(m)
-            }
-        )
-
-    async def watch(self) -> None:
-        """Active health (module docstring): probe every watched replica until cancelled."""
-        addresses = self.watched
-        while addresses:
-            await asyncio.gather(*(self._probe(a) for a in addresses))
-            await asyncio.sleep(self._settings.health_interval_seconds)
-
-    async def _probe(self, address: str) -> None:
-        try:
-            reply = await self._server(address).health.Check(
-                health_pb2.HealthCheckRequest(), timeout=self._settings.replica_status_timeout_seconds
-            )
-        except grpc.aio.AioRpcError as exc:
-            serving = exc.code() not in _LOST  # it answered: a server without the health service
-        else:
-            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
-        if serving:
-            self._readmit(address)
-        else:
-            self._eject(address, "health")
-
-    async def replicas(self, model: str) -> list[str]:
-        """Every replica of ``model`` as ``ip:port`` (names resolved to all their addresses), sorted."""
-        loop = asyncio.get_running_loop()
-        found: set[str] = set()
-        for target in self._targets(model):
-            host, port = split_address(target)
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError:  # unresolvable now (e.g. no ready pod): report the name itself as unreachable
-                found.add(target)
-                continue
-            for family, _, _, _, sockaddr in infos:
-                ip = str(sockaddr[0])
-                found.add(f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}")
-        return sorted(found)
-
     def _oip(self, model: str) -> bool:
         return self._settings.protocol_for(model) == "oip"
 
-    def _server(self, address: str) -> _Server:
+    def _server(self, address: str) -> Server:
         server = self._servers.get(address)
         if server is None:
-            server = self._servers[address] = _Server(
+            server = self._servers[address] = Server(
                 address, self._settings.max_message_bytes, self._settings.channels_per_server
             )
         return server
@@ -346,7 +157,7 @@ class ModelClient:
         self,
         pick: Pick,
         method: str,
-        call: Callable[[_Server, float], Awaitable[T]],
+        call: Callable[[Server, float], Awaitable[T]],
         timeout: float,  # noqa: ASYNC109 - the call's gRPC deadline (each attempt's without failover)
         failover: str | None = None,
     ) -> T:
@@ -562,7 +373,7 @@ class ModelClient:
     ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
 
-        def call(server: _Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
+        def call(server: Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
             if self._oip(model):
                 return self._oip_status(server, model, version, t)
             return server.models.GetModelStatus(request, timeout=t)  # type: ignore[no-any-return]
@@ -578,7 +389,7 @@ class ModelClient:
 
     @staticmethod
     async def _oip_status(
-        server: _Server,
+        server: Server,
         model: str,
         version: int | None,
         timeout: float,  # noqa: ASYNC109 - each call's gRPC deadline
@@ -600,9 +411,7 @@ class ModelClient:
             response.model_version_status.add(version=int(text), state=state)
         return response
 
-    async def _call_once(
-        self, address: str, method: str, call: Callable[[_Server, float], Awaitable[T]]
-    ) -> T:
+    async def _call_once(self, address: str, method: str, call: Callable[[Server, float], Awaitable[T]]) -> T:
         try:
             return await call(self._server(address), self._settings.metadata_timeout_seconds)
         except grpc.aio.AioRpcError as exc:
