@@ -46,7 +46,7 @@ Contract
 - **Errors.** Every gRPC failure is raised as ``gateway.errors.UpstreamError`` carrying the gRPC code and the
   server's message; nothing else escapes. Latency, errors and retries are counted in ``gateway.metrics``.
 """
-# long: 440 lines: the OIP path (_infer, _oip_status) is the next cut; left for after the traces branch lands
+# long: 452 lines: the OIP path (_infer, _oip_status) is the next cut (a clean one now that traces has landed)
 
 from __future__ import annotations
 
