@@ -36,6 +36,10 @@ __all__ = ["OIP_SCHEMA", "fuzz_gateway", "fuzz_modelserver", "fuzz_oip", "run"]
 OIP_SCHEMA = Path(__file__).resolve().parents[1] / "protos" / "kserve" / "rest_predict_v2.yaml"
 
 MODELS = ("fashion", "text", "housing")
+# Adding or removing a whole model (PUT / DELETE /v1/admin/models/{name}) is fuzzed on a name the stack does
+# not serve: with the admin token and a real name, a generated DELETE would take a model away from every
+# scenario that shares the stack after the fuzzing.
+SCRATCH = "fuzz-scratch"
 # Schema checks that say something about the server (the others judge the API design, e.g. that a
 # negative case was "accepted" when FastAPI coerces a value the way HTTP allows).
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -81,7 +85,13 @@ def _fuzz_operation(
     admin = {"Authorization": f"Bearer {stack.admin_token}"}
 
     strategy = operation.as_strategy()
-    if "{name}" in operation.path:  # half the cases on a real model, to get past "no such model"
+    whole_model = operation.path == "/v1/admin/models/{name}" and operation.method.upper() in {
+        "PUT",
+        "DELETE",
+    }
+    if whole_model:
+        strategy = st.tuples(strategy, st.just(SCRATCH)).map(_with_name)
+    elif "{name}" in operation.path:  # half the cases on a real model, to get past "no such model"
         strategy = st.one_of(strategy, st.tuples(strategy, st.sampled_from(MODELS)).map(_with_name))
 
     @_settings(examples)
@@ -107,7 +117,9 @@ def _fuzz_operation(
             return
         # /metrics is the operator's scrape endpoint: its labels name the upstream servers by design; admin
         # replies (bearer token) name each replica's address for the operator (issue 13), public ones an id
-        leaked = leaks(text, [stack.admin_token, str(stack.repo)]) if case.path != "/metrics" else []
+        # an admin call with the token may name the model repository (where to put a model being added)
+        secrets = [stack.admin_token] if headers else [stack.admin_token, str(stack.repo)]
+        leaked = leaks(text, secrets) if case.path != "/metrics" else []
         if case.path.startswith("/v1/admin/") and status < 400:
             leaked = [kind for kind in leaked if kind != "address"]
         if leaked:
@@ -133,6 +145,10 @@ def fuzz_gateway(stack: Stack, outcome: Outcome, examples: int) -> dict[str, Any
                 outcome.failures.append(f"gateway schema: an operation cannot be fuzzed: {result.err()}")
                 continue
             _fuzz_operation(result.ok(), stack, session, tally, outcome, examples)
+        served = session.get(f"{stack.gateway_url}/v1/models", timeout=30).json()
+    names = {m.get("name") for m in served.get("models", [])} if isinstance(served, dict) else set()
+    if missing := sorted(set(MODELS) - names):
+        outcome.failures.append(f"gateway: fuzzing took models away from the stack: {missing}")
     return {
         "operations": len(tally.per_operation),
         "cases": tally.tried,
@@ -140,6 +156,7 @@ def fuzz_gateway(stack: Stack, outcome: Outcome, examples: int) -> dict[str, Any
         "schema_violations": tally.violations,
         "replies_leaking": tally.leaking,
         "per_operation": tally.per_operation,
+        "models_missing_after": missing,
     }
 
 

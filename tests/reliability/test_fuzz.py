@@ -25,6 +25,10 @@ def test_every_gateway_operation_fuzzed(fuzzed: Outcome) -> None:
     assert all(count > 0 for count in gateway["per_operation"].values()), gateway["per_operation"]
 
 
+def test_fuzzing_leaves_every_model_served(fuzzed: Outcome) -> None:
+    assert fuzzed.figures["gateway"]["models_missing_after"] == [], fuzzed.failures
+
+
 def test_no_server_errors(fuzzed: Outcome) -> None:
     assert fuzzed.figures["server_errors_5xx"] == 0, fuzzed.failures
 
