@@ -18,6 +18,7 @@ from pathlib import Path
 from modelserver.lifecycle.manager import AspiredVersionsManager
 from modelserver.lifecycle.model_config import ModelEntry
 from modelserver.lifecycle.source import AspiredCallback, AspiredVersionsSource, FileSystemSource
+from modelserver.lifecycle.unabandoned import run_to_end
 
 __all__ = ["ServerCore"]
 
@@ -60,6 +61,11 @@ class ServerCore:
             await self.manager.reconcile(name, aspired)
 
     async def apply_config(self, entries: Mapping[str, ModelEntry]) -> None:
+        """Serve exactly ``entries`` (module docstring). Applied to the end even when the caller is cancelled,
+        e.g. a HandleReloadConfigRequest whose deadline passed mid-load (``run_to_end``)."""
+        await run_to_end(self._apply(entries), "apply config")
+
+    async def _apply(self, entries: Mapping[str, ModelEntry]) -> None:
         async with self._lock:
             removed = [name for name in self._entries if name not in entries]
             self._entries = dict(entries)

@@ -55,6 +55,7 @@ from modelserver.lifecycle.aspired_version_policy import (
 )
 from modelserver.lifecycle.handle import ServableHandle, SharedServable
 from modelserver.lifecycle.harness import HarnessState, LoaderFactory, LoaderHarness, fingerprint
+from modelserver.lifecycle.unabandoned import run_to_end
 from modelserver.metrics import METRICS, Metrics
 
 __all__ = ["AspiredVersionsManager"]
@@ -146,6 +147,11 @@ class AspiredVersionsManager:
         return views
 
     async def reconcile(self, name: str, aspired: Mapping[int, Path]) -> None:
+        """Load and unload ``name``'s versions towards ``aspired``; runs to its end even if the caller is
+        cancelled (``run_to_end``: a version is never left LOADING)."""
+        await run_to_end(self._reconcile(name, aspired), f"reconcile {name}")
+
+    async def _reconcile(self, name: str, aspired: Mapping[int, Path]) -> None:
         model = self._model(name)
         async with model.lock:
             tried: set[int] = set()  # each version is tried at most once per reconcile

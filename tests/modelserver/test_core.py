@@ -96,3 +96,27 @@ def test_start_and_reloads_load_models_concurrently_with_two_load_threads(tmp_pa
         await core.stop()
 
     asyncio.run(main())
+
+
+def test_a_reload_whose_caller_is_cancelled_mid_load_is_applied_to_the_end() -> None:
+    """A ReloadConfig whose client deadline passes while a version loads (its gRPC task cancelled): the
+    version still becomes AVAILABLE, labels are applied, and a label error after the caller left is logged,
+    not lost. Before the fix the version stayed LOADING for ever and no later reconcile touched it."""
+
+    async def main() -> None:
+        core, source, loaders = make_core()
+        source.aspire("a", versions(1, name="a"))
+        gate = loaders.gate(1)
+        call = asyncio.create_task(core.apply_config({"a": entry("a", {"stable": 1})}))
+        await async_wait_until(lambda: loaders.started(1, "a"), "version 1's load to start")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        gate.set()
+        await async_wait_until(lambda: core.manager.available_versions("a") == [1], "version 1 AVAILABLE")
+        await async_wait_until(lambda: core.manager.labels("a") == {"stable": 1}, "the label applied")
+        await core.apply_config({"a": entry("a")})  # the next reload is not blocked by the abandoned one
+        assert core.manager.labels("a") == {}
+        await core.stop()
+
+    asyncio.run(main())

@@ -6,6 +6,7 @@ end is in test_server_e2e."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -150,6 +151,32 @@ def test_reload_config_over_grpc(tiny: dict[str, Path], tmp_path: Path) -> None:
             assert http.get("/v1/models/half/versions/1").json()["model_version_status"][0]["state"] == "END"
         assert server.stop() == 0  # SIGTERM is a graceful stop
         assert "stopped" in server.log_text()
+
+
+def test_a_reload_whose_client_gave_up_is_still_applied(
+    tiny: dict[str, Path], model_repo: Path, tmp_path: Path
+) -> None:
+    """A HandleReloadConfigRequest cancelled by its client while the server loads a version (as a deadline
+    does): the server finishes the load anyway and serves it (a version left LOADING for ever was the bug).
+    The exported fashion model warms up for about a second (explain included), so the cancel lands mid-load."""
+    publish(tiny["half_plus_two"], tmp_path / "half", 1)
+    shutil.copytree(model_repo / "fashion", tmp_path / "multi")
+    with start_modelserver(
+        model_name="half", model_base_path=tmp_path / "half", log_path=tmp_path / "server.log"
+    ) as server:
+        client = Client(server.grpc_target)
+        request = model_management_pb2.ReloadConfigRequest()
+        text_format.Parse(
+            f'model_config_list {{ config {{ name: "half" base_path: "{tmp_path / "half"}" }} '
+            f'config {{ name: "multi" base_path: "{tmp_path / "multi"}" }} }}',
+            request.config,
+        )
+        call = client.models.HandleReloadConfigRequest.future(request)
+        wait_until(lambda: "model multi: version 1 seen" in server.log_text(), "multi's load to start")
+        call.cancel()
+        wait_until(lambda: latest_state(client, "multi") == "AVAILABLE", "multi AVAILABLE")
+        assert client.status("half")[0][:2] == (1, "AVAILABLE")
+        assert client.models.HandleReloadConfigRequest(request, timeout=60).status.error_code == 0
 
 
 def test_model_config_file_polling_and_unix_socket(tiny: dict[str, Path], tmp_path: Path) -> None:

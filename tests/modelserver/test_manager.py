@@ -377,3 +377,23 @@ def test_concurrent_loads_that_fit_only_one_at_a_time_leave_one_ready_and_one_re
         await manager.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_cancelled_reconcile_never_leaves_a_version_loading() -> None:
+    async def main() -> None:
+        loaders = FakeLoaders()
+        gate = loaders.gate(2)
+        manager = make_manager(loaders)
+        await manager.reconcile("m", versions(1))
+        swap = asyncio.create_task(manager.reconcile("m", versions(2)))
+        await async_wait_until(lambda: loaders.started(2), "version 2's load to start")
+        swap.cancel()  # e.g. the ReloadConfig call that asked for it hit its deadline
+        with pytest.raises(asyncio.CancelledError):
+            await swap
+        gate.set()
+        await async_wait_until(lambda: states(manager).get(2) == "AVAILABLE", "version 2 AVAILABLE")
+        await async_wait_until(lambda: states(manager).get(1) == "END", "version 1 unloaded")
+        with manager.acquire("m") as handle:
+            assert handle.servable.version == 2
+
+    asyncio.run(main())
