@@ -22,16 +22,6 @@ from devtools.servers import Gateway, start_gateway, start_modelserver
 pytestmark = pytest.mark.e2e
 MODELS = ("fashion", "housing")
 TOLERANCE = 1e-4  # export.tflite's bound: TF Lite agrees with the SavedModel to float32 precision
-HOUSE = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41,
-    "total_rooms": 880,
-    "total_bedrooms": 129,
-    "population": 322,
-    "households": 126,
-    "median_income": 8.3252,
-}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +75,14 @@ def test_uploads_get_the_savedmodels_answers(
         assert {t["label"]: pytest.approx(t["score"], abs=TOLERANCE) for t in ours["top"]} == scores
 
 
+def _house(client: httpx.Client) -> dict[str, float]:
+    """One block group: the example value of every housing input, from its contract."""
+    inputs = client.get("/v1/models/housing").json()["contract"]["inputs"]
+    return {name: entry["example"] for name, entry in inputs.items()}
+
+
 def test_records_get_the_savedmodels_values_and_unit(tflite: httpx.Client, http: httpx.Client) -> None:
-    records = {"records": [HOUSE, {"median_income": 2.5, "latitude": 34.0}]}
+    records = {"records": [_house(tflite), {"median_income": 2.5, "latitude": 34.0}]}
     lite = tflite.post("/v1/models/housing:regress", json=records)
     saved = http.post("/v1/models/housing:regress", json=records)
     assert lite.status_code == 200 and saved.status_code == 200, (lite.text, saved.text)
@@ -96,6 +92,6 @@ def test_records_get_the_savedmodels_values_and_unit(tflite: httpx.Client, http:
 
 
 def test_explain_says_the_tflite_version_does_not_serve_it(tflite: httpx.Client) -> None:
-    reply = tflite.post("/v1/models/housing:explain", json={"records": [HOUSE]})
+    reply = tflite.post("/v1/models/housing:explain", json={"records": [_house(tflite)]})
     assert reply.status_code == 400
     assert "serves serving_default only" in reply.json()["error"]["message"]
