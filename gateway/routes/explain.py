@@ -69,10 +69,10 @@ def _section(name: str, info: ModelInfo) -> dict[str, Any]:
             f"model {name!r} version {info.version} has no explain signature (its contract names none); "
             "export it again with a current `python -m export` to get one"
         )
-    if key not in info.signatures:  # e.g. a TF Lite version: it serves serving_default only
+    if key not in info.signatures:  # e.g. a TF Lite version: it serves only what its model.tflite holds
         raise BadRequest(
             f"model {name!r} version {info.version} does not serve its explain signature {key!r} (it serves "
-            f"{', '.join(sorted(info.signatures)) or 'none'}; a TF Lite version serves serving_default only)"
+            f"{', '.join(sorted(info.signatures)) or 'none'}; a TF Lite version serves only the signatures of its model.tflite)"
         )
     return section
 

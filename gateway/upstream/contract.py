@@ -12,11 +12,13 @@ resolution is cached only for ``RESOLVE_TTL_SECONDS``; replies always name the v
 own reply, never from this cache. With several replicas, the ``contract`` call goes to a replica that serves
 the version the metadata named: during a rollout one replica may serve a new version before the others.
 
-Without a ``contract`` signature: a TF Lite version (``--prefer_tflite_model``: TF Serving's TfLiteSession
-serves exactly one signature, ``serving_default``, and ours does the same) takes the contract from the version's
-model card (``card``: the ``contract`` section of ``model_card.json``, read from the model repository when the
+Without a ``contract`` signature: a TF Lite version (``--prefer_tflite_model``) serves only the SignatureDefs
+written into its ``model.tflite``, on TF Serving's TfLiteSession as on ours, and the export writes
+``serving_default`` alone (the contract has no TF Lite form). Such a version takes the contract from its model
+card (``card``: the ``contract`` section of ``model_card.json``, read from the model repository when the
 gateway can read it, gateway.rollout.repository), provided its predict signature is served with exactly the
-inputs it names. Otherwise (any SavedModel served by TF Serving, or no readable card) the contract is derived from ``serving_default`` (else the first predict signature with inputs) - a float32
+inputs it names. Otherwise (any SavedModel served by TF Serving, or no readable card) the contract is derived
+from ``serving_default`` (else the first predict signature with inputs) - a float32
 ``[-1,H,W,C]`` input (C = 1 or 3) is an image scaled to [0, 1], a uint8 one takes the pixel levels, a string
 ``[-1]`` or ``[-1,1]`` input is text, float32 ``[-1]`` / ``[-1,1]`` inputs are tabular features, anything else
 is ``kind: other`` (with why) - and labels are class indices. The typed form and the rule that maps a request

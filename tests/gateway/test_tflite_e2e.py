@@ -1,10 +1,11 @@
 """End to end: the gateway in front of a modelserver run with ``--prefer_tflite_model``, on the exported
 fashion and housing versions (the export writes ``model.tflite`` beside each SavedModel).
 
-A TF Lite version serves ``serving_default`` only (TF Serving's TfLiteSession does the same), so there is no
-``contract`` signature: the gateway takes the contract from the version's model card. The answers must equal
-those of the session's gateway in front of the SavedModels (tests/gateway/conftest.py) within TF Lite's
-float32 bound, labels, inversion and units included."""
+A TF Lite version serves only the signatures written into its ``model.tflite`` (as on TF Serving's
+TfLiteSession), and the export writes ``serving_default`` alone: there is no ``contract`` signature, so the
+gateway takes the contract from the version's model card. The answers must equal those of the session's
+gateway in front of the SavedModels (tests/gateway/conftest.py) within TF Lite's float32 bound, labels,
+inversion and units included."""
 
 from __future__ import annotations
 
@@ -94,4 +95,4 @@ def test_records_get_the_savedmodels_values_and_unit(tflite: httpx.Client, http:
 def test_explain_says_the_tflite_version_does_not_serve_it(tflite: httpx.Client) -> None:
     reply = tflite.post("/v1/models/housing:explain", json={"records": [_house(tflite)]})
     assert reply.status_code == 400
-    assert "serves serving_default only" in reply.json()["error"]["message"]
+    assert "does not serve its explain signature 'explain'" in reply.json()["error"]["message"]

@@ -201,7 +201,7 @@ def test_a_refused_reload_is_reported_and_not_applied(gateway: Gateway, fake: Fa
 def test_without_the_contract_signature_the_model_card_is_the_contract(
     gateway: Gateway, repo: Path, inputs: dict[str, object], source: str
 ) -> None:
-    """A TF Lite version serves serving_default only: its model card gives the contract - when the card
+    """A TF Lite version serves no contract signature: its model card gives the contract - when the card
     describes what the version serves (``z`` is no input of half_plus_two: derived from the metadata)."""
     _card(repo, inputs)
     detail = gateway().get("/v1/models/half").json()
