@@ -75,7 +75,7 @@ class ModelRepository:
         return path
 
     def card_contract(self, name: str, version: int) -> dict[str, Any] | None:
-        """The ``contract`` object of ``<base>/<version>/model_card.json``, or None (see the module docstring)."""
+        """The ``contract`` object of ``<base>/<version>/model_card.json``, or None (module docstring)."""
         try:
             card = json.loads(self.version_file(name, version, CARD_FILE).read_bytes())
         except (ModelFileNotFound, OSError, ValueError):

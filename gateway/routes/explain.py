@@ -72,7 +72,8 @@ def _section(name: str, info: ModelInfo) -> dict[str, Any]:
     if key not in info.signatures:  # e.g. a TF Lite version: it serves only what its model.tflite holds
         raise BadRequest(
             f"model {name!r} version {info.version} does not serve its explain signature {key!r} (it serves "
-            f"{', '.join(sorted(info.signatures)) or 'none'}; a TF Lite version serves only the signatures of its model.tflite)"
+            f"{', '.join(sorted(info.signatures)) or 'none'}; a TF Lite version serves only the signatures "
+            "of its model.tflite)"
         )
     return section
 

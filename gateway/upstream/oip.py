@@ -180,7 +180,7 @@ def metadata_response(
     return response
 
 
-# ---- calls: one attempt on one server (ModelClient retries and fails over) ----------------------------------
+# ---- calls: one attempt on one server (ModelClient retries and fails over) ------------------------------
 
 
 async def infer(

@@ -1,6 +1,7 @@
 """The model client's replica rotation: which replica of a model answers next, passive health (a failed call
-ejects its replica) and active health (``watch()`` probes), and replica discovery (``replicas()``); routing is
-``gateway.upstream.client``'s docstring. ``ModelClient`` extends ``Rotation``; its ``_call`` makes the attempts.
+ejects its replica) and active health (``watch()`` probes), and replica discovery (``replicas()``); routing
+is ``gateway.upstream.client``'s docstring. ``ModelClient`` extends ``Rotation``; its ``_call`` makes the
+attempts.
 
 Failover (a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
 ``address``). While another replica is in rotation, an attempt gets ``GATEWAY_FAILOVER_TIMEOUT_SECONDS`` (the

@@ -86,7 +86,7 @@ def start_replica(config: Path, port: int, log: Path) -> ServerProcess:
 
 
 def gateway_env(config: Path, targets: Sequence[str], **extra: str) -> dict[str, str]:
-    """A gateway's settings: desired state in ``config``; with several targets, they are ``half``'s replicas."""
+    """A gateway's settings: desired state in ``config``; several targets are ``half``'s replicas."""
     env = {
         "GATEWAY_MODEL_CONFIG_FILE": str(config),
         **({"GATEWAY_MODEL_REPLICAS": json.dumps({"half": list(targets)})} if len(targets) > 1 else {}),
