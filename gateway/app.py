@@ -89,7 +89,7 @@ def _services(settings: Settings) -> Services:
         settings,
         metrics,
         client,
-        ContractStore(client, settings.contract_cache_size),
+        ContractStore(client, settings.contract_cache_size, catalog.repository.card_contract),
         catalog,
         reconciler,
         operations,

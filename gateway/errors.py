@@ -228,6 +228,19 @@ class UpstreamError(GatewayError):
         self.status = GRPC_TO_HTTP.get(code, 502)
         self.kind = f"upstream_{code.name.lower()}"
 
+    @classmethod
+    def from_rpc(cls, exc: grpc.aio.AioRpcError, address: str) -> UpstreamError:
+        """A failed call's error: gRPC's own connection errors are long multi-line strings; the first line
+        says what happened."""
+        details = (exc.details() or "").strip()
+        return cls(exc.code(), details.splitlines()[0][:500] if details else "", address=address)
+
+    @classmethod
+    def from_status(cls, value: int, message: str, address: str) -> UpstreamError:
+        """A reply's ``StatusProto`` error code (a refused ReloadConfig) as the error."""
+        code = next((c for c in grpc.StatusCode if c.value[0] == value), grpc.StatusCode.UNKNOWN)
+        return cls(code, message, address=address)
+
     def headers(self) -> dict[str, str]:
         if self.code is grpc.StatusCode.UNAVAILABLE:
             return {"Retry-After": str(RETRY_AFTER_SECONDS)}

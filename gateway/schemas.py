@@ -298,7 +298,9 @@ class ModelDetail(_Answered):
     signatures: dict[str, SignatureDetail]
     contract: dict[str, Any]
     contract_source: str = Field(
-        ..., description="'signature' (the model's contract) or 'derived' (metadata)"
+        ...,
+        description="'signature' (the model's contract signature), 'card' (its model card: a TF Lite version)"
+        " or 'derived' (metadata)",
     )
     versions: list[VersionStatus]
 

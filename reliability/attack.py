@@ -9,14 +9,11 @@ traceback in their logs, and a neighbour client served meanwhile. The stack must
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import socket
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +21,8 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 
+from reliability.harness import Neighbour, growth, log_lines, peak_rss, raw_http
 from reliability.outcome import Outcome
-from reliability.probes import usage
 from reliability.replies import error_message, leaks
 from reliability.stack import Stack, StackOptions, wait_until
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -98,108 +95,6 @@ def control_token(stack: Stack) -> str:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-class Neighbour:
-    """A well-behaved client calling ``url`` every 50 ms in a thread while an attack runs. Entering waits for
-    its first answer, so the pages its path uses are resident before an attack's memory baseline is taken
-    (the model server releases TensorFlow's start-up pages and faults serving ones back in on first use)."""
-
-    def __init__(self, url: str, body: dict[str, Any]) -> None:
-        self.url, self.body = url, body
-        self.latencies: list[float] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._answered = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = client.post(self.url, json=self.body).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.latencies.append(time.perf_counter() - started)
-                self.failures += not ok
-                self._answered.set()
-                self._stop.wait(0.05)
-
-    def __enter__(self) -> Neighbour:
-        self._thread.start()
-        self._answered.wait(60)  # hang guard only
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    @property
-    def worst_ms(self) -> float:
-        return round(max(self.latencies, default=0.0) * 1000, 1)
-
-    @property
-    def median_ms(self) -> float:
-        ordered = sorted(self.latencies)
-        return round(ordered[len(ordered) // 2] * 1000, 1) if ordered else 0.0
-
-
-@contextmanager
-def peak_rss(pid: int) -> Iterator[dict[str, int]]:
-    """Samples ``pid``'s anonymous RSS (what an attack can make it hold: probes.Usage) every 20 ms; yields a
-    dict that holds ``start`` and, on exit, ``peak``."""
-    found = {"start": usage(pid).anon_bytes, "peak": 0}
-    found["peak"] = found["start"]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.02):
-            try:
-                found["peak"] = max(found["peak"], usage(pid).anon_bytes)
-            except OSError:
-                return
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield found
-    finally:
-        stop.set()
-        thread.join(5)
-        with contextlib.suppress(OSError):
-            found["peak"] = max(found["peak"], usage(pid).anon_bytes)
-
-
-def _grown(found: dict[str, int]) -> int:
-    return found["peak"] - found["start"]
-
-
-def _raw_http(
-    base_url: str, head: bytes, body: Iterable[bytes] = (), read_timeout: float = 30
-) -> tuple[int, bytes, float]:
-    """Send raw bytes; (status or 0, reply body, seconds until the reply). Stops sending once refused."""
-    parts = urlsplit(base_url)
-    started = time.perf_counter()
-    with socket.create_connection(
-        (parts.hostname or "127.0.0.1", parts.port or 80), timeout=read_timeout
-    ) as sock:
-        try:
-            sock.sendall(head)
-            for chunk in body:
-                sock.sendall(chunk)
-        except OSError:
-            pass  # the server refused and closed: read what it said
-        data = b""
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except OSError:
-            pass
-    seconds = time.perf_counter() - started
-    head_part, _, reply = data.partition(b"\r\n\r\n")
-    status = int(head_part.split(b" ", 2)[1]) if head_part.startswith(b"HTTP/") else 0
-    return status, reply, seconds
-
-
 def _tensor(
     dims: list[int], dtype: int = types_pb2.DT_FLOAT, unknown_rank: bool = False, **fields: Any
 ) -> tensor_pb2.TensorProto:
@@ -220,14 +115,6 @@ def _predict(stack: Stack, tensor: tensor_pb2.TensorProto, timeout: float = 60) 
         except grpc.RpcError as exc:
             return exc.code().name, exc.details() or ""  # type: ignore[attr-defined]
     return "OK", ""
-
-
-def _log_lines(stack: Stack) -> dict[str, list[str]]:
-    out = {}
-    for name, proc in (("modelserver", stack.modelserver), ("gateway", stack.gateway)):
-        if proc is not None:
-            out[name] = proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return out
 
 
 def _alive(stack: Stack) -> bool:
@@ -342,21 +229,21 @@ def grpc_tensors(stack: Stack, outcome: Outcome, big_message_bytes: int) -> dict
     for name, tensor in cases:
         with peak_rss(pid) as found:
             code, details = _predict(stack, tensor)
-        worst = max(worst, _grown(found))
+        worst = max(worst, growth(found))
         ok = code == "INVALID_ARGUMENT" and bool(details) and not leaks(details)
         refused += ok
-        outcome.cases.append({"case": f"gRPC tensor: {name}", "status": code, "rss_mib": _grown(found) >> 20})
+        outcome.cases.append({"case": f"gRPC tensor: {name}", "status": code, "rss_mib": growth(found) >> 20})
         outcome.check(ok, f"gRPC tensor {name}: got {code} {details[:160]!r}, expected INVALID_ARGUMENT")
         outcome.check(
-            _grown(found) <= RSS_BOUND_BYTES,
-            f"gRPC tensor {name}: modelserver anonymous RSS grew {_grown(found) >> 20} MiB",
+            growth(found) <= RSS_BOUND_BYTES,
+            f"gRPC tensor {name}: modelserver anonymous RSS grew {growth(found) >> 20} MiB",
         )
     # A large message whose content does not match its shape: refused after parsing, before any copy.
     count = big_message_bytes // 4
     tensor = _tensor([count + 1], tensor_content=b"\0" * (count * 4))
     with peak_rss(pid) as found:
         code, details = _predict(stack, tensor, timeout=300)
-    ratio = round(_grown(found) / big_message_bytes, 2)
+    ratio = round(growth(found) / big_message_bytes, 2)
     outcome.cases.append(
         {"case": f"gRPC {big_message_bytes >> 20} MiB invalid", "status": code, "peak_ratio": ratio}
     )
@@ -383,13 +270,13 @@ def oversized_message(stack: Stack, outcome: Outcome, size: int) -> dict[str, An
         code, _ = _predict(stack, tensor, timeout=300)
     outcome.check(code == "RESOURCE_EXHAUSTED", f"gRPC {size >> 20} MiB message: got {code}")
     outcome.check(
-        _grown(found) <= RSS_BOUND_BYTES,
-        f"gRPC {size >> 20} MiB message: anonymous RSS grew {_grown(found) >> 20} MiB",
+        growth(found) <= RSS_BOUND_BYTES,
+        f"gRPC {size >> 20} MiB message: anonymous RSS grew {growth(found) >> 20} MiB",
     )
     return {
         "grpc_oversized_mib": size >> 20,
         "grpc_oversized_status": code,
-        "grpc_oversized_rss_mib": _grown(found) >> 20,
+        "grpc_oversized_rss_mib": growth(found) >> 20,
     }
 
 
@@ -418,14 +305,14 @@ def decompression_bomb(stack: Stack, outcome: Outcome, inflated: int) -> dict[st
         ok = reply.status_code in body_ok and error_message(reply) is not None
         outcome.check(ok, f"{target} gzip bomb: got {reply.status_code} {reply.text[:160]!r}")
         outcome.check(
-            _grown(found) <= RSS_BOUND_BYTES,
-            f"{target} gzip bomb: anonymous RSS grew {_grown(found) >> 20} MiB",
+            growth(found) <= RSS_BOUND_BYTES,
+            f"{target} gzip bomb: anonymous RSS grew {growth(found) >> 20} MiB",
         )
         outcome.check(
             neighbour.failures == 0, f"{target} gzip bomb: {neighbour.failures} neighbour calls failed"
         )
         figures[f"bomb_{target}_status"] = reply.status_code
-        figures[f"bomb_{target}_rss_mib"] = round(_grown(found) / 2**20, 1)
+        figures[f"bomb_{target}_rss_mib"] = round(growth(found) / 2**20, 1)
         figures[f"bomb_{target}_neighbour_worst_ms"] = neighbour.worst_ms
         figures[f"bomb_{target}_neighbour_median_ms"] = neighbour.median_ms
         figures[f"bomb_{target}_seconds"] = round(reply.elapsed.total_seconds(), 2)
@@ -450,13 +337,13 @@ def header_limits(stack: Stack, outcome: Outcome, header_bytes: int) -> dict[str
                 ) as neighbour,
                 peak_rss(pid) as found,
             ):
-                status, body, seconds = _raw_http(base, head, filler)
+                status, body, seconds = raw_http(base, head, filler)
             outcome.check(
                 status == expected, f"{target} {name}: got {status} {body[:120]!r}, expected {expected}"
             )
             outcome.check(
-                _grown(found) <= RSS_BOUND_BYTES,
-                f"{target} {name}: anonymous RSS grew {_grown(found) >> 20} MiB",
+                growth(found) <= RSS_BOUND_BYTES,
+                f"{target} {name}: anonymous RSS grew {growth(found) >> 20} MiB",
             )
             outcome.check(
                 neighbour.failures == 0, f"{target} {name}: {neighbour.failures} neighbour calls failed"
@@ -506,18 +393,18 @@ def streamed_body(stack: Stack, outcome: Outcome, body_bytes: int) -> dict[str, 
         ),
     ):
         with peak_rss(pid) as found:
-            status, reply, seconds = _raw_http(stack.gateway_url, head, body)
+            status, reply, seconds = raw_http(stack.gateway_url, head, body)
         expected = 400 if name == "multipart part header" else 413
         outcome.check(
             status == expected,
             f"gateway {name} of {body_bytes >> 20} MiB: got {status} {reply[:120]!r}, expected {expected}",
         )
         outcome.check(
-            _grown(found) <= RSS_BOUND_BYTES, f"gateway {name}: anonymous RSS grew {_grown(found) >> 20} MiB"
+            growth(found) <= RSS_BOUND_BYTES, f"gateway {name}: anonymous RSS grew {growth(found) >> 20} MiB"
         )
         key = name.replace(" ", "_")
         figures[f"{key}_status"] = status
-        figures[f"{key}_rss_mib"] = round(_grown(found) / 2**20, 1)
+        figures[f"{key}_rss_mib"] = round(growth(found) / 2**20, 1)
         figures[f"{key}_seconds"] = round(seconds, 2)
     return figures
 
@@ -557,7 +444,7 @@ def slow_clients(stack: Stack, outcome: Outcome) -> dict[str, Any]:
                 BODY_TIMEOUT,
             ),
         ):
-            status, _, seconds = _raw_http(base, head, body, read_timeout=limit * 10)
+            status, _, seconds = raw_http(base, head, body, read_timeout=limit * 10)
             ok = status in (408, 0) and seconds < limit * 6
             outcome.check(ok, f"{target} {name}: held {seconds:.1f} s (status {status}); timeout {limit} s")
             figures[f"{target}_{name.replace(' ', '_')}_closed_after_s"] = round(seconds, 1)
@@ -566,7 +453,7 @@ def slow_clients(stack: Stack, outcome: Outcome) -> dict[str, Any]:
 
 def log_amplification(stack: Stack, outcome: Outcome, aborted: int) -> dict[str, Any]:
     """Corrupt gRPC messages and aborted uploads: at most one log line each, rate-limited, no traceback."""
-    before = {name: len(lines) for name, lines in _log_lines(stack).items()}
+    before = {name: len(lines) for name, lines in log_lines(stack).items()}
     with grpc.insecure_channel(stack.grpc_target) as channel:
         call = channel.unary_unary(
             "/tensorflow.serving.PredictionService/Predict",
@@ -583,7 +470,7 @@ def log_amplification(stack: Stack, outcome: Outcome, aborted: int) -> dict[str,
                     codes.add(exc.code().name)  # type: ignore[attr-defined]
     for base in (stack.rest_url, stack.gateway_url):  # malformed HTTP: uvicorn warns once per request
         for _ in range(30):
-            _raw_http(base, b"GARBAGE \x00\x01 HTTP/9.9\r\n\r\n", read_timeout=10)
+            raw_http(base, b"GARBAGE \x00\x01 HTTP/9.9\r\n\r\n", read_timeout=10)
     netloc = urlsplit(stack.gateway_url).netloc.encode()
     for index in range(aborted):
         head = (
@@ -601,7 +488,7 @@ def log_amplification(stack: Stack, outcome: Outcome, aborted: int) -> dict[str,
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )  # RST
     time.sleep(1.0)
-    after = _log_lines(stack)
+    after = log_lines(stack)
     new = {name: after[name][before.get(name, 0) :] for name in after}
     tracebacks = {name: sum(_TRACEBACK in line for line in lines) for name, lines in new.items()}
     lines = {name: len(lines) for name, lines in new.items()}

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from reliability.amplification import TINY_STRINGS, examples, string_tensors
-from reliability.attack import _raw_http
+from reliability.harness import raw_http
 from reliability.http2 import idle_streams, ping_flood, rapid_reset
 from reliability.measured import measured
 from reliability.outcome import Outcome
@@ -153,7 +153,7 @@ def dripped_body(stack: Stack, outcome: Outcome) -> dict[str, Any]:
         b"Content-Length: 100000\r\n\r\n"
     )
     with measured(stack, outcome, "dripped_body", figures):
-        status, _, seconds = _raw_http(stack.rest_url, head, drip(), read_timeout=BODY_DEADLINE * 10)
+        status, _, seconds = raw_http(stack.rest_url, head, drip(), read_timeout=BODY_DEADLINE * 10)
     figures["dripped_body"].update({"status": status, "closed_after_s": round(seconds, 1)})
     outcome.check(
         status == 408, f"dripped body: status {status} after {seconds:.1f} s (deadline {BODY_DEADLINE})"

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reliability.attack import HOUSING, RSS_BOUND_BYTES, Neighbour, _raw_http, control_token, peak_rss
+from reliability.attack import HOUSING, RSS_BOUND_BYTES, control_token
+from reliability.harness import Neighbour, peak_rss, raw_http
 from reliability.outcome import Outcome
 from reliability.probes import usage
 from reliability.replies import error_message
@@ -151,7 +152,7 @@ def many_files(stack: Stack, outcome: Outcome, files: int, file_bytes: int) -> d
         yield chunk(b"--b--\r\n") + b"0\r\n\r\n"
 
     def send() -> tuple[int, str]:
-        status, reply, _ = _raw_http(stack.gateway_url, head, body(), read_timeout=120)
+        status, reply, _ = raw_http(stack.gateway_url, head, body(), read_timeout=120)
         return status, reply.decode(errors="replace")[:200]
 
     figures = _measured(stack, outcome, "many files", send, {413})
@@ -239,7 +240,7 @@ def slow_drip(gateway_url: str, outcome: Outcome, seconds: float) -> dict[str, A
             time.sleep(1.0)
             yield b" "
 
-    status, _, held = _raw_http(gateway_url, head, drip(), read_timeout=seconds * 2)
+    status, _, held = raw_http(gateway_url, head, drip(), read_timeout=seconds * 2)
     ok = status in (408, 0) and held < DEADLINE_S + 3
     outcome.check(ok, f"slow drip: held {held:.1f} s (status {status}); deadline {DEADLINE_S} s")
     return {"slow_drip_status": status, "slow_drip_closed_after_s": round(held, 1), "deadline_s": DEADLINE_S}

@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 import httpx
 
-from reliability.attack import HOUSING, Neighbour, _grown, _log_lines, peak_rss
+from reliability.attack import HOUSING
+from reliability.harness import Neighbour, growth, log_lines, peak_rss
 from reliability.outcome import Outcome
 from reliability.payloads import HOUSING_RECORD
 from reliability.probes import usage
@@ -104,21 +105,21 @@ def gzip_post(url: str, document: Any) -> tuple[int, int]:
 def measured(stack: Stack, outcome: Outcome, name: str, figures: dict[str, Any]) -> Iterator[None]:
     """Run one class between neighbours; record peak and kept RssAnon, neighbour errors, log volume."""
     pid = stack.pids()["modelserver"]
-    before = {n: len(lines) for n, lines in _log_lines(stack).items()}
+    before = {n: len(lines) for n, lines in log_lines(stack).items()}
     gateway = Neighbour(f"{stack.gateway_url}{HOUSING}", {"records": [HOUSING_RECORD]})
     with gateway, GrpcNeighbour(stack.grpc_target) as direct, peak_rss(pid) as found:
         started = found["start"]
         yield
     time.sleep(2.0)  # what is kept once the refused requests are gone (recorded, never a pass condition)
     kept = usage(pid).anon_bytes - started
-    new = {n: lines[before.get(n, 0) :] for n, lines in _log_lines(stack).items()}
+    new = {n: lines[before.get(n, 0) :] for n, lines in log_lines(stack).items()}
     lines = sum(len(v) for v in new.values())
     tracebacks = sum(_TRACEBACK in line for v in new.values() for line in v)
     errors = gateway.failures + len(direct.errors)
     worst = max([*gateway.latencies, *direct.latencies], default=0.0)
     figures[name] = {
         **figures.get(name, {}),
-        "rss_anon_peak_mib": round(_grown(found) / MIB, 1),
+        "rss_anon_peak_mib": round(growth(found) / MIB, 1),
         "rss_anon_kept_mib": round(kept / MIB, 1),
         "neighbour_requests": len(gateway.latencies) + len(direct.latencies),
         "neighbour_errors": errors,
@@ -127,7 +128,7 @@ def measured(stack: Stack, outcome: Outcome, name: str, figures: dict[str, Any])
         "log_lines": lines,
         "tracebacks": tracebacks,
     }
-    outcome.check(_grown(found) < RSS_BOUND_BYTES, f"{name}: RssAnon +{_grown(found) / MIB:.0f} MiB at peak")
+    outcome.check(growth(found) < RSS_BOUND_BYTES, f"{name}: RssAnon +{growth(found) / MIB:.0f} MiB at peak")
     outcome.check(kept < RSS_BOUND_BYTES, f"{name}: RssAnon +{kept / MIB:.0f} MiB kept afterwards")
     outcome.check(errors == 0, f"{name}: {errors} neighbour errors ({sorted(set(direct.errors))})")
     outcome.check(tracebacks == 0, f"{name}: {tracebacks} tracebacks in the logs")

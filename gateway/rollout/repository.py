@@ -8,15 +8,23 @@ working directory: the repository root locally, ``/`` in the containers - tried 
 Contract for files of a version (``version_file``): only models with a configured base path, only integer
 versions, only the published file names the callers ask for; the resolved path must stay under the model's
 resolved base path (a symlink leading out of it is refused), so no request can read anything else.
+
+``card_contract`` gives the ``contract`` section of a version's model card (``model_card.json``), or None when
+there is no readable card or it has none: the gateway's contract for versions served without the ``contract``
+signature (a TF Lite version, gateway.upstream.contract).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import ModelFileNotFound
 
-__all__ = ["ModelRepository"]
+__all__ = ["CARD_FILE", "ModelRepository"]
+
+CARD_FILE = "model_card.json"
 
 
 class ModelRepository:
@@ -65,3 +73,12 @@ class ModelRepository:
         if not path.is_relative_to(root) or not path.is_file():
             raise ModelFileNotFound(name, version, filename, "no such file in the model repository")
         return path
+
+    def card_contract(self, name: str, version: int) -> dict[str, Any] | None:
+        """The ``contract`` object of ``<base>/<version>/model_card.json``, or None (module docstring)."""
+        try:
+            card = json.loads(self.version_file(name, version, CARD_FILE).read_bytes())
+        except (ModelFileNotFound, OSError, ValueError):
+            return None
+        contract = card.get("contract") if isinstance(card, dict) else None
+        return contract if isinstance(contract, dict) else None

@@ -30,6 +30,7 @@ from gateway.routes.inference import (
     ERRORS,
     _answered,
     _client,
+    _unloading,
 )
 from gateway.routes.inputs import Inputs, input_tensors, read_inputs
 from gateway.routes.query import LabelQuery, VersionQuery, check_choice
@@ -63,10 +64,16 @@ def _int32(values: list[int], dims: list[int]) -> tensor_pb2.TensorProto:
 def _section(name: str, info: ModelInfo) -> dict[str, Any]:
     section = info.contract.get("explain")
     key = section.get("signature") if isinstance(section, dict) else None
-    if not isinstance(section, dict) or not key or key not in info.signatures:
+    if not isinstance(section, dict) or not key:
         raise BadRequest(
             f"model {name!r} version {info.version} has no explain signature (its contract names none); "
             "export it again with a current `python -m export` to get one"
+        )
+    if key not in info.signatures:  # e.g. a TF Lite version: it serves only what its model.tflite holds
+        raise BadRequest(
+            f"model {name!r} version {info.version} does not serve its explain signature {key!r} (it serves "
+            f"{', '.join(sorted(info.signatures)) or 'none'}; a TF Lite version serves only the signatures "
+            "of its model.tflite)"
         )
     return section
 
@@ -271,12 +278,17 @@ async def explain_reply(
     services.catalog.check_model(name)
     inputs = await read_inputs(request, services)
     traffic = services.traffic
-    choice = traffic.choose(name, request.headers, *picked, _client(request))
-    reply = await traffic.record(choice, _answer(services, name, inputs, choice.version, choice.label, query))
-    if reply is None:  # the canary's answer was refused: the stable version answers
-        reply = await traffic.fallback(choice, _answer(services, name, inputs, choice.stable, None, query))
-    if choice.shadow is not None:
-        traffic.compare(choice, reply, _answer(services, name, inputs, choice.shadow, None, query))
+    with _unloading(services, name):  # removed while the request ran: 404, as every later request
+        choice = traffic.choose(name, request.headers, *picked, _client(request))
+        reply = await traffic.record(
+            choice, _answer(services, name, inputs, choice.version, choice.label, query)
+        )
+        if reply is None:  # the canary's answer was refused: the stable version answers
+            reply = await traffic.fallback(
+                choice, _answer(services, name, inputs, choice.stable, None, query)
+            )
+        if choice.shadow is not None:
+            traffic.compare(choice, reply, _answer(services, name, inputs, choice.shadow, None, query))
     if query[0] == "png":
         return Response(base64.b64decode(reply.predictions[0].heatmap or ""), media_type="image/png")
     return reply

@@ -107,6 +107,6 @@ async def model_detail(
             for key, sig in info.signatures.items()
         },
         contract=info.contract,
-        contract_source="signature" if info.from_signature else "derived",
+        contract_source=info.source,
         versions=versions,
     )

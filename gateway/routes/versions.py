@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from gateway.deps import Services, ServicesDep
 from gateway.errors import ModelFileInvalid, ModelFileNotFound
+from gateway.rollout.repository import CARD_FILE
 from gateway.schemas import ErrorBody, ModelCard
 
 router = APIRouter(tags=["models"])
-CARD_FILE = "model_card.json"
 CURVES_FILE = "training_curves.png"
 _VERSION = re.compile(r"^[0-9]{1,18}$")
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -5,48 +5,36 @@ Contract
 - **Routing.** Each model is served by one model server address: ``Settings.server_for(model)``
   (``GATEWAY_MODEL_SERVERS``, else ``GATEWAY_DEFAULT_MODEL_SERVER``), a name that may resolve to every replica
   (gRPC's ``round_robin`` spreads calls over them), or by the list of replicas in ``GATEWAY_MODEL_REPLICAS``
-  (calls take turns among those in rotation, see Failover). ``replicas(model)`` resolves every replica to one ``ip:port`` each (all A/AAAA records
-  of the name) for calls that must reach each one: status, metadata and config reloads accept
-  ``address=``. The client never assumes anything beyond
+  (calls take turns among those in rotation, see Failover). ``replicas(model)`` resolves every replica to one
+  ``ip:port`` each (all A/AAAA records of the name) for calls that must reach each one: status, metadata and
+  config reloads accept ``address=``. The client never assumes anything beyond
   ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``, so it works unchanged
   against the official ``tensorflow_model_server`` and against ``modelserver/``.
-- **Channels** (``gateway.upstream.channels``). ``GATEWAY_CHANNELS_PER_SERVER`` shared ``grpc.aio`` channels per address (default 4), each
-  its own connection, created lazily on first use inside the running event loop and reused by every request
-  in turn (gRPC multiplexes concurrent calls over each and reconnects by itself). A model server with
-  several processes on one port (``--num_workers``) serves each connection from one of them, so this is
-  what spreads one gateway's calls over its workers.
-  ``close()`` closes them all; call it once at shutdown. Not thread-safe: use it from one event loop.
+- **Channels** (``gateway.upstream.channels``). ``GATEWAY_CHANNELS_PER_SERVER`` shared ``grpc.aio`` channels
+  per address (default 4), each its own connection, created lazily on first use inside the running event loop
+  and reused by every request in turn (gRPC multiplexes concurrent calls over each and reconnects by itself).
+  A model server with several processes on one port (``--num_workers``) serves each connection from one of
+  them, so this is what spreads one gateway's calls over its workers. ``close()`` closes them all; call it
+  once at shutdown. Not thread-safe: use it from one event loop.
 - **Deadlines.** Every call has one: ``GATEWAY_TIMEOUT_SECONDS`` for Predict/Classify/Regress,
   ``GATEWAY_METADATA_TIMEOUT_SECONDS`` for metadata, status and config reloads. An expired deadline raises
   ``UpstreamError(DEADLINE_EXCEEDED)`` (HTTP 504).
 - **Retries.** UNAVAILABLE (server down, restarting, connection refused) is retried: at most
-  ``GATEWAY_RETRIES`` extra attempts, sleeping ``GATEWAY_RETRY_BACKOFF_SECONDS * 2**attempt`` between them
-  (no sleep when the next attempt goes to another replica in rotation). All calls made are idempotent
+  ``GATEWAY_RETRIES`` extra attempts, sleeping ``GATEWAY_RETRY_BACKOFF_SECONDS * 2**attempt`` between them (no
+  sleep when the next attempt goes to another replica in rotation). All calls made are idempotent
   (HandleReloadConfigRequest sets the whole config, so repeating it is harmless).
-- **Failover** (``gateway.upstream.replicas``; a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
-  ``address``). While another replica is in rotation, an attempt gets ``GATEWAY_FAILOVER_TIMEOUT_SECONDS``
-  (the rest of the call's deadline otherwise); an attempt cut by it (a hung or partitioned replica) or
-  failing UNAVAILABLE is retried at once on another replica - Predict, Classify, Regress and metadata are
-  idempotent - and its replica leaves the rotation (passive health) for ``GATEWAY_EJECT_SECONDS``. NOT_FOUND
-  is retried on another replica in rotation too (one still converging may not have the version yet; the
-  replica stays in rotation). ``watch()``
-  (run by the app) probes every listed replica each ``GATEWAY_HEALTH_INTERVAL_SECONDS`` with
-  ``grpc.health.v1.Health/Check`` under ``GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS`` (active health): one that
-  answers (SERVING, or UNIMPLEMENTED from a server without the health service, e.g. TF Serving) is back in
-  rotation (after a call failed on it: once a hold of 1 s, doubling per failure in a row, has passed), one
-  that does not (or NOT_SERVING) is taken out. With every replica out, calls still go
-  to them in turn (better a try than a refusal). A model behind one DNS name relies on gRPC's round_robin,
-  which drops addresses whose connection fails, not hung ones: list the replicas for failover.
+- **Failover** (a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
+  ``address``): an attempt on a hung, partitioned or failing replica is retried at once on another one, and
+  health checks take replicas out of rotation and back; the rules are ``gateway.upstream.replicas``'.
 - **Sizes.** Send and receive limits are ``GATEWAY_MAX_MESSAGE_BYTES`` (the gRPC default of 4 MiB is too small
   for image batches).
 - **Protocols.** A model is called over TF Serving's APIs unless ``GATEWAY_MODEL_PROTOCOLS`` says ``oip``:
   then over the Open Inference Protocol's ``inference.GRPCInferenceService`` (Triton, KServe runtimes, our
-  modelserver), translated by ``gateway.upstream.oip`` so callers always get TF Serving's reply messages. Classify,
-  Regress and config reloads exist only in TF Serving's API.
+  modelserver), translated by ``gateway.upstream.oip`` so callers always get TF Serving's reply messages.
+  Classify, Regress and config reloads exist only in TF Serving's API.
 - **Errors.** Every gRPC failure is raised as ``gateway.errors.UpstreamError`` carrying the gRPC code and the
   server's message; nothing else escapes. Latency, errors and retries are counted in ``gateway.metrics``.
 """
-# long: 452 lines: the OIP path (_infer, _oip_status) is the next cut (a clean one now that traces has landed)
 
 from __future__ import annotations
 
@@ -68,7 +56,6 @@ from gateway.upstream import DEFAULT_SIGNATURE, oip
 from gateway.upstream.channels import Server
 from gateway.upstream.coalesce import Coalescer
 from gateway.upstream.replicas import Rotation, split_address
-from oip_protos import grpc_predict_v2_pb2
 from tfs_protos.tensorflow.core.example import example_pb2
 from tfs_protos.tensorflow.core.framework import tensor_pb2
 from tfs_protos.tensorflow_serving.apis import (
@@ -201,11 +188,28 @@ class ModelClient(Rotation):
                     if not (failover is not None and self._spare(failover, tried)):
                         await asyncio.sleep(self._settings.retry_backoff_seconds * 2**attempt)
                     continue
-                raise UpstreamError(code, _clean(exc.details()), address=address) from None
+                raise UpstreamError.from_rpc(exc, address) from None
             self._metrics.upstream_latency.labels(address, method).observe(time.perf_counter() - started)
             self._strikes.pop(address, None)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _to_model(
+        self,
+        model: str,
+        method: str,
+        call: Callable[[Server, float], Awaitable[T]],
+        timeout: float,  # noqa: ASYNC109 - the call's gRPC deadline
+        address: str | None = None,
+    ) -> T:
+        """``call`` on ``address``, or on the model's replicas in turn (with failover) when it is None."""
+        return await self._call(
+            lambda tried: address or self.address_for(model, tried),
+            method,
+            call,
+            timeout,
+            failover=None if address else model,
+        )
 
     async def predict(
         self,
@@ -231,37 +235,9 @@ class ModelClient(Rotation):
     async def _predict(
         self, call: _PredictCall, inputs: Mapping[str, tensor_pb2.TensorProto]
     ) -> predict_pb2.PredictResponse:
+        timeout = call.timeout or self._settings.timeout_seconds
         if self._oip(call.model):
-            return await self._infer(call, inputs)
-        request = predict_pb2.PredictRequest(
-            model_spec=model_spec(call.model, call.version, call.label, call.signature),
-            output_filter=list(call.output_filter),
-        )
-        for name, tensor in inputs.items():
-            request.inputs[name].CopyFrom(tensor)
-        if tracing.TRACER is not None:
-            with tracing.span("upstream call", model=call.model):
-                md = tracing.metadata()
-                return await self._call(
-                    lambda tried: call.address or self.address_for(call.model, tried),
-                    "Predict",
-                    lambda server, t: server.prediction.Predict(request, timeout=t, metadata=md),
-                    call.timeout or self._settings.timeout_seconds,
-                    failover=None if call.address else call.model,
-                )
-        return await self._call(
-            lambda tried: call.address or self.address_for(call.model, tried),
-            "Predict",
-            lambda server, t: server.prediction.Predict(request, timeout=t),
-            call.timeout or self._settings.timeout_seconds,
-            failover=None if call.address else call.model,
-        )
-
-    async def _infer(
-        self, call: _PredictCall, inputs: Mapping[str, tensor_pb2.TensorProto]
-    ) -> predict_pb2.PredictResponse:
-        try:
-            request = oip.infer_request(
+            infer = oip.infer_request(
                 call.model,
                 inputs,
                 version=call.version,
@@ -269,19 +245,28 @@ class ModelClient(Rotation):
                 signature=call.signature,
                 output_filter=call.output_filter,
             )
-        except ValueError as exc:
-            raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        reply = await self._call(
-            lambda tried: call.address or self.address_for(call.model, tried),
-            "ModelInfer",
-            lambda server, t: server.oip.ModelInfer(request, timeout=t),
-            call.timeout or self._settings.timeout_seconds,
-            failover=None if call.address else call.model,
+            return await self._to_model(
+                call.model,
+                "ModelInfer",
+                lambda server, t: oip.infer(server, infer, call.signature, t),
+                timeout,
+                call.address,
+            )
+        request = predict_pb2.PredictRequest(
+            model_spec=model_spec(call.model, call.version, call.label, call.signature),
+            output_filter=list(call.output_filter),
         )
-        try:
-            return oip.predict_response(reply, call.model, call.signature)
-        except ValueError as exc:
-            raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from None
+        for name, tensor in inputs.items():
+            request.inputs[name].CopyFrom(tensor)
+        with tracing.span("upstream call", model=call.model):  # both no-ops when tracing is off
+            md = tracing.metadata()
+            return await self._to_model(
+                call.model,
+                "Predict",
+                lambda server, t: server.prediction.Predict(request, timeout=t, metadata=md),
+                timeout,
+                call.address,
+            )
 
     async def classify(
         self,
@@ -293,15 +278,13 @@ class ModelClient(Rotation):
         signature: str = "classify",
     ) -> classification_pb2.ClassificationResponse:
         request = classification_pb2.ClassificationRequest(
-            model_spec=model_spec(model, version, label, signature),
-            input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
+            model_spec=model_spec(model, version, label, signature), input=_example_list(examples)
         )
-        return await self._call(
-            lambda tried: self.address_for(model, tried),
+        return await self._to_model(
+            model,
             "Classify",
             lambda server, t: server.prediction.Classify(request, timeout=t),
             self._settings.timeout_seconds,
-            failover=model,
         )
 
     async def regress(
@@ -314,15 +297,13 @@ class ModelClient(Rotation):
         signature: str = "regress",
     ) -> regression_pb2.RegressionResponse:
         request = regression_pb2.RegressionRequest(
-            model_spec=model_spec(model, version, label, signature),
-            input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))),
+            model_spec=model_spec(model, version, label, signature), input=_example_list(examples)
         )
-        return await self._call(
-            lambda tried: self.address_for(model, tried),
+        return await self._to_model(
+            model,
             "Regress",
             lambda server, t: server.prediction.Regress(request, timeout=t),
             self._settings.timeout_seconds,
-            failover=model,
         )
 
     async def metadata(
@@ -336,30 +317,23 @@ class ModelClient(Rotation):
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """Metadata from ``address``, or from the model's replicas in rotation (with failover)."""
         deadline = timeout or self._settings.metadata_timeout_seconds
-        failover = None if address else model
         if self._oip(model):
-            reply = await self._call(
-                lambda tried: address or self.address_for(model, tried),
+            return await self._to_model(
+                model,
                 "ModelMetadata",
-                lambda server, t: server.oip.ModelMetadata(
-                    grpc_predict_v2_pb2.ModelMetadataRequest(
-                        name=model, version=oip.version_string(version, label)
-                    ),
-                    timeout=t,
-                ),
+                lambda server, t: oip.metadata(server, model, version, label, t),
                 deadline,
-                failover,
+                address,
             )
-            return oip.metadata_response(reply, model, version)
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=model_spec(model, version, label), metadata_field=["signature_def"]
         )
-        return await self._call(
-            lambda tried: address or self.address_for(model, tried),
+        return await self._to_model(
+            model,
             "GetModelMetadata",
             lambda server, t: server.prediction.GetModelMetadata(request, timeout=t),
             deadline,
-            failover,
+            address,
         )
 
     async def status(
@@ -375,7 +349,7 @@ class ModelClient(Rotation):
 
         def call(server: Server, t: float) -> Awaitable[get_model_status_pb2.GetModelStatusResponse]:
             if self._oip(model):
-                return self._oip_status(server, model, version, t)
+                return oip.status(server, model, version, t)
             return server.models.GetModelStatus(request, timeout=t)  # type: ignore[no-any-return]
 
         if not retry:  # readiness probes answer at once
@@ -387,36 +361,12 @@ class ModelClient(Rotation):
             timeout or self._settings.metadata_timeout_seconds,
         )
 
-    @staticmethod
-    async def _oip_status(
-        server: Server,
-        model: str,
-        version: int | None,
-        timeout: float,  # noqa: ASYNC109 - each call's gRPC deadline
-    ) -> get_model_status_pb2.GetModelStatusResponse:
-        """Status over OIP: the versions ModelMetadata lists (or the one asked for), AVAILABLE when ready."""
-        if version is None:
-            metadata = await server.oip.ModelMetadata(
-                grpc_predict_v2_pb2.ModelMetadataRequest(name=model), timeout=timeout
-            )
-            versions = [v for v in metadata.versions if v.isdigit()]
-        else:
-            versions = [str(version)]
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for text in versions:
-            ready = await server.oip.ModelReady(
-                grpc_predict_v2_pb2.ModelReadyRequest(name=model, version=text), timeout=timeout
-            )
-            state = 30 if ready.ready else 0  # AVAILABLE / UNKNOWN
-            response.model_version_status.add(version=int(text), state=state)
-        return response
-
     async def _call_once(self, address: str, method: str, call: Callable[[Server, float], Awaitable[T]]) -> T:
         try:
             return await call(self._server(address), self._settings.metadata_timeout_seconds)
         except grpc.aio.AioRpcError as exc:
             self._metrics.upstream_errors.labels(address, method, exc.code().name).inc()
-            raise UpstreamError(exc.code(), _clean(exc.details()), address=address) from None
+            raise UpstreamError.from_rpc(exc, address) from None
 
     async def reload_config(
         self,
@@ -435,18 +385,8 @@ class ModelClient(Rotation):
             timeout or max(self._settings.metadata_timeout_seconds, 30.0),
         )
         if reply.status.error_code != 0:
-            raise UpstreamError(
-                _status_code(reply.status.error_code), reply.status.error_message, address=address
-            )
+            raise UpstreamError.from_status(reply.status.error_code, reply.status.error_message, address)
 
 
-def _status_code(value: int) -> grpc.StatusCode:
-    for code in grpc.StatusCode:
-        if code.value[0] == value:
-            return code
-    return grpc.StatusCode.UNKNOWN
-
-
-def _clean(details: str | None) -> str:
-    # gRPC's own connection errors are long multi-line strings; the first line says what happened.
-    return (details or "").strip().splitlines()[0][:500] if details else ""
+def _example_list(examples: Sequence[example_pb2.Example]) -> input_pb2.Input:
+    return input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples)))

@@ -12,8 +12,13 @@ resolution is cached only for ``RESOLVE_TTL_SECONDS``; replies always name the v
 own reply, never from this cache. With several replicas, the ``contract`` call goes to a replica that serves
 the version the metadata named: during a rollout one replica may serve a new version before the others.
 
-Fallback: a model without a ``contract`` signature (any SavedModel served by TF Serving) still works: the
-contract is derived from ``serving_default`` (else the first predict signature with inputs) - a float32
+Without a ``contract`` signature: a TF Lite version (``--prefer_tflite_model``) serves only the SignatureDefs
+written into its ``model.tflite``, on TF Serving's TfLiteSession as on ours, and the export writes
+``serving_default`` alone (the contract has no TF Lite form). Such a version takes the contract from its model
+card (``card``: the ``contract`` section of ``model_card.json``, read from the model repository when the
+gateway can read it, gateway.rollout.repository), provided its predict signature is served with exactly the
+inputs it names. Otherwise (any SavedModel served by TF Serving, or no readable card) the contract is derived
+from ``serving_default`` (else the first predict signature with inputs) - a float32
 ``[-1,H,W,C]`` input (C = 1 or 3) is an image scaled to [0, 1], a uint8 one takes the pixel levels, a string
 ``[-1]`` or ``[-1,1]`` input is text, float32 ``[-1]`` / ``[-1,1]`` inputs are tabular features, anything else
 is ``kind: other`` (with why) - and labels are class indices. The typed form and the rule that maps a request
@@ -27,8 +32,9 @@ import functools
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -39,10 +45,23 @@ from gateway.upstream.spec import FEATURE_DTYPES, ROW_SHAPES, Contract
 from gateway.upstream.tensors import dtype_name, to_list
 from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
-__all__ = ["ContractStore", "ModelInfo", "SignatureInfo", "TensorSpec", "derive_contract"]
+__all__ = [
+    "CardReader",
+    "ContractSource",
+    "ContractStore",
+    "ModelInfo",
+    "SignatureInfo",
+    "TensorSpec",
+    "card_fits",
+    "derive_contract",
+]
 
 RESOLVE_TTL_SECONDS = 2.0
 CONTRACT_SIGNATURE = "contract"
+# Where a version's contract came from: its ``contract`` signature, its model card, or its signatures alone.
+ContractSource = Literal["signature", "card", "derived"]
+# (model, version) -> the ``contract`` section of that version's model card, or None (blocking file I/O).
+CardReader = Callable[[str, int], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,7 @@ class ModelInfo:
     version: int
     signatures: dict[str, SignatureInfo]
     contract: dict[str, Any]
-    from_signature: bool  # True when read from the ``contract`` signature, False when derived
+    source: ContractSource
     labels: list[str] = field(default_factory=list)
 
     @functools.cached_property
@@ -195,12 +214,28 @@ def derive_contract(name: str, signatures: dict[str, SignatureInfo]) -> dict[str
     return contract
 
 
+def card_fits(contract: dict[str, Any], signatures: dict[str, SignatureInfo]) -> bool:
+    """Whether a model card's contract describes what the version serves: its predict signature is served and
+    takes exactly the inputs the contract names, each of the dtype it says."""
+    predict = contract.get("predict")
+    key = predict.get("signature") if isinstance(predict, dict) else None
+    signature = signatures.get(str(key or DEFAULT_SIGNATURE))
+    inputs = contract.get("inputs")
+    if signature is None or not isinstance(inputs, dict) or set(inputs) != set(signature.inputs):
+        return False
+    return all(
+        not isinstance(entry, dict) or entry.get("dtype") in (None, signature.inputs[name].dtype)
+        for name, entry in inputs.items()
+    )
+
+
 class ContractStore:
     """Looks up :class:`ModelInfo` per (model, version), cached as the module docstring says."""
 
-    def __init__(self, client: ModelClient, cache_size: int) -> None:
+    def __init__(self, client: ModelClient, cache_size: int, card: CardReader | None = None) -> None:
         self._client = client
         self._size = cache_size
+        self._card = card
         self._infos: OrderedDict[tuple[str, int], ModelInfo] = OrderedDict()
         self._resolved: dict[tuple[str, int | None, str | None], tuple[float, int]] = {}
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
@@ -296,8 +331,12 @@ class ContractStore:
                 except json.JSONDecodeError:
                     parsed = None
                 contract = parsed if isinstance(parsed, dict) else None
-        from_signature = contract is not None
+        source: ContractSource = "signature"
+        if contract is None and self._card is not None:
+            contract = await asyncio.to_thread(self._card, model, version)
+            contract = contract if contract is not None and card_fits(contract, signatures) else None
+            source = "card"
         if contract is None:
-            contract = derive_contract(model, signatures)
+            contract, source = derive_contract(model, signatures), "derived"
         labels = [str(x) for x in contract.get("labels") or []]
-        return ModelInfo(model, version, signatures, contract, from_signature, labels)
+        return ModelInfo(model, version, signatures, contract, source, labels)

@@ -11,6 +11,10 @@ Mapping (docs/oip.md):
 - GetModelMetadata -> ModelMetadata, as one ``serving_default`` signature (OIP models have one signature), so
   the gateway derives the model's contract from its inputs (``gateway.upstream.contract.derive_contract``).
 - GetModelStatus -> ModelMetadata's versions, each AVAILABLE when ModelReady says so.
+
+The calls (``infer``, ``metadata``, ``status``) make one attempt on one server; ``ModelClient`` chooses the
+server, retries and fails over, as for TF Serving's API. A request the gateway cannot express over OIP is
+``UpstreamError(INVALID_ARGUMENT)`` before any call, a reply it cannot read ``UpstreamError(UNIMPLEMENTED)``.
 """
 
 from __future__ import annotations
@@ -21,14 +25,31 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import grpc
+
+from gateway.errors import UpstreamError
 from gateway.upstream import DEFAULT_SIGNATURE
+from gateway.upstream.channels import Server
 from gateway.upstream.tensors import by_enum, by_oip, shape_of, shape_proto
 from oip_protos import grpc_predict_v2_pb2 as pb
 from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
-from tfs_protos.tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
+from tfs_protos.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+)
 
-__all__ = ["infer_request", "metadata_response", "predict_response", "version_string"]
+__all__ = [
+    "infer",
+    "infer_request",
+    "metadata",
+    "metadata_response",
+    "predict_response",
+    "status",
+    "version_string",
+]
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 _LENGTH = struct.Struct("<I")
@@ -46,7 +67,8 @@ def _raw(tensor: tensor_pb2.TensorProto) -> tuple[str, bytes]:
     """A TensorProto as (OIP datatype, raw little-endian bytes)."""
     row = by_enum(tensor.dtype)
     if row is None:
-        raise ValueError(f"{types_pb2.DataType.Name(tensor.dtype)} tensors cannot be sent over OIP")
+        message = f"{types_pb2.DataType.Name(tensor.dtype)} tensors cannot be sent over OIP"
+        raise UpstreamError(grpc.StatusCode.INVALID_ARGUMENT, message)
     datatype, code = row.oip, row.typecode
     if code is None:
         return datatype, b"".join(_LENGTH.pack(len(v)) + v for v in tensor.string_val)
@@ -155,4 +177,53 @@ def metadata_response(
     if version is not None or numbers:
         response.model_spec.version.value = version if version is not None else max(numbers)
     response.metadata["signature_def"].Pack(signatures)
+    return response
+
+
+# ---- calls: one attempt on one server (ModelClient retries and fails over) ------------------------------
+
+
+async def infer(
+    server: Server,
+    request: pb.ModelInferRequest,
+    signature: str,
+    timeout: float,  # noqa: ASYNC109 - the attempt's gRPC deadline
+) -> predict_pb2.PredictResponse:
+    """Predict as ModelInfer, answered as TF Serving's PredictResponse."""
+    reply = await server.oip.ModelInfer(request, timeout=timeout)
+    try:
+        return predict_response(reply, request.model_name, signature)
+    except ValueError as exc:
+        raise UpstreamError(grpc.StatusCode.UNIMPLEMENTED, str(exc)) from None
+
+
+async def metadata(
+    server: Server,
+    model: str,
+    version: int | None,
+    label: str | None,
+    timeout: float,  # noqa: ASYNC109 - the attempt's gRPC deadline
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata as ModelMetadata (``metadata_response``)."""
+    request = pb.ModelMetadataRequest(name=model, version=version_string(version, label))
+    return metadata_response(await server.oip.ModelMetadata(request, timeout=timeout), model, version)
+
+
+async def status(
+    server: Server,
+    model: str,
+    version: int | None,
+    timeout: float,  # noqa: ASYNC109 - each call's gRPC deadline
+) -> get_model_status_pb2.GetModelStatusResponse:
+    """Status over OIP: the versions ModelMetadata lists (or the one asked for), AVAILABLE when ready."""
+    if version is None:
+        listed = await server.oip.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=timeout)
+        versions = [v for v in listed.versions if v.isdigit()]
+    else:
+        versions = [str(version)]
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for text in versions:
+        ready = await server.oip.ModelReady(pb.ModelReadyRequest(name=model, version=text), timeout=timeout)
+        state = 30 if ready.ready else 0  # AVAILABLE / UNKNOWN
+        response.model_version_status.add(version=int(text), state=state)
     return response

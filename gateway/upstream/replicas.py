@@ -1,6 +1,22 @@
 """The model client's replica rotation: which replica of a model answers next, passive health (a failed call
-ejects its replica) and active health (``watch()`` probes), and replica discovery (``replicas()``); the
-rules are ``gateway.upstream.client``'s docstring, Routing and Failover. ``ModelClient`` extends ``Rotation``."""
+ejects its replica) and active health (``watch()`` probes), and replica discovery (``replicas()``); routing
+is ``gateway.upstream.client``'s docstring. ``ModelClient`` extends ``Rotation``; its ``_call`` makes the
+attempts.
+
+Failover (a model with two or more replicas in ``GATEWAY_MODEL_REPLICAS``; calls not sent to a given
+``address``). While another replica is in rotation, an attempt gets ``GATEWAY_FAILOVER_TIMEOUT_SECONDS`` (the
+rest of the call's deadline otherwise); an attempt cut by it (a hung or partitioned replica) or failing
+UNAVAILABLE is retried at once on another replica - Predict, Classify, Regress and metadata are idempotent -
+and its replica leaves the rotation (passive health) for ``GATEWAY_EJECT_SECONDS``. NOT_FOUND is retried on
+another replica in rotation too (one still converging may not have the version yet; the replica stays in
+rotation). ``watch()`` (run by the app) probes every listed replica each ``GATEWAY_HEALTH_INTERVAL_SECONDS``
+with ``grpc.health.v1.Health/Check`` under ``GATEWAY_REPLICA_STATUS_TIMEOUT_SECONDS`` (active health): one
+that answers (SERVING, or UNIMPLEMENTED from a server without the health service, e.g. TF Serving) is back in
+rotation (after a call failed on it: once a hold of 1 s, doubling per failure in a row, has passed), one that
+does not (or NOT_SERVING) is taken out. With every replica out, calls still go to them in turn (better a try
+than a refusal). A model behind one DNS name relies on gRPC's round_robin, which drops addresses whose
+connection fails, not hung ones: list the replicas for failover.
+"""
 
 from __future__ import annotations
 

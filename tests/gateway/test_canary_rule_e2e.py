@@ -9,7 +9,6 @@ generous deadlines (hang guards)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,19 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.procs import LOOPBACK, ServerProcess, free_port
-from devtools.servers import Gateway, modelserver_process, start_gateway
+from devtools.procs import ServerProcess
+from devtools.servers import Gateway
 from devtools.tiny_models import half_plus_two
 from gateway.rollout.traffic import in_canary
-from tests.gateway.conftest import ADMIN_TOKEN
+from tests.gateway.half_stack import admin, serving, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-CONFIG = """model_config_list {
-  config { name: "half" base_path: "%s" model_platform: "tensorflow"
-           model_version_policy { specific { versions: 1 } } }
-}
-"""
 DEADLINE_S = 120.0
 NEIGHBOURS = [f"198.51.100.{i}" for i in range(5)]
 ATTACKER = "203.0.113.66"
@@ -50,44 +43,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     half_plus_two(root / "half" / "1", delay=(0.0, 0.01))
     half_plus_two(root / "half" / "2", delay=(0.0, 0.01))  # the same cost per row as 1
     half_plus_two(root / "half" / "3", delay=(0.1, 0.01))  # slow on every call
-    config = root / "models.config"
-    config.write_text(CONFIG % (root / "half"), encoding="utf-8")
-    port = free_port()
-    server = modelserver_process(
-        grpc_port=port,
-        rest_port=None,
-        log_path=root / "modelserver.log",
-        model_config_file=config,
-        extra_flags=["--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1"],
-    ).start()
-    env = {
-        "GATEWAY_MODEL_CONFIG_FILE": str(config),
-        "GATEWAY_DEFAULT_MODEL_SERVER": f"{LOOPBACK}:{port}",
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_STATE_REFRESH_SECONDS": "0.5",
-        "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
-        "GATEWAY_MAX_FILES": str(ATTACK_ROWS),
-    }
-    gateway = start_gateway(env, root / "gateway.log")
-    try:
-        yield Stack(server, gateway)
-    finally:
-        gateway.process.stop()
-        server.stop()
+    config = write_config(root / "models.config", root / "half")
+    env = {"GATEWAY_TRUSTED_PROXIES": "127.0.0.1", "GATEWAY_MAX_FILES": str(ATTACK_ROWS)}
+    with serving(config, root, replicas=1, gateways="a", env=env) as started:
+        yield Stack(started.replicas[0], started.gateways[0])
 
 
 def _wait(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-    raise AssertionError(f"not reached within {DEADLINE_S:.0f} s (a hang guard): {what}")
-
-
-def _admin(s: Stack, method: str, path: str, body: dict | None = None) -> httpx.Response:
-    url = f"{s.gateway.url}/v1/admin/models/half{path}"
-    return httpx.request(method, url, json=body, headers=AUTH, timeout=120)
+    return wait_for(what, check, DEADLINE_S, pause=0)
 
 
 def _predict(s: Stack, client: str, rows: int = 1, key: str | None = None) -> int:
@@ -99,15 +62,15 @@ def _predict(s: Stack, client: str, rows: int = 1, key: str | None = None) -> in
 
 
 def _canary(s: Stack) -> dict[str, Any]:
-    reply = _admin(s, "GET", "")
+    reply = admin(s.gateway, "GET", "")
     assert reply.status_code == 200, reply.text
     return reply.json()["canary"] or {}
 
 
 def _start_canary(s: Stack, version: int) -> None:
     if _canary(s):
-        assert _admin(s, "DELETE", "/canary").status_code == 200
-    started = _admin(s, "PUT", "/canary", {"version": version, "weight": 50})
+        assert admin(s.gateway, "DELETE", "/canary").status_code == 200
+    started = admin(s.gateway, "PUT", "/canary", {"version": version, "weight": 50})
     assert started.status_code == 200, started.text
     _wait("both versions answer", lambda: {_predict(s, NEIGHBOURS[0]) for _ in range(10)} == {1, version})
 
@@ -152,5 +115,7 @@ def test_a_genuinely_slow_canary_is_rolled_back_for_latency(stack: Stack) -> Non
         _wait("the automatic rollback of the slow version", rolled_back)
     canary = _canary(stack)
     assert canary["weight"] == 0 and canary["reason"] == "latency", canary
-    event = next(e for e in reversed(_admin(stack, "GET", "").json()["events"]) if "regressed_clients" in e)
+    event = next(
+        e for e in reversed(admin(stack.gateway, "GET", "").json()["events"]) if "regressed_clients" in e
+    )
     assert event["regressed_clients"] >= 3 and event["canary_clients"] == len(NEIGHBOURS), event

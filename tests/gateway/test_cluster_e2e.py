@@ -7,43 +7,44 @@ never the verdict)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.procs import LOOPBACK, ServerProcess, free_port
-from devtools.servers import Gateway, modelserver_process, start_gateway
+from devtools.procs import LOOPBACK, ServerProcess
+from devtools.servers import Gateway
 from devtools.tiny_models import half_plus_two
 from gateway.rollout.desired import parse_desired
 from gateway.rollout.traffic import in_canary
-from tests.gateway.conftest import ADMIN_TOKEN
+from tests.gateway.half_stack import (
+    AUTH,
+    admin,
+    available,
+    converged_on,
+    half_entry,
+    serving,
+    start_replica,
+    wait_for,
+    write_config,
+)
 from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tfs_protos.tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 RECORD = {"records": [{"x": 2.0}]}
 ANSWER = {1: 3.0, 2: 4.0}
-CONFIG = """model_config_list {
-  config { name: "half" base_path: "%s" model_platform: "tensorflow"
-           model_version_policy { specific { versions: 1 } } }
-}
-"""
-DEADLINE_S = 90.0
 log = logging.getLogger("tests.cluster")
 
 
@@ -57,79 +58,21 @@ class Cluster:
     b: Gateway
 
 
-def _replica(config: Path, port: int, log: Path) -> ServerProcess:
-    """One replica on a fixed port (restarted on the same one), polling the shared models.config."""
-    flags = ["--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1"]
-    return modelserver_process(
-        grpc_port=port, rest_port=None, log_path=log, model_config_file=config, extra_flags=flags
-    ).start()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
     half_plus_two(root / "half" / "1")
     half_plus_two(root / "half" / "2", b=3.0)
     half_plus_two(root / "half" / "3", a=float("nan"))
-    config = root / "models.config"
-    config.write_text(CONFIG % (root / "half"), encoding="utf-8")
-    ports = [free_port(), free_port()]
-    with ThreadPoolExecutor(2) as pool:  # both start at once: each loads TensorFlow
-        replicas = list(pool.map(lambda i: _replica(config, ports[i], root / f"replica{i}.log"), range(2)))
-    addresses = [f"{LOOPBACK}:{p}" for p in ports]
+    config = write_config(root / "models.config", root / "half")
     env = {
-        "GATEWAY_MODEL_CONFIG_FILE": str(config),
-        "GATEWAY_MODEL_REPLICAS": json.dumps({"half": addresses}),
-        "GATEWAY_DEFAULT_MODEL_SERVER": addresses[0],
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_STATE_REFRESH_SECONDS": "0.5",
         "GATEWAY_CANARY_MIN_REQUESTS": "10",
         # the latency rule must not decide a test (no clock does): only errors and NaN roll back here
         "GATEWAY_CANARY_MAX_P99_RATIO": "1000",
         "GATEWAY_CANARY_P99_SLACK_SECONDS": "60",
     }
-    gateways: list[Gateway] = []
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            gateways = list(pool.map(lambda n: start_gateway(env, root / f"gateway-{n}.log"), "ab"))
-        yield Cluster(root, config, replicas, ports, gateways[0], gateways[1])
-    finally:
-        for gw in gateways:
-            gw.process.stop()
-        for replica in replicas:
-            replica.stop()
-
-
-def _half(gw: Gateway) -> dict[str, Any]:
-    models = httpx.get(f"{gw.url}/v1/models", timeout=60).json()["models"]
-    return next(m for m in models if m["name"] == "half")
-
-
-def _available(replica: dict[str, Any]) -> set[int]:
-    return {v["version"] for v in replica["versions"] if v["state"] == "AVAILABLE"}
-
-
-def _wait(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not reached within {DEADLINE_S:.0f} s (a hang guard): {what}")
-
-
-def _converged_on(gw: Gateway, versions: set[int]) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        half = _half(gw)
-        ok = half["converged"] and all(_available(r) == versions for r in half["replicas"])
-        return half if ok and len(half["replicas"]) == 2 else None
-
-    return _wait(f"both replicas serve exactly {versions}", check)  # type: ignore[no-any-return]
-
-
-def _admin(gw: Gateway, method: str, path: str, body: dict | None = None) -> httpx.Response:
-    return httpx.request(method, f"{gw.url}/v1/admin/models/half{path}", json=body, headers=AUTH, timeout=120)
+    with serving(config, root, replicas=2, gateways="ab", env=env) as stack:
+        yield Cluster(root, config, stack.replicas, stack.ports, *stack.gateways)
 
 
 def _predict(gw: Gateway, headers: dict[str, str] | None = None) -> tuple[int, float | None]:
@@ -142,13 +85,13 @@ def _predict(gw: Gateway, headers: dict[str, str] | None = None) -> tuple[int, f
 @pytest.fixture
 def stable_1(cluster: Cluster) -> Cluster:
     """Start each test from version 1 pinned, no label and no canary, converged."""
-    half = _half(cluster.a)
+    half = half_entry(cluster.a)
     if half["canary"] is not None:
-        assert _admin(cluster.a, "DELETE", "/canary").status_code == 200
+        assert admin(cluster.a, "DELETE", "/canary").status_code == 200
     for label in set(half["labels"]) - {"canary"}:
-        assert _admin(cluster.a, "DELETE", f"/labels/{label}").status_code == 200
-    assert _admin(cluster.a, "POST", ":promote", {"version": 1}).status_code == 200
-    _converged_on(cluster.a, {1})
+        assert admin(cluster.a, "DELETE", f"/labels/{label}").status_code == 200
+    assert admin(cluster.a, "POST", ":promote", {"version": 1}).status_code == 200
+    converged_on(cluster.a, {1})
     return cluster
 
 
@@ -156,22 +99,22 @@ def test_promote_through_a_reaches_both_replicas_b_reports_it_and_rollback_throu
     stable_1: Cluster,
 ) -> None:
     c = stable_1
-    promoted = _admin(c.a, "POST", ":promote", {"version": 2})
+    promoted = admin(c.a, "POST", ":promote", {"version": 2})
     assert promoted.status_code == 200, promoted.text
     body = promoted.json()
     assert (
         body["pinned"] == 2 and len(body["replicas"]) == 2 and all(r["reachable"] for r in body["replicas"])
     )
-    assert all(2 in _available(r) for r in body["replicas"])  # the call waited for every replica
-    seen_by_b = _converged_on(c.b, {2})
+    assert all(2 in available(r) for r in body["replicas"])  # the call waited for every replica
+    seen_by_b = converged_on(c.b, {2})
     assert seen_by_b["pinned"] == 2 and seen_by_b["generation"] == body["generation"]
     assert {_predict(c.b)[0] for _ in range(6)} == {2}  # requests take turns over both replicas
     text = c.config.read_text()
     assert "specific" in text and parse_desired(text, lambda _: None).models["half"].pinned == 2
 
-    rolled = _admin(c.b, "POST", ":rollback")
+    rolled = admin(c.b, "POST", ":rollback")
     assert rolled.status_code == 200 and rolled.json()["pinned"] == 1, rolled.text
-    assert _converged_on(c.a, {1})["generation"] == rolled.json()["generation"]
+    assert converged_on(c.a, {1})["generation"] == rolled.json()["generation"]
     assert {_predict(c.a) for _ in range(6)} == {(1, ANSWER[1])}
 
 
@@ -181,19 +124,19 @@ def test_a_replica_stopped_during_a_promote_converges_when_restarted(stable_1: C
     try:
         # requests take turns over the replicas; one that is down is skipped on the retry: none fails
         assert {_predict(c.a) for _ in range(6)} == {(1, ANSWER[1])}
-        promoted = _admin(c.a, "POST", ":promote", {"version": 2})
+        promoted = admin(c.a, "POST", ":promote", {"version": 2})
         assert promoted.status_code == 200, promoted.text
         body = promoted.json()
         reach = sorted(r["reachable"] for r in body["replicas"])
         assert reach == [False, True] and body["converged"] is False
     finally:  # same port: it reads the shared models.config at start, so it serves the pin at once
-        c.replicas[1] = _replica(c.config, c.ports[1], c.root / "replica1-again.log")
-    assert _converged_on(c.b, {2})["pinned"] == 2
+        c.replicas[1] = start_replica(c.config, c.ports[1], c.root / "replica1-again.log")
+    assert converged_on(c.b, {2})["pinned"] == 2
 
 
 def test_concurrent_promotes_through_both_gateways_never_lose_an_update(stable_1: Cluster) -> None:
     c = stable_1
-    start = _half(c.a)["generation"]
+    start = half_entry(c.a)["generation"]
     plans = {c.a.url: [2, 1, 2], c.b.url: [1, 2, 1]}
     results: list[httpx.Response] = []
     lock = threading.Lock()
@@ -217,7 +160,7 @@ def test_concurrent_promotes_through_both_gateways_never_lose_an_update(stable_1
     final = parse_desired(c.config.read_text(), lambda _: None)
     assert final.generation == start + 6
     pinned = final.models["half"].pinned
-    assert _converged_on(c.a, {pinned})["generation"] == _converged_on(c.b, {pinned})["generation"]
+    assert converged_on(c.a, {pinned})["generation"] == converged_on(c.b, {pinned})["generation"]
 
 
 def _metric(gw: Gateway, name: str, **labels: str) -> float:
@@ -232,10 +175,10 @@ def _metric(gw: Gateway, name: str, **labels: str) -> float:
 
 def test_canary_at_10_percent_lands_within_the_binomial_spread(stable_1: Cluster) -> None:
     c = stable_1
-    started = _admin(c.a, "PUT", "/canary", {"version": 2, "weight": 10})
+    started = admin(c.a, "PUT", "/canary", {"version": 2, "weight": 10})
     assert started.status_code == 200, started.text
     assert started.json()["labels"] == {"stable": 1, "canary": 2} and started.json()["canary"]["weight"] == 10
-    _converged_on(c.a, {1, 2})
+    converged_on(c.a, {1, 2})
     # Through B, which learns the split from the shared models.config. n = 1000, p = 0.1: mean 100,
     # sd = sqrt(n p (1 - p)) = 9.5; +-5 sd = +-47 fails a correct split with probability < 1e-6.
     n = 1000
@@ -250,38 +193,40 @@ def test_canary_at_10_percent_lands_within_the_binomial_spread(stable_1: Cluster
         assert side == {2 if in_canary("half", key, 10) else 1}  # sticky, and the same on every gateway
         assert {_predict(c.b, {"X-Canary-Key": key})[0] for _ in range(3)} == side
 
-    shadow = _admin(c.a, "PUT", "/canary", {"version": 2, "weight": 0, "shadow": 100})
+    shadow = admin(c.a, "PUT", "/canary", {"version": 2, "weight": 0, "shadow": 100})
     assert shadow.status_code == 200, shadow.text
     before = _metric(c.a, "gateway_shadow_requests_total", model="half")
     assert {_predict(c.a) for _ in range(20)} == {(1, ANSWER[1])}  # shadow answers are never returned
     # version 2 answers 4.0 where 1 answers 3.0: every compared pair disagrees
-    _wait("shadow comparisons", lambda: _metric(c.a, "gateway_shadow_requests_total", model="half") > before)
+    wait_for(
+        "shadow comparisons", lambda: _metric(c.a, "gateway_shadow_requests_total", model="half") > before
+    )
     assert _metric(c.a, "gateway_shadow_requests_total", model="half", outcome="agree") == 0
     assert _metric(c.a, "gateway_shadow_requests_total", model="half", outcome="disagree") >= 1
 
-    promoted = _admin(c.b, "POST", "/canary:promote")
+    promoted = admin(c.b, "POST", "/canary:promote")
     assert (
         promoted.status_code == 200 and promoted.json()["pinned"] == 2 and promoted.json()["canary"] is None
     )
-    assert _converged_on(c.a, {2})["labels"] == {"stable": 2}
+    assert converged_on(c.a, {2})["labels"] == {"stable": 2}
 
 
 def test_a_nan_candidate_is_rolled_back_automatically_and_no_client_sees_a_failure(stable_1: Cluster) -> None:
     c = stable_1
-    started = _admin(c.a, "PUT", "/canary", {"version": 3, "weight": 50})
+    started = admin(c.a, "PUT", "/canary", {"version": 3, "weight": 50})
     assert started.status_code == 200, started.text
     answers: list[tuple[int, float | None]] = []
 
     def rolled_back() -> bool:
         answers.extend(_predict(c.a) for _ in range(20))
-        canary = _half(c.a)["canary"]
+        canary = half_entry(c.a)["canary"]
         return canary is not None and canary["status"] == "rolled_back"
 
-    _wait("the automatic rollback", rolled_back)
+    wait_for("the automatic rollback", rolled_back)
     assert answers and all(a == (1, ANSWER[1]) for a in answers)  # every reply from the stable version
-    canary = _half(c.b)["canary"]  # B reads the same shared state
+    canary = half_entry(c.b)["canary"]  # B reads the same shared state
     assert canary["weight"] == 0 and canary["status"] == "rolled_back" and canary["reason"] == "error_rate"
-    events = _admin(c.a, "GET", "").json()["events"]
+    events = admin(c.a, "GET", "").json()["events"]
     rollback = next(e for e in reversed(events) if e["kind"] == "canary_auto_rollback")
     assert rollback["version"] == 3 and rollback["canary_error_rate"] > 0.05
     assert _metric(c.a, "gateway_canary_rollbacks_total", model="half", reason="error_rate") == 1
@@ -308,7 +253,7 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(
     stable_1: Cluster, method: str, path: str, body: dict | None, status: int
 ) -> None:
     before = stable_1.config.read_text()
-    reply = _admin(stable_1.a, method, path, body)
+    reply = admin(stable_1.a, method, path, body)
     assert reply.status_code == status, reply.text
     assert reply.json()["error"]["message"]
     assert stable_1.config.read_text() == before
@@ -320,17 +265,19 @@ def test_a_corrupted_config_is_refused_and_the_last_good_state_keeps_serving(sta
     logs = [r.log_path for r in c.replicas]
     c.config.write_text("improperly formatted file")  # another writer breaks it
     try:
-        _wait("both replicas refuse the file", lambda: all("not applied" in p.read_text() for p in logs))
-        half = _wait("gateway A reports the refusal", lambda: (h := _half(c.a))["desired_error"] and h)
+        wait_for("both replicas refuse the file", lambda: all("not applied" in p.read_text() for p in logs))
+        half = wait_for(
+            "gateway A reports the refusal", lambda: (h := half_entry(c.a))["desired_error"] and h
+        )
         assert "fix the file" in half["desired_error"] and half["pinned"] == 1
-        refused = _admin(c.b, "POST", ":promote", {"version": 2})
+        refused = admin(c.b, "POST", ":promote", {"version": 2})
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "desired_state_invalid"
         assert c.config.read_text() == "improperly formatted file"  # nothing written over it
         assert {_predict(c.a) for _ in range(6)} == {(1, ANSWER[1])}
     finally:
         c.config.write_text(good)
-    assert _admin(c.b, "POST", ":promote", {"version": 2}).status_code == 200
-    assert _converged_on(c.a, {2})["desired_error"] is None
+    assert admin(c.b, "POST", ":promote", {"version": 2}).status_code == 200
+    assert converged_on(c.a, {2})["desired_error"] is None
     assert not math.isnan(_predict(c.a)[1] or math.nan)
 
 
@@ -359,11 +306,11 @@ def test_a_replica_changed_behind_the_gateways_back_gets_the_full_desired_config
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
         for _ in range(3):
             stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=rogue), timeout=60)
-            _converged_on(c.b, {1})  # undone: by a gateway, or once by the replica's own poll of the file
+            converged_on(c.b, {1})  # undone: by a gateway, or once by the replica's own poll of the file
             if repairs() > before:
                 break
     assert repairs() > before, "no gateway repaired the replica reloaded by hand"
-    assert _converged_on(c.b, {1})["pinned"] == 1
+    assert converged_on(c.b, {1})["pinned"] == 1
 
 
 def _direct(c: Cluster) -> list[int]:
@@ -403,15 +350,15 @@ def test_back_to_1_after_a_promoted_canary_means_1_answers_everywhere(
     """Issue 24: pinned 1 -> canary 2 at 10 % -> canary promoted -> rollback (or promote 1): version 2 stayed
     loaded under the old ``stable`` label and answered every request that named no version."""
     c = stable_1
-    assert _admin(c.a, "PUT", "/canary", {"version": 2, "weight": 10}).status_code == 200
-    promoted = _admin(c.a, "POST", "/canary:promote")
+    assert admin(c.a, "PUT", "/canary", {"version": 2, "weight": 10}).status_code == 200
+    promoted = admin(c.a, "POST", "/canary:promote")
     assert promoted.status_code == 200 and promoted.json()["labels"] == {"stable": 2}, promoted.text
-    reply = _admin(c.b, *back)
+    reply = admin(c.b, *back)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["pinned"] == 1 and body["labels"] == {"stable": 1}  # stable follows the pin
     assert _served_config(c) == ([1], {"stable": 1})  # nothing above the pin stays loaded
-    half = _converged_on(c.a, {1})
+    half = converged_on(c.a, {1})
     assert half["answers"] == 1 and [r["answers"] for r in half["replicas"]] == [1, 1]  # measured
     assert _direct(c) == [1, 1]
     assert {_predict(g)[0] for g in (c.a, c.b) for _ in range(6)} == {1}
@@ -422,23 +369,23 @@ def test_a_label_above_the_pin_is_refused_and_one_below_keeps_the_pin_answering(
     unversioned request. Now it is a 409 that says why; a label at or below the pin is fine."""
     c = stable_1
     before = c.config.read_text()
-    refused = _admin(c.a, "PUT", "/labels/beta", {"version": 2})
+    refused = admin(c.a, "PUT", "/labels/beta", {"version": 2})
     assert refused.status_code == 409, refused.text
     assert "version 1" in refused.json()["error"]["message"]
     assert c.config.read_text() == before
     assert _direct(c) == [1, 1] and {_predict(c.b)[0] for _ in range(4)} == {1}
 
-    assert _admin(c.a, "POST", ":promote", {"version": 2}).status_code == 200
-    labelled = _admin(c.a, "PUT", "/labels/beta", {"version": 1})
+    assert admin(c.a, "POST", ":promote", {"version": 2}).status_code == 200
+    labelled = admin(c.a, "PUT", "/labels/beta", {"version": 1})
     assert labelled.status_code == 200 and labelled.json()["labels"] == {"beta": 1}, labelled.text
-    half = _converged_on(c.b, {1, 2})
+    half = converged_on(c.b, {1, 2})
     assert half["answers"] == 2 and _direct(c) == [2, 2]
     assert {_predict(c.a)[0] for _ in range(4)} == {2}
     via_label = httpx.post(f"{c.a.url}/v1/models/half:predict?label=beta", json=RECORD, timeout=60)
     assert via_label.status_code == 200 and via_label.json()["version"] == 1, via_label.text
     # rolling back to 1 drops nothing (beta is at 1); promoting 1 keeps beta
-    assert _admin(c.a, "POST", ":promote", {"version": 1}).json()["labels"] == {"beta": 1}
-    assert _converged_on(c.a, {1})["answers"] == 1
+    assert admin(c.a, "POST", ":promote", {"version": 1}).json()["labels"] == {"beta": 1}
+    assert converged_on(c.a, {1})["answers"] == 1
 
 
 def _stopped(pid: int) -> bool:
@@ -460,7 +407,7 @@ def test_a_hung_replica_never_holds_up_admin_calls(stable_1: Cluster) -> None:
 
         def timed(what: str, gw: Gateway, method: str, path: str, body: dict | None = None) -> httpx.Response:
             started = time.monotonic()
-            reply = _admin(gw, method, path, body)
+            reply = admin(gw, method, path, body)
             timings[what] = round(time.monotonic() - started, 2)
             return reply
 
@@ -483,4 +430,4 @@ def test_a_hung_replica_never_holds_up_admin_calls(stable_1: Cluster) -> None:
         assert {_predict(c.a)[0] for _ in range(6)} == {2}
     finally:
         os.killpg(hung.pid, signal.SIGCONT)
-    assert _converged_on(c.b, {1, 2})["answers"] == 2
+    assert converged_on(c.b, {1, 2})["answers"] == 2

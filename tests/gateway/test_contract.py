@@ -26,7 +26,7 @@ def test_image_model_without_contract() -> None:
     contract = derive_contract(
         "img", {"serving_default": _sig({"x": TensorSpec("float32", [-1, 32, 32, 3])})}
     )
-    info = ModelInfo("img", 1, {}, contract, False)
+    info = ModelInfo("img", 1, {}, contract, "derived")
     image = info.spec.for_images()
     assert image.name == "x" and (image.image.height, image.image.width, image.image.channels) == (32, 32, 3)
     assert (image.image.low, image.image.high, image.image.dtype) == (0.0, 1.0, "float32")
@@ -36,7 +36,7 @@ def test_image_model_without_contract() -> None:
 
 def test_text_and_tabular_models_without_contract() -> None:
     text = derive_contract("t", {"serving_default": _sig({"s": TensorSpec("string", [-1])})})
-    assert ModelInfo("t", 1, {}, text, False).spec.for_texts().row_dims(2) == [2]
+    assert ModelInfo("t", 1, {}, text, "derived").spec.for_texts().row_dims(2) == [2]
     tabular = derive_contract(
         "h",
         {
@@ -44,7 +44,7 @@ def test_text_and_tabular_models_without_contract() -> None:
             "regress": _sig({"inputs": TensorSpec("string", [-1])}),
         },
     )
-    info = ModelInfo("h", 1, {}, tabular, False)
+    info = ModelInfo("h", 1, {}, tabular, "derived")
     features = info.spec.for_records()
     assert list(features) == ["a", "b"] and info.task == "regression"
     assert [f.trailing for f in features.values()] == [(), (1,)]
@@ -76,7 +76,7 @@ MAPPINGS = [
 
 @pytest.mark.parametrize(("inputs", "expected"), MAPPINGS)
 def test_requests_map_onto_derived_inputs(inputs: dict[str, TensorSpec], expected: dict[str, str]) -> None:
-    spec = ModelInfo("m", 1, {}, derive_contract("m", {"serving_default": _sig(inputs)}), False).spec
+    spec = ModelInfo("m", 1, {}, derive_contract("m", {"serving_default": _sig(inputs)}), "derived").spec
     build = {"images": spec.for_images, "texts": spec.for_texts, "records": spec.for_records}
     for sent, want in expected.items():
         if want in inputs:
@@ -101,7 +101,7 @@ def test_requests_map_onto_derived_inputs(inputs: dict[str, TensorSpec], expecte
     ],
 )
 def test_contract_entries_the_gateway_cannot_use_say_why(entry: dict[str, Any], why: str) -> None:
-    spec = ModelInfo("m", 1, {}, {"inputs": {"x": entry}}, True).spec
+    spec = ModelInfo("m", 1, {}, {"inputs": {"x": entry}}, "signature").spec
     with pytest.raises(GatewayError) as caught:
         spec.for_images()
     assert caught.value.kind == "inputs_not_mappable" and why in caught.value.message
@@ -122,7 +122,7 @@ def test_contract_fields_are_typed() -> None:
             },
         },
     }
-    info = ModelInfo("m", 1, {}, raw, True)
+    info = ModelInfo("m", 1, {}, raw, "signature")
     image = info.spec.for_images().image
     assert (image.low, image.high, image.resize, image.background) == (0.0, 255.0, "crop", None)
     assert info.spec.labels == ("cat", "dog") and info.predict_signature() == "serve"
@@ -184,7 +184,7 @@ def test_estimator_style_signatures_are_not_taken_for_text() -> None:
         {"inputs": TensorSpec("string", [-1])},
         {"scores": TensorSpec("float32", [-1, 3])},
     )
-    only = ModelInfo("est", 1, {}, derive_contract("est", {"serving_default": classify}), False).spec
+    only = ModelInfo("est", 1, {}, derive_contract("est", {"serving_default": classify}), "derived").spec
     with pytest.raises(GatewayError) as caught:
         only.for_texts()
     assert caught.value.kind == "inputs_not_mappable" and "tf.Example" in caught.value.message
@@ -192,5 +192,5 @@ def test_estimator_style_signatures_are_not_taken_for_text() -> None:
     both = derive_contract(
         "est", {"serving_default": classify, "predict": _sig({"x": TensorSpec("float32", [-1, 4])})}
     )
-    spec = ModelInfo("est", 1, {}, both, False).spec
+    spec = ModelInfo("est", 1, {}, both, "derived").spec
     assert spec.predict_signature == "predict" and list(spec.for_records()) == ["x"]

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,19 +37,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.procs import REPO_ROOT, ServerProcess
 from devtools.servers import MODELSERVER_ENV, Gateway, start_gateway
 from devtools.tiny_models import half_plus_two
-from tests.gateway.conftest import ADMIN_TOKEN
+from tests.gateway.half_stack import admin, converged_on, gateway_env, half_entry, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger("tests.netns")
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 RECORD = {"records": [{"x": 2.0}]}
 PORT = 8500  # each replica has its own address: both use the same port
-CONFIG = """model_config_list {
-  config { name: "half" base_path: "%s" model_platform: "tensorflow"
-           model_version_policy { specific { versions: 1 } } }
-}
-"""
-DEADLINE_S = 90.0
 TRAFFIC_WORKERS = 3
 FAULT_SECONDS = 3.0
 
@@ -148,24 +141,20 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("netns")
     half_plus_two(root / "half" / "1")
     half_plus_two(root / "half" / "2", b=3.0)
-    config = root / "models.config"
-    config.write_text(CONFIG % (root / "half"), encoding="utf-8")
+    config = write_config(root / "models.config", root / "half")
     with _hosts(2) as hosts:
         replicas: list[ServerProcess] = []
         gateway: Gateway | None = None
         try:
             with ThreadPoolExecutor(2) as pool:
                 replicas = list(pool.map(lambda i: _replica(hosts[i], config, root / f"r{i}.log"), range(2)))
-            env = {
-                "GATEWAY_MODEL_CONFIG_FILE": str(config),
-                "GATEWAY_MODEL_REPLICAS": json.dumps({"half": [h.target for h in hosts]}),
-                "GATEWAY_DEFAULT_MODEL_SERVER": hosts[0].target,
-                "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-                "GATEWAY_STATE_REFRESH_SECONDS": "0.5",
-                "GATEWAY_TIMEOUT_SECONDS": "20",
-                "GATEWAY_CANARY_MAX_P99_RATIO": "1000",  # no clock decides a test
-                "GATEWAY_CANARY_P99_SLACK_SECONDS": "60",
-            }
+            env = gateway_env(
+                config,
+                [h.target for h in hosts],
+                GATEWAY_TIMEOUT_SECONDS="20",
+                GATEWAY_CANARY_MAX_P99_RATIO="1000",  # no clock decides a test
+                GATEWAY_CANARY_P99_SLACK_SECONDS="60",
+            )
             gateway = start_gateway(env, root / "gateway.log")
             figures: dict[str, Any] = {"replicas": 2, "gateways": 1, "fault_seconds": FAULT_SECONDS}
             yield Net(root, config, hosts, replicas, gateway, figures)
@@ -177,43 +166,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     results = os.environ.get("TFSERVE_NETNS_RESULTS")
     if results:
         Path(results).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _wait(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not reached within {DEADLINE_S:.0f} s (a hang guard): {what}")
-
-
-def _admin(net: Net, method: str, path: str, body: dict | None = None) -> httpx.Response:
-    url = f"{net.gateway.url}/v1/admin/models/half{path}"
-    return httpx.request(method, url, json=body, headers=AUTH, timeout=120)
-
-
-def _half(net: Net) -> dict[str, Any]:
-    models = httpx.get(f"{net.gateway.url}/v1/models", timeout=60).json()["models"]
-    return next(m for m in models if m["name"] == "half")  # type: ignore[no-any-return]
-
-
-def _converged(net: Net, versions: set[int]) -> dict[str, Any]:
-    last: list[dict[str, Any]] = []
-
-    def check() -> dict[str, Any] | None:
-        half = _half(net)
-        last[:] = [half]
-        served = [
-            {v["version"] for v in r["versions"] if v["state"] == "AVAILABLE"} for r in half["replicas"]
-        ]
-        return half if half["converged"] and served == [versions, versions] else None
-
-    try:
-        return _wait(f"both replicas serve exactly {versions}", check)  # type: ignore[no-any-return]
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; last seen: {json.dumps(last[-1] if last else None)}") from None
 
 
 def _in_rotation(net: Net, target: str) -> float | None:
@@ -326,13 +278,13 @@ def _fault(kind: str, host: Host, figures: dict[str, Any]) -> Iterator[None]:
 
 
 def _version_one(net: Net) -> None:
-    half = _half(net)
+    half = half_entry(net.gateway)
     if half["canary"] is not None:
-        assert _admin(net, "DELETE", "/canary").status_code == 200
-    assert _admin(net, "POST", ":promote", {"version": 1}).status_code == 200
-    _converged(net, {1})
+        assert admin(net.gateway, "DELETE", "/canary").status_code == 200
+    assert admin(net.gateway, "POST", ":promote", {"version": 1}).status_code == 200
+    converged_on(net.gateway, {1})
     target = net.hosts[1].target
-    _wait("the replica back in rotation", lambda: _in_rotation(net, target) in (None, 1.0))
+    wait_for("the replica back in rotation", lambda: _in_rotation(net, target) in (None, 1.0), pause=0.1)
 
 
 @pytest.mark.parametrize("kind", ["link_down", "netem_loss", "netem_delay"])
@@ -349,20 +301,24 @@ def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net:
         time.sleep(1.0)  # steady state first
         with _fault(kind, lost, figures):
             cut = time.monotonic()
-            _wait("the lost replica out of rotation", lambda: _in_rotation(net, lost.target) == 0.0)
+            wait_for(
+                "the lost replica out of rotation", lambda: _in_rotation(net, lost.target) == 0.0, pause=0.1
+            )
             figures["seconds_until_out_of_rotation"] = round(time.monotonic() - cut, 2)
             if kind in ("link_down", "netem_loss"):
                 path, body = (":promote", {"version": 2}) if kind == "link_down" else ("/canary", None)
                 body = body or {"version": 2, "weight": 50}
                 started = time.monotonic()
-                reply = _admin(net, "POST" if kind == "link_down" else "PUT", path, body)
+                reply = admin(net.gateway, "POST" if kind == "link_down" else "PUT", path, body)
                 figures["admin_reply_seconds"] = round(time.monotonic() - started, 2)
                 assert reply.status_code == 200, reply.text
                 ids = {r["address"]: r["id"] for r in reply.json()["replicas"]}
                 assert ids[lost.target] in reply.json()["unconfirmed"], reply.json()
             time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - cut)))
             healed = time.monotonic()
-        _wait("the healed replica back in rotation", lambda: _in_rotation(net, lost.target) == 1.0)
+        wait_for(
+            "the healed replica back in rotation", lambda: _in_rotation(net, lost.target) == 1.0, pause=0.1
+        )
         figures["seconds_until_back_in_rotation"] = round(time.monotonic() - healed, 2)
         time.sleep(1.0)
     for name, host in zip(("kept", "lost"), net.hosts, strict=True):
@@ -383,6 +339,8 @@ def test_one_of_two_replicas_cut_off_during_steady_traffic_fails_no_request(net:
     net.figures[kind] = figures
     assert traffic.failed() == [], traffic.failed()[:5]
     if kind == "link_down":
-        assert _converged(net, {2})["answers"] == 2  # the partitioned replica caught up after healing
+        assert (
+            converged_on(net.gateway, {2})["answers"] == 2
+        )  # the partitioned replica caught up after healing
     if kind == "netem_loss":
-        assert _converged(net, {1, 2})["canary"]["version"] == 2
+        assert converged_on(net.gateway, {1, 2})["canary"]["version"] == 2

@@ -7,11 +7,8 @@ guards, never the verdict)."""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +17,14 @@ import grpc
 import httpx
 import pytest
 
-from devtools.procs import LOOPBACK, ServerProcess, free_port
-from devtools.servers import Gateway, modelserver_process, start_gateway
+from devtools.procs import ServerProcess
+from devtools.servers import Gateway
 from devtools.tiny_models import half_plus_two
 from tests.gateway.conftest import ADMIN_TOKEN
+from tests.gateway.half_stack import AUTH, LATEST, serving, wait_for, write_config
 from tfs_protos.tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-CONFIG = """model_config_list {
-  config { name: "half" base_path: "%s" model_platform: "tensorflow"
-           model_version_policy { latest { num_versions: 1 } } }
-}
-"""
-DEADLINE_S = 90.0
 
 
 @dataclass
@@ -55,50 +46,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (models / "empty").mkdir()
     (root / "outside" / "1").mkdir(parents=True)
     half_plus_two(root / "outside" / "1", b=9.0)
-    config = models / "models.config"
-    config.write_text(CONFIG % (models / "half"), encoding="utf-8")
-    ports = [free_port(), free_port()]
-    flags = ["--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1"]
-
-    def replica(i: int) -> ServerProcess:
-        return modelserver_process(
-            grpc_port=ports[i],
-            rest_port=None,
-            log_path=root / f"replica{i}.log",
-            model_config_file=config,
-            extra_flags=flags,
-        ).start()
-
-    with ThreadPoolExecutor(2) as pool:
-        replicas = list(pool.map(replica, range(2)))
-    addresses = [f"{LOOPBACK}:{p}" for p in ports]
-    env = {
-        "GATEWAY_MODEL_CONFIG_FILE": str(config),  # model roots: its folder
-        "GATEWAY_MODEL_REPLICAS": json.dumps({"half": addresses}),
-        "GATEWAY_DEFAULT_MODEL_SERVER": addresses[0],
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_STATE_REFRESH_SECONDS": "0.5",
-    }
-    gateways: list[Gateway] = []
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            gateways = list(pool.map(lambda n: start_gateway(env, root / f"gateway-{n}.log"), "ab"))
-        yield Stack(root, config, replicas, addresses, gateways[0], gateways[1])
-    finally:
-        for gw in gateways:
-            gw.process.stop()
-        for server in replicas:
-            server.stop()
-
-
-def _wait(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not reached within {DEADLINE_S:.0f} s (a hang guard): {what}")
+    config = write_config(models / "models.config", models / "half", LATEST)  # model roots: its folder
+    with serving(config, root, replicas=2, gateways="ab") as started:
+        yield Stack(root, config, started.replicas, started.addresses, *started.gateways)
 
 
 def _listed(gw: Gateway) -> set[str]:
@@ -183,7 +133,7 @@ def test_add_then_remove_on_every_replica_while_requests_run(stack: Stack) -> No
     # the call waited: every replica serves it now, and both gateways list it (B from the file)
     assert [_served(a, "third") for a in stack.addresses] == [{1}, {1}]
     assert "third" in _listed(stack.a)
-    _wait("gateway B lists the new model", lambda: "third" in _listed(stack.b))
+    wait_for("gateway B lists the new model", lambda: "third" in _listed(stack.b))
     answer = _predict(stack.b, "third")
     assert answer.status_code == 200 and answer.json()["predictions"][0]["y"] == 4.0, answer.text
     assert 'name: "third"' in stack.config.read_text()
@@ -204,9 +154,9 @@ def test_add_then_remove_on_every_replica_while_requests_run(stack: Stack) -> No
     threads = [threading.Thread(target=load) for _ in range(3)]
     for thread in threads:
         thread.start()
-    _wait("requests flowing", lambda: len(outcomes) >= 20)
+    wait_for("requests flowing", lambda: len(outcomes) >= 20)
     removed = httpx.delete(f"{stack.a.url}/v1/admin/models/third", headers=AUTH, timeout=120)
-    _wait("requests after the removal", lambda: outcomes[-1][0] == 404)
+    wait_for("requests after the removal", lambda: outcomes[-1][0] == 404)
     stop.set()
     for thread in threads:
         thread.join()
@@ -218,7 +168,7 @@ def test_add_then_remove_on_every_replica_while_requests_run(stack: Stack) -> No
     errors = {(s, o["code"]) for s, o in outcomes if s != 200}
     assert errors <= {(404, "model_not_found")}, errors
     assert "third" not in stack.config.read_text() and "third" not in _listed(stack.a)
-    _wait("gateway B drops the removed model", lambda: "third" not in _listed(stack.b))
+    wait_for("gateway B drops the removed model", lambda: "third" not in _listed(stack.b))
     assert _predict(stack.a, "half").json()["predictions"][0]["y"] == 3.0  # the others are untouched
     # and it can come back under the same name
     assert _put(stack.a, "third", {"base_path": base}).status_code == 201

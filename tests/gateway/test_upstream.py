@@ -5,6 +5,8 @@ the contract cache, status, rollout's reload calls and error mapping - in millis
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import grpc
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.waiting import wait_until
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.fake_modelserver import FakeModelServer
@@ -29,11 +32,30 @@ def fake() -> Iterator[FakeModelServer]:
 
 
 @pytest.fixture
-def gateway(fake: FakeModelServer, tmp_path: Path) -> Iterator[Gateway]:
-    """``gateway(**settings)``: a TestClient on a gateway whose only model server is ``fake``."""
+def repo(tmp_path: Path) -> Path:
+    """The model repository the gateway reads (``half/1``, no model card unless a test writes one)."""
     (tmp_path / "half" / "1").mkdir(parents=True)
-    config = tmp_path / "models.config"
-    entry = f'name: "half" base_path: "{tmp_path}/half" model_platform: "tensorflow"'
+    return tmp_path
+
+
+def _card(repo: Path, inputs: dict[str, object]) -> None:
+    """``half/1/model_card.json`` whose contract names ``inputs`` and an explain signature (serving_default)."""
+    contract = {
+        "model": "half",
+        "task": "regression",
+        "labels": [],
+        "inputs": inputs,
+        "predict": {"signature": "serving_default", "outputs": ["y"]},
+        "explain": {"signature": "serving_default"},
+    }
+    (repo / "half" / "1" / "model_card.json").write_text(json.dumps({"name": "half", "contract": contract}))
+
+
+@pytest.fixture
+def gateway(fake: FakeModelServer, repo: Path) -> Iterator[Gateway]:
+    """``gateway(**settings)``: a TestClient on a gateway whose only model server is ``fake``."""
+    config = repo / "models.config"
+    entry = f'name: "half" base_path: "{repo}/half" model_platform: "tensorflow"'
     config.write_text(f"model_config_list {{ config {{ {entry} }} }}")
     clients: list[TestClient] = []
 
@@ -170,3 +192,42 @@ def test_a_refused_reload_is_reported_and_not_applied(gateway: Gateway, fake: Fa
     reply = client.post("/v1/admin/models/half:promote", json={"version": 1}, headers=AUTH)
     assert reply.status_code >= 400 and "not available" in reply.json()["error"]["message"]
     assert client.get("/v1/admin/models/half", headers=AUTH).json()["pinned"] is None
+
+
+@pytest.mark.parametrize(
+    ("inputs", "source"),
+    [({"x": {"dtype": "float32", "shape": [-1], "kind": "numeric"}}, "card"), ({"z": {}}, "derived")],
+)
+def test_without_the_contract_signature_the_model_card_is_the_contract(
+    gateway: Gateway, repo: Path, inputs: dict[str, object], source: str
+) -> None:
+    """A TF Lite version serves no contract signature: its model card gives the contract - when the card
+    describes what the version serves (``z`` is no input of half_plus_two: derived from the metadata)."""
+    _card(repo, inputs)
+    detail = gateway().get("/v1/models/half").json()
+    assert detail["contract_source"] == source
+    assert ("explain" in detail["contract"]) is (source == "card")
+
+
+@pytest.mark.parametrize(("removed", "status"), [(True, 404), (False, 503)])
+def test_explain_of_a_model_removed_mid_request_is_a_404(
+    gateway: Gateway, fake: FakeModelServer, repo: Path, removed: bool, status: int
+) -> None:
+    """The model leaves the catalog while its Predict runs (its versions unload: UNAVAILABLE): the answer is
+    what every later request gets, 404, as for :classify; a model still configured keeps the 503."""
+    _card(repo, {"x": {"dtype": "float32", "shape": [-1], "kind": "numeric"}})
+    client = gateway(retries=0)
+    fake.fail("Predict", grpc.StatusCode.UNAVAILABLE, "servable unloading")
+    gate = fake.hold("Predict")
+    replies: list[object] = []
+    sender = threading.Thread(
+        target=lambda: replies.append(client.post("/v1/models/half:explain", json=RECORD)), daemon=True
+    )
+    sender.start()
+    wait_until(lambda: fake.calls["Predict"] == 1, "the explain Predict reached the model server")
+    if removed:
+        client.app.state.services.catalog.retire("half")  # type: ignore[attr-defined]
+    gate.set()
+    sender.join(60)  # hang guard
+    (reply,) = replies
+    assert reply.status_code == status, reply.text  # type: ignore[attr-defined]
