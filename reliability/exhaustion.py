@@ -1,6 +1,10 @@
 """Resource exhaustion of the model server (issue 25, its model-server classes): descriptors, connections,
 HTTP/2 abuse, dripped bodies, and small requests that ask for large memory (``reliability.amplification``).
 
+The idle-stream flood runs in two forms: many streams on few connections (refused past 100 per connection)
+and 100 streams on each of many connections, more than the server's 2,000-call cap in all (the calls'
+admission, ``modelserver.protocols.admission``, ends them and keeps the neighbours served).
+
 Every class runs between two well-behaved neighbours and records its reply class, the model server's RssAnon
 at peak and kept afterwards, the neighbours' errors and the log volume, each against its bound
 (``reliability.measured``).

@@ -1,6 +1,7 @@
 """The second attack on the gateway (issue 25), class by class: trust in client headers, names with a newline,
 memory amplification by small requests (wrong-typed JSON values, many multipart files, RGBA PNGs just under the
-pixel limit) and a body that drips forever.
+pixel limit), a body that drips forever and a connection flood (past ``GATEWAY_MAX_CONNECTIONS`` a new
+connection gets 503 and is closed at once).
 
 Each class must end in its 4xx, the gateway's anonymous RSS (``RssAnon``) growing by less than
 ``attack.RSS_BOUND_BYTES`` during it and by less than ``KEPT_BOUND_BYTES`` once it is over (what the process

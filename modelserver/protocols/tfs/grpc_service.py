@@ -89,8 +89,9 @@ MAX_WAITING_CALLS = 500
 # Calls grpc-core holds before the event loop has taken them (grpc.server.max_pending_requests and its hard
 # limit; grpc-core's defaults are 1,000 and 3,000): past the first it refuses new calls at random, a
 # neighbour's included, and a burst of message-less streams outruns the loop. Measured with 12,000 idle
-# streams on 120 connections: 1,000/3,000 cancelled 1 of 138 neighbour calls (+69 MiB), 5,000/10,000 none
-# (+60 MiB, worst 1.7 s), 10,000/20,000 none (+130 MiB, worst 5 s).
+# streams on 120 connections (one run each unless said): 1,000/3,000 cancelled 1-4 neighbour calls (2 runs),
+# 2,000/5,000 3, 3,000/6,000 5, 5,000/10,000 none (3 runs, worst 1.7-3.1 s), 10,000/20,000 none (worst 5 s).
+# RssAnon at peak moved between +60 and +138 MiB whatever the setting.
 MAX_PENDING_CALLS = (5_000, 10_000)
 
 
