@@ -11,6 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.settings import get_settings
+from guard.descriptors import connection_budget
 from guard.heap import freeze_heap, return_large_allocations
 from guard.http import HttpLimits, protocol_class
 
@@ -46,6 +47,7 @@ def main() -> int:
         header_timeout=settings.header_timeout_seconds,
         body_timeout=settings.body_timeout_seconds,
         body_deadline=settings.body_deadline_seconds,
+        max_connections=connection_budget(settings.max_connections, 1),  # 503 past it (guard.http)
     )
     uvicorn.run(
         app,

@@ -47,6 +47,7 @@
 | `GATEWAY_HEADER_TIMEOUT_SECONDS` | `10` | a request's headers must arrive within this (408) |
 | `GATEWAY_BODY_TIMEOUT_SECONDS` | `30` | a body that sends no byte for this long is dropped (408) |
 | `GATEWAY_BODY_DEADLINE_SECONDS` | `120` | a whole body must arrive within this after the headers (408; a slow drip) |
+| `GATEWAY_MAX_CONNECTIONS` | `1000` | open client connections; past it a new connection gets 503 and is closed at once, so a connection flood cannot take the descriptors or the event loop from the clients already connected (capped so 256 descriptors stay free; 0 = as many as fit) |
 | `GATEWAY_LOG_LEVEL` | `info` | log level |
 | `GATEWAY_MONITOR_URL` | unset | the model server's REST address (`http://host:8501`): `GET /v1/models/{name}/drift` and the console's Monitor view read its drift reports |
 | `GATEWAY_MONITOR_URLS` | `{}` | JSON `{"model": "http://host:8501"}`: per model, overriding `MONITOR_URL` |
@@ -148,6 +149,7 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     body_deadline_seconds: float = Field(default=120.0, gt=0, le=86400)
+    max_connections: int = Field(default=1000, ge=0, le=1_000_000)
     canary_key_header: str = Field(default="x-canary-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
     canary_window: int = Field(default=200, ge=10, le=100_000)
     canary_min_requests: int = Field(default=20, ge=1, le=100_000)

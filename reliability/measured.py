@@ -55,6 +55,7 @@ class GrpcNeighbour:
         self.request.inputs["text"].CopyFrom(string_tensor([b"see you at 6"], [1]))
         self.latencies: list[float] = []
         self.errors: list[str] = []
+        self.details: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -65,6 +66,7 @@ class GrpcNeighbour:
                 self.stub.Predict(self.request, timeout=30)
             except grpc.RpcError as exc:
                 self.errors.append(exc.code().name)  # type: ignore[attr-defined]
+                self.details.add(f"{exc.code().name}: {exc.details()}"[:200])  # type: ignore[attr-defined]
             self.latencies.append(time.perf_counter() - started)
 
     def __enter__(self) -> GrpcNeighbour:
@@ -124,6 +126,7 @@ def measured(stack: Stack, outcome: Outcome, name: str, figures: dict[str, Any])
         "neighbour_requests": len(gateway.latencies) + len(direct.latencies),
         "neighbour_errors": errors,
         "neighbour_error_codes": sorted(set(direct.errors)),
+        "neighbour_error_details": sorted(direct.details)[:3],
         "neighbour_worst_ms": round(worst * 1000, 1),
         "log_lines": lines,
         "tracebacks": tracebacks,

@@ -16,6 +16,9 @@ limits (``guard.http``): ``rest_api_max_body_bytes`` (inflated size for gzip bod
 byte for that long: 408), ``rest_api_body_deadline_seconds`` (the whole body, however it trickles: 408);
 ``max_connections_per_port`` (gRPC and REST each; 0 = as many as the open-file limit allows after the
 descriptors reserved for the server's own work, ``guard.descriptors``);
+``grpc_request_message_timeout_seconds`` (a gRPC call's request message must arrive within it:
+DEADLINE_EXCEEDED, and only then does the call count against ``grpc_max_threads``; 0 = off, grpc.aio counts
+calls from their HEADERS; ``modelserver.protocols.admission``);
 and ``batching_dispatch_when_idle`` (default true: with batching on, a batch is cut at once when no batch is
 running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact scheduling, see
 ``modelserver.runtime.batching``); and ``num_workers`` (serving processes sharing the ports, see
@@ -82,6 +85,7 @@ class ServerOptions(BaseSettings):
     rest_api_body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     rest_api_body_deadline_seconds: float = Field(120.0, gt=0, le=3600)
     max_connections_per_port: int = Field(1000, ge=0)
+    grpc_request_message_timeout_seconds: float = Field(5.0, ge=0, le=3600)
     num_workers: int = Field(1, ge=0, le=64, description="serving processes; 0 = one per usable core")
     # TF Serving flags whose meaning is mapped onto this server: modelserver.process.tfs_flags says how.
     rest_api_num_threads: int = Field(0, ge=0, le=1024)

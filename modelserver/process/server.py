@@ -48,11 +48,13 @@ from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
 from modelserver.process.rest_server import ASGIApp, Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
 from modelserver.process.supervisor import WorkerContext
+from modelserver.protocols.admission import CallAdmission, outer_cap
 from modelserver.protocols.drift_rest import with_drift_rest
 from modelserver.protocols.oip.grpc_service import add_oip_service
 from modelserver.protocols.oip.service import OipDataPlane
 from modelserver.protocols.tfs.grpc_service import (
     MAX_CONCURRENT_RPCS,
+    MAX_WAITING_CALLS,
     add_services,
     server_options,
     set_health,
@@ -90,6 +92,7 @@ class ModelServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self.batcher: Batcher | None = None
         self._connections = 0  # per port, set at start (guard.descriptors.connection_budget)
+        self.admission: CallAdmission | None = None  # gRPC calls' admission, set at start
 
     def control(self) -> ModelControl:
         o = self.options
@@ -286,9 +289,14 @@ class ModelServer:
         channel_options = dict(server_options(o.max_request_bytes, reuse_port=reuse, max_connections=budget))
         # the user's channel arguments last, as TF Serving
         channel_options.update(parse_channel_arguments(o.grpc_channel_arguments))
+        max_calls = o.grpc_max_threads or MAX_CONCURRENT_RPCS
+        # a call holds a working slot once its request message is in (off: grpc.aio's cap, from HEADERS)
+        timeout = o.grpc_request_message_timeout_seconds
+        self.admission = CallAdmission(max_calls, MAX_WAITING_CALLS, timeout) if timeout > 0 else None
         grpc_server = grpc.aio.server(
             options=list(channel_options.items()),
-            maximum_concurrent_rpcs=o.grpc_max_threads or MAX_CONCURRENT_RPCS,
+            maximum_concurrent_rpcs=outer_cap(max_calls, MAX_WAITING_CALLS) if self.admission else max_calls,
+            interceptors=[self.admission] if self.admission else None,
         )
         health_service = add_services(
             grpc_server,

@@ -101,8 +101,10 @@ TFS_FLAGS: dict[str, TfsFlag] = {
     "grpc_max_threads": TfsFlag(
         "differently",
         "the gRPC server is asynchronous: this caps the RPCs served at once, beyond which a call is refused "
-        "RESOURCE_EXHAUSTED, as TF Serving's thread quota does (0 = the default, 2,000: calls that never send "
-        "their message cost memory, issue 25; TF Serving: 4 x cores)",
+        "RESOURCE_EXHAUSTED, as TF Serving's thread quota does (0 = the default, 2,000; TF Serving: 4 x cores). "
+        "A call counts once its request message has arrived: calls still waiting for it are bounded by "
+        "`--grpc_request_message_timeout_seconds` (ours, default 5 s) and 500 at once, the oldest ended first "
+        "(issue 25)",
     ),
     "enable_model_warmup": TfsFlag("implemented"),
     "num_request_iterations_for_warmup": TfsFlag("implemented"),

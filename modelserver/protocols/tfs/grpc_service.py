@@ -44,6 +44,7 @@ from tfs_protos.tensorflow_serving.apis import (
 __all__ = [
     "MAX_CONCURRENT_RPCS",
     "MAX_MESSAGE_BYTES",
+    "MAX_WAITING_CALLS",
     "Context",
     "ModelServiceAdapter",
     "PredictionServiceAdapter",
@@ -82,6 +83,16 @@ MAX_CONNECTION_IDLE_MS = 5 * 60_000  # a connection with no call for that long g
 # message-less streams on 120 connections held +202 MiB with 10,000 here, +92 MiB with 2,000 (10,000 of
 # them RESOURCE_EXHAUSTED at once). A gateway holds at most 4 x MAX_CONCURRENT_STREAMS calls per server.
 MAX_CONCURRENT_RPCS = 2_000
+# Calls waiting for their request message at once (modelserver.protocols.admission): one more ends the
+# oldest. A waiting call holds ~20-40 KiB; a legitimate client's message follows its HEADERS at once.
+MAX_WAITING_CALLS = 500
+# Calls grpc-core holds before the event loop has taken them (grpc.server.max_pending_requests and its hard
+# limit; grpc-core's defaults are 1,000 and 3,000): past the first it refuses new calls at random, a
+# neighbour's included, and a burst of message-less streams outruns the loop. Measured with 12,000 idle
+# streams on 120 connections (one run each unless said): 1,000/3,000 cancelled 1-4 neighbour calls (2 runs),
+# 2,000/5,000 3, 3,000/6,000 5, 5,000/10,000 none (3 runs, worst 1.7-3.1 s), 10,000/20,000 none (worst 5 s).
+# RssAnon at peak moved between +60 and +138 MiB whatever the setting.
+MAX_PENDING_CALLS = (5_000, 10_000)
 
 
 def server_options(
@@ -93,8 +104,11 @@ def server_options(
     ``max_connections`` (0 = no bound): connections past it are closed as soon as they are accepted, so a
     flood cannot take the descriptors the server needs (``guard.descriptors.connection_budget``). Every
     connection also gets at most ``MAX_CONCURRENT_STREAMS`` streams (grpc-core refuses more with
-    RST_STREAM REFUSED_STREAM, and answers a rapid-reset loop past it with GOAWAY), a handshake deadline and
-    an idle timeout."""
+    RST_STREAM REFUSED_STREAM, counting streams still being torn down after a reset), a handshake deadline
+    and an idle timeout. A rapid-reset loop gets no GOAWAY: grpc-core (1.85) has no limit on RST_STREAMs
+    received; its mitigations are per stream (that refusal, ``grpc.http2.max_requests_per_read``: 32 new
+    streams per read, a 100-1000 ms tarpit on refused streams, ``grpc.http2.ping_on_rst_stream_percent``),
+    and a reset stream never reaches Python (issue 25: 20,000 resets cost the server ~0.5 s of CPU)."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
@@ -102,6 +116,8 @@ def server_options(
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
         ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
         ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS[0]),
+        ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS[1]),
     ]
     if max_connections > 0:
         options.append(("grpc.max_allowed_incoming_connections", max_connections))
