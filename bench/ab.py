@@ -137,7 +137,15 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
                     row[f"{proto}.{side}"] = round(result.rps, 1)
                     row[f"{proto}.{side}.errors"] = result.errors
                     row[f"{proto}.{side}.server_cores"] = round(result.server_cores or 0.0, 2)
+                    # CPU per request: steadier than req/s on a shared machine (what the server spends, not
+                    # what it was given)
+                    row[f"{proto}.{side}.cpu_us"] = round(
+                        (result.server_cores or 0.0) / max(result.rps, 1e-9) * 1e6
+                    )
                 row[f"{proto}.ratio"] = round(row[f"{proto}.B"] / max(row[f"{proto}.A"], 1e-9), 3)
+                row[f"{proto}.cpu_ratio"] = round(
+                    row[f"{proto}.B.cpu_us"] / max(row[f"{proto}.A.cpu_us"], 1), 3
+                )
                 if proto == "grpc" and floor is not None:
                     for label, server in (("floor", floor), ("floor_sync", sync_floor)):
                         if server is None:
@@ -165,7 +173,10 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
                         row["grpc.floor_sync/floor"] = round(
                             row["grpc.floor_sync"] / max(row["grpc.floor"], 1e-9), 3
                         )
-            ratios = ", ".join(f"{proto} B/A {row[f'{proto}.ratio']:.2f}" for proto in protocols)
+            ratios = ", ".join(
+                f"{proto} B/A {row[f'{proto}.ratio']:.2f} (CPU per request {row[f'{proto}.cpu_ratio']:.2f})"
+                for proto in protocols
+            )
             ctx.say(f"round {index} ({row['order']}, load {row['load_average']}): {ratios}")
             rounds.append(row)
         rss = {side: server.rss_bytes() for side, server in servers.items()}
@@ -176,8 +187,9 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
             if extra is not None:
                 extra.stop()
     summary = {
-        f"{proto}.ratio_{stat.__name__}": round(stat(r[f"{proto}.ratio"] for r in rounds), 3)
+        f"{proto}.{ratio}_{stat.__name__}": round(stat(r[f"{proto}.{ratio}"] for r in rounds), 3)
         for proto in protocols
+        for ratio in ("ratio", "cpu_ratio")
         for stat in (min, max, statistics.mean)
     }
     if floor is not None:
@@ -231,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             ctx.say(
                 f"{proto} c{args.concurrency} B/A: min {result[f'{proto}.ratio_min']:.2f}, "
-                f"mean {result[f'{proto}.ratio_mean']:.2f}, max {result[f'{proto}.ratio_max']:.2f}"
+                f"mean {result[f'{proto}.ratio_mean']:.2f}, max {result[f'{proto}.ratio_max']:.2f}; CPU per "
+                f"request B/A mean {result[f'{proto}.cpu_ratio_mean']:.2f}"
             )
         args.results_dir.mkdir(parents=True, exist_ok=True)
         out = args.results_dir / f"ab-{args.name}-{started[:10]}.json"
