@@ -32,7 +32,19 @@ _GRPC = (
     "of gRPC c64 the same day (batching on, 404 busy of 701 samples, load ~8) agrees: own time in "
     "asyncio's `Handle._run` 36% (grpc.aio's callbacks on the event loop), `Session.run` 24% (TensorFlow, "
     "GIL released), `_new_tensor` 11% (TF_AllocateTensor and the copy of each batch into it: handing "
-    "the batch buffer to TF_NewTensor without a copy is the zero-copy lever left), `make_ndarray` 2%."
+    "the batch buffer to TF_NewTensor without a copy is the zero-copy lever left), `make_ndarray` 2%. "
+    'Issue 30\'s levers, each an interleaved A/B (bench/README.md "Levers", bench/results/ab-*-2026-12-06.json, '
+    "load 2-14 from other work): a second worker 0.87-0.90x in the rounds no load spike hit; grpcio's "
+    "synchronous server (16 threads, each call handed to the event loop) 0.965x mean although its own "
+    "canned floor is 1.22x grpc.aio's (the hop eats the gain; not landed); TensorFlow's pools at 1 thread "
+    "711 vs 993 us of CPU per request but req/s unreadable (not a default); the event loop's own Python "
+    "per Predict (reply tensors filled in place, dims and guarded shapes read once, cached metric series, "
+    "zero-copy tensor_content, the batch merge off the loop) 77.5 -> 59.2 us in process (landed). What "
+    "remains, per thread at c64 (per-thread CPU, py-spy): the event loop thread is the bottleneck, and 58% "
+    "of its samples are asyncio's `Handle._run` own time, grpc.aio's Cython per-RPC callbacks (receive, "
+    "deserialize, start the handler task, send); our handler is ~9%. Beside it, TensorFlow's threads take "
+    "~300 us of CPU per request at the small batches c64 forms (6-9 rows), grpc's poller ~45 and drift ~25, "
+    "on the same 2 cores as the loop: the floor has neither."
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
