@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,7 +111,11 @@ def start_modelserver(
     config_poll_s: int = 0,
     extra_flags: tuple[str, ...] = (),
     workers: int = 1,
+    tree: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
+    """``tree``: run the server from that source tree (an A/B of two commits, ``python -m bench.ab``);
+    ``extra_env``: more environment variables for it."""
     grpc_port, rest_port = free_port(), free_port()
     monitoring = ctx.work / "monitoring.config"
     write_atomic(monitoring, MONITORING_CONFIG)
@@ -135,7 +139,8 @@ def start_modelserver(
     if workers > 1:
         argv.append(f"--num_workers={workers}")
     argv += extra_flags
-    server = ctx.server(name, argv, env=_TF_QUIET)
+    env = {**_TF_QUIET, **(extra_env or {}), **({"PYTHONPATH": str(tree)} if tree else {})}
+    server = ctx.server(name, argv, env=env, cwd=tree)
     server.ports = {"grpc": grpc_port, "rest": rest_port}
 
     def wait() -> None:
@@ -177,12 +182,15 @@ def start_naive(ctx: Context) -> ServerProcess:
     return _serving_http(ctx, server, "/healthz")
 
 
-def start_floor(ctx: Context) -> ServerProcess:
-    """The transport floor (bench/baselines/transport_floor.py): grpc.aio and uvicorn answering canned
-    replies, ready once ``/healthz`` answers (its gRPC server listens before uvicorn starts)."""
+def start_floor(ctx: Context, sync_threads: int = 0) -> ServerProcess:
+    """The transport floor (bench/baselines/transport_floor.py): grpc.aio (or with ``sync_threads``, grpcio's
+    synchronous server) and uvicorn answering canned replies, ready once ``/healthz`` answers (its gRPC
+    server listens before uvicorn starts)."""
     grpc_port, http_port = free_port(), free_port()
     argv = [sys.executable, "-m", "bench.baselines.transport_floor", str(grpc_port), str(http_port)]
-    server = ctx.server("transport-floor", argv, env={"PYTHONUNBUFFERED": "1"})
+    if sync_threads:
+        argv.append(str(sync_threads))
+    server = ctx.server(f"transport-floor-{sync_threads or 'aio'}", argv, env={"PYTHONUNBUFFERED": "1"})
     server.ports = {"grpc": grpc_port, "http": http_port}
     return _serving_http(ctx, server, "/healthz")
 

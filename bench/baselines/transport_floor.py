@@ -1,6 +1,6 @@
 """The transport floor: what grpc.aio and uvicorn cost on this machine when the handler does no work at all.
 
-    python -m bench.baselines.transport_floor GRPC_PORT HTTP_PORT      (binds 127.0.0.1 only)
+    python -m bench.baselines.transport_floor GRPC_PORT HTTP_PORT [SYNC_THREADS]   (binds 127.0.0.1 only)
 
 One process, one asyncio event loop (like the modelserver's), two servers:
 
@@ -11,6 +11,10 @@ One process, one asyncio event loop (like the modelserver's), two servers:
 - uvicorn (httptools, no access log, lifespan off) runs a plain ASGI app that reads the body of
   ``POST /v1/models/fashion:predict`` and answers a canned ``{"predictions": [[10 floats]]}``;
   ``GET /healthz`` answers 200 once both servers listen.
+
+With ``SYNC_THREADS`` the gRPC side is grpcio's synchronous server (a thread pool of that size) instead of
+grpc.aio: the floor of the other gRPC server the modelserver could use (issue 30, lever "sync"; uvicorn
+unchanged).
 
 Any server of the model over these transports pays at least this per request; the bench records it in the
 same run as the modelserver (scenario ``floor``).
@@ -76,10 +80,26 @@ def create_rest_app() -> Any:
     return app
 
 
-async def serve(grpc_port: int, http_port: int) -> None:
-    import uvicorn
-
+async def serve(grpc_port: int, http_port: int, sync_threads: int = 0) -> None:
     reply = predict_reply()
+    if sync_threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        sync = grpc.server(ThreadPoolExecutor(max_workers=sync_threads))
+        sync.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, {METHOD: grpc.unary_unary_rpc_method_handler(lambda request, context: reply)}
+                ),
+            )
+        )
+        sync.add_insecure_port(f"{LOOPBACK}:{grpc_port}")
+        sync.start()
+        try:
+            await _serve_rest(http_port)
+        finally:
+            sync.stop(0)
+        return
 
     async def predict(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         del request, context
@@ -92,6 +112,15 @@ async def serve(grpc_port: int, http_port: int) -> None:
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"{LOOPBACK}:{grpc_port}")
     await server.start()
+    try:
+        await _serve_rest(http_port)
+    finally:
+        await server.stop(0)
+
+
+async def _serve_rest(http_port: int) -> None:
+    import uvicorn
+
     config = uvicorn.Config(
         create_rest_app(),
         host=LOOPBACK,
@@ -101,11 +130,8 @@ async def serve(grpc_port: int, http_port: int) -> None:
         log_level="warning",
         access_log=False,
     )
-    try:
-        await uvicorn.Server(config).serve()  # returns on SIGINT / SIGTERM
-    finally:
-        await server.stop(0)
+    await uvicorn.Server(config).serve()  # returns on SIGINT / SIGTERM
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))
+    asyncio.run(serve(*(int(arg) for arg in sys.argv[1:4])))

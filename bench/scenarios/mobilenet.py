@@ -129,10 +129,35 @@ def bodies(tensor: np.ndarray, out: Path) -> dict[str, Path]:
     return paths
 
 
+# A point's window in replies per connection (below). The fixed 6 s window measured 0 req/s for TF Serving
+# REST JSON at c64 for every server (2026-12-06): 64 bodies of 1.5 MB JSON each cost ~54 ms of parsing, so
+# one reply per connection takes ~3.5 s, the batcher answers them in bursts, and the 1 s wrk warm-up left
+# 64 requests queued ahead of the window: no reply landed inside it (and wrk counts none in flight).
+REPLIES_PER_CONNECTION = 4
+MAX_WINDOW_S = 60.0
+
+
+def window(settings: Any, c: int, rate_c1: float | None) -> tuple[float, int, float]:
+    """(duration, wrk timeout, warm-up) of a point at concurrency ``c`` whose path answered ``rate_c1``
+    req/s at the lowest concurrency (None for that point itself): long enough for
+    ``REPLIES_PER_CONNECTION`` replies per connection at that rate, a timeout above one queue's wait, and no
+    separate warm-up above the lowest concurrency (the server is warm; a warm-up run would leave a queue of
+    its own requests ahead of the window)."""
+    timeout = max(settings.http_timeout_s, 10)
+    if rate_c1 is None or rate_c1 <= 0:
+        return settings.duration_s, timeout, settings.warmup_s
+    per_round = c / rate_c1  # seconds until each of c connections has had one reply, at the c1 rate
+    duration = min(MAX_WINDOW_S, max(settings.duration_s, REPLIES_PER_CONNECTION * per_round))
+    return duration, int(min(MAX_WINDOW_S, max(timeout, 3 * per_round))), 0.0
+
+
 def _http_point(
     ctx: Any, server: Any, key: str, url: str, body: Path, content_type: str, c: int, header: Any = None
 ) -> LoadResult:
     s = ctx.settings
+    low = min(s.mobilenet_concurrencies)
+    first = ctx.results.get("points", {}).get(key.rsplit(".c", 1)[0] + f".c{low}") if c > low else None
+    duration, timeout, warmup = window(s, c, None if first is None else first.get("rps") or 0.0)
     result: LoadResult = ctx.point(
         key,
         server,
@@ -141,9 +166,9 @@ def _http_point(
             body,
             content_type,
             concurrency=c,
-            duration_s=s.duration_s,
-            timeout_s=max(s.http_timeout_s, 10),
-            warmup_s=s.warmup_s,
+            duration_s=duration,
+            timeout_s=timeout,
+            warmup_s=warmup,
             header=header,
         ),
     )

@@ -62,7 +62,8 @@ class VersionLoader(Protocol):
     - ``estimate_ram_bytes()`` is cheap (no model load); called first so a version that does not fit the
       RAM budget is refused before anything is loaded.
     - ``load()`` blocks and returns a ready ``Servable`` or raises (a ``ServingError`` says why; anything
-      else is reported as INTERNAL); it never leaves a half-loaded servable behind.
+      else is reported as INTERNAL); it never leaves a half-loaded servable behind. Its ``ram_bytes`` may
+      re-estimate after the load (the warm-up's measured cost): a larger figure replaces the reservation.
     - ``unload(servable)`` drops the version's resources; called once, after the last handle is released.
     The TensorFlow implementation is ``modelserver.runtime.loader.Loader``, injected by whoever wires the server.
     """
@@ -191,6 +192,7 @@ class LoaderHarness:
             assert self.error is not None
             log.error("model %s version %d: load failed: %s", self.name, self.version, self.error.message)
             return False
+        self.ram_bytes = max(self.ram_bytes, servable.ram_bytes)  # the loader's post-load re-estimate
         self.shared = SharedServable(servable)
         self._enter(HarnessState.READY)
         self.load_seconds = time.perf_counter() - started

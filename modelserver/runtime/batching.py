@@ -76,6 +76,7 @@ class _Queue:
     first_at: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dispatcher: asyncio.Task[None] | None = None
+    depth: Gauge | None = None  # its queue-depth series, found once (labels() locks on every call)
 
 
 class Batcher:
@@ -186,7 +187,9 @@ class Batcher:
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def _gauge(self, queue: _Queue) -> Gauge:
-        return self._metrics.queue_depth.labels(queue.servable.name, queue.signature)
+        if queue.depth is None:
+            queue.depth = self._metrics.queue_depth.labels(queue.servable.name, queue.signature)
+        return queue.depth
 
     async def _dispatch(self, key: QueueKey, queue: _Queue) -> None:
         """Cut batches from one queue until it is empty."""
@@ -261,11 +264,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         began = time.time_ns()
         outputs = await loop.run_in_executor(
-            self._executor,
-            queue.servable.run,
-            queue.signature,
-            _merged(live, size, padded),
-            queue.output_filter,
+            self._executor, _run_merged, queue, [t.inputs for t in live], size, padded
         )
         ended = time.time_ns()
         _check_batched(outputs, padded, queue.signature)
@@ -306,11 +305,18 @@ def _live(batch: list[_Task]) -> list[_Task]:
     return [t for t in batch if not t.future.done()]
 
 
-def _merged(live: list[_Task], size: int, padded: int) -> dict[str, np.ndarray]:
+def _run_merged(
+    queue: _Queue, inputs: list[Mapping[str, np.ndarray]], size: int, padded: int
+) -> dict[str, np.ndarray]:
+    """One batch's call, in a batch thread: the merge's copies too stay off the event loop."""
+    return queue.servable.run(queue.signature, _merged(inputs, size, padded), queue.output_filter)
+
+
+def _merged(inputs: list[Mapping[str, np.ndarray]], size: int, padded: int) -> dict[str, np.ndarray]:
     """Every input's rows of all tasks along dimension 0, padded with copies of the first row."""
     merged: dict[str, np.ndarray] = {}
-    for name in live[0].inputs:
-        parts = [t.inputs[name] for t in live]
+    for name in inputs[0]:
+        parts = [i[name] for i in inputs]
         if padded > size:
             parts.append(np.repeat(parts[0][:1], padded - size, axis=0))
         merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

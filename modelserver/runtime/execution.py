@@ -70,7 +70,12 @@ def spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
 
 def resolved_spec(servable: Servable, signature_name: str) -> model_pb2.ModelSpec:
     """The reply's ``model_spec``: the version that answered, by number."""
-    spec = model_pb2.ModelSpec(name=servable.name, signature_name=signature_name)
+    return _fill_spec(model_pb2.ModelSpec(), servable, signature_name)
+
+
+def _fill_spec(spec: model_pb2.ModelSpec, servable: Servable, signature_name: str) -> model_pb2.ModelSpec:
+    spec.name = servable.name
+    spec.signature_name = signature_name
     spec.version.value = servable.version
     return spec
 
@@ -135,9 +140,11 @@ class Prediction:
         """A PredictRequest's reply: its tensors converted within the request limits, run, converted back."""
         inputs = self.from_protos(request.inputs)
         outputs = await self._run_checked(inputs, tuple(request.output_filter))
-        response = predict_pb2.PredictResponse(model_spec=self.spec)
-        for name, array in outputs.items():
-            response.outputs[name].CopyFrom(to_tensor_proto(array, as_content=self._execution.tensor_content))
+        response = predict_pb2.PredictResponse()
+        _fill_spec(response.model_spec, self.servable, self.signature_name)
+        as_content = self._execution.tensor_content
+        for name, array in outputs.items():  # filled in place (building and copying cost ~10x more)
+            to_tensor_proto(array, as_content=as_content, into=response.outputs[name])
         return response
 
     def from_protos(self, protos: Mapping[str, tensor_pb2.TensorProto]) -> Arrays:
@@ -145,7 +152,9 @@ class Prediction:
         return {name: to_ndarray(proto, name, self._budget) for name, proto in protos.items()}
 
     async def _run_checked(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> Arrays:
-        check_inputs(self.signature_name, self.signature, inputs)
+        check_inputs(
+            self.signature_name, self.signature, inputs, self.servable.guarded_shapes(self.signature_name)
+        )
         self.servable.check_output_filter(self.signature_name, output_filter)
         outputs = await self._execution.runner.run(
             self.servable, self.signature_name, inputs, tuple(output_filter)

@@ -65,12 +65,25 @@ def serving_error_from_tf(exc: BaseException) -> ServingError:
 GUARDED_RANK = 3
 
 
+def guarded_shapes(signature: meta_graph_pb2.SignatureDef) -> dict[str, list[int]]:
+    """The declared dims of the signature's inputs of rank >= ``GUARDED_RANK`` (-1: any size)."""
+    return {
+        name: [d.size for d in info.tensor_shape.dim]
+        for name, info in signature.inputs.items()
+        if not info.tensor_shape.unknown_rank and len(info.tensor_shape.dim) >= GUARDED_RANK
+    }
+
+
 def check_inputs(
-    signature_name: str, signature: meta_graph_pb2.SignatureDef, inputs: Mapping[str, np.ndarray]
+    signature_name: str,
+    signature: meta_graph_pb2.SignatureDef,
+    inputs: Mapping[str, np.ndarray],
+    guarded: Mapping[str, list[int]] | None = None,
 ) -> None:
     """TF Serving's predict-request checks: exactly the signature's inputs, with its dtypes. Shapes are left
     to the graph, whose error (INVALID_ARGUMENT) the caller gets, as from TF Serving - except for inputs
-    declared with rank >= ``GUARDED_RANK``, whose rank and known dimensions are checked here."""
+    declared with rank >= ``GUARDED_RANK``, whose rank and known dimensions are checked here. ``guarded``:
+    ``guarded_shapes(signature)`` when the caller keeps it (reading a proto's dims costs microseconds)."""
     wanted = set(signature.inputs)
     sent = set(inputs)
     if sent != wanted:
@@ -89,15 +102,12 @@ def check_inputs(
                 f"but {dtype_name(got)} is provided"
             )
         # Other shapes are not checked against the signature: the graph decides (TF Serving's predict_util.cc).
-        _check_guarded_shape(signature_name, name, info, array)
+        declared = (guarded_shapes(signature) if guarded is None else guarded).get(name)
+        if declared is not None:
+            _check_guarded_shape(signature_name, name, declared, array)
 
 
-def _check_guarded_shape(
-    signature_name: str, name: str, info: meta_graph_pb2.TensorInfo, array: np.ndarray
-) -> None:
-    if info.tensor_shape.unknown_rank or len(info.tensor_shape.dim) < GUARDED_RANK:
-        return
-    declared = [d.size for d in info.tensor_shape.dim]
+def _check_guarded_shape(signature_name: str, name: str, declared: list[int], array: np.ndarray) -> None:
     if array.ndim == len(declared) and all(
         want < 0 or want == got for want, got in zip(declared, array.shape, strict=True)
     ):
@@ -122,6 +132,14 @@ class Servable:
     batching: BatchingConfig | None = (
         None  # its batching_params.pbtxt (--enable_per_model_batching_parameters)
     )
+    _guarded: dict[str, dict[str, list[int]]] = field(default_factory=dict, init=False, repr=False)
+
+    def guarded_shapes(self, signature_name: str) -> dict[str, list[int]]:
+        """``guarded_shapes`` of one of its signatures, read once per version."""
+        found = self._guarded.get(signature_name)
+        if found is None:
+            found = self._guarded[signature_name] = guarded_shapes(self.signature(signature_name))
+        return found
 
     def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         key = signature_name or DEFAULT_SIGNATURE

@@ -20,7 +20,7 @@ from modelserver.errors import InvalidArgument
 from modelserver.runtime.dtypes import DTYPES
 from modelserver.runtime.limits import DEFAULT_LIMITS, STRING_ELEMENT_BYTES, RequestBudget
 from modelserver.runtime.session import NUMPY_DTYPES
-from tfs_protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_protos.tensorflow.core.framework import tensor_pb2, types_pb2
 
 __all__ = ["dtype_enum", "dtype_name", "make_ndarray", "to_ndarray", "to_tensor_proto"]
 
@@ -54,10 +54,12 @@ def dtype_enum(array: np.ndarray) -> int:
     return int(_DTYPE_ENUMS.get(array.dtype, types_pb2.DT_INVALID))
 
 
-def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def make_ndarray(proto: tensor_pb2.TensorProto, shape: list[int] | None = None) -> np.ndarray:
     """``tf.make_ndarray`` without TensorFlow: TypeError for a dtype numpy cannot hold, ValueError (or
-    OverflowError) for values that do not fit the shape or the dtype."""
-    shape = [d.size for d in proto.tensor_shape.dim]
+    OverflowError) for values that do not fit the shape or the dtype. ``shape``: the proto's dims, when the
+    caller has read them already (each read of a repeated message field costs microseconds per Predict)."""
+    if shape is None:
+        shape = [d.size for d in proto.tensor_shape.dim]
     elements = math.prod(shape)
     if proto.dtype == types_pb2.DT_STRING:
         strings = list(proto.string_val)
@@ -70,8 +72,8 @@ def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     field = _VAL_FIELD.get(proto.dtype)
     if dtype is None or field is None:
         raise TypeError(f"Unsupported tensor type: {dtype_name(proto.dtype)}")
-    if proto.tensor_content:
-        return np.frombuffer(proto.tensor_content, dtype=dtype).copy().reshape(shape)
+    if proto.tensor_content:  # a read-only view of the bytes (the batch merge or the session copies them)
+        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
     field_values = getattr(proto, field)
     values = np.fromiter(field_values, dtype=_FIELD_DTYPE.get(proto.dtype, dtype), count=len(field_values))
     values = values.view(dtype)
@@ -82,11 +84,12 @@ def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return values.reshape(shape)
 
 
-def check_request_tensor(proto: tensor_pb2.TensorProto, name: str, budget: RequestBudget) -> None:
+def check_request_tensor(proto: tensor_pb2.TensorProto, name: str, budget: RequestBudget) -> list[int]:
     """Refuse, before anything is allocated, a request tensor whose dtype no client may send, whose shape is
     unknown, negative or over the request's budget, or whose values do not fill its shape exactly (TF
     Serving requires it of ``tensor_content``; with the typed fields it would repeat the last value, which
-    lets a few bytes declare gigabytes, so this server asks for exactly one value per element)."""
+    lets a few bytes declare gigabytes, so this server asks for exactly one value per element). Returns the
+    tensor's dims."""
     spec = _REQUEST_DTYPES.get(proto.dtype)
     if spec is None:
         raise InvalidArgument(
@@ -107,43 +110,54 @@ def check_request_tensor(proto: tensor_pb2.TensorProto, name: str, budget: Reque
                 f"input {name}: tensor_content holds {content} bytes but shape {dims} of "
                 f"{dtype_name(proto.dtype)} needs {elements * itemsize}"
             )
-        return
+        return dims
     values = len(getattr(proto, field))
     if values != elements * per_element:
         raise InvalidArgument(
             f"input {name}: shape {dims} has {elements} elements but {field} holds {values // per_element}"
             f" values; send exactly one value per element (or tensor_content)"
         )
+    return dims
 
 
 def to_ndarray(
     proto: tensor_pb2.TensorProto, name: str = "", budget: RequestBudget | None = None
 ) -> np.ndarray:
     """A request tensor as numpy; a malformed or over-budget proto is InvalidArgument naming the input."""
-    check_request_tensor(proto, name, budget or RequestBudget(DEFAULT_LIMITS))
+    dims = check_request_tensor(proto, name, budget or RequestBudget(DEFAULT_LIMITS))
     try:
-        return make_ndarray(proto)
+        return make_ndarray(proto, dims)
     except (TypeError, ValueError, OverflowError, MemoryError) as exc:
         raise InvalidArgument(f"tensor parsing error: {name}: {exc}") from None
 
 
-def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
-    )
+def _tensor_proto(
+    dtype: int, shape: tuple[int, ...], into: tensor_pb2.TensorProto | None
+) -> tensor_pb2.TensorProto:
+    """``into`` (or a new TensorProto) with that dtype and shape, filled field by field: building the
+    nested messages with keyword arguments cost ~9x more per reply (18 vs 2 us for fashion's 1x10 answer,
+    2026-12-06)."""
+    proto = tensor_pb2.TensorProto() if into is None else into
+    proto.dtype = dtype
+    dims = proto.tensor_shape.dim
+    for size in shape:
+        dims.add().size = size
+    return proto
 
 
-def to_tensor_proto(array: np.ndarray, *, as_content: bool = False) -> tensor_pb2.TensorProto:
+def to_tensor_proto(
+    array: np.ndarray, *, as_content: bool = False, into: tensor_pb2.TensorProto | None = None
+) -> tensor_pb2.TensorProto:
     """A reply tensor with the typed value field filled, like TF Serving; ``as_content`` (its
     --enable_serialization_as_tensor_content): the raw little-endian bytes in ``tensor_content`` instead,
-    strings excepted (``Tensor::AsProtoTensorContent`` writes them to ``string_val`` too)."""
+    strings excepted (``Tensor::AsProtoTensorContent`` writes them to ``string_val`` too). ``into``: an
+    empty TensorProto to fill (a reply's map entry: no copy of the finished tensor into it)."""
     array = np.asarray(array)
     dtype = dtype_enum(array)
     if as_content and dtype != types_pb2.DT_STRING and dtype in _VAL_FIELD:
-        content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-        return tensor_pb2.TensorProto(
-            dtype=dtype, tensor_shape=_shape_proto(array.shape), tensor_content=content
-        )
+        proto = _tensor_proto(dtype, array.shape, into)
+        proto.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        return proto
     if dtype == types_pb2.DT_STRING:
         values: list[Any] = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel().tolist()]
     elif dtype in _FIELD_DTYPE:
@@ -152,6 +166,6 @@ def to_tensor_proto(array: np.ndarray, *, as_content: bool = False) -> tensor_pb
         values = array.ravel().tolist()
     else:
         raise InvalidArgument(f"an output of numpy dtype {array.dtype} has no TensorFlow type")
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape_proto(array.shape))
+    proto = _tensor_proto(dtype, array.shape, into)
     getattr(proto, _VAL_FIELD[dtype]).extend(values)
     return proto

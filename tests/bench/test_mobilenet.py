@@ -138,3 +138,18 @@ def test_mobilenet_end_to_end(
     goals = {g["key"]: g for g in measured["goals"]}
     assert goals["mobilenet_grpc_vs_inprocess"]["status"] in ("met", "missed")
     assert {"modelserver mobilenet", "gateway mobilenet"} <= set(measured["rss_bytes"])
+
+
+def test_point_window_covers_replies_per_connection() -> None:
+    """A point above the lowest concurrency lasts long enough for several replies per connection at the
+    path's c1 rate (REST JSON at c64 measured 0 req/s in a 6 s window), without a warm-up of its own."""
+    from bench.scenarios.mobilenet import MAX_WINDOW_S, REPLIES_PER_CONNECTION, window
+    from bench.settings import BenchSettings
+
+    s = BenchSettings(duration_s=6, warmup_s=1, http_timeout_s=5)
+    assert window(s, 1, None) == (6, 10, 1)  # the lowest concurrency: the settings' window
+    duration, timeout, warmup = window(s, 64, 18.6)  # MobileNetV2 REST JSON on 2026-12-06
+    assert duration == pytest.approx(REPLIES_PER_CONNECTION * 64 / 18.6)
+    assert timeout >= 64 / 18.6 and warmup == 0
+    assert window(s, 16, 1000.0)[0] == 6  # a fast path keeps the settings' window
+    assert window(s, 64, 0.1)[:2] == (MAX_WINDOW_S, MAX_WINDOW_S)  # bounded

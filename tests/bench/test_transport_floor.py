@@ -48,3 +48,34 @@ def test_the_floor_imports_no_tensorflow() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("sync_threads", [0, 4])
+def test_the_floor_answers_over_grpc(sync_threads: int) -> None:
+    """grpc.aio (0) or grpcio's synchronous server (``SYNC_THREADS``, the A/B lever of issue 30) answer the
+    canned reply; ready once /healthz answers."""
+    import time
+
+    import grpc
+
+    from bench.procs import free_port, http_get
+
+    grpc_port, http_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "bench.baselines.transport_floor", str(grpc_port), str(http_port)]
+    process = subprocess.Popen(argv + ([str(sync_threads)] if sync_threads else []), cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 60  # a hang guard, not a bound
+        while True:
+            try:
+                if http_get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the floor did not start"
+            time.sleep(0.1)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+            assert call(b"", timeout=30) == predict_reply()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

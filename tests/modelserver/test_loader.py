@@ -32,6 +32,31 @@ def test_loads_half_plus_two_with_signatures_and_method_names(tiny: dict[str, Pa
     assert again.estimate_ram_bytes() == estimate_ram_bytes(tiny["half_plus_two"])
 
 
+def test_the_warm_up_cost_is_measured_and_counted_for_the_next_version(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    """The files cannot show what a warm-up replay leaves in RSS (an explain signature's gradient executor
+    and activations): the load re-estimates with it measured, and the model's next version adds it up front."""
+    from modelserver.runtime import loader as loader_module
+
+    first = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
+    tiny_models.write_warmup(first, [tiny_models.predict_log({"x": [1.0, 2.0]})] * 3)
+    loader = Loader("warmed", 1, first, WarmupOptions())
+    estimate = loader.estimate_ram_bytes()
+    servable = loader.load()
+    kept = loader_module._warmup_ram["warmed"]
+    assert kept >= 0 and servable.ram_bytes == estimate + kept
+    second = shutil.copytree(first, tmp_path / "2")
+    assert (
+        Loader("warmed", 2, second, WarmupOptions()).estimate_ram_bytes() == estimate_ram_bytes(second) + kept
+    )
+    # nothing to replay (no warm-up file, or warm-up off): nothing added
+    plain = tiny["half_plus_two"]
+    assert Loader("warmed", 3, plain, WarmupOptions()).estimate_ram_bytes() == estimate_ram_bytes(plain)
+    off = Loader("warmed", 4, second, WarmupOptions(enabled=False))
+    assert off.estimate_ram_bytes() == estimate_ram_bytes(second)
+
+
 def test_warmup_replays_every_record(tiny: dict[str, Path], tmp_path: Path) -> None:
     version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
     tiny_models.write_warmup(version, [tiny_models.predict_log({"x": [1.0, 2.0]})] * 3)

@@ -46,11 +46,13 @@ class Script:
 
 @dataclass
 class FakeServable:
-    """What the manager and handles read of a servable (name and version), and nothing else."""
+    """What the manager and handles read of a servable (name, version, the post-load RAM re-estimate), and
+    nothing else."""
 
     name: str
     version: int
     path: Path
+    ram_bytes: int = 0
 
 
 class FakeLoader:
