@@ -37,28 +37,22 @@ from modelserver.lifecycle.aspired_version_policy import POLICIES
 from modelserver.lifecycle.core import ServerCore
 from modelserver.lifecycle.manager import AspiredVersionsManager
 from modelserver.lifecycle.model_config import model_entries, read_model_config_file
+from modelserver.process.grpc_port import grpc_server, listen
 from modelserver.process.observers import drift_monitor, request_log, start_tracing
 from modelserver.process.options import (
     ServerOptions,
     default_ram_budget,
-    parse_channel_arguments,
     usable_cores,
 )
 from modelserver.process.peers import Peers, absolute_paths, reload_everywhere
 from modelserver.process.rest_server import ASGIApp, Uvicorn, start_rest
 from modelserver.process.startup_files import StartupFiles, read_startup_files
 from modelserver.process.supervisor import WorkerContext
-from modelserver.protocols.admission import CallAdmission, outer_cap
+from modelserver.protocols.admission import CallAdmission
 from modelserver.protocols.drift_rest import with_drift_rest
 from modelserver.protocols.oip.grpc_service import add_oip_service
 from modelserver.protocols.oip.service import OipDataPlane
-from modelserver.protocols.tfs.grpc_service import (
-    MAX_CONCURRENT_RPCS,
-    MAX_WAITING_CALLS,
-    add_services,
-    server_options,
-    set_health,
-)
+from modelserver.protocols.tfs.grpc_service import add_services, set_health
 from modelserver.protocols.tfs.rest import create_rest_app
 from modelserver.runtime import session
 from modelserver.runtime.batching import Batcher
@@ -285,47 +279,20 @@ class ModelServer:
         AcceptGuard(asyncio.get_running_loop())  # accept() out of descriptors: one line, no traceback storm
         ports = (1 if o.port else 0) + (1 if o.grpc_socket_path else 0) + (1 if o.rest_api_port else 0)
         self._connections = connection_budget(o.max_connections_per_port, ports)  # logged there
-        reuse, budget = self.worker is not None, self._connections
-        channel_options = dict(server_options(o.max_request_bytes, reuse_port=reuse, max_connections=budget))
-        # the user's channel arguments last, as TF Serving
-        channel_options.update(parse_channel_arguments(o.grpc_channel_arguments))
-        max_calls = o.grpc_max_threads or MAX_CONCURRENT_RPCS
-        # a call holds a working slot once its request message is in (off: grpc.aio's cap, from HEADERS)
-        timeout = o.grpc_request_message_timeout_seconds
-        self.admission = CallAdmission(max_calls, MAX_WAITING_CALLS, timeout) if timeout > 0 else None
-        grpc_server = grpc.aio.server(
-            options=list(channel_options.items()),
-            maximum_concurrent_rpcs=outer_cap(max_calls, MAX_WAITING_CALLS) if self.admission else max_calls,
-            interceptors=[self.admission] if self.admission else None,
+        server, self.admission = grpc_server(
+            o, reuse_port=self.worker is not None, max_connections=self._connections
         )
         health_service = add_services(
-            grpc_server,
+            server,
             self.dataplane,
             healthcheck=o.enable_grpc_healthcheck_service,
             reload=None if self.peers is None else reload_everywhere(self.peers, self.dataplane),
         )
-        add_oip_service(grpc_server, self.oip)  # KServe v2 beside PredictionService
-        credentials = self.ssl.credentials() if self.ssl else None  # --ssl_config_file
-
-        def listen(address: str) -> None:
-            if credentials is None:
-                grpc_server.add_insecure_port(address)
-            else:
-                grpc_server.add_secure_port(address, credentials)
-
-        try:
-            if o.port:
-                listen(f"{o.bind_host}:{o.port}")
-            if o.grpc_socket_path:
-                listen(f"unix:{o.grpc_socket_path}")
-        except RuntimeError as exc:
-            raise ConfigError(f"cannot listen on gRPC port {o.port}: {exc}") from None
-        await grpc_server.start()
-        addresses = ([f"{o.bind_host}:{o.port}"] if o.port else []) + (
-            [f"unix:{o.grpc_socket_path}"] if o.grpc_socket_path else []
-        )
+        add_oip_service(server, self.oip)  # KServe v2 beside PredictionService
+        addresses = listen(server, o, self.ssl)  # --ssl_config_file
+        await server.start()
         log.info("Running gRPC ModelServer at %s ...", ", ".join(addresses))
-        return grpc_server, health_service
+        return server, health_service
 
     def _start_polling(self) -> None:
         """The source's polls, and (worker 0 or the only process) the model config file's."""

@@ -32,7 +32,7 @@ import grpc
 from guard.logs import RateLimitedLog
 from guard.trim import trim_soon
 
-__all__ = ["CallAdmission", "outer_cap"]
+__all__ = ["CallAdmission", "admit", "outer_cap"]
 
 log = RateLimitedLog(logging.getLogger("modelserver.grpc"), rate=0.1, burst=3)
 
@@ -43,6 +43,14 @@ def outer_cap(max_calls: int, max_waiting: int) -> int:
     """grpc.aio's ``maximum_concurrent_rpcs`` with admission on: working plus waiting calls, and room for
     evicted calls that are still finishing."""
     return max_calls + 2 * max_waiting
+
+
+def admit(max_calls: int, max_waiting: int, message_timeout_s: float) -> tuple[CallAdmission | None, int]:
+    """The interceptor and grpc.aio's ``maximum_concurrent_rpcs`` for a server; no interceptor when the
+    message timeout is 0 (off: grpc.aio's cap, which counts a call from its HEADERS)."""
+    if message_timeout_s <= 0:
+        return None, max_calls
+    return CallAdmission(max_calls, max_waiting, message_timeout_s), outer_cap(max_calls, max_waiting)
 
 
 class CallAdmission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
