@@ -63,10 +63,11 @@ def row_features(
                 [_upper_fraction(text) for text in texts], np.float64
             )
         elif array.ndim == 4:
-            flat = array.reshape(array.shape[0], -1, array.shape[-1]).astype(np.float64)
+            flat = array.reshape(array.shape[0], -1, array.shape[-1])  # float64 sums, no float64 copy
+            means = flat.mean(axis=1, dtype=np.float64)
             for channel in range(array.shape[-1]):
-                features[f"{name}.mean_c{channel}"] = flat[:, :, channel].mean(axis=1)
-            std = flat.std(axis=(1, 2))
+                features[f"{name}.mean_c{channel}"] = means[:, channel]
+            std = flat.std(axis=(1, 2), dtype=np.float64)
             features[f"{name}.std"] = std
             span = float(np.ptp(flat)) or 1.0
             features[f"{name}.near_constant"] = (std < 0.01 * span).astype(np.int64)

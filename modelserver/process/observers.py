@@ -36,6 +36,8 @@ def drift_monitor(o: ServerOptions) -> DriftMonitor | None:
         window_rows=o.drift_window_rows,
         min_rows=o.drift_min_rows,
         sample_rate=o.drift_sample_rate,
+        rows_per_second=o.drift_rows_per_second,
+        interval=o.drift_interval_seconds,
         cpu_budget=o.drift_cpu_budget,
     )
     return DriftMonitor(settings, registry=METRICS.registry)

@@ -26,7 +26,8 @@ running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact 
 (``modelserver.observe.request_log``): ``request_log_max_file_bytes``, ``request_log_max_file_age_seconds``,
 ``request_log_max_total_bytes`` (per ``filename_prefix``), ``request_log_queue_size``; and drift
 (``modelserver.observe.drift``): ``enable_drift_monitor``, ``drift_psi_threshold``, ``drift_window_rows``,
-``drift_min_rows``, ``drift_sample_rate``, ``drift_cpu_budget``; and ``otlp_endpoint`` (traces, see
+``drift_min_rows``, ``drift_sample_rate``, ``drift_rows_per_second``, ``drift_interval_seconds``,
+``drift_cpu_budget``; and ``otlp_endpoint`` (traces, see
 ``modelserver.observe.tracing``).
 """
 
@@ -116,6 +117,8 @@ class ServerOptions(BaseSettings):
     drift_window_rows: int = Field(1000, ge=10)
     drift_min_rows: int = Field(200, ge=1)
     drift_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests observed")
+    drift_rows_per_second: float = Field(100.0, gt=0, description="rows compared per version, at most")
+    drift_interval_seconds: float = Field(1.0, gt=0, le=60, description="how often samples are compared")
     drift_cpu_budget: float = Field(0.03, gt=0, le=1, description="CPU seconds/s the drift thread may use")
     # OpenTelemetry traces (modelserver.observe.tracing); else OTEL_EXPORTER_OTLP_ENDPOINT; off when neither
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector receiving traces (the otlp extra)")
