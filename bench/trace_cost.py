@@ -1,5 +1,6 @@
 """``python -m bench.trace_cost``: CPU per ``modelserver.Predict`` span in-process (tracing off, on and
-recorded into a JSON-lines file at /dev/null with the exporter thread counted, on but the caller unsampled)."""
+recorded into a JSON-lines file at /dev/null with the exporter thread counted, on but the caller unsampled,
+on with no caller's ``traceparent`` at the default root ratio, ``guard.tracing.DEFAULT_SAMPLE_RATIO``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import os
 import time
 
+from guard.tracing import DEFAULT_SAMPLE_RATIO
 from modelserver.observe import tracing
 
 N = 20_000
@@ -37,8 +39,12 @@ def main() -> None:
     tracing.configure()
     on = asyncio.run(_per_call(SAMPLED))
     unsampled = asyncio.run(_per_call(UNSAMPLED))
+    roots = asyncio.run(_per_call([]))
     tracing.flush()
-    print(f"CPU us per call: off {off:.2f}, on {on:.1f}, on but the caller unsampled {unsampled:.1f}")
+    print(
+        f"CPU us per call: off {off:.2f}, on {on:.1f}, on but the caller unsampled {unsampled:.1f}, "
+        f"on with no traceparent (roots sampled at {DEFAULT_SAMPLE_RATIO:g}) {roots:.1f}"
+    )
 
 
 if __name__ == "__main__":

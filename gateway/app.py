@@ -102,7 +102,7 @@ def _services(settings: Settings) -> Services:
 def create_app(settings: Settings | None = None, *, hot_routes: bool = True) -> FastAPI:
     """The gateway app; ``hot_routes=False`` leaves classify and predict to FastAPI alone (tests compare)."""
     settings = settings or get_settings()
-    tracing.configure(settings.otlp_endpoint, settings.trace_file)
+    tracing.configure(settings.otlp_endpoint, settings.trace_file, sample_ratio=settings.trace_sample_ratio)
     services = _services(settings)
     metrics, catalog = services.metrics, services.catalog
 

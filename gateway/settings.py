@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # receiving each span as a JSON line (tests, debugging).
     otlp_endpoint: str = ""
     trace_file: str = ""
+    # Share of requests traced when the caller sent no sampled traceparent (None: OTEL_TRACES_SAMPLER, else 1 %).
+    trace_sample_ratio: float | None = Field(default=None, ge=0, le=1)
     # Raw-upload logging (gateway.upload_log), opt-in for privacy: off unless a folder is set and the rate > 0.
     upload_log_dir: str = ""
     upload_log_sample_rate: float = Field(default=0.0, ge=0, le=1)

@@ -7,7 +7,9 @@ gRPC metadata carries the ``traceparent`` so the model server's spans join the s
 
 Configuration (``gateway.settings``): ``GATEWAY_OTLP_ENDPOINT`` exports over OTLP/gRPC (needs the
 ``otlp`` extra: ``pip install tfserve-stack[otlp]``); ``GATEWAY_TRACE_FILE`` writes each span as one JSON
-line (for tests and debugging). Neither set: ``TRACER`` stays None and each call site costs one module
+line (for tests and debugging); ``GATEWAY_TRACE_SAMPLE_RATIO`` is the share of requests traced (parent-based:
+a caller's sampled ``traceparent`` is always followed; unset: ``OTEL_TRACES_SAMPLER``, else 1 %,
+``guard.tracing.sampler``). Neither set: ``TRACER`` stays None and each call site costs one module
 attribute check (``span`` hands back a shared no-op context manager).
 """
 
@@ -29,10 +31,16 @@ _provider: TracerProvider | None = None
 _OFF = contextlib.nullcontext()
 
 
-def configure(otlp_endpoint: str = "", trace_file: str = "", service: str = "tfserve-gateway") -> None:
-    """Turn tracing on when an exporter is configured (idempotent per process)."""
+def configure(
+    otlp_endpoint: str = "",
+    trace_file: str = "",
+    service: str = "tfserve-gateway",
+    sample_ratio: float | None = None,
+) -> None:
+    """Turn tracing on when an exporter is configured (idempotent per process); roots are sampled at
+    ``sample_ratio`` (``GATEWAY_TRACE_SAMPLE_RATIO``), else as ``OTEL_TRACES_SAMPLER`` says, else 1 %."""
     global TRACER, _provider
-    _provider = tracer_provider(service, otlp_endpoint, trace_file)
+    _provider = tracer_provider(service, otlp_endpoint, trace_file, sample_ratio)
     TRACER = None if _provider is None else _provider.get_tracer("gateway")
 
 

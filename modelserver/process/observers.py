@@ -15,8 +15,8 @@ __all__ = ["drift_monitor", "request_log", "start_tracing"]
 
 def start_tracing(o: ServerOptions) -> None:
     """Traces (modelserver.observe.tracing): on when --otlp_endpoint, OTEL_EXPORTER_OTLP_ENDPOINT or
-    MODELSERVER_TRACE_FILE is set."""
-    tracing.configure(o.otlp_endpoint)
+    MODELSERVER_TRACE_FILE is set; roots sampled at --trace_sample_ratio (else OTEL_TRACES_SAMPLER, else 1 %)."""
+    tracing.configure(o.otlp_endpoint, sample_ratio=o.trace_sample_ratio)
 
 
 def request_log(o: ServerOptions) -> RequestLog:

@@ -27,7 +27,7 @@ running instead of waiting ``batch_timeout_micros``; false = TF Serving's exact 
 ``request_log_max_total_bytes`` (per ``filename_prefix``), ``request_log_queue_size``; and drift
 (``modelserver.observe.drift``): ``enable_drift_monitor``, ``drift_psi_threshold``, ``drift_window_rows``,
 ``drift_min_rows``, ``drift_sample_rate``, ``drift_rows_per_second``, ``drift_interval_seconds``,
-``drift_cpu_budget``; and ``otlp_endpoint`` (traces, see
+``drift_cpu_budget``; and ``otlp_endpoint``, ``trace_sample_ratio`` (traces, see
 ``modelserver.observe.tracing``).
 """
 
@@ -122,6 +122,9 @@ class ServerOptions(BaseSettings):
     drift_cpu_budget: float = Field(0.03, gt=0, le=1, description="CPU seconds/s the drift thread may use")
     # OpenTelemetry traces (modelserver.observe.tracing); else OTEL_EXPORTER_OTLP_ENDPOINT; off when neither
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector receiving traces (the otlp extra)")
+    trace_sample_ratio: float | None = Field(
+        None, ge=0, le=1, description="share of root calls traced (unset: OTEL_TRACES_SAMPLER, else 0.01)"
+    )
 
     def validate_combination(self) -> None:
         if not self.model_base_path and not self.model_config_file:

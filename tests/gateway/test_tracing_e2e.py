@@ -53,6 +53,7 @@ def traced(
             "GATEWAY_DEFAULT_MODEL_SERVER": server.grpc_target,
             "GATEWAY_MODEL_CONFIG_FILE": str(fashion_repo / "models.config"),
             "GATEWAY_TRACE_FILE": str(logs / "gateway.jsonl"),
+            "GATEWAY_TRACE_SAMPLE_RATIO": "1",  # every upload; the model server follows the traceparent's flag
             "GATEWAY_UPLOAD_LOG_DIR": str(logs / "uploads"),
             "GATEWAY_UPLOAD_LOG_SAMPLE_RATE": "1",
         }

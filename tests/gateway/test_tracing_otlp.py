@@ -63,7 +63,7 @@ def test_otlp_export_joins_one_trace(
 ) -> None:
     service, endpoint = receiver
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # OpenTelemetry's own variable
-    tracing.configure(otlp_endpoint=endpoint)
+    tracing.configure(otlp_endpoint=endpoint, sample_ratio=1.0)
     server_tracing.configure()
 
     async def served() -> str:

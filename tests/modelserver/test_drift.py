@@ -206,10 +206,11 @@ def test_false_alarm_rate_of_the_input_features_over_many_windows(
     assert evaluations > 50 and alarms == 0
 
 
-def _monitor(directory: Path, profile: dict[str, object], **settings: float) -> DriftMonitor:
+def _monitor(directory: Path, profile: dict[str, object], rows_per_second: float) -> DriftMonitor:
     (directory / PROFILE_FILE).parent.mkdir(parents=True, exist_ok=True)
     (directory / PROFILE_FILE).write_text(json.dumps(profile))
-    return DriftMonitor(DriftSettings(interval=3600, **settings), registry=CollectorRegistry())
+    settings = DriftSettings(interval=3600, rows_per_second=rows_per_second)
+    return DriftMonitor(settings, registry=CollectorRegistry())
 
 
 def test_the_sample_is_bounded_and_uniform_whatever_the_request_rate(tmp_path: Path) -> None:
@@ -217,7 +218,7 @@ def test_the_sample_is_bounded_and_uniform_whatever_the_request_rate(tmp_path: P
     interval (reservoir sampling), not its first requests."""
     values = np.arange(5000, dtype=np.float64)
     profile = build_profile("m", "regression", [], {"x": values}, {})
-    monitor = _monitor(tmp_path, profile, rows_per_second=100 / 3600)
+    monitor = _monitor(tmp_path, profile, 100 / 3600)
     try:
         assert monitor._capacity == 100
         for value in values:

@@ -19,6 +19,7 @@ import numpy as np
 
 from modelserver.dataplane import PROTOCOL
 from modelserver.errors import InvalidArgument, Unimplemented
+from modelserver.observe import tracing
 from modelserver.protocols.oip.service import (
     InferRequest,
     InferResponse,
@@ -177,7 +178,11 @@ class GRPCInferenceServiceAdapter:
         async def call() -> pb.ModelInferResponse:
             return infer_response(await self._oip.infer(infer_request(request, self._oip.limits)))
 
-        return await self._answer(context, request, call)
+        return await tracing.around(
+            "modelserver.ModelInfer",
+            context.invocation_metadata() or (),
+            lambda: self._answer(context, request, call),
+        )
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context

@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from modelserver.dataplane import PROTOCOL
 from modelserver.errors import InvalidArgument, ServingError
+from modelserver.observe import tracing
 from modelserver.protocols.http import DEFAULT_MAX_BODY_BYTES, offload, read_body
 from modelserver.protocols.oip.service import (
     InferRequest,
@@ -260,7 +261,11 @@ class OipRestApi:
         if verb == "/infer":
             if method != "POST":
                 return _error(f"Method not allowed: {method} {request.url.path}; use POST", 405)
-            return await self._infer(request, model, version)
+            return await tracing.around(
+                "modelserver.ModelInfer",
+                request.headers.items(),
+                lambda: self._infer(request, model, version),
+            )
         if method != "GET":
             return _error(f"Method not allowed: {method} {request.url.path}; use GET", 405)
         if verb == "/ready":

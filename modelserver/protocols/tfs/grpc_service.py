@@ -205,12 +205,20 @@ class PredictionServiceAdapter:
     async def Classify(
         self, request: classification_pb2.ClassificationRequest, context: Context
     ) -> classification_pb2.ClassificationResponse:
-        return await answer(context, request, lambda: self._dp.classify(request))
+        return await tracing.around(
+            "modelserver.Classify",
+            context.invocation_metadata() or (),
+            lambda: answer(context, request, lambda: self._dp.classify(request)),
+        )
 
     async def Regress(
         self, request: regression_pb2.RegressionRequest, context: Context
     ) -> regression_pb2.RegressionResponse:
-        return await answer(context, request, lambda: self._dp.regress(request))
+        return await tracing.around(
+            "modelserver.Regress",
+            context.invocation_metadata() or (),
+            lambda: answer(context, request, lambda: self._dp.regress(request)),
+        )
 
     async def MultiInference(
         self, request: inference_pb2.MultiInferenceRequest, context: Context

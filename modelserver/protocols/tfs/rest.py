@@ -221,9 +221,13 @@ class RestApi:
                         )
                     return await self._predict(target, body)
                 if verb == "classify":
-                    return await self._classify(target, body)
+                    return await tracing.around(
+                        "modelserver.Classify", request.headers.items(), lambda: self._classify(target, body)
+                    )
                 if verb == "regress":
-                    return await self._regress(target, body)
+                    return await tracing.around(
+                        "modelserver.Regress", request.headers.items(), lambda: self._regress(target, body)
+                    )
         elif method == "GET":
             match = _MODEL_STATUS_API.fullmatch(path)
             if match:
