@@ -3,7 +3,7 @@
 [--duration 6]``
 
 An interleaved A/B of the model server's ``--num_workers`` (or of any other flags, ``--a-flags``/``--b-flags``,
-e.g. ``--a-flags=--enable_drift_monitor=false --name drift``; of environment variables, ``--a-env``/``--b-env``;
+e.g. ``--a-flags=--enable_drift_monitor=false --b-workers 1 --name drift``; of environment variables, ``--a-env``/``--b-env``;
 or of two source trees, ``--a-tree``/``--b-tree``, e.g. a ``git archive`` of the base commit): both servers
 (fashion, batching on as the bench's main matrix, or ``--no-batching``) are up at once, and each round runs
 gRPC Predict (h2load) then REST predict (wrk) at one concurrency against A and B, alternating which goes
@@ -190,7 +190,7 @@ def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         f"{proto}.{ratio}_{stat.__name__}": round(stat(r[f"{proto}.{ratio}"] for r in rounds), 3)
         for proto in protocols
         for ratio in ("ratio", "cpu_ratio")
-        for stat in (min, max, statistics.mean)
+        for stat in (min, max, statistics.mean, statistics.median)
     }
     if floor is not None:
         for side in sides:
@@ -243,8 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             ctx.say(
                 f"{proto} c{args.concurrency} B/A: min {result[f'{proto}.ratio_min']:.2f}, "
-                f"mean {result[f'{proto}.ratio_mean']:.2f}, max {result[f'{proto}.ratio_max']:.2f}; CPU per "
-                f"request B/A mean {result[f'{proto}.cpu_ratio_mean']:.2f}"
+                f"mean {result[f'{proto}.ratio_mean']:.2f}, median {result[f'{proto}.ratio_median']:.2f}, "
+                f"max {result[f'{proto}.ratio_max']:.2f}; CPU per request B/A mean "
+                f"{result[f'{proto}.cpu_ratio_mean']:.2f}, median {result[f'{proto}.cpu_ratio_median']:.2f}"
             )
         args.results_dir.mkdir(parents=True, exist_ok=True)
         out = args.results_dir / f"ab-{args.name}-{started[:10]}.json"

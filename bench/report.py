@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from bench.findings import FINDINGS
 from bench.goals import PEERS, Goal, evaluate
+from bench.monitoring_cost import monitoring_cost_section
 from bench.settings import SCENARIOS
 from devtools.files import write_atomic
 
@@ -244,7 +246,10 @@ def _peers_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -> str:
+def render_markdown(
+    results: dict[str, Any], goals: list[Goal], png_name: str, results_dir: Path | None = None
+) -> str:
+    """``latest.md``; ``results_dir`` adds the newest monitoring A/B files' figures (bench.monitoring_cost)."""
     points: dict[str, dict[str, Any]] = results.get("points", {})
     env = results.get("environment", {})
     inproc = results.get("inprocess", {})
@@ -375,6 +380,8 @@ def render_markdown(results: dict[str, Any], goals: list[Goal], png_name: str) -
             f"pages are released, guard/pages.py; shared by every worker mapping them); PSS {_mib(split.get('pss'))} MiB (no other process of "
             "the bench maps TensorFlow's libraries).",
         ]
+    if results_dir is not None:
+        lines += monitoring_cost_section(results_dir)
     profiles = results.get("profiles", [])
     if profiles:
         lines += ["", "## Profiles (py-spy, under the heaviest load point)", ""]
@@ -559,7 +566,7 @@ def write_report(ctx: Any) -> list[Path]:
     json_path, md_path, png_path = out / f"{stamp}.json", out / "latest.md", out / "latest.png"
     write_atomic(json_path, json.dumps(results, indent=1, default=str, allow_nan=True) + "\n")
     render_plot(results, png_path)
-    write_atomic(md_path, render_markdown(results, goals, png_path.name))
+    write_atomic(md_path, render_markdown(results, goals, png_path.name, out))
     written = [json_path, md_path, png_path]
     if render_mobilenet_plot(results, out / mobilenet_png(png_path.name)):
         written.append(out / mobilenet_png(png_path.name))
@@ -569,3 +576,21 @@ def write_report(ctx: Any) -> list[Path]:
     if full and out == ctx.repo_root / "bench" / "results" and update_readme(readme, results, goals):
         written.append(readme)
     return written
+
+
+def rerender(results_dir: Path) -> Path:
+    """Write ``latest.md`` again from the newest ``<date>.json`` there (its goals re-evaluated), e.g. after a new
+    monitoring A/B file: ``python -m bench.report [results-dir]``. The figures come from the files only."""
+    newest = sorted(
+        p for p in results_dir.glob("*.json") if re.fullmatch(r"\d{4}-\d{2}-\d{2}\.json", p.name)
+    )[-1]
+    results = json.loads(newest.read_text(encoding="utf-8"))
+    md_path = results_dir / "latest.md"
+    write_atomic(md_path, render_markdown(results, evaluate(results), "latest.png", results_dir))
+    return md_path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(rerender(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results"))

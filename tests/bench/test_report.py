@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,35 @@ def test_readme_block_is_replaced_with_the_run_goals(results: dict[str, Any], tm
     readme.write_text("no markers\n", encoding="utf-8")
     assert not update_readme(readme, results, evaluate(results))
     assert readme.read_text(encoding="utf-8") == "no markers\n"
+
+
+def _ab(rounds: list[tuple[float, float, float, float]], flags_b: str) -> dict[str, Any]:
+    """An ab-<name>-<date>.json of (gRPC A, gRPC B, REST A, REST B) req/s per round, 1 server core each."""
+    rows = []
+    for grpc_a, grpc_b, rest_a, rest_b in rounds:
+        row: dict[str, Any] = {"grpc.A": grpc_a, "grpc.B": grpc_b, "rest.A": rest_a, "rest.B": rest_b}
+        row |= {f"{p}.{s}.server_cores": 1.0 for p in ("grpc", "rest") for s in "AB"}
+        row |= {"grpc.ratio": grpc_b / grpc_a, "rest.ratio": rest_b / rest_a}
+        rows.append(row)
+    return {"flags": {"A": "", "B": flags_b}, "rounds": rows, "load_average_at_start": "1.00 1.00 1.00"}
+
+
+def test_markdown_shows_the_newest_monitoring_ab_of_each_kind(
+    results: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "ab-drift-2026-01-01.json").write_text(json.dumps(_ab([(100, 50, 100, 50)], "--old")))
+    newest = _ab([(100, 97, 200, 190), (100, 99, 200, 200), (100, 93, 200, 180)], "--new")
+    (tmp_path / "ab-drift-2026-02-01.json").write_text(json.dumps(newest))
+    (tmp_path / "ab-traces-sampled-2026-01-15.json").write_text(json.dumps(_ab([(100, 98, 10, 10)], "--s")))
+    text = render_markdown(results, evaluate(results), "latest.png", tmp_path)
+    assert "## Monitoring cost" in text and "--old" not in text
+    # req/s B/A median (min-max); CPU per request is 1 core over req/s, so its ratio is A/B
+    assert (
+        "| defaults / `--new` | 2026-02-01, 3 rounds, load 1.00 1.00 1.00 | 0.97 (0.93-0.99) | 1.03 " in text
+    )
+    assert "| 0.95 (0.90-1.00) | 1.05 (1.00-1.11) |" in text
+    assert "| defaults / `--s` | 2026-01-15, 1 rounds" in text  # traces-sampled is not taken for traces
+    assert "every request recorded" not in text
+    assert "## Monitoring cost" not in render_markdown(
+        results, evaluate(results), "latest.png", tmp_path / "x"
+    )
