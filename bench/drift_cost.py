@@ -33,9 +33,13 @@ def main(rates: list[int]) -> None:
     (version / PROFILE_FILE).write_text(json.dumps(profile))
     requests = [({"image": images[i : i + 1]}, {"scores": scores[i : i + 1]}) for i in range(IMAGES)]
     # the thread never wakes on its own (interval 1 h): flush() is called here, once per simulated second
-    monitor = DriftMonitor(DriftSettings(interval=3600, rows_per_second=100 / 3600), registry=CollectorRegistry())
+    monitor = DriftMonitor(
+        DriftSettings(interval=3600, rows_per_second=100 / 3600), registry=CollectorRegistry()
+    )
     try:
-        print("rate req/s | observe us/request | flush ms/interval | drift CPU us/request | share of one core")
+        print(
+            "rate req/s | observe us/request | flush ms/interval | drift CPU us/request | share of one core"
+        )
         for rate in rates:
             observe = flush = 0.0
             for _ in range(INTERVALS):
