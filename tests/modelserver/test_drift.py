@@ -8,6 +8,7 @@ upper-cased - raises the drift state within a stated number of requests. Each te
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,14 +104,21 @@ CASES: dict[str, tuple[Callable[[Path], Rows], Callable[[Rows], Rows]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerHandle]:
-    monitoring = tmp_path_factory.mktemp("drift") / "monitoring.config"
+@contextlib.contextmanager
+def monitored_server(model_repo: Path, folder: Path) -> Iterator[ModelServerHandle]:
+    """A real modelserver of ``model_repo``'s models, drift on, every request compared."""
+    monitoring = folder / "monitoring.config"
     monitoring.write_text(MONITORING)
     with start_modelserver(
         model_repo / "models.config", extra_flags=[f"--monitoring_config_file={monitoring}", *EVERY_REQUEST]
     ) as handle:
         yield handle  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerHandle]:
+    with monitored_server(model_repo, tmp_path_factory.mktemp("drift")) as handle:
+        yield handle
 
 
 class Traffic:
@@ -136,6 +144,14 @@ class Traffic:
         self.server.wait_until(
             lambda: self.value("modelserver_drift_rows_total") >= self.sent, 60, "the monitor caught up"
         )
+
+    def requests_to_alarm(self, shift: Callable[[Rows], Rows]) -> int:
+        """Requests of shifted rows, 5 at a time (at most MAX_SHIFT_REQUESTS), until the drift state is raised."""
+        requests = 0
+        while self.value("modelserver_drift_state") == 0 and requests < MAX_SHIFT_REQUESTS:
+            self.send(5, shift)
+            requests += 5
+        return requests
 
     def value(self, name: str) -> float:
         return metric(self.server, name, model=self.model, version="1")
@@ -163,10 +179,7 @@ def test_served_test_split_raises_no_alarm_and_a_real_shift_does(
     )
     assert evaluations >= 30 and alarms == 0 and traffic.value("modelserver_drift_state") == 0
 
-    requests = 0
-    while traffic.value("modelserver_drift_state") == 0 and requests < MAX_SHIFT_REQUESTS:
-        traffic.send(5, shift)
-        requests += 5
+    requests = traffic.requests_to_alarm(shift)
     print(
         f"{model}: {shift.__name__} raised the drift state after {requests} requests ({requests * ROWS_PER_REQUEST} rows)"
     )

@@ -19,18 +19,16 @@ import httpx
 import numpy as np
 import pytest
 
-from devtools.servers import ModelServerHandle, start_modelserver
+from devtools.servers import ModelServerHandle
 from tests.modelserver.test_drift import (
-    EVERY_REQUEST,
-    MAX_SHIFT_REQUESTS,
     ROWS_PER_REQUEST,
     Rows,
     Traffic,
     fashion_rows,
     housing_rows,
+    monitored_server,
     text_rows,
 )
-from tests.modelserver.test_request_log import MONITORING
 
 # Requests (of 5 rows) after which each shift must have raised the drift state. Measured (twice, the same):
 # housing Bay Area only 70 (350 rows; PSI latitude 0.30, longitude 0.27), fashion rotated 80 (400; only the
@@ -128,12 +126,8 @@ CASES: dict[str, tuple[str, Callable[[Path], Rows], Callable[[Path], Callable[[R
 
 @pytest.fixture(scope="module")
 def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServerHandle]:
-    monitoring = tmp_path_factory.mktemp("drift_shifts") / "monitoring.config"
-    monitoring.write_text(MONITORING)
-    with start_modelserver(
-        model_repo / "models.config", extra_flags=[f"--monitoring_config_file={monitoring}", *EVERY_REQUEST]
-    ) as handle:
-        yield handle  # type: ignore[misc]
+    with monitored_server(model_repo, tmp_path_factory.mktemp("drift_shifts")) as handle:  # its own windows
+        yield handle
 
 
 def test_the_shifted_sources_differ_from_the_clean_ones(data_dir: Path) -> None:
@@ -153,11 +147,7 @@ def test_a_real_shift_raises_the_drift_state(server: ModelServerHandle, data_dir
     assert (
         traffic.value("modelserver_drift_state") == 0 and traffic.value("modelserver_drift_alarms_total") == 0
     )
-    shift = shift_of(data_dir)
-    requests = 0
-    while traffic.value("modelserver_drift_state") == 0 and requests < MAX_SHIFT_REQUESTS:
-        traffic.send(5, shift)
-        requests += 5
+    requests = traffic.requests_to_alarm(shift_of(data_dir))
     report = httpx.get(f"{server.url}/v1/models/{model}/drift", timeout=10).json()["versions"]["1"]["latest"]
     worst = sorted(report["features"].items(), key=lambda item: -item[1]["psi"])[:3]
     print(
