@@ -1,6 +1,7 @@
 """The "Monitoring cost" section of ``latest.md``: what drift and traces cost the model server, from the newest
 interleaved A/B of each (``python -m bench.ab``: ``ab-drift-<date>.json``, ``ab-traces-<date>.json``,
-``ab-traces-sampled-<date>.json`` in the results folder; A without the feature, B with it). The figures are
+``ab-traces-sampled-<date>.json`` in the results folder; A without the feature, B with it; ``ab-aa-<date>.json``:
+A and B the same, which shows how far the machine's noise alone moves the figures). The figures are
 B/A per round: req/s (under the machine's other load, noisy) and the server's CPU per request."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ AB_RUNS = {
     "drift": "drift monitor on (default sample: at most 100 rows a second per version)",
     "traces-sampled": "traces on at the default sampling (1 % of roots), OTLP to a local sink",
     "traces": "traces on, every request recorded, OTLP to a local sink",
+    "aa": "nothing: an A/A run, both servers the same (the noise floor of these figures)",
 }
 _FILE = re.compile(r"ab-(?P<name>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.json")
 
