@@ -41,6 +41,7 @@ __all__ = [
     "forwarded_for",
     "label_names",
     "many_files",
+    "new_connection_status",
     "png_of_zeros",
     "rgba_pngs",
     "run_steps",
@@ -250,7 +251,7 @@ def slow_drip(gateway_url: str, outcome: Outcome, seconds: float) -> dict[str, A
     return {"slow_drip_status": status, "slow_drip_closed_after_s": round(held, 1), "deadline_s": DEADLINE_S}
 
 
-def _new_connection_status(host: str, port: int) -> int:
+def new_connection_status(host: str, port: int) -> int:
     """The status a new connection gets for ``GET /healthz`` (0: closed without one)."""
     with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -275,12 +276,12 @@ def connection_flood(stack: Stack, outcome: Outcome, connections: int) -> dict[s
             for _ in range(connections):
                 with contextlib.suppress(OSError):
                     held.append(socket.create_connection((host, port), timeout=10))
-            refused = wait_until(lambda: _new_connection_status(host, port) == 503, 60, interval=0.2)
+            refused = wait_until(lambda: new_connection_status(host, port) == 503, 60, interval=0.2)
             fds_held = usage(pid).fds
         finally:
             for sock in held:
                 sock.close()
-        served = wait_until(lambda: _new_connection_status(host, port) == 200, 60, interval=0.2)
+        served = wait_until(lambda: new_connection_status(host, port) == 200, 60, interval=0.2)
     grown = found["peak"] - found["start"]
     outcome.check(refused, f"gateway connection flood: no new connection refused past {CONNECTION_CAP}")
     outcome.check(

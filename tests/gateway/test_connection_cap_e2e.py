@@ -4,7 +4,6 @@ being served on its connection, and new connections are served again once the fl
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from devtools.procs import LOOPBACK, free_port
 from devtools.servers import start_gateway
+from reliability.gateway_attack import new_connection_status
 from reliability.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -20,14 +20,7 @@ CAP = 8
 
 
 def _status(port: int) -> int:
-    """A new connection's reply: its status, or 0 when it was closed without one."""
-    with socket.create_connection((LOOPBACK, port), timeout=30) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        reply = b""
-        with contextlib.suppress(OSError):
-            while chunk := sock.recv(65536):
-                reply += chunk
-    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+    return new_connection_status(LOOPBACK, port)
 
 
 def test_a_connection_flood_is_refused_while_connected_clients_are_served(tmp_path: Path) -> None:
