@@ -16,6 +16,7 @@ unloaded, the failure is logged once, and everything is restored afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
 import socket
@@ -40,6 +41,7 @@ __all__ = [
     "descriptor_exhaustion",
     "dripped_body",
     "exhaustion_options",
+    "health_watch_flood",
     "http2_idle_stream_flood",
     "http2_idle_streams",
     "http2_ping_flood",
@@ -50,14 +52,21 @@ __all__ = [
 BODY_DEADLINE = 4.0
 # the model server's default --grpc_request_message_timeout_seconds (modelserver.protocols.admission)
 MESSAGE_TIMEOUT = 5.0
+WATCH = "/grpc.health.v1.Health/Watch"
+MAX_WATCHES = 100  # modelserver.protocols.admission.MAX_STREAMS (the attack suite imports no server code)
 
 
 def exhaustion_options(base: StackOptions | None = None) -> StackOptions:
-    """The stack settings this scenario needs, added to ``base``: a short total body deadline."""
+    """The stack settings this scenario needs, added to ``base``: a short total body deadline and the health
+    service (for the Watch flood)."""
     base = base or StackOptions()
     return StackOptions(
         gateway_env=dict(base.gateway_env),
-        modelserver_flags=(*base.modelserver_flags, f"--rest_api_body_deadline_seconds={BODY_DEADLINE}"),
+        modelserver_flags=(
+            *base.modelserver_flags,
+            f"--rest_api_body_deadline_seconds={BODY_DEADLINE}",
+            "--enable_grpc_healthcheck_service",
+        ),
         modelserver_user=base.modelserver_user,
     )
 
@@ -181,6 +190,50 @@ def http2_idle_stream_flood(
     return figures
 
 
+async def _watches(target: str, count: int, connections: int) -> tuple[int, dict[str, int]]:
+    """``count`` health Watch streams over ``connections`` channels, held until each has its first reply or
+    its status; returns how many are open and the codes of those that ended, then closes them all."""
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(connections)
+    ]
+    calls = [channels[i % connections].unary_stream(WATCH)(b"") for i in range(count)]
+
+    async def first(call: Any) -> str:
+        try:
+            await asyncio.wait_for(call.read(), 60)  # a hang guard
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        code = await call.code() if call.done() else None
+        return code.name if code else "open"
+
+    outcomes = await asyncio.gather(*(first(call) for call in calls))
+    for call in calls:
+        call.cancel()
+    for channel in channels:
+        await channel.close()
+    ended: dict[str, int] = {}
+    for name in outcomes:
+        ended[name] = ended.get(name, 0) + 1
+    return ended.pop("open", 0), ended
+
+
+def health_watch_flood(stack: Stack, outcome: Outcome, count: int) -> dict[str, Any]:
+    """Health ``Watch`` streams (long-lived by design) past the server's cap on streaming calls
+    (``modelserver.protocols.admission.MAX_STREAMS``): the excess refused RESOURCE_EXHAUSTED, unary
+    neighbours served throughout."""
+    figures: dict[str, Any] = {}
+    name = "health_watch_flood"
+    with measured(stack, outcome, name, figures):
+        held, ended = asyncio.run(_watches(stack.grpc_target, count, 10))
+    figures[name].update({"watches_sent": count, "watches_open": held, "watches_ended": ended})
+    outcome.check(
+        held <= MAX_WATCHES and ended.get("RESOURCE_EXHAUSTED", 0) >= count - MAX_WATCHES,
+        f"health Watch flood: {held} of {count} held, {ended} refused (at most {MAX_WATCHES} held)",
+    )
+    return figures
+
+
 def dripped_body(stack: Stack, outcome: Outcome) -> dict[str, Any]:
     """A REST body announced at 100 KB, one byte every 0.5 s: it never stalls, so only the total deadline
     (``BODY_DEADLINE`` here) ends it with 408."""
@@ -288,6 +341,7 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         lambda: http2_rapid_reset(stack, outcome, 2_000 if quick else 20_000),
         lambda: http2_idle_streams(stack, outcome, 2 if quick else 10, 1_000),
         lambda: http2_idle_stream_flood(stack, outcome, 30 if quick else 120),
+        lambda: health_watch_flood(stack, outcome, 100 if quick else 1_000),
         lambda: http2_ping_flood(stack, outcome, 2_000),
         lambda: dripped_body(stack, outcome),
         lambda: connection_flood(stack, outcome, 300 if quick else 3_000),

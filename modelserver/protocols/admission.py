@@ -15,8 +15,12 @@ health) as a request-streaming one, so that it reads the message itself:
 - **Working** (the message arrived): at most ``max_calls`` at once (``--grpc_max_threads``); past it the
   call is refused RESOURCE_EXHAUSTED, as grpc.aio's cap did.
 
-grpc.aio's own cap stays above both (``outer_cap``) as the bound of everything a connection flood can make
-the server hold, including long-lived health ``Watch`` streams. One event loop: no locks.
+- **Streaming replies** (health ``Watch``: long-lived by design): at most ``max_streams`` at once, counted
+  once their message arrived; one more is refused RESOURCE_EXHAUSTED, so a Watch flood cannot fill
+  grpc.aio's cap and take the slots of unary calls.
+
+grpc.aio's own cap stays above all three (``outer_cap``) as the bound of everything a connection flood can
+make the server hold. One event loop: no locks.
 """
 
 from __future__ import annotations
@@ -32,17 +36,20 @@ import grpc
 from guard.logs import RateLimitedLog
 from guard.trim import trim_soon
 
-__all__ = ["CallAdmission", "admit", "outer_cap"]
+__all__ = ["MAX_STREAMS", "CallAdmission", "admit", "outer_cap"]
+
+# Streaming-reply calls (health Watch) held at once per server; a Watch is one per client and service.
+MAX_STREAMS = 100
 
 log = RateLimitedLog(logging.getLogger("modelserver.grpc"), rate=0.1, burst=3)
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-def outer_cap(max_calls: int, max_waiting: int) -> int:
-    """grpc.aio's ``maximum_concurrent_rpcs`` with admission on: working plus waiting calls, and room for
-    evicted calls that are still finishing."""
-    return max_calls + 2 * max_waiting
+def outer_cap(max_calls: int, max_waiting: int, max_streams: int = MAX_STREAMS) -> int:
+    """grpc.aio's ``maximum_concurrent_rpcs`` with admission on: working, streaming and waiting calls, and
+    room for evicted calls that are still finishing."""
+    return max_calls + max_streams + 2 * max_waiting
 
 
 def admit(max_calls: int, max_waiting: int, message_timeout_s: float) -> tuple[CallAdmission | None, int]:
@@ -56,12 +63,15 @@ def admit(max_calls: int, max_waiting: int, message_timeout_s: float) -> tuple[C
 class CallAdmission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Contract: install once per ``grpc.aio.Server`` (``interceptors=[...]``) with grpc.aio's
     ``maximum_concurrent_rpcs`` set to ``outer_cap``; runs on the server's event loop only. Counters
-    (``timed_out``, ``evicted``, ``refused``) are for tests and the log."""
+    (``timed_out``, ``evicted``, ``refused``, ``streams_refused``) are for tests and the log."""
 
-    def __init__(self, max_calls: int, max_waiting: int, message_timeout_s: float) -> None:
+    def __init__(
+        self, max_calls: int, max_waiting: int, message_timeout_s: float, max_streams: int = MAX_STREAMS
+    ) -> None:
         self.max_calls, self.max_waiting, self.message_timeout_s = max_calls, max_waiting, message_timeout_s
-        self.working = 0
-        self.timed_out = self.evicted = self.refused = 0
+        self.max_streams = max_streams
+        self.working = self.streaming = 0
+        self.timed_out = self.evicted = self.refused = self.streams_refused = 0
         # call -> its message deadline, oldest first; an evicted call's deadline is moved to now
         self._waiting: OrderedDict[object, asyncio.Timeout] = OrderedDict()
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -81,7 +91,7 @@ class CallAdmission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap(self, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
         if handler is None or handler.request_streaming:
             return handler
-        if handler.response_streaming:  # health Watch: the message deadline only (grpc.aio's cap bounds it)
+        if handler.response_streaming:  # health Watch: the message deadline and ``max_streams``
             return grpc.stream_stream_rpc_method_handler(
                 self._streaming(handler.unary_stream),
                 request_deserializer=handler.request_deserializer,
@@ -113,12 +123,28 @@ class CallAdmission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _streaming(self, behaviour: Callable[..., Any]) -> Callable[[object, grpc.aio.ServicerContext], Any]:
         async def call(_: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             request = await self.receive(context)
-            result = behaviour(request, context)
-            if hasattr(result, "__aiter__"):
-                async for reply in result:
-                    yield reply
-            else:
-                await result  # writes through context.write
+            if self.streaming >= self.max_streams:
+                self.streams_refused += 1
+                log.warning(
+                    "refused streaming gRPC calls (%d open at once): %d since start",
+                    self.max_streams,
+                    self.streams_refused,
+                )
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server holds its limit of {self.max_streams} streaming calls (Watch) at once; "
+                    "retry later",
+                )
+            self.streaming += 1
+            try:
+                result = behaviour(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for reply in result:
+                        yield reply
+                else:
+                    await result  # writes through context.write
+            finally:
+                self.streaming -= 1
 
         return call
 

@@ -5,6 +5,7 @@ is INVALID_ARGUMENT, and only calls whose message arrived count against the work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -125,5 +126,44 @@ def test_only_calls_with_their_message_count_against_the_working_cap() -> None:
             assert await asyncio.gather(*working) == [b"w", b"w"]
             for call in idle:
                 call.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_streaming_calls_past_their_cap_are_refused_while_unary_calls_are_served() -> None:
+    async def scenario() -> None:
+        async def watch(request: bytes, context: Any) -> AsyncIterator[bytes]:
+            yield request
+            await asyncio.Event().wait()  # long-lived, as health Watch
+
+        admission = CallAdmission(10, 100, 30.0, max_streams=2)
+        server = grpc.aio.server(
+            interceptors=[admission], maximum_concurrent_rpcs=outer_cap(10, 100, admission.max_streams)
+        )
+        handlers = {
+            "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+            "Watch": grpc.unary_stream_rpc_method_handler(watch),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                opened = [channel.unary_stream("/test.Echo/Watch")(b"w") for _ in range(2)]
+                assert [await call.read() for call in opened] == [b"w", b"w"]
+                third = channel.unary_stream("/test.Echo/Watch")(b"w")
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await third.read()
+                assert await third.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert admission.streams_refused == 1 and admission.streaming == 2
+                assert await channel.unary_unary(METHOD)(b"neighbour") == b"neighbour"
+                opened[0].cancel()
+                await _until(lambda: admission.streaming == 1)
+                again = channel.unary_stream("/test.Echo/Watch")(b"again")
+                assert await again.read() == b"again"
+                for call in (opened[1], again):
+                    call.cancel()
+        finally:
+            await server.stop(None)
 
     asyncio.run(scenario())
