@@ -11,16 +11,32 @@ from modelserver.errors import ConfigError
 from modelserver.process.options import ServerOptions, parse_channel_arguments
 from modelserver.process.ssl_config import SslConfig
 from modelserver.protocols.admission import CallAdmission, admit
-from modelserver.protocols.tfs.grpc_service import MAX_CONCURRENT_RPCS, MAX_WAITING_CALLS, server_options
+from modelserver.protocols.tfs.grpc_service import (
+    MAX_CONCURRENT_RPCS,
+    MAX_CONCURRENT_STREAMS,
+    MAX_OPEN_STREAMS,
+    MAX_WAITING_CALLS,
+    server_options,
+)
 
-__all__ = ["grpc_server", "listen"]
+__all__ = ["grpc_connections", "grpc_server", "listen"]
+
+
+def grpc_connections(max_connections: int) -> int:
+    """The gRPC port's connection budget: ``max_connections`` (0 = no bound) and at most
+    ``MAX_OPEN_STREAMS / MAX_CONCURRENT_STREAMS``, so connections x streams stay bounded (issue 25: ~6-12 KiB
+    of grpc-core memory per open stream, whatever admits the call)."""
+    ceiling = MAX_OPEN_STREAMS // MAX_CONCURRENT_STREAMS
+    return min(max_connections, ceiling) if max_connections > 0 else ceiling
 
 
 def grpc_server(
     o: ServerOptions, *, reuse_port: bool, max_connections: int
 ) -> tuple[grpc.aio.Server, CallAdmission | None]:
     channel_options = dict(
-        server_options(o.max_request_bytes, reuse_port=reuse_port, max_connections=max_connections)
+        server_options(
+            o.max_request_bytes, reuse_port=reuse_port, max_connections=grpc_connections(max_connections)
+        )
     )
     channel_options.update(parse_channel_arguments(o.grpc_channel_arguments))
     admission, cap = admit(

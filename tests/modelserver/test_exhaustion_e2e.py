@@ -217,6 +217,23 @@ def test_http2_rapid_reset_and_idle_stream_flood_leave_neighbours_served(bounded
     assert bounded.alive()
 
 
+def test_as_many_calls_on_one_channel_as_streams_per_connection_all_succeed(
+    bounded: ModelServerHandle,
+) -> None:
+    """A legitimate client with the stock tensorflow-serving-api stub and MAX_CONCURRENT_STREAMS calls at once
+    on one channel: none fails. (Past it grpcio does not reliably queue: the server still counts streams being
+    torn down and refuses new ones, REFUSED_STREAM, which the client reports UNAVAILABLE.)"""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.asarray([2.0], np.float32)))
+    with grpc.insecure_channel(bounded.grpc_target) as channel:
+        stub = prediction_grpc.PredictionServiceStub(channel)
+        stub.Predict(request, timeout=30)  # connected: the client has the server's SETTINGS
+        futures = [stub.Predict.future(request, timeout=120) for _ in range(MAX_CONCURRENT_STREAMS)]
+        replies = [future.result() for future in futures]  # raises the first error
+    assert {tuple(reply.outputs["y"].float_val) for reply in replies} == {(3.0,)}
+
+
 def test_a_ping_flood_gets_goaway(bounded: ModelServerHandle) -> None:
     """PINGs with no call: grpc-core's ping strikes end the connection (GOAWAY ENHANCE_YOUR_CALM)."""
     with GrpcNeighbour(bounded.grpc_target) as neighbour:

@@ -43,7 +43,9 @@ from tfs_protos.tensorflow_serving.apis import (
 
 __all__ = [
     "MAX_CONCURRENT_RPCS",
+    "MAX_CONCURRENT_STREAMS",
     "MAX_MESSAGE_BYTES",
+    "MAX_OPEN_STREAMS",
     "MAX_WAITING_CALLS",
     "Context",
     "ModelServiceAdapter",
@@ -75,14 +77,19 @@ Context: TypeAlias = grpc.aio.ServicerContext
 # HTTP/2 bounds per connection, so that one abusive connection cannot take the server from its neighbours
 # (issue 25: a rapid-reset loop and tens of thousands of message-less streams on one connection cancelled
 # the calls of every other client). Names are grpc-core's channel arguments (grpc_types.h).
-# SETTINGS_MAX_CONCURRENT_STREAMS (grpc-core's default is unbounded). grpc-core keeps ~5-12 KiB per open
-# stream whatever Python does with the call, so the port's open streams, connections x this, are what a flood
-# of idle streams over many connections holds: at most max_connections_per_port x 32. Measured (120
-# connections x 100 message-less streams, interleaved runs): 100 here +112/+121 MiB at peak (+60..138 before),
-# +26-29 kept; 32 here +23/+48/+53 MiB at peak, +10-14 kept, 0 neighbour errors either way. A client's
-# channel queues its calls past it (grpcio, h2load), it does not fail them; the bench's h2load uses 8 per
-# connection, a gateway 4 connections per server (128 calls at once).
-MAX_CONCURRENT_STREAMS = 32
+# SETTINGS_MAX_CONCURRENT_STREAMS (grpc-core's default is unbounded). grpc-core keeps ~6-12 KiB per open
+# stream whatever Python does with the call, so connections x this is what a flood of idle streams over many
+# connections holds; MAX_OPEN_STREAMS below bounds the product. Measured (120 connections x 100 message-less
+# streams, interleaved runs): 100 here +112/+121 MiB at peak (+60..138 before), +26-29 kept; 32 here
+# +23/+48/+53, +10-14 kept; 0 neighbour errors either way. Not lower: a grpcio client with more calls at once
+# on one channel than this gets some UNAVAILABLE (REFUSED_STREAM: the server counts streams still being torn
+# down), seen with 128 calls against 32; the bench's h2load uses 8 per connection.
+MAX_CONCURRENT_STREAMS = 64
+# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (128),
+# whatever --max_connections_per_port allows. Measured with 1,000 allowed: 950 connections x 32 idle streams
+# (30,400) peaked at +180 MiB, kept +53 and 9 neighbour calls were CANCELLED (grpc-core's backlog overflowed).
+# An operator with more direct clients raises it by --grpc_channel_arguments=grpc.max_allowed_incoming_connections=N.
+MAX_OPEN_STREAMS = 8_192
 HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that never sends the HTTP/2 preface is closed
 MAX_CONNECTION_IDLE_MS = 5 * 60_000  # a connection with no call for that long gets GOAWAY (clients reconnect)
 # Calls held at once by the whole server (grpc.aio answers RESOURCE_EXHAUSTED past it): a stream that never
