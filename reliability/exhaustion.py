@@ -1,8 +1,8 @@
 """Resource exhaustion of the model server (issue 25, its model-server classes): descriptors, connections,
 HTTP/2 abuse, dripped bodies, and small requests that ask for large memory (``reliability.amplification``).
 
-The idle-stream flood runs in two forms: many streams on few connections (refused past 32 per connection)
-and 100 streams on each of many connections, more than the server's 2,000-call cap in all (past 32 per
+The idle-stream flood runs in two forms: many streams on few connections (refused past 64 per connection)
+and 100 streams on each of many connections, more than the server's 2,000-call cap in all (past 64 per
 connection refused; the calls' admission, ``modelserver.protocols.admission``, ends the rest and keeps the
 neighbours served). Health ``Watch`` streams past the server's cap on streaming calls are refused.
 
@@ -54,7 +54,7 @@ BODY_DEADLINE = 4.0
 # the model server's default --grpc_request_message_timeout_seconds (modelserver.protocols.admission)
 MESSAGE_TIMEOUT = 5.0
 WATCH = "/grpc.health.v1.Health/Watch"
-STREAMS_PER_CONNECTION = 32  # the model server's MAX_CONCURRENT_STREAMS (protocols.tfs.grpc_service)
+STREAMS_PER_CONNECTION = 64  # the model server's MAX_CONCURRENT_STREAMS (protocols.tfs.grpc_service)
 MAX_WATCHES = 100  # modelserver.protocols.admission.MAX_STREAMS (the attack suite imports no server code)
 
 

@@ -1,6 +1,6 @@
 """The gRPC call admission (``modelserver.protocols.admission``) against a flood of message-less streams
 spread over several connections, at a small scale: with a call cap of 20 (``--grpc_max_threads``), 90 idle
-streams on 3 connections (within 32 per connection) must neither refuse the neighbours' calls nor be held
+streams on 3 connections (within 64 per connection) must neither refuse the neighbours' calls nor be held
 past the request-message timeout. Without the admission grpc.aio counts a call from its HEADERS: the idle
 streams take every slot, the neighbours are refused RESOURCE_EXHAUSTED and the streams are never ended.
 Health Watch streams (long-lived by design) past the server's cap of 100 are refused RESOURCE_EXHAUSTED,
