@@ -85,11 +85,12 @@ Context: TypeAlias = grpc.aio.ServicerContext
 # on one channel than this gets some UNAVAILABLE (REFUSED_STREAM: the server counts streams still being torn
 # down), seen with 128 calls against 32; the bench's h2load uses 8 per connection.
 MAX_CONCURRENT_STREAMS = 64
-# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (128),
+# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (64),
 # whatever --max_connections_per_port allows. Measured with 1,000 allowed: 950 connections x 32 idle streams
-# (30,400) peaked at +180 MiB, kept +53 and 9 neighbour calls were CANCELLED (grpc-core's backlog overflowed).
+# (30,400) peaked at +180 MiB, kept +53 and 9 neighbour calls were CANCELLED (grpc-core's backlog overflowed);
+# 8,192 here (120 x 64 = 7,680 held): +84 and +110 MiB at peak (~14 KiB per stream at worst), so 4,096.
 # An operator with more direct clients raises it by --grpc_channel_arguments=grpc.max_allowed_incoming_connections=N.
-MAX_OPEN_STREAMS = 8_192
+MAX_OPEN_STREAMS = 4_096
 HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that never sends the HTTP/2 preface is closed
 MAX_CONNECTION_IDLE_MS = 5 * 60_000  # a connection with no call for that long gets GOAWAY (clients reconnect)
 # Calls held at once by the whole server (grpc.aio answers RESOURCE_EXHAUSTED past it): a stream that never
