@@ -182,6 +182,7 @@ def http2_idle_stream_flood(
             "connections": connections,
             "streams_sent": report.sent,
             "streams_ended_or_reset": ended,
+            "streams_on_closed_connections": report.dropped,  # past the server's connection budget
             "streams_ended": dict(sorted(report.statuses.items())),  # grpc-status: 4 deadline, 8 evicted
             "all_ended_after_s": round(held_s, 1),
         }

@@ -39,6 +39,7 @@ class Abuse:
     ended: set[tuple[int, int]] = field(default_factory=set)  # (connection, stream) refused or ended
     goaway: str = ""  # the GOAWAY's error code name, "" when none came
     closed: bool = False
+    dropped: int = 0  # streams on connections the server closed (past its connection budget)
     held: list[socket.socket] = field(default_factory=list)  # open connections the caller must close
 
     def close(self) -> None:
@@ -67,20 +68,21 @@ def _headers(host: str, port: int) -> list[tuple[str, str]]:
     ]
 
 
-def _read(sock: socket.socket, conn: h2.connection.H2Connection, report: Abuse, wait: float) -> None:
-    """Handle what the server sent within ``wait`` seconds (0: only what is already there)."""
+def _read(sock: socket.socket, conn: h2.connection.H2Connection, report: Abuse, wait: float) -> bool:
+    """Handle what the server sent within ``wait`` seconds (0: only what is already there); True once the
+    server has closed the connection."""
     sock.settimeout(wait if wait > 0 else 0.0)
     try:
         while True:
             data = sock.recv(1 << 16)
             if not data:
                 report.closed = True
-                return
+                return True
             try:
                 events = conn.receive_data(data)
             except h2.exceptions.ProtocolError:
                 report.closed = True
-                return
+                return True
             for event in events:
                 if isinstance(event, h2.events.StreamReset) and event.remote_reset:
                     report.refused += 1
@@ -97,9 +99,10 @@ def _read(sock: socket.socket, conn: h2.connection.H2Connection, report: Abuse, 
                 sock.sendall(conn.data_to_send())
             sock.settimeout(0.0 if wait <= 0 else wait)
     except (BlockingIOError, TimeoutError):
-        return
-    except OSError:
+        return False
+    except OSError:  # reset by the server (a connection past its budget)
         report.closed = True
+        return True
 
 
 def rapid_reset(host: str, port: int, streams: int, batch: int = 100) -> Abuse:
@@ -130,6 +133,14 @@ def rapid_reset(host: str, port: int, streams: int, batch: int = 100) -> Abuse:
     return report
 
 
+def _drop(conn: h2.connection.H2Connection, streams: int, report: Abuse) -> None:
+    """The ``streams`` streams of a connection the server closed count as ended (``report.dropped``)."""
+    for stream_id in range(1, 2 * streams, 2):
+        if (id(conn), stream_id) not in report.ended:
+            report.ended.add((id(conn), stream_id))
+            report.dropped += 1
+
+
 def idle_streams(
     host: str, port: int, streams: int, connections: int = 1, hold: float = 2.0, *, until_ended: bool = False
 ) -> Abuse:
@@ -152,14 +163,17 @@ def idle_streams(
             report.sent += 1
         try:
             sock.sendall(conn.data_to_send())
-        except OSError:
+        except OSError:  # closed by the server once accepted (past its connection budget)
             report.closed = True
+            _drop(conn, streams, report)
             continue
         opened.append((sock, conn))
     deadline = time.monotonic() + hold
     while time.monotonic() < deadline:  # refusals and the streams the server ends
-        for sock, conn in opened:
-            _read(sock, conn, report, 0)
+        for sock, conn in list(opened):
+            if _read(sock, conn, report, 0):  # closed by the server: its streams are over
+                opened.remove((sock, conn))
+                _drop(conn, streams, report)
         if until_ended and len(report.ended) >= report.sent:
             break
         time.sleep(0.05)
