@@ -85,12 +85,15 @@ Context: TypeAlias = grpc.aio.ServicerContext
 # on one channel than this gets some UNAVAILABLE (REFUSED_STREAM: the server counts streams still being torn
 # down), seen with 128 calls against 32; the bench's h2load uses 8 per connection.
 MAX_CONCURRENT_STREAMS = 64
-# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (64),
+# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (256),
 # whatever --max_connections_per_port allows. Measured with 1,000 allowed: 950 connections x 32 idle streams
 # (30,400) peaked at +180 MiB, kept +53 and 9 neighbour calls were CANCELLED (grpc-core's backlog overflowed);
-# 8,192 here (120 x 64 = 7,680 held): +84 and +110 MiB at peak (~14 KiB per stream at worst), so 4,096.
-# An operator with more direct clients raises it by --grpc_channel_arguments=grpc.max_allowed_incoming_connections=N.
-MAX_OPEN_STREAMS = 4_096
+# 120 x 64 (7,680 held) +84 and +110 MiB at peak (~14 KiB per stream at worst); 64 connections x 64 streams
+# +53/+47 MiB. Not 64 connections: any connection cap lets that many idle clients lock new ones out until the
+# idle timeout, and 64 direct clients per process is too few for a fleet (TF Serving has no cap), so the
+# memory bound is traded for 256: about 16,384 x 6-14 KiB = 100-230 MiB at worst. An operator with more direct
+# clients raises it by --grpc_channel_arguments=grpc.max_allowed_incoming_connections=N.
+MAX_OPEN_STREAMS = 16_384
 HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that never sends the HTTP/2 preface is closed
 MAX_CONNECTION_IDLE_MS = 5 * 60_000  # a connection with no call for that long gets GOAWAY (clients reconnect)
 # Calls held at once by the whole server (grpc.aio answers RESOURCE_EXHAUSTED past it): a stream that never
