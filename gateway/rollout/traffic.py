@@ -53,7 +53,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -208,6 +208,16 @@ class Traffic:
         side = self._side(name, canary, headers)
         chosen = canary.version if side == "canary" else canary.stable
         return Choice(name, chosen, None, client, side=side, canary=canary, window=window)
+
+    async def answer(self, choice: Choice, call: Callable[[int | None, str | None], Awaitable[R]]) -> R:
+        """``call(version, label)`` for ``choice``, through ``record``; when the canary's answer is refused the
+        stable version's (``fallback``); after a stable answer, the shadow version's compared (``compare``)."""
+        reply = await self.record(choice, call(choice.version, choice.label))
+        if reply is None:  # the canary's answer was refused: the stable version answers
+            reply = await self.fallback(choice, call(choice.stable, None))
+        if choice.shadow is not None:
+            self.compare(choice, reply, call(choice.shadow, None))
+        return reply
 
     async def record(self, choice: Choice, answer: Awaitable[R]) -> R | None:
         """``answer`` (the plain call for ``choice``), timed and counted in the canary's window. None when the

@@ -280,15 +280,7 @@ async def explain_reply(
     traffic = services.traffic
     with _unloading(services, name):  # removed while the request ran: 404, as every later request
         choice = traffic.choose(name, request.headers, *picked, _client(request))
-        reply = await traffic.record(
-            choice, _answer(services, name, inputs, choice.version, choice.label, query)
-        )
-        if reply is None:  # the canary's answer was refused: the stable version answers
-            reply = await traffic.fallback(
-                choice, _answer(services, name, inputs, choice.stable, None, query)
-            )
-        if choice.shadow is not None:
-            traffic.compare(choice, reply, _answer(services, name, inputs, choice.shadow, None, query))
+        reply = await traffic.answer(choice, lambda v, lb: _answer(services, name, inputs, v, lb, query))
     if query[0] == "png":
         return Response(base64.b64decode(reply.predictions[0].heatmap or ""), media_type="image/png")
     return reply

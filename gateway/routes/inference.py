@@ -165,16 +165,11 @@ async def _classify_reply(
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
         inputs = await read_inputs(request, services)
-    traffic = services.traffic
     with _unloading(services, name):
         choice = _choose(services, name, request, version, label)
-        reply = await traffic.record(
-            choice, _classify(services, name, inputs, k, choice.version, choice.label)
+        reply = await services.traffic.answer(
+            choice, lambda v, lb: _classify(services, name, inputs, k, v, lb)
         )
-        if reply is None:  # the canary's answer was refused: the stable version answers
-            reply = await traffic.fallback(choice, _classify(services, name, inputs, k, choice.stable, None))
-        if choice.shadow is not None:
-            traffic.compare(choice, reply, _classify(services, name, inputs, k, choice.shadow, None))
     if services.upload_log is not None:
         services.upload_log.offer(name, "classify", inputs.files, inputs.texts, inputs.records, reply)
     return reply
@@ -220,14 +215,9 @@ async def _predict_reply(
     services.catalog.check_model(name)
     with tracing.span("upload decode"):
         inputs = await read_inputs(request, services)
-    traffic = services.traffic
     with _unloading(services, name):
         choice = _choose(services, name, request, version, label)
-        reply = await traffic.record(choice, _raw(services, name, inputs, choice.version, choice.label))
-        if reply is None:  # the canary's answer was refused: the stable version answers
-            reply = await traffic.fallback(choice, _raw(services, name, inputs, choice.stable, None))
-        if choice.shadow is not None:
-            traffic.compare(choice, reply, _raw(services, name, inputs, choice.shadow, None))
+        reply = await services.traffic.answer(choice, lambda v, lb: _raw(services, name, inputs, v, lb))
     if services.upload_log is not None:
         services.upload_log.offer(name, "predict", inputs.files, inputs.texts, inputs.records, reply)
     return reply
@@ -311,19 +301,11 @@ async def regress(
     if inputs.records is None:
         raise BadRequest('regress takes JSON {"records": [{"feature": value, ...}]}')
     records_in = inputs.records
-    traffic = services.traffic
     with _unloading(services, name):
         choice = _choose(services, name, request, version, label)
-        reply = await traffic.record(
-            choice, _regress(services, name, inputs, records_in, choice.version, choice.label)
+        return await services.traffic.answer(
+            choice, lambda v, lb: _regress(services, name, inputs, records_in, v, lb)
         )
-        if reply is None:  # the canary's answer was refused: the stable version answers
-            reply = await traffic.fallback(
-                choice, _regress(services, name, inputs, records_in, choice.stable, None)
-            )
-        if choice.shadow is not None:
-            traffic.compare(choice, reply, _regress(services, name, inputs, records_in, choice.shadow, None))
-    return reply
 
 
 async def _regress(
