@@ -344,7 +344,9 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         lambda: examples(stack, outcome),
         lambda: http2_rapid_reset(stack, outcome, 2_000 if quick else 20_000),
         lambda: http2_idle_streams(stack, outcome, 2 if quick else 10, 1_000),
-        lambda: http2_idle_stream_flood(stack, outcome, 30 if quick else 120),
+        lambda: http2_idle_stream_flood(
+            stack, outcome, 30 if quick else 256
+        ),  # past the connection ceiling (64)
         lambda: health_watch_flood(stack, outcome, 100 if quick else 1_000),
         lambda: http2_ping_flood(stack, outcome, 2_000),
         lambda: dripped_body(stack, outcome),

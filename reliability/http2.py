@@ -41,6 +41,8 @@ class Abuse:
     closed: bool = False
     dropped: int = 0  # streams on connections the server closed (past its connection budget)
     held: list[socket.socket] = field(default_factory=list)  # open connections the caller must close
+    # every connection used, alive as long as the report: ``ended`` keys on id(), which a freed one would hand on
+    connections: list[h2.connection.H2Connection] = field(default_factory=list)
 
     def close(self) -> None:
         for sock in self.held:
@@ -158,6 +160,7 @@ def idle_streams(
             report.closed = True
             continue
         report.held.append(sock)
+        report.connections.append(conn)
         for _ in range(streams):  # all before the server's SETTINGS are read: no client-side limit
             conn.send_headers(conn.get_next_available_stream_id(), headers)
             report.sent += 1

@@ -77,29 +77,36 @@ Context: TypeAlias = grpc.aio.ServicerContext
 # HTTP/2 bounds per connection, so that one abusive connection cannot take the server from its neighbours
 # (issue 25: a rapid-reset loop and tens of thousands of message-less streams on one connection cancelled
 # the calls of every other client). Names are grpc-core's channel arguments (grpc_types.h).
-# SETTINGS_MAX_CONCURRENT_STREAMS (grpc-core's default is unbounded). grpc-core keeps ~6-12 KiB per open
+# SETTINGS_MAX_CONCURRENT_STREAMS (grpc-core's default is unbounded). grpc-core keeps ~6-14 KiB per open
 # stream whatever Python does with the call, so connections x this is what a flood of idle streams over many
-# connections holds; MAX_OPEN_STREAMS below bounds the product. Measured (120 connections x 100 message-less
-# streams, interleaved runs): 100 here +112/+121 MiB at peak (+60..138 before), +26-29 kept; 32 here
-# +23/+48/+53, +10-14 kept; 0 neighbour errors either way. Not lower: a grpcio client with more calls at once
-# on one channel than this gets some UNAVAILABLE (REFUSED_STREAM: the server counts streams still being torn
-# down), seen with 128 calls against 32; the bench's h2load uses 8 per connection.
+# connections holds; MAX_OPEN_STREAMS below bounds the product. Not lower: a grpcio client with more calls at
+# once on one channel than this gets some UNAVAILABLE (REFUSED_STREAM, see OVERLOAD_PROTECTION): measured with
+# 256 calls at once on one channel, 20 rounds, aio and sync clients: 16 here 19-25 % of the calls, 64 here 5-9 %;
+# as many calls as this: none. The bench's h2load uses 8 per connection, the gateway queues past it.
 MAX_CONCURRENT_STREAMS = 64
-# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (256),
-# whatever --max_connections_per_port allows. Measured with 1,000 allowed: 950 connections x 32 idle streams
-# (30,400) peaked at +180 MiB, kept +53 and 9 neighbour calls were CANCELLED (grpc-core's backlog overflowed);
-# 120 x 64 (7,680 held) +84 and +110 MiB at peak (~14 KiB per stream at worst); 64 connections x 64 streams
-# +53/+47 MiB. Not 64 connections: any connection cap lets that many idle clients lock new ones out until the
-# idle timeout, and 64 direct clients per process is too few for a fleet (TF Serving has no cap), so the
-# memory bound is traded for 256: about 16,384 x 6-14 KiB = 100-230 MiB at worst. An operator with more direct
-# clients raises it by --grpc_channel_arguments=grpc.max_allowed_incoming_connections=N.
-MAX_OPEN_STREAMS = 16_384
+# grpc-core's "grpc.http.overload_protection" (its default, on): a stream counts against MAX_CONCURRENT_STREAMS
+# until it is deallocated - for grpc.aio, after Python lets go of the call, later than the client sees the
+# call end - so a client that keeps more calls in flight than the limit is refused now and then. Off, such a
+# client is never refused (it queues), but a rapid reset is not bounded any more: each reset stream becomes a
+# call grpc-core keeps until Python takes it. Measured off, 20,000 HEADERS + RST_STREAM: +113/+121 MiB kept,
+# 2 neighbour calls CANCELLED (pending calls 5,000/10,000), or +28/+42 MiB and 6-18 neighbour calls CANCELLED
+# (1,000/2,000); on: +4 MiB, 0 neighbour errors. So it stays on.
+OVERLOAD_PROTECTION = 1
+# Open streams the gRPC port may hold in all: its connections are capped at this / MAX_CONCURRENT_STREAMS (64),
+# whatever --max_connections_per_port allows. Measured, the idle stream flood (100 message-less streams on each
+# connection, RssAnon of the server): 256 connections allowed (16,384 streams) +106/+144/+164 MiB at peak and
+# 1-4 neighbour calls CANCELLED in 2 of 3 runs; 120 x 64 (7,680) +73..+122 MiB; 64 x 64 and 256 x 16 (4,096)
+# +47/+53 and +11..+48 MiB, 0 neighbour errors. A connection cap lets that many idle clients lock new ones out
+# until the idle timeout (TF Serving has no cap; its limit is the process's open files): an operator with more
+# direct clients raises it by --grpc_channel_arguments=grpc.max_allowed_incoming_connections=N, about
+# 64 x 14 KiB = 0.9 MiB more per connection at worst.
+MAX_OPEN_STREAMS = 4_096
 HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that never sends the HTTP/2 preface is closed
 MAX_CONNECTION_IDLE_MS = 5 * 60_000  # a connection with no call for that long gets GOAWAY (clients reconnect)
 # Calls held at once by the whole server (grpc.aio answers RESOURCE_EXHAUSTED past it): a stream that never
 # sends its message costs ~20 KiB, so connections x streams must not be the only bound. Measured: 12,000
 # message-less streams on 120 connections held +202 MiB with 10,000 here, +92 MiB with 2,000 (10,000 of
-# them RESOURCE_EXHAUSTED at once). A gateway holds at most 4 x MAX_CONCURRENT_STREAMS calls per server.
+# them RESOURCE_EXHAUSTED at once). A gateway's channels queue calls past MAX_CONCURRENT_STREAMS each.
 MAX_CONCURRENT_RPCS = 2_000
 # Calls waiting for their request message at once (modelserver.protocols.admission): one more ends the
 # oldest. A waiting call holds ~20-40 KiB; a legitimate client's message follows its HEADERS at once.
@@ -122,7 +129,7 @@ def server_options(
     ``max_connections`` (0 = no bound): connections past it are closed as soon as they are accepted, so a
     flood cannot take the descriptors the server needs (``guard.descriptors.connection_budget``). Every
     connection also gets at most ``MAX_CONCURRENT_STREAMS`` streams (grpc-core refuses more with
-    RST_STREAM REFUSED_STREAM, counting streams still being torn down after a reset), a handshake deadline
+    RST_STREAM REFUSED_STREAM, counting streams still being torn down: ``OVERLOAD_PROTECTION``), a handshake deadline
     and an idle timeout. A rapid-reset loop gets no GOAWAY: grpc-core (1.85) has no limit on RST_STREAMs
     received; its mitigations are per stream (that refusal, ``grpc.http2.max_requests_per_read``: 32 new
     streams per read, a 100-1000 ms tarpit on refused streams, ``grpc.http2.ping_on_rst_stream_percent``),
@@ -132,6 +139,7 @@ def server_options(
         ("grpc.max_receive_message_length", max_receive_bytes or MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        ("grpc.http.overload_protection", OVERLOAD_PROTECTION),
         ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
         ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
         ("grpc.server.max_pending_requests", MAX_PENDING_CALLS[0]),
