@@ -29,7 +29,7 @@ import grpc
 
 from reliability.amplification import TINY_STRINGS, examples, string_tensors
 from reliability.harness import raw_http
-from reliability.http2 import idle_streams, ping_flood, rapid_reset
+from reliability.http2 import idle_stream_refill, idle_streams, ping_flood, rapid_reset
 from reliability.measured import measured
 from reliability.outcome import Outcome
 from reliability.probes import usage
@@ -44,6 +44,7 @@ __all__ = [
     "exhaustion_options",
     "health_watch_flood",
     "http2_idle_stream_flood",
+    "http2_idle_stream_refill",
     "http2_idle_streams",
     "http2_ping_flood",
     "http2_rapid_reset",
@@ -189,6 +190,45 @@ def http2_idle_stream_flood(
     )
     outcome.check(
         ended >= report.sent, f"idle stream flood: the server ended {ended} of {report.sent} streams"
+    )
+    return figures
+
+
+def http2_idle_stream_refill(
+    stack: Stack, outcome: Outcome, connections: int, seconds: float = 20.0
+) -> dict[str, Any]:
+    """The flood's attacker refilling what the server ends: ``connections`` connections keep
+    STREAMS_PER_CONNECTION message-less streams open each for ``seconds``, replacing every stream the server
+    evicts or times out at once. What it costs the server in CPU is recorded; the neighbours must be served
+    throughout and the memory stay bounded."""
+    figures: dict[str, Any] = {}
+    name = "http2_idle_stream_refill"
+    server = stack.modelserver
+    cpu = server.cpu_seconds() if server else 0.0
+    pid = stack.pids()["modelserver"]
+    fds = usage(pid).fds
+    with measured(stack, outcome, name, figures):
+        report = idle_stream_refill(
+            "127.0.0.1", stack.grpc_port, connections, STREAMS_PER_CONNECTION, seconds
+        )
+        report.close()
+        used = (server.cpu_seconds() if server else 0.0) - cpu
+        # the backlog of streams it left is worked off before the next class takes connections
+        closed = wait_until(lambda: usage(pid).fds <= fds + 8, 60, interval=0.2)
+    figures[name].update(
+        {
+            "connections": connections,
+            "seconds": seconds,
+            "streams_opened": report.sent,
+            "streams_ended": dict(sorted(report.statuses.items())),  # grpc-status: 4 deadline, 8 evicted
+            "server_cpu_s": round(used, 2),
+            "server_cores": round(used / seconds, 2),
+        }
+    )
+    outcome.check(closed, "idle stream refill: the server still held the attacker's connections after 60 s")
+    outcome.check(
+        report.sent > connections * STREAMS_PER_CONNECTION,
+        f"idle stream refill: the server ended none of the {report.sent} streams held (nothing to refill)",
     )
     return figures
 
@@ -351,6 +391,9 @@ def run(stack: Stack, *, quick: bool = False) -> Outcome:
         lambda: http2_ping_flood(stack, outcome, 2_000),
         lambda: dripped_body(stack, outcome),
         lambda: connection_flood(stack, outcome, 300 if quick else 3_000),
+        lambda: http2_idle_stream_refill(
+            stack, outcome, 8 if quick else 64, 5.0 if quick else 20.0
+        ),  # its backlog slows what follows
         lambda: descriptor_exhaustion(stack, outcome),  # last: it takes the server to its open-file limit
     ]
     for step in steps:

@@ -6,6 +6,8 @@ client library will send.
 - ``idle_streams(host, port, streams, connections, hold)``: opens ``streams`` Predict streams that never send
   a message on each of ``connections`` connections, all at once before the server's SETTINGS are read (so
   the client-side limit does not apply), and holds them ``hold`` seconds, reading how the server ends them.
+- ``idle_stream_refill(host, port, connections, streams, seconds)``: keeps ``streams`` such streams open on
+  each connection for ``seconds``, opening a new one for every stream the server ends or refuses.
 
 They return an ``Abuse`` report: streams sent, streams the server refused (RST_STREAM), the grpc-status
 of the streams it ended with trailers, whether it sent GOAWAY (and its error code), whether it closed the
@@ -26,7 +28,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-__all__ = ["PREDICT_PATH", "Abuse", "idle_streams", "ping_flood", "rapid_reset"]
+__all__ = ["PREDICT_PATH", "Abuse", "idle_stream_refill", "idle_streams", "ping_flood", "rapid_reset"]
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 
@@ -180,6 +182,48 @@ def idle_streams(
         if until_ended and len(report.ended) >= report.sent:
             break
         time.sleep(0.05)
+    return report
+
+
+def idle_stream_refill(host: str, port: int, connections: int, streams: int, seconds: float) -> Abuse:
+    """An attacker who refills what the server evicts: ``connections`` connections keep ``streams``
+    message-less Predict streams open each for ``seconds`` (at most what the server's SETTINGS allow), and
+    every stream the server ends or refuses is replaced at once. ``report.sent`` counts every stream opened;
+    the caller closes ``report.held``."""
+    report = Abuse()
+    headers = _headers(host, port)
+    live: list[tuple[socket.socket, h2.connection.H2Connection, set[int]]] = []
+    for _ in range(connections):
+        try:
+            sock, conn = _connect(host, port)
+        except OSError:
+            report.closed = True
+            continue
+        report.held.append(sock)
+        report.connections.append(conn)
+        live.append((sock, conn, set()))
+    deadline = time.monotonic() + seconds
+    while live and time.monotonic() < deadline:
+        for entry in list(live):
+            sock, conn, mine = entry
+            for stream_id in [s for s in mine if (id(conn), s) in report.ended]:
+                mine.discard(stream_id)
+                with contextlib.suppress(h2.exceptions.H2Error):
+                    conn.reset_stream(stream_id)  # its slot is free on this side too
+            with contextlib.suppress(h2.exceptions.TooManyStreamsError):
+                while len(mine) < streams:
+                    stream_id = conn.get_next_available_stream_id()
+                    conn.send_headers(stream_id, headers)
+                    mine.add(stream_id)
+                    report.sent += 1
+            try:
+                sock.sendall(conn.data_to_send())
+            except OSError:
+                live.remove(entry)  # closed by the server (past its connection budget)
+                continue
+            if _read(sock, conn, report, 0):
+                live.remove(entry)
+        time.sleep(0.02)
     return report
 
 

@@ -21,6 +21,7 @@ CLASSES: list[tuple[str, Callable[[Stack, Outcome], dict[str, Any]]]] = [
     ("examples", amplification.examples),
     ("http2 rapid reset", lambda s, o: exhaustion.http2_rapid_reset(s, o, 2_000)),
     ("http2 idle streams", lambda s, o: exhaustion.http2_idle_streams(s, o, 2, 500)),
+    ("http2 idle stream refill", lambda s, o: exhaustion.http2_idle_stream_refill(s, o, 10, 3.0)),
     ("http2 ping flood", lambda s, o: exhaustion.http2_ping_flood(s, o, 2_000)),
     ("connection flood", lambda s, o: exhaustion.connection_flood(s, o, 200)),
     ("dripped body", exhaustion.dripped_body),
