@@ -269,11 +269,20 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         "x",
         ratio(during["p99_ms"], before["p99_ms"]) if during.get("requests") else None,
     )
+    control = (swap or {}).get("control", {}).get("phases", {})
+    calm = control.get("during", {}).get("requests") and ratio(
+        control["during"]["p99_ms"], control["before"]["p99_ms"]
+    )
     g.detail = (
         ""
         if not swap
         else f"{during['p99_ms']:.2f} vs {before['p99_ms']:.2f} ms "
         f"({during['requests']} requests during the swap)"
+        + (
+            f"; control, 1 s of SCHED_IDLE CPU in another process instead of a swap: {calm:.2f}x"
+            if calm
+            else ""
+        )
     )
     g.missing = "" if swap else "hot swap not measured"
     goals.append(g)

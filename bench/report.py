@@ -165,6 +165,7 @@ _LABELS = {
     "grpc.text": "modelserver gRPC text",
     "grpc.housing": "modelserver gRPC housing",
     "hotswap": "gRPC under hot swap",
+    "hotswap.control": "gRPC beside 1 s of SCHED_IDLE CPU in another process (hot swap control)",
     "floor.grpc": "transport floor: grpc.aio, canned reply",
     "floor.rest": "transport floor: uvicorn, canned reply",
 }
@@ -348,6 +349,16 @@ def render_markdown(
                 f"| {name} | {ph['requests']} | {_ms(ph['p50_ms'])} | {_ms(ph['p90_ms'])} | "
                 f"{_ms(ph['p99_ms'])} |"
             )
+        control = swap.get("control")
+        if control:
+            ph = control["phases"]
+            lines += [
+                "",
+                f"Control, same load: instead of a publish, {control['cpu_s']:.0f} s of CPU in another process at "
+                f"{control['policy']} (it runs only on a core no other thread wants): p99 before "
+                f"{_ms(ph['before']['p99_ms'])} ms, during {_ms(ph['during']['p99_ms'])} ms "
+                f"(**{ph['during']['p99_ms'] / ph['before']['p99_ms']:.2f}x**, {ph['during']['requests']} requests).",
+            ]
     memory = results.get("memory")
     rss = results.get("rss_bytes", {})
     if memory or rss:

@@ -2,11 +2,17 @@
 "latest"); a third of the way in, a new fashion version is published into the bench repository (staging
 directory + one rename, as the export does). Reported: failed requests (h2load + the server's counter by
 status), and p50/p99 before the publish, during the swap (publish -> the old version is unloaded) and after.
+
+Then a control under the same load: instead of a publish, ``CONTROL_S`` seconds of CPU in another process at
+the lowest priority Linux has (SCHED_IDLE: it runs only when no other thread wants a core). Its p99
+during/before says what any work beside serving costs on this machine, whoever does it.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -18,7 +24,16 @@ from bench.profiling import profile
 from bench.repo import publish_copy
 from bench.scenarios.modelserver import grpc_point
 
-__all__ = ["run"]
+__all__ = ["CONTROL_S", "run"]
+
+CONTROL_S = 1.0  # about the CPU a swap of the fashion model takes (restore, warm-up replay: 0.5-1 s)
+_IDLE_BURNER = (
+    "import os, time\n"
+    "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+    f"end = time.monotonic() + {CONTROL_S}\n"
+    "while time.monotonic() < end:\n"
+    "    pass\n"
+)
 
 
 def _versions(rest_port: int) -> dict[int, str]:
@@ -62,12 +77,6 @@ def run(ctx: Any, server: ServerProcess) -> None:
         ctx.skip("hotswap", "the load run did not finish")
         return
     swap_end = unloaded_at or available_at or published_at
-    phases: dict[str, list[float]] = {"before": [], "during": [], "after": []}
-    for start, latency, status in result.samples:
-        if status != 200:
-            continue
-        phase = "before" if start < published_at else "during" if start <= swap_end else "after"
-        phases[phase].append(latency * 1000)
     summary = ctx.results["points"]["hotswap.c8"]
     ctx.results["hotswap"] = {
         "old_version": old,
@@ -76,16 +85,56 @@ def run(ctx: Any, server: ServerProcess) -> None:
         "old_unloaded_after_s": None if unloaded_at is None else unloaded_at - published_at,
         "failed": summary["errors"],
         "requests": summary["requests"],
-        "phases": {
-            name: {"requests": len(values), **vars(percentiles(values))} for name, values in phases.items()
-        },
+        "phases": _phases(result, published_at, swap_end),
         "timeline": _timeline(result, published_at),
     }
+    control(ctx, server)
     profile_swap(ctx, server)
     h = ctx.results["hotswap"]
     ctx.say(
         f"hot swap {old} -> {new}: available after {h['available_after_s']}, failed {h['failed']}, "
         + ", ".join(f"{k} p99 {v['p99_ms']:.1f} ms" for k, v in h["phases"].items())
+    )
+
+
+def _phases(result: LoadResult, started: float, ended: float) -> dict[str, dict[str, Any]]:
+    """Latency percentiles of the requests started before ``started``, up to ``ended``, and after."""
+    phases: dict[str, list[float]] = {"before": [], "during": [], "after": []}
+    for start, latency, status in result.samples:
+        if status == 200:
+            phase = "before" if start < started else "during" if start <= ended else "after"
+            phases[phase].append(latency * 1000)
+    return {name: {"requests": len(values), **vars(percentiles(values))} for name, values in phases.items()}
+
+
+def control(ctx: Any, server: ServerProcess) -> None:
+    """The same load for half as long; a third of the way in, ``CONTROL_S`` s of CPU in a SCHED_IDLE process
+    instead of a publish (``results["hotswap"]["control"]``)."""
+    s = ctx.settings
+    seconds = max(2.0, s.hotswap_s / 2)
+    box: dict[str, LoadResult] = {}
+    load = threading.Thread(
+        target=lambda: box.setdefault(
+            "r",
+            grpc_point(ctx, server, "hotswap.control.c8", ctx.payloads.grpc_fashion, 8, duration_s=seconds),
+        ),
+        daemon=True,
+    )
+    load.start()
+    time.sleep(s.warmup_s + seconds / 3)
+    started = time.time()
+    subprocess.run([sys.executable, "-c", _IDLE_BURNER], check=False, timeout=60)
+    ended = time.time()
+    load.join(timeout=seconds + 120)
+    result = box.get("r")
+    if result is None:
+        return
+    phases = _phases(result, started, ended)
+    ctx.results["hotswap"]["control"] = {"cpu_s": CONTROL_S, "policy": "SCHED_IDLE", "phases": phases}
+    during, before = phases["during"], phases["before"]
+    ctx.say(
+        f"hot swap control ({CONTROL_S:.0f} s of SCHED_IDLE CPU in another process): "
+        f"before p99 {before['p99_ms']:.1f} ms, during p99 {during['p99_ms']:.1f} ms"
     )
 
 

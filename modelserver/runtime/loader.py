@@ -27,7 +27,7 @@ from guard.pages import release_file_pages
 from modelserver.errors import ConfigError, InvalidArgument, ServingError
 from modelserver.runtime.batching_config import parse_batching_config
 from modelserver.runtime.servable import Servable, serving_error_from_tf
-from modelserver.runtime.session import Session, SessionError
+from modelserver.runtime.session import IN_CALLING_THREAD, Session, SessionError
 from modelserver.runtime.tflite import TFLITE_FILE, load_tflite, tflite_ram_bytes
 from modelserver.runtime.warmup import WARMUP_FILE, WarmupOptions, replay_warmup
 from tfs_protos.tensorflow.core.protobuf import meta_graph_pb2
@@ -70,12 +70,17 @@ def _dir_size(path: Path) -> int:
     return total
 
 
-def rss_bytes() -> int:
-    """This process's resident set (0 where /proc is unavailable)."""
+def anonymous_rss_bytes() -> int:
+    """This process's anonymous resident memory (RssAnon: heap and TensorFlow's allocations, not the pages
+    of mapped files, which the kernel can drop and read again); 0 where /proc is unavailable."""
     try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"RssAnon:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        return 0
+        pass
+    return 0
 
 
 def estimate_ram_bytes(path: Path) -> int:
@@ -182,8 +187,16 @@ class Loader:
         raise AssertionError("unreachable")
 
     def load_once(self) -> Servable:
-        if _runtime_loaded:
-            background_thread()
+        if not _runtime_loaded:
+            return self._load_once()
+        background_thread()
+        calling_thread = IN_CALLING_THREAD.set(True)  # restore and warm-up ops in this niced thread
+        try:
+            return self._load_once()
+        finally:
+            IN_CALLING_THREAD.reset(calling_thread)
+
+    def _load_once(self) -> Servable:
         started = time.perf_counter()
         ram_bytes = self.estimate_ram_bytes()
         servable = self._load_tflite(ram_bytes) if self.is_tflite else self._load_saved_model(ram_bytes)
@@ -204,9 +217,9 @@ class Loader:
             "; TF Lite" if self.is_tflite else "",
         )
         warms = self.warmup.enabled and not self.is_tflite and (self.path / WARMUP_FILE).is_file()
-        if warms and self.release_pages:  # what the load itself touched, so the RSS below is the warm-up's
-            release_file_pages()
-        before = rss_bytes() if warms else 0
+        # anonymous memory only: the library pages the replay touches are file pages, released below, so no
+        # release (a read of all of smaps) is needed before the replay to keep them out of the figure
+        before = anonymous_rss_bytes() if warms else 0
         warmed = 0
         if self.warmup.enabled:
             options = replace(self.warmup, skip_unknown_signatures=True) if self.is_tflite else self.warmup
@@ -220,7 +233,7 @@ class Loader:
         if self.release_pages:
             release_file_pages()  # what the load touched of TensorFlow's libraries and serving will not use
         if warmed and before:
-            self._count_warmup(servable, max(0, rss_bytes() - before))
+            self._count_warmup(servable, max(0, anonymous_rss_bytes() - before))
         return servable
 
     def _count_warmup(self, servable: Servable, growth: int) -> None:

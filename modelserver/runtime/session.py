@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -39,7 +40,15 @@ import numpy as np
 from modelserver.runtime.dtypes import DTYPES
 from tfs_protos.tensorflow.core.framework import types_pb2
 
-__all__ = ["NUMPY_DTYPES", "Session", "SessionError", "TensorRef", "tensor_ref"]
+__all__ = ["IN_CALLING_THREAD", "NUMPY_DTYPES", "Session", "SessionError", "TensorRef", "tensor_ref"]
+
+# True: the session loads and runs of this context execute their ops in the calling thread
+# (RunOptions.inter_op_thread_pool = -1), not on TensorFlow's inter-op pool, which every session shares with
+# the requests being served. A hot swap's restore and warm-up replay set it, so that their work stays in the
+# loader's own (niced) thread instead of queueing beside the serving sessions' ops (issue 30: hot swap p99).
+IN_CALLING_THREAD: ContextVar[bool] = ContextVar("IN_CALLING_THREAD", default=False)
+# RunOptions.inter_op_thread_pool (field 3, int32) = -1: "use the caller thread to execute Session::Run()"
+_CALLING_THREAD_OPTION = b"\x18" + b"\xff" * 9 + b"\x01"
 
 # TF_DataType (= tensorflow.DataType enum values) -> numpy dtype, from the dtype table. DT_STRING is handled
 # apart (TF_TString elements).
@@ -288,6 +297,11 @@ class Session:
         graph = lib.TF_NewGraph()
         options = lib.TF_NewSessionOptions()
         meta = lib.TF_NewBuffer()
+        run_options = (
+            lib.TF_NewBufferFromString(_CALLING_THREAD_OPTION, len(_CALLING_THREAD_OPTION))
+            if IN_CALLING_THREAD.get()
+            else None
+        )
         try:
             with _Status(lib) as status:
                 # A serialized message followed by another merges them: the thread-pool sizes win.
@@ -297,7 +311,7 @@ class Session:
                     status.check()
                 session = lib.TF_LoadSessionFromSavedModel(
                     options,
-                    None,
+                    run_options,  # the restore and init ops
                     str(export_dir).encode("utf-8"),
                     c_tags,
                     len(tag_list),
@@ -313,6 +327,8 @@ class Session:
         finally:
             lib.TF_DeleteSessionOptions(options)
             lib.TF_DeleteBuffer(meta)
+            if run_options is not None:
+                lib.TF_DeleteBuffer(run_options)
         return cls(lib, session, graph, meta_graph_def)
 
     def _output(self, name: str) -> _Output:
@@ -339,7 +355,8 @@ class Session:
         """Feed ``{tensor name: (array, TF dtype)}``, fetch ``fetches`` (tensor names), in order.
 
         ``timeout_ms`` > 0 asks TensorFlow to cancel the run when it takes longer (RunOptions.timeout_in_ms):
-        work for a request whose deadline passed stops instead of running on.
+        work for a request whose deadline passed stops instead of running on. Under ``IN_CALLING_THREAD`` the
+        ops run in the calling thread.
         """
         session = self._session
         if session is None:
@@ -360,8 +377,10 @@ class Session:
                 values[i] = tensor
             for i, name in enumerate(fetches):
                 outputs[i] = self._output(name)
-            if timeout_ms > 0:  # RunOptions.timeout_in_ms is field 2 (int64)
-                options = b"\x10" + _varint(timeout_ms)
+            options = b"\x10" + _varint(timeout_ms) if timeout_ms > 0 else b""  # RunOptions.timeout_in_ms
+            if IN_CALLING_THREAD.get():
+                options += _CALLING_THREAD_OPTION
+            if options:
                 run_options = lib.TF_NewBufferFromString(options, len(options))
             with _Status(lib) as status:
                 lib.TF_SessionRun(

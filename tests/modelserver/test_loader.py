@@ -57,6 +57,43 @@ def test_the_warm_up_cost_is_measured_and_counted_for_the_next_version(
     assert off.estimate_ram_bytes() == estimate_ram_bytes(second)
 
 
+def test_a_later_load_restores_and_warms_up_in_the_calling_thread(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the process's first load (a hot swap), the restore and every warm-up run execute their ops in
+    the loader's own niced thread (RunOptions.inter_op_thread_pool -1, which TensorFlow accepts), not on the
+    inter-op pool serving shares; the loaded version then serves from that pool as usual."""
+    from modelserver.runtime import loader as loader_module
+    from modelserver.runtime.session import IN_CALLING_THREAD, Session
+
+    seen: list[tuple[str, bool]] = []
+    real_load, real_run = Session.load.__func__, Session.run  # type: ignore[attr-defined]
+
+    def load(cls: type[Session], *args: object, **kwargs: object) -> Session:
+        seen.append(("load", IN_CALLING_THREAD.get()))
+        return real_load(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def run(self: Session, *args: object, **kwargs: object) -> object:
+        seen.append(("run", IN_CALLING_THREAD.get()))
+        return real_run(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "load", classmethod(load))
+    monkeypatch.setattr(Session, "run", run)
+    version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
+    tiny_models.write_warmup(version, [tiny_models.predict_log({"x": [1.0, 2.0]})] * 2)
+    monkeypatch.setattr(loader_module, "_runtime_loaded", False)
+    Loader("half", 1, version, WarmupOptions()).load()  # the process's first: TensorFlow's pools, as usual
+    assert seen == [("load", False), ("run", False), ("run", False)]
+    seen.clear()
+    monkeypatch.setattr(loader_module, "background_thread", lambda: None)  # keep the test thread's niceness
+    servable = Loader("half", 2, version, WarmupOptions()).load()
+    assert seen == [("load", True), ("run", True), ("run", True)]
+    seen.clear()
+    outputs = servable.run("", {"x": np.array([1.0, 2.0, 5.0], np.float32)})
+    np.testing.assert_array_equal(outputs["y"], [2.5, 3.0, 4.5])
+    assert seen == [("run", False)] and not IN_CALLING_THREAD.get()
+
+
 def test_warmup_replays_every_record(tiny: dict[str, Path], tmp_path: Path) -> None:
     version = shutil.copytree(tiny["half_plus_two"], tmp_path / "1")
     tiny_models.write_warmup(version, [tiny_models.predict_log({"x": [1.0, 2.0]})] * 3)
