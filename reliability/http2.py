@@ -31,6 +31,7 @@ import h2.exceptions
 __all__ = ["PREDICT_PATH", "Abuse", "idle_stream_refill", "idle_streams", "ping_flood", "rapid_reset"]
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+H2 = h2.connection.H2Connection
 
 
 @dataclass
@@ -145,6 +146,21 @@ def _drop(conn: h2.connection.H2Connection, streams: int, report: Abuse) -> None
             report.dropped += 1
 
 
+def _open(host: str, port: int, connections: int, report: Abuse) -> list[tuple[socket.socket, H2]]:
+    """``connections`` connections with the HTTP/2 preface sent, held in ``report`` (refused ones: closed)."""
+    opened = []
+    for _ in range(connections):
+        try:
+            sock, conn = _connect(host, port)
+        except OSError:
+            report.closed = True
+            continue
+        report.held.append(sock)
+        report.connections.append(conn)
+        opened.append((sock, conn))
+    return opened
+
+
 def idle_streams(
     host: str, port: int, streams: int, connections: int = 1, hold: float = 2.0, *, until_ended: bool = False
 ) -> Abuse:
@@ -154,15 +170,8 @@ def idle_streams(
     a hang guard)."""
     report = Abuse()
     headers = _headers(host, port)
-    opened: list[tuple[socket.socket, h2.connection.H2Connection]] = []
-    for _ in range(connections):
-        try:
-            sock, conn = _connect(host, port)
-        except OSError:
-            report.closed = True
-            continue
-        report.held.append(sock)
-        report.connections.append(conn)
+    opened: list[tuple[socket.socket, H2]] = []
+    for sock, conn in _open(host, port, connections, report):
         for _ in range(streams):  # all before the server's SETTINGS are read: no client-side limit
             conn.send_headers(conn.get_next_available_stream_id(), headers)
             report.sent += 1
@@ -192,16 +201,7 @@ def idle_stream_refill(host: str, port: int, connections: int, streams: int, sec
     the caller closes ``report.held``."""
     report = Abuse()
     headers = _headers(host, port)
-    live: list[tuple[socket.socket, h2.connection.H2Connection, set[int]]] = []
-    for _ in range(connections):
-        try:
-            sock, conn = _connect(host, port)
-        except OSError:
-            report.closed = True
-            continue
-        report.held.append(sock)
-        report.connections.append(conn)
-        live.append((sock, conn, set()))
+    live = [(sock, conn, set[int]()) for sock, conn in _open(host, port, connections, report)]
     deadline = time.monotonic() + seconds
     while live and time.monotonic() < deadline:
         for entry in list(live):
