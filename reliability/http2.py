@@ -45,7 +45,7 @@ class Abuse:
     dropped: int = 0  # streams on connections the server closed (past its connection budget)
     held: list[socket.socket] = field(default_factory=list)  # open connections the caller must close
     # every connection used, alive as long as the report: ``ended`` keys on id(), which a freed one would hand on
-    connections: list[h2.connection.H2Connection] = field(default_factory=list)
+    connections: list[H2] = field(default_factory=list)
 
     def close(self) -> None:
         for sock in self.held:
@@ -54,9 +54,9 @@ class Abuse:
         self.held.clear()
 
 
-def _connect(host: str, port: int) -> tuple[socket.socket, h2.connection.H2Connection]:
+def _connect(host: str, port: int) -> tuple[socket.socket, H2]:
     sock = socket.create_connection((host, port), timeout=30)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn = H2(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
     sock.sendall(conn.data_to_send())
     return sock, conn
@@ -73,7 +73,7 @@ def _headers(host: str, port: int) -> list[tuple[str, str]]:
     ]
 
 
-def _read(sock: socket.socket, conn: h2.connection.H2Connection, report: Abuse, wait: float) -> bool:
+def _read(sock: socket.socket, conn: H2, report: Abuse, wait: float) -> bool:
     """Handle what the server sent within ``wait`` seconds (0: only what is already there); True once the
     server has closed the connection."""
     sock.settimeout(wait if wait > 0 else 0.0)
@@ -138,7 +138,7 @@ def rapid_reset(host: str, port: int, streams: int, batch: int = 100) -> Abuse:
     return report
 
 
-def _drop(conn: h2.connection.H2Connection, streams: int, report: Abuse) -> None:
+def _drop(conn: H2, streams: int, report: Abuse) -> None:
     """The ``streams`` streams of a connection the server closed count as ended (``report.dropped``)."""
     for stream_id in range(1, 2 * streams, 2):
         if (id(conn), stream_id) not in report.ended:

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bench.loadgen import LoadResult, grpc_load, percentiles
 from bench.payloads import PREDICT_METHOD
@@ -25,6 +26,8 @@ from bench.repo import publish_copy
 from bench.scenarios.modelserver import grpc_point
 
 __all__ = ["CONTROL_S", "run"]
+
+T = TypeVar("T")
 
 CONTROL_S = 1.0  # about the CPU a swap of the fashion model takes (restore, warm-up replay: 0.5-1 s)
 _IDLE_BURNER = (
@@ -46,23 +49,32 @@ def _versions(rest_port: int) -> dict[int, str]:
         return {}
 
 
-def run(ctx: Any, server: ServerProcess) -> None:
-    s = ctx.settings
-    rest = server.ports["rest"]
-    old = ctx.versions["fashion"]
+def _under_load(
+    ctx: Any, server: ServerProcess, name: str, seconds: float, event: Callable[[], T]
+) -> tuple[LoadResult | None, T]:
+    """gRPC Predict on fashion at concurrency 8 for ``seconds`` (load point ``name``), with ``event()`` run a
+    third of the way in: the load's result (None when it did not finish) and the event's."""
     box: dict[str, LoadResult] = {}
     load = threading.Thread(
         target=lambda: box.setdefault(
-            "r", grpc_point(ctx, server, "hotswap.c8", ctx.payloads.grpc_fashion, 8, duration_s=s.hotswap_s)
+            "r", grpc_point(ctx, server, name, ctx.payloads.grpc_fashion, 8, duration_s=seconds)
         ),
         daemon=True,
     )
     load.start()
-    time.sleep(s.warmup_s + s.hotswap_s / 3)
+    time.sleep(ctx.settings.warmup_s + seconds / 3)
+    happened = event()
+    load.join(timeout=seconds + 120)
+    return box.get("r"), happened
+
+
+def _publish(ctx: Any, rest: int, old: int) -> tuple[int, float, float | None, float | None]:
+    """Publish a new fashion version and wait until the old one is unloaded: the new version, when it was
+    published, when it became AVAILABLE and when the old one was gone (None: not seen in time)."""
     published_at = time.time()
     new = publish_copy(ctx.repo, "fashion")
     available_at = unloaded_at = None
-    deadline = time.monotonic() + s.hotswap_s * 2 + 60
+    deadline = time.monotonic() + ctx.settings.hotswap_s * 2 + 60
     while time.monotonic() < deadline and unloaded_at is None:
         states = _versions(rest)
         if available_at is None and states.get(new) == "AVAILABLE":
@@ -70,9 +82,15 @@ def run(ctx: Any, server: ServerProcess) -> None:
         if available_at is not None and states.get(old, "END") == "END":
             unloaded_at = time.time()
         time.sleep(0.05)
-    load.join(timeout=s.hotswap_s + 120)
+    return new, published_at, available_at, unloaded_at
+
+
+def run(ctx: Any, server: ServerProcess) -> None:
+    old = ctx.versions["fashion"]
+    result, (new, published_at, available_at, unloaded_at) = _under_load(
+        ctx, server, "hotswap.c8", ctx.settings.hotswap_s, lambda: _publish(ctx, server.ports["rest"], old)
+    )
     ctx.versions["fashion"] = new
-    result = box.get("r")
     if result is None:
         ctx.skip("hotswap", "the load run did not finish")
         return
@@ -107,26 +125,18 @@ def _phases(result: LoadResult, started: float, ended: float) -> dict[str, dict[
     return {name: {"requests": len(values), **vars(percentiles(values))} for name, values in phases.items()}
 
 
+def _idle_cpu() -> tuple[float, float]:
+    """``CONTROL_S`` s of CPU in a SCHED_IDLE process: when it started and ended."""
+    started = time.time()
+    subprocess.run([sys.executable, "-c", _IDLE_BURNER], check=False, timeout=60)
+    return started, time.time()
+
+
 def control(ctx: Any, server: ServerProcess) -> None:
     """The same load for half as long; a third of the way in, ``CONTROL_S`` s of CPU in a SCHED_IDLE process
     instead of a publish (``results["hotswap"]["control"]``)."""
-    s = ctx.settings
-    seconds = max(2.0, s.hotswap_s / 2)
-    box: dict[str, LoadResult] = {}
-    load = threading.Thread(
-        target=lambda: box.setdefault(
-            "r",
-            grpc_point(ctx, server, "hotswap.control.c8", ctx.payloads.grpc_fashion, 8, duration_s=seconds),
-        ),
-        daemon=True,
-    )
-    load.start()
-    time.sleep(s.warmup_s + seconds / 3)
-    started = time.time()
-    subprocess.run([sys.executable, "-c", _IDLE_BURNER], check=False, timeout=60)
-    ended = time.time()
-    load.join(timeout=seconds + 120)
-    result = box.get("r")
+    seconds = max(2.0, ctx.settings.hotswap_s / 2)
+    result, (started, ended) = _under_load(ctx, server, "hotswap.control.c8", seconds, _idle_cpu)
     if result is None:
         return
     phases = _phases(result, started, ended)
