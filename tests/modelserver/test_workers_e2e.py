@@ -68,6 +68,12 @@ def status(target: str, model: str) -> list[tuple[int, str]]:
         ]
 
 
+def see_every_worker(target: str, model: str, seen: set[tuple[tuple[int, str], ...]]) -> None:
+    """Replace ``seen`` with the distinct statuses of ``model`` over CONNECTIONS fresh connections."""
+    seen.clear()
+    seen.update(tuple(status(target, model)) for _ in range(CONNECTIONS))
+
+
 def reload(target: str, text: str, token: str = TOKEN) -> model_management_pb2.ReloadConfigResponse:
     request = model_management_pb2.ReloadConfigRequest()
     text_format.Parse(text, request.config)
@@ -191,8 +197,19 @@ def test_reload_reaches_every_worker(server: ModelServerHandle, root: Path) -> N
         assert predict(target, "three", 2.0) == (1, 4.0)
 
     assert reload(target, config_text(root, "half")).status.error_code == 0
+    # OK may come back while a worker still unloads (TF Serving's reload waits for loads, not unloads):
+    # every worker must reach END; one that never does fails at the deadline.
+    seen: set[tuple[tuple[int, str], ...]] = set()
+
+    def all_ended() -> bool:
+        see_every_worker(target, "three", seen)
+        return seen == {((1, "END"),)}
+
+    try:
+        wait_until(all_ended, "every worker to end the removed model")
+    except WaitTimeout:
+        pytest.fail(f"the removed model did not end on every worker: {seen}")
     for _ in range(CONNECTIONS):
-        assert status(target, "three") == [(1, "END")]
         with pytest.raises(grpc.RpcError) as gone:
             predict(target, "three", 2.0)
         assert gone.value.code() == grpc.StatusCode.UNAVAILABLE  # removed: known, no version available
@@ -211,8 +228,7 @@ def test_concurrent_reloads_leave_every_worker_with_the_same_config(
     def agree() -> bool:
         # An unload may still run when OK comes back (TF Serving's reload does not wait for unloads
         # either): the workers must agree once it ends; a lasting disagreement fails at the deadline.
-        seen.clear()
-        seen.update(tuple(status(target, "three")) for _ in range(CONNECTIONS))
+        see_every_worker(target, "three", seen)
         return len(seen) == 1 and all(state != "UNLOADING" for _, state in next(iter(seen)))
 
     for _ in range(4):  # two reloads at once, on fresh connections: often reaching different workers
