@@ -54,12 +54,15 @@ class Context:
         )
 
     def point(self, key: str, server: ServerProcess | None, load: Callable[[], LoadResult]) -> LoadResult:
-        """Run one load point, charge the server's CPU seconds to it, store and print its summary."""
-        cpu_before = server.cpu_seconds() if server else 0.0
+        """Run one load point, charge the server's CPU seconds to it, store and print its summary (with
+        ``wall_s``, the seconds the CPU was counted over: the warm-up, the window and the tool's start)."""
+        cpu_before, started = server.cpu_seconds() if server else 0.0, time.monotonic()
         result = load()
         if server is not None:
             result.server_cpu_s = server.cpu_seconds() - cpu_before
-        self.results.setdefault("points", {})[key] = result.summary()
+        summary = result.summary()
+        summary["wall_s"] = round(time.monotonic() - started, 3)
+        self.results.setdefault("points", {})[key] = summary
         p99 = "" if math.isnan(result.p99_ms) else f", p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
         self.say(
             f"{key}: {result.rps:.0f} req/s{p99}, {result.errors} errors, "

@@ -333,6 +333,7 @@ def _mobilenet_goals(results: dict[str, Any], pt: Any) -> list[Goal]:
             None if ours is None or not limit else ours / limit,
         )
         g.detail = f"{ours or 0:.1f} req/s vs {limit or 0:.1f} images/s (batch {best.get('batch', '?')})"
+        g.detail += _cpu_figures(results, results.get("points", {}).get(point, {}), best)
         g.missing = (point if ours is None else "") or (
             "" if limit else "MobileNetV2 in-process not measured"
         )
@@ -355,6 +356,30 @@ def _mobilenet_goals(results: dict[str, Any], pt: Any) -> list[Goal]:
         )
         goals.append(g)
     return goals
+
+
+def _cpu_ms(point: dict[str, Any], field: str) -> float | None:
+    """CPU ms per answered request of one load point: ``field``'s CPU seconds over the requests served in
+    the ``wall_s`` they were counted over (the point's rate over its whole wall time, warm-up included)."""
+    cpu, rps, wall = point.get(field), point.get("rps"), point.get("wall_s")
+    return None if cpu is None or not rps or not wall else cpu / (rps * wall) * 1000
+
+
+def _cpu_figures(results: dict[str, Any], point: dict[str, Any], best: dict[str, Any]) -> str:
+    """What the cores allow: CPU ms per request of the serving processes against the in-process CPU ms per
+    image, and the req/s the machine's cores could give at that cost."""
+    served, upstream = _cpu_ms(point, "server_cpu_s"), _cpu_ms(point, "upstream_cpu_s")
+    alone = best.get("cpu_ms_per_image")
+    if served is None or alone is None:
+        return ""
+    cores = results.get("environment", {}).get("cores") or 0
+    total = served + (upstream or 0.0)
+    parts = f"gateway {served:.1f} + model server {upstream:.1f}" if upstream is not None else f"{served:.1f}"
+    out = f"; CPU per request: {parts} ms vs {alone:.1f} ms per image in process"
+    if cores and total and best.get("images_per_s"):
+        allowed = cores * 1000 / total
+        out += f" ({cores} cores allow {allowed:.0f} req/s = {allowed / best['images_per_s']:.2f}x)"
+    return out
 
 
 def _issue14_goals(results: dict[str, Any], pt: Any, low: int) -> list[Goal]:

@@ -44,6 +44,7 @@ __all__ = [
     "explain_signature",
     "feeds",
     "integrated_gradients",
+    "warmup_feeds",
 ]
 
 SIGNATURE = "explain"
@@ -202,6 +203,13 @@ def feeds(
     if classes:
         out["class_id"] = np.full([rows], TOP_CLASS, dtype=np.int32)
     out["steps"] = np.full([rows], steps, dtype=np.int32)
+    return out
+
+
+def warmup_feeds(held_out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The warm-up's ``explain`` request (``export.warmup``): the first held-out row at one step."""
+    out = {name: np.asarray(values)[:1] for name, values in held_out.items()}
+    out["steps"] = np.ones_like(out["steps"])
     return out
 
 

@@ -162,7 +162,7 @@ def decode_image(data: bytes, name: str, spec: ImageSpec, max_pixels: int) -> Im
 
 def _decode(image: Image.Image, name: str, spec: ImageSpec) -> Image.Image:
     try:
-        image = ImageOps.exif_transpose(image) or image
+        ImageOps.exif_transpose(image, in_place=True)  # in place: otherwise a copy even when upright
         if image.mode in _WIDE_MODES:
             image = image.convert("I").point(lambda level: level * _WIDE_SCALE).convert("L")
         if _has_alpha(image):

@@ -13,6 +13,7 @@ regress signature). ``:predict`` returns the raw outputs, one object per input.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -190,7 +191,7 @@ async def _classify(
     labels = info.labels or [str(i) for i in range(len(rows[0]) if rows else 0)]
     predictions = []
     for input_name, scores in zip(inputs.names, rows, strict=False):
-        ranked = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[:k]
+        ranked = heapq.nlargest(k, range(len(scores)), key=scores.__getitem__)  # = sorted(...)[:k], ties too
         top = [
             LabelScore(label=labels[i] if i < len(labels) else str(i), score=float(scores[i])) for i in ranked
         ]

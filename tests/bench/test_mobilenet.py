@@ -61,6 +61,28 @@ def test_goals_are_ratios_to_the_inprocess_limit_and_the_best_peer(mobilenet_res
     assert (c64.status, c64.value) == ("missed", pytest.approx(62 / 45))  # 1.38x < 1.5x
 
 
+def test_goals_name_the_cpu_each_request_costs_and_what_the_cores_allow(
+    mobilenet_results: dict[str, Any],
+) -> None:
+    points, best = mobilenet_results["points"], mobilenet_results["mobilenet"]["inprocess"]["best"]
+    best["cpu_ms_per_image"] = 16.0
+    # 95 req/s over 7 s of wall time: 665 requests; 13.3 CPU seconds = 20 ms each
+    points["mobilenet.grpc.c16"].update(server_cpu_s=13.3, wall_s=7.0)
+    # 70 uploads/s over 10 s: gateway 5.6 s (8 ms each) + model server 14 s (20 ms each)
+    points["mobilenet.gateway.c16"].update(server_cpu_s=5.6, upstream_cpu_s=14.0, wall_s=10.0)
+    mobilenet_results["environment"] = {"cores": 2}
+    goals = by_key(mobilenet_results)
+    assert goals["mobilenet_grpc_vs_inprocess"].detail.endswith(
+        "CPU per request: 20.0 ms vs 16.0 ms per image in process (2 cores allow 100 req/s = 1.00x)"
+    )
+    assert goals["mobilenet_gateway_vs_inprocess"].detail.endswith(
+        "CPU per request: gateway 8.0 + model server 20.0 ms vs 16.0 ms per image in process "
+        "(2 cores allow 71 req/s = 0.71x)"
+    )
+    del points["mobilenet.grpc.c16"]["wall_s"]  # a results file from before the figures: none shown
+    assert "CPU per request" not in by_key(mobilenet_results)["mobilenet_grpc_vs_inprocess"].detail
+
+
 def test_goals_without_the_scenario_are_not_measured(results: dict[str, Any]) -> None:
     goals = by_key(results)
     assert goals["mobilenet_grpc_vs_inprocess"].verdict().startswith("not measured: mobilenet.grpc.c16")

@@ -56,6 +56,20 @@ def test_warmup_records_parse_as_prediction_logs_per_signature(versions: dict[st
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_KINDS))
+def test_explain_warms_up_on_one_row_at_one_step(versions: dict[str, Path], name: str) -> None:
+    # integrated gradients costs steps x rows passes: the held-out batches at 32 steps only slow the load
+    explains = [
+        log.predict_log.request
+        for log in _logs(versions[name])
+        if log.predict_log.request.model_spec.signature_name == "explain"
+    ]
+    assert len(explains) == 1
+    steps = tf.make_ndarray(explains[0].inputs["steps"])
+    assert steps.tolist() == [1]
+    assert {len(tf.make_ndarray(tensor)) for tensor in explains[0].inputs.values()} == {1}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_KINDS))
 def test_warmup_requests_replay_against_the_savedmodel(
     versions: dict[str, Path], loaded: dict[str, Any], name: str
 ) -> None:
