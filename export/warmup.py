@@ -5,7 +5,7 @@ The ``explain`` signature (integrated gradients: steps x rows forward and backwa
 one row at one step: that builds its executor as well as a full request does. Measured on a published
 MobileNetV2 (2026-12-06, 2 runs each): its three held-out records at 32 steps made the load take 15.1-16.1 s
 instead of 9.7-9.8 s and left 596 instead of 412 MiB RssAnon, while the first 32-step explain call after the
-load took as long either way (1.22-1.54 s vs 1.27-1.46 s)."""
+load took as long either way (1.41 and 1.42 s vs 1.35 and 1.38 s)."""
 
 from __future__ import annotations
 
