@@ -44,7 +44,17 @@ _GRPC = (
     "of its samples are asyncio's `Handle._run` own time, grpc.aio's Cython per-RPC callbacks (receive, "
     "deserialize, start the handler task, send); our handler is ~9%. Beside it, TensorFlow's threads take "
     "~300 us of CPU per request at the small batches c64 forms (6-9 rows), grpc's poller ~45 and drift ~25, "
-    "on the same 2 cores as the loop: the floor has neither."
+    "on the same 2 cores as the loop: the floor has neither. Per thread on 2026-12-07 (8 s of h2load c64, "
+    "/proc per-thread CPU over the answered requests, 2 runs each, the machine shared): the event loop "
+    "456-591 us per request against the floor's 180-186 us per reply, the two batch threads (TensorFlow's "
+    "calling thread and our merge) 308-404 us at the 7-10 rows a c64 batch gets, TensorFlow's pool 82-152 "
+    "us, grpc's poller 43-69 us; the floor's whole process 257-268 us. Our handler is ~21% of the loop's "
+    "busy samples; the rest is grpc.aio's callbacks and epoll, more of them per call than the floor's. "
+    "Two suspects measured and cleared (interleaved, same figures): unary calls served as grpc.aio "
+    "unary-unary without the admission's message deadline, loop 438-515 vs 476-484 us; no interceptor at "
+    "all, 532-556 vs 591-672 us - within the noise, so both hardening steps of issue 25 stay. The figures "
+    "column gives the arithmetic of each run: our CPU per request, the floor's per reply and the model's "
+    "per image at batch 32 in process, and what 2 cores allow a server that paid only floor + model."
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "

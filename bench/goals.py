@@ -142,7 +142,9 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         "x",
         ratio(ours, floor),
     )
-    g.detail = f"{ours or 0:.0f} vs {floor or 0:.0f} req/s"
+    g.detail = f"{ours or 0:.0f} vs {floor or 0:.0f} req/s" + _floor_bound(
+        results, points.get(grpc_top, {}), points.get(f"floor.grpc.c{top}", {})
+    )
     g.missing = need(grpc_top, f"floor.grpc.c{top}")
     goals.append(g)
 
@@ -379,6 +381,28 @@ def _cpu_figures(results: dict[str, Any], point: dict[str, Any], best: dict[str,
     if cores and total and best.get("images_per_s"):
         allowed = cores * 1000 / total
         out += f" ({cores} cores allow {allowed:.0f} req/s = {allowed / best['images_per_s']:.2f}x)"
+    return out
+
+
+def _floor_bound(results: dict[str, Any], ours: dict[str, Any], floor: dict[str, Any]) -> str:
+    """What the cores allow against the transport floor: the CPU per request of our server and of the
+    canned-reply floor, the model's own CPU per image in process (batch 32, its cheapest), and the req/s a
+    server paying only the floor's transport and the model's compute could reach on the machine's cores - the
+    best any server can do here, as a share of the floor."""
+    served, canned = _cpu_ms(ours, "server_cpu_s"), _cpu_ms(floor, "server_cpu_s")
+    model = results.get("inprocess", {}).get("batch32", {}).get("cpu_ms_per_image")
+    if served is None or canned is None or model is None:
+        return ""
+    out = (
+        f"; CPU per request: ours {served * 1000:.0f} us, the floor's {canned * 1000:.0f} us per reply, "
+        f"the model {model * 1000:.0f} us per image in process (batch 32)"
+    )
+    cores, rate = results.get("environment", {}).get("cores") or 0, floor.get("rps")
+    if cores and rate:
+        allowed = cores * 1000 / (canned + model)
+        out += (
+            f" ({cores} cores allow floor + model {allowed:.0f} req/s = {allowed / rate:.2f}x of the floor)"
+        )
     return out
 
 

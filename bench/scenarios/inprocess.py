@@ -36,7 +36,7 @@ def measure(model_dir: Path, seconds: float, batches: tuple[int, ...] = (1, 32))
         image = tf.constant(rng.random((batch, 28, 28, 1), dtype=np.float32))
         for _ in range(5):  # trace and warm
             function(image=image)
-        calls, started = 0, time.perf_counter()
+        calls, cpu, started = 0, time.process_time(), time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
             function(image=image)["probabilities"].numpy()
             calls += 1
@@ -46,6 +46,7 @@ def measure(model_dir: Path, seconds: float, batches: tuple[int, ...] = (1, 32))
             "seconds": elapsed,
             "images_per_s": calls * batch / elapsed,
             "ms_per_call": elapsed / calls * 1000,
+            "cpu_ms_per_image": (time.process_time() - cpu) / (calls * batch) * 1000,  # all threads
         }
     out["execution"] = execution_paths(model_dir, seconds, batches)
     return out
