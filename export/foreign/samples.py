@@ -76,7 +76,14 @@ def from_files(files: Sequence[Path], inputs: dict[str, dict[str, Any]]) -> dict
     name, entry = next(iter(inputs.items()))
     if kinds == {"image"}:
         images = [
-            pixels.load(f, entry["height"], entry["width"], entry["channels"], entry.get("resize", "stretch"))
+            pixels.load(
+                f,
+                entry["height"],
+                entry["width"],
+                entry["channels"],
+                entry.get("resize", "stretch"),
+                entry.get("background"),
+            )
             for f in files
         ]
         return {name: pixels.to_input(np.stack(images), entry)}

@@ -12,7 +12,9 @@ Resize rules (``resize``): ``stretch`` scales both sides to the model's size (Ke
 ``image_dataset_from_directory`` do this, so it is the default); ``pad`` keeps the aspect ratio and pads with
 the background (the default when the contract names a ``background``: objects photographed on a plain
 ground); ``crop`` keeps the aspect ratio and cuts the centre (``Resizing(crop_to_aspect_ratio=True)``). All
-three resample with Lanczos.
+three resample bilinearly: Keras's ``Resizing`` and ``image_dataset_from_directory`` default to it, and
+``python -m export`` trains, evaluates and warms up on photos read by the same rule (export/foreign/pixels.py;
+tests/test_pixel_parity.py compares the two).
 
 Limits: ``max_pixels`` is enforced BEFORE decoding, from the header: Pillow's own decompression-bomb check
 (``MAX_IMAGE_PIXELS`` = the limit; it raises above twice the limit) plus the same test on the size Pillow read
@@ -58,6 +60,7 @@ __all__ = [
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 # 16-bit grey (PNG: "I;16", or "I" in older Pillow) -> 8 bits, scaled: Pillow's own conversion clips at 255
+RESAMPLE = Image.Resampling.BILINEAR  # the trainers' default (see above); Lanczos until 2026-12-07
 _WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I"})
 _WIDE_SCALE = 255 / 65535
 _LEVELS = range(256)
@@ -179,14 +182,14 @@ def _decode(image: Image.Image, name: str, spec: ImageSpec) -> Image.Image:
 
 
 def _resize(image: Image.Image, spec: ImageSpec) -> Image.Image:
-    size, lanczos = (spec.width, spec.height), Image.Resampling.LANCZOS
+    size = (spec.width, spec.height)
     if image.size == size:
         return image
     if spec.resize == "crop":
         image = image.crop(centre_box(image.size, size))  # cut first: nothing outside the box bleeds in
     if spec.resize == "pad":
-        return ImageOps.pad(image, size, method=lanczos, color=_fill(spec))
-    return image.resize(size, lanczos)
+        return ImageOps.pad(image, size, method=RESAMPLE, color=_fill(spec))
+    return image.resize(size, RESAMPLE)
 
 
 def centre_box(have: tuple[int, int], want: tuple[int, int]) -> tuple[int, int, int, int]:

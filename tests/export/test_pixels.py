@@ -25,9 +25,11 @@ def test_every_mode_becomes_the_contract_channels(tmp_path: Path, mode: str) -> 
     assert pixels.load(path, 16, 16, 1).shape == (16, 16, 1)
 
 
-def test_transparent_pixels_are_white(tmp_path: Path) -> None:
-    path = _save(tmp_path, Image.new("RGBA", (8, 8), (0, 0, 0, 0)), "clear.png")
-    assert (pixels.load(path, 8, 8, 3) == 255).all()
+def test_transparent_pixels_take_the_contracts_background_black_by_default(tmp_path: Path) -> None:
+    """As the gateway composites an upload (tests/test_pixel_parity.py compares the two in full)."""
+    path = _save(tmp_path, Image.new("RGBA", (8, 8), (255, 255, 255, 0)), "clear.png")
+    assert (pixels.load(path, 8, 8, 3) == 0).all()
+    assert (pixels.load(path, 8, 8, 3, background="white") == 255).all()
 
 
 def test_pad_keeps_the_aspect_ratio_on_black_and_crop_cuts_the_centre() -> None:

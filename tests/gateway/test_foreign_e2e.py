@@ -90,13 +90,13 @@ def decoded(data: bytes, mode: str = "RGB") -> Image.Image:
 
 
 def centre_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Keep the aspect ratio of ``size``: the largest centred box, cut out, then resized (Lanczos)."""
+    """Keep the aspect ratio of ``size``: the largest centred box, cut out, then resized (bilinear)."""
     w, h = image.size
     side_w, side_h = (
         (round(h * size[0] / size[1]), h) if w * size[1] > h * size[0] else (w, round(w * size[1] / size[0]))
     )
     left, top = (w - side_w) // 2, (h - side_h) // 2
-    return image.crop((left, top, left + side_w, top + side_h)).resize(size, Image.Resampling.LANCZOS)
+    return image.crop((left, top, left + side_w, top + side_h)).resize(size, Image.Resampling.BILINEAR)
 
 
 def upload(http: httpx.Client, model: str, verb: str, files: list[tuple[str, bytes]], **params: Any) -> Any:
@@ -142,7 +142,7 @@ def test_uint8_model_gets_pixel_levels_from_any_upload_mode(stack: Stack, http: 
     palette = picture(24, 24, seed=5).quantize(64)
     files = [("rgba.png", encode(rgba, "PNG")), ("palette.png", encode(palette, "PNG"))]
     black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-    composited = Image.alpha_composite(black, rgba).convert("RGB").resize((24, 24), Image.Resampling.LANCZOS)
+    composited = Image.alpha_composite(black, rgba).convert("RGB").resize((24, 24), Image.Resampling.BILINEAR)
     batch = np.stack([np.asarray(composited), np.asarray(palette.convert("RGB"))]).astype(np.uint8)
     want = stack.models["bytes"].predict(batch, verbose=0)
     body = upload(http, "bytes", "predict", files)
@@ -159,7 +159,7 @@ def test_grayscale_model_fed_rgb_jpeg_stretched(stack: Stack, http: httpx.Client
         ("exact.jpg", encode(picture(28, 28, seed=7), "JPEG", quality=90)),
     ]
     gray = [decoded(d, "L") for _, d in files]
-    gray[0] = gray[0].resize((28, 28), Image.Resampling.LANCZOS)  # stretch: no contract, the default
+    gray[0] = gray[0].resize((28, 28), Image.Resampling.BILINEAR)  # stretch: no contract, the default
     batch = np.stack([np.asarray(g, np.float32)[..., None] / 255.0 for g in gray])  # derived range [0, 1]
     want = stack.models["gray"].predict(batch, verbose=0)
     got = outputs(upload(http, "gray", "predict", files), "output_0")
