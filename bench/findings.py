@@ -91,7 +91,11 @@ _REST_P50 = (
     "the full run of 2026-12-06 19:16), so 0.40 ms over the call leaves ~0.05 ms for parsing the Predict, "
     "the batcher and the two thread hops into TensorFlow and back; uvicorn's canned reply is 0.08 ms, and "
     "REST's remaining ~0.8 ms holds the JSON parse of the 784-number image (~0.2 ms, the REST finding), "
-    "the same hops and the reply's JSON."
+    "the same hops and the reply's JSON. Measured on 2026-12-07 (bench/README.md, gRPC levers): with "
+    "TensorFlow's intra-op pool at 1 thread the batch-1 call runs on the batch thread itself, and gRPC p50 "
+    "at c1 fell from 2.07-2.24 to 1.38-1.44 ms (CPU per request 2.6 -> 1.6 ms) - the handoff to a 2-thread "
+    "pool on 2 shared cores costs more than the parallelism gives a 28x28 image; not yet the bench's "
+    "setting, since the in-process call it is compared with runs on TensorFlow's default pools."
 )
 _GATEWAY = (
     "Built for issue 14 (2026-12-01), each lever an interleaved A/B (gateway + model server stacks, "
@@ -192,7 +196,11 @@ _MOBILENET = (
     "(against the OIP binary rows: same server, same picture). Memory: the `explain` signature warms up on "
     "one row at one step since 2026-12-06 (a MobileNetV2's load 15.1-16.1 s -> 9.7-9.8 s, RssAnon at ready "
     "596 -> 412 MiB); the RSS row of the MobileNetV2 table is taken after the c64 points, and holds what "
-    "TensorFlow's allocator kept from the largest batches (up to 64 images)."
+    "TensorFlow's allocator kept from the largest batches (up to 64 images). The strongest lever measured "
+    "since (2026-12-07, bench/README.md): TensorFlow's intra-op pool at 1 thread, so each of the two batch "
+    "threads runs its batch itself - gRPC c16 98.7-112.7 vs 71.3-96.2 req/s, CPU per request 16.6-19.1 vs "
+    "19.3-26.0 ms, c1 p50 19.4-19.8 vs 23.3-23.5 ms; not yet the bench's setting, because the in-process "
+    "limit runs with TensorFlow's default pools and both sides should follow one rule."
 )
 FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,
