@@ -50,16 +50,7 @@ def _folder(path: Path, inferred: Inferred) -> tuple[dict[str, np.ndarray], np.n
     for folder in folders:
         for file in sorted(p for p in folder.iterdir() if p.is_file()):
             if entry["kind"] == "image" and file.suffix.lower() in pixels.IMAGE_SUFFIXES:
-                rows.append(
-                    pixels.load(
-                        file,
-                        entry["height"],
-                        entry["width"],
-                        entry["channels"],
-                        entry["resize"],
-                        entry.get("background"),
-                    )
-                )
+                rows.append(pixels.load_for(file, entry))
             elif entry["kind"] == "text" and file.suffix.lower() == ".txt":
                 rows.append(np.asarray(file.read_text(encoding="utf-8").strip().encode(), dtype=object))
             else:

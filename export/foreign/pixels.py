@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IMAGE_SUFFIXES", "RESAMPLE", "fit", "load", "to_input"]
+__all__ = ["IMAGE_SUFFIXES", "RESAMPLE", "fit", "load", "load_for", "to_input"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 RESAMPLE = Image.Resampling.BILINEAR
@@ -100,6 +100,18 @@ def load(
         fitted = fit(converted, height, width, resize, background)
     pixels = np.asarray(fitted, dtype=np.uint8)
     return pixels.reshape(height, width, channels)
+
+
+def load_for(path: Path, entry: dict[str, Any]) -> np.ndarray:
+    """``load`` by a contract's image entry (its size, channels, resize rule and background)."""
+    return load(
+        path,
+        entry["height"],
+        entry["width"],
+        entry["channels"],
+        entry.get("resize", "stretch"),
+        entry.get("background"),
+    )
 
 
 def to_input(pixels: np.ndarray, entry: dict[str, Any]) -> np.ndarray:

@@ -75,17 +75,7 @@ def from_files(files: Sequence[Path], inputs: dict[str, dict[str, Any]]) -> dict
         raise InvalidSource("--samples", "a model with several inputs takes CSV samples (one column each)")
     name, entry = next(iter(inputs.items()))
     if kinds == {"image"}:
-        images = [
-            pixels.load(
-                f,
-                entry["height"],
-                entry["width"],
-                entry["channels"],
-                entry.get("resize", "stretch"),
-                entry.get("background"),
-            )
-            for f in files
-        ]
+        images = [pixels.load_for(f, entry) for f in files]
         return {name: pixels.to_input(np.stack(images), entry)}
     if kinds == {"text"}:
         lines = [line for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -59,8 +59,8 @@ __all__ = [
 ]
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-# 16-bit grey (PNG: "I;16", or "I" in older Pillow) -> 8 bits, scaled: Pillow's own conversion clips at 255
 RESAMPLE = Image.Resampling.BILINEAR  # the trainers' default (see above); Lanczos until 2026-12-07
+# 16-bit grey (PNG: "I;16", or "I" in older Pillow) -> 8 bits, scaled: Pillow's own conversion clips at 255
 _WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I"})
 _WIDE_SCALE = 255 / 65535
 _LEVELS = range(256)
