@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from bench.scenarios.inprocess import best as inprocess_best
+
 __all__ = ["PEERS", "Goal", "best_peer", "evaluate", "mobilenet_concurrencies"]
 
 # The other servers people choose between, by their results key (points "<key>.c<N>").
@@ -114,7 +116,8 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
 
     goals: list[Goal] = []
     grpc_top, rest_top = f"grpc.batching_on.c{top}", f"rest.batching_on.c{top}"
-    b32 = results.get("inprocess", {}).get("batch32", {}).get("images_per_s")
+    limit32 = inprocess_best(results.get("inprocess", {}), 32)
+    b32 = limit32.get("images_per_s")
     g = Goal(
         "grpc_vs_inprocess",
         f"gRPC Predict c{top} batching on / in-process batch 32",
@@ -123,7 +126,7 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
         "x",
         ratio(pt(grpc_top), b32),
     )
-    g.detail = f"{pt(grpc_top) or 0:.0f} req/s vs {b32 or 0:.0f} images/s"
+    g.detail = f"{pt(grpc_top) or 0:.0f} req/s vs {b32 or 0:.0f} images/s" + _rule(limit32)
     floor, ours = pt(f"floor.grpc.c{top}"), pt(grpc_top)
     if floor and b32:  # the transport's ceiling in the same run: what the target asks of grpc.aio
         share = f"ours {ours / floor:.2f}x of it; " if ours is not None else ""
@@ -335,6 +338,7 @@ def _mobilenet_goals(results: dict[str, Any], pt: Any) -> list[Goal]:
             None if ours is None or not limit else ours / limit,
         )
         g.detail = f"{ours or 0:.1f} req/s vs {limit or 0:.1f} images/s (batch {best.get('batch', '?')})"
+        g.detail += _rule(best)
         g.detail += _cpu_figures(results, results.get("points", {}).get(point, {}), best)
         g.missing = (point if ours is None else "") or (
             "" if limit else "MobileNetV2 in-process not measured"
@@ -384,13 +388,24 @@ def _cpu_figures(results: dict[str, Any], point: dict[str, Any], best: dict[str,
     return out
 
 
+def _rule(limit: dict[str, Any]) -> str:
+    """The in-process limit's thread rule, when it is not TensorFlow's default (results from before the
+    second rule carry none)."""
+    rule = limit.get("rule", "")
+    return (
+        ""
+        if not rule or rule.startswith("TensorFlow's default")
+        else f" ({rule}, {limit['callers']} caller(s))"
+    )
+
+
 def _floor_bound(results: dict[str, Any], ours: dict[str, Any], floor: dict[str, Any]) -> str:
     """What the cores allow against the transport floor: the CPU per request of our server and of the
     canned-reply floor, the model's own CPU per image in process (batch 32, its cheapest), and the req/s a
     server paying only the floor's transport and the model's compute could reach on the machine's cores - the
     best any server can do here, as a share of the floor."""
     served, canned = _cpu_ms(ours, "server_cpu_s"), _cpu_ms(floor, "server_cpu_s")
-    model = results.get("inprocess", {}).get("batch32", {}).get("cpu_ms_per_image")
+    model = inprocess_best(results.get("inprocess", {}), 32).get("cpu_ms_per_image")
     if served is None or canned is None or model is None:
         return ""
     out = (
@@ -411,7 +426,8 @@ def _issue14_goals(results: dict[str, Any], pt: Any, low: int) -> list[Goal]:
     serving path adds to the model call, each within 0.4 ms - issue 30 retired "REST p50 <= 0.2x BentoML's",
     which asked for less than the model call itself), and RSS per worker."""
     goals: list[Goal] = []
-    bs1 = results.get("inprocess", {}).get("batch1", {}).get("ms_per_call")
+    limit1 = inprocess_best(results.get("inprocess", {}), 1)
+    bs1 = limit1.get("ms_per_call")
     for proto, limit in (("rest", 0.4), ("grpc", 0.4)):
         key = f"{proto}.batching_on.c{low}"
         p50 = pt(key, "p50_ms")
@@ -424,8 +440,10 @@ def _issue14_goals(results: dict[str, Any], pt: Any, low: int) -> list[Goal]:
             None if p50 is None or bs1 is None else p50 - bs1,
         )
         tf_p50 = pt(f"{proto}.batching_tf.c{low}", "p50_ms")
-        g.detail = f"{p50 or 0:.2f} - {bs1 or 0:.2f} ms" + (
-            f" (TF Serving scheduling: {tf_p50:.2f} ms)" if tf_p50 is not None else ""
+        g.detail = (
+            f"{p50 or 0:.2f} - {bs1 or 0:.2f} ms"
+            + _rule(limit1)
+            + (f" (TF Serving scheduling: {tf_p50:.2f} ms)" if tf_p50 is not None else "")
         )
         floor_p50 = pt(f"floor.{proto}.c{low}", "p50_ms")
         if floor_p50 is not None:  # what the transport alone costs at c1, measured in the same run

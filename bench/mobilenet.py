@@ -15,7 +15,7 @@ Child-process entry points (TensorFlow stays out of the bench process, whose PSS
 
     python -m bench.mobilenet keras FILE.keras         # the Keras model export publish takes
     python -m bench.mobilenet build OUT_DIR            # OUT_DIR (a version folder) written by one rename
-    python -m bench.mobilenet inprocess MODEL_DIR SECONDS BATCH[,BATCH...]   # JSON on stdout
+    python -m bench.mobilenet inprocess MODEL_DIR SECONDS BATCH[,BATCH...] [INTRA_OP CALLERS]  # JSON on stdout
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -94,35 +93,32 @@ def sample_jpegs(data_dir: Path, count: int) -> list[bytes]:
     return out
 
 
-def inprocess(model_dir: Path, seconds: float, batches: tuple[int, ...]) -> dict[str, Any]:
+def inprocess(
+    model_dir: Path, seconds: float, batches: tuple[int, ...], intra_op: int = 0, callers: int = 1
+) -> dict[str, Any]:
     """images/s, ms per call and CPU ms per image (every thread of the process) at each batch through the C++
     session the modelserver runs (``modelserver.runtime``: TensorFlow's loader and ``TF_SessionRun``, GIL
-    released); ``best`` is the batch with the most images/s - the limit any server of this model has on this
-    machine."""
+    released), from ``callers`` threads, the intra-op pool at ``intra_op`` threads (0: TensorFlow's choice;
+    process-wide, so one rule per process); ``best`` is the batch with the most images/s - the limit any
+    server of this model has on this machine under that rule."""
     import numpy as np
 
+    from bench.scenarios.inprocess import timed_calls
     from modelserver.runtime.loader import Loader
     from modelserver.runtime.warmup import WarmupOptions
 
-    servable = Loader("mobilenet", 1, model_dir, WarmupOptions(enabled=False)).load()
+    servable = Loader(
+        "mobilenet", 1, model_dir, WarmupOptions(enabled=False), intra_op_threads=intra_op
+    ).load()
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {}
     for batch in batches:
         image = rng.random((batch, SIDE, SIDE, 3), dtype=np.float32)
         for _ in range(2):  # warm
             servable.run("serving_default", {INPUT: image})
-        calls, started, cpu = 0, time.perf_counter(), time.process_time()
-        while (elapsed := time.perf_counter() - started) < seconds or calls < 2:
-            servable.run("serving_default", {INPUT: image})
-            calls += 1
-        out[f"batch{batch}"] = {
-            "batch": batch,
-            "calls": calls,
-            "seconds": elapsed,
-            "images_per_s": calls * batch / elapsed,
-            "ms_per_call": elapsed / calls * 1000,
-            "cpu_ms_per_image": (time.process_time() - cpu) / (calls * batch) * 1000,  # all threads
-        }
+        out[f"batch{batch}"] = timed_calls(
+            lambda image=image: servable.run("serving_default", {INPUT: image}), batch, seconds, callers
+        )
     Loader.unload(servable)
     best = max((v for v in out.values()), key=lambda v: v["images_per_s"])
     out["best"] = dict(best)
@@ -136,6 +132,7 @@ if __name__ == "__main__":
         build(Path(sys.argv[2]))
     elif sys.argv[1] == "inprocess":
         batches = tuple(int(b) for b in sys.argv[4].split(","))
-        print(json.dumps(inprocess(Path(sys.argv[2]), float(sys.argv[3]), batches)))
+        rule = [int(x) for x in sys.argv[5:7]]  # INTRA_OP CALLERS
+        print(json.dumps(inprocess(Path(sys.argv[2]), float(sys.argv[3]), batches, *rule)))
     else:
         raise SystemExit(f"unknown command {sys.argv[1]!r}: keras, build or inprocess")

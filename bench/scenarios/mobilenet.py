@@ -2,8 +2,11 @@
 serving path - should be what costs. Measured in one run, each figure a ratio against the in-process limit of
 the same run:
 
-- the in-process limit: the C++ session the modelserver runs, batch 1 / 8 / 32 in a child process; the batch
-  with the most images/s is the limit (``mobilenet.inprocess.best``);
+- the in-process limit: the C++ session the modelserver runs, batch 1 / 8 / 32, under two thread rules each in
+  a child process of its own - TensorFlow's default pools from one caller, and the intra-op pool at one thread
+  (what the bench's model servers run, ``--tensorflow_intra_op_parallelism=1``) from one caller per core, as
+  the batch threads call it (``mobilenet.inprocess.intra_op_1``); the batch and rule with the most images/s is
+  the limit (``mobilenet.inprocess.best``);
 - the modelserver (batching on, this model alone) at each of ``mobilenet_concurrencies``: TF Serving gRPC
   Predict (h2load; ``mobilenet.grpc.c<N>``, statuses checked against the server's counters), OIP REST with the
   binary tensor extension (wrk; ``mobilenet.oip.c<N>``) and TF Serving REST JSON (wrk; ``mobilenet.rest.c<N>``),
@@ -42,6 +45,7 @@ from bench.peer_envs import peer_venv, peer_version
 from bench.repo import latest_version, write_models_config
 from bench.scenarios.baselines import PEERS
 from bench.scenarios.gateway import _check
+from bench.scenarios.inprocess import INTRA_OP_RULE, RULES
 from bench.scenarios.modelserver import grpc_point, verify_grpc
 from bench.servers import start_gateway, start_modelserver
 
@@ -179,12 +183,20 @@ def run(ctx: Any) -> None:
     ctx.results["mobilenet"] = {}
     model = _model(ctx)
     batches = ",".join(str(b) for b in INPROCESS_BATCHES)
-    limit = json.loads(_child(ctx, ["inprocess", str(model), str(ctx.settings.inprocess_s), batches], 900))
+    args = ["inprocess", str(model), str(ctx.settings.inprocess_s), batches]
+    limit = json.loads(_child(ctx, args, 900))
+    pooled = json.loads(_child(ctx, [*args, "1", str(os.cpu_count() or 1)], 900))
+    limit["best"]["rule"], pooled["best"]["rule"] = RULES["default"], RULES[INTRA_OP_RULE]
+    limit[INTRA_OP_RULE] = pooled
+    limit["best"] = max(limit["best"], pooled["best"], key=lambda v: v["images_per_s"])
     ctx.results["mobilenet"]["inprocess"] = limit
-    for key, value in limit.items():
-        ctx.say(
-            f"mobilenet in-process {key}: {value['images_per_s']:.1f} images/s ({value['ms_per_call']:.1f} ms)"
-        )
+    for rule, entry in (("default pools", limit), ("intra-op 1 thread", pooled)):
+        for key, value in entry.items():
+            if key.startswith("batch"):
+                ctx.say(
+                    f"mobilenet in-process {key}, {rule}, {value['callers']} caller(s): "
+                    f"{value['images_per_s']:.1f} images/s ({value['ms_per_call']:.1f} ms)"
+                )
     paths = bodies(picture(ctx.payloads.image), ctx.work / "bodies")
     header = (OIP_HEADER, (ctx.work / "bodies" / "mobilenet.oip.header_length").read_text())
     config = write_models_config(ctx.work / "mobilenet.config", ctx.repo, ["mobilenet"])

@@ -4,6 +4,10 @@ both on the real export's tiny fashion model."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,27 @@ def test_inprocess_measures_each_batch_size(fashion_dir: Path) -> None:
         assert execution["session_over_function"][batch] == pytest.approx(
             execution["session"][batch]["ms_per_call"] / execution["function"][batch]["ms_per_call"]
         )
+
+
+def test_inprocess_under_the_intra_op_rule_runs_in_a_child_with_a_caller_per_core(fashion_dir: Path) -> None:
+    """The second thread rule through the child entry point the bench runs (TensorFlow sizes its intra-op pool
+    once per process): batch 1 from one caller, batch 32 from the callers asked, each counted."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scenarios.inprocess", str(fashion_dir), "0.05", "--intra-op-1", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+        check=True,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(found) == {"batch1", "batch32"}
+    assert (found["batch1"]["callers"], found["batch32"]["callers"]) == (1, 2)
+    assert found["batch32"]["calls"] >= 4  # at least twice from each caller
+    assert found["batch32"]["images_per_s"] == pytest.approx(
+        found["batch32"]["calls"] * 32 / found["batch32"]["seconds"]
+    )
+    assert found["batch32"]["cpu_ms_per_image"] > 0
 
 
 def test_naive_server_answers_like_tf_serving_rest(client: TestClient) -> None:

@@ -158,3 +158,26 @@ def test_goals_without_the_floor_leave_it_out(results: dict[str, Any]) -> None:
     assert goals["grpc_vs_inprocess"].detail == "8000 req/s vs 20000 images/s"
     assert "floor" not in goals["rest_p50_over_inprocess"].detail
     assert goals["grpc_vs_floor"].status == "not measured"
+
+
+def test_the_inprocess_limit_is_the_best_of_both_thread_rules(results: dict[str, Any]) -> None:
+    """The model servers run the intra-op pool at one thread, so the in-process limit is measured under that
+    rule too (one caller per core at batch 32, as the batch threads call it) and the goals take the better
+    of the two rules, naming it when it is not TensorFlow's default."""
+    results["inprocess"]["intra_op_1"] = {
+        "batch1": {"batch": 1, "callers": 1, "images_per_s": 2500.0, "ms_per_call": 0.4},
+        "batch32": {"batch": 32, "callers": 2, "images_per_s": 25000.0, "ms_per_call": 2.56},
+    }
+    goals = by_key(results)
+    limit32, c1 = goals["grpc_vs_inprocess"], goals["grpc_p50_over_inprocess"]
+    assert limit32.value == pytest.approx(8000 / 25000)
+    assert limit32.detail.startswith("8000 req/s vs 25000 images/s (intra-op pool 1 thread, 2 caller(s));")
+    assert c1.value == pytest.approx(1.0 - 0.4)
+    assert c1.detail.startswith("1.00 - 0.40 ms (intra-op pool 1 thread, 1 caller(s))")
+    # where TensorFlow's default pools do better, they are the limit, and no rule is named
+    results["inprocess"]["intra_op_1"]["batch32"]["images_per_s"] = 15000.0
+    results["inprocess"]["intra_op_1"]["batch1"]["ms_per_call"] = 0.6
+    goals = by_key(results)
+    assert goals["grpc_vs_inprocess"].value == pytest.approx(8000 / 20000)
+    assert goals["grpc_vs_inprocess"].detail.startswith("8000 req/s vs 20000 images/s;")
+    assert goals["grpc_p50_over_inprocess"].value == pytest.approx(1.0 - 0.5)

@@ -16,6 +16,7 @@ from bench.report import (
     README_END,
     README_START,
     mobilenet_png,
+    mobilenet_section,
     render_markdown,
     render_mobilenet_plot,
     update_readme,
@@ -81,6 +82,35 @@ def test_goals_name_the_cpu_each_request_costs_and_what_the_cores_allow(
     )
     del points["mobilenet.grpc.c16"]["wall_s"]  # a results file from before the figures: none shown
     assert "CPU per request" not in by_key(mobilenet_results)["mobilenet_grpc_vs_inprocess"].detail
+
+
+def test_the_limit_is_the_best_thread_rule_and_the_section_shows_both(
+    mobilenet_results: dict[str, Any],
+) -> None:
+    """The model servers run the intra-op pool at one thread; the limit measured under that rule (one caller
+    per core) is the best here, so the goals divide by it and name it, and the section shows both rules."""
+    pooled = {
+        "batch": 8,
+        "callers": 2,
+        "images_per_s": 125.0,
+        "ms_per_call": 128.0,
+        "calls": 10,
+        "seconds": 5.0,
+    }
+    inprocess = mobilenet_results["mobilenet"]["inprocess"]
+    inprocess["intra_op_1"] = {"batch8": pooled, "best": pooled}
+    inprocess["best"] = {**pooled, "rule": "intra-op pool 1 thread"}
+    grpc = by_key(mobilenet_results)["mobilenet_grpc_vs_inprocess"]
+    assert (grpc.status, grpc.value) == ("missed", pytest.approx(95 / 125))
+    assert grpc.detail.startswith(
+        "95.0 req/s vs 125.0 images/s (batch 8) (intra-op pool 1 thread, 2 caller(s))"
+    )
+    section = "\n".join(mobilenet_section(mobilenet_results, "latest.png"))
+    assert "TensorFlow's default pools from 1 caller: batch 8 100.0 images/s (80.0 ms/call)" in section
+    assert (
+        "the intra-op pool at 1 thread (what the model servers here run) from 2 callers: batch 8 125.0"
+        in section
+    )
 
 
 def test_goals_without_the_scenario_are_not_measured(results: dict[str, Any]) -> None:

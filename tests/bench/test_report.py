@@ -111,3 +111,22 @@ def test_markdown_shows_the_newest_monitoring_ab_of_each_kind(
     assert "## Monitoring cost" not in render_markdown(
         results, evaluate(results), "latest.png", tmp_path / "x"
     )
+
+
+def test_markdown_shows_the_inprocess_limit_under_both_thread_rules(results: dict[str, Any]) -> None:
+    results["inprocess"]["intra_op_1"] = {
+        "batch1": {
+            "batch": 1,
+            "callers": 1,
+            "images_per_s": 2500.0,
+            "ms_per_call": 0.4,
+            "cpu_ms_per_image": 0.6,
+        },
+        "batch32": {"batch": 32, "callers": 2, "images_per_s": 25000.0, "ms_per_call": 2.56},
+    }
+    text = render_markdown(results, evaluate(results), "latest.png")
+    assert "| TensorFlow's default pools (ConcreteFunction) | 32 | 1 | 20000 | 1.600 | - |" in text
+    assert "| intra-op pool 1 thread (C++ session) | 1 | 1 | 2500 | 0.400 | 0.600 |" in text
+    assert "| intra-op pool 1 thread (C++ session) | 32 | 2 | 25000 | 2.560 | - |" in text
+    # the served points' ratio is to the best limit: gRPC c64 8000 req/s over 25000 images/s
+    assert "| modelserver gRPC, batching on | 64 | 8000 | 7.50 |" in text and "400x | 0.32x |" in text
