@@ -54,7 +54,13 @@ _GRPC = (
     "unary-unary without the admission's message deadline, loop 438-515 vs 476-484 us; no interceptor at "
     "all, 532-556 vs 591-672 us - within the noise, so both hardening steps of issue 25 stay. The figures "
     "column gives the arithmetic of each run: our CPU per request, the floor's per reply and the model's "
-    "per image at batch 32 in process, and what 2 cores allow a server that paid only floor + model."
+    "per image at batch 32 in process, and what 2 cores allow a server that paid only floor + model. "
+    "Since 2026-12-07 the model servers run TensorFlow's intra-op pool at 1 thread and the in-process "
+    "limit is the best of two rules (bench/scenarios/inprocess.py): with that pool, two callers at batch "
+    "32 give 14,048-14,364 images/s against one caller's 11,575-11,779 on TensorFlow's default pools, so "
+    "the target of 0.35x became ~5,000 req/s - 97% of the grpc.aio floor in the run of 2026-12-07 04:00 "
+    "(5,192 req/s on a shared machine). gRPC c64 itself did not move with the pool (1,420 req/s in that "
+    "run against 1,523 in the one before, CPU per request 924 vs 967 us): the event loop is the bottleneck."
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
@@ -94,8 +100,12 @@ _REST_P50 = (
     "the same hops and the reply's JSON. Measured on 2026-12-07 (bench/README.md, gRPC levers): with "
     "TensorFlow's intra-op pool at 1 thread the batch-1 call runs on the batch thread itself, and gRPC p50 "
     "at c1 fell from 2.07-2.24 to 1.38-1.44 ms (CPU per request 2.6 -> 1.6 ms) - the handoff to a 2-thread "
-    "pool on 2 shared cores costs more than the parallelism gives a 28x28 image; not yet the bench's "
-    "setting, since the in-process call it is compared with runs on TensorFlow's default pools."
+    "pool on 2 shared cores costs more than the parallelism gives a 28x28 image. Landed the same day: "
+    "the model servers run `--tensorflow_intra_op_parallelism=1`, and the in-process batch-1 call is "
+    "measured under that rule too (0.41-0.43 ms against 0.81-0.87 ms on the default pools: the best of "
+    "the two is the baseline). In the full run of 2026-12-07 04:00 gRPC p50 c1 was 1.19 ms (2.20 ms the "
+    "run before) and REST 1.32 ms (2.15): 0.75 and 0.89 ms over the call, where grpc.aio's canned reply "
+    "alone takes 0.41 ms at c1."
 )
 _GATEWAY = (
     "Built for issue 14 (2026-12-01), each lever an interleaved A/B (gateway + model server stacks, "
@@ -199,8 +209,12 @@ _MOBILENET = (
     "TensorFlow's allocator kept from the largest batches (up to 64 images). The strongest lever measured "
     "since (2026-12-07, bench/README.md): TensorFlow's intra-op pool at 1 thread, so each of the two batch "
     "threads runs its batch itself - gRPC c16 98.7-112.7 vs 71.3-96.2 req/s, CPU per request 16.6-19.1 vs "
-    "19.3-26.0 ms, c1 p50 19.4-19.8 vs 23.3-23.5 ms; not yet the bench's setting, because the in-process "
-    "limit runs with TensorFlow's default pools and both sides should follow one rule."
+    "19.3-26.0 ms, c1 p50 19.4-19.8 vs 23.3-23.5 ms. Landed the same day, with the in-process limit on "
+    "the same rule: two callers each running its own batch on one intra-op thread are the limit (109.1 "
+    "images/s at batch 1 in the run of 2026-12-07 04:00, against 88.8 for one caller at batch 8 on the "
+    "default pools), so served throughput rose (gRPC c16 93.2 req/s, 73.5 the run before; gateway JPEG "
+    "81.0, 53.1) and so did the limit: 0.854x and 0.742x of it, where the CPU arithmetic of the figures "
+    "column allows 0.92x and 0.77x."
 )
 FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,
