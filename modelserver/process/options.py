@@ -67,7 +67,8 @@ class ServerOptions(BaseSettings):
     rest_api_enable_cors_support: bool = False
     saved_model_tags: str = "serve"
     tensorflow_intra_op_parallelism: int = Field(0, ge=0)
-    tensorflow_inter_op_parallelism: int = Field(0, ge=0)
+    # negative: every op in the caller's thread (TensorFlow's ConfigProto), as TF Serving passes it through
+    tensorflow_inter_op_parallelism: int = Field(0, ge=-(2**31), le=2**31 - 1)
     tensorflow_session_parallelism: int = Field(0, ge=0)
     total_model_memory_limit_bytes: int = Field(0, ge=0)
     aspired_version_policy: PolicyName = "availability_preserving"
@@ -142,6 +143,15 @@ class ServerOptions(BaseSettings):
             raise ConfigError("--model_control_token must be at least 16 characters (openssl rand -hex 24)")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ConfigError(f"--rest_api_port ({self.rest_api_port}) must be different from --port")
+        if (
+            self.tensorflow_intra_op_parallelism > 0
+            and self.tensorflow_inter_op_parallelism > 0
+            and self.tensorflow_session_parallelism > 0
+        ):  # TF Serving's server.cc refuses the same
+            raise ConfigError(
+                "Either configure --tensorflow_session_parallelism or (--tensorflow_intra_op_parallelism, "
+                "--tensorflow_inter_op_parallelism) separately. You cannot configure all."
+            )
         parse_channel_arguments(self.grpc_channel_arguments)
         if self.workers > 1 and self.grpc_socket_path:
             raise ConfigError(

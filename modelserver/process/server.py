@@ -111,16 +111,15 @@ class ModelServer:
             num_request_iterations=o.num_request_iterations_for_warmup,
             method_name_check=o.enable_signature_method_name_check,
         )
-        # TF Serving: --tensorflow_session_parallelism sets both pools unless the specific flags are given.
-        both = o.tensorflow_session_parallelism or self._worker_share_of_cores()
+        intra, inter = self._thread_pools()
         return Loader(
             name,
             version,
             path,
             warmup,
             o.tags,
-            intra_op_threads=o.tensorflow_intra_op_parallelism or both,
-            inter_op_threads=o.tensorflow_inter_op_parallelism or both,
+            intra_op_threads=intra,
+            inter_op_threads=inter,
             session_config=self.session_config,
             keep_meta_graph=not o.remove_unused_fields_from_bundle_metagraph,
             release_pages=o.flush_filesystem_caches,
@@ -130,6 +129,17 @@ class ModelServer:
             max_load_retries=o.max_num_load_retries,
             load_retry_interval_s=max(0, o.load_retry_interval_micros) / 1e6,
         )
+
+    def _thread_pools(self) -> tuple[int, int]:
+        """(intra-op, inter-op) pool sizes, by TF Serving's rule (server.cc): when either specific flag is
+        above 0 both specific flags are used as given (0: TensorFlow's choice; a negative inter-op size: the
+        caller's thread), else --tensorflow_session_parallelism sets both. A size left at 0 becomes this
+        worker's share of the cores when there are several workers (--num_workers, ours)."""
+        o, share = self.options, self._worker_share_of_cores()
+        if o.tensorflow_intra_op_parallelism > 0 or o.tensorflow_inter_op_parallelism > 0:
+            return o.tensorflow_intra_op_parallelism or share, o.tensorflow_inter_op_parallelism or share
+        both = o.tensorflow_session_parallelism or share
+        return both, both
 
     def _worker_share_of_cores(self) -> int:
         """0 (TensorFlow's choice: every core) for one process; with N workers each gets its share of the

@@ -79,12 +79,21 @@ TFS_FLAGS: dict[str, TfsFlag] = {
         "that only loading used are released (guard.pages); TF Serving flushes its file systems' caches at "
         "those moments (a no-op for local paths)",
     ),
-    "tensorflow_session_parallelism": TfsFlag("implemented"),
-    "tensorflow_session_config_file": TfsFlag(
-        "implemented", "a text ConfigProto; the parallelism flags override its thread-pool sizes"
+    "tensorflow_session_parallelism": TfsFlag(
+        "implemented",
+        "both pools, unless the intra-op or inter-op flag is above 0 (then both of those, as given)",
     ),
-    "tensorflow_intra_op_parallelism": TfsFlag("implemented"),
-    "tensorflow_inter_op_parallelism": TfsFlag("implemented"),
+    "tensorflow_session_config_file": TfsFlag(
+        "implemented",
+        "a text ConfigProto; its thread-pool sizes are always replaced by the parallelism flags' (0: "
+        "TensorFlow's choice), as TF Serving's server.cc does",
+    ),
+    "tensorflow_intra_op_parallelism": TfsFlag(
+        "implemented", "with the other two all above 0: refused at start, as in TF Serving"
+    ),
+    "tensorflow_inter_op_parallelism": TfsFlag(
+        "implemented", "negative (with the intra-op flag above 0): every op in the caller's thread"
+    ),
     "use_alts_credentials": _refused("ALTS (Google Cloud's mutual authentication) is not available", *_FALSE),
     "ssl_config_file": TfsFlag(
         "implemented",

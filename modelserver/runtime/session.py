@@ -261,13 +261,11 @@ def _to_numpy(lib: ctypes.CDLL, tensor: int) -> np.ndarray:
 
 
 def _config_proto(intra_op: int, inter_op: int) -> bytes:
-    """A serialized ConfigProto with the thread-pool sizes (fields 2 and 5; 0 = TensorFlow's choice)."""
-    proto = b""
-    if intra_op > 0:
-        proto += b"\x10" + _varint(intra_op)
-    if inter_op > 0:
-        proto += b"\x28" + _varint(inter_op)
-    return proto
+    """A serialized ConfigProto with the thread-pool sizes (fields 2 and 5; 0 = TensorFlow's choice; a
+    negative inter-op size runs every op in the caller's thread). Both are written even when 0: merged after
+    a --tensorflow_session_config_file, they replace its sizes, as TF Serving's server.cc sets them on every
+    session config whatever the file says."""
+    return b"\x10" + _varint(intra_op) + b"\x28" + _varint(inter_op)
 
 
 class Session:
@@ -425,6 +423,8 @@ class Session:
 
 
 def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint; a negative int32/int64 as its 64-bit two's complement (10 bytes)."""
+    value &= (1 << 64) - 1
     out = bytearray()
     while True:
         byte = value & 0x7F

@@ -329,3 +329,33 @@ def test_per_model_batching_parameters(tiny: dict[str, Path], tmp_path: Path) ->
         Loader("m", 1, version, off, per_model_batching=True).load()
     with pytest.raises(ConfigError, match="requires --enable_batching"):
         parse_flags(["--model_base_path=/m", "--enable_per_model_batching_parameters"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "pools"),
+    [
+        ([], (0, 0)),  # TensorFlow's choice
+        (["--tensorflow_session_parallelism=4"], (4, 4)),
+        (["--tensorflow_intra_op_parallelism=1"], (1, 0)),  # the other stays TensorFlow's choice
+        (["--tensorflow_intra_op_parallelism=1", "--tensorflow_session_parallelism=4"], (1, 0)),
+        (["--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=-1"], (1, -1)),
+        # server.cc reads the specific flags only when one is above 0: a negative inter-op size alone is not
+        (["--tensorflow_inter_op_parallelism=-1", "--tensorflow_session_parallelism=2"], (2, 2)),
+    ],
+)
+def test_thread_pool_flags_follow_tf_servings_rule(flags: list[str], pools: tuple[int, int]) -> None:
+    from modelserver.process.server import ModelServer
+
+    assert ModelServer(parse_flags(["--model_base_path=/m", *flags]))._thread_pools() == pools
+
+
+def test_all_three_thread_pool_flags_are_refused_as_tf_serving_refuses_them() -> None:
+    with pytest.raises(ConfigError, match="You cannot configure all"):
+        parse_flags(
+            [
+                "--model_base_path=/m",
+                "--tensorflow_intra_op_parallelism=1",
+                "--tensorflow_inter_op_parallelism=1",
+                "--tensorflow_session_parallelism=1",
+            ]
+        )

@@ -191,3 +191,29 @@ def test_lower_ranks_are_left_to_the_graph_as_tf_serving_does() -> None:
     check_inputs(
         "serving_default", signature, {"x": np.zeros(3, np.float32), "y": np.zeros((2, 2), np.float32)}
     )
+
+
+def test_thread_pool_sizes_replace_the_session_config_files_and_a_negative_inter_op_runs_in_the_caller(
+    tiny: dict[str, Path],
+) -> None:
+    """TF Serving's server.cc sets both pool sizes on every session config, whatever a
+    --tensorflow_session_config_file says (0: TensorFlow's choice); a negative inter-op size is TensorFlow's
+    "every op in the caller's thread", and the C++ loader loads and runs a model with it."""
+    from modelserver.runtime.session import _config_proto
+    from tfs_protos.tensorflow.core.protobuf import config_pb2
+
+    from_file = config_pb2.ConfigProto(
+        intra_op_parallelism_threads=2, inter_op_parallelism_threads=3, allow_soft_placement=True
+    ).SerializeToString()
+    merged = config_pb2.ConfigProto.FromString(from_file + _config_proto(0, 0))
+    assert (merged.intra_op_parallelism_threads, merged.inter_op_parallelism_threads) == (0, 0)
+    assert merged.allow_soft_placement  # the rest of the file stays
+    caller = config_pb2.ConfigProto.FromString(_config_proto(1, -1))
+    assert (caller.intra_op_parallelism_threads, caller.inter_op_parallelism_threads) == (1, -1)
+
+    servable = Loader(
+        "half", 1, tiny["half_plus_two"], WarmupOptions(), intra_op_threads=1, inter_op_threads=-1
+    ).load()
+    outputs = servable.run("", {"x": np.array([2.0, 4.0], np.float32)})
+    np.testing.assert_array_equal(outputs["y"], [3.0, 4.0])
+    Loader.unload(servable)
