@@ -58,9 +58,9 @@ _GRPC = (
     "Since 2026-12-07 the model servers run TensorFlow's intra-op pool at 1 thread and the in-process "
     "limit is the best of two rules (bench/scenarios/inprocess.py): with that pool, two callers at batch "
     "32 give 14,048-14,364 images/s against one caller's 11,575-11,779 on TensorFlow's default pools, so "
-    "the target of 0.35x became 4,250-5,030 req/s - 97-105% of the grpc.aio floor in the three full runs "
+    "the target of 0.35x became 4,250-5,740 req/s - 97-136% of the grpc.aio floor in the four full runs "
     "of 2026-12-07 since (4,048-5,192 req/s on a shared machine). gRPC c64 itself did not move with the "
-    "pool (1,376-1,450 req/s in those runs against 1,523 in the one before, CPU per request 915-965 vs "
+    "pool (1,376-1,556 req/s in those runs against 1,523 in the one before, CPU per request 873-965 vs "
     "967 us): the event loop is the bottleneck."
 )
 _REST = (
@@ -104,8 +104,8 @@ _REST_P50 = (
     "pool on 2 shared cores costs more than the parallelism gives a 28x28 image. Landed the same day: "
     "the model servers run `--tensorflow_intra_op_parallelism=1`, and the in-process batch-1 call is "
     "measured under that rule too (0.41-0.43 ms against 0.81-0.87 ms on the default pools: the best of "
-    "the two is the baseline). In the three full runs since, gRPC p50 c1 was 1.03-1.45 ms (2.20 ms the "
-    "run before) and REST 1.25-1.75 ms (2.15): 0.54-0.97 and 0.76-1.27 ms over the call, where grpc.aio's "
+    "the two is the baseline). In the four full runs since, gRPC p50 c1 was 1.03-1.52 ms (2.20 ms the "
+    "run before) and REST 1.25-1.75 ms (2.15): 0.54-1.13 and 0.76-1.27 ms over the call, where grpc.aio's "
     "canned reply alone takes 0.41-0.47 ms at c1."
 )
 _GATEWAY = (
@@ -213,10 +213,10 @@ _MOBILENET = (
     "19.3-26.0 ms, c1 p50 19.4-19.8 vs 23.3-23.5 ms. Landed the same day, with the in-process limit on "
     "the same rule: two callers each running its own batch on one intra-op thread are the limit (109.1 "
     "images/s at batch 1 in the run of 2026-12-07 04:00, against 88.8 for one caller at batch 8 on the "
-    "default pools), so served throughput rose (gRPC c16 87.7-99.8 req/s in the three full runs since, "
-    "73.5 the run before; gateway JPEG 78.6-84.7, 53.1) and so did the limit (109.1-123.5 images/s): "
-    "0.71-0.85x and 0.64-0.74x of it, where the CPU arithmetic of the figures column allows 0.76-0.92x "
-    "and 0.66-0.77x - the model server's CPU per request stays 2-5 ms above the model's own per image."
+    "default pools), so served throughput rose (gRPC c16 87.7-99.8 req/s in the four full runs since, "
+    "73.5 the run before; gateway JPEG 77.8-84.7, 53.1) and so did the limit (109.1-130.5 images/s): "
+    "0.71-0.85x and 0.60-0.74x of it, where the CPU arithmetic of the figures column allows 0.76-0.92x "
+    "and 0.62-0.77x - the model server's CPU per request stays 2-5 ms above the model's own per image."
 )
 FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,
