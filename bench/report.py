@@ -16,7 +16,7 @@ from typing import Any
 from bench.findings import FINDINGS
 from bench.goals import PEERS, Goal, evaluate
 from bench.monitoring_cost import monitoring_cost_section
-from bench.scenarios.inprocess import INTRA_OP_RULE
+from bench.scenarios.inprocess import INTRA_OP_RULE, rule_entries
 from bench.scenarios.inprocess import best as inprocess_best
 from bench.settings import SCENARIOS
 from devtools.files import write_atomic
@@ -295,18 +295,16 @@ def render_markdown(
         "| thread rule | batch | callers | images/s | ms per call | CPU ms per image |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for rule, entry in (
-        ("TensorFlow's default pools (ConcreteFunction)", inproc),
-        (
-            "intra-op pool 1 thread (C++ session)",
-            inproc.get(INTRA_OP_RULE, {}),
-        ),
-    ):
+    labels = {
+        "default": "TensorFlow's default pools (ConcreteFunction)",
+        INTRA_OP_RULE: "intra-op pool 1 thread (C++ session)",
+    }
+    for rule, entry in rule_entries(inproc):
         for key, value in entry.items():
             if key.startswith("batch"):
                 cpu = value.get("cpu_ms_per_image")
                 lines.append(
-                    f"| {rule} | {value['batch']} | {value.get('callers', 1)} | {value['images_per_s']:.0f} | "
+                    f"| {labels[rule]} | {value['batch']} | {value.get('callers', 1)} | {value['images_per_s']:.0f} | "
                     f"{value['ms_per_call']:.3f} | {'-' if cpu is None else f'{cpu:.3f}'} |"
                 )
     execution = inproc.get("execution")

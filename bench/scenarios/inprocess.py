@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.servers import INTRA_OP_THREADS
+
 __all__ = [
     "INTRA_OP_RULE",
     "RULES",
@@ -40,6 +42,7 @@ __all__ = [
     "execution_paths",
     "measure",
     "measure_intra_op",
+    "rule_entries",
     "run",
     "timed_calls",
 ]
@@ -79,15 +82,17 @@ def timed_calls(call: Callable[[], object], batch: int, seconds: float, callers:
     }
 
 
+def rule_entries(inprocess: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Each thread rule's measurements (``batch<N>`` keys) in an ``inprocess`` result: the default rule's are
+    its own keys, the intra-op rule's under ``intra_op_1`` (empty in results from before the second rule)."""
+    return (("default", inprocess), (INTRA_OP_RULE, inprocess.get(INTRA_OP_RULE, {})))
+
+
 def best(inprocess: dict[str, Any], batch: int) -> dict[str, Any]:
     """The limit at ``batch`` over the rules measured (empty when none was): the most images/s, and at batch 1
     the least ms per call; ``rule`` names the rule it came from."""
     key = f"batch{batch}"
-    found = [
-        {**entry[key], "rule": RULES[rule]}
-        for rule, entry in (("default", inprocess), (INTRA_OP_RULE, inprocess.get(INTRA_OP_RULE, {})))
-        if key in entry
-    ]
+    found = [{**entry[key], "rule": RULES[rule]} for rule, entry in rule_entries(inprocess) if key in entry]
     if not found:
         return {}
     if batch == 1:
@@ -121,7 +126,9 @@ def measure_intra_op(model_dir: Path, seconds: float, callers: int) -> dict[str,
     from modelserver.runtime.loader import Loader
     from modelserver.runtime.warmup import WarmupOptions
 
-    servable = Loader("fashion", 1, model_dir, WarmupOptions(enabled=False), intra_op_threads=1).load()
+    servable = Loader(
+        "fashion", 1, model_dir, WarmupOptions(enabled=False), intra_op_threads=INTRA_OP_THREADS
+    ).load()
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {}
     for batch, threads in ((1, 1), (32, callers)):

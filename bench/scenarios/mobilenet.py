@@ -47,7 +47,7 @@ from bench.scenarios.baselines import PEERS
 from bench.scenarios.gateway import _check
 from bench.scenarios.inprocess import INTRA_OP_RULE, RULES
 from bench.scenarios.modelserver import grpc_point, verify_grpc
-from bench.servers import start_gateway, start_modelserver
+from bench.servers import INTRA_OP_THREADS, start_gateway, start_modelserver
 
 __all__ = ["INPROCESS_BATCHES", "bodies", "picture", "run", "run_peer"]
 
@@ -185,7 +185,7 @@ def run(ctx: Any) -> None:
     batches = ",".join(str(b) for b in INPROCESS_BATCHES)
     args = ["inprocess", str(model), str(ctx.settings.inprocess_s), batches]
     limit = json.loads(_child(ctx, args, 900))
-    pooled = json.loads(_child(ctx, [*args, "1", str(os.cpu_count() or 1)], 900))
+    pooled = json.loads(_child(ctx, [*args, str(INTRA_OP_THREADS), str(os.cpu_count() or 1)], 900))
     limit["best"]["rule"], pooled["best"]["rule"] = RULES["default"], RULES[INTRA_OP_RULE]
     limit[INTRA_OP_RULE] = pooled
     limit["best"] = max(limit["best"], pooled["best"], key=lambda v: v["images_per_s"])
