@@ -5,13 +5,19 @@ is covered end to end in test_rest.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import json
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from modelserver.protocols.tfs.rest import create_rest_app
+from tfs_protos.tensorflow.core.framework import types_pb2
 
 
 class _NoModels:
@@ -148,3 +154,52 @@ def test_streamed_body_over_the_limit_is_413() -> None:
             return await client.post("/v1/models/m:predict", content=body())
 
     assert asyncio.run(go()).status_code == 413
+
+
+class _OneModel:
+    """A data plane with one float input ``x``: ``run`` records which of the request's row lists (the parsed
+    JSON) are still alive while the model runs, and answers the input back."""
+
+    def __init__(self, rows: list[list[float]]) -> None:
+        self.rows = rows
+        self.alive_during_run: int | None = None
+
+    @contextlib.asynccontextmanager
+    async def prediction(self, spec: Any) -> AsyncIterator[Any]:
+        plane = self
+
+        class Prediction:
+            def __init__(self) -> None:
+                self.input_dtypes = {"x": types_pb2.DT_FLOAT}
+
+            async def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                plane.alive_during_run = sum(  # equal to a row, but not the test's own row object
+                    1
+                    for obj in gc.get_objects()
+                    if type(obj) is list
+                    and len(obj) == len(plane.rows)
+                    and obj in plane.rows
+                    and not any(obj is row for row in plane.rows)
+                )
+                return {"y": inputs["x"]}
+
+        yield Prediction()
+
+
+def test_the_parsed_json_is_released_before_the_model_runs() -> None:
+    """A REST predict's parsed body (one Python list per row of an image, all tracked by the cyclic GC) is
+    gone before the model runs: every request in flight held them across the run, and at c64 the GC walked
+    them all on the event loop, ~80 us per request. The tensor built from them is what the model gets."""
+    rows = [[1000.5 + r + c / 100 for c in range(28)] for r in range(28)]  # values no other list holds
+    plane = _OneModel(rows)
+    app = create_rest_app(plane)  # type: ignore[arg-type]
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return await client.post("/v1/models/m:predict", content=json.dumps({"instances": [rows]}))
+
+    reply = asyncio.run(go())
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["predictions"][0], rows, rtol=1e-6)
+    assert plane.alive_during_run == 0

@@ -18,6 +18,7 @@ one-line message - never a traceback. Request bodies may be gzip-encoded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -247,7 +248,12 @@ class RestApi:
             # one version from the signature's dtypes to the outputs: a hot swap cannot come in between
             async with self._dataplane.prediction(spec) as prediction:
                 dtypes = prediction.input_dtypes
-                fmt, inputs = await offload(lambda: parsed.tensors(dtypes, parsed.signature_name), len(body))
+                convert = functools.partial(parsed.tensors, dtypes, parsed.signature_name)
+                fmt, inputs = await offload(convert, len(body))
+                # The parsed body's lists (an image is one per pixel row) go before the model runs: kept
+                # across the await, every request in flight holds them and the cyclic GC walks them all,
+                # on the event loop (measured at c64: ~80 us of GC per request; released here: ~0)
+                del parsed, convert
                 outputs = await prediction.run(inputs)
         except InvalidArgument as error:
             # gRPC Predict says 'Serving signature key "X" not found.'; TF Serving's REST handler looks the
