@@ -58,10 +58,11 @@ _GRPC = (
     "Since 2026-12-07 the model servers run TensorFlow's intra-op pool at 1 thread and the in-process "
     "limit is the best of two rules (bench/scenarios/inprocess.py): with that pool, two callers at batch "
     "32 give 14,048-14,364 images/s against one caller's 11,575-11,779 on TensorFlow's default pools, so "
-    "the target of 0.35x became 4,250-5,740 req/s - 97-136% of the grpc.aio floor in the four full runs "
-    "of 2026-12-07 since (4,048-5,192 req/s on a shared machine). gRPC c64 itself did not move with the "
-    "pool (1,376-1,556 req/s in those runs against 1,523 in the one before, CPU per request 873-965 vs "
-    "967 us): the event loop is the bottleneck."
+    "the target of 0.35x became 3,473-5,985 req/s - 91-136% of the grpc.aio floor in the six full runs "
+    "of 2026-12-07 since (the floor itself 3,825-5,783 req/s on a shared machine). gRPC c64 itself did not "
+    "move with the pool (1,276-1,762 req/s in those runs against 1,523 in the one before, CPU per request "
+    "738-1,043 vs 967 us): the event loop is the bottleneck. uvloop under both servers was measured as a "
+    "lever the same day and gave nothing (bench/README.md): grpc.aio's per-call work is the same on it."
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
@@ -82,7 +83,14 @@ _REST = (
     "c64 1.42x (batching on, 8 rounds, 1.23-1.60x, load 5-6), 1.57x (6 rounds, 0.39-2.60x, load 8-10), "
     "1.42x (6 rounds, 1.10-1.79x, load 4-8) and 1.31x (batching off, 6 rounds, 1.01-1.50x) the req/s of "
     "one. One REST worker used 0.60-1.07 cores with batching on (1.44-1.68 off), two 1.02-1.70 "
-    "(1.72-2.23 off): REST is limited by its one event loop, so a second loop turns idle CPU into answers."
+    "(1.72-2.23 off): REST is limited by its one event loop, so a second loop turns idle CPU into answers. "
+    "2026-12-07: the cyclic GC came back by another door. The parsed body (one Python list per image row, "
+    "~840 GC-tracked lists for a fashion image) was held across the model's await, so at c64 every request "
+    "in flight kept its lists alive and the GC walked them on the event loop: a `gc.callbacks` hook counted "
+    "242 gen0 and 22 gen1 collections in ~9,100 requests, 84 us per request. `RestApi._predict` now drops "
+    "it once the tensors are built (a test checks no row list is alive while the model runs): REST c64 "
+    "1.12-1.29x the req/s in 3 interleaved rounds, CPU per request 669-568 vs 742-691 us; the next full run "
+    "gave 1,903 req/s at c64 (989-1,001 in the two runs before, on a busier machine), 4.26x BentoML."
 )
 _REST_P50 = (
     "A lone request no longer waits for company: with `--batching_dispatch_when_idle` (default) the "
@@ -104,9 +112,9 @@ _REST_P50 = (
     "pool on 2 shared cores costs more than the parallelism gives a 28x28 image. Landed the same day: "
     "the model servers run `--tensorflow_intra_op_parallelism=1`, and the in-process batch-1 call is "
     "measured under that rule too (0.41-0.43 ms against 0.81-0.87 ms on the default pools: the best of "
-    "the two is the baseline). In the four full runs since, gRPC p50 c1 was 1.03-1.52 ms (2.20 ms the "
-    "run before) and REST 1.25-1.75 ms (2.15): 0.54-1.13 and 0.76-1.27 ms over the call, where grpc.aio's "
-    "canned reply alone takes 0.41-0.47 ms at c1."
+    "the two is the baseline). In the six full runs since, gRPC p50 c1 was 1.02-1.52 ms (2.20 ms the "
+    "run before) and REST 1.07-1.75 ms (2.15): 0.54-1.13 and 0.72-1.27 ms over the call, where grpc.aio's "
+    "canned reply alone takes 0.34-0.47 ms at c1."
 )
 _GATEWAY = (
     "Built for issue 14 (2026-12-01), each lever an interleaved A/B (gateway + model server stacks, "

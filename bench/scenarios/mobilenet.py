@@ -80,7 +80,9 @@ def _model(ctx: Any) -> Path:
     target = ctx.repo / "mobilenet" / str(published or 1)
     if published is not None:
         shutil.copytree(models_dir / "mobilenet" / str(published), target, symlinks=True)
-        ctx.results["mobilenet"]["source"] = f"published: {models_dir / 'mobilenet' / str(published)}"
+        # as given (``models/...`` by default): the report names the project's folder, not the checkout's path
+        shown = ctx.settings.models_dir / "mobilenet" / str(published)
+        ctx.results["mobilenet"]["source"] = f"published: {shown}"
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         ctx.say("mobilenet: building MobileNetV2 (random weights) into the run's repository")
