@@ -178,6 +178,7 @@ class _OneModel:
                     for obj in gc.get_objects()
                     if type(obj) is list
                     and len(obj) == len(plane.rows)
+                    and all(type(v) is float for v in obj)  # other lists may hold tensors (their own ==)
                     and obj in plane.rows
                     and not any(obj is row for row in plane.rows)
                 )
