@@ -58,11 +58,17 @@ _GRPC = (
     "Since 2026-12-07 the model servers run TensorFlow's intra-op pool at 1 thread and the in-process "
     "limit is the best of two rules (bench/scenarios/inprocess.py): with that pool, two callers at batch "
     "32 give 14,048-14,364 images/s against one caller's 11,575-11,779 on TensorFlow's default pools, so "
-    "the target of 0.35x became 3,473-5,985 req/s - 91-136% of the grpc.aio floor in the six full runs "
-    "of 2026-12-07 since (the floor itself 3,825-5,783 req/s on a shared machine). gRPC c64 itself did not "
-    "move with the pool (1,276-1,762 req/s in those runs against 1,523 in the one before, CPU per request "
-    "738-1,043 vs 967 us): the event loop is the bottleneck. uvloop under both servers was measured as a "
+    "the target of 0.35x became 3,473-5,985 req/s - 82-136% of the grpc.aio floor in the seven full runs "
+    "of 2026-12-07 since (the floor itself 3,825-6,623 req/s on a shared machine). gRPC c64 itself did not "
+    "move with the pool (1,276-1,972 req/s in those runs against 1,523 in the one before, CPU per request "
+    "662-1,043 vs 967 us): the event loop is the bottleneck. uvloop under both servers was measured as a "
     "lever the same day and gave nothing (bench/README.md): grpc.aio's per-call work is the same on it."
+)
+_NAIVE = (
+    "The naive baseline moves with the machine more than we do: naive FastAPI + `model.predict` at c64 "
+    "answered nothing within wrk's timeout in the busy runs of 2026-12-07 (6.5-8.6 req/s, every one a "
+    "timeout, which the ratio still counts as its throughput) and 20.6 req/s, all answered, in the quiet "
+    "run of 08:56, where ours did 1,972 (96x). What moves the ratio for us is gRPC c64 itself: "
 )
 _REST = (
     "REST at high concurrency was dominated by Python's cyclic garbage collector while TensorFlow's "
@@ -89,8 +95,9 @@ _REST = (
     "in flight kept its lists alive and the GC walked them on the event loop: a `gc.callbacks` hook counted "
     "242 gen0 and 22 gen1 collections in ~9,100 requests, 84 us per request. `RestApi._predict` now drops "
     "it once the tensors are built (a test checks no row list is alive while the model runs): REST c64 "
-    "1.12-1.29x the req/s in 3 interleaved rounds, CPU per request 669-568 vs 742-691 us; the next full run "
-    "gave 1,903 req/s at c64 (989-1,001 in the two runs before, on a busier machine), 4.26x BentoML."
+    "1.12-1.29x the req/s in 3 interleaved rounds, CPU per request 669-568 vs 742-691 us; the next two full "
+    "runs gave 1,903 and 2,203 req/s at c64 (989-1,001 in the two runs before, on a busier machine), "
+    "4.26x and 4.12x BentoML."
 )
 _REST_P50 = (
     "A lone request no longer waits for company: with `--batching_dispatch_when_idle` (default) the "
@@ -112,8 +119,8 @@ _REST_P50 = (
     "pool on 2 shared cores costs more than the parallelism gives a 28x28 image. Landed the same day: "
     "the model servers run `--tensorflow_intra_op_parallelism=1`, and the in-process batch-1 call is "
     "measured under that rule too (0.41-0.43 ms against 0.81-0.87 ms on the default pools: the best of "
-    "the two is the baseline). In the six full runs since, gRPC p50 c1 was 1.02-1.52 ms (2.20 ms the "
-    "run before) and REST 1.07-1.75 ms (2.15): 0.54-1.13 and 0.72-1.27 ms over the call, where grpc.aio's "
+    "the two is the baseline). In the seven full runs since, gRPC p50 c1 was 1.01-1.52 ms (2.20 ms the "
+    "run before) and REST 1.04-1.75 ms (2.15): 0.54-1.13 and 0.70-1.27 ms over the call, where grpc.aio's "
     "canned reply alone takes 0.34-0.47 ms at c1."
 )
 _GATEWAY = (
@@ -230,7 +237,7 @@ FINDINGS: dict[str, str] = {
     "mobilenet_grpc_vs_inprocess": _MOBILENET,
     "mobilenet_gateway_vs_inprocess": _MOBILENET,
     "grpc_vs_inprocess": _GRPC,
-    "grpc_vs_naive": _GRPC,
+    "grpc_vs_naive": _NAIVE + _GRPC,
     "rest_vs_grpc": _REST,
     "rest_vs_bentoml": _REST,
     "rest_refused": _REST,
