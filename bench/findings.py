@@ -228,9 +228,9 @@ _MOBILENET = (
     "19.3-26.0 ms, c1 p50 19.4-19.8 vs 23.3-23.5 ms. Landed the same day, with the in-process limit on "
     "the same rule: two callers each running its own batch on one intra-op thread are the limit (109.1 "
     "images/s at batch 1 in the run of 2026-12-07 04:00, against 88.8 for one caller at batch 8 on the "
-    "default pools), so served throughput rose (gRPC c16 87.7-99.8 req/s in the four full runs since, "
-    "73.5 the run before; gateway JPEG 77.8-84.7, 53.1) and so did the limit (109.1-130.5 images/s): "
-    "0.71-0.85x and 0.60-0.74x of it, where the CPU arithmetic of the figures column allows 0.76-0.92x "
+    "default pools), so served throughput rose (gRPC c16 87.7-122.8 req/s in the seven full runs since, "
+    "73.5 the run before; gateway JPEG 65.3-99.6, 53.1) and so did the limit (109.1-157.0 images/s): "
+    "0.71-0.87x and 0.58-0.74x of it, where the CPU arithmetic of the figures column allows 0.76-0.92x "
     "and 0.62-0.77x - the model server's CPU per request stays 2-5 ms above the model's own per image."
 )
 FINDINGS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """modelserver.protocols.tfs.rest in process: URL dispatch, CORS headers, the monitoring path and body decoding - the parts
 of the adapter that answer before any model is involved (no data plane is needed; the model-facing behaviour
-is covered end to end in test_rest.py)."""
+is covered end to end in test_rest.py), and what a predict keeps alive while a stand-in model runs."""
 
 from __future__ import annotations
 
@@ -28,10 +28,16 @@ class _NoModels:
 
 
 def _request(
-    method: str, path: str, *, cors: bool = False, max_body_bytes: int = 1 << 20, **kwargs: Any
+    method: str,
+    path: str,
+    *,
+    cors: bool = False,
+    max_body_bytes: int = 1 << 20,
+    dataplane: Any = None,
+    **kwargs: Any,
 ) -> httpx.Response:
     app = create_rest_app(
-        _NoModels(),  # type: ignore[arg-type]
+        dataplane or _NoModels(),
         monitoring_path="/metrics/here",
         enable_cors=cors,
         max_body_bytes=max_body_bytes,
@@ -193,14 +199,9 @@ def test_the_parsed_json_is_released_before_the_model_runs() -> None:
     them all on the event loop, ~80 us per request. The tensor built from them is what the model gets."""
     rows = [[1000.5 + r + c / 100 for c in range(28)] for r in range(28)]  # values no other list holds
     plane = _OneModel(rows)
-    app = create_rest_app(plane)  # type: ignore[arg-type]
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            return await client.post("/v1/models/m:predict", content=json.dumps({"instances": [rows]}))
-
-    reply = asyncio.run(go())
+    reply = _request(
+        "POST", "/v1/models/m:predict", dataplane=plane, content=json.dumps({"instances": [rows]})
+    )
     assert reply.status_code == 200, reply.text
     np.testing.assert_allclose(reply.json()["predictions"][0], rows, rtol=1e-6)
     assert plane.alive_during_run == 0
